@@ -1,0 +1,1 @@
+"""The user verbs: thin functions over :mod:`batchtools.core`, each validating its arguments first."""

@@ -1,0 +1,103 @@
+"""Logs and error messages."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from ..core.registry import Registry, resolve
+
+START = re.compile(r"^### \[bt\]: Starting job \[batchtools job\.id=(\d+)\]$")
+END = "### [bt]: Calculation finished!"
+
+
+def _log_path(reg: Registry, job_id: int):
+    pos = reg.pos(np.array([job_id]))[0]
+    name = reg.status["log_file"].to_numpy()[pos]
+    job_hash = reg.status["job_hash"].to_numpy()[pos]
+    if name is None and job_hash is None:
+        return None
+    return reg.layout.dir("logs") / (name or f"{job_hash}.log")
+
+
+def extract_job_section(lines: list[str], job_id: int) -> list[str]:
+    """The lines of one job in a collection's log (from its start marker to the next)."""
+    start = None
+    for i, line in enumerate(lines):
+        m = START.match(line)
+        if m and int(m.group(1)) == job_id:
+            start = i
+        elif start is not None and (m or line == END):
+            return lines[start:i]
+    return lines[start:] if start is not None else []
+
+
+def get_log(id: int, reg: Registry | None = None) -> list[str]:
+    """The log lines of job ``id`` (its part of the job collection's log)."""
+    reg = resolve(reg)
+    reg.sync()
+    job_id = int(reg.ids(id, arg="id")[0])
+    path = _log_path(reg, job_id)
+    if path is None:
+        raise FileNotFoundError(f"id: job {job_id} was never submitted, so it has no log yet")
+    if not path.exists():
+        raise FileNotFoundError(f"id: the log of job {job_id} ({path}) does not exist (yet); "
+                                "it appears once the job starts")
+    lines = path.read_text(errors="replace").splitlines()
+    return extract_job_section(lines, job_id) or lines
+
+
+def show_log(id: int, reg: Registry | None = None) -> None:
+    """Open the log of job ``id`` in a pager."""
+    import pydoc
+
+    pydoc.pager("\n".join(get_log(id, reg=reg)))
+
+
+def grep_logs(ids=None, pattern: str = "", ignore_case: bool = False, fixed: bool = False,
+              reg: Registry | None = None) -> pd.DataFrame:
+    """Search the logs of ``ids`` (default: all started jobs) for ``pattern`` (a regex,
+    or a literal string with ``fixed=True``). Returns ``job_id`` and matching ``line``."""
+    from .find import find_started
+
+    reg = resolve(reg)
+    if not isinstance(pattern, str) or not pattern:
+        raise ValueError("pattern: a non-empty string is required")
+    sel = find_started(ids, reg=reg)["job_id"].to_numpy()
+    flags = re.IGNORECASE if ignore_case else 0
+    rx = re.compile(re.escape(pattern) if fixed else pattern, flags)
+    cache: dict = {}
+    rows = []
+    for job_id in sel.tolist():
+        path = _log_path(reg, job_id)
+        if path is None or not path.exists():
+            continue
+        if path not in cache:
+            cache[path] = path.read_text(errors="replace").splitlines()
+        for line in extract_job_section(cache[path], job_id):
+            if rx.search(line):
+                rows.append((job_id, line))
+    return pd.DataFrame(rows, columns=["job_id", "line"]).astype({"job_id": np.int64})
+
+
+def get_error_messages(ids=None, missing_as_error: bool = False, reg: Registry | None = None) -> pd.DataFrame:
+    """``job_id``, ``terminated``, ``error`` and ``message`` for jobs that failed (default:
+    all failed jobs). With ``missing_as_error``, jobs without a result count as errors too."""
+    from .find import find_errors
+
+    reg = resolve(reg)
+    reg.sync()
+    sel = find_errors(reg=reg)["job_id"].to_numpy() if ids is None else reg.ids(ids)
+    pos = reg.pos(sel)
+    st = reg.status
+    msg = st["error"].to_numpy()[pos]
+    terminated = st["done"].notna().to_numpy()[pos]
+    error = np.array([m is not None for m in msg], dtype=bool)
+    msg = msg.copy()
+    if missing_as_error:
+        missing = ~terminated
+        msg[missing] = "[not terminated]"
+        error = error | missing
+    return pd.DataFrame({"job_id": sel, "terminated": terminated, "error": error, "message": msg})

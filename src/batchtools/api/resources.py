@@ -1,0 +1,58 @@
+"""Resources: validation and the resource table."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+INNER_BACKENDS = ("loky", "threading", "multiprocessing")
+POSITIVE_INT = ("ncpus", "ntasks", "omp_threads", "blas_threads", "max_concurrent_jobs", "gpus", "memory")
+POSITIVE_NUM = ("walltime",)
+FLAGS = ("measure_memory", "chunks_as_arrayjobs")
+
+
+def check_resources(res: Any, arg: str = "resources") -> dict[str, Any]:
+    """Validate known resources; unknown ones pass through to templates untouched."""
+    if res is None:
+        return {}
+    if not isinstance(res, dict):
+        raise TypeError(f"{arg}: must be a dict like {{'walltime': 3600, 'memory': 1024}}, got {type(res).__name__}")
+    out = dict(res)
+    for key, value in out.items():
+        if not isinstance(key, str):
+            raise TypeError(f"{arg}: names must be strings, got {key!r}")
+        if value is None:
+            continue
+        if key in POSITIVE_INT:
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{arg}: {key} must be a positive integer, got {value!r}")
+            out[key] = int(value)
+        elif key in POSITIVE_NUM:
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not value > 0:
+                raise ValueError(f"{arg}: {key} must be a positive number (seconds), got {value!r}")
+        elif key in FLAGS:
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{arg}: {key} must be True or False, got {value!r}")
+            out[key] = bool(value)
+        elif key == "inner_backend" and value not in INNER_BACKENDS:
+            raise ValueError(f"{arg}: inner_backend must be one of {INNER_BACKENDS}, got {value!r}")
+    return out
+
+
+def resource_id(reg, resources: dict[str, Any]) -> int:
+    """Id of ``resources`` in the resource table, adding it if new (saved by the caller)."""
+    digest = hashlib.md5(pickle.dumps(sorted(resources.items(), key=lambda kv: kv[0]), protocol=4)).hexdigest()
+    table = reg.tables["resources"]
+    hit = table.index[table["resource_hash"] == digest]
+    if len(hit):
+        return int(table.loc[hit[0], "resource_id"])
+    new_id = int(table["resource_id"].max()) + 1 if len(table) else 1
+    row = pd.DataFrame({"resource_id": [new_id], "resource_hash": [digest], "resources": [resources]})
+    row["resources"] = row["resources"].astype(object)
+    reg.tables["resources"] = pd.concat([table, row], ignore_index=True) if len(table) else row
+    reg.mark_dirty("resources")
+    return new_id

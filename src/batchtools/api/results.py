@@ -1,0 +1,140 @@
+"""Loading and reducing results."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from ..core.errors import ResultNotFoundError
+from ..core.registry import Registry, resolve
+from .find import find_done
+
+_RAISE = object()
+
+
+def _read(path: str) -> Any:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while True:
+            b = os.read(fd, 1 << 20)
+            if not b:
+                break
+            chunks.append(b)
+    finally:
+        os.close(fd)
+    return pickle.loads(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+
+
+def _done_mask(reg: Registry, sel: np.ndarray) -> np.ndarray:
+    st = reg.status
+    pos = reg.pos(sel)
+    return st["done"].notna().to_numpy()[pos] & st["error"].isna().to_numpy()[pos]
+
+
+def _results(reg: Registry, sel: np.ndarray, missing_val: Any, fun: Callable | None) -> list:
+    done = _done_mask(reg, sel)
+    if missing_val is _RAISE and not done.all():
+        bad = sel[~done]
+        raise ValueError(
+            f"ids: {bad.size} job(s) have no result (not done or failed), e.g. {bad[:5].tolist()}. "
+            "Pass ids=find_done() or missing_val=None to fill them."
+        )
+    base = str(reg.layout.dir("results")) + os.sep
+    out = []
+    for job_id, ok in zip(sel.tolist(), done.tolist()):
+        if ok:
+            value = _read(f"{base}{job_id}.pkl")
+            if fun is not None:
+                value = fun(value)
+        else:
+            value = missing_val
+        out.append(value)
+    return out
+
+
+def load_result(id: int, reg: Registry | None = None) -> Any:
+    """The result of job ``id``.
+
+    >>> import batchtools as bt
+    >>> reg = bt.make_registry(file_dir=None)
+    >>> reg.cluster_functions = bt.make_cluster_functions_interactive()
+    >>> _ = bt.batch_map(lambda x: x * 2, x=[21]); _ = bt.submit_jobs()
+    >>> bt.load_result(1)
+    42
+    """
+    reg = resolve(reg)
+    reg.sync()
+    sel = reg.ids(id, arg="id")
+    if sel.size != 1:
+        raise ValueError(f"id: expected exactly one job id, got {sel.size}")
+    if not _done_mask(reg, sel)[0]:
+        state = "failed" if reg.status["error"].to_numpy()[reg.pos(sel)][0] is not None else "is not done"
+        raise ResultNotFoundError(f"id: job {int(sel[0])} {state} and has no result; see find_done()")
+    return _read(str(reg.layout.result(int(sel[0]))))
+
+
+def reduce_results_list(ids=None, fun: Callable | None = None, missing_val: Any = _RAISE,
+                        reg: Registry | None = None) -> list:
+    """Results of ``ids`` (default: all done jobs) as a list, ordered by job id;
+    ``fun`` is applied to each. Jobs without a result raise, unless ``missing_val`` is given.
+
+    >>> import batchtools as bt
+    >>> reg = bt.make_registry(file_dir=None)
+    >>> reg.cluster_functions = bt.make_cluster_functions_interactive()
+    >>> _ = bt.batch_map(lambda x: x * 2, x=[1, 2]); _ = bt.submit_jobs()
+    >>> bt.reduce_results_list()
+    [2, 4]
+    """
+    reg = resolve(reg)
+    reg.sync()
+    sel = find_done(reg=reg)["job_id"].to_numpy() if ids is None else reg.ids(ids)
+    return _results(reg, sel, missing_val, fun)
+
+
+def reduce_results(fun: Callable, ids=None, init: Any = _RAISE, reg: Registry | None = None) -> Any:
+    """Fold results with ``fun(aggr, result)``, starting at ``init`` (default: the first result).
+
+    >>> import batchtools as bt
+    >>> reg = bt.make_registry(file_dir=None)
+    >>> reg.cluster_functions = bt.make_cluster_functions_interactive()
+    >>> _ = bt.batch_map(lambda x: x, x=[1, 2, 3]); _ = bt.submit_jobs()
+    >>> bt.reduce_results(lambda a, b: a + b)
+    6
+    """
+    if not callable(fun):
+        raise TypeError(f"fun: must be callable (aggr, result) -> aggr, got {type(fun).__name__}")
+    results = reduce_results_list(ids, reg=reg)
+    if init is _RAISE:
+        if not results:
+            raise ValueError("ids: no results to reduce and no init given")
+        acc, rest = results[0], results[1:]
+    else:
+        acc, rest = init, results
+    for r in rest:
+        acc = fun(acc, r)
+    return acc
+
+
+def reduce_results_dataframe(ids=None, fun: Callable | None = None, missing_val: Any = _RAISE,
+                             reg: Registry | None = None) -> pd.DataFrame:
+    """Results as a DataFrame with ``job_id``: dict results become columns,
+    DataFrame/Series results are stacked, anything else goes into a ``result`` column."""
+    reg = resolve(reg)
+    reg.sync()
+    sel = find_done(reg=reg)["job_id"].to_numpy() if ids is None else reg.ids(ids)
+    results = _results(reg, sel, missing_val, fun)
+    if results and all(isinstance(r, dict) for r in results):
+        out = pd.DataFrame.from_records(results)
+        out.insert(0, "job_id", sel)
+        return out
+    if results and all(isinstance(r, (pd.DataFrame, pd.Series)) for r in results):
+        frames = [(r.to_frame().T if isinstance(r, pd.Series) else r).assign(job_id=i)
+                  for i, r in zip(sel.tolist(), results)]
+        out = pd.concat(frames, ignore_index=True)
+        return out[["job_id"] + [c for c in out.columns if c != "job_id"]]
+    return pd.DataFrame({"job_id": sel, "result": pd.Series(results, dtype=object) if results else []})

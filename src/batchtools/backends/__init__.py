@@ -1,0 +1,1 @@
+"""Cluster functions: one small file per backend, all built on :mod:`.base`."""

@@ -1,0 +1,39 @@
+"""Interactive: run each job collection right away, in this process or a fresh one."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from ..core.files import write_pickle
+from ..jobs.execute import do_job_collection
+from .base import ClusterFunctions, SubmitJobResult, make_cluster_functions
+
+
+def make_cluster_functions_interactive(external: bool = False, write_logs: bool = True) -> ClusterFunctions:
+    """Run jobs as they are submitted; ``submit_jobs`` blocks until they are done.
+
+    ``external=True`` runs each collection in a new interpreter
+    (``python -m batchtools.worker``), which isolates crashes and global state.
+    ``write_logs=False`` prints the jobs' output to this console instead of log files.
+
+    >>> import batchtools as bt
+    >>> bt.make_cluster_functions_interactive()
+    ClusterFunctions(Interactive)
+    """
+    if not isinstance(external, bool) or not isinstance(write_logs, bool):
+        raise TypeError("external, write_logs: must be True or False")
+
+    def submit_job(reg, jc) -> SubmitJobResult:
+        if external:
+            path = reg.layout.job_collection(jc.job_hash)
+            write_pickle(path, jc)
+            subprocess.run([sys.executable, "-m", "batchtools.worker", str(path)], check=False)
+        else:
+            do_job_collection(jc, output=jc.log_file if write_logs else None)
+        return SubmitJobResult(0, "cfInteractive", jc.log_file if write_logs else None, "OK")
+
+    return make_cluster_functions(
+        "Interactive", submit_job, store_job_collection=external, poll=0.05, poll_max=1.0,
+        info="external" if external else "",
+    )

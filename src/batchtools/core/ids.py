@@ -1,0 +1,65 @@
+"""Normalisation of the ``ids`` argument every query and verb accepts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from numbers import Integral
+
+import numpy as np
+import pandas as pd
+
+
+def as_id_array(ids, arg: str = "ids") -> np.ndarray:
+    """Turn an int, an iterable of ints, a Series or a DataFrame with ``job_id`` into int64."""
+    if isinstance(ids, pd.DataFrame):
+        if "job_id" not in ids.columns:
+            raise ValueError(
+                f"{arg}: a DataFrame of ids needs a 'job_id' column; it has {list(ids.columns)}"
+            )
+        values = ids["job_id"].to_numpy()
+    elif isinstance(ids, pd.Series):
+        values = ids.to_numpy()
+    elif isinstance(ids, (bool, np.bool_)):
+        raise TypeError(f"{arg}: expected job ids (int or iterable of ints), got a bool")
+    elif isinstance(ids, Integral):
+        values = np.array([int(ids)], dtype=np.int64)
+    elif isinstance(ids, np.ndarray):
+        values = ids
+    elif isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+        raise TypeError(
+            f"{arg}: expected job ids (int, iterable of ints, Series or DataFrame with 'job_id'), "
+            f"got {type(ids).__name__}"
+        )
+    else:
+        values = np.asarray(list(ids))
+    values = np.asarray(values)
+    if values.size == 0:
+        return np.empty(0, dtype=np.int64)
+    if values.dtype == bool or values.dtype.kind not in "iuf" and values.dtype != object:
+        raise TypeError(f"{arg}: job ids must be integers, got values of type {values.dtype}")
+    if values.dtype.kind == "f" or values.dtype == object:
+        try:
+            as_int = values.astype(np.int64)
+        except (TypeError, ValueError):
+            raise TypeError(f"{arg}: job ids must be integers, got {values[:3].tolist()}") from None
+        if not np.array_equal(as_int, values.astype(float)):
+            raise TypeError(f"{arg}: job ids must be whole numbers, got {values[:3].tolist()}")
+        values = as_int
+    return values.astype(np.int64, copy=False)
+
+
+def check_ids(all_ids: np.ndarray, ids: np.ndarray, arg: str = "ids") -> np.ndarray:
+    """Sorted, unique ``ids``; raise ``ValueError`` naming ids that do not exist."""
+    ids = np.unique(ids)
+    if ids.size:
+        pos = np.searchsorted(all_ids, ids)
+        pos_clipped = np.minimum(pos, max(all_ids.size - 1, 0))
+        bad = (pos >= all_ids.size) | (all_ids[pos_clipped] != ids) if all_ids.size else np.ones(ids.size, bool)
+        if bad.any():
+            missing = ids[bad]
+            shown = ", ".join(map(str, missing[:10].tolist())) + (" ..." if missing.size > 10 else "")
+            raise ValueError(
+                f"{arg}: {missing.size} job id(s) do not exist in the registry: {shown}. "
+                f"Use find_jobs() to list existing ids."
+            )
+    return ids

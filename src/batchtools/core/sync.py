@@ -1,0 +1,89 @@
+"""Merging the nodes' status updates into the status table (master only)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+
+import numpy as np
+
+from .tables import set_rows
+
+log = logging.getLogger("batchtools")
+
+
+def list_updates(reg) -> list[os.DirEntry]:
+    directory = reg.layout.dir("updates")
+    try:
+        with os.scandir(directory) as it:
+            return sorted(
+                (e for e in it if e.name.endswith(".pkl") and not e.name.startswith(".")),
+                key=lambda e: e.name,
+            )
+    except FileNotFoundError:
+        return []
+
+
+def sync_updates(reg) -> int:
+    """Read every update file once, apply it to ``status`` and delete it.
+
+    An update row only applies while the job still carries the hash of the
+    collection that wrote it, so a stale file from before a reset is ignored.
+    On a read-only registry the merge happens in memory and files stay.
+    Returns the number of files merged.
+    """
+    entries = list_updates(reg)
+    if not entries:
+        return 0
+    rows: list = []
+    hashes: list[str] = []
+    merged: list[str] = []
+    for entry in entries:
+        try:
+            with open(entry.path, "rb") as fh:
+                data = pickle.load(fh)
+        except (OSError, EOFError, pickle.UnpicklingError) as e:
+            log.debug("skipping unreadable update %s: %s", entry.path, e)
+            continue
+        job_hash = entry.name.split("-", 1)[0]
+        rows.extend(data)
+        hashes.extend([job_hash] * len(data))
+        merged.append(entry.path)
+    if rows:
+        _apply(reg, rows, np.array(hashes, dtype=object))
+    if reg.writeable:
+        reg.save(("status",), meta=False)
+        for path in merged:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+    log.debug("sync: merged %d update files (%d rows)", len(merged), len(rows))
+    return len(merged)
+
+
+def _apply(reg, rows: list, hashes: np.ndarray) -> None:
+    job_ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    all_ids = reg.job_ids
+    pos = np.searchsorted(all_ids, job_ids)
+    exists = pos < all_ids.size
+    exists[exists] = all_ids[pos[exists]] == job_ids[exists]
+    status = reg.status
+    current = status["job_hash"].to_numpy()
+    keep = exists.copy()
+    keep[exists] = current[pos[exists]] == hashes[exists]
+    if not keep.any():
+        return
+    idx = np.flatnonzero(keep)
+    pos = pos[idx]
+    for col, i in (("started", 1), ("done", 2), ("mem_used", 4)):
+        values = np.fromiter((rows[k][i] for k in idx), dtype=float, count=idx.size)
+        ok = ~np.isnan(values)
+        if ok.any():
+            set_rows(status, pos[ok], col, values[ok])
+    errors = np.array([rows[k][3] for k in idx], dtype=object)
+    has_err = np.array([e is not None for e in errors], dtype=bool)
+    if has_err.any():
+        set_rows(status, pos[has_err], "error", errors[has_err])
+    reg.mark_dirty("status")

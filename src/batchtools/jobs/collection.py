@@ -1,0 +1,47 @@
+"""JobCollection: everything a node needs to run a chunk of jobs, in one small file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class JobCollection:
+    """A chunk of jobs sharing one log file and one set of resources.
+
+    ``jobs`` holds one dict per job: ``job_id`` and ``pars`` for ``batch_map``
+    registries; ``problem``, ``algorithm``, ``prob_pars``, ``algo_pars`` and
+    ``repl`` for experiment registries. ``array_var`` names the environment
+    variable that selects one job of the collection on the node (array jobs).
+    """
+
+    file_dir: str
+    work_dir: str
+    job_hash: str
+    jobs: list[dict[str, Any]]
+    seed: int
+    kind: str = "map"
+    resources: dict[str, Any] = field(default_factory=dict)
+    packages: tuple[str, ...] = ()
+    source: tuple[str, ...] = ()
+    load: tuple[str, ...] = ()
+    positional: list[str] = field(default_factory=list)
+    pass_job: bool = False
+    log_file: str = ""
+    array_var: str | None = None
+    array_jobs: bool = False
+    job_names: list[str | None] = field(default_factory=list)
+    python: str = ""
+
+    @property
+    def job_ids(self) -> list[int]:
+        return [j["job_id"] for j in self.jobs]
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def __repr__(self) -> str:
+        ids = self.job_ids
+        shown = ", ".join(map(str, ids[:5])) + (", ..." if len(ids) > 5 else "")
+        return f"JobCollection({self.job_hash}, {len(ids)} jobs: [{shown}], resources={self.resources})"
