@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import inspect
 import pickle
-from collections.abc import Iterable, Mapping
-from typing import Any, Callable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import cloudpickle
 import numpy as np

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -84,10 +84,18 @@ def pars_frame(reg: Registry, ids: np.ndarray) -> pd.DataFrame:
 
         return experiment_pars_frame(reg, ids)
     pos = reg.pos(ids)
+    cols = {c: a[pos] for c, a in map_columns(reg).items()}
+    return pd.DataFrame({"job_id": ids, **cols})
+
+
+def map_columns(reg: Registry) -> dict[str, np.ndarray]:
+    """The parameter columns of a ``batch_map`` registry as arrays (rows aligned with ``status``)."""
     defs = reg.defs
-    frame = defs.iloc[pos].drop(columns="def_id").reset_index(drop=True) if len(defs) else pd.DataFrame(index=range(len(ids)))
-    frame.insert(0, "job_id", ids)
-    return frame
+    cache = reg.__dict__.get("_columns")
+    if cache is None or cache[0] is not defs:
+        cache = (defs, {c: defs[c].to_numpy() for c in defs.columns if c != "def_id"})
+        reg.__dict__["_columns"] = cache
+    return cache[1]
 
 
 def pars_dicts(frame: pd.DataFrame) -> list[dict]:
@@ -95,6 +103,15 @@ def pars_dicts(frame: pd.DataFrame) -> list[dict]:
     cols = [c for c in frame.columns if c != "job_id"]
     lists = [frame[c].tolist() for c in cols]
     return [dict(zip(cols, row)) for row in zip(*lists)] if cols else [{} for _ in range(len(frame))]
+
+
+def pars_dicts_at(reg: Registry, ids: np.ndarray) -> list[dict]:
+    """Parameter dicts of ``batch_map`` jobs, straight from the columns (no DataFrame)."""
+    pos = reg.pos(ids)
+    columns = map_columns(reg)
+    cols = list(columns)
+    lists = [columns[c][pos].tolist() for c in cols]
+    return [dict(zip(cols, row)) for row in zip(*lists)] if cols else [{} for _ in range(len(ids))]
 
 
 def filter_pars(frame: pd.DataFrame, expr: str | Callable, arg: str = "expr") -> np.ndarray:

@@ -9,7 +9,8 @@ import sys
 import tempfile
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,7 @@ from ..jobs.collection import JobCollection
 from ..jobs.execute import make_job as _node_make_job
 from ..jobs.execute import make_runner
 from ..progress import progress
-from .find import find_not_submitted, pars_dicts, pars_frame
+from .find import find_not_submitted, pars_dicts_at
 from .resources import check_resources, resource_id
 from .status import masks
 
@@ -47,7 +48,7 @@ def job_specs(reg: Registry, ids: np.ndarray) -> list[dict[str, Any]]:
         from .experiments import experiment_specs
 
         return experiment_specs(reg, ids)
-    pars = pars_dicts(pars_frame(reg, ids))
+    pars = pars_dicts_at(reg, ids)
     return [{"job_id": i, "pars": p} for i, p in zip(ids.tolist(), pars)]
 
 
@@ -64,6 +65,11 @@ def make_job_collection(ids=None, resources: dict | None = None, reg: Registry |
     reg = resolve(reg)
     sel = reg.ids(ids)
     resources = {**reg.default_resources, **check_resources(resources)}
+    return build_collection(reg, sel, resources, job_hash)
+
+
+def build_collection(reg: Registry, sel: np.ndarray, resources: dict, job_hash: str | None = None) -> JobCollection:
+    """JobCollection of checked, sorted ids ``sel`` with final ``resources``."""
     job_hash = job_hash or f"job{uuid.uuid4().hex}"
     names = reg.status["job_name"].to_numpy()[reg.pos(sel)].tolist()
     return JobCollection(
@@ -205,6 +211,7 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
             res = check_resources(res, "ids")
         chunk_res.append(res)
     max_jobs = resources.get("max_concurrent_jobs") or reg.max_concurrent_jobs
+    res_ids: dict[int, int] = {}
 
     # forget the previous run of resubmitted jobs
     st = reg.status
@@ -231,7 +238,7 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
             for k, (a, b) in enumerate(groups):
                 if max_jobs:
                     _throttle(reg, max_jobs, b - a, sleep_fn)
-                jc = make_job_collection(ids[a:b], resources=chunk_res[k], reg=reg)
+                jc = build_collection(reg, ids[a:b], chunk_res[k])
                 if cf.store_job_collection:
                     write_pickle(reg.layout.job_collection(jc.job_hash), jc)
                 t0 = time.time()
@@ -242,7 +249,10 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
                 else:
                     batch = str(batch)
                 rec["submitted"][a:b] = t0
-                rec["resource_id"][a:b] = resource_id(reg, chunk_res[k])
+                key = id(chunk_res[k]) if per_job is not None else 0
+                if key not in res_ids:
+                    res_ids[key] = resource_id(reg, chunk_res[k])
+                rec["resource_id"][a:b] = res_ids[key]
                 rec_obj["batch_id"][a:b] = batch
                 rec_obj["log_file"][a:b] = os.path.basename(result.log_file) if result.log_file else os.path.basename(jc.log_file)
                 rec_obj["job_hash"][a:b] = jc.job_hash

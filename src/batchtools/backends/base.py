@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import shlex
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 log = logging.getLogger("batchtools")
 

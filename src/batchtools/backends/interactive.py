@@ -30,7 +30,8 @@ def make_cluster_functions_interactive(external: bool = False, write_logs: bool 
             write_pickle(path, jc)
             subprocess.run([sys.executable, "-m", "batchtools.worker", str(path)], check=False)
         else:
-            do_job_collection(jc, output=jc.log_file if write_logs else None)
+            # the master is running the jobs itself: status rows go straight to its sync queue
+            do_job_collection(jc, output=jc.log_file if write_logs else None, sink=reg.pending_updates)
         return SubmitJobResult(0, "cfInteractive", jc.log_file if write_logs else None, "OK")
 
     return make_cluster_functions(

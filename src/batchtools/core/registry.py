@@ -59,6 +59,8 @@ class Registry:
         self.extra: dict[str, Any] = {}
         self.tables: dict[str, pd.DataFrame] = empty_tables(self.kind == "experiment")
         self._dirty: set[str] = set()
+        # status rows of jobs run inside this process (Interactive), merged by sync like update files
+        self.pending_updates: list[tuple[str, list]] = []
 
     # ------------------------------------------------------------------ state
     @property

@@ -34,11 +34,15 @@ def sync_updates(reg) -> int:
     Returns the number of files merged.
     """
     entries = list_updates(reg)
-    if not entries:
+    if not entries and not reg.pending_updates:
         return 0
     rows: list = []
     hashes: list[str] = []
     merged: list[str] = []
+    pending, reg.pending_updates[:] = list(reg.pending_updates), []
+    for job_hash, data in pending:
+        rows.extend(data)
+        hashes.extend([job_hash] * len(data))
     for entry in entries:
         try:
             with open(entry.path, "rb") as fh:
@@ -59,8 +63,8 @@ def sync_updates(reg) -> int:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
-    log.debug("sync: merged %d update files (%d rows)", len(merged), len(rows))
-    return len(merged)
+    log.debug("sync: merged %d update files and %d in-process batches (%d rows)", len(merged), len(pending), len(rows))
+    return len(merged) + len(pending)
 
 
 def _apply(reg, rows: list, hashes: np.ndarray) -> None:

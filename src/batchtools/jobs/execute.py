@@ -19,8 +19,9 @@ import time
 import traceback
 import uuid
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..core.files import Layout, atomic_write_bytes, read_pickle
 from .collection import JobCollection
@@ -65,8 +66,9 @@ class UpdateBuffer:
     ``updates/<hash>-<tag>-<n>.pkl``. With ``interval`` a background thread flushes
     every ``interval`` seconds, so the master sees jobs start while they run."""
 
-    def __init__(self, layout: Layout, job_hash: str, interval: float | None = None):
+    def __init__(self, layout: Layout, job_hash: str, interval: float | None = None, sink: list | None = None):
         self.layout = layout
+        self.sink = sink
         self.job_hash = job_hash
         self.tag = uuid.uuid4().hex[:8]
         self.rows: dict[int, list] = {}
@@ -97,6 +99,10 @@ class UpdateBuffer:
             if not self.rows:
                 return
             data = list(self.rows.values())
+            if self.sink is not None:  # in-process run: hand rows to the master directly
+                self.sink.append((self.job_hash, data))
+                self.rows.clear()
+                return
             path = self.layout.update(self.job_hash, f"{self.tag}-{self.seq}")
             atomic_write_bytes(path, pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
             self.rows.clear()
@@ -258,6 +264,7 @@ def do_job_collection(
     jc: JobCollection | str | os.PathLike,
     output: str | os.PathLike | None = None,
     update_interval: float | None = None,
+    sink: list | None = None,
 ) -> dict[str, int]:
     """Run every job of ``jc`` (a JobCollection or the path of its file).
 
@@ -281,10 +288,10 @@ def do_job_collection(
             fh = stack.enter_context(open(output, "a", encoding="utf-8", errors="replace"))
             stack.enter_context(contextlib.redirect_stdout(fh))
             stack.enter_context(contextlib.redirect_stderr(fh))
-        return _run_collection(jc, update_interval)
+        return _run_collection(jc, update_interval, sink)
 
 
-def _run_collection(jc: JobCollection, update_interval: float | None) -> dict[str, int]:
+def _run_collection(jc: JobCollection, update_interval: float | None, sink: list | None = None) -> dict[str, int]:
     from .. import __version__
 
     layout = Layout(jc.file_dir)
@@ -293,7 +300,7 @@ def _run_collection(jc: JobCollection, update_interval: float | None) -> dict[st
     say(f"This is batchtools v{__version__} (Python {sys.version.split()[0]})")
     say(f"Starting calculation of {len(jobs)} jobs")
     old_cwd = os.getcwd()
-    buffer = UpdateBuffer(layout, jc.job_hash, update_interval)
+    buffer = UpdateBuffer(layout, jc.job_hash, update_interval, sink)
     measure = bool(jc.resources.get("measure_memory"))
     say("Memory measurement " + ("enabled" if measure else "disabled"))
     try:
