@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import importlib
 
+from .debug import maybe_enable_from_env
+
 __version__ = "0.1.0"
+maybe_enable_from_env()
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "batchtools.core.registry": ("Registry", "ExperimentRegistry", "get_default_registry",

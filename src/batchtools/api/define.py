@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import os
 import pickle
+import sys
+import sysconfig
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -96,14 +99,38 @@ def collect_columns(iterables: tuple, kwargs: dict, args, sig) -> tuple[dict[str
     return columns, positional, n
 
 
-def dump_function(fun: Callable, arg: str = "fun") -> bytes:
+def _user_module(obj: Any):
+    """The module of ``obj`` if it is the user's own code (not installed, not stdlib)."""
+    mod = sys.modules.get(getattr(obj, "__module__", None) or "")
+    file = getattr(mod, "__file__", None)
+    if mod is None or mod.__name__ == "__main__" or not file:
+        return None
+    path = os.path.realpath(file)
+    if "site-packages" in path or "dist-packages" in path:
+        return None
+    roots = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib")}
+    roots.add(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))  # batchtools itself
+    if any(path.startswith(os.path.realpath(r) + os.sep) for r in roots):
+        return None
+    return mod
+
+
+def dump_function(fun: Any, arg: str = "fun") -> bytes:
+    """cloudpickle ``fun``; functions from the user's own modules (scripts, sibling
+    files, notebooks) are pickled by value, so a node need not be able to import them."""
+    mod = _user_module(fun)
     try:
+        if mod is not None:
+            cloudpickle.register_pickle_by_value(mod)
         return cloudpickle.dumps(fun, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as e:
         raise TypeError(
             f"{arg}: cannot be serialised with cloudpickle ({type(e).__name__}: {e}). "
             "Move objects like open files, locks or connections out of the function's closure."
         ) from e
+    finally:
+        if mod is not None:
+            cloudpickle.unregister_pickle_by_value(mod)
 
 
 def batch_map(fun: Callable, *iterables: Iterable, args=None, more_args: dict | None = None,

@@ -272,10 +272,12 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
 
 
 def _record(reg: Registry, pos, rec, rec_obj, n: int) -> None:
+    """Write what was submitted so far, merged with any status the jobs already reported."""
     st = reg.status
     for col, arr in {**rec, **rec_obj}.items():
         set_rows(st, pos, col, arr[:n])
     reg.mark_dirty("status")
+    reg.sync()
     reg.save(meta=False)
 
 

@@ -305,6 +305,8 @@ def _run_collection(jc: JobCollection, update_interval: float | None, sink: list
     say("Memory measurement " + ("enabled" if measure else "disabled"))
     try:
         if jc.work_dir and os.path.isdir(jc.work_dir):
+            if jc.work_dir not in sys.path:  # user modules next to the script import as they did there
+                sys.path.insert(0, jc.work_dir)
             os.chdir(jc.work_dir)
             say(f"Setting working directory to '{jc.work_dir}'")
         with applied_resources(jc.resources), warnings.catch_warnings():

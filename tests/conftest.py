@@ -1,0 +1,46 @@
+import os
+
+import pytest
+
+os.environ["BATCHTOOLS_PROGRESS"] = "0"
+
+import batchtools as bt  # noqa: E402
+from batchtools.core import registry as core  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _isolate(tmp_path, monkeypatch):
+    """Each test in its own working directory, with no configuration file and no default registry."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BATCHTOOLS_CONF", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    core._default = None
+    yield
+    core._default = None
+
+
+@pytest.fixture
+def reg(tmp_path):
+    """A registry with Interactive cluster functions (jobs run inside submit_jobs)."""
+    r = bt.make_registry(file_dir=tmp_path / "reg", seed=1, conf_file=None)
+    r.cluster_functions = bt.make_cluster_functions_interactive()
+    return r
+
+
+@pytest.fixture
+def mreg(tmp_path):
+    """A registry with Multicore(2) cluster functions."""
+    r = bt.make_registry(file_dir=tmp_path / "mreg", seed=1, conf_file=None)
+    r.cluster_functions = bt.make_cluster_functions_multicore(2)
+    return r
+
+
+def snapshot(path):
+    """{relative path: bytes} of every file below ``path``: to show a failed call changed nothing."""
+    out = {}
+    for root, _, files in os.walk(path):
+        for f in files:
+            p = os.path.join(root, f)
+            with open(p, "rb") as fh:
+                out[os.path.relpath(p, path)] = fh.read()
+    return out

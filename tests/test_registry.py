@@ -1,0 +1,172 @@
+import os
+import shutil
+
+import pytest
+
+import batchtools as bt
+from conftest import snapshot
+
+
+def test_make_and_load_roundtrip(tmp_path):
+    reg = bt.make_registry(file_dir=tmp_path / "r", seed=7, conf_file=None)
+    assert reg.seed == 7
+    assert bt.get_default_registry() is reg
+    bt.batch_map(lambda x: x + 1, x=[1, 2, 3])
+    loaded = bt.load_registry(tmp_path / "r", conf_file=None)
+    assert loaded.seed == 7
+    assert not loaded.writeable
+    assert bt.find_jobs(reg=loaded)["job_id"].tolist() == [1, 2, 3]
+    assert bt.get_default_registry() is loaded
+    assert "jobs=3" in repr(loaded)
+
+
+def test_registry_is_portable(tmp_path):
+    reg = bt.make_registry(file_dir=tmp_path / "a", seed=3, conf_file=None)
+    reg.cluster_functions = bt.make_cluster_functions_interactive()
+    bt.batch_map(lambda x: x * 10, x=[1, 2])
+    bt.submit_jobs()
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    shutil.rmtree(tmp_path / "a")
+    moved = bt.load_registry(tmp_path / "b", conf_file=None)
+    assert bt.reduce_results_list(reg=moved) == [10, 20]
+    assert bt.get_log(1, reg=moved)[0].startswith("### [bt]: Starting job")
+
+
+def test_temporary_registry_has_temp_dir():
+    reg = bt.make_registry(file_dir=None, conf_file=None)
+    assert reg.temporary
+    assert reg.file_dir.is_dir()
+    assert "batchtools-registry-" in reg.file_dir.name
+
+
+def test_read_only_refuses_mutation(tmp_path):
+    bt.make_registry(file_dir=tmp_path / "r", conf_file=None)
+    bt.batch_map(lambda x: x, x=[1, 2])
+    ro = bt.load_registry(tmp_path / "r", conf_file=None)
+    before = snapshot(tmp_path / "r")
+    for call in (lambda: bt.submit_jobs(reg=ro), lambda: bt.reset_jobs([1], reg=ro),
+                 lambda: bt.add_job_tags([1], "a", reg=ro), lambda: bt.clear_registry(reg=ro),
+                 lambda: bt.save_registry(reg=ro), lambda: bt.batch_export({"a": 1}, reg=ro),
+                 lambda: bt.sweep_registry(reg=ro), lambda: bt.set_job_names([1], ["n"], reg=ro)):
+        with pytest.raises(PermissionError, match="writeable=True"):
+            call()
+    assert snapshot(tmp_path / "r") == before
+    rw = bt.load_registry(tmp_path / "r", writeable=True, conf_file=None)
+    bt.add_job_tags([1], "a", reg=rw)
+    assert bt.find_tagged("a", reg=rw)["job_id"].tolist() == [1]
+
+
+def test_make_registry_bad_dirs(tmp_path):
+    bt.make_registry(file_dir=tmp_path / "r", conf_file=None)
+    with pytest.raises(FileExistsError, match="already holds a registry"):
+        bt.make_registry(file_dir=tmp_path / "r", conf_file=None)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "data.csv").write_text("x")
+    with pytest.raises(FileExistsError, match="not an empty folder"):
+        bt.make_registry(file_dir=tmp_path / "other", conf_file=None)
+    assert os.listdir(tmp_path / "other") == ["data.csv"]
+    with pytest.raises(TypeError, match="seed"):
+        bt.make_registry(file_dir=tmp_path / "s", seed="1", conf_file=None)
+    assert not (tmp_path / "s").exists()
+    with pytest.raises(FileNotFoundError, match="work_dir"):
+        bt.make_registry(file_dir=tmp_path / "w", work_dir=tmp_path / "nope", conf_file=None)
+    assert not (tmp_path / "w").exists()
+
+
+def test_load_registry_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        bt.load_registry(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(bt.RegistryNotFoundError, match="holds no registry"):
+        bt.load_registry(tmp_path / "empty")
+
+
+def test_no_default_registry():
+    with pytest.raises(ValueError, match="no default registry"):
+        bt.find_jobs()
+    with pytest.raises(TypeError, match="expected a Registry"):
+        bt.find_jobs(reg="registry")
+
+
+def test_conf_file(tmp_path, monkeypatch):
+    conf = tmp_path / "batchtools.conf.py"
+    conf.write_text(
+        "cluster_functions = bt.make_cluster_functions_interactive()\n"
+        "default_resources = {'walltime': 60, 'omp_threads': 1}\n"
+        "max_concurrent_jobs = 5\n"
+    )
+    reg = bt.make_registry(file_dir=tmp_path / "r")  # finds ./batchtools.conf.py
+    assert reg.cluster_functions.name == "Interactive"
+    assert reg.default_resources == {"walltime": 60, "omp_threads": 1}
+    assert reg.max_concurrent_jobs == 5
+    assert reg.conf_file == str(conf)
+    monkeypatch.setenv("BATCHTOOLS_CONF", str(tmp_path / "nope.py"))
+    with pytest.raises(FileNotFoundError, match="BATCHTOOLS_CONF"):
+        bt.make_registry(file_dir=tmp_path / "r2")
+    assert not (tmp_path / "r2").exists()
+
+
+def test_default_backend_is_multicore(tmp_path):
+    reg = bt.make_registry(file_dir=tmp_path / "r", conf_file=None)
+    assert reg.cluster_functions.name == "Multicore"
+    assert reg.cluster_functions.ncpus == os.cpu_count()
+
+
+def test_packages_source_load_and_exports(tmp_path):
+    src = tmp_path / "helpers.py"
+    src.write_text("def triple(v):\n    return 3 * v\n")
+    obj = tmp_path / "obj.pkl"
+    import pickle
+
+    obj.write_bytes(pickle.dumps({"offset": 100}))
+    reg = bt.make_registry(file_dir=tmp_path / "r", packages=["math", "json as js"], source=[src], load=[obj],
+                           conf_file=None)
+    reg.cluster_functions = bt.make_cluster_functions_interactive()
+    bt.batch_export({"factor": 2})
+
+    def f(x):
+        return triple(x) * factor + offset + int(math.sqrt(4)) + len(js.dumps(1))  # noqa: F821
+
+    bt.batch_map(f, x=[1, 2])
+    bt.submit_jobs()
+    assert bt.reduce_results_list() == [6 + 100 + 2 + 1, 12 + 100 + 2 + 1]
+    assert bt.batch_export(unexport=["factor"])["name"].tolist() == []
+    with pytest.raises(FileNotFoundError, match="source"):
+        bt.make_registry(file_dir=tmp_path / "r2", source=["nope.py"], conf_file=None)
+
+
+def test_work_dir_is_used(tmp_path):
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    (wd / "input.txt").write_text("hello")
+    reg = bt.make_registry(file_dir=tmp_path / "r", work_dir=wd, conf_file=None)
+    reg.cluster_functions = bt.make_cluster_functions_interactive()
+    bt.batch_map(lambda name: __import__("pathlib").Path(name).read_text(), name=["input.txt"])
+    bt.submit_jobs()
+    assert bt.load_result(1) == "hello"
+    assert os.getcwd() == str(tmp_path)
+
+
+def test_clear_sweep_remove(reg):
+    bt.batch_map(lambda x: x if x != 2 else 1 / 0, x=[1, 2, 3])
+    bt.submit_jobs()
+    (reg.layout.dir("results") / "2.pkl").write_bytes(b"stale")
+    swept = bt.sweep_registry()
+    assert swept["results"] == 1
+    assert sorted(os.listdir(reg.layout.dir("results"))) == ["1.pkl", "3.pkl"]
+    bt.clear_registry()
+    assert len(bt.find_jobs()) == 0
+    assert os.listdir(reg.layout.dir("results")) == []
+    bt.batch_map(lambda x: -x, x=[5])
+    bt.submit_jobs()
+    assert bt.reduce_results_list() == [-5]
+    path = bt.remove_registry()
+    assert not os.path.exists(path)
+
+
+def test_methods_are_bound(reg):
+    reg.batch_map(lambda x: x + 1, x=[1, 2])
+    reg.submit_jobs()
+    assert reg.reduce_results_list() == [2, 3]
+    assert reg.get_status().done == 2
+    assert reg.find_done()["job_id"].tolist() == [1, 2]
