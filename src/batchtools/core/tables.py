@@ -61,7 +61,8 @@ def set_rows(df: pd.DataFrame, pos: np.ndarray, column: str, values) -> None:
     """Assign ``values`` at row positions ``pos`` of ``column`` in place, vectorised."""
     arr = df[column].to_numpy(copy=True)
     arr[pos] = values
-    df[column] = arr
+    # keep object columns object: pandas 3 would infer its str dtype and turn None into NaN
+    df[column] = pd.Series(arr, index=df.index, dtype=object) if arr.dtype == object else arr
 
 
 def to_timestamp(values: np.ndarray) -> pd.Series:

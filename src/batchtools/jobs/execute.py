@@ -139,6 +139,11 @@ class MemorySampler:
         return self.peak / 2**20
 
 
+def _log_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Every warning a job raises goes to its log (whatever the session did to ``showwarning``)."""
+    sys.stdout.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def say(msg: str) -> None:
     print(f"### [bt]: {msg}", file=sys.stdout)
 
@@ -311,6 +316,7 @@ def _run_collection(jc: JobCollection, update_interval: float | None, sink: list
             say(f"Setting working directory to '{jc.work_dir}'")
         with applied_resources(jc.resources), warnings.catch_warnings():
             warnings.simplefilter("always")
+            warnings.showwarning = _log_warning
             try:
                 runner = make_runner(jc)
             except Exception as e:  # set-up failed: every job of the chunk errors
