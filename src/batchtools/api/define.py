@@ -115,6 +115,17 @@ def _user_module(obj: Any):
     return mod
 
 
+def code_files(*funs: Any) -> dict[str, str]:
+    """module -> source file of functions that will be pickled by value."""
+    out = {}
+    for fun in funs:
+        code = getattr(fun, "__code__", None)
+        module = getattr(fun, "__module__", None)
+        if code is not None and module and (module == "__main__" or _user_module(fun) is not None):
+            out[module] = code.co_filename
+    return out
+
+
 def dump_function(fun: Any, arg: str = "fun") -> bytes:
     """cloudpickle ``fun``; functions from the user's own modules (scripts, sibling
     files, notebooks) are pickled by value, so a node need not be able to import them."""
@@ -184,6 +195,7 @@ def batch_map(fun: Callable, *iterables: Iterable, args=None, more_args: dict | 
     atomic_write_bytes(reg.layout.more_args, more_bytes)
     reg.positional = [p for p in positional if p in columns]
     reg.pass_job = pass_job
+    reg.extra = {**reg.extra, "code_files": code_files(fun)}
     reg.defs = defs
     reg.status = new_status(ids, ids)
     reg.save()

@@ -78,6 +78,7 @@ def build_collection(reg: Registry, sel: np.ndarray, resources: dict, job_hash: 
         load=reg.load, positional=list(reg.positional), pass_job=reg.pass_job,
         log_file=str(reg.layout.log(job_hash)), array_var=getattr(reg.cluster_functions, "array_var", None),
         array_jobs=bool(resources.get("chunks_as_arrayjobs")), job_names=names, python=sys.executable,
+        code_files=dict(reg.extra.get("code_files", {})),
     )
 
 

@@ -33,6 +33,8 @@ class JobCollection:
     array_jobs: bool = False
     job_names: list[str | None] = field(default_factory=list)
     python: str = ""
+    # module name -> source file of functions pickled by value (cloudpickle drops co_filename)
+    code_files: dict[str, str] = field(default_factory=dict)
 
     @property
     def job_ids(self) -> list[int]:

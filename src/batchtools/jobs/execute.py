@@ -215,6 +215,38 @@ def applied_resources(resources: dict[str, Any]):
                 os.environ[var] = old
 
 
+def restore_code_files(namespace: dict, code_files: dict[str, str], extra=()) -> None:
+    """Give functions pickled by value their source file back, so tracebacks name it."""
+    if not code_files:
+        return
+    seen: set[int] = set()
+
+    def fix(fn) -> None:
+        code = getattr(fn, "__code__", None)
+        path = code_files.get(getattr(fn, "__module__", None) or "")
+        if code is None or path is None or id(fn) in seen or code.co_filename != "<dynamic-code>":
+            return
+        seen.add(id(fn))
+        fn.__code__ = _with_filename(code, path)
+
+    for obj in list(namespace.values()) + list(extra):
+        fix(obj)
+
+
+def _with_filename(code, path: str):
+    consts = tuple(_with_filename(c, path) if hasattr(c, "co_filename") else c for c in code.co_consts)
+    return code.replace(co_filename=path, co_consts=consts)
+
+
+def user_traceback(e: BaseException):
+    """The exception's traceback without batchtools' own frames."""
+    tb = e.__traceback__
+    here = os.path.dirname(os.path.abspath(__file__))
+    while tb is not None and tb.tb_next is not None and os.path.dirname(tb.tb_frame.f_code.co_filename) == here:
+        tb = tb.tb_next
+    return tb
+
+
 # ------------------------------------------------------------------ runners
 def map_runner(jc: JobCollection) -> Callable[[Job], Any]:
     layout = Layout(jc.file_dir)
@@ -222,6 +254,7 @@ def map_runner(jc: JobCollection) -> Callable[[Job], Any]:
     more_args = load_cached(layout.more_args) if layout.more_args.exists() else {}
     namespace = getattr(fun, "__globals__", {})
     prepare_namespace(jc, namespace)
+    restore_code_files(namespace, jc.code_files, [fun])
     positional = list(jc.positional)
 
     def run(job: Job) -> Any:
@@ -353,7 +386,7 @@ def _run_job(jc, spec, runner, layout: Layout, buffer: UpdateBuffer, measure: bo
         atomic_write_bytes(layout.result(job_id), dump_result(result))
     except (Exception, SystemExit) as e:
         sys.stdout.flush()
-        traceback.print_exc(file=sys.stdout)
+        traceback.print_exception(type(e), e, user_traceback(e), file=sys.stdout)
         error = f"{type(e).__name__}: {e}"
     mem = sampler.stop() if sampler else NAN
     if mem == mem:
