@@ -1,0 +1,81 @@
+"""pybatchtools side of the benchmark: ``python bench/py_scenarios.py SCENARIO N``.
+
+Mirrors ``bench/r_baseline.R`` step by step and prints ``scenario,N,step,seconds`` lines.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("BATCHTOOLS_PROGRESS", "0")
+
+import pandas as pd  # noqa: E402
+
+import batchtools as bt  # noqa: E402
+
+
+def tm(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def square(x):
+    return x**2
+
+
+def main(scen: str, n: int) -> None:
+    work = os.environ.get("TMPDIR") or tempfile.gettempdir()
+    reg = bt.make_registry(file_dir=tempfile.mkdtemp(dir=work, prefix="py-"), seed=1, conf_file=None)
+    out: dict[str, float] = {}
+    if scen == "map":
+        out["map"] = tm(lambda: bt.batch_map(square, x=range(1, n + 1)))
+        out["map_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        out["status"] = tm(bt.get_status)
+        out["find_pars"] = tm(lambda: bt.find_jobs(f"x > {n // 2}"))
+        out["find_notdone"] = tm(bt.find_not_done)
+        out["job_pars"] = tm(bt.get_job_pars)
+    elif scen == "interactive":
+        reg.cluster_functions = bt.make_cluster_functions_interactive()
+        bt.batch_map(square, x=range(1, n + 1))
+        out["submit_wait"] = tm(lambda: (bt.submit_jobs(), bt.wait_for_jobs()))
+        out["reduce_list"] = tm(bt.reduce_results_list)
+        out["reduce_dt"] = tm(bt.reduce_results_dataframe)
+    elif scen == "multicore":
+        reg.cluster_functions = bt.make_cluster_functions_multicore(2)
+        bt.batch_map(square, x=range(1, n + 1))
+        ids = bt.find_jobs()
+        ids["chunk"] = bt.chunk(ids["job_id"], n_chunks=20)
+        out["submit_wait"] = tm(lambda: (bt.submit_jobs(ids), bt.wait_for_jobs()))
+        assert len(bt.find_done()) == n
+        out["reduce_list"] = tm(bt.reduce_results_list)
+    elif scen == "multicore_unchunked":
+        reg.cluster_functions = bt.make_cluster_functions_multicore(2)
+        bt.batch_map(square, x=range(1, n + 1))
+        out["submit_wait"] = tm(lambda: (bt.submit_jobs(), bt.wait_for_jobs()))
+        assert len(bt.find_done()) == n
+    elif scen == "experiments":
+        reg = bt.make_experiment_registry(file_dir=tempfile.mkdtemp(dir=work, prefix="py-"), seed=1, conf_file=None)
+        bt.add_problem("p1", data=list(range(1, 11)), fun=lambda data, job, n: job.rng.choice(data, n))
+        bt.add_problem("p2", data=list(range(1, 11)), fun=lambda data, job, n: data[::-1][:n])
+        bt.add_algorithm("a1", fun=lambda job, data, instance, k: sum(instance) * k)
+        bt.add_algorithm("a2", fun=lambda job, data, instance, k: max(instance) + k)
+        bt.add_algorithm("a3", fun=lambda job, data, instance, k: min(instance) - k)
+        pdes = {"p1": pd.DataFrame({"n": range(1, 11)}), "p2": pd.DataFrame({"n": range(1, 11)})}
+        ades = {a: pd.DataFrame({"k": range(1, n + 1)}) for a in ("a1", "a2", "a3")}
+        out["add_experiments"] = tm(lambda: bt.add_experiments(pdes, ades, repls=2))
+        out["n_jobs"] = len(bt.find_jobs())
+        out["summarize"] = tm(bt.summarize_experiments)
+        out["find_exp"] = tm(lambda: bt.find_experiments(algo_name="a1", prob_pars="n > 5"))
+    else:
+        raise SystemExit(f"unknown scenario {scen}")
+    for step, value in out.items():
+        print(f"{scen},{n},{step},{value}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]))

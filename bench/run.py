@@ -1,0 +1,101 @@
+"""``make bench``: pybatchtools and R batchtools side by side on the same workloads.
+
+Each scenario runs in fresh processes (Python: ``bench/py_scenarios.py``, R:
+``bench/r_baseline.R``), both with their registries in the same scratch folder
+(``bench/.work``), and the table shows both times, R / Python, and our target.
+``--only SCENARIO`` runs one scenario; ``--no-r`` skips R (figures from the issues are shown instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+# (scenario, N, step): (R seconds quoted in the issues, target in seconds)
+TARGETS = {
+    ("map", 1_000_000, "map"): (18.2, 2.0),
+    ("map", 1_000_000, "map_peak_rss_mib"): (None, 1024),
+    ("map", 1_000_000, "status"): (1.66, 0.1),
+    ("map", 1_000_000, "find_pars"): (2.05, 0.3),
+    ("interactive", 1000, "submit_wait"): (7.98, 0.8),
+    ("multicore", 10_000, "submit_wait"): (15.3, 2.0),
+    ("multicore", 10_000, "reduce_list"): (0.35, 0.15),
+    ("multicore_unchunked", 200, "submit_wait"): (27.6, 3.0),
+    ("experiments", 1000, "add_experiments"): (4.48, 1.0),
+    ("experiments", 1000, "find_exp"): (0.059, 0.06),
+    ("experiments", 1000, "summarize"): (0.013, 0.02),
+}
+SCENARIOS = [("map", 1_000_000), ("interactive", 1000), ("multicore", 10_000),
+             ("multicore_unchunked", 200), ("experiments", 1000)]
+
+
+def ensure_r() -> bool:
+    probe = "suppressMessages({library(batchtools); library(data.table)})"
+    if shutil.which("Rscript") and subprocess.run(["Rscript", "-e", probe], capture_output=True).returncode == 0:
+        return True
+    print("installing R batchtools (apt-get install r-cran-batchtools r-cran-data.table) ...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "r-cran-batchtools",
+                    "r-cran-data.table"], env=env, capture_output=True)
+    return shutil.which("Rscript") is not None
+
+
+def run(cmd: list[str], work: str) -> dict[str, float]:
+    env = {**os.environ, "TMPDIR": work, "BATCHTOOLS_PROGRESS": "0"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+    if proc.returncode != 0:
+        print(f"  ! {' '.join(cmd)} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+        return {}
+    out = {}
+    for line in proc.stdout.splitlines():
+        parts = line.strip().split(",")
+        if len(parts) == 4:
+            out[parts[2]] = float(parts[3])
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--only", help="run one scenario")
+    ap.add_argument("--no-r", action="store_true", help="skip R (show the figures quoted in the issues)")
+    args = ap.parse_args()
+    have_r = not args.no_r and ensure_r()
+    scratch = HERE / ".work"
+    scratch.mkdir(exist_ok=True)
+    rows = []
+    for scen, n in SCENARIOS:
+        if args.only and scen != args.only:
+            continue
+        print(f"running {scen} N={n} ...", flush=True)
+        work = tempfile.mkdtemp(dir=scratch)
+        py = run([sys.executable, str(HERE / "py_scenarios.py"), scen, str(n)], work)
+        r = run(["Rscript", str(HERE / "r_baseline.R"), scen, str(n)], work) if have_r else {}
+        shutil.rmtree(work, ignore_errors=True)
+        for step, value in py.items():
+            quoted, target = TARGETS.get((scen, n, step), (None, None))
+            rows.append((scen, n, step, r.get(step, quoted), value, target, step in r))
+    print()
+    print(f"{'scenario':<20} {'N':>9} {'step':<17} {'R (s)':>9} {'python':>9} {'R/py':>7} {'target':>8}  ok")
+    failed = 0
+    for scen, n, step, rv, pv, target, measured in rows:
+        ratio = f"{rv / pv:7.1f}" if rv and pv else "      -"
+        rtxt = f"{rv:9.3f}" + ("" if measured or rv is None else "*") if rv is not None else "        -"
+        ok = "" if target is None else ("yes" if pv <= target else "NO")
+        failed += ok == "NO"
+        ttxt = f"{target:8.3g}" if target is not None else "       -"
+        print(f"{scen:<20} {n:>9} {step:<17} {rtxt:>9} {pv:9.3f} {ratio} {ttxt}  {ok}")
+    print("\nR figures marked * are the ones quoted in the issues (R was not run).")
+    print("map_peak_rss_mib is in MiB, not seconds.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
