@@ -28,7 +28,7 @@ def pi_approx(n: int, job) -> float:
 
 def flakey_function(value: int) -> int:
     if value == 5:
-        warnings.warn("Just a simple warning")
+        warnings.warn("Just a simple warning", stacklevel=2)
     if value in (2, 9) and not Path("input-fixed.txt").exists():
         raise RuntimeError("Ooops.")
     return value

@@ -47,7 +47,7 @@ def test_error_handling_example(reg):
 
     def f(x):
         if x == 3:
-            warnings.warn("x is three")
+            warnings.warn("x is three", stacklevel=2)
         if x in (5, 8):
             raise ValueError(f"x is {x}")
         print("computing", x)

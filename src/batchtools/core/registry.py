@@ -137,7 +137,7 @@ class Registry:
         exist, so a crash in between leaves at most an unreferenced definition.
         """
         self.assert_writeable("save the registry")
-        names = [t for t in TABLES if t in (tables if tables is not None else self._dirty)]
+        names = [t for t in TABLES if t in self.tables and t in (tables if tables is not None else self._dirty)]
         for name in names:
             write_pickle(self.layout.table(name), self.tables[name])
             self._dirty.discard(name)

@@ -14,7 +14,7 @@ import pandas as pd
 
 STATUS_FLOAT = ("submitted", "started", "done", "mem_used", "resource_id")
 STATUS_OBJECT = ("error", "batch_id", "log_file", "job_hash", "job_name")
-TABLES = ("defs", "status", "resources", "tags")
+TABLES = ("designs", "defs", "status", "resources", "tags")
 
 
 def new_status(job_ids: np.ndarray, def_ids: np.ndarray, repl: np.ndarray | None = None) -> pd.DataFrame:
@@ -34,20 +34,18 @@ def new_status(job_ids: np.ndarray, def_ids: np.ndarray, repl: np.ndarray | None
 
 def empty_tables(experiment: bool = False) -> dict[str, pd.DataFrame]:
     empty = np.empty(0, dtype=np.int64)
+    extra = {}
     if experiment:
-        defs = pd.DataFrame(
-            {
-                "def_id": empty,
-                "problem": np.empty(0, dtype=object),
-                "algorithm": np.empty(0, dtype=object),
-                "prob_pars": np.empty(0, dtype=object),
-                "algo_pars": np.empty(0, dtype=object),
-                "pars_hash": np.empty(0, dtype=object),
-            }
-        )
+        # experiments: each distinct design row (problem or algorithm parameters) is stored once
+        # in ``designs``; a definition points at one row of each, so queries run on unique rows
+        defs = pd.DataFrame({"def_id": empty, "problem": np.empty(0, object), "algorithm": np.empty(0, object),
+                             "prob_row": empty, "algo_row": empty})
+        extra["designs"] = pd.DataFrame({"row_id": empty, "kind": np.empty(0, object), "name": np.empty(0, object),
+                                         "pars": np.empty(0, object), "hash": np.empty(0, object)})
     else:
         defs = pd.DataFrame({"def_id": empty})
     return {
+        **extra,
         "defs": defs,
         "status": new_status(empty, empty, empty if experiment else None),
         "resources": pd.DataFrame(

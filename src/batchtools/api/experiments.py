@@ -1,0 +1,475 @@
+"""Experiments: problems x algorithms x parameter designs x replications."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+import os
+import pickle
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..core.files import atomic_write_bytes
+from ..core.registry import ExperimentRegistry, Registry, resolve
+from ..core.tables import new_status
+from ..jobs.experiment import Algorithm, Problem
+from .define import code_files, dump_function
+from .find import filter_pars, ids_frame
+
+log = logging.getLogger("batchtools")
+NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+RESERVED = {"data", "job", "instance"}
+
+
+def _exp_reg(reg) -> ExperimentRegistry:
+    reg = resolve(reg)
+    if reg.kind != "experiment":
+        raise TypeError("reg: needs an experiment registry; create one with make_experiment_registry()")
+    return reg  # type: ignore[return-value]
+
+
+def _check_name(name: Any, what: str) -> str:
+    if not isinstance(name, str) or not NAME.match(name):
+        raise ValueError(f"name: a {what} name must be a non-empty string of letters, digits, '_', '.', '-'; got {name!r}")
+    return name
+
+
+def _register(reg: ExperimentRegistry, kind: str, name: str, obj: Any, fun: Callable | None) -> None:
+    payload = dump_function(obj, "fun")
+    key = "problems" if kind == "problem" else "algorithms"
+    names = list(reg.extra.get(key, []))
+    if name in names:
+        log.warning("Overwriting %s '%s'", kind, name)
+    else:
+        names.append(name)
+    reg.layout.dir(key).mkdir(exist_ok=True)
+    atomic_write_bytes(reg.layout.dir(key) / f"{name}.pkl", payload)
+    files = dict(reg.extra.get("code_files", {}))
+    files.update(code_files(fun) if fun is not None else {})
+    reg.extra = {**reg.extra, key: names, "code_files": files}
+    reg.save(())
+
+
+def add_problem(name: str, data: Any = None, fun: Callable | None = None, seed: int | None = None,
+                cache: bool = False, reg: Registry | None = None) -> Problem:
+    """Add (or overwrite) a problem: static ``data`` stored once, and an instance
+    function ``fun(data=, job=, **prob_pars)`` (none: the instance is ``data``).
+
+    With ``seed``, replication ``r`` generates its instance with seed ``seed + r - 1``,
+    so all algorithms of one replication see the same instance; ``cache=True``
+    stores each such instance once and reuses it.
+
+    >>> import batchtools as bt
+    >>> reg = bt.make_experiment_registry(file_dir=None, seed=1)
+    >>> bt.add_problem("p", data=list(range(10)), fun=lambda data, job, n: data[:n])
+    Problem('p', seed=None, cache=False, fun=yes)
+    """
+    reg = _exp_reg(reg)
+    reg.assert_writeable("add a problem")
+    _check_name(name, "problem")
+    if fun is not None and not callable(fun):
+        raise TypeError(f"fun: must be callable (data, job, **prob_pars) or None, got {type(fun).__name__}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise TypeError(f"seed: must be an int or None, got {type(seed).__name__}")
+    if not isinstance(cache, bool):
+        raise TypeError("cache: must be True or False")
+    if cache and seed is None:
+        raise ValueError("cache: caching instances needs a problem seed (else instances differ per run); pass seed=...")
+    prob = Problem(name, data, fun, seed, cache)
+    _register(reg, "problem", name, prob, fun)
+    return prob
+
+
+def add_algorithm(name: str, fun: Callable | None = None, reg: Registry | None = None) -> Algorithm:
+    """Add (or overwrite) an algorithm ``fun(data=, job=, instance=, **algo_pars)``.
+    Without ``fun`` the algorithm returns the instance.
+
+    >>> import batchtools as bt
+    >>> reg = bt.make_experiment_registry(file_dir=None, seed=1)
+    >>> bt.add_algorithm("total", fun=lambda instance, k=1: sum(instance) * k)
+    Algorithm('total')
+    """
+    reg = _exp_reg(reg)
+    reg.assert_writeable("add an algorithm")
+    _check_name(name, "algorithm")
+    if fun is not None and not callable(fun):
+        raise TypeError(f"fun: must be callable (data, job, instance, **algo_pars) or None, got {type(fun).__name__}")
+    algo = Algorithm(name, fun)
+    _register(reg, "algorithm", name, algo, fun)
+    return algo
+
+
+def _design_rows(design: Any, arg: str, name: str) -> list[dict[str, Any]]:
+    if design is None:
+        return [{}]
+    if isinstance(design, pd.DataFrame):
+        if design.shape[1] == 0:
+            return [{}] * max(len(design), 1)
+        cols = [str(c) for c in design.columns]
+        lists = [design[c].tolist() for c in design.columns]
+        return [dict(zip(cols, row)) for row in zip(*lists)]
+    if isinstance(design, (list, tuple)) and all(isinstance(r, Mapping) for r in design):
+        return [dict(r) for r in design] or [{}]
+    raise TypeError(f"{arg}: the design of '{name}' must be a DataFrame (one row per parameter setting) "
+                    f"or a list of dicts, got {type(design).__name__}")
+
+
+def _accepted(fun: Callable | None, cols: set[str], arg: str, name: str, rows: list[dict] = ()) -> None:
+    bad = cols & RESERVED
+    if bad:
+        raise ValueError(f"{arg}: design of '{name}' uses reserved names {sorted(bad)}")
+    if fun is None:
+        if cols:
+            raise ValueError(f"{arg}: '{name}' has no function, so it takes no parameters; got {sorted(cols)}")
+        return
+    try:
+        params = inspect.signature(fun).parameters
+    except (TypeError, ValueError):
+        return
+    required = {n for n, p in params.items() if p.default is p.empty and n not in RESERVED
+                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    lacking = sorted({n for r in rows for n in required - set(r)})
+    if lacking:
+        raise ValueError(f"{arg}: the design of '{name}' does not set the required parameter(s) {lacking}; "
+                         f"add a column for each (or give the function defaults)")
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = cols - set(params)
+    if unknown:
+        raise ValueError(f"{arg}: the function of '{name}' does not accept {sorted(unknown)}; "
+                         f"it takes {sorted(set(params) - RESERVED)}")
+
+
+def _row_hash(pars: dict[str, Any]) -> str:
+    try:
+        blob = pickle.dumps(sorted(pars.items()), protocol=4)
+    except Exception as e:
+        raise TypeError(f"design values must be picklable: {e}") from None
+    return hashlib.md5(blob).hexdigest()
+
+
+def _row_ids(reg: ExperimentRegistry, kind: str, name: str, rows: list[dict]) -> list[int]:
+    """Ids of the design rows in the ``designs`` table (adding new ones)."""
+    des = reg.tables["designs"]
+    mine = des[(des["kind"] == kind) & (des["name"] == name)]
+    known = dict(zip(mine["hash"].tolist(), mine["row_id"].tolist()))
+    next_id = int(des["row_id"].max()) + 1 if len(des) else 1
+    out, new = [], []
+    for pars in rows:
+        h = _row_hash(pars)
+        if h not in known:
+            known[h] = next_id
+            new.append((next_id, kind, name, pars, h))
+            next_id += 1
+        out.append(known[h])
+    if new:
+        add = pd.DataFrame(new, columns=["row_id", "kind", "name", "pars", "hash"])
+        add["pars"] = add["pars"].astype(object)
+        reg.tables["designs"] = pd.concat([des, add], ignore_index=True) if len(des) else add
+    return out
+
+
+def add_experiments(prob_designs: dict | None = None, algo_designs: dict | None = None, repls: int = 1,
+                    combine: str = "crossprod", reg: Registry | None = None) -> pd.DataFrame:
+    """Add experiments: every problem design row x every algorithm design row
+    (``combine="bind"`` pairs rows instead, recycling the shorter design), each ``repls`` times.
+
+    Designs are dicts ``name -> DataFrame`` (an empty DataFrame: one parameterless
+    row); the default is every problem and every algorithm. Experiments that exist
+    already are not added again; a larger ``repls`` adds the missing replications.
+    Returns the new job ids.
+
+    >>> import batchtools as bt, pandas as pd
+    >>> reg = bt.make_experiment_registry(file_dir=None, seed=1)
+    >>> _ = bt.add_problem("p", data=[1, 2, 3], fun=lambda data, job, n: data[:n])
+    >>> _ = bt.add_algorithm("a", fun=lambda instance, k: sum(instance) * k)
+    >>> len(bt.add_experiments({"p": pd.DataFrame({"n": [1, 2]})}, {"a": pd.DataFrame({"k": [1, 10]})}, repls=2))
+    8
+    """
+    reg = _exp_reg(reg)
+    reg.assert_writeable("add experiments")
+    if isinstance(repls, bool) or not isinstance(repls, (int, np.integer)) or repls < 1:
+        raise ValueError(f"repls: must be an int >= 1, got {repls!r}")
+    if combine not in ("crossprod", "bind"):
+        raise ValueError(f"combine: must be 'crossprod' or 'bind', got {combine!r}")
+    problems, algorithms = reg.problems, reg.algorithms
+    pdes = {p: None for p in problems} if prob_designs is None else prob_designs
+    ades = {a: None for a in algorithms} if algo_designs is None else algo_designs
+    for arg, des, known, what in (("prob_designs", pdes, problems, "problem"),
+                                  ("algo_designs", ades, algorithms, "algorithm")):
+        if not isinstance(des, Mapping):
+            raise TypeError(f"{arg}: must be a dict {what} name -> DataFrame, got {type(des).__name__}")
+        unknown = [n for n in des if n not in known]
+        if unknown:
+            raise ValueError(f"{arg}: unknown {what}(s) {unknown}; add them first with add_{what}() "
+                             f"(known: {known})")
+    from ..jobs.execute import load_cached
+
+    prob_rows = {p: _design_rows(d, "prob_designs", p) for p, d in pdes.items()}
+    algo_rows = {a: _design_rows(d, "algo_designs", a) for a, d in ades.items()}
+    for p, rows in prob_rows.items():
+        _accepted(load_cached(reg.layout.dir("problems") / f"{p}.pkl").fun, set().union(*rows), "prob_designs", p, rows)
+    for a, rows in algo_rows.items():
+        _accepted(load_cached(reg.layout.dir("algorithms") / f"{a}.pkl").fun, set().union(*rows), "algo_designs", a, rows)
+
+    saved = {k: reg.tables[k] for k in ("designs", "defs", "status")}
+    try:
+        return _add(reg, prob_rows, algo_rows, int(repls), combine)
+    except BaseException:
+        reg.tables.update(saved)  # a failed call leaves the registry as it was
+        raise
+
+
+def _add(reg: ExperimentRegistry, prob_rows, algo_rows, repls: int, combine: str) -> pd.DataFrame:
+    prob_ids = {p: np.array(_row_ids(reg, "prob", p, rows), dtype=np.int64) for p, rows in prob_rows.items()}
+    algo_ids = {a: np.array(_row_ids(reg, "algo", a, rows), dtype=np.int64) for a, rows in algo_rows.items()}
+    parts = []
+    for p, pr in prob_ids.items():
+        for a, ar in algo_ids.items():
+            if combine == "crossprod":
+                pp, aa = np.repeat(pr, ar.size), np.tile(ar, pr.size)
+            else:
+                n = max(pr.size, ar.size)
+                pp, aa = np.resize(pr, n), np.resize(ar, n)
+            parts.append(pd.DataFrame({"problem": p, "algorithm": a, "prob_row": pp, "algo_row": aa}))
+            log.info("Adding %d experiments ('%s'[%d] x '%s'[%d] x repls[%d])",
+                     len(pp) * repls, p, pr.size, a, ar.size, repls)
+    if not parts:
+        return ids_frame(np.empty(0, np.int64))
+    new = pd.concat(parts, ignore_index=True).drop_duplicates(ignore_index=True)
+    defs = reg.defs
+    merged = new.merge(defs, on=["problem", "algorithm", "prob_row", "algo_row"], how="left")
+    fresh = merged["def_id"].isna().to_numpy()
+    next_def = int(defs["def_id"].max()) + 1 if len(defs) else 1
+    def_ids = merged["def_id"].to_numpy(dtype=float, copy=True)
+    def_ids[fresh] = np.arange(next_def, next_def + fresh.sum())
+    def_ids = def_ids.astype(np.int64)
+    if fresh.any():
+        add = new.loc[fresh].copy()
+        add.insert(0, "def_id", def_ids[fresh])
+        reg.tables["defs"] = pd.concat([defs, add], ignore_index=True) if len(defs) else add.reset_index(drop=True)
+    # replications: add those missing up to `repls` for each definition
+    st = reg.status
+    have = np.zeros(def_ids.size, dtype=np.int64)
+    if len(st):
+        counts = st.groupby("def_id")["repl"].max()
+        have = counts.reindex(def_ids).fillna(0).to_numpy(dtype=np.int64)
+    missing = np.maximum(repls - have, 0)
+    total = int(missing.sum())
+    if total == 0:
+        reg.save(("designs", "defs"))
+        return ids_frame(np.empty(0, np.int64))
+    rep_def = np.repeat(def_ids, missing)
+    offsets = np.arange(total) - np.repeat(np.cumsum(missing) - missing, missing)
+    rep_no = np.repeat(have, missing) + offsets + 1
+    start = int(st["job_id"].max()) + 1 if len(st) else 1
+    job_ids = np.arange(start, start + total, dtype=np.int64)
+    reg.tables["status"] = pd.concat([st, new_status(job_ids, rep_def, rep_no)], ignore_index=True) \
+        if len(st) else new_status(job_ids, rep_def, rep_no)
+    reg.mark_dirty("designs", "defs", "status")
+    reg.save()
+    return ids_frame(job_ids)
+
+
+# ----------------------------------------------------------------- queries
+def _design_frame(reg: ExperimentRegistry, kind: str) -> pd.DataFrame:
+    """Unwrapped unique design rows of one kind: ``row_id`` + one column per parameter."""
+    des = reg.tables["designs"]
+    mine = des[des["kind"] == kind]
+    wide = pd.DataFrame.from_records(mine["pars"].tolist(), index=mine.index) if len(mine) else pd.DataFrame()
+    wide.insert(0, "row_id", mine["row_id"].to_numpy())
+    return wide.reset_index(drop=True)
+
+
+def _job_frame(reg: ExperimentRegistry, ids: np.ndarray) -> pd.DataFrame:
+    """job_id, problem, algorithm, repl, prob_row, algo_row of ``ids``."""
+    st = reg.status
+    pos = reg.pos(ids)
+    def_ids = st["def_id"].to_numpy()[pos]
+    defs = reg.defs
+    dpos = np.searchsorted(defs["def_id"].to_numpy(), def_ids)
+    out = {"job_id": ids}
+    for c in ("problem", "algorithm", "prob_row", "algo_row"):
+        out[c] = defs[c].to_numpy()[dpos]
+    out["repl"] = st["repl"].to_numpy()[pos]
+    return pd.DataFrame(out)
+
+
+def experiment_pars_frame(reg: ExperimentRegistry, ids: np.ndarray) -> pd.DataFrame:
+    """job_id, problem, algorithm, repl and one column per parameter (for queries and summaries)."""
+    jobs = _job_frame(reg, ids)
+    out = jobs[["job_id", "problem", "algorithm", "repl"]].copy()
+    for kind, col in (("prob", "prob_row"), ("algo", "algo_row")):
+        wide = _design_frame(reg, kind)
+        pos = np.searchsorted(wide["row_id"].to_numpy(), jobs[col].to_numpy())
+        for c in wide.columns[1:]:
+            name = c if c not in out.columns else f"{kind}.{c}"
+            out[name] = wide[c].to_numpy()[pos] if len(wide) else []
+    return out
+
+
+def _pars_of(reg: ExperimentRegistry, rows: np.ndarray) -> list[dict]:
+    des = reg.tables["designs"]
+    lookup = dict(zip(des["row_id"].tolist(), des["pars"].tolist()))
+    return [dict(lookup[r]) for r in rows.tolist()]
+
+
+def experiment_job_pars(reg: ExperimentRegistry, ids: np.ndarray) -> pd.DataFrame:
+    jobs = _job_frame(reg, ids)
+    return pd.DataFrame({
+        "job_id": ids, "problem": jobs["problem"].to_numpy(), "prob_pars": _pars_of(reg, jobs["prob_row"].to_numpy()),
+        "algorithm": jobs["algorithm"].to_numpy(), "algo_pars": _pars_of(reg, jobs["algo_row"].to_numpy()),
+        "repl": jobs["repl"].to_numpy(),
+    })
+
+
+def experiment_specs(reg: ExperimentRegistry, ids: np.ndarray) -> list[dict[str, Any]]:
+    p = experiment_job_pars(reg, ids)
+    return [{"job_id": j, "problem": pr, "algorithm": al, "prob_pars": pp, "algo_pars": ap, "repl": r}
+            for j, pr, pp, al, ap, r in zip(p["job_id"].tolist(), p["problem"].tolist(), p["prob_pars"].tolist(),
+                                            p["algorithm"].tolist(), p["algo_pars"].tolist(), p["repl"].tolist())]
+
+
+def _row_mask(reg: ExperimentRegistry, kind: str, expr, arg: str) -> np.ndarray:
+    """Row ids of unique design rows matching ``expr``."""
+    wide = _design_frame(reg, kind)
+    if not len(wide):
+        return np.empty(0, np.int64)
+    return wide["row_id"].to_numpy()[filter_pars(wide, expr, arg)]
+
+
+def find_experiments(ids=None, prob_name: str | None = None, prob_pattern: str | None = None,
+                     algo_name: str | None = None, algo_pattern: str | None = None, prob_pars=None,
+                     algo_pars=None, repls=None, reg: Registry | None = None) -> pd.DataFrame:
+    """Experiments by problem/algorithm name (exact or regex pattern), parameters
+    (a pandas query string like ``"n > 5"`` or a callable on the parameter dict)
+    and replication numbers.
+
+    >>> import batchtools as bt, pandas as pd
+    >>> reg = bt.make_experiment_registry(file_dir=None, seed=1)
+    >>> _ = bt.add_problem("p", fun=lambda data, job, n: n)
+    >>> _ = bt.add_algorithm("a", fun=lambda instance, k: instance * k)
+    >>> _ = bt.add_experiments({"p": pd.DataFrame({"n": [1, 2]})}, {"a": pd.DataFrame({"k": [1, 2]})})
+    >>> bt.find_experiments(prob_pars="n > 1", algo_pars=lambda p: p["k"] == 2)["job_id"].tolist()
+    [4]
+    """
+    reg = _exp_reg(reg)
+    sel = reg.ids(ids)
+    jobs = _job_frame(reg, sel)
+    keep = np.ones(len(jobs), dtype=bool)
+    for value, col in ((prob_name, "problem"), (algo_name, "algorithm")):
+        if value is not None:
+            names = [value] if isinstance(value, str) else list(value)
+            keep &= jobs[col].isin(names).to_numpy()
+    for arg, value, col in (("prob_pattern", prob_pattern, "problem"), ("algo_pattern", algo_pattern, "algorithm")):
+        if value is not None:
+            try:
+                rx = re.compile(value)
+            except (re.error, TypeError) as e:
+                raise ValueError(f"{arg}: not a valid regular expression: {e}") from None
+            keep &= jobs[col].map(lambda s: bool(rx.search(s))).to_numpy(dtype=bool)
+    for arg, value, kind, col in (("prob_pars", prob_pars, "prob", "prob_row"),
+                                  ("algo_pars", algo_pars, "algo", "algo_row")):
+        if value is not None:
+            keep &= np.isin(jobs[col].to_numpy(), _row_mask(reg, kind, value, arg))
+    if repls is not None:
+        r = np.atleast_1d(np.asarray(repls))
+        if r.dtype.kind not in "iu":
+            raise TypeError(f"repls: must be an int or a list of ints, got {repls!r}")
+        keep &= np.isin(jobs["repl"].to_numpy(), r)
+    return ids_frame(sel[keep])
+
+
+def summarize_experiments(ids=None, by=("problem", "algorithm"), reg: Registry | None = None) -> pd.DataFrame:
+    """Number of experiments per ``by`` group (names, ``repl`` or parameter names)."""
+    reg = _exp_reg(reg)
+    by = [by] if isinstance(by, str) else list(by)
+    sel = reg.ids(ids)
+    if set(by) <= {"problem", "algorithm"}:
+        frame = _job_frame(reg, sel)
+    else:
+        frame = experiment_pars_frame(reg, sel)
+        missing = [b for b in by if b not in frame.columns]
+        if missing:
+            raise ValueError(f"by: unknown column(s) {missing}; available: {list(frame.columns)}")
+    out = frame.groupby(by, sort=False, dropna=False).size().reset_index(name="count")
+    return out
+
+
+# ----------------------------------------------------------------- removal
+def _remove_jobs(reg: ExperimentRegistry, job_ids: np.ndarray) -> None:
+    from .status import masks
+
+    busy = job_ids[masks(reg, reg.pos(job_ids))["system"]]
+    if busy.size:
+        raise ValueError(f"ids: job(s) {busy[:5].tolist()} are still on the system; kill_jobs() them first")
+    st = reg.status
+    keep = ~st["job_id"].isin(job_ids)
+    reg.tables["status"] = st[keep].reset_index(drop=True)
+    used = np.unique(reg.status["def_id"].to_numpy())
+    reg.tables["defs"] = reg.defs[reg.defs["def_id"].isin(used)].reset_index(drop=True)
+    tags = reg.tables["tags"]
+    reg.tables["tags"] = tags[~tags["job_id"].isin(job_ids)].reset_index(drop=True)
+    reg.mark_dirty("defs", "status", "tags")
+    reg.save(("status", "defs", "tags"), meta=False)
+    for j in job_ids.tolist():
+        try:
+            os.unlink(reg.layout.result(j))
+        except FileNotFoundError:
+            pass
+
+
+def remove_experiments(ids=None, reg: Registry | None = None) -> pd.DataFrame:
+    """Remove experiments (their definitions, status and results). Returns the removed ids."""
+    reg = _exp_reg(reg)
+    reg.assert_writeable("remove experiments")
+    if ids is None:
+        raise ValueError("ids: say which experiments to remove (e.g. find_experiments(...)); "
+                         "use clear_registry() to remove all")
+    sel = reg.ids(ids)
+    _remove_jobs(reg, sel)
+    return ids_frame(sel)
+
+
+def _remove_defs(reg: ExperimentRegistry, kind: str, names) -> pd.DataFrame:
+    key, col = ("problems", "problem") if kind == "prob" else ("algorithms", "algorithm")
+    names = [names] if isinstance(names, str) else list(names)
+    known = list(reg.extra.get(key, []))
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"name: unknown {col}(s) {unknown}; known: {known}")
+    jobs = _job_frame(reg, reg.job_ids)
+    gone = jobs.loc[jobs[col].isin(names), "job_id"].to_numpy()
+    _remove_jobs(reg, gone)
+    des = reg.tables["designs"]
+    reg.tables["designs"] = des[~((des["kind"] == kind) & des["name"].isin(names))].reset_index(drop=True)
+    reg.extra = {**reg.extra, key: [n for n in known if n not in names]}
+    reg.mark_dirty("designs")
+    reg.save()
+    for n in names:
+        try:
+            os.unlink(reg.layout.dir(key) / f"{n}.pkl")
+        except FileNotFoundError:
+            pass
+    return ids_frame(gone)
+
+
+def remove_problems(name, reg: Registry | None = None) -> pd.DataFrame:
+    """Remove problems and all their experiments (and results). Returns the removed job ids."""
+    reg = _exp_reg(reg)
+    reg.assert_writeable("remove problems")
+    return _remove_defs(reg, "prob", name)
+
+
+def remove_algorithms(name, reg: Registry | None = None) -> pd.DataFrame:
+    """Remove algorithms and all their experiments (and results). Returns the removed job ids."""
+    reg = _exp_reg(reg)
+    reg.assert_writeable("remove algorithms")
+    return _remove_defs(reg, "algo", name)
+
+

@@ -1,0 +1,172 @@
+"""Experiments on the node: problem instances, algorithms and the ExperimentJob."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import os
+import pickle
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.files import atomic_write_bytes, read_pickle
+from .collection import JobCollection
+from .job import Job, np, seed_everything
+
+
+@dataclass
+class Problem:
+    """A problem: static ``data`` and an instance function ``fun(data=, job=, **prob_pars)``."""
+
+    name: str
+    data: Any = None
+    fun: Callable | None = None
+    seed: int | None = None
+    cache: bool = False
+
+    def __repr__(self) -> str:
+        return f"Problem({self.name!r}, seed={self.seed}, cache={self.cache}, fun={'yes' if self.fun else 'no'})"
+
+
+@dataclass
+class Algorithm:
+    """An algorithm: ``fun(data=, job=, instance=, **algo_pars)``; without ``fun`` it returns the instance."""
+
+    name: str
+    fun: Callable | None = None
+
+    def __repr__(self) -> str:
+        return f"Algorithm({self.name!r})"
+
+
+def call_with(fun: Callable, fixed: dict[str, Any], pars: dict[str, Any]) -> Any:
+    """Call ``fun(**fixed, **pars)``, leaving out fixed arguments (data, job, instance) it does not take."""
+    try:
+        params = inspect.signature(fun).parameters
+    except (TypeError, ValueError):
+        return fun(**fixed, **pars)
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return fun(**fixed, **pars)
+    return fun(**{k: v for k, v in fixed.items() if k in params}, **pars)
+
+
+@contextlib.contextmanager
+def rng_state_kept():
+    """Run a block with its own seeding, then restore the global RNG states."""
+    py_state = random.getstate()
+    np_state = np.random.get_state() if np is not None else None
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        if np_state is not None:
+            np.random.set_state(np_state)
+
+
+def load_problem(file_dir: str, name: str) -> Problem:
+    from .execute import load_cached
+
+    return load_cached(_def_path(file_dir, "problems", name))
+
+
+def load_algorithm(file_dir: str, name: str) -> Algorithm:
+    from .execute import load_cached
+
+    return load_cached(_def_path(file_dir, "algorithms", name))
+
+
+def _def_path(file_dir: str, sub: str, name: str) -> str:
+    return os.path.join(file_dir, sub, f"{name}.pkl")
+
+
+def instance_cache_path(file_dir: str, problem: str, prob_pars: dict, repl: int) -> str:
+    key = hashlib.md5(pickle.dumps((problem, sorted(prob_pars.items()), repl), protocol=4)).hexdigest()
+    return os.path.join(file_dir, "external", "cache", problem, f"{key}.pkl")
+
+
+@dataclass
+class ExperimentJob(Job):
+    """The job of an experiment: ``problem``, ``algorithm``, ``prob_pars``, ``algo_pars``,
+    ``repl``, ``seed``, ``rng`` and the (lazily generated) ``instance``."""
+
+    problem: str = ""
+    algorithm: str = ""
+    prob_pars: dict[str, Any] = field(default_factory=dict)
+    algo_pars: dict[str, Any] = field(default_factory=dict)
+    repl: int = 1
+    _instance: Any = field(default=None, repr=False)
+    _has_instance: bool = field(default=False, repr=False)
+    _say: Callable[[str], None] | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_spec(cls, jc: JobCollection, spec: dict[str, Any]) -> ExperimentJob:
+        job_id = spec["job_id"]
+        return cls(id=job_id, pars={"prob_pars": spec["prob_pars"], "algo_pars": spec["algo_pars"]},
+                   seed=jc.seed + job_id, resources=jc.resources, file_dir=jc.file_dir,
+                   problem=spec["problem"], algorithm=spec["algorithm"], prob_pars=spec["prob_pars"],
+                   algo_pars=spec["algo_pars"], repl=spec["repl"])
+
+    @property
+    def instance(self) -> Any:
+        if not self._has_instance:
+            self._instance = self._make_instance()
+            self._has_instance = True
+        return self._instance
+
+    def _make_instance(self) -> Any:
+        prob = load_problem(self.file_dir, self.problem)
+        if self._say:
+            self._say(f"Generating problem instance for problem '{self.problem}' ...")
+        if prob.fun is None:
+            return prob.data
+        cache = instance_cache_path(self.file_dir, self.problem, self.prob_pars, self.repl) if prob.cache else None
+        if cache and os.path.exists(cache):
+            return read_pickle(cache)
+        if prob.seed is not None:
+            # one instance per replication, the same for every algorithm (batchtools' rule)
+            inst_seed = prob.seed + self.repl - 1
+            with rng_state_kept():
+                seed_everything(inst_seed)
+                saved, self._rng = self._rng, (np.random.default_rng(inst_seed) if np is not None else None)
+                try:
+                    instance = call_with(prob.fun, {"data": prob.data, "job": self}, self.prob_pars)
+                finally:
+                    self._rng = saved
+        else:
+            instance = call_with(prob.fun, {"data": prob.data, "job": self}, self.prob_pars)
+        if cache:
+            os.makedirs(os.path.dirname(cache), exist_ok=True)
+            from .execute import dump_result
+
+            atomic_write_bytes(cache, dump_result(instance))
+        return instance
+
+
+def experiment_runner(jc: JobCollection):
+    from .execute import prepare_namespace, restore_code_files, say
+
+    namespaces_done: set[int] = set()
+
+    def setup(fn: Callable | None) -> None:
+        g = getattr(fn, "__globals__", None)
+        if g is not None and id(g) not in namespaces_done:
+            namespaces_done.add(id(g))
+            prepare_namespace(jc, g)
+            restore_code_files(g, jc.code_files, [fn])
+
+    def run(job: ExperimentJob) -> Any:
+        prob = load_problem(jc.file_dir, job.problem)
+        algo = load_algorithm(jc.file_dir, job.algorithm)
+        setup(prob.fun)
+        setup(algo.fun)
+        job._say = say
+        instance = job.instance
+        say(f"Applying algorithm '{job.algorithm}' on problem '{job.problem}' ...")
+        if algo.fun is None:
+            return instance
+        return call_with(algo.fun, {"data": prob.data, "job": job, "instance": instance}, job.algo_pars)
+
+    return run
