@@ -94,12 +94,14 @@ def test_reset_and_resubmit(reg):
 
 
 def test_resubmitting_overwrites_previous_state(reg):
-    bt.batch_map(lambda x: x, x=[1, 2])
+    bt.batch_map(lambda x: print("run", x) or x, x=[1, 2])
     bt.submit_jobs()
     first = bt.get_job_status()["job_hash"].tolist()
     bt.submit_jobs([1])
     assert bt.get_job_status()["job_hash"].tolist()[0] != first[0]
     assert bt.reduce_results_list() == [1, 2]
+    log = bt.get_log(1)  # the newest run's part of the shared session log
+    assert log.count("run 1") == 1 and log[0].endswith("job.id=1]")
 
 
 def test_test_job_in_process_and_external(reg, capsys):
@@ -228,7 +230,7 @@ def test_inner_backend_joblib(reg):
     values, n_jobs = bt.load_result(1)
     assert values == [0, 1, 2] and n_jobs == 2
     assert any("Inner parallelization: joblib backend 'threading' with n_jobs=2" in line
-               for line in open(reg.layout.log(bt.get_job_status()["job_hash"][0])).read().splitlines())
+               for line in (reg.layout.dir("logs") / bt.get_job_status()["log_file"][0]).read_text().splitlines())
 
 
 def test_debug_mode_logs_commands(tmp_path):

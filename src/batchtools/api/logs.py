@@ -19,19 +19,24 @@ def _log_path(reg: Registry, job_id: int):
     job_hash = reg.status["job_hash"].to_numpy()[pos]
     if name is None and job_hash is None:
         return None
+    if name is None and reg.status["batch_id"].to_numpy()[pos] == "cfInteractive":
+        raise FileNotFoundError(f"id: job {job_id} ran with write_logs=False, so its output went to the console")
     return reg.layout.dir("logs") / (name or f"{job_hash}.log")
 
 
 def extract_job_section(lines: list[str], job_id: int) -> list[str]:
-    """The lines of one job in a collection's log (from its start marker to the next)."""
-    start = None
+    """The lines of one job in a log (from its last start marker to the next marker):
+    a log may hold several jobs, and several runs of the same job."""
+    start = end = None
     for i, line in enumerate(lines):
         m = START.match(line)
         if m and int(m.group(1)) == job_id:
-            start = i
-        elif start is not None and (m or line == END):
-            return lines[start:i]
-    return lines[start:] if start is not None else []
+            start, end = i, None
+        elif start is not None and end is None and (m or line == END):
+            end = i
+    if start is None:
+        return []
+    return lines[start:end] if end is not None else lines[start:]
 
 
 def get_log(id: int, reg: Registry | None = None) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 
 from ..core.files import write_pickle
 from ..jobs.execute import do_job_collection
@@ -24,15 +25,20 @@ def make_cluster_functions_interactive(external: bool = False, write_logs: bool 
     if not isinstance(external, bool) or not isinstance(write_logs, bool):
         raise TypeError("external, write_logs: must be True or False")
 
+    # in-process jobs of one session append to one log (get_log cuts out each job's part):
+    # creating a file per job costs more than running a small job
+    session_log = f"interactive-{uuid.uuid4().hex[:12]}.log"
+
     def submit_job(reg, jc) -> SubmitJobResult:
         if external:
             path = reg.layout.job_collection(jc.job_hash)
             write_pickle(path, jc)
             subprocess.run([sys.executable, "-m", "batchtools.worker", str(path)], check=False)
-        else:
-            # the master is running the jobs itself: status rows go straight to its sync queue
-            do_job_collection(jc, output=jc.log_file if write_logs else None, sink=reg.pending_updates)
-        return SubmitJobResult(0, "cfInteractive", jc.log_file if write_logs else None, "OK")
+            return SubmitJobResult(0, "cfInteractive", jc.log_file, "OK")
+        log_file = str(reg.layout.dir("logs") / session_log) if write_logs else None
+        # the master is running the jobs itself: status rows go straight to its sync queue
+        do_job_collection(jc, output=log_file, sink=reg.pending_updates)
+        return SubmitJobResult(0, "cfInteractive", log_file, "OK")
 
     return make_cluster_functions(
         "Interactive", submit_job, store_job_collection=external, poll=0.05, poll_max=1.0,
