@@ -57,6 +57,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
                                  "cf_handle_unknown_submit_error"),
     "batchtools.backends.interactive": ("make_cluster_functions_interactive",),
     "batchtools.backends.multicore": ("make_cluster_functions_multicore",),
+    "batchtools.backends.socket": ("make_cluster_functions_socket",),
+    "batchtools.backends.ssh": ("make_cluster_functions_ssh", "Worker"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE) + ["__version__"]

@@ -182,7 +182,8 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
     if cf is None:
         raise ValueError("reg: no cluster functions set; e.g. reg.cluster_functions = bt.make_cluster_functions_multicore()")
     resources = {**reg.default_resources, **check_resources(resources)}
-    sleep_fn = sleep_function(sleep, lambda i: min(1.0 * 1.5**i, 60.0))
+    # temporary errors (a full node, a busy scheduler): back off from the backend's polling interval
+    sleep_fn = sleep_function(sleep, lambda i: min(cf.poll * 1.5**i, 60.0))
     reg.sync()
     ids, chunks, per_job = _submission_plan(ids, reg)
     if ids.size == 0:

@@ -1,0 +1,69 @@
+import os
+import signal
+import time
+
+import pytest
+
+import batchtools as bt
+
+
+@pytest.fixture
+def sreg(tmp_path):
+    r = bt.make_registry(file_dir=tmp_path / "sreg", seed=1, conf_file=None)
+    r.cluster_functions = bt.make_cluster_functions_socket(2)
+    yield r
+    r.cluster_functions.pool.close()
+
+
+def test_socket_runs_jobs_in_persistent_workers(sreg):
+    bt.batch_map(lambda x: (x * x, os.getpid()), x=range(1, 21))
+    bt.submit_jobs()
+    assert bt.wait_for_jobs()
+    res = bt.reduce_results_list()
+    assert [r[0] for r in res] == [x * x for x in range(1, 21)]
+    pids = {r[1] for r in res}
+    assert len(pids) == 2 and os.getpid() not in pids  # 20 jobs, 2 processes: no interpreter per job
+
+
+def test_socket_non_blocking_with_status(sreg):
+    bt.batch_map(lambda s: time.sleep(s) or s, s=[1.0, 1.0])
+    t0 = time.time()
+    bt.submit_jobs()
+    assert time.time() - t0 < 0.8
+    time.sleep(0.5)
+    st = bt.get_status()
+    assert st.running == 2 and st.started == 2
+    assert bt.wait_for_jobs()
+
+
+def test_socket_crashed_worker_is_expired_not_a_hang(sreg):
+    bt.batch_map(lambda s: time.sleep(s), s=[30])
+    bt.submit_jobs()
+    time.sleep(0.5)
+    for w in sreg.cluster_functions.pool.workers:
+        os.kill(w.proc.pid, signal.SIGKILL)
+    t0 = time.time()
+    assert bt.wait_for_jobs(timeout=20) is False
+    assert time.time() - t0 < 10
+    assert bt.find_expired()["job_id"].tolist() == [1]
+    bt.batch_map  # noqa: B018
+    # the pool replaces dead workers: resubmitting completes the registry
+    bt.reset_jobs([1])
+    sreg.cluster_functions.pool.close()
+
+
+def test_socket_kill_and_resources(sreg):
+    def f(s):
+        time.sleep(s)
+        return os.environ.get("OMP_NUM_THREADS")
+
+    bt.batch_map(f, s=[60, 0])
+    bt.submit_jobs(resources={"omp_threads": 3, "measure_memory": True})
+    time.sleep(0.5)
+    assert bt.kill_jobs()["job_id"].tolist() == [1]
+    assert bt.wait_for_jobs(ids=[2])
+    assert bt.load_result(2) == "3"
+    assert bt.get_job_status(2)["mem_used"].iloc[0] > 0
+    assert bt.find_not_submitted()["job_id"].tolist() == [1]
+    with pytest.raises(ValueError, match="ncpus"):
+        bt.make_cluster_functions_socket(0)
