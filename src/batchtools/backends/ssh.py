@@ -10,9 +10,9 @@ directly, without ssh. Extra ssh options (a config file, a port, a key) come fro
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
-import logging
 import shlex
 import subprocess
 import sys
