@@ -58,6 +58,18 @@ def main(scen: str, n: int) -> None:
         bt.batch_map(square, x=range(1, n + 1))
         out["submit_wait"] = tm(lambda: (bt.submit_jobs(), bt.wait_for_jobs()))
         assert len(bt.find_done()) == n
+    elif scen == "socket":
+        reg.cluster_functions = bt.make_cluster_functions_socket(2)
+        bt.batch_map(square, x=range(1, n + 1))
+        out["submit_wait"] = tm(lambda: (bt.submit_jobs(), bt.wait_for_jobs()))
+        assert len(bt.find_done()) == n
+    elif scen == "ssh":
+        workers = [bt.Worker("bt-node-a", max_load=100), bt.Worker("bt-node-b", max_load=100)]
+        reg.cluster_functions = bt.make_cluster_functions_ssh(workers)
+        bt.batch_map(square, x=range(1, n + 1))
+        out["submit_wait"] = tm(lambda: (bt.submit_jobs(), bt.wait_for_jobs()))
+        assert len(bt.find_done()) == n
+        out["s_per_job"] = out["submit_wait"] / n
     elif scen == "experiments":
         reg = bt.make_experiment_registry(file_dir=tempfile.mkdtemp(dir=work, prefix="py-"), seed=1, conf_file=None)
         bt.add_problem("p1", data=list(range(1, 11)), fun=lambda data, job, n: job.rng.choice(data, n))

@@ -30,24 +30,39 @@ TARGETS = {
     ("multicore", 10_000, "submit_wait"): (15.3, 2.0),
     ("multicore", 10_000, "reduce_list"): (0.35, 0.15),
     ("multicore_unchunked", 200, "submit_wait"): (27.6, 3.0),
+    ("socket", 200, "submit_wait"): (9.5, 1.5),
+    ("ssh", 200, "s_per_job"): (None, 0.15),
     ("experiments", 1000, "add_experiments"): (4.48, 1.0),
     ("experiments", 1000, "find_exp"): (0.059, 0.06),
     ("experiments", 1000, "summarize"): (0.013, 0.02),
 }
 SCENARIOS = [("map", 1_000_000), ("interactive", 1000), ("multicore", 10_000),
-             ("multicore_unchunked", 200), ("experiments", 1000)]
+             ("multicore_unchunked", 200), ("socket", 200), ("ssh", 200), ("experiments", 1000)]
 
 
 def ensure_r() -> bool:
-    probe = "suppressMessages({library(batchtools); library(data.table)})"
+    probe = "suppressMessages({library(batchtools); library(data.table); library(snow)})"
     if shutil.which("Rscript") and subprocess.run(["Rscript", "-e", probe], capture_output=True).returncode == 0:
         return True
     print("installing R batchtools (apt-get install r-cran-batchtools r-cran-data.table) ...", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
     subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "r-cran-batchtools",
-                    "r-cran-data.table"], env=env, capture_output=True)
+                    "r-cran-data.table", "r-cran-snow"], env=env, capture_output=True)
     return shutil.which("Rscript") is not None
+
+
+def ensure_sshd() -> bool:
+    """The SSH scenario uses the private sshd of ci/start-sshd.sh (hosts bt-node-a, bt-node-b)."""
+    if os.environ.get("BATCHTOOLS_SSH_ARGS"):
+        return True
+    proc = subprocess.run(["bash", str(HERE.parent / "ci" / "start-sshd.sh")], capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"  ! no sshd for the SSH scenario: {proc.stderr.strip()[-300:]}", file=sys.stderr)
+        return False
+    value = proc.stdout.strip().split("=", 1)[1].strip('"')
+    os.environ["BATCHTOOLS_SSH_ARGS"] = value
+    return True
 
 
 def run(cmd: list[str], work: str) -> dict[str, float]:
@@ -78,12 +93,14 @@ def main() -> int:
     for scen, n in SCENARIOS:
         if args.only and scen != args.only:
             continue
+        if scen == "ssh" and not ensure_sshd():
+            continue
         print(f"running {scen} N={n} ...", flush=True)
         work = tempfile.mkdtemp(dir=scratch)
         runs = [run([sys.executable, str(HERE / "py_scenarios.py"), scen, str(n)], work)
                 for _ in range(max(1, args.repeat))]
         py = {k: min(r[k] for r in runs if k in r) for k in runs[0]}
-        r = run(["Rscript", str(HERE / "r_baseline.R"), scen, str(n)], work) if have_r else {}
+        r = run(["Rscript", str(HERE / "r_baseline.R"), scen, str(n)], work) if have_r and scen != "ssh" else {}
         shutil.rmtree(work, ignore_errors=True)
         for step, value in py.items():
             quoted, target = TARGETS.get((scen, n, step), (None, None))

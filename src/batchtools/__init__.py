@@ -59,6 +59,13 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "batchtools.backends.multicore": ("make_cluster_functions_multicore",),
     "batchtools.backends.socket": ("make_cluster_functions_socket",),
     "batchtools.backends.ssh": ("make_cluster_functions_ssh", "Worker"),
+    "batchtools.backends.slurm": ("make_cluster_functions_slurm",),
+    "batchtools.backends.torque": ("make_cluster_functions_torque",),
+    "batchtools.backends.sge": ("make_cluster_functions_sge",),
+    "batchtools.backends.lsf": ("make_cluster_functions_lsf",),
+    "batchtools.backends.openlava": ("make_cluster_functions_openlava",),
+    "batchtools.backends.docker": ("make_cluster_functions_docker",),
+    "batchtools.backends.templates": ("find_template_file", "cf_read_brew_template", "cf_brew_template"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE) + ["__version__"]

@@ -79,6 +79,8 @@ def build_collection(reg: Registry, sel: np.ndarray, resources: dict, job_hash: 
         log_file=str(reg.layout.log(job_hash)), array_var=getattr(reg.cluster_functions, "array_var", None),
         array_jobs=bool(resources.get("chunks_as_arrayjobs")), job_names=names, python=sys.executable,
         code_files=dict(reg.extra.get("code_files", {})),
+        hooks={k: v for k, v in getattr(reg.cluster_functions, "hooks", {}).items()
+               if k in ("pre_do_collection", "post_do_collection")},
     )
 
 
@@ -201,6 +203,7 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
         per_job = per_job.iloc[order].reset_index(drop=True)
     bounds = np.flatnonzero(np.r_[True, chunks[1:] != chunks[:-1], True])
     groups = [(bounds[k], bounds[k + 1]) for k in range(len(bounds) - 1)]
+    groups = _split_arrays(reg, groups, resources, per_job is not None)
     chunk_res = []
     for a, b in groups:
         res = dict(resources)
@@ -214,6 +217,7 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
         chunk_res.append(res)
     max_jobs = resources.get("max_concurrent_jobs") or reg.max_concurrent_jobs
     res_ids: dict[int, int] = {}
+    new_batches: set[str] = set()  # batch ids of this call (not in the status table until recorded)
 
     # forget the previous run of resubmitted jobs
     st = reg.status
@@ -239,7 +243,9 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
         with progress(total=ids.size, desc="Submitting") as bar:
             for k, (a, b) in enumerate(groups):
                 if max_jobs:
-                    _throttle(reg, max_jobs, b - a, sleep_fn)
+                    # an array job only occupies as many slots as its throttle lets run
+                    n_new = min(b - a, max_jobs) if chunk_res[k].get("chunks_as_arrayjobs") else b - a
+                    _throttle(reg, max_jobs, n_new, sleep_fn, new_batches)
                 jc = build_collection(reg, ids[a:b], chunk_res[k])
                 if cf.store_job_collection:
                     write_pickle(reg.layout.job_collection(jc.job_hash), jc)
@@ -250,13 +256,16 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
                     batch = np.array([str(x) for x in batch], dtype=object)
                 else:
                     batch = str(batch)
+                new_batches.update(batch.tolist() if isinstance(batch, np.ndarray) else [batch])
                 rec["submitted"][a:b] = t0
                 key = id(chunk_res[k]) if per_job is not None else 0
                 if key not in res_ids:
                     res_ids[key] = resource_id(reg, chunk_res[k])
                 rec["resource_id"][a:b] = res_ids[key]
                 rec_obj["batch_id"][a:b] = batch
-                rec_obj["log_file"][a:b] = os.path.basename(result.log_file) if result.log_file else os.path.basename(jc.log_file)
+                logs = result.log_file or jc.log_file
+                rec_obj["log_file"][a:b] = ([os.path.basename(x) for x in logs] if isinstance(logs, (list, tuple))
+                                            else os.path.basename(logs))
                 rec_obj["job_hash"][a:b] = jc.job_hash
                 done_upto = b
                 bar.update(b - a)
@@ -271,6 +280,25 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
         time.sleep(cf.scheduler_latency)
     order_back = np.argsort(ids, kind="stable")
     return pd.DataFrame({"job_id": ids[order_back], "chunk": chunks[order_back]})
+
+
+def _split_arrays(reg: Registry, groups: list, resources: dict, per_job: bool) -> list:
+    """Split chunks that would become arrays larger than the scheduler allows."""
+    cf = reg.cluster_functions
+    if cf.max_array_size is None or not resources.get("chunks_as_arrayjobs"):
+        return groups
+    if max(b - a for a, b in groups) <= 1:
+        return groups
+    limit = cf.max_array_size(reg)
+    if not limit:
+        return groups
+    out = []
+    for a, b in groups:
+        out.extend((s, min(s + limit, b)) for s in range(a, b, limit))
+    if len(out) > len(groups):
+        log.info("split %d array job(s) into %d to stay within the scheduler's array size limit of %d",
+                 len(groups), len(out), limit)
+    return out
 
 
 def _record(reg: Registry, pos, rec, rec_obj, n: int) -> None:
@@ -301,16 +329,16 @@ def _submit_with_retries(reg: Registry, jc: JobCollection, sleep_fn) -> SubmitJo
         raise SubmitError(f"Fatal error occurred while submitting with {cf.name}: {result.msg}")
 
 
-def _throttle(reg: Registry, max_jobs: int, n_new: int, sleep_fn) -> None:
-    """Wait until ``n_new`` more jobs fit under ``max_jobs`` jobs on the system."""
+def _throttle(reg: Registry, max_jobs: int, n_new: int, sleep_fn, new_batches: set[str]) -> None:
+    """Wait until ``n_new`` more jobs fit under ``max_jobs`` of this registry's jobs on the system."""
     cf = reg.cluster_functions
     i = 0
     while True:
         q, r = cf.list_on_system(reg)
-        st = reg.status
-        batch = st["batch_id"].to_numpy()
-        active = np.isnan(st["done"].to_numpy()) & np.isin(batch.astype(str), list(q | r)) if (q or r) else np.zeros(0)
-        if int(np.sum(active)) + n_new <= max_jobs or not (q or r):
+        on_system = q | r
+        ours = new_batches | set(reg.status["batch_id"].dropna())
+        active = len(on_system & ours)
+        if active + n_new <= max_jobs or active == 0:
             return
         wait = sleep_fn(i)
         if cf.wait is not None:

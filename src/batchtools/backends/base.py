@@ -76,6 +76,10 @@ class ClusterFunctions:
     # optional: block up to `timeout` seconds until the backend sees a job start or end
     wait: Callable[[float], None] | None = None
     ncpus: int | None = None
+    # optional: (queued, running) from one scheduler call, preferred over the two list_* calls
+    list_jobs: Callable | None = None
+    # optional: largest array job the scheduler accepts (submit_jobs splits bigger chunks)
+    max_array_size: Callable | None = None
 
     def __repr__(self) -> str:
         extra = f", {self.info}" if self.info else ""
@@ -83,6 +87,9 @@ class ClusterFunctions:
 
     def list_on_system(self, reg) -> tuple[set[str], set[str]]:
         """(queued, running) batch ids, each asked once."""
+        if self.list_jobs is not None:
+            q, r = self.list_jobs(reg)
+            return set(map(str, q)), set(map(str, r))
         queued = set(map(str, self.list_jobs_queued(reg))) if self.list_jobs_queued else set()
         running = set(map(str, self.list_jobs_running(reg))) if self.list_jobs_running else set()
         return queued, running
@@ -105,6 +112,8 @@ def make_cluster_functions(
     info: str = "",
     wait: Callable[[float], None] | None = None,
     ncpus: int | None = None,
+    list_jobs: Callable | None = None,
+    max_array_size: Callable | None = None,
 ) -> ClusterFunctions:
     """Make your own backend.
 
@@ -134,8 +143,21 @@ def make_cluster_functions(
     return ClusterFunctions(
         name, submit_job, kill_job, list_jobs_queued, list_jobs_running, array_var,
         bool(store_job_collection), bool(store_job_files), float(scheduler_latency),
-        float(fs_latency), hooks, poll, poll_max, info, wait, ncpus,
+        float(fs_latency), hooks, poll, poll_max, info, wait, ncpus, list_jobs, max_array_size,
     )
+
+
+def first_number(output: list[str]) -> str | None:
+    """The first run of digits in a command's output (how most schedulers print a job id)."""
+    import re
+
+    m = re.search(r"\d+", " ".join(output))
+    return m.group(0) if m else None
+
+
+def temporary_error(output: list[str], patterns: tuple[str, ...]) -> str | None:
+    text = "\n".join(output)
+    return next((p for p in patterns if p in text), None)
 
 
 def run_hook(reg, name: str, *args: Any) -> None:

@@ -35,6 +35,8 @@ class JobCollection:
     python: str = ""
     # module name -> source file of functions pickled by value (cloudpickle drops co_filename)
     code_files: dict[str, str] = field(default_factory=dict)
+    # node-side hooks of the cluster functions: pre_do_collection(jc), post_do_collection(jc)
+    hooks: dict[str, Any] = field(default_factory=dict)
 
     @property
     def job_ids(self) -> list[int]:

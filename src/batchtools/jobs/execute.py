@@ -292,8 +292,7 @@ def select_jobs(jc: JobCollection) -> list[dict[str, Any]]:
         value = os.environ.get(jc.array_var)
         if value is None:
             raise RuntimeError(f"array job: environment variable {jc.array_var} is not set")
-        offset = int(jc.resources.get("array_offset", 0) or 0)
-        return [jc.jobs[int(value) - 1 + offset]]
+        return [jc.jobs[int(value) - 1]]
     return jc.jobs
 
 
@@ -360,9 +359,13 @@ def _run_collection(jc: JobCollection, update_interval: float | None, sink: list
                     buffer.set(spec["job_id"], started=now, done=now, error=msg)
                 counts["error"] = len(jobs)
                 return counts
+            if jc.hooks.get("pre_do_collection"):
+                jc.hooks["pre_do_collection"](jc)
             for spec in jobs:
                 ok = _run_job(jc, spec, runner, layout, buffer, measure)
                 counts["done" if ok else "error"] += 1
+            if jc.hooks.get("post_do_collection"):
+                jc.hooks["post_do_collection"](jc)
         say("Calculation finished!")
     finally:
         sys.stdout.flush()

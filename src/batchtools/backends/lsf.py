@@ -1,0 +1,12 @@
+"""IBM Spectrum LSF: ``bsub`` / ``bjobs`` / ``bkill``."""
+
+from __future__ import annotations
+
+from .base import ClusterFunctions
+from .bsub import make_bsub_cluster_functions
+
+
+def make_cluster_functions_lsf(template: str = "lsf", scheduler_latency: float = 1,
+                               fs_latency: float = 65) -> ClusterFunctions:
+    """Submit with ``bsub < script``; ``bjobs`` lists, ``bkill`` kills (see :mod:`.bsub`)."""
+    return make_bsub_cluster_functions("LSF", template, scheduler_latency, fs_latency)

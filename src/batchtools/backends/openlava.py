@@ -1,0 +1,12 @@
+"""OpenLava: LSF's open-source sibling; the same commands and output formats."""
+
+from __future__ import annotations
+
+from .base import ClusterFunctions
+from .bsub import make_bsub_cluster_functions
+
+
+def make_cluster_functions_openlava(template: str = "openlava", scheduler_latency: float = 1,
+                                    fs_latency: float = 65) -> ClusterFunctions:
+    """``bsub`` / ``bjobs`` / ``bkill`` as for LSF, with the OpenLava template."""
+    return make_bsub_cluster_functions("OpenLava", template, scheduler_latency, fs_latency)

@@ -1,0 +1,113 @@
+"""Slurm: ``sbatch`` / ``squeue`` / ``scancel``, with array jobs."""
+
+from __future__ import annotations
+
+import getpass
+import re
+
+from .base import (
+    ClusterFunctions,
+    SubmitJobResult,
+    cf_handle_unknown_submit_error,
+    cf_kill_job,
+    make_cluster_functions,
+    run_os_command,
+    temporary_error,
+)
+from .templates import cf_brew_template, cf_read_brew_template
+
+TEMP_ERRORS = (
+    "Job violates accounting policy",
+    "QOSMaxSubmitJobPerUserLimit",
+    "AssocMaxSubmitJobLimit",
+    "Socket timed out on send/recv operation",
+    "Submission rate too high",
+    "Resource temporarily unavailable",
+    "Unable to contact slurm controller",
+)
+QUEUED = {"PD", "CF", "RF", "RH", "RQ", "SE"}
+RUNNING = {"R", "S", "CG", "RS", "SI", "SO", "ST"}
+
+
+def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = True, nodename: str = "localhost",
+                                 scheduler_latency: float = 1, fs_latency: float = 65) -> ClusterFunctions:
+    """Submit job collections with ``sbatch``; list them with one ``squeue`` call per poll.
+
+    Chunks submitted with ``resources={"chunks_as_arrayjobs": True}`` become array
+    jobs (the node picks its job from ``SLURM_ARRAY_TASK_ID``); arrays larger than
+    the cluster's ``MaxArraySize`` are split. ``max_concurrent_jobs`` becomes the
+    array throttle ``--array=1-N%K``. A ``nodename`` other than localhost runs the
+    Slurm commands there over ssh (the registry must be on a shared file system).
+
+    >>> import batchtools as bt
+    >>> bt.make_cluster_functions_slurm()  # doctest: +ELLIPSIS
+    ClusterFunctions(Slurm...)
+    """
+    if not isinstance(array_jobs, bool):
+        raise TypeError("array_jobs: must be True or False")
+    tmpl = cf_read_brew_template(template)
+    user = getpass.getuser()
+    cache: dict[str, int] = {}
+
+    def clusters(reg) -> list[str]:
+        res = reg.tables["resources"]["resources"].tolist()
+        names = sorted({str(r["clusters"]) for r in res if isinstance(r, dict) and r.get("clusters")})
+        return [f"--clusters={','.join(names)}"] if names else []
+
+    def submit_job(reg, jc) -> SubmitJobResult:
+        if jc.array_jobs and not array_jobs:
+            raise ValueError("resources: chunks_as_arrayjobs needs make_cluster_functions_slurm(array_jobs=True)")
+        extra = {}
+        if jc.array_jobs:
+            root = jc.log_file[:-4] if jc.log_file.endswith(".log") else jc.log_file
+            extra = {"log_file": f"{root}-%a.log", "array_throttle": jc.resources.get("max_concurrent_jobs")}
+        script = cf_brew_template(reg, tmpl, jc, **extra)
+        out = run_os_command("sbatch", [script], nodename=nodename)
+        if out["exit_code"] != 0:
+            temp = temporary_error(out["output"], TEMP_ERRORS)
+            if temp:
+                return SubmitJobResult(1, None, None, temp)
+            return cf_handle_unknown_submit_error("sbatch", out["exit_code"], out["output"])
+        m = re.search(r"Submitted batch job (\d+)", "\n".join(out["output"])) or re.search(r"^(\d+)", "\n".join(out["output"]))
+        if not m:
+            return cf_handle_unknown_submit_error("sbatch", 0, out["output"])
+        batch = m.group(1)
+        if jc.array_jobs:
+            n = len(jc.jobs)
+            stem = jc.job_hash
+            return SubmitJobResult(0, [f"{batch}_{i}" for i in range(1, n + 1)],
+                                   [f"{stem}-{i}.log" for i in range(1, n + 1)], "OK")
+        return SubmitJobResult(0, batch, jc.log_file, "OK")
+
+    def list_jobs(reg) -> tuple[list[str], list[str]]:
+        args = [f"--user={user}", "--noheader", "--format=%i %t", *clusters(reg)]
+        if array_jobs:
+            args.append("-r")
+        out = run_os_command("squeue", args, nodename=nodename)
+        if out["exit_code"] != 0:
+            raise RuntimeError(f"Listing of jobs failed (squeue exit {out['exit_code']}): {out['output'][-5:]}")
+        queued, running = [], []
+        for line in out["output"]:
+            parts = line.split()
+            if len(parts) != 2 or not parts[0][0].isdigit():
+                continue  # e.g. the "CLUSTER: name" lines of --clusters
+            (queued if parts[1] in QUEUED else running if parts[1] in RUNNING else []).append(parts[0])
+        return queued, running
+
+    def kill_job(reg, batch_id: str) -> None:
+        cf_kill_job(reg, "scancel", [*clusters(reg), batch_id], nodename=nodename)
+
+    def max_array_size(reg) -> int | None:
+        if "max" not in cache:
+            out = run_os_command("scontrol", ["show", "config"], nodename=nodename)
+            m = re.search(r"MaxArraySize\s*=\s*(\d+)", "\n".join(out["output"]))
+            cache["max"] = int(m.group(1)) - 1 if m else 1000  # indices must stay below MaxArraySize
+        return cache["max"]
+
+    return make_cluster_functions(
+        "Slurm", submit_job, kill_job=kill_job,
+        list_jobs_queued=lambda reg: list_jobs(reg)[0], list_jobs_running=lambda reg: list_jobs(reg)[1],
+        array_var="SLURM_ARRAY_TASK_ID", store_job_collection=True, scheduler_latency=scheduler_latency,
+        fs_latency=fs_latency, poll=1.0, poll_max=30.0, list_jobs=list_jobs, max_array_size=max_array_size,
+        info=nodename if nodename != "localhost" else "",
+    )

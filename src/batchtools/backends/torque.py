@@ -1,0 +1,57 @@
+"""TORQUE / OpenPBS: ``qsub`` / ``qselect`` / ``qdel``, with array jobs (``-t``)."""
+
+from __future__ import annotations
+
+import getpass
+import re
+
+from .base import (
+    ClusterFunctions,
+    SubmitJobResult,
+    cf_handle_unknown_submit_error,
+    cf_kill_job,
+    make_cluster_functions,
+    run_os_command,
+    temporary_error,
+)
+from .templates import cf_brew_template, cf_read_brew_template
+
+TEMP_ERRORS = ("Maximum number of jobs already in queue", "Resource temporarily unavailable",
+               "Cannot connect to default server")
+
+
+def make_cluster_functions_torque(template: str = "torque", scheduler_latency: float = 1,
+                                  fs_latency: float = 65) -> ClusterFunctions:
+    """Submit with ``qsub``; ``qselect -s QW`` / ``-s EHRT`` list queued / running jobs; ``qdel`` kills.
+    Array jobs use ``PBS_ARRAYID``; their batch ids are ``ID[i]``."""
+    tmpl = cf_read_brew_template(template)
+    user = getpass.getuser()
+
+    def submit_job(reg, jc) -> SubmitJobResult:
+        extra = {"array_throttle": jc.resources.get("max_concurrent_jobs")} if jc.array_jobs else {}
+        out = run_os_command("qsub", [cf_brew_template(reg, tmpl, jc, **extra)])
+        if out["exit_code"] != 0:
+            temp = temporary_error(out["output"], TEMP_ERRORS)
+            return SubmitJobResult(1, None, None, temp) if temp else \
+                cf_handle_unknown_submit_error("qsub", out["exit_code"], out["output"])
+        batch = out["output"][0].strip() if out["output"] else ""
+        if not batch:
+            return cf_handle_unknown_submit_error("qsub", 0, out["output"])
+        if jc.array_jobs:  # "123[].server" -> "123[1].server", ...
+            n = len(jc.jobs)
+            return SubmitJobResult(0, [batch.replace("[]", f"[{i}]") for i in range(1, n + 1)],
+                                   [f"{jc.job_hash}-{i}.log" for i in range(1, n + 1)], "OK")
+        return SubmitJobResult(0, batch, jc.log_file, "OK")
+
+    def listing(states: str) -> list[str]:
+        out = run_os_command("qselect", ["-u", user, "-s", states])
+        if out["exit_code"] != 0:
+            raise RuntimeError(f"Listing of jobs failed (qselect exit {out['exit_code']}): {out['output'][-5:]}")
+        return [line.strip() for line in out["output"] if re.match(r"^\d", line.strip())]
+
+    return make_cluster_functions(
+        "Torque", submit_job, kill_job=lambda reg, b: cf_kill_job(reg, "qdel", [b]),
+        list_jobs_queued=lambda reg: listing("QW"), list_jobs_running=lambda reg: listing("EHRT"),
+        array_var="PBS_ARRAYID", store_job_collection=True, scheduler_latency=scheduler_latency,
+        fs_latency=fs_latency, poll=1.0, poll_max=30.0,
+    )
