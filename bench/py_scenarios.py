@@ -70,6 +70,42 @@ def main(scen: str, n: int) -> None:
         out["submit_wait"] = tm(lambda: (bt.submit_jobs(), bt.wait_for_jobs()))
         assert len(bt.find_done()) == n
         out["s_per_job"] = out["submit_wait"] / n
+    elif scen.startswith("slurm"):
+        import subprocess
+
+        from batchtools.backends.base import command_counts
+
+        cf = bt.make_cluster_functions_slurm(scheduler_latency=0, fs_latency=5)
+        reg.cluster_functions = cf
+        bt.batch_map(square, x=range(1, n + 1))
+        ids = bt.find_jobs()
+        resources = {}
+        if scen == "slurm_chunks":
+            ids["chunk"] = bt.chunk(ids["job_id"], n_chunks=10, shuffle=False)
+        elif scen == "slurm_arrays":
+            ids["chunk"] = bt.chunk(ids["job_id"], n_chunks=10, shuffle=False)
+            resources = {"chunks_as_arrayjobs": True}
+        elif scen == "slurm_native":  # Slurm's own time for one array of n trivial tasks
+            t0 = time.perf_counter()
+            subprocess.run(["sbatch", f"--array=1-{n}", "--output=/dev/null", "--wrap=true"], check=True,
+                           capture_output=True)
+            while subprocess.run(["squeue", "-h", "-r", "-o", "%i"], capture_output=True, text=True).stdout.strip():
+                time.sleep(0.5)
+            out["submit_wait"] = time.perf_counter() - t0
+        if scen != "slurm_native":
+            command_counts.clear()
+            polls = []
+            orig = cf.list_jobs
+
+            def counted(r):
+                polls.append(time.time())
+                return orig(r)
+
+            cf.list_jobs = counted
+            out["submit_wait"] = tm(lambda: (bt.submit_jobs(ids, resources=resources), bt.wait_for_jobs()))
+            assert len(bt.find_done()) == n
+            out["cmds_per_job"] = sum(command_counts.values()) / n
+            out["squeue_per_poll"] = command_counts["squeue"] / max(len(polls), 1)
     elif scen == "experiments":
         reg = bt.make_experiment_registry(file_dir=tempfile.mkdtemp(dir=work, prefix="py-"), seed=1, conf_file=None)
         bt.add_problem("p1", data=list(range(1, 11)), fun=lambda data, job, n: job.rng.choice(data, n))

@@ -37,7 +37,8 @@ TARGETS = {
     ("experiments", 1000, "summarize"): (0.013, 0.02),
 }
 SCENARIOS = [("map", 1_000_000), ("interactive", 1000), ("multicore", 10_000),
-             ("multicore_unchunked", 200), ("socket", 200), ("ssh", 200), ("experiments", 1000)]
+             ("multicore_unchunked", 200), ("socket", 200), ("ssh", 200), ("experiments", 1000),
+             ("slurm_native", 1000), ("slurm_single", 1000), ("slurm_chunks", 1000), ("slurm_arrays", 1000)]
 
 
 def ensure_r() -> bool:
@@ -63,6 +64,17 @@ def ensure_sshd() -> bool:
     value = proc.stdout.strip().split("=", 1)[1].strip('"')
     os.environ["BATCHTOOLS_SSH_ARGS"] = value
     return True
+
+
+def ensure_slurm() -> bool:
+    """The Slurm scenarios need a running Slurm: ci/start-slurm.sh starts a single-node one."""
+    if shutil.which("sinfo") and "idle" in subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True,
+                                                          text=True).stdout:
+        return True
+    proc = subprocess.run(["bash", str(HERE.parent / "ci" / "start-slurm.sh")], capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"  ! no Slurm for the Slurm scenarios: {proc.stderr.strip()[-300:]}", file=sys.stderr)
+    return proc.returncode == 0
 
 
 def run(cmd: list[str], work: str) -> dict[str, float]:
@@ -95,12 +107,15 @@ def main() -> int:
             continue
         if scen == "ssh" and not ensure_sshd():
             continue
+        if scen.startswith("slurm") and not ensure_slurm():
+            continue
         print(f"running {scen} N={n} ...", flush=True)
         work = tempfile.mkdtemp(dir=scratch)
-        runs = [run([sys.executable, str(HERE / "py_scenarios.py"), scen, str(n)], work)
-                for _ in range(max(1, args.repeat))]
+        repeat = 1 if scen.startswith(("slurm", "ssh", "map")) else max(1, args.repeat)
+        runs = [run([sys.executable, str(HERE / "py_scenarios.py"), scen, str(n)], work) for _ in range(repeat)]
         py = {k: min(r[k] for r in runs if k in r) for k in runs[0]}
-        r = run(["Rscript", str(HERE / "r_baseline.R"), scen, str(n)], work) if have_r and scen != "ssh" else {}
+        in_r = have_r and scen in {s for s, _ in SCENARIOS[:5]} | {"socket", "experiments"}
+        r = run(["Rscript", str(HERE / "r_baseline.R"), scen, str(n)], work) if in_r else {}
         shutil.rmtree(work, ignore_errors=True)
         for step, value in py.items():
             quoted, target = TARGETS.get((scen, n, step), (None, None))

@@ -85,3 +85,20 @@ def test_submit_bad_chunks_and_resources(reg):
     with pytest.raises(ValueError, match="do not exist"):
         bt.submit_jobs([7])
     assert snapshot(reg.file_dir) == before
+
+
+def test_estimate_runtimes_and_lpt(reg):
+    import time
+
+    bt.batch_map(lambda n: time.sleep(n / 100), n=[1, 2, 3, 4, 20, 21, 22, 23])
+    bt.submit_jobs([1, 2, 5, 6])
+    est = bt.estimate_runtimes(bt.unwrap(bt.get_job_pars()))
+    assert est["type"].tolist() == ["observed", "observed", "estimated", "estimated"] * 2
+    predicted = est.set_index("job_id")["runtime"]
+    assert predicted[7] > predicted[3]  # learned: larger n, longer run
+    chunks = bt.lpt(est["runtime"], n_chunks=2)
+    assert set(chunks) == {1, 2}
+    with pytest.raises(TypeError, match="job_id"):
+        bt.estimate_runtimes(pd.DataFrame({"n": [1]}))
+    with pytest.raises(ValueError, match="unwrap"):
+        bt.estimate_runtimes(bt.get_job_pars())

@@ -250,6 +250,7 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
                 if cf.store_job_collection:
                     write_pickle(reg.layout.job_collection(jc.job_hash), jc)
                 t0 = time.time()
+                reg.inflight.add(jc.job_hash)
                 result = _submit_with_retries(reg, jc, sleep_fn)
                 batch = result.batch_id
                 if isinstance(batch, (list, tuple, np.ndarray)):
@@ -307,6 +308,7 @@ def _record(reg: Registry, pos, rec, rec_obj, n: int) -> None:
     for col, arr in {**rec, **rec_obj}.items():
         set_rows(st, pos, col, arr[:n])
     reg.mark_dirty("status")
+    reg.inflight.clear()
     reg.sync()
     reg.save(meta=False)
 

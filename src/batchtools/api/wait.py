@@ -117,8 +117,9 @@ def reset_jobs(ids=None, reg: Registry | None = None) -> pd.DataFrame:
     return pd.DataFrame({"job_id": sel})
 
 
-def kill_jobs(ids=None, reg: Registry | None = None) -> pd.DataFrame:
-    """Kill jobs on the system (default: all of them) and reset them.
+def kill_jobs(ids=None, kill_timeout: float = 60, reg: Registry | None = None) -> pd.DataFrame:
+    """Kill jobs on the system (default: all of them), wait up to ``kill_timeout`` seconds for
+    them to leave it, and reset them.
 
     Returns ``job_id``, ``batch_id`` and ``killed`` per job."""
     reg = resolve(reg)
@@ -142,8 +143,16 @@ def kill_jobs(ids=None, reg: Registry | None = None) -> pd.DataFrame:
     run_hook(reg, "post_kill", sel)
     time.sleep(cf.scheduler_latency)
     ok = np.array([killed[b] for b in batch], dtype=bool)
-    reg.sync()
-    still = masks(reg, reg.pos(sel[ok]))["system"] if ok.any() else np.zeros(0, bool)
+    # schedulers take a moment to clean up (Slurm's "completing"): wait until they are gone
+    deadline = time.time() + kill_timeout
+    i = 0
+    while True:
+        reg.sync()
+        still = masks(reg, reg.pos(sel[ok]))["system"] if ok.any() else np.zeros(0, bool)
+        if not still.any() or time.time() >= deadline:
+            break
+        time.sleep(min(cf.poll * 1.5**i, 2.0))
+        i += 1
     reset_ids = sel[ok][~still]
     if reset_ids.size:
         reset_jobs(reset_ids, reg=reg)

@@ -11,11 +11,14 @@ from __future__ import annotations
 import logging
 import shlex
 import subprocess
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger("batchtools")
+# how often each external command ran in this process (the benchmark reports commands per job)
+command_counts: Counter = Counter()
 
 HOOKS = (
     "pre_submit",
@@ -180,6 +183,7 @@ def run_os_command(sys_cmd: str, sys_args: list[str] | tuple[str, ...] = (), std
     if nodename not in ("localhost", "127.0.0.1", "", None):
         argv = ["ssh", "-q", "-o", "BatchMode=yes", nodename, " ".join(map(shlex.quote, argv))]
     log.debug("OS command: %s", shlex.join(argv))
+    command_counts[sys_cmd] += 1
     try:
         proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout)
     except FileNotFoundError:

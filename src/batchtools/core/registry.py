@@ -61,6 +61,8 @@ class Registry:
         self._dirty: set[str] = set()
         # status rows of jobs run inside this process (Interactive), merged by sync like update files
         self.pending_updates: list[tuple[str, list]] = []
+        # job hashes submitted but not yet recorded in ``status``: sync keeps their updates for later
+        self.inflight: set[str] = set()
 
     # ------------------------------------------------------------------ state
     @property

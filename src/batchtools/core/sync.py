@@ -39,7 +39,10 @@ def sync_updates(reg) -> int:
     rows: list = []
     hashes: list[str] = []
     merged: list[str] = []
-    pending, reg.pending_updates[:] = list(reg.pending_updates), []
+    later = [(h, d) for h, d in reg.pending_updates if h in reg.inflight]
+    pending = [(h, d) for h, d in reg.pending_updates if h not in reg.inflight]
+    reg.pending_updates[:] = later
+    entries = [e for e in entries if e.name.split("-", 1)[0] not in reg.inflight]
     for job_hash, data in pending:
         rows.extend(data)
         hashes.extend([job_hash] * len(data))

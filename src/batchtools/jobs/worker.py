@@ -7,6 +7,7 @@ code is caught too) to the collection's log file and runs its jobs.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from ..core.files import read_pickle
@@ -26,6 +27,12 @@ def redirect_output(log_file: str) -> None:
     sys.stdout = sys.stderr = open(1, "w", encoding="utf-8", errors="replace", closefd=False)
 
 
+def _terminated(signum, frame) -> None:
+    # a scheduler ending the job (walltime, memory, scancel) sends SIGTERM before SIGKILL:
+    # raise, so the running job is recorded as an error with this reason
+    raise SystemExit(f"terminated by {signal.Signals(signum).name} (scheduler's time or memory limit, or a kill)")
+
+
 def run_file(path: str) -> int:
     """Run the job collection stored at ``path``; 0 if it ran (jobs may have failed)."""
     jc = read_pickle(path)
@@ -35,6 +42,7 @@ def run_file(path: str) -> int:
         log_file = f"{root}-{os.environ[jc.array_var]}{ext}"
     if log_file:
         redirect_output(log_file)
+    signal.signal(signal.SIGTERM, _terminated)
     if os.environ.get("BATCHTOOLS_DEBUG"):
         from ..debug import enable_debug
 

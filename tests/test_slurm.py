@@ -1,0 +1,108 @@
+"""The Slurm backend against a real single-node Slurm (``ci/start-slurm.sh``).
+
+With ``BATCHTOOLS_TEST_SLURM=1`` (as CI sets it) a missing Slurm is a failure, not a skip.
+"""
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+
+import batchtools as bt
+
+REQUIRED = os.environ.get("BATCHTOOLS_TEST_SLURM") == "1"
+pytestmark = pytest.mark.slurm
+
+
+def slurm_problem() -> str | None:
+    if not shutil.which("sinfo"):
+        return "Slurm is not installed (run: sudo bash ci/start-slurm.sh)"
+    proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    if proc.returncode != 0 or not ({"idle", "mixed", "allocated"} & set(proc.stdout.split())):
+        return f"no usable Slurm node: {proc.stdout.strip()} {proc.stderr.strip()}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    problem = slurm_problem()
+    if problem:
+        if REQUIRED:
+            pytest.fail(f"BATCHTOOLS_TEST_SLURM=1 but {problem}")
+        pytest.skip(problem)
+
+
+@pytest.fixture
+def sreg(tmp_path, slurm):
+    r = bt.make_registry(file_dir=tmp_path / "slurmreg", seed=1, conf_file=None)
+    r.cluster_functions = bt.make_cluster_functions_slurm(scheduler_latency=0, fs_latency=5)
+    r.cluster_functions.poll = 0.5
+    r.cluster_functions.poll_max = 2
+    yield r
+    subprocess.run(["scancel", "--user", os.environ.get("USER", "root")], capture_output=True)
+
+
+def test_single_jobs_chunks_and_arrays(sreg):
+    bt.batch_map(lambda x: (x * x, os.environ.get("SLURM_JOB_ID")), x=range(1, 10))
+    bt.submit_jobs(bt.find_jobs(ids=[1, 2]))
+    chunked = bt.find_jobs(ids=[3, 4, 5, 6]).assign(chunk=[1, 1, 2, 2])
+    bt.submit_jobs(chunked)
+    array = bt.find_jobs(ids=[7, 8, 9]).assign(chunk=1)
+    bt.submit_jobs(array, resources={"chunks_as_arrayjobs": True, "walltime": 300, "memory": 256})
+    assert bt.wait_for_jobs(timeout=180)
+    res = bt.reduce_results_list()
+    assert [r[0] for r in res] == [x * x for x in range(1, 10)]
+    st = bt.get_job_status()
+    assert st["batch_id"][0] != st["batch_id"][1]
+    assert st["batch_id"][2] == st["batch_id"][3] != st["batch_id"][4]
+    base = st["batch_id"][6].split("_")[0]
+    assert st["batch_id"][6:].tolist() == [f"{base}_1", f"{base}_2", f"{base}_3"]
+    assert len({r[1] for r in res[6:]}) == 3  # one Slurm job per array task
+    assert "Starting job [batchtools job.id=8]" in bt.get_log(8)[0]
+
+
+def test_kill_running_job(sreg):
+    bt.batch_map(lambda s: time.sleep(s), s=[300])
+    bt.submit_jobs()
+    deadline = time.time() + 60
+    while bt.find_running().empty and time.time() < deadline:
+        time.sleep(0.5)
+    assert bt.find_running()["job_id"].tolist() == [1]
+    assert bt.kill_jobs()["killed"].tolist() == [True]
+    assert bt.find_on_system().empty
+    assert bt.find_not_submitted()["job_id"].tolist() == [1]
+
+
+def test_walltime_exceeded_is_reported(sreg):
+    bt.batch_map(lambda s: time.sleep(s), s=[600])
+    bt.submit_jobs(resources={"walltime": 60})
+    # Slurm enforces --time on its periodic check: allow well over the limit
+    assert bt.wait_for_jobs(timeout=300) is False
+    st = bt.get_job_status()
+    assert st["error"].notna()[0] or bt.find_expired()["job_id"].tolist() == [1]
+    if st["error"].notna()[0]:
+        assert "SIGTERM" in st["error"][0]
+
+
+def test_max_concurrent_jobs_holds(sreg):
+    sreg.max_concurrent_jobs = 2
+    bt.batch_map(lambda s: time.sleep(s), s=[3, 3, 3, 3, 3])
+    peak = []
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            out = subprocess.run(["squeue", "-h", "-r", "-o", "%i"], capture_output=True, text=True).stdout
+            peak.append(len(out.split()))
+            time.sleep(0.2)
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    bt.submit_jobs(sleep=0.5)
+    assert bt.wait_for_jobs(timeout=180)
+    stop.set()
+    t.join()
+    assert max(peak) <= 2 and len(bt.find_done()) == 5
