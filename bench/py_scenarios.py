@@ -106,6 +106,36 @@ def main(scen: str, n: int) -> None:
             assert len(bt.find_done()) == n
             out["cmds_per_job"] = sum(command_counts.values()) / n
             out["squeue_per_poll"] = command_counts["squeue"] / max(len(polls), 1)
+    elif scen == "pool_overhead":  # trivial jobs through 2 pool workers (submit_workers)
+        reg.cluster_functions = bt.make_cluster_functions_multicore(2)
+        bt.batch_map(square, x=range(1, n + 1))
+        out["submit_wait"] = tm(lambda: (bt.submit_workers(2, idle_timeout=1), bt.wait_for_jobs()))
+        assert len(bt.find_done()) == n
+    elif scen == "pool_lognormal":  # heterogeneous run times on 2 workers: pool vs static chunks
+        import numpy as np
+
+        times = np.random.default_rng(42).lognormal(0.0, 1.0, n)
+        times = times * (n / times.sum())  # total = n seconds (40 s for 40 jobs)
+        out["lower_bound"] = max(times.sum() / 2, times.max())
+        out["longest_job"] = times.max()
+
+        def makespan(submit) -> float:
+            r = bt.make_registry(file_dir=tempfile.mkdtemp(dir=work, prefix="py-"), seed=1, conf_file=None)
+            r.cluster_functions = bt.make_cluster_functions_multicore(2)
+            bt.batch_map(time.sleep, times.tolist(), reg=r)
+            ids = bt.find_jobs(reg=r)
+            t = tm(lambda: (submit(r, ids), bt.wait_for_jobs(reg=r)))
+            assert len(bt.find_done(reg=r)) == n
+            return t
+
+        longest_first = np.argsort(-times, kind="stable") + 1
+        out["pool_longest_first"] = makespan(lambda r, ids: bt.submit_workers(2, ids=longest_first, reg=r,
+                                                                               idle_timeout=0))
+        out["pool_id_order"] = makespan(lambda r, ids: bt.submit_workers(2, reg=r, idle_timeout=0))
+        out["static_chunks"] = makespan(lambda r, ids: bt.submit_jobs(
+            ids.assign(chunk=bt.chunk(ids["job_id"], n_chunks=2, shuffle=False)), reg=r))
+        out["lpt_chunks"] = makespan(lambda r, ids: bt.submit_jobs(
+            ids.assign(chunk=bt.lpt(times, n_chunks=2)), reg=r))
     elif scen == "experiments":
         reg = bt.make_experiment_registry(file_dir=tempfile.mkdtemp(dir=work, prefix="py-"), seed=1, conf_file=None)
         bt.add_problem("p1", data=list(range(1, 11)), fun=lambda data, job, n: job.rng.choice(data, n))

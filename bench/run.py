@@ -3,7 +3,7 @@
 Each scenario runs in fresh processes (Python: ``bench/py_scenarios.py``, R:
 ``bench/r_baseline.R``), both with their registries in the same scratch folder
 (``bench/.work``), and the table shows both times, R / Python, and our target.
-``--only SCENARIO`` runs one scenario; ``--no-r`` skips R (figures from the issues are shown instead);
+``--only SCENARIO`` (repeatable) runs only those scenarios; ``--no-r`` skips R (figures from the issues are shown instead);
 ``--repeat K`` runs each Python scenario K times and shows the best (file creation speed on
 shared virtual disks varies several-fold from minute to minute; R runs once, it is slow).
 """
@@ -35,9 +35,14 @@ TARGETS = {
     ("experiments", 1000, "add_experiments"): (4.48, 1.0),
     ("experiments", 1000, "find_exp"): (0.059, 0.06),
     ("experiments", 1000, "summarize"): (0.013, 0.02),
+    ("pool_overhead", 10_000, "submit_wait"): (None, 3.0),
+    ("slurm_single", 1000, "squeue_per_poll"): (None, 1),
+    ("slurm_chunks", 1000, "squeue_per_poll"): (None, 1),
+    ("slurm_arrays", 1000, "squeue_per_poll"): (None, 1),
 }
 SCENARIOS = [("map", 1_000_000), ("interactive", 1000), ("multicore", 10_000),
              ("multicore_unchunked", 200), ("socket", 200), ("ssh", 200), ("experiments", 1000),
+             ("pool_overhead", 10_000), ("pool_lognormal", 40),
              ("slurm_native", 1000), ("slurm_single", 1000), ("slurm_chunks", 1000), ("slurm_arrays", 1000)]
 
 
@@ -93,7 +98,8 @@ def run(cmd: list[str], work: str) -> dict[str, float]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--only", help="run one scenario")
+    ap.add_argument("--only", action="append", metavar="SCENARIO",
+                    help="run only this scenario (repeatable)")
     ap.add_argument("--no-r", action="store_true", help="skip R (show the figures quoted in the issues)")
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs of each Python scenario; the best is shown (this machine's disk is noisy)")
@@ -103,7 +109,7 @@ def main() -> int:
     scratch.mkdir(exist_ok=True)
     rows = []
     for scen, n in SCENARIOS:
-        if args.only and scen != args.only:
+        if args.only and scen not in args.only:
             continue
         if scen == "ssh" and not ensure_sshd():
             continue
@@ -111,7 +117,7 @@ def main() -> int:
             continue
         print(f"running {scen} N={n} ...", flush=True)
         work = tempfile.mkdtemp(dir=scratch)
-        repeat = 1 if scen.startswith(("slurm", "ssh", "map")) else max(1, args.repeat)
+        repeat = 1 if scen.startswith(("slurm", "ssh", "map", "pool_lognormal")) else max(1, args.repeat)
         runs = [run([sys.executable, str(HERE / "py_scenarios.py"), scen, str(n)], work) for _ in range(repeat)]
         py = {k: min(r[k] for r in runs if k in r) for k in runs[0]}
         in_r = have_r and scen in {s for s, _ in SCENARIOS[:5]} | {"socket", "experiments"}
@@ -130,6 +136,15 @@ def main() -> int:
         failed += ok == "NO"
         ttxt = f"{target:8.3g}" if target is not None else "       -"
         print(f"{scen:<20} {n:>9} {step:<17} {rtxt:>9} {pv:9.3f} {ratio} {ttxt}  {ok}")
+    py_of = {(scen, step): pv for scen, _, step, _, pv, _, _ in rows}
+    native, arrays = py_of.get(("slurm_native", "submit_wait")), py_of.get(("slurm_arrays", "submit_wait"))
+    lb, pool = py_of.get(("pool_lognormal", "lower_bound")), py_of.get(("pool_lognormal", "pool_longest_first"))
+    if lb and pool:
+        verdict = "yes" if pool <= 1.05 * lb + 0.5 else "NO"
+        print(f"\npool makespan {pool:.2f} s vs lower bound {lb:.2f} s: target <= {1.05 * lb + 0.5:.2f} s: {verdict}")
+    if native and arrays:
+        verdict = "yes" if arrays <= 2 * native else "NO"
+        print(f"\nslurm_arrays / slurm_native = {arrays / native:.2f} (target <= 2): {verdict}")
     print("\nR figures marked * are the ones quoted in the issues (R was not run).")
     print("map_peak_rss_mib is in MiB, not seconds.")
     return 0

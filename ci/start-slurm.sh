@@ -31,6 +31,8 @@ TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 SchedulerType=sched/backfill
+# start freed CPUs' next jobs within a second (defaults leave a single node idle for seconds)
+SchedulerParameters=sched_min_interval=0,bf_interval=1,batch_sched_delay=0
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none

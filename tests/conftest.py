@@ -1,4 +1,5 @@
 import os
+import time
 
 import pytest
 
@@ -44,3 +45,28 @@ def snapshot(path):
             with open(p, "rb") as fh:
                 out[os.path.relpath(p, path)] = fh.read()
     return out
+
+
+def require_daemon(problem: str | None, env_var: str) -> None:
+    """Skip when an integration daemon is missing, or fail if CI asked for it with ``env_var=1``
+    (so a broken install can never pass silently)."""
+    if problem:
+        if os.environ.get(env_var) == "1":
+            pytest.fail(f"{env_var}=1 but {problem}")
+        pytest.skip(problem)
+
+
+def wait_until(cond, timeout: float = 30.0, what: str = "condition", poll: float = 0.05):
+    """Poll ``cond()`` until it returns something truthy, and return that."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def running_jobs(timeout: float = 30.0) -> list[int]:
+    """Wait until some jobs of the default registry run; their ids."""
+    return wait_until(lambda: bt.find_running()["job_id"].tolist(), timeout, "a running job", poll=0.1)

@@ -12,8 +12,8 @@ import time
 import pytest
 
 import batchtools as bt
+from conftest import require_daemon, running_jobs
 
-REQUIRED = os.environ.get("BATCHTOOLS_TEST_SLURM") == "1"
 pytestmark = pytest.mark.slurm
 
 
@@ -28,11 +28,7 @@ def slurm_problem() -> str | None:
 
 @pytest.fixture(scope="module")
 def slurm():
-    problem = slurm_problem()
-    if problem:
-        if REQUIRED:
-            pytest.fail(f"BATCHTOOLS_TEST_SLURM=1 but {problem}")
-        pytest.skip(problem)
+    require_daemon(slurm_problem(), "BATCHTOOLS_TEST_SLURM")
 
 
 @pytest.fixture
@@ -67,10 +63,7 @@ def test_single_jobs_chunks_and_arrays(sreg):
 def test_kill_running_job(sreg):
     bt.batch_map(lambda s: time.sleep(s), s=[300])
     bt.submit_jobs()
-    deadline = time.time() + 60
-    while bt.find_running().empty and time.time() < deadline:
-        time.sleep(0.5)
-    assert bt.find_running()["job_id"].tolist() == [1]
+    assert running_jobs(timeout=60) == [1]
     assert bt.kill_jobs()["killed"].tolist() == [True]
     assert bt.find_on_system().empty
     assert bt.find_not_submitted()["job_id"].tolist() == [1]
@@ -106,3 +99,16 @@ def test_max_concurrent_jobs_holds(sreg):
     stop.set()
     t.join()
     assert max(peak) <= 2 and len(bt.find_done()) == 5
+
+
+def test_two_pool_workers_drain_100_jobs(sreg):
+    bt.batch_map(lambda x: (x * x, os.environ.get("SLURM_JOB_ID")), x=range(100))
+    bt.submit_workers(2, idle_timeout=2, resources={"walltime": 300, "memory": 256})
+    assert bt.wait_for_jobs(timeout=180)
+    res = bt.reduce_results_list()
+    assert [r[0] for r in res] == [x * x for x in range(100)]
+    workers = bt.get_workers()
+    assert len(workers) == 2
+    slurm_ids = set(workers["batch_id"])
+    assert {r[1] for r in res} <= slurm_ids  # every job ran inside one of the two Slurm jobs
+    assert set(bt.get_job_table()["batch_id"]) <= slurm_ids

@@ -67,3 +67,18 @@ def test_socket_kill_and_resources(sreg):
     assert bt.find_not_submitted()["job_id"].tolist() == [1]
     with pytest.raises(ValueError, match="ncpus"):
         bt.make_cluster_functions_socket(0)
+
+
+def test_pool_workers_on_socket_backend(sreg):
+    bt.batch_map(lambda x: (x * x, os.getpid()), x=range(40))
+    bt.submit_workers(2, idle_timeout=0.2)
+    assert bt.wait_for_jobs(timeout=60)
+    res = bt.reduce_results_list()
+    assert [r[0] for r in res] == [x * x for x in range(40)]
+    assert set(bt.get_workers()["state"]) == {"exited"}
+    # the socket processes stay usable for ordinary jobs afterwards
+    reg2 = bt.make_registry(file_dir=None, seed=1, conf_file=None, make_default=False)
+    reg2.cluster_functions = sreg.cluster_functions
+    bt.batch_map(lambda x: x, x=[1, 2], reg=reg2)
+    bt.submit_jobs(reg=reg2)
+    assert bt.wait_for_jobs(reg=reg2) and bt.reduce_results_list(reg=reg2) == [1, 2]

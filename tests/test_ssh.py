@@ -14,8 +14,7 @@ import time
 import pytest
 
 import batchtools as bt
-
-REQUIRED = os.environ.get("BATCHTOOLS_TEST_SSH") == "1"
+from conftest import require_daemon, running_jobs
 
 
 def sshd_ok() -> str | None:
@@ -30,10 +29,7 @@ def sshd_ok() -> str | None:
 @pytest.fixture(scope="module")
 def sshd():
     problem = sshd_ok()
-    if problem:
-        if REQUIRED:
-            pytest.fail(f"BATCHTOOLS_TEST_SSH=1 but sshd is not usable: {problem}")
-        pytest.skip(problem)
+    require_daemon(problem and f"sshd is not usable: {problem}", "BATCHTOOLS_TEST_SSH")
 
 
 @pytest.fixture
@@ -61,10 +57,7 @@ def test_two_workers_both_used(sshreg):
 def test_kill_over_ssh(sshreg):
     bt.batch_map(lambda s: time.sleep(s), s=[60])
     bt.submit_jobs()
-    deadline = time.time() + 10
-    while bt.find_running().empty and time.time() < deadline:
-        time.sleep(0.1)
-    assert bt.find_running()["job_id"].tolist() == [1]
+    assert running_jobs(timeout=10) == [1]
     out = bt.kill_jobs()
     assert out["killed"].tolist() == [True]
     assert bt.find_on_system().empty
@@ -132,3 +125,13 @@ def test_localhost_worker_runs_without_ssh(tmp_path):
     assert bt.reduce_results_list() == [2, 3, 4]
     assert bt.get_job_status()["batch_id"].str.startswith("localhost#").all()
     w.close()
+
+
+def test_pool_workers_over_ssh(sshreg):
+    bt.batch_map(lambda x: (x, __import__("socket").gethostname()), x=range(30))
+    bt.submit_workers(2, idle_timeout=0.5)
+    assert bt.wait_for_jobs(timeout=120)
+    assert [r[0] for r in bt.reduce_results_list()] == list(range(30))
+    workers = bt.get_workers()
+    assert len(workers) == 2 and set(workers["state"]) == {"exited"}
+    assert set(bt.get_job_table()["batch_id"]) <= set(workers["batch_id"])

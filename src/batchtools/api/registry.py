@@ -212,9 +212,14 @@ def sweep_registry(reg: Registry | None = None) -> dict[str, int]:
     done = st["done"].notna().to_numpy() & st["error"].isna().to_numpy()
     keep_results = {f"{i}.pkl" for i in st["job_id"].to_numpy()[done]}
     hashes = set(st["job_hash"].dropna())
+    log_names = set(st["log_file"].dropna())  # pooled jobs log into their worker's file
     from .status import on_system_ids
 
     active_hashes = set(st.loc[st["job_id"].isin(on_system_ids(reg)), "job_hash"].dropna())
+    from ..core.pool import pool_state
+
+    pool = pool_state(reg)
+    live_workers = {w for w, info in pool.workers.items() if info.get("state") not in ("exited", "stale")} if pool else set()
 
     def files(sub):
         d = reg.layout.dir(sub)
@@ -225,8 +230,9 @@ def sweep_registry(reg: Registry | None = None) -> dict[str, int]:
         "results": _unlink_all(e.path for e in files("results")
                                if e.name not in keep_results and not e.name.startswith(".tmp-")),
         "logs": _unlink_all(e.path for e in files("logs") if e.name.split(".")[0].rsplit("-", 1)[0] not in hashes
-                            and e.name.split(".")[0] not in hashes),
-        "jobs": _unlink_all(e.path for e in files("jobs") if e.name.split(".")[0] not in active_hashes),
+                            and e.name.split(".")[0] not in hashes and e.name not in log_names),
+        "jobs": _unlink_all(e.path for e in files("jobs") if e.name.split(".")[0] not in active_hashes
+                            and e.name.split(".")[0] not in live_workers),
         "tmp": _unlink_all(e.path for sub in ("results", "updates", "jobs", "logs", ".")
                            for e in files(sub) if e.name.startswith(".tmp-") and e.stat().st_mtime < stale),
     }
@@ -252,6 +258,8 @@ def clear_registry(reg: Registry | None = None) -> None:
         p = getattr(reg.layout, name)
         if p.exists():
             p.unlink()
+    shutil.rmtree(reg.layout.dir("pool"), ignore_errors=True)
+    reg._pool = None
 
 
 def remove_registry(wait: float = 0, reg: Registry | None = None) -> str:

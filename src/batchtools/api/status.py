@@ -8,13 +8,16 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pandas as pd
 
+from ..core.pool import pool_state
 from ..core.registry import Registry, resolve
 
 
 def on_system(reg: Registry) -> tuple[set[str], set[str]]:
     """(queued, running) batch ids as the backend reports them."""
     cf = reg.cluster_functions
-    return cf.list_on_system(reg) if cf is not None else (set(), set())
+    q, r = cf.list_on_system(reg) if cf is not None else (set(), set())
+    pool = pool_state(reg)
+    return pool.adjust(q, r) if pool is not None else (q, r)
 
 
 def masks(reg: Registry, pos: np.ndarray | None = None, system: tuple[set, set] | None = None) -> dict[str, np.ndarray]:

@@ -219,19 +219,7 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
     res_ids: dict[int, int] = {}
     new_batches: set[str] = set()  # batch ids of this call (not in the status table until recorded)
 
-    # forget the previous run of resubmitted jobs
-    st = reg.status
-    was_done = pos[~np.isnan(st["done"].to_numpy()[pos])]
-    for p in was_done.tolist():
-        try:
-            os.unlink(reg.layout.result(int(st["job_id"].to_numpy()[p])))
-        except FileNotFoundError:
-            pass
-    for col in ("submitted", "started", "done", "mem_used", "resource_id"):
-        set_rows(st, pos, col, np.nan)
-    for col in ("error", "batch_id", "log_file", "job_hash"):
-        set_rows(st, pos, col, None)
-    reg.mark_dirty("status")
+    forget_runs(reg, pos)
 
     n = len(groups)
     rec = {k: np.full(ids.size, np.nan) for k in ("submitted", "resource_id")}
@@ -281,6 +269,22 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
         time.sleep(cf.scheduler_latency)
     order_back = np.argsort(ids, kind="stable")
     return pd.DataFrame({"job_id": ids[order_back], "chunk": chunks[order_back]})
+
+
+def forget_runs(reg: Registry, pos: np.ndarray) -> None:
+    """Clear the previous run of jobs at status rows ``pos`` (resubmission): status and results."""
+    st = reg.status
+    was_done = pos[~np.isnan(st["done"].to_numpy()[pos])]
+    for p in was_done.tolist():
+        try:
+            os.unlink(reg.layout.result(int(st["job_id"].to_numpy()[p])))
+        except FileNotFoundError:
+            pass
+    for col in ("submitted", "started", "done", "mem_used", "resource_id"):
+        set_rows(st, pos, col, np.nan)
+    for col in ("error", "batch_id", "log_file", "job_hash"):
+        set_rows(st, pos, col, None)
+    reg.mark_dirty("status")
 
 
 def _split_arrays(reg: Registry, groups: list, resources: dict, per_job: bool) -> list:

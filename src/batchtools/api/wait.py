@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 
 from ..backends.base import run_hook
+from ..core.pool import pool_state
 from ..core.registry import Registry, resolve
-from ..core.tables import set_rows
 from ..progress import progress
 from .find import find_on_system, find_submitted
 from .status import masks, on_system
-from .submit import sleep_function
+from .submit import forget_runs, sleep_function
 
 log = logging.getLogger("batchtools")
 
@@ -102,19 +102,18 @@ def reset_jobs(ids=None, reg: Registry | None = None) -> pd.DataFrame:
     busy = sel[masks(reg, pos)["system"]]
     if busy.size:
         raise ValueError(f"ids: job(s) {busy[:5].tolist()} are still on the system; kill_jobs() them first")
-    st = reg.status
-    for col in ("submitted", "started", "done", "mem_used", "resource_id"):
-        set_rows(st, pos, col, np.nan)
-    for col in ("error", "batch_id", "log_file", "job_hash"):
-        set_rows(st, pos, col, None)
-    reg.mark_dirty("status")
+    _forget(reg, sel)
+    return pd.DataFrame({"job_id": sel})
+
+
+def _forget(reg: Registry, sel: np.ndarray) -> None:
+    forget_runs(reg, reg.pos(sel))
     reg.save(("status",), meta=False)
-    for job_id in sel.tolist():
+    for job_id in sel.tolist():  # results of failed runs too (forget_runs removes those of done ones)
         try:
             os.unlink(reg.layout.result(job_id))
         except FileNotFoundError:
             pass
-    return pd.DataFrame({"job_id": sel})
 
 
 def kill_jobs(ids=None, kill_timeout: float = 60, reg: Registry | None = None) -> pd.DataFrame:
@@ -132,6 +131,21 @@ def kill_jobs(ids=None, kill_timeout: float = 60, reg: Registry | None = None) -
         return pd.DataFrame({"job_id": sel, "batch_id": np.empty(0, object), "killed": np.empty(0, bool)})
     batch = reg.status["batch_id"].to_numpy()[reg.pos(sel)]
     run_hook(reg, "pre_kill", sel)
+    pool = pool_state(reg)
+    waiting = np.isin(batch.astype(str), list(pool.queues)) if pool is not None else np.zeros(sel.size, bool)
+    if waiting.any():
+        # jobs still waiting in the worker pool: cancel them (a worker claiming one meanwhile
+        # skips it), then kill the workers of those claimed before the cancellation
+        pool.cancel(sel[waiting], batch[waiting])
+        reg.sync()
+        batch = reg.status["batch_id"].to_numpy()[reg.pos(sel)]
+        cancelled = sel[waiting & (batch == reg.status["job_hash"].to_numpy()[reg.pos(sel)])]
+        _forget(reg, cancelled)
+        keep = ~np.isin(sel, cancelled)
+        result_cancelled = pd.DataFrame({"job_id": cancelled, "batch_id": "cancelled", "killed": True})
+        sel, batch = sel[keep], batch[keep]
+    else:
+        result_cancelled = None
     killed = {}
     for b in pd.unique(batch):
         try:
@@ -156,4 +170,7 @@ def kill_jobs(ids=None, kill_timeout: float = 60, reg: Registry | None = None) -
     reset_ids = sel[ok][~still]
     if reset_ids.size:
         reset_jobs(reset_ids, reg=reg)
-    return pd.DataFrame({"job_id": sel, "batch_id": batch, "killed": ok})
+    out = pd.DataFrame({"job_id": sel, "batch_id": batch, "killed": ok})
+    if result_cancelled is not None:
+        out = pd.concat([out, result_cancelled]).sort_values("job_id", ignore_index=True)
+    return out

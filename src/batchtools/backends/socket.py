@@ -21,7 +21,7 @@ class _PoolWorker:
         self.index = index
         self.pool = pool
         self.busy: str | None = None  # batch id of the running collection
-        self.proc = subprocess.Popen([sys.executable, "-m", "batchtools.jobs.pool_worker"],
+        self.proc = subprocess.Popen([sys.executable, "-m", "batchtools.jobs.socket_worker"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
         threading.Thread(target=self._read, daemon=True).start()
 

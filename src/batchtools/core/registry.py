@@ -63,6 +63,7 @@ class Registry:
         self.pending_updates: list[tuple[str, list]] = []
         # job hashes submitted but not yet recorded in ``status``: sync keeps their updates for later
         self.inflight: set[str] = set()
+        self._pool = None  # master-side worker pool state (core.pool), loaded when first needed
 
     # ------------------------------------------------------------------ state
     @property
@@ -154,9 +155,14 @@ class Registry:
         self._dirty.clear()
 
     def sync(self) -> int:
+        from .pool import sync_pool
         from .sync import sync_updates
 
-        return sync_updates(self)
+        claimed = sync_pool(self)
+        merged = sync_updates(self)
+        if claimed and not merged and self.writeable:
+            self.save(("status",), meta=False)
+        return merged
 
     # ------------------------------------------------------------------- repr
     def __repr__(self) -> str:

@@ -37,6 +37,8 @@ class JobCollection:
     code_files: dict[str, str] = field(default_factory=dict)
     # node-side hooks of the cluster functions: pre_do_collection(jc), post_do_collection(jc)
     hooks: dict[str, Any] = field(default_factory=dict)
+    # set for a pool worker (``submit_workers``): worker id, heartbeat, idle_timeout, max_claim, n_workers
+    pool: dict[str, Any] | None = None
 
     @property
     def job_ids(self) -> list[int]:
@@ -46,6 +48,8 @@ class JobCollection:
         return len(self.jobs)
 
     def __repr__(self) -> str:
+        if self.pool:
+            return f"JobCollection({self.job_hash}, pool worker, resources={self.resources})"
         ids = self.job_ids
         shown = ", ".join(map(str, ids[:5])) + (", ..." if len(ids) > 5 else "")
         return f"JobCollection({self.job_hash}, {len(ids)} jobs: [{shown}], resources={self.resources})"

@@ -41,6 +41,8 @@ THREAD_VARS = {
     ),
 }
 _cache: dict[tuple, Any] = {}
+# set when the scheduler asked this process to end (SIGTERM): start no further job
+TERMINATING = threading.Event()
 
 
 def load_cached(path: str | os.PathLike) -> Any:
@@ -328,18 +330,14 @@ def do_job_collection(
         return _run_collection(jc, update_interval, sink)
 
 
-def _run_collection(jc: JobCollection, update_interval: float | None, sink: list | None = None) -> dict[str, int]:
+@contextlib.contextmanager
+def node_session(jc: JobCollection, what: str):
+    """A node's set-up around running jobs: banner, working directory, resources, warnings to the log."""
     from .. import __version__
 
-    layout = Layout(jc.file_dir)
-    counts = {"done": 0, "error": 0}
-    jobs = select_jobs(jc)
     say(f"This is batchtools v{__version__} (Python {sys.version.split()[0]})")
-    say(f"Starting calculation of {len(jobs)} jobs")
+    say(what)
     old_cwd = os.getcwd()
-    buffer = UpdateBuffer(layout, jc.job_hash, update_interval, sink)
-    measure = bool(jc.resources.get("measure_memory"))
-    say("Memory measurement " + ("enabled" if measure else "disabled"))
     try:
         if jc.work_dir and os.path.isdir(jc.work_dir):
             if jc.work_dir not in sys.path:  # user modules next to the script import as they did there
@@ -349,6 +347,26 @@ def _run_collection(jc: JobCollection, update_interval: float | None, sink: list
         with applied_resources(jc.resources), warnings.catch_warnings():
             warnings.simplefilter("always")
             warnings.showwarning = _log_warning
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.chdir(old_cwd)
+
+
+def _run_collection(jc: JobCollection, update_interval: float | None, sink: list | None = None) -> dict[str, int]:
+    if jc.pool:  # a pool worker: claims its jobs from the registry instead of carrying them
+        from .pool_runner import run_pool_worker
+
+        return run_pool_worker(jc, update_interval, sink)
+    layout = Layout(jc.file_dir)
+    counts = {"done": 0, "error": 0}
+    jobs = select_jobs(jc)
+    buffer = UpdateBuffer(layout, jc.job_hash, update_interval, sink)
+    measure = bool(jc.resources.get("measure_memory"))
+    try:
+        with node_session(jc, f"Starting calculation of {len(jobs)} jobs"):
+            say("Memory measurement " + ("enabled" if measure else "disabled"))
             try:
                 runner = make_runner(jc)
             except Exception as e:  # set-up failed: every job of the chunk errors
@@ -362,16 +380,16 @@ def _run_collection(jc: JobCollection, update_interval: float | None, sink: list
             if jc.hooks.get("pre_do_collection"):
                 jc.hooks["pre_do_collection"](jc)
             for spec in jobs:
+                if TERMINATING.is_set():
+                    say("Terminating: the remaining jobs of this collection are not started")
+                    break
                 ok = _run_job(jc, spec, runner, layout, buffer, measure)
                 counts["done" if ok else "error"] += 1
             if jc.hooks.get("post_do_collection"):
                 jc.hooks["post_do_collection"](jc)
-        say("Calculation finished!")
+            say("Calculation finished!")
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
         buffer.close()
-        os.chdir(old_cwd)
     return counts
 
 

@@ -11,7 +11,7 @@ import signal
 import sys
 
 from ..core.files import read_pickle
-from .execute import _run_collection
+from .execute import TERMINATING, _run_collection
 
 UPDATE_INTERVAL = 1.0
 
@@ -29,6 +29,7 @@ def redirect_output(log_file: str) -> None:
 
 def _terminated(signum, frame) -> None:
     # a scheduler ending the job (walltime, memory, scancel) sends SIGTERM before SIGKILL:
+    TERMINATING.set()
     # raise, so the running job is recorded as an error with this reason
     raise SystemExit(f"terminated by {signal.Signals(signum).name} (scheduler's time or memory limit, or a kill)")
 

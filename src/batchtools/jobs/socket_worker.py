@@ -1,4 +1,4 @@
-"""A persistent worker process for the Socket backend: ``python -m batchtools.jobs.pool_worker``.
+"""A persistent worker process for the Socket backend: ``python -m batchtools.jobs.socket_worker``.
 
 Reads job collection paths from stdin, one per line, runs each in this process
 (no new interpreter per job; loaded functions stay cached) with stdout/stderr

@@ -1,0 +1,202 @@
+"""The load-balanced worker pool: a few scheduler jobs that pull the registry's jobs one by one."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import uuid
+
+import numpy as np
+import pandas as pd
+
+from ..core.claims import beat_path, exit_path
+from ..core.files import write_pickle
+from ..core.ids import as_id_array
+from ..core.pool import PoolState, pool_state
+from ..core.registry import Registry, resolve
+from ..core.tables import set_rows
+from ..jobs.collection import JobCollection
+from .find import find_not_submitted
+from .resources import check_resources, resource_id
+from .status import masks, on_system
+from .submit import _submit_with_retries, build_collection, forget_runs, sleep_function
+
+log = logging.getLogger("batchtools")
+
+
+def _check_number(name: str, value, minimum: float, allow_none: bool = False, integer: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value < minimum:
+        what = "an int" if integer else "a number"
+        raise ValueError(f"{name}: must be {what} >= {minimum}{' or None' if allow_none else ''}, got {value!r}")
+
+
+def _claim_order(ids, reg: Registry) -> np.ndarray:
+    if ids is None:
+        return find_not_submitted(reg=reg)["job_id"].to_numpy()
+    order = as_id_array(ids)
+    if np.unique(order).size != order.size:
+        raise ValueError("ids: contains duplicate job ids; each job can be queued once")
+    reg.ids(order)  # existence check, names unknown ids
+    return order
+
+
+def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle_timeout: float | None = None,
+                   heartbeat: float = 10.0, max_claim: int | None = None, sleep=None,
+                   reg: Registry | None = None) -> pd.DataFrame:
+    """Queue jobs for a pool of ``n_workers`` worker jobs that pull them one by one.
+
+    The workers are submitted through the registry's cluster functions like any job
+    (one scheduler job each, with ``resources``). Each repeatedly claims the next
+    queued job, runs it exactly as a normal job runs (seed, log, result, status), and
+    ends when nothing is left for ``idle_timeout`` seconds (default 0 for Interactive,
+    else 10 s), so jobs queued later are picked up by idle workers. Jobs are claimed in
+    the order of ``ids`` (default: all jobs not submitted yet, by id), e.g. longest first::
+
+        est = bt.estimate_runtimes(bt.unwrap(bt.get_job_pars()))
+        todo = est[est["type"] == "estimated"].sort_values("runtime", ascending=False)
+        bt.submit_workers(4, ids=todo["job_id"])
+
+    ``n_workers=0`` only queues ``ids`` for workers that are already running. Claims take
+    a file lock only for the claim itself; cheap jobs are claimed several at a time
+    (about 50 ms of work per claim; ``max_claim`` caps that). Workers touch a heartbeat
+    file every ``heartbeat`` seconds; a worker that misses three is considered dead, its
+    unfinished job expired (resubmit it with ``submit_workers`` or ``submit_jobs``).
+    A claimed job's ``batch_id`` and log are its worker's. Returns ``job_id`` and the
+    claim ``order`` of the queued jobs.
+
+    >>> import batchtools as bt
+    >>> reg = bt.make_registry(file_dir=None)
+    >>> reg.cluster_functions = bt.make_cluster_functions_interactive()
+    >>> _ = bt.batch_map(lambda x: x * 2, x=[1, 2, 3])
+    >>> bt.submit_workers(1)["job_id"].tolist()
+    [1, 2, 3]
+    >>> bt.reduce_results_list()
+    [2, 4, 6]
+    """
+    reg = resolve(reg)
+    reg.assert_writeable("submit workers")
+    cf = reg.cluster_functions
+    if cf is None:
+        raise ValueError("reg: no cluster functions set; e.g. reg.cluster_functions = bt.make_cluster_functions_multicore()")
+    _check_number("n_workers", n_workers, 0, integer=True)
+    _check_number("idle_timeout", idle_timeout, 0, allow_none=True)
+    _check_number("heartbeat", heartbeat, 0.05)
+    _check_number("max_claim", max_claim, 1, allow_none=True, integer=True)
+    if idle_timeout is None:
+        idle_timeout = 0.0 if cf.name == "Interactive" else 10.0
+    resources = {**reg.default_resources, **check_resources(resources)}
+    resources.pop("chunks_as_arrayjobs", None)  # a worker is one job, never an array
+    sleep_fn = sleep_function(sleep, lambda i: min(cf.poll * 1.5**i, 60.0))
+    reg.sync()
+    order = _claim_order(ids, reg)
+    pos = reg.pos(order)
+    if order.size:
+        busy = order[masks(reg, pos)["system"]]
+        if busy.size:
+            raise ValueError(f"ids: {busy.size} job(s) are still queued or running, e.g. {busy[:5].tolist()}; "
+                             "wait_for_jobs() or kill_jobs() them first")
+    pool = pool_state(reg) or PoolState(reg)
+    if n_workers == 0 and order.size:
+        states = pool.worker_states(*on_system(reg)) if pool.workers else {}
+        if not any(s in ("queued", "running") for s in states.values()):
+            raise ValueError("n_workers: 0 only adds jobs for workers already running, and none is; "
+                             "pass n_workers >= 1")
+    reg._pool = pool
+    pool.dir.mkdir(exist_ok=True)
+    (pool.dir / "queue").mkdir(exist_ok=True)
+    (pool.dir / "workers").mkdir(exist_ok=True)
+
+    if order.size:
+        queue = f"pool{uuid.uuid4().hex}"
+        jc = build_collection(reg, order, resources, job_hash=queue)
+        write_pickle(pool.dir / "queue" / f"{queue}.pkl", jc)
+        forget_runs(reg, pos)
+        st = reg.status
+        set_rows(st, pos, "submitted", time.time())
+        set_rows(st, pos, "resource_id", float(resource_id(reg, resources)))
+        for col in ("job_hash", "batch_id"):
+            set_rows(st, pos, col, queue)
+        reg.mark_dirty("status")
+        reg.save(("status",), meta=False)
+        pool.queues[queue] = order
+        pool.save()
+        pool.claims.enqueue(queue, order.size)  # from here on workers may take them
+
+    for k in range(n_workers):
+        wid = f"worker{uuid.uuid4().hex}"
+        wjc = JobCollection(
+            file_dir=str(reg.file_dir), work_dir=reg.work_dir, job_hash=wid, jobs=[], seed=reg.seed,
+            kind=reg.kind, resources=resources, packages=reg.packages, source=reg.source, load=reg.load,
+            positional=list(reg.positional), pass_job=reg.pass_job, log_file=str(reg.layout.log(wid)),
+            job_names=[f"bt-worker-{k + 1}"], python=sys.executable,
+            pool={"worker": wid, "heartbeat": float(heartbeat), "idle_timeout": float(idle_timeout),
+                  "max_claim": max_claim, "n_workers": n_workers},
+        )
+        if cf.store_job_collection:
+            write_pickle(reg.layout.job_collection(wid), wjc)
+        submitted = time.time()
+        # record the worker before it can claim (Interactive runs it inside submit_job)
+        pool.workers[wid] = {"batch_id": None, "log_file": f"{wid}.log", "submitted": submitted,
+                             "heartbeat": float(heartbeat), "state": "submitted"}
+        result = _submit_with_retries(reg, wjc, sleep_fn)
+        batch = result.batch_id
+        if isinstance(batch, (list, tuple, np.ndarray)):
+            batch = batch[0]
+        logs = result.log_file or wjc.log_file
+        logs = logs[0] if isinstance(logs, (list, tuple)) else logs
+        pool.workers[wid].update(batch_id=str(batch), log_file=os.path.basename(logs))
+        pool.save()
+    if n_workers:
+        log.info("submitted %d pool worker(s) for %d queued job(s)", n_workers, order.size)
+    reg.sync()
+    if cf.scheduler_latency:
+        time.sleep(cf.scheduler_latency)
+    back = np.argsort(order, kind="stable")
+    return pd.DataFrame({"job_id": order[back], "order": back + 1})
+
+
+def get_workers(reg: Registry | None = None) -> pd.DataFrame:
+    """The pool's workers: ``worker_id``, ``batch_id``, ``state`` (queued, running, exited,
+    stale = stopped beating, gone = left the scheduler without a goodbye), ``submitted``,
+    ``last_beat``, jobs ``claimed``, ``done`` and ``error``, and ``log_file``.
+
+    >>> import batchtools as bt
+    >>> reg = bt.make_registry(file_dir=None)
+    >>> len(bt.get_workers())
+    0
+    """
+    reg = resolve(reg)
+    reg.sync()
+    cols = ["worker_id", "batch_id", "state", "submitted", "last_beat", "claimed", "done", "error", "log_file"]
+    pool = pool_state(reg)
+    if pool is None or not pool.workers:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+    states = pool.worker_states(*reg.cluster_functions.list_on_system(reg)) if reg.cluster_functions else {}
+    claimed = {}
+    st = reg.status
+    batch = st["batch_id"].to_numpy()
+    rows = []
+    for wid, w in pool.workers.items():
+        mine = batch == w["batch_id"]
+        claimed[wid] = int(mine.sum())
+        try:
+            beat = os.stat(beat_path(pool.dir, wid)).st_mtime
+        except FileNotFoundError:
+            beat = np.nan
+        done = error = np.nan
+        try:
+            fields = exit_path(pool.dir, wid).read_text().split()
+            done, error = int(fields[0]), int(fields[1])
+        except (FileNotFoundError, IndexError, ValueError):
+            pass
+        rows.append([wid, w["batch_id"], states.get(wid, w.get("state")), w["submitted"], beat, claimed[wid],
+                     done, error, w["log_file"]])
+    df = pd.DataFrame(rows, columns=cols)
+    for c in ("submitted", "last_beat"):
+        df[c] = pd.to_datetime(df[c].astype(float), unit="s", utc=True)
+    return df

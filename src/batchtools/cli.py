@@ -1,0 +1,77 @@
+"""The ``batchtools`` command: look at a registry from the shell (read-only).
+
+    batchtools status   [REGISTRY]              job counts, as get_status() prints them
+    batchtools errors   [REGISTRY]              error message of every failed job
+    batchtools log      REGISTRY JOB_ID         the log of one job
+    batchtools workers  [REGISTRY]              the worker pool (submit_workers)
+    batchtools timeline [REGISTRY] -o FILE      timeline figure (PNG, PDF or SVG by suffix)
+
+REGISTRY defaults to ./registry. The registry is opened read-only, so this is safe to run
+while a session is submitting to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _load(path: str):
+    from .api.registry import load_registry
+
+    return load_registry(path, make_default=False, writeable=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="batchtools", description="Inspect a pybatchtools registry.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    for name, text in (("status", "job counts"), ("errors", "error messages of failed jobs"),
+                       ("workers", "the worker pool")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("registry", nargs="?", default="registry")
+    p = sub.add_parser("log", help="the log of one job")
+    p.add_argument("registry")
+    p.add_argument("job_id", type=int)
+    p = sub.add_parser("timeline", help="timeline figure of the jobs (one row per worker)")
+    p.add_argument("registry", nargs="?", default="registry")
+    p.add_argument("-o", "--output", default="timeline.png", help="image file to write (default timeline.png)")
+    args = ap.parse_args(argv)
+
+    import pandas as pd
+
+    from .api import logs, status, workers
+
+    try:
+        reg = _load(args.registry)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"batchtools: {e}", file=sys.stderr)
+        return 1
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60):
+        if args.command == "status":
+            print(status.get_status(reg=reg))
+        elif args.command == "errors":
+            df = logs.get_error_messages(reg=reg)
+            df = df[df["error"]]
+            print(df[["job_id", "message"]].to_string(index=False) if len(df) else "no errors")
+        elif args.command == "log":
+            try:
+                print("\n".join(logs.get_log(args.job_id, reg=reg)))
+            except (ValueError, FileNotFoundError) as e:
+                print(f"batchtools: {e}", file=sys.stderr)
+                return 1
+        elif args.command == "workers":
+            df = workers.get_workers(reg=reg)
+            print(df.drop(columns=["log_file"]).to_string(index=False) if len(df) else "no pool workers")
+        elif args.command == "timeline":
+            import matplotlib
+
+            matplotlib.use("Agg")
+            from .plot import plot_timeline
+
+            plot_timeline(reg=reg).savefig(args.output, dpi=120)
+            print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""The worker pool's claim area: an append-only log guarded by a file lock.
+
+Layout inside the registry (``pool/``)::
+
+    queue/<queue>.pkl   JobCollection of one enqueued batch, jobs in claim order (master)
+    claims.log          one record per line, appended only while holding claims.lock:
+                          Q <queue> <n>                 master: batch <queue> of n jobs is open
+                          C <queue> <start> <count> <w> worker w takes jobs start .. start+count-1
+                          X <queue> <id>,<id>,...       master: jobs cancelled (killed/reset) before they ran
+                          D <w>                         master: worker w was declared dead; it must stop
+    claims.lock         the lock file (``filelock``: fcntl locks, released by the kernel if a holder dies)
+    workers/<w>.beat    a worker's heartbeat, touched every few seconds
+    workers/<w>.exit    written by a worker that ends normally
+    workers.pkl         master: worker id -> batch id, log file, settings
+
+The lock is held only to read the new tail of the log and append one line, never while a job
+runs. Every reader replays the log from its last offset, so the log alone says which job was
+claimed by whom: two workers can never take the same job, and nothing is kept in memory that a
+crash could lose. A line cut short by a crash is cut off by the next writer before it appends.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from filelock import FileLock
+
+
+@dataclass
+class Claim:
+    queue: str
+    start: int
+    count: int
+    worker: str
+
+
+@dataclass
+class QueueState:
+    n: int
+    cursor: int = 0
+    cancelled: set[int] = field(default_factory=set)
+
+
+class Fenced(Exception):
+    """This worker was declared dead by the master (missed heartbeats); it must not run more jobs."""
+
+
+class ClaimLog:
+    """Replays ``claims.log`` and appends to it under the lock.
+
+    >>> import tempfile
+    >>> log = ClaimLog(tempfile.mkdtemp())
+    >>> log.enqueue("q1", 3)
+    >>> log.claim("w1", lambda remaining: 2)
+    Claim(queue='q1', start=0, count=2, worker='w1')
+    >>> log.claim("w2", lambda remaining: 2)
+    Claim(queue='q1', start=2, count=1, worker='w2')
+    >>> log.claim("w1", lambda remaining: 2) is None
+    True
+    """
+
+    def __init__(self, pool_dir: str | os.PathLike, lock_timeout: float = 600):
+        self.dir = Path(pool_dir)
+        self.path = self.dir / "claims.log"
+        self.lock = FileLock(str(self.dir / "claims.lock"), timeout=lock_timeout)
+        self.offset = 0
+        self.queues: dict[str, QueueState] = {}  # in announcement order: older batches first
+        self.dead: set[str] = set()
+        self.new_claims: list[Claim] = []  # claims read since the caller last took them
+
+    # ----------------------------------------------------------------- reading
+    def refresh(self) -> bool:
+        """Read complete lines appended since the last call; True if there were any."""
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return False
+        end = data.rfind(b"\n") + 1
+        if end == 0:
+            return False
+        for line in data[:end].decode().splitlines():
+            self._apply(line.split())
+        self.offset += end
+        return True
+
+    def _apply(self, rec: list[str]) -> None:
+        kind = rec[0] if rec else ""
+        if kind == "Q":
+            self.queues.setdefault(rec[1], QueueState(int(rec[2])))
+        elif kind == "C":
+            claim = Claim(rec[1], int(rec[2]), int(rec[3]), rec[4])
+            state = self.queues.get(claim.queue)
+            if state is not None:
+                state.cursor = max(state.cursor, claim.start + claim.count)
+            self.new_claims.append(claim)
+        elif kind == "X":
+            state = self.queues.get(rec[1])
+            if state is not None and len(rec) > 2:
+                state.cancelled.update(int(x) for x in rec[2].split(","))
+        elif kind == "D":
+            self.dead.add(rec[1])
+
+    def take_claims(self) -> list[Claim]:
+        claims, self.new_claims = self.new_claims, []
+        return claims
+
+    def remaining(self) -> int:
+        return sum(q.n - q.cursor for q in self.queues.values())
+
+    # ----------------------------------------------------------------- writing
+    def _append(self, lines: list[str]) -> None:
+        """Append whole lines; the caller holds the lock and has just refreshed."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            if os.fstat(fd).st_size != self.offset:  # a writer died mid-line: drop its partial line
+                os.ftruncate(fd, self.offset)
+            data = "".join(line + "\n" for line in lines).encode()
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        for line in lines:
+            self._apply(line.split())
+        self.offset += len(data)
+
+    def _locked_append(self, lines: list[str]) -> None:
+        with self.lock:
+            self.refresh()
+            self._append(lines)
+
+    def enqueue(self, queue: str, n: int) -> None:
+        self._locked_append([f"Q {queue} {int(n)}"])
+
+    def cancel(self, queue: str, job_ids: list[int]) -> None:
+        if job_ids:
+            self._locked_append([f"X {queue} {','.join(map(str, job_ids))}"])
+
+    def fence(self, workers: list[str]) -> None:
+        if workers:
+            self._locked_append([f"D {w}" for w in workers])
+
+    def claim(self, worker: str, count_for) -> Claim | None:
+        """Take the next unclaimed jobs (oldest batch first): ``count_for(remaining)`` of them.
+
+        Returns None when nothing is left; raises :class:`Fenced` if this worker was declared dead.
+        """
+        with self.lock:
+            self.refresh()
+            if worker in self.dead:
+                raise Fenced(worker)
+            for queue, state in self.queues.items():
+                left = state.n - state.cursor
+                if left > 0:
+                    count = max(1, min(int(count_for(self.remaining())), left))
+                    self._append([f"C {queue} {state.cursor} {count} {worker}"])
+                    return Claim(queue, state.cursor - count, count, worker)
+        return None
+
+
+# --------------------------------------------------------------------- heartbeats
+def beat_path(pool_dir: str | os.PathLike, worker: str) -> Path:
+    return Path(pool_dir) / "workers" / f"{worker}.beat"
+
+
+def exit_path(pool_dir: str | os.PathLike, worker: str) -> Path:
+    return Path(pool_dir) / "workers" / f"{worker}.exit"
+
+
+def fs_now(pool_dir: str | os.PathLike) -> float:
+    """The file server's idea of "now" (touch a file, read its mtime), so heartbeat ages do not
+    depend on the master's clock agreeing with the nodes'."""
+    path = Path(pool_dir) / "workers" / ".clock"
+    try:
+        with open(path, "ab"):
+            pass
+        os.utime(path)
+        return os.stat(path).st_mtime
+    except OSError:  # read-only registry: fall back to this machine's clock
+        return time.time()

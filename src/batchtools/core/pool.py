@@ -1,0 +1,147 @@
+"""The master's view of the worker pool: which jobs each worker claimed, which workers live.
+
+Only the master runs this. It replays the claim log (see :mod:`.claims`) into the status table
+(a claimed job's ``batch_id`` and ``log_file`` become its worker's), and it adjusts the
+scheduler's answer for status queries: jobs waiting in the pool count as queued while a worker
+is alive, and a worker that stopped beating counts as gone, so its unfinished job is expired.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from .claims import ClaimLog, beat_path, exit_path, fs_now
+from .files import read_pickle, write_pickle
+from .tables import set_rows
+
+log = logging.getLogger("batchtools")
+
+QUEUE_PREFIX = "pool"
+# a worker that has not started yet and cannot be seen on the scheduler counts as alive this long
+START_GRACE = 60.0
+
+
+class PoolState:
+    """Master-side state of ``reg``'s pool, kept in ``pool/state.pkl``."""
+
+    def __init__(self, reg):
+        self.reg = reg
+        self.dir = reg.layout.dir("pool")
+        self.claims = ClaimLog(self.dir)
+        self.workers: dict[str, dict[str, Any]] = {}
+        self.queues: dict[str, np.ndarray] = {}  # queue -> job ids in claim order
+        self.unresolved: list = []  # claims by workers this master has not recorded yet
+        path = self.dir / "state.pkl"
+        if path.exists():
+            state = read_pickle(path)
+            self.workers, self.queues = state["workers"], state["queues"]
+
+    def save(self) -> None:
+        write_pickle(self.dir / "state.pkl", {"workers": self.workers, "queues": self.queues})
+
+    # ---------------------------------------------------------------- claims
+    def apply_claims(self) -> int:
+        """Give claimed jobs their worker's batch id and log file; returns the jobs updated."""
+        self.claims.refresh()
+        todo = self.unresolved + self.claims.take_claims()
+        self.unresolved = []
+        if not todo:
+            return 0
+        st = self.reg.status
+        hashes = st["job_hash"].to_numpy()
+        changed = 0
+        for c in todo:
+            w = self.workers.get(c.worker)
+            ids = self.queues.get(c.queue)
+            if w is None or w["batch_id"] is None or ids is None:
+                self.unresolved.append(c)
+                continue
+            pos = self.reg.pos(ids[c.start:c.start + c.count])
+            pos = pos[hashes[pos] == c.queue]
+            if pos.size:
+                set_rows(st, pos, "batch_id", w["batch_id"])
+                set_rows(st, pos, "log_file", w["log_file"])
+                changed += pos.size
+        if changed:
+            self.reg.mark_dirty("status")
+        return changed
+
+    # ------------------------------------------------------------- liveness
+    def worker_states(self, q: set[str], r: set[str]) -> dict[str, str]:
+        """worker id -> "queued", "running", "exited", "stale" (stopped beating) or "gone"
+        (not on the scheduler any more, e.g. killed, without a goodbye)."""
+        cf = self.reg.cluster_functions
+        can_list = cf is not None and (cf.list_jobs or cf.list_jobs_queued or cf.list_jobs_running) is not None
+        fs_latency = getattr(cf, "fs_latency", 0) or 0
+        now = None
+        states: dict[str, str] = {}
+        for wid, w in self.workers.items():
+            if w.get("state") in ("exited", "stale"):
+                states[wid] = w["state"]
+                continue
+            if exit_path(self.dir, wid).exists():
+                states[wid] = w["state"] = "exited"
+                continue
+            if now is None:
+                now = fs_now(self.dir) if self.reg.writeable else time.time()
+            listed = w["batch_id"] in q or w["batch_id"] in r
+            try:
+                age = now - os.stat(beat_path(self.dir, wid)).st_mtime
+            except FileNotFoundError:
+                age = None
+            if age is None:  # not started yet
+                alive = listed if can_list else now - w["submitted"] < START_GRACE
+                states[wid] = "queued" if alive else "gone"
+            elif age > 3 * w["heartbeat"] + fs_latency + 1.0:
+                states[wid] = "stale"
+            else:
+                states[wid] = "running" if (listed or not can_list) else "gone"
+        return states
+
+    def adjust(self, q: set[str], r: set[str]) -> tuple[set[str], set[str]]:
+        """The scheduler's (queued, running) batch ids, corrected for the pool."""
+        states = self.worker_states(q, r)
+        stale = [wid for wid, s in states.items() if s == "stale" and self.workers[wid].get("state") != "stale"]
+        if stale and self.reg.writeable:
+            # tell workers that stopped beating to stop should they ever wake up, before their
+            # jobs can be resubmitted, so that no job runs twice
+            self.claims.fence(stale)
+            for wid in stale:
+                self.workers[wid]["state"] = "stale"
+            log.warning("pool: worker(s) %s stopped sending heartbeats; their jobs count as expired",
+                        ", ".join(stale))
+            self.save()
+        q, r = set(q), set(r)
+        for wid, s in states.items():
+            if s in ("exited", "stale", "gone"):
+                q.discard(self.workers[wid]["batch_id"])
+                r.discard(self.workers[wid]["batch_id"])
+        if any(s in ("queued", "running") for s in states.values()):
+            q.update(self.queues)
+        return q, r
+
+    # --------------------------------------------------------------- cancel
+    def cancel(self, job_ids: np.ndarray, queues: np.ndarray) -> None:
+        """Make sure jobs still waiting in the pool are never started."""
+        for queue in np.unique(queues.astype(str)):
+            self.claims.cancel(queue, job_ids[queues == queue].tolist())
+
+
+def pool_state(reg) -> PoolState | None:
+    """The registry's pool state, or None if it never used workers (one ``stat``)."""
+    state = getattr(reg, "_pool", None)
+    if state is None:
+        if not (reg.layout.dir("pool") / "state.pkl").exists():
+            return None
+        state = reg._pool = PoolState(reg)
+    return state
+
+
+def sync_pool(reg) -> int:
+    state = pool_state(reg)
+    return state.apply_claims() if state is not None else 0

@@ -1,0 +1,172 @@
+"""A pool worker on a node: claim the next jobs from the registry, run them, repeat.
+
+Started like any job collection (``python -m batchtools.worker FILE``) whose collection carries
+``pool`` settings instead of jobs. Each claimed job runs exactly as in an ordinary chunk (same
+seeding, log section, result file and status updates); the updates are written under the hash of
+the batch the job was enqueued with, so the master merges them like any other.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+
+from ..core.claims import ClaimLog, Fenced, beat_path, exit_path
+from ..core.files import Layout, atomic_write_bytes, read_pickle
+from .collection import JobCollection
+from .execute import TERMINATING, UpdateBuffer, _run_job, make_runner, node_session, say
+
+# a claim takes at most this much expected work, so trivial jobs are claimed in bulk (one lock per
+# many jobs) while long ones are claimed one at a time (the others keep the rest)
+CLAIM_SECONDS = 0.05
+
+
+@dataclass
+class Batch:
+    jc: JobCollection
+    runner: object
+    buffer: UpdateBuffer
+
+
+class PoolWorker:
+    def __init__(self, jc: JobCollection, update_interval: float | None, sink: list | None):
+        self.jc = jc
+        info = jc.pool or {}
+        self.worker = info["worker"]
+        self.heartbeat = float(info.get("heartbeat", 10.0))
+        self.idle_timeout = float(info.get("idle_timeout", 0.0))
+        self.max_claim = info.get("max_claim")
+        self.n_workers = max(1, int(info.get("n_workers", 1)))
+        self.layout = Layout(jc.file_dir)
+        self.pool_dir = self.layout.dir("pool")
+        self.claims = ClaimLog(self.pool_dir)
+        self.update_interval = update_interval
+        self.sink = sink
+        self.batches: dict[str, Batch] = {}
+        self.mean_runtime: float | None = None
+        self.counts = {"done": 0, "error": 0}
+        self.measure = bool(jc.resources.get("measure_memory"))
+        self._stop = threading.Event()
+
+    # ------------------------------------------------------------- background
+    def _tick(self) -> None:
+        interval = min(self.update_interval or self.heartbeat, self.heartbeat)
+        next_beat = time.monotonic() + self.heartbeat
+        while not self._stop.wait(interval):
+            if self.update_interval:
+                for b in list(self.batches.values()):
+                    b.buffer.flush()
+            if time.monotonic() >= next_beat:
+                try:
+                    os.utime(beat_path(self.pool_dir, self.worker))
+                except OSError:
+                    pass
+                next_beat = time.monotonic() + self.heartbeat
+
+    # ------------------------------------------------------------------ claims
+    def claim_size(self, remaining: int) -> int:
+        if self.mean_runtime is None:
+            n = 1
+        else:
+            n = int(CLAIM_SECONDS / max(self.mean_runtime, 1e-6))
+        n = min(n, math.ceil(remaining / (2 * self.n_workers)))  # leave the others their share
+        if self.max_claim:
+            n = min(n, int(self.max_claim))
+        return max(1, n)
+
+    def batch(self, queue: str) -> Batch | None:
+        if queue not in self.batches:
+            path = self.pool_dir / "queue" / f"{queue}.pkl"
+            jc = read_pickle(path)
+            try:
+                runner = make_runner(jc)
+            except Exception as e:  # set-up failed: the claimed jobs error, the worker goes on
+                traceback.print_exc()
+                runner = e
+            else:
+                if jc.hooks.get("pre_do_collection"):
+                    jc.hooks["pre_do_collection"](jc)
+            self.batches[queue] = Batch(jc, runner, UpdateBuffer(self.layout, jc.job_hash, None, self.sink))
+        return self.batches[queue]
+
+    def run_claim(self, claim) -> bool:
+        """Run the claimed jobs; False if this worker was fenced meanwhile."""
+        b = self.batch(claim.queue)
+        for spec in b.jc.jobs[claim.start:claim.start + claim.count]:
+            self.claims.refresh()  # cheap: reads only new lines
+            if self.worker in self.claims.dead or TERMINATING.is_set():
+                return False
+            job_id = spec["job_id"]
+            if job_id in self.claims.queues[claim.queue].cancelled:
+                say(f"Skipping job {job_id}: cancelled")
+                continue
+            if isinstance(b.runner, Exception):
+                now = time.time()
+                b.buffer.set(job_id, started=now, done=now,
+                             error=f"Set-up failed: {type(b.runner).__name__}: {b.runner}")
+                self.counts["error"] += 1
+                continue
+            t0 = time.perf_counter()
+            ok = _run_job(b.jc, spec, b.runner, self.layout, b.buffer, self.measure)
+            took = time.perf_counter() - t0
+            self.mean_runtime = took if self.mean_runtime is None else 0.8 * self.mean_runtime + 0.2 * took
+            self.counts["done" if ok else "error"] += 1
+        self.claims.take_claims()
+        if self.sink is not None or not self.update_interval:
+            b.buffer.flush()
+        return True
+
+    # --------------------------------------------------------------------- main
+    def run(self) -> dict[str, int]:
+        beat = beat_path(self.pool_dir, self.worker)
+        beat.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(beat, f"{socket.gethostname()} {os.getpid()} {time.time():.3f}\n".encode())
+        ticker = threading.Thread(target=self._tick, daemon=True)
+        ticker.start()
+        reason = "queue empty"
+        try:
+            with node_session(self.jc, f"Pool worker {self.worker}: claiming jobs"):
+                idle_since, pause = time.monotonic(), 0.02
+                while True:
+                    if TERMINATING.is_set():
+                        reason = "terminated by the scheduler"
+                        break
+                    try:
+                        claim = self.claims.claim(self.worker, self.claim_size)
+                    except Fenced:
+                        reason = "declared dead by the master (missed heartbeats)"
+                        break
+                    if claim is None:
+                        if time.monotonic() - idle_since >= self.idle_timeout:
+                            break
+                        time.sleep(min(pause, max(self.idle_timeout - (time.monotonic() - idle_since), 0)))
+                        pause = min(pause * 1.5, 1.0)
+                        continue
+                    if not self.run_claim(claim):
+                        reason = ("terminated by the scheduler" if TERMINATING.is_set()
+                                  else "declared dead by the master (missed heartbeats)")
+                        break
+                    idle_since, pause = time.monotonic(), 0.02
+                for b in self.batches.values():
+                    if not isinstance(b.runner, Exception) and b.jc.hooks.get("post_do_collection"):
+                        b.jc.hooks["post_do_collection"](b.jc)
+                say(f"Pool worker {self.worker} stops ({reason}): {self.counts['done']} done, "
+                    f"{self.counts['error']} error")
+        finally:
+            self._stop.set()
+            ticker.join()
+            for b in self.batches.values():
+                b.buffer.close()
+            atomic_write_bytes(exit_path(self.pool_dir, self.worker),
+                               f"{self.counts['done']} {self.counts['error']} {reason}\n".encode())
+        return self.counts
+
+
+def run_pool_worker(jc: JobCollection, update_interval: float | None, sink: list | None = None) -> dict[str, int]:
+    """Claim and run jobs until none is left (after ``idle_timeout`` seconds of waiting for more)."""
+    return PoolWorker(jc, update_interval, sink).run()
