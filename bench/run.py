@@ -127,7 +127,7 @@ def main() -> int:
             quoted, target = TARGETS.get((scen, n, step), (None, None))
             rows.append((scen, n, step, r.get(step, quoted), value, target, step in r))
     print()
-    print(f"{'scenario':<20} {'N':>9} {'step':<17} {'R (s)':>9} {'python':>9} {'R/py':>7} {'target':>8}  ok")
+    print(f"{'scenario':<20} {'N':>9} {'step':<19} {'R (s)':>9} {'python':>9} {'R/py':>7} {'target':>8}  ok")
     failed = 0
     for scen, n, step, rv, pv, target, measured in rows:
         ratio = f"{rv / pv:7.1f}" if rv and pv else "      -"
@@ -135,7 +135,7 @@ def main() -> int:
         ok = "" if target is None else ("yes" if pv <= target else "NO")
         failed += ok == "NO"
         ttxt = f"{target:8.3g}" if target is not None else "       -"
-        print(f"{scen:<20} {n:>9} {step:<17} {rtxt:>9} {pv:9.3f} {ratio} {ttxt}  {ok}")
+        print(f"{scen:<20} {n:>9} {step:<19} {rtxt:>9} {pv:9.3f} {ratio} {ttxt}  {ok}")
     py_of = {(scen, step): pv for scen, _, step, _, pv, _, _ in rows}
     native, arrays = py_of.get(("slurm_native", "submit_wait")), py_of.get(("slurm_arrays", "submit_wait"))
     lb, pool = py_of.get(("pool_lognormal", "lower_bound")), py_of.get(("pool_lognormal", "pool_longest_first"))

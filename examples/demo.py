@@ -3,6 +3,8 @@ default backend (Multicore on this machine). Run with ``make demo``.
 
 1. Monte-Carlo approximation of pi: 10 jobs of 100,000 points each.
 2. Error handling: 10 jobs, one warns, two fail; find, inspect and fix them.
+3. Worker pool: 2 workers pull 16 jobs of very different lengths, longest first.
+4. Experiments: the vignette's machine-learning benchmark (examples/ml_benchmark.py).
 """
 
 from __future__ import annotations
@@ -83,11 +85,40 @@ def error_handling() -> None:
     print("results:", bt.reduce_results_list())
 
 
+def nap(seconds: float) -> float:
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+def worker_pool() -> None:
+    section("Example 3: a worker pool (2 workers, 16 jobs of very different lengths)")
+    bt.make_registry(file_dir=WORK / "pool", seed=1)
+    lengths = np.random.default_rng(3).lognormal(-1.5, 1.0, 16).round(3)
+    bt.batch_map(nap, seconds=lengths.tolist())
+    longest_first = np.argsort(-lengths) + 1
+    bt.submit_workers(2, ids=longest_first, idle_timeout=0)
+    bt.wait_for_jobs()
+    print(bt.get_status())
+    print(bt.get_workers()[["worker_id", "batch_id", "state", "done"]])
+    total, span = lengths.sum(), bt.get_job_table()
+    span = (span["done"].max() - span["started"].min()).total_seconds()
+    print(f"work {total:.2f} s on 2 workers: makespan {span:.2f} s (lower bound {max(total / 2, lengths.max()):.2f} s)")
+    try:
+        fig = bt.plot_timeline()
+    except ImportError:
+        return
+    fig.savefig(WORK / "pool-timeline.png", dpi=100)
+    print(f"timeline written to {WORK / 'pool-timeline.png'} (or: batchtools timeline {WORK / 'pool'} -o t.png)")
+
+
 def main() -> None:
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
     monte_carlo_pi()
     error_handling()
+    worker_pool()
     experiments = HERE / "ml_benchmark.py"
     if experiments.exists():
         import runpy

@@ -91,6 +91,8 @@ def test_pool_runs_jobs_like_normal_jobs(reg):
     table = bt.get_job_table(reg=reg)
     assert set(table["batch_id"]) == set(workers["batch_id"])  # batch_id records the worker
     assert "Setting seed to 3" in "\n".join(bt.get_log(2, reg=reg))
+    bt.sweep_registry(reg=reg)  # the worker's log is every pooled job's log: it stays
+    assert "Setting seed to 3" in "\n".join(bt.get_log(2, reg=reg))
 
 
 def test_pool_claims_in_the_given_order(reg):
