@@ -51,7 +51,7 @@ def mce(conf) -> dict:
 def main() -> None:
     from sklearn.datasets import load_iris
 
-    print(f"\n{'=' * 72}\nExample 3: machine learning experiments (iris, svm vs forest)\n{'=' * 72}")
+    print(f"\n{'=' * 72}\nExample 4: machine learning experiments (iris, svm vs forest)\n{'=' * 72}")
     WORK.mkdir(parents=True, exist_ok=True)
     reg = bt.make_experiment_registry(file_dir=WORK / "iris", seed=1)
     iris = load_iris()
