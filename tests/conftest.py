@@ -1,4 +1,5 @@
 import os
+import subprocess
 import time
 
 import pytest
@@ -70,3 +71,13 @@ def wait_until(cond, timeout: float = 30.0, what: str = "condition", poll: float
 def running_jobs(timeout: float = 30.0) -> list[int]:
     """Wait until some jobs of the default registry run; their ids."""
     return wait_until(lambda: bt.find_running()["job_id"].tolist(), timeout, "a running job", poll=0.1)
+
+
+def scheduler_registry(path, cf, cancel: list[str]):
+    """Fixture body: a registry on a real scheduler, polled every 0.5-2 s; afterwards ``cancel``
+    (e.g. ``scancel --user root``) removes whatever a failed test left queued."""
+    cf.poll, cf.poll_max = 0.5, 2
+    r = bt.make_registry(file_dir=path, seed=1, conf_file=None)
+    r.cluster_functions = cf
+    yield r
+    subprocess.run(cancel, capture_output=True)

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 import batchtools as bt
-from conftest import require_daemon, running_jobs
+from conftest import require_daemon, running_jobs, scheduler_registry
 
 pytestmark = pytest.mark.sge
 
@@ -32,12 +32,8 @@ def sge():
 
 @pytest.fixture
 def gereg(tmp_path, sge):
-    r = bt.make_registry(file_dir=tmp_path / "sgereg", seed=1, conf_file=None)
-    r.cluster_functions = bt.make_cluster_functions_sge(scheduler_latency=0, fs_latency=5)
-    r.cluster_functions.poll = 0.5
-    r.cluster_functions.poll_max = 2
-    yield r
-    subprocess.run(["qdel", "-u", os.environ.get("USER", "root")], capture_output=True)
+    cf = bt.make_cluster_functions_sge(scheduler_latency=0, fs_latency=5)
+    yield from scheduler_registry(tmp_path / "sgereg", cf, ["qdel", "-u", os.environ.get("USER", "root")])
 
 
 def test_sge_single_jobs_and_chunks(gereg):

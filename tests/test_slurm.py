@@ -12,7 +12,7 @@ import time
 import pytest
 
 import batchtools as bt
-from conftest import require_daemon, running_jobs
+from conftest import require_daemon, running_jobs, scheduler_registry
 
 pytestmark = pytest.mark.slurm
 
@@ -33,12 +33,8 @@ def slurm():
 
 @pytest.fixture
 def sreg(tmp_path, slurm):
-    r = bt.make_registry(file_dir=tmp_path / "slurmreg", seed=1, conf_file=None)
-    r.cluster_functions = bt.make_cluster_functions_slurm(scheduler_latency=0, fs_latency=5)
-    r.cluster_functions.poll = 0.5
-    r.cluster_functions.poll_max = 2
-    yield r
-    subprocess.run(["scancel", "--user", os.environ.get("USER", "root")], capture_output=True)
+    cf = bt.make_cluster_functions_slurm(scheduler_latency=0, fs_latency=5)
+    yield from scheduler_registry(tmp_path / "slurmreg", cf, ["scancel", "--user", os.environ.get("USER", "root")])
 
 
 def test_single_jobs_chunks_and_arrays(sreg):
