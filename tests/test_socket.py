@@ -5,6 +5,7 @@ import time
 import pytest
 
 import batchtools as bt
+from conftest import wait_until
 
 
 @pytest.fixture
@@ -75,7 +76,8 @@ def test_pool_workers_on_socket_backend(sreg):
     assert bt.wait_for_jobs(timeout=60)
     res = bt.reduce_results_list()
     assert [r[0] for r in res] == [x * x for x in range(40)]
-    assert set(bt.get_workers()["state"]) == {"exited"}
+    # workers leave once their idle_timeout has passed, shortly after the last job
+    wait_until(lambda: set(bt.get_workers()["state"]) == {"exited"}, timeout=30, what="the workers to leave")
     # the socket processes stay usable for ordinary jobs afterwards
     reg2 = bt.make_registry(file_dir=None, seed=1, conf_file=None, make_default=False)
     reg2.cluster_functions = sreg.cluster_functions

@@ -14,7 +14,7 @@ import time
 import pytest
 
 import batchtools as bt
-from conftest import require_daemon, running_jobs
+from conftest import require_daemon, running_jobs, wait_until
 
 
 def sshd_ok() -> str | None:
@@ -133,5 +133,6 @@ def test_pool_workers_over_ssh(sshreg):
     assert bt.wait_for_jobs(timeout=120)
     assert [r[0] for r in bt.reduce_results_list()] == list(range(30))
     workers = bt.get_workers()
-    assert len(workers) == 2 and set(workers["state"]) == {"exited"}
+    assert len(workers) == 2
+    wait_until(lambda: set(bt.get_workers()["state"]) == {"exited"}, timeout=30, what="the workers to leave")
     assert set(bt.get_job_table()["batch_id"]) <= set(workers["batch_id"])

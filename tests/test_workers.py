@@ -158,8 +158,7 @@ def test_sigkilled_worker_leaves_its_job_expired(preg, tmp_path):
     expired = bt.find_expired()["job_id"].tolist()
     assert expired == [victim_job]
     assert len(bt.find_done()) == 11
-    workers = bt.get_workers()
-    assert set(workers["state"]) == {"exited", "gone"}
+    wait_until(lambda: set(bt.get_workers()["state"]) == {"exited", "gone"}, what="the survivor to leave")
     bt.submit_workers(1, ids=expired, idle_timeout=0)
     assert bt.wait_for_jobs(timeout=60)
     runs = executions(tmp_path)
@@ -176,8 +175,8 @@ def test_worker_that_stops_beating_is_fenced(preg, tmp_path):
     try:
         assert bt.wait_for_jobs(timeout=60) is False  # the other worker does the rest
         assert bt.find_expired()["job_id"].tolist() == [stalled_job]
-        states = bt.get_workers().set_index("batch_id")["state"]
-        assert states[stalled] == "stale" and set(states) == {"stale", "exited"}
+        wait_until(lambda: set(bt.get_workers()["state"]) == {"stale", "exited"}, what="the other worker to leave")
+        assert bt.get_workers().set_index("batch_id")["state"][stalled] == "stale"
         bt.submit_workers(1, ids=[stalled_job], idle_timeout=0)
         assert bt.wait_for_jobs(timeout=60)
     finally:
@@ -262,6 +261,7 @@ def test_plot_timeline_and_cli(preg, tmp_path):
     bt.batch_map(counted, x=range(10), more_args={"log_dir": str(tmp_path), "sleep": 0.05})
     bt.submit_workers(2, idle_timeout=0)
     assert bt.wait_for_jobs(timeout=60)
+    wait_until(lambda: set(bt.get_workers()["state"]) == {"exited"}, what="the workers to leave")
     fig = bt.plot_timeline()
     ax = fig.axes[0]
     assert ax.get_xlabel() == "seconds from start of computation"
