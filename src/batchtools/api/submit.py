@@ -271,15 +271,21 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
     return pd.DataFrame({"job_id": ids[order_back], "chunk": chunks[order_back]})
 
 
-def forget_runs(reg: Registry, pos: np.ndarray) -> None:
-    """Clear the previous run of jobs at status rows ``pos`` (resubmission): status and results."""
-    st = reg.status
-    was_done = pos[~np.isnan(st["done"].to_numpy()[pos])]
-    for p in was_done.tolist():
+def remove_results(reg: Registry, job_ids) -> None:
+    """Delete the result files of ``job_ids`` (those that exist)."""
+    for job_id in job_ids:
         try:
-            os.unlink(reg.layout.result(int(st["job_id"].to_numpy()[p])))
+            os.unlink(reg.layout.result(int(job_id)))
         except FileNotFoundError:
             pass
+
+
+def forget_runs(reg: Registry, pos: np.ndarray, results: bool = True) -> None:
+    """Clear the previous run of jobs at status rows ``pos`` (resubmission): status and, with
+    ``results``, the results of the runs that terminated (where results are)."""
+    st = reg.status
+    if results:
+        remove_results(reg, st["job_id"].to_numpy()[pos[~np.isnan(st["done"].to_numpy()[pos])]].tolist())
     for col in ("submitted", "started", "done", "mem_used", "resource_id"):
         set_rows(st, pos, col, np.nan)
     for col in ("error", "batch_id", "log_file", "job_hash"):

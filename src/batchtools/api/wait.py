@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 
 import numpy as np
@@ -15,7 +14,7 @@ from ..core.registry import Registry, resolve
 from ..progress import progress
 from .find import find_on_system, find_submitted
 from .status import masks, on_system
-from .submit import forget_runs, sleep_function
+from .submit import forget_runs, remove_results, sleep_function
 
 log = logging.getLogger("batchtools")
 
@@ -107,13 +106,9 @@ def reset_jobs(ids=None, reg: Registry | None = None) -> pd.DataFrame:
 
 
 def _forget(reg: Registry, sel: np.ndarray) -> None:
-    forget_runs(reg, reg.pos(sel))
+    forget_runs(reg, reg.pos(sel), results=False)
     reg.save(("status",), meta=False)
-    for job_id in sel.tolist():  # results of failed runs too (forget_runs removes those of done ones)
-        try:
-            os.unlink(reg.layout.result(job_id))
-        except FileNotFoundError:
-            pass
+    remove_results(reg, sel.tolist())  # after the status: a crash leaves a stray file, not a lost result
 
 
 def kill_jobs(ids=None, kill_timeout: float = 60, reg: Registry | None = None) -> pd.DataFrame:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
-import sys
 import time
 import uuid
 
@@ -14,13 +14,12 @@ import pandas as pd
 from ..core.claims import beat_path, exit_path
 from ..core.files import write_pickle
 from ..core.ids import as_id_array
-from ..core.pool import PoolState, pool_state
+from ..core.pool import ALIVE, PoolState, pool_state
 from ..core.registry import Registry, resolve
 from ..core.tables import set_rows
-from ..jobs.collection import JobCollection
 from .find import find_not_submitted
 from .resources import check_resources, resource_id
-from .status import masks, on_system
+from .status import masks
 from .submit import _submit_with_retries, build_collection, forget_runs, sleep_function
 
 log = logging.getLogger("batchtools")
@@ -102,8 +101,7 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
                              "wait_for_jobs() or kill_jobs() them first")
     pool = pool_state(reg) or PoolState(reg)
     if n_workers == 0 and order.size:
-        states = pool.worker_states(*on_system(reg)) if pool.workers else {}
-        if not any(s in ("queued", "running") for s in states.values()):
+        if not ALIVE & set(pool.current_states().values()):
             raise ValueError("n_workers: 0 only adds jobs for workers already running, and none is; "
                              "pass n_workers >= 1")
     reg._pool = pool
@@ -129,11 +127,9 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
 
     for k in range(n_workers):
         wid = f"worker{uuid.uuid4().hex}"
-        wjc = JobCollection(
-            file_dir=str(reg.file_dir), work_dir=reg.work_dir, job_hash=wid, jobs=[], seed=reg.seed,
-            kind=reg.kind, resources=resources, packages=reg.packages, source=reg.source, load=reg.load,
-            positional=list(reg.positional), pass_job=reg.pass_job, log_file=str(reg.layout.log(wid)),
-            job_names=[f"bt-worker-{k + 1}"], python=sys.executable,
+        # an ordinary collection without jobs (same set-up on the node), plus the pool settings
+        wjc = dataclasses.replace(
+            build_collection(reg, np.empty(0, np.int64), resources, job_hash=wid), job_names=[f"bt-worker-{k + 1}"],
             pool={"worker": wid, "heartbeat": float(heartbeat), "idle_timeout": float(idle_timeout),
                   "max_claim": max_claim, "n_workers": n_workers},
         )
@@ -176,14 +172,10 @@ def get_workers(reg: Registry | None = None) -> pd.DataFrame:
     pool = pool_state(reg)
     if pool is None or not pool.workers:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
-    states = pool.worker_states(*reg.cluster_functions.list_on_system(reg)) if reg.cluster_functions else {}
-    claimed = {}
-    st = reg.status
-    batch = st["batch_id"].to_numpy()
+    states = pool.current_states()
+    batch = reg.status["batch_id"].to_numpy()
     rows = []
     for wid, w in pool.workers.items():
-        mine = batch == w["batch_id"]
-        claimed[wid] = int(mine.sum())
         try:
             beat = os.stat(beat_path(pool.dir, wid)).st_mtime
         except FileNotFoundError:
@@ -194,7 +186,7 @@ def get_workers(reg: Registry | None = None) -> pd.DataFrame:
             done, error = int(fields[0]), int(fields[1])
         except (FileNotFoundError, IndexError, ValueError):
             pass
-        rows.append([wid, w["batch_id"], states.get(wid, w.get("state")), w["submitted"], beat, claimed[wid],
+        rows.append([wid, w["batch_id"], states[wid], w["submitted"], beat, int((batch == w["batch_id"]).sum()),
                      done, error, w["log_file"]])
     df = pd.DataFrame(rows, columns=cols)
     for c in ("submitted", "last_beat"):

@@ -9,6 +9,7 @@ with the ``sleep`` backoff) or 101-200 (permanent error, raised).
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import subprocess
 from collections import Counter
@@ -148,6 +149,15 @@ def make_cluster_functions(
         bool(store_job_collection), bool(store_job_files), float(scheduler_latency),
         float(fs_latency), hooks, poll, poll_max, info, wait, ncpus, list_jobs, max_array_size,
     )
+
+
+def local_ncpus(ncpus: int | None, meaning: str) -> int:
+    """``ncpus`` of a local backend, checked; None means every CPU of this machine."""
+    if ncpus is None:
+        return os.cpu_count() or 1
+    if isinstance(ncpus, bool) or not isinstance(ncpus, int) or ncpus < 1:
+        raise ValueError(f"ncpus: must be a positive int ({meaning}), got {ncpus!r}")
+    return ncpus
 
 
 def first_number(output: list[str]) -> str | None:

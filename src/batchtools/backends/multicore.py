@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 
-from .base import ClusterFunctions, SubmitJobResult, make_cluster_functions
+from .base import ClusterFunctions, SubmitJobResult, local_ncpus, make_cluster_functions
 
 
 class ForkServer:
@@ -109,10 +109,7 @@ def make_cluster_functions_multicore(ncpus: int | None = None) -> ClusterFunctio
     >>> bt.make_cluster_functions_multicore(2)
     ClusterFunctions(Multicore, ncpus=2)
     """
-    if ncpus is None:
-        ncpus = os.cpu_count() or 1
-    if isinstance(ncpus, bool) or not isinstance(ncpus, int) or ncpus < 1:
-        raise ValueError(f"ncpus: must be a positive int (CPUs to use), got {ncpus!r}")
+    ncpus = local_ncpus(ncpus, "CPUs to use")
     server = ForkServer()
 
     def submit_job(reg, jc) -> SubmitJobResult:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 
-from .base import ClusterFunctions, SubmitJobResult, make_cluster_functions
+from .base import ClusterFunctions, SubmitJobResult, local_ncpus, make_cluster_functions
 
 
 class _PoolWorker:
@@ -105,12 +105,7 @@ def make_cluster_functions_socket(ncpus: int | None = None) -> ClusterFunctions:
     >>> bt.make_cluster_functions_socket(2)
     ClusterFunctions(Socket, ncpus=2)
     """
-    import os
-
-    if ncpus is None:
-        ncpus = os.cpu_count() or 1
-    if isinstance(ncpus, bool) or not isinstance(ncpus, int) or ncpus < 1:
-        raise ValueError(f"ncpus: must be a positive int (worker processes), got {ncpus!r}")
+    ncpus = local_ncpus(ncpus, "worker processes")
     pool = SocketPool(ncpus)
 
     def submit_job(reg, jc) -> SubmitJobResult:

@@ -115,7 +115,6 @@ class ClaimLog:
     # ----------------------------------------------------------------- writing
     def _append(self, lines: list[str]) -> None:
         """Append whole lines; the caller holds the lock and has just refreshed."""
-        self.dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
             if os.fstat(fd).st_size != self.offset:  # a writer died mid-line: drop its partial line

@@ -24,6 +24,7 @@ log = logging.getLogger("batchtools")
 QUEUE_PREFIX = "pool"
 # a worker that has not started yet and cannot be seen on the scheduler counts as alive this long
 START_GRACE = 60.0
+ALIVE = frozenset({"queued", "running"})
 
 
 class PoolState:
@@ -103,6 +104,11 @@ class PoolState:
                 states[wid] = "running" if (listed or not can_list) else "gone"
         return states
 
+    def current_states(self) -> dict[str, str]:
+        """Worker states, asking the scheduler once."""
+        cf = self.reg.cluster_functions
+        return self.worker_states(*(cf.list_on_system(self.reg) if cf is not None else (set(), set())))
+
     def adjust(self, q: set[str], r: set[str]) -> tuple[set[str], set[str]]:
         """The scheduler's (queued, running) batch ids, corrected for the pool."""
         states = self.worker_states(q, r)
@@ -121,7 +127,7 @@ class PoolState:
             if s in ("exited", "stale", "gone"):
                 q.discard(self.workers[wid]["batch_id"])
                 r.discard(self.workers[wid]["batch_id"])
-        if any(s in ("queued", "running") for s in states.values()):
+        if ALIVE & set(states.values()):
             q.update(self.queues)
         return q, r
 
