@@ -16,7 +16,7 @@ demo: install
 
 test: install
 	$(BIN)/ruff check src tests bench examples
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q
 
 bench: install
 	$(BIN)/python bench/run.py

@@ -73,7 +73,7 @@ def main(scen: str, n: int) -> None:
     elif scen.startswith("slurm"):
         import subprocess
 
-        from batchtools.backends.base import command_counts
+        from batchtools.backends.commands import command_counts
 
         cf = bt.make_cluster_functions_slurm(scheduler_latency=0, fs_latency=5)
         reg.cluster_functions = cf

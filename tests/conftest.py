@@ -1,24 +1,12 @@
+"""Fixtures of the tests (the isolation of every test and doctest is in the root conftest.py)."""
+
 import os
 import subprocess
 import time
 
 import pytest
 
-os.environ["BATCHTOOLS_PROGRESS"] = "0"
-
-import batchtools as bt  # noqa: E402
-from batchtools.core import registry as core  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _isolate(tmp_path, monkeypatch):
-    """Each test in its own working directory, with no configuration file and no default registry."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("BATCHTOOLS_CONF", raising=False)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    core._default = None
-    yield
-    core._default = None
+import batchtools as bt
 
 
 @pytest.fixture

@@ -196,7 +196,9 @@ def test_hooks(fake, tmp_path):
     bt.batch_map(lambda x: x, x=[1])
     bt.submit_jobs()
     bt.sync_registry()
-    assert seen == ["pre_submit", "post_submit", "pre_sync", "post_sync"]
+    # the sync hooks run around every sync, the internal ones of submit_jobs included (as in R)
+    assert seen == ["pre_sync", "post_sync", "pre_submit", "pre_sync", "post_sync", "post_submit",
+                    "pre_sync", "post_sync"]
     log = (reg.layout.dir("logs") / bt.get_job_status()["log_file"][0]).read_text()
     assert "PRE-DO job" in log and "POST-DO" in log
     with pytest.raises(ValueError, match="unknown hook"):

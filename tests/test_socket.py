@@ -13,7 +13,7 @@ def sreg(tmp_path):
     r = bt.make_registry(file_dir=tmp_path / "sreg", seed=1, conf_file=None)
     r.cluster_functions = bt.make_cluster_functions_socket(2)
     yield r
-    r.cluster_functions.pool.close()
+    r.cluster_functions.close()
 
 
 def test_socket_runs_jobs_in_persistent_workers(sreg):
@@ -41,7 +41,7 @@ def test_socket_crashed_worker_is_expired_not_a_hang(sreg):
     bt.batch_map(lambda s: time.sleep(s), s=[30])
     bt.submit_jobs()
     time.sleep(0.5)
-    for w in sreg.cluster_functions.pool.workers:
+    for w in sreg.cluster_functions.processes.procs:
         os.kill(w.proc.pid, signal.SIGKILL)
     t0 = time.time()
     assert bt.wait_for_jobs(timeout=20) is False
@@ -50,7 +50,7 @@ def test_socket_crashed_worker_is_expired_not_a_hang(sreg):
     bt.batch_map  # noqa: B018
     # the pool replaces dead workers: resubmitting completes the registry
     bt.reset_jobs([1])
-    sreg.cluster_functions.pool.close()
+    sreg.cluster_functions.close()
 
 
 def test_socket_kill_and_resources(sreg):

@@ -9,36 +9,44 @@ True
 [1, 4, 9]
 
 Names are imported lazily, so the node entry point (``python -m batchtools.worker``)
-starts without pandas.
+starts without pandas. Every function that takes ``reg`` is also a method of the registry
+(:class:`batchtools.Registry`).
 """
 
 from __future__ import annotations
 
 import importlib
 
-from .debug import maybe_enable_from_env
+from ._version import __version__
+from .core.debug import maybe_enable_from_env
 
-__version__ = "0.1.0"
 maybe_enable_from_env()
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    "batchtools.core.registry": ("Registry", "ExperimentRegistry", "get_default_registry",
-                                 "set_default_registry", "assert_registry"),
+    "batchtools.registry": ("Registry", "ExperimentRegistry", "make_registry", "make_experiment_registry",
+                            "load_registry"),
+    "batchtools.core.registry": ("get_default_registry", "set_default_registry", "assert_registry"),
     "batchtools.core.errors": ("ReadOnlyRegistryError", "RegistryNotFoundError", "ResultNotFoundError",
                                "SubmitError"),
     "batchtools.core.config": ("find_conf_file",),
-    "batchtools.api.registry": ("make_registry", "make_experiment_registry", "load_registry", "save_registry",
-                                "sync_registry", "sweep_registry", "clear_registry", "remove_registry",
-                                "batch_export"),
-    "batchtools.api.define": ("batch_map", "batch_reduce", "batch_map_results", "btlapply", "btmapply"),
-    "batchtools.api.submit": ("submit_jobs", "make_job_collection", "make_job", "exec_job", "test_job"),
-    "batchtools.api.wait": ("wait_for_jobs", "reset_jobs", "kill_jobs"),
+    "batchtools.core.backend": ("ClusterFunctions", "SubmitJobResult", "Capabilities", "make_cluster_functions",
+                                "make_submit_job_result", "run_hook"),
+    "batchtools.core.collection": ("JobCollection",),
+    "batchtools.core.store": ("ResultStore", "FolderStore"),
+    "batchtools.api.maintenance": ("save_registry", "sync_registry", "sweep_registry", "clear_registry",
+                                   "remove_registry", "batch_export"),
+    "batchtools.api.define": ("batch_map", "batch_reduce", "batch_map_results"),
+    "batchtools.api.convenience": ("btlapply", "btmapply"),
+    "batchtools.api.submit": ("submit_jobs",),
+    "batchtools.api.testing": ("make_job_collection", "make_job", "exec_job", "test_job"),
+    "batchtools.api.wait": ("wait_for_jobs",),
+    "batchtools.api.control": ("reset_jobs", "kill_jobs"),
     "batchtools.api.status": ("get_status", "Status"),
     "batchtools.api.find": ("find_jobs", "find_submitted", "find_not_submitted", "find_started",
                             "find_not_started", "find_done", "find_not_done", "find_errors", "find_on_system",
                             "find_running", "find_queued", "find_expired", "find_tagged"),
-    "batchtools.api.table": ("get_job_table", "get_job_status", "get_job_resources", "get_job_pars", "unwrap",
-                             "ijoin", "ljoin", "rjoin", "ojoin", "sjoin", "ajoin", "ujoin"),
+    "batchtools.api.table": ("get_job_table", "get_job_status", "get_job_resources", "get_job_pars"),
+    "batchtools.api.joins": ("unwrap", "ijoin", "ljoin", "rjoin", "ojoin", "sjoin", "ajoin", "ujoin"),
     "batchtools.api.tags": ("add_job_tags", "remove_job_tags", "get_used_job_tags", "get_job_tags",
                             "get_job_names", "set_job_names"),
     "batchtools.api.results": ("load_result", "reduce_results", "reduce_results_list",
@@ -52,12 +60,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
                                    "summarize_experiments", "remove_experiments", "remove_problems",
                                    "remove_algorithms"),
     "batchtools.jobs.experiment": ("Problem", "Algorithm", "ExperimentJob"),
-    "batchtools.jobs.execute": ("do_job_collection",),
+    "batchtools.jobs.node": ("do_job_collection",),
     "batchtools.jobs.job": ("Job",),
-    "batchtools.jobs.collection": ("JobCollection",),
-    "batchtools.backends.base": ("ClusterFunctions", "SubmitJobResult", "make_cluster_functions",
-                                 "make_submit_job_result", "run_os_command", "run_hook", "cf_kill_job",
-                                 "cf_handle_unknown_submit_error"),
+    "batchtools.backends.commands": ("run_os_command", "cf_kill_job", "cf_handle_unknown_submit_error"),
     "batchtools.backends.interactive": ("make_cluster_functions_interactive",),
     "batchtools.backends.multicore": ("make_cluster_functions_multicore",),
     "batchtools.backends.socket": ("make_cluster_functions_socket",),
@@ -72,39 +77,12 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE) + ["__version__"]
-_bound = False
-
-
-def _bind_methods() -> None:
-    """Every public function taking ``reg`` is also a Registry method: ``reg.f(...)``."""
-    global _bound
-    if _bound:
-        return
-    _bound = True
-    import functools
-    import inspect
-
-    from .core.registry import Registry
-
-    for name, module in _WHERE.items():
-        fn = getattr(importlib.import_module(module), name)
-        if not inspect.isfunction(fn) or name in ("set_default_registry", "assert_registry"):
-            continue
-        if "reg" not in inspect.signature(fn).parameters or hasattr(Registry, name):
-            continue
-
-        def method(self, *args, __fn=fn, **kwargs):
-            return __fn(*args, reg=self, **kwargs)
-
-        functools.update_wrapper(method, fn)
-        setattr(Registry, name, method)
 
 
 def __getattr__(name: str):
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'batchtools' has no attribute {name!r}")
-    _bind_methods()
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

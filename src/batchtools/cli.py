@@ -17,7 +17,7 @@ import sys
 
 
 def _load(path: str):
-    from .api.registry import load_registry
+    from .registry import load_registry
 
     return load_registry(path, make_default=False, writeable=False)
 

@@ -7,12 +7,12 @@ import time
 import numpy as np
 
 from .core.pool import pool_state
-from .core.registry import Registry, resolve
+from .core.registry import RegistryState, resolve
 
 COLORS = {"done": "#4c9a2a", "error": "#c0392b", "running": "#e0a526"}
 
 
-def plot_timeline(ids=None, reg: Registry | None = None):
+def plot_timeline(ids=None, reg: RegistryState | None = None):
     """A matplotlib Figure with one row per worker (pool workers, or the scheduler job /
     process that ran a chunk) and one bar per job from its start to its end, in seconds
     from the start of the computation. Done jobs are green, failed red, running amber.
@@ -75,7 +75,7 @@ def plot_timeline(ids=None, reg: Registry | None = None):
     return fig
 
 
-def _worker_labels(reg: Registry) -> dict[str, str]:
+def _worker_labels(reg: RegistryState) -> dict[str, str]:
     pool = pool_state(reg)
     if pool is None:
         return {}

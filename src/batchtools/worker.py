@@ -1,8 +1,8 @@
-"""``python -m batchtools.worker JOB_COLLECTION_FILE``: run a job collection on a node."""
+"""``python -m batchtools.worker JOB_COLLECTION_FILE``: run a job collection on a node (the node entry point)."""
 
 import sys
 
-from batchtools.jobs.worker import main
+from batchtools.jobs.node import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -44,7 +44,7 @@ def lpt(x, n_chunks: int = 1) -> np.ndarray:
     times) so the chunks' sums are balanced.
 
     >>> lpt([5, 1, 4, 2, 3], n_chunks=2).tolist()
-    [1, 2, 2, 1, 1]
+    [1, 1, 2, 1, 2]
     """
     w = _as_vector(x).astype(float)
     if isinstance(n_chunks, bool) or not isinstance(n_chunks, (int, np.integer)) or n_chunks < 1:
@@ -65,7 +65,7 @@ def binpack(x, chunk_size: float | None = None) -> np.ndarray:
     most ``chunk_size`` (default: the largest element).
 
     >>> binpack([3, 3, 2, 2, 1], chunk_size=5).tolist()
-    [1, 2, 2, 1, 3]
+    [1, 2, 1, 2, 3]
     """
     w = _as_vector(x).astype(float)
     if np.isnan(w).any() or (w < 0).any():

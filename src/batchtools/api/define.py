@@ -1,21 +1,18 @@
-"""Defining jobs: ``batch_map`` (a persistent ``map``) and its relatives."""
+"""Defining jobs: ``batch_map`` (a persistent ``map``), ``batch_reduce`` and ``batch_map_results``."""
 
 from __future__ import annotations
 
 import inspect
-import os
-import pickle
-import sys
-import sysconfig
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import cloudpickle
 import numpy as np
 import pandas as pd
 
 from ..core.files import atomic_write_bytes
-from ..core.registry import Registry, resolve
+from ..core.pickling import code_files, dump_function
+from ..core.registry import RegistryState, require_kind, resolve
+from ..core.state import done_mask
 from ..core.tables import new_status
 
 
@@ -99,53 +96,8 @@ def collect_columns(iterables: tuple, kwargs: dict, args, sig) -> tuple[dict[str
     return columns, positional, n
 
 
-def _user_module(obj: Any):
-    """The module of ``obj`` if it is the user's own code (not installed, not stdlib)."""
-    mod = sys.modules.get(getattr(obj, "__module__", None) or "")
-    file = getattr(mod, "__file__", None)
-    if mod is None or mod.__name__ == "__main__" or not file:
-        return None
-    path = os.path.realpath(file)
-    if "site-packages" in path or "dist-packages" in path:
-        return None
-    roots = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib")}
-    roots.add(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))  # batchtools itself
-    if any(path.startswith(os.path.realpath(r) + os.sep) for r in roots):
-        return None
-    return mod
-
-
-def code_files(*funs: Any) -> dict[str, str]:
-    """module -> source file of functions that will be pickled by value."""
-    out = {}
-    for fun in funs:
-        code = getattr(fun, "__code__", None)
-        module = getattr(fun, "__module__", None)
-        if code is not None and module and (module == "__main__" or _user_module(fun) is not None):
-            out[module] = code.co_filename
-    return out
-
-
-def dump_function(fun: Any, arg: str = "fun") -> bytes:
-    """cloudpickle ``fun``; functions from the user's own modules (scripts, sibling
-    files, notebooks) are pickled by value, so a node need not be able to import them."""
-    mod = _user_module(fun)
-    try:
-        if mod is not None:
-            cloudpickle.register_pickle_by_value(mod)
-        return cloudpickle.dumps(fun, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as e:
-        raise TypeError(
-            f"{arg}: cannot be serialised with cloudpickle ({type(e).__name__}: {e}). "
-            "Move objects like open files, locks or connections out of the function's closure."
-        ) from e
-    finally:
-        if mod is not None:
-            cloudpickle.unregister_pickle_by_value(mod)
-
-
 def batch_map(fun: Callable, *iterables: Iterable, args=None, more_args: dict | None = None,
-              reg: Registry | None = None, **kwargs: Iterable) -> pd.DataFrame:
+              reg: RegistryState | None = None, **kwargs: Iterable) -> pd.DataFrame:
     """Define one job per element of the mapped arguments: job i calls
     ``fun(iterables[0][i], ..., **{k: v[i]}, **more_args)``.
 
@@ -160,8 +112,7 @@ def batch_map(fun: Callable, *iterables: Iterable, args=None, more_args: dict | 
     """
     reg = resolve(reg)
     reg.assert_writeable("add jobs")
-    if reg.kind != "map":
-        raise TypeError("reg: batch_map needs a plain registry; use add_experiments() for experiment registries")
+    require_kind(reg, "map", "batch_map")
     if not callable(fun):
         raise TypeError(f"fun: must be callable, got {type(fun).__name__}")
     if more_args is None:
@@ -210,7 +161,7 @@ def _reduce_chunk(xs, fun, init, more_args, use_init):
 
 
 def batch_reduce(fun: Callable, xs: Iterable, init: Any = None, chunks=None, more_args: dict | None = None,
-                 reg: Registry | None = None) -> pd.DataFrame:
+                 reg: RegistryState | None = None) -> pd.DataFrame:
     """Define jobs that each reduce one chunk of ``xs`` with ``fun(aggr, x)``.
 
     ``chunks`` gives each element's chunk number (default: one chunk per element).
@@ -232,29 +183,35 @@ def batch_reduce(fun: Callable, xs: Iterable, init: Any = None, chunks=None, mor
                                                           "use_init": init is not None}, reg=reg)
 
 
-def _apply_to_result(src_id, fun, src_dir, more_args, **pars):
-    from ..core.files import Layout, read_pickle
-
-    return fun(read_pickle(Layout(src_dir).result(src_id)), **pars, **more_args)
+def _apply_to_result(src_id, fun, src_store, more_args, **pars):
+    return fun(src_store.get(src_id), **pars, **more_args)
 
 
 def batch_map_results(fun: Callable, ids=None, *iterables: Iterable, more_args: dict | None = None,
-                      target: Registry | None = None, reg: Registry | None = None,
+                      target: RegistryState | None = None, reg: RegistryState | None = None,
                       **kwargs: Iterable) -> pd.DataFrame:
     """Map ``fun(result, ...)`` over results of ``reg`` (the source), defining jobs in ``target``.
 
-    >>> import batchtools as bt  # doctest: +SKIP
-    >>> bt.batch_map_results(lambda r, k: r * k, k=[2, 3], target=other_reg, reg=src)  # doctest: +SKIP
+    >>> import batchtools as bt
+    >>> src = bt.make_registry(file_dir=None, make_default=False)
+    >>> src.cluster_functions = bt.make_cluster_functions_interactive()
+    >>> _ = bt.batch_map(lambda x: x * 10, x=[1, 2], reg=src); _ = bt.submit_jobs(reg=src)
+    >>> target = bt.make_registry(file_dir=None, make_default=False)
+    >>> target.cluster_functions = bt.make_cluster_functions_interactive()
+    >>> _ = bt.batch_map_results(lambda r, k: r * k, k=[2, 3], target=target, reg=src)
+    >>> _ = bt.submit_jobs(reg=target); bt.reduce_results_list(reg=target)
+    [20, 60]
     """
-    from .find import find_done
-
     source = resolve(reg)
-    if not isinstance(target, Registry):
+    if not isinstance(target, RegistryState):
         raise TypeError("target: the registry to define the new jobs in is required (target=make_registry(...))")
     if target is source:
         raise ValueError("target: must be a different registry than the source")
-    src_ids = find_done(ids, reg=source)["job_id"].to_numpy() if ids is None else source.ids(ids)
-    missing = np.setdiff1d(src_ids, find_done(src_ids, reg=source)["job_id"].to_numpy())
+    source.sync()
+    src_ids = source.ids(ids)
+    if ids is None:
+        src_ids = src_ids[done_mask(source, src_ids)]
+    missing = src_ids[~done_mask(source, src_ids)]
     if missing.size:
         raise ValueError(f"ids: jobs {missing[:10].tolist()} of the source registry have no result yet")
     sig = _signature(fun)
@@ -262,58 +219,7 @@ def batch_map_results(fun: Callable, ids=None, *iterables: Iterable, more_args: 
     mapped = dict(zip(names, iterables))
     mapped.update(kwargs)
     return batch_map(_apply_to_result, src_id=src_ids, **mapped,
-                     more_args={"fun": fun, "src_dir": str(source.file_dir), "more_args": more_args or {}},
+                     more_args={"fun": fun, "src_store": source.store, "more_args": more_args or {}},
                      reg=target)
 
 
-def _bt_run(reg: Registry, resources, n_chunks, chunk_size) -> list:
-    from .chunking import chunk as chunk_ids
-    from .results import reduce_results_list
-    from .submit import submit_jobs
-    from .wait import wait_for_jobs
-
-    ids = reg.status[["job_id"]].copy()
-    if n_chunks is not None or chunk_size is not None:
-        ids["chunk"] = chunk_ids(ids["job_id"], n_chunks=n_chunks, chunk_size=chunk_size, shuffle=False)
-    submit_jobs(ids, resources=resources, reg=reg)
-    if not wait_for_jobs(reg=reg):
-        from .logs import get_error_messages
-
-        errs = get_error_messages(reg=reg)
-        raise RuntimeError(f"{len(errs)} job(s) failed; first error: {errs['message'].iloc[0] if len(errs) else '?'}")
-    return reduce_results_list(reg=reg)
-
-
-def btlapply(X: Iterable, fun: Callable, more_args: dict | None = None, resources: dict | None = None,
-             n_chunks: int | None = None, chunk_size: int | None = None, reg: Registry | None = None) -> list:
-    """``[fun(x, **more_args) for x in X]`` computed as batch jobs, blocking until done.
-
-    Uses a temporary registry unless ``reg`` is given.
-
-    >>> import batchtools as bt
-    >>> bt.btlapply([1, 2, 3], lambda x: x * 2)
-    [2, 4, 6]
-    """
-    from .registry import make_registry
-
-    if reg is None:
-        reg = make_registry(file_dir=None, make_default=False)
-    batch_map(fun, X, more_args=more_args, reg=reg)
-    return _bt_run(reg, resources, n_chunks, chunk_size)
-
-
-def btmapply(fun: Callable, *iterables: Iterable, more_args: dict | None = None, resources: dict | None = None,
-             n_chunks: int | None = None, chunk_size: int | None = None, reg: Registry | None = None,
-             **kwargs: Iterable) -> list:
-    """Like :func:`btlapply`, over several iterables: ``[fun(a, b) for a, b in zip(A, B)]``.
-
-    >>> import batchtools as bt
-    >>> bt.btmapply(lambda a, b: a + b, [1, 2], [10, 20])
-    [11, 22]
-    """
-    from .registry import make_registry
-
-    if reg is None:
-        reg = make_registry(file_dir=None, make_default=False)
-    batch_map(fun, *iterables, more_args=more_args, reg=reg, **kwargs)
-    return _bt_run(reg, resources, n_chunks, chunk_size)

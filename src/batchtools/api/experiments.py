@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
-import os
 import pickle
 import re
 from collections.abc import Callable, Mapping
@@ -14,23 +13,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..core.files import atomic_write_bytes
-from ..core.registry import ExperimentRegistry, Registry, resolve
+from ..core.files import atomic_write_bytes, unlink_quietly
+from ..core.ids import ids_frame
+from ..core.pickling import code_files, dump_function
+from ..core.registry import RegistryState, require_kind, resolve
+from ..core.state import masks
 from ..core.tables import new_status
 from ..jobs.experiment import Algorithm, Problem
-from .define import code_files, dump_function
-from .find import filter_pars, ids_frame
+from ..jobs.session import load_cached
 
 log = logging.getLogger("batchtools")
 NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 RESERVED = {"data", "job", "instance"}
 
 
-def _exp_reg(reg) -> ExperimentRegistry:
+def _exp_reg(reg, what: str) -> RegistryState:
     reg = resolve(reg)
-    if reg.kind != "experiment":
-        raise TypeError("reg: needs an experiment registry; create one with make_experiment_registry()")
-    return reg  # type: ignore[return-value]
+    require_kind(reg, "experiment", what)
+    return reg
 
 
 def _check_name(name: Any, what: str) -> str:
@@ -39,16 +39,17 @@ def _check_name(name: Any, what: str) -> str:
     return name
 
 
-def _register(reg: ExperimentRegistry, kind: str, name: str, obj: Any, fun: Callable | None) -> None:
-    payload = dump_function(obj, "fun")
+def _register(reg: RegistryState, kind: str, name: str, obj: Any, fun: Callable | None) -> None:
+    payload = dump_function(obj, "fun", also=(fun,))
     key = "problems" if kind == "problem" else "algorithms"
     names = list(reg.extra.get(key, []))
     if name in names:
         log.warning("Overwriting %s '%s'", kind, name)
     else:
         names.append(name)
-    reg.layout.dir(key).mkdir(exist_ok=True)
-    atomic_write_bytes(reg.layout.dir(key) / f"{name}.pkl", payload)
+    path = reg.layout.problem(name) if kind == "problem" else reg.layout.algorithm(name)
+    path.parent.mkdir(exist_ok=True)
+    atomic_write_bytes(path, payload)
     files = dict(reg.extra.get("code_files", {}))
     files.update(code_files(fun) if fun is not None else {})
     reg.extra = {**reg.extra, key: names, "code_files": files}
@@ -56,7 +57,7 @@ def _register(reg: ExperimentRegistry, kind: str, name: str, obj: Any, fun: Call
 
 
 def add_problem(name: str, data: Any = None, fun: Callable | None = None, seed: int | None = None,
-                cache: bool = False, reg: Registry | None = None) -> Problem:
+                cache: bool = False, reg: RegistryState | None = None) -> Problem:
     """Add (or overwrite) a problem: static ``data`` stored once, and an instance
     function ``fun(data=, job=, **prob_pars)`` (none: the instance is ``data``).
 
@@ -69,7 +70,7 @@ def add_problem(name: str, data: Any = None, fun: Callable | None = None, seed: 
     >>> bt.add_problem("p", data=list(range(10)), fun=lambda data, job, n: data[:n])
     Problem('p', seed=None, cache=False, fun=yes)
     """
-    reg = _exp_reg(reg)
+    reg = _exp_reg(reg, "add_problem")
     reg.assert_writeable("add a problem")
     _check_name(name, "problem")
     if fun is not None and not callable(fun):
@@ -85,7 +86,7 @@ def add_problem(name: str, data: Any = None, fun: Callable | None = None, seed: 
     return prob
 
 
-def add_algorithm(name: str, fun: Callable | None = None, reg: Registry | None = None) -> Algorithm:
+def add_algorithm(name: str, fun: Callable | None = None, reg: RegistryState | None = None) -> Algorithm:
     """Add (or overwrite) an algorithm ``fun(data=, job=, instance=, **algo_pars)``.
     Without ``fun`` the algorithm returns the instance.
 
@@ -94,7 +95,7 @@ def add_algorithm(name: str, fun: Callable | None = None, reg: Registry | None =
     >>> bt.add_algorithm("total", fun=lambda instance, k=1: sum(instance) * k)
     Algorithm('total')
     """
-    reg = _exp_reg(reg)
+    reg = _exp_reg(reg, "add_algorithm")
     reg.assert_writeable("add an algorithm")
     _check_name(name, "algorithm")
     if fun is not None and not callable(fun):
@@ -153,7 +154,7 @@ def _row_hash(pars: dict[str, Any]) -> str:
     return hashlib.md5(blob).hexdigest()
 
 
-def _row_ids(reg: ExperimentRegistry, kind: str, name: str, rows: list[dict]) -> list[int]:
+def _row_ids(reg: RegistryState, kind: str, name: str, rows: list[dict]) -> list[int]:
     """Ids of the design rows in the ``designs`` table (adding new ones)."""
     des = reg.tables["designs"]
     mine = des[(des["kind"] == kind) & (des["name"] == name)]
@@ -175,7 +176,7 @@ def _row_ids(reg: ExperimentRegistry, kind: str, name: str, rows: list[dict]) ->
 
 
 def add_experiments(prob_designs: dict | None = None, algo_designs: dict | None = None, repls: int = 1,
-                    combine: str = "crossprod", reg: Registry | None = None) -> pd.DataFrame:
+                    combine: str = "crossprod", reg: RegistryState | None = None) -> pd.DataFrame:
     """Add experiments: every problem design row x every algorithm design row
     (``combine="bind"`` pairs rows instead, recycling the shorter design), each ``repls`` times.
 
@@ -191,13 +192,13 @@ def add_experiments(prob_designs: dict | None = None, algo_designs: dict | None 
     >>> len(bt.add_experiments({"p": pd.DataFrame({"n": [1, 2]})}, {"a": pd.DataFrame({"k": [1, 10]})}, repls=2))
     8
     """
-    reg = _exp_reg(reg)
+    reg = _exp_reg(reg, "add_experiments")
     reg.assert_writeable("add experiments")
     if isinstance(repls, bool) or not isinstance(repls, (int, np.integer)) or repls < 1:
         raise ValueError(f"repls: must be an int >= 1, got {repls!r}")
     if combine not in ("crossprod", "bind"):
         raise ValueError(f"combine: must be 'crossprod' or 'bind', got {combine!r}")
-    problems, algorithms = reg.problems, reg.algorithms
+    problems, algorithms = list(reg.extra["problems"]), list(reg.extra["algorithms"])
     pdes = {p: None for p in problems} if prob_designs is None else prob_designs
     ades = {a: None for a in algorithms} if algo_designs is None else algo_designs
     for arg, des, known, what in (("prob_designs", pdes, problems, "problem"),
@@ -208,14 +209,12 @@ def add_experiments(prob_designs: dict | None = None, algo_designs: dict | None 
         if unknown:
             raise ValueError(f"{arg}: unknown {what}(s) {unknown}; add them first with add_{what}() "
                              f"(known: {known})")
-    from ..jobs.execute import load_cached
-
     prob_rows = {p: _design_rows(d, "prob_designs", p) for p, d in pdes.items()}
     algo_rows = {a: _design_rows(d, "algo_designs", a) for a, d in ades.items()}
     for p, rows in prob_rows.items():
-        _accepted(load_cached(reg.layout.dir("problems") / f"{p}.pkl").fun, set().union(*rows), "prob_designs", p, rows)
+        _accepted(load_cached(reg.layout.problem(p)).fun, set().union(*rows), "prob_designs", p, rows)
     for a, rows in algo_rows.items():
-        _accepted(load_cached(reg.layout.dir("algorithms") / f"{a}.pkl").fun, set().union(*rows), "algo_designs", a, rows)
+        _accepted(load_cached(reg.layout.algorithm(a)).fun, set().union(*rows), "algo_designs", a, rows)
 
     saved = {k: reg.tables[k] for k in ("designs", "defs", "status")}
     try:
@@ -225,7 +224,7 @@ def add_experiments(prob_designs: dict | None = None, algo_designs: dict | None 
         raise
 
 
-def _add(reg: ExperimentRegistry, prob_rows, algo_rows, repls: int, combine: str) -> pd.DataFrame:
+def _add(reg: RegistryState, prob_rows, algo_rows, repls: int, combine: str) -> pd.DataFrame:
     prob_ids = {p: np.array(_row_ids(reg, "prob", p, rows), dtype=np.int64) for p, rows in prob_rows.items()}
     algo_ids = {a: np.array(_row_ids(reg, "algo", a, rows), dtype=np.int64) for a, rows in algo_rows.items()}
     parts = []
@@ -277,75 +276,9 @@ def _add(reg: ExperimentRegistry, prob_rows, algo_rows, repls: int, combine: str
 
 
 # ----------------------------------------------------------------- queries
-def _design_frame(reg: ExperimentRegistry, kind: str) -> pd.DataFrame:
-    """Unwrapped unique design rows of one kind: ``row_id`` + one column per parameter."""
-    des = reg.tables["designs"]
-    mine = des[des["kind"] == kind]
-    wide = pd.DataFrame.from_records(mine["pars"].tolist(), index=mine.index) if len(mine) else pd.DataFrame()
-    wide.insert(0, "row_id", mine["row_id"].to_numpy())
-    return wide.reset_index(drop=True)
-
-
-def _job_frame(reg: ExperimentRegistry, ids: np.ndarray) -> pd.DataFrame:
-    """job_id, problem, algorithm, repl, prob_row, algo_row of ``ids``."""
-    st = reg.status
-    pos = reg.pos(ids)
-    def_ids = st["def_id"].to_numpy()[pos]
-    defs = reg.defs
-    dpos = np.searchsorted(defs["def_id"].to_numpy(), def_ids)
-    out = {"job_id": ids}
-    for c in ("problem", "algorithm", "prob_row", "algo_row"):
-        out[c] = defs[c].to_numpy()[dpos]
-    out["repl"] = st["repl"].to_numpy()[pos]
-    return pd.DataFrame(out)
-
-
-def experiment_pars_frame(reg: ExperimentRegistry, ids: np.ndarray) -> pd.DataFrame:
-    """job_id, problem, algorithm, repl and one column per parameter (for queries and summaries)."""
-    jobs = _job_frame(reg, ids)
-    out = jobs[["job_id", "problem", "algorithm", "repl"]].copy()
-    for kind, col in (("prob", "prob_row"), ("algo", "algo_row")):
-        wide = _design_frame(reg, kind)
-        pos = np.searchsorted(wide["row_id"].to_numpy(), jobs[col].to_numpy())
-        for c in wide.columns[1:]:
-            name = c if c not in out.columns else f"{kind}.{c}"
-            out[name] = wide[c].to_numpy()[pos] if len(wide) else []
-    return out
-
-
-def _pars_of(reg: ExperimentRegistry, rows: np.ndarray) -> list[dict]:
-    des = reg.tables["designs"]
-    lookup = dict(zip(des["row_id"].tolist(), des["pars"].tolist()))
-    return [dict(lookup[r]) for r in rows.tolist()]
-
-
-def experiment_job_pars(reg: ExperimentRegistry, ids: np.ndarray) -> pd.DataFrame:
-    jobs = _job_frame(reg, ids)
-    return pd.DataFrame({
-        "job_id": ids, "problem": jobs["problem"].to_numpy(), "prob_pars": _pars_of(reg, jobs["prob_row"].to_numpy()),
-        "algorithm": jobs["algorithm"].to_numpy(), "algo_pars": _pars_of(reg, jobs["algo_row"].to_numpy()),
-        "repl": jobs["repl"].to_numpy(),
-    })
-
-
-def experiment_specs(reg: ExperimentRegistry, ids: np.ndarray) -> list[dict[str, Any]]:
-    p = experiment_job_pars(reg, ids)
-    return [{"job_id": j, "problem": pr, "algorithm": al, "prob_pars": pp, "algo_pars": ap, "repl": r}
-            for j, pr, pp, al, ap, r in zip(p["job_id"].tolist(), p["problem"].tolist(), p["prob_pars"].tolist(),
-                                            p["algorithm"].tolist(), p["algo_pars"].tolist(), p["repl"].tolist())]
-
-
-def _row_mask(reg: ExperimentRegistry, kind: str, expr, arg: str) -> np.ndarray:
-    """Row ids of unique design rows matching ``expr``."""
-    wide = _design_frame(reg, kind)
-    if not len(wide):
-        return np.empty(0, np.int64)
-    return wide["row_id"].to_numpy()[filter_pars(wide, expr, arg)]
-
-
 def find_experiments(ids=None, prob_name: str | None = None, prob_pattern: str | None = None,
                      algo_name: str | None = None, algo_pattern: str | None = None, prob_pars=None,
-                     algo_pars=None, repls=None, reg: Registry | None = None) -> pd.DataFrame:
+                     algo_pars=None, repls=None, reg: RegistryState | None = None) -> pd.DataFrame:
     """Experiments by problem/algorithm name (exact or regex pattern), parameters
     (a pandas query string like ``"n > 5"`` or a callable on the parameter dict)
     and replication numbers.
@@ -358,9 +291,10 @@ def find_experiments(ids=None, prob_name: str | None = None, prob_pattern: str |
     >>> bt.find_experiments(prob_pars="n > 1", algo_pars=lambda p: p["k"] == 2)["job_id"].tolist()
     [4]
     """
-    reg = _exp_reg(reg)
+    reg = _exp_reg(reg, "find_experiments")
+    defs = reg.definitions
     sel = reg.ids(ids)
-    jobs = _job_frame(reg, sel)
+    jobs = defs.job_frame(sel)
     keep = np.ones(len(jobs), dtype=bool)
     for value, col in ((prob_name, "problem"), (algo_name, "algorithm")):
         if value is not None:
@@ -376,7 +310,7 @@ def find_experiments(ids=None, prob_name: str | None = None, prob_pattern: str |
     for arg, value, kind, col in (("prob_pars", prob_pars, "prob", "prob_row"),
                                   ("algo_pars", algo_pars, "algo", "algo_row")):
         if value is not None:
-            keep &= np.isin(jobs[col].to_numpy(), _row_mask(reg, kind, value, arg))
+            keep &= np.isin(jobs[col].to_numpy(), defs.matching_rows(kind, value, arg))
     if repls is not None:
         r = np.atleast_1d(np.asarray(repls))
         if r.dtype.kind not in "iu":
@@ -385,15 +319,15 @@ def find_experiments(ids=None, prob_name: str | None = None, prob_pattern: str |
     return ids_frame(sel[keep])
 
 
-def summarize_experiments(ids=None, by=("problem", "algorithm"), reg: Registry | None = None) -> pd.DataFrame:
+def summarize_experiments(ids=None, by=("problem", "algorithm"), reg: RegistryState | None = None) -> pd.DataFrame:
     """Number of experiments per ``by`` group (names, ``repl`` or parameter names)."""
-    reg = _exp_reg(reg)
+    reg = _exp_reg(reg, "summarize_experiments")
     by = [by] if isinstance(by, str) else list(by)
     sel = reg.ids(ids)
     if set(by) <= {"problem", "algorithm"}:
-        frame = _job_frame(reg, sel)
+        frame = reg.definitions.job_frame(sel)
     else:
-        frame = experiment_pars_frame(reg, sel)
+        frame = reg.definitions.pars_frame(sel)
         missing = [b for b in by if b not in frame.columns]
         if missing:
             raise ValueError(f"by: unknown column(s) {missing}; available: {list(frame.columns)}")
@@ -402,9 +336,7 @@ def summarize_experiments(ids=None, by=("problem", "algorithm"), reg: Registry |
 
 
 # ----------------------------------------------------------------- removal
-def _remove_jobs(reg: ExperimentRegistry, job_ids: np.ndarray) -> None:
-    from .status import masks
-
+def _remove_jobs(reg: RegistryState, job_ids: np.ndarray) -> None:
     busy = job_ids[masks(reg, reg.pos(job_ids))["system"]]
     if busy.size:
         raise ValueError(f"ids: job(s) {busy[:5].tolist()} are still on the system; kill_jobs() them first")
@@ -417,16 +349,12 @@ def _remove_jobs(reg: ExperimentRegistry, job_ids: np.ndarray) -> None:
     reg.tables["tags"] = tags[~tags["job_id"].isin(job_ids)].reset_index(drop=True)
     reg.mark_dirty("defs", "status", "tags")
     reg.save(("status", "defs", "tags"), meta=False)
-    for j in job_ids.tolist():
-        try:
-            os.unlink(reg.layout.result(j))
-        except FileNotFoundError:
-            pass
+    reg.store.delete(job_ids.tolist())
 
 
-def remove_experiments(ids=None, reg: Registry | None = None) -> pd.DataFrame:
+def remove_experiments(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
     """Remove experiments (their definitions, status and results). Returns the removed ids."""
-    reg = _exp_reg(reg)
+    reg = _exp_reg(reg, "remove_experiments")
     reg.assert_writeable("remove experiments")
     if ids is None:
         raise ValueError("ids: say which experiments to remove (e.g. find_experiments(...)); "
@@ -436,14 +364,14 @@ def remove_experiments(ids=None, reg: Registry | None = None) -> pd.DataFrame:
     return ids_frame(sel)
 
 
-def _remove_defs(reg: ExperimentRegistry, kind: str, names) -> pd.DataFrame:
+def _remove_defs(reg: RegistryState, kind: str, names) -> pd.DataFrame:
     key, col = ("problems", "problem") if kind == "prob" else ("algorithms", "algorithm")
     names = [names] if isinstance(names, str) else list(names)
     known = list(reg.extra.get(key, []))
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ValueError(f"name: unknown {col}(s) {unknown}; known: {known}")
-    jobs = _job_frame(reg, reg.job_ids)
+    jobs = reg.definitions.job_frame(reg.job_ids)
     gone = jobs.loc[jobs[col].isin(names), "job_id"].to_numpy()
     _remove_jobs(reg, gone)
     des = reg.tables["designs"]
@@ -451,25 +379,19 @@ def _remove_defs(reg: ExperimentRegistry, kind: str, names) -> pd.DataFrame:
     reg.extra = {**reg.extra, key: [n for n in known if n not in names]}
     reg.mark_dirty("designs")
     reg.save()
-    for n in names:
-        try:
-            os.unlink(reg.layout.dir(key) / f"{n}.pkl")
-        except FileNotFoundError:
-            pass
+    unlink_quietly(reg.layout.problem(n) if kind == "prob" else reg.layout.algorithm(n) for n in names)
     return ids_frame(gone)
 
 
-def remove_problems(name, reg: Registry | None = None) -> pd.DataFrame:
+def remove_problems(name, reg: RegistryState | None = None) -> pd.DataFrame:
     """Remove problems and all their experiments (and results). Returns the removed job ids."""
-    reg = _exp_reg(reg)
+    reg = _exp_reg(reg, "remove_problems")
     reg.assert_writeable("remove problems")
     return _remove_defs(reg, "prob", name)
 
 
-def remove_algorithms(name, reg: Registry | None = None) -> pd.DataFrame:
+def remove_algorithms(name, reg: RegistryState | None = None) -> pd.DataFrame:
     """Remove algorithms and all their experiments (and results). Returns the removed job ids."""
-    reg = _exp_reg(reg)
+    reg = _exp_reg(reg, "remove_algorithms")
     reg.assert_writeable("remove algorithms")
     return _remove_defs(reg, "algo", name)
-
-

@@ -7,13 +7,12 @@ import re
 import numpy as np
 import pandas as pd
 
-from ..core.registry import Registry, resolve
+from ..core.protocol import END, START
+from ..core.registry import RegistryState, resolve
+from ..core.state import select
 
-START = re.compile(r"^### \[bt\]: Starting job \[batchtools job\.id=(\d+)\]$")
-END = "### [bt]: Calculation finished!"
 
-
-def _log_path(reg: Registry, job_id: int):
+def _log_path(reg: RegistryState, job_id: int):
     pos = reg.pos(np.array([job_id]))[0]
     name = reg.status["log_file"].to_numpy()[pos]
     job_hash = reg.status["job_hash"].to_numpy()[pos]
@@ -21,7 +20,7 @@ def _log_path(reg: Registry, job_id: int):
         return None
     if name is None and reg.status["batch_id"].to_numpy()[pos] == "cfInteractive":
         raise FileNotFoundError(f"id: job {job_id} ran with write_logs=False, so its output went to the console")
-    return reg.layout.dir("logs") / (name or f"{job_hash}.log")
+    return reg.layout.log_named(name) if name else reg.layout.log(job_hash)
 
 
 def extract_job_section(lines: list[str], job_id: int) -> list[str]:
@@ -39,7 +38,7 @@ def extract_job_section(lines: list[str], job_id: int) -> list[str]:
     return lines[start:end] if end is not None else lines[start:]
 
 
-def get_log(id: int, reg: Registry | None = None) -> list[str]:
+def get_log(id: int, reg: RegistryState | None = None) -> list[str]:
     """The log lines of job ``id`` (its part of the job collection's log)."""
     reg = resolve(reg)
     reg.sync()
@@ -54,7 +53,7 @@ def get_log(id: int, reg: Registry | None = None) -> list[str]:
     return extract_job_section(lines, job_id) or lines
 
 
-def show_log(id: int, reg: Registry | None = None) -> None:
+def show_log(id: int, reg: RegistryState | None = None) -> None:
     """Open the log of job ``id`` in a pager."""
     import pydoc
 
@@ -62,15 +61,14 @@ def show_log(id: int, reg: Registry | None = None) -> None:
 
 
 def grep_logs(ids=None, pattern: str = "", ignore_case: bool = False, fixed: bool = False,
-              reg: Registry | None = None) -> pd.DataFrame:
+              reg: RegistryState | None = None) -> pd.DataFrame:
     """Search the logs of ``ids`` (default: all started jobs) for ``pattern`` (a regex,
     or a literal string with ``fixed=True``). Returns ``job_id`` and matching ``line``."""
-    from .find import find_started
-
     reg = resolve(reg)
     if not isinstance(pattern, str) or not pattern:
         raise ValueError("pattern: a non-empty string is required")
-    sel = find_started(ids, reg=reg)["job_id"].to_numpy()
+    reg.sync()
+    sel = select(reg, "started", None if ids is None else reg.ids(ids))
     flags = re.IGNORECASE if ignore_case else 0
     rx = re.compile(re.escape(pattern) if fixed else pattern, flags)
     cache: dict = {}
@@ -87,14 +85,12 @@ def grep_logs(ids=None, pattern: str = "", ignore_case: bool = False, fixed: boo
     return pd.DataFrame(rows, columns=["job_id", "line"]).astype({"job_id": np.int64})
 
 
-def get_error_messages(ids=None, missing_as_error: bool = False, reg: Registry | None = None) -> pd.DataFrame:
+def get_error_messages(ids=None, missing_as_error: bool = False, reg: RegistryState | None = None) -> pd.DataFrame:
     """``job_id``, ``terminated``, ``error`` and ``message`` for jobs that failed (default:
     all failed jobs). With ``missing_as_error``, jobs without a result count as errors too."""
-    from .find import find_errors
-
     reg = resolve(reg)
     reg.sync()
-    sel = find_errors(reg=reg)["job_id"].to_numpy() if ids is None else reg.ids(ids)
+    sel = select(reg, "error") if ids is None else reg.ids(ids)
     pos = reg.pos(sel)
     st = reg.status
     msg = st["error"].to_numpy()[pos]

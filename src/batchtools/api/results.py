@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import pickle
 from collections.abc import Callable
 from typing import Any
 
@@ -11,45 +9,33 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import ResultNotFoundError
-from ..core.registry import Registry, resolve
-from .find import find_done
+from ..core.registry import RegistryState, resolve
+from ..core.state import done_mask
 
 _RAISE = object()
 
 
-def _read(path: str) -> Any:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        chunks = []
-        while True:
-            b = os.read(fd, 1 << 20)
-            if not b:
-                break
-            chunks.append(b)
-    finally:
-        os.close(fd)
-    return pickle.loads(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+def _selection(reg: RegistryState, ids) -> np.ndarray:
+    """``ids``, default: the jobs that are done."""
+    if ids is None:
+        sel = reg.job_ids
+        return sel[done_mask(reg, sel)]
+    return reg.ids(ids)
 
 
-def _done_mask(reg: Registry, sel: np.ndarray) -> np.ndarray:
-    st = reg.status
-    pos = reg.pos(sel)
-    return st["done"].notna().to_numpy()[pos] & st["error"].isna().to_numpy()[pos]
-
-
-def _results(reg: Registry, sel: np.ndarray, missing_val: Any, fun: Callable | None) -> list:
-    done = _done_mask(reg, sel)
+def _results(reg: RegistryState, sel: np.ndarray, missing_val: Any, fun: Callable | None) -> list:
+    done = done_mask(reg, sel)
     if missing_val is _RAISE and not done.all():
         bad = sel[~done]
         raise ValueError(
             f"ids: {bad.size} job(s) have no result (not done or failed), e.g. {bad[:5].tolist()}. "
             "Pass ids=find_done() or missing_val=None to fill them."
         )
-    base = str(reg.layout.dir("results")) + os.sep
+    values = iter(reg.store.get_many(sel[done].tolist()))
     out = []
-    for job_id, ok in zip(sel.tolist(), done.tolist()):
+    for ok in done.tolist():
         if ok:
-            value = _read(f"{base}{job_id}.pkl")
+            value = next(values)
             if fun is not None:
                 value = fun(value)
         else:
@@ -58,7 +44,7 @@ def _results(reg: Registry, sel: np.ndarray, missing_val: Any, fun: Callable | N
     return out
 
 
-def load_result(id: int, reg: Registry | None = None) -> Any:
+def load_result(id: int, reg: RegistryState | None = None) -> Any:
     """The result of job ``id``.
 
     >>> import batchtools as bt
@@ -73,14 +59,14 @@ def load_result(id: int, reg: Registry | None = None) -> Any:
     sel = reg.ids(id, arg="id")
     if sel.size != 1:
         raise ValueError(f"id: expected exactly one job id, got {sel.size}")
-    if not _done_mask(reg, sel)[0]:
+    if not done_mask(reg, sel)[0]:
         state = "failed" if reg.status["error"].to_numpy()[reg.pos(sel)][0] is not None else "is not done"
         raise ResultNotFoundError(f"id: job {int(sel[0])} {state} and has no result; see find_done()")
-    return _read(str(reg.layout.result(int(sel[0]))))
+    return reg.store.get(int(sel[0]))
 
 
 def reduce_results_list(ids=None, fun: Callable | None = None, missing_val: Any = _RAISE,
-                        reg: Registry | None = None) -> list:
+                        reg: RegistryState | None = None) -> list:
     """Results of ``ids`` (default: all done jobs) as a list, ordered by job id;
     ``fun`` is applied to each. Jobs without a result raise, unless ``missing_val`` is given.
 
@@ -93,11 +79,10 @@ def reduce_results_list(ids=None, fun: Callable | None = None, missing_val: Any 
     """
     reg = resolve(reg)
     reg.sync()
-    sel = find_done(reg=reg)["job_id"].to_numpy() if ids is None else reg.ids(ids)
-    return _results(reg, sel, missing_val, fun)
+    return _results(reg, _selection(reg, ids), missing_val, fun)
 
 
-def reduce_results(fun: Callable, ids=None, init: Any = _RAISE, reg: Registry | None = None) -> Any:
+def reduce_results(fun: Callable, ids=None, init: Any = _RAISE, reg: RegistryState | None = None) -> Any:
     """Fold results with ``fun(aggr, result)``, starting at ``init`` (default: the first result).
 
     >>> import batchtools as bt
@@ -122,12 +107,12 @@ def reduce_results(fun: Callable, ids=None, init: Any = _RAISE, reg: Registry | 
 
 
 def reduce_results_dataframe(ids=None, fun: Callable | None = None, missing_val: Any = _RAISE,
-                             reg: Registry | None = None) -> pd.DataFrame:
+                             reg: RegistryState | None = None) -> pd.DataFrame:
     """Results as a DataFrame with ``job_id``: dict results become columns,
     DataFrame/Series results are stacked, anything else goes into a ``result`` column."""
     reg = resolve(reg)
     reg.sync()
-    sel = find_done(reg=reg)["job_id"].to_numpy() if ids is None else reg.ids(ids)
+    sel = _selection(reg, ids)
     results = _results(reg, sel, missing_val, fun)
     if results and all(isinstance(r, dict) for r in results):
         out = pd.DataFrame.from_records(results)

@@ -1,62 +1,14 @@
-"""Status derivation: what the tables say plus what the scheduler says right now."""
+"""``get_status``: job counts by state (derived in :mod:`batchtools.core.state`)."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, fields
 
-import numpy as np
 import pandas as pd
 
-from ..core.pool import pool_state
-from ..core.registry import Registry, resolve
-
-
-def on_system(reg: Registry) -> tuple[set[str], set[str]]:
-    """(queued, running) batch ids as the backend reports them."""
-    cf = reg.cluster_functions
-    q, r = cf.list_on_system(reg) if cf is not None else (set(), set())
-    pool = pool_state(reg)
-    return pool.adjust(q, r) if pool is not None else (q, r)
-
-
-def masks(reg: Registry, pos: np.ndarray | None = None, system: tuple[set, set] | None = None) -> dict[str, np.ndarray]:
-    """Boolean arrays (over ``pos`` rows of the status table) for every state."""
-    st = reg.status
-    take = (lambda a: a) if pos is None else (lambda a: a[pos])
-    submitted = ~np.isnan(take(st["submitted"].to_numpy()))
-    started_t = ~np.isnan(take(st["started"].to_numpy()))
-    done_t = ~np.isnan(take(st["done"].to_numpy()))
-    error = take(st["error"].notna().to_numpy())
-    done = done_t & ~error
-    queued = np.zeros(submitted.size, bool)
-    running = np.zeros(submitted.size, bool)
-    candidates = np.flatnonzero(submitted & ~done_t)
-    if candidates.size:
-        q, r = on_system(reg) if system is None else system
-        if q or r:
-            batch = take(st["batch_id"].to_numpy())[candidates].astype(str)
-            queued[candidates] = np.isin(batch, list(q)) if q else False
-            running[candidates] = np.isin(batch, list(r)) if r else False
-            queued &= ~running
-    system_m = queued | running
-    expired = submitted & ~done_t & ~system_m
-    return {
-        "submitted": submitted,
-        "started": started_t | running,
-        "done": done,
-        "error": error,
-        "queued": queued,
-        "running": running,
-        "expired": expired,
-        "system": system_m,
-        "terminated": done_t,
-    }
-
-
-def on_system_ids(reg: Registry) -> np.ndarray:
-    m = masks(reg)
-    return reg.job_ids[m["system"]]
+from ..core.registry import RegistryState, resolve
+from ..core.state import masks
 
 
 @dataclass
@@ -107,7 +59,7 @@ class Status:
         p.text(str(self))
 
 
-def get_status(ids=None, reg: Registry | None = None) -> Status:
+def get_status(ids=None, reg: RegistryState | None = None) -> Status:
     """Summarise the jobs' states (syncs first).
 
     >>> import batchtools as bt

@@ -5,24 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..core.registry import Registry, resolve
-from ..core.tables import set_rows
+from ..core.checks import check_tags
+from ..core.registry import RegistryState, resolve
+from ..core.tables import set_rows, tags_by_job
 
 
-def check_tags(tags) -> list[str]:
-    if isinstance(tags, str):
-        tags = [tags]
-    try:
-        tags = list(tags)
-    except TypeError:
-        raise TypeError("tags: expected a string or a list of strings") from None
-    bad = [t for t in tags if not isinstance(t, str) or not t or "," in t]
-    if bad:
-        raise ValueError(f"tags: must be non-empty strings without commas, got {bad}")
-    return tags
-
-
-def add_job_tags(ids=None, tags=(), reg: Registry | None = None) -> pd.DataFrame:
+def add_job_tags(ids=None, tags=(), reg: RegistryState | None = None) -> pd.DataFrame:
     """Tag jobs (default: all). Returns the tagged job ids.
 
     >>> import batchtools as bt
@@ -43,7 +31,7 @@ def add_job_tags(ids=None, tags=(), reg: Registry | None = None) -> pd.DataFrame
     return pd.DataFrame({"job_id": sel})
 
 
-def remove_job_tags(ids=None, tags=(), reg: Registry | None = None) -> pd.DataFrame:
+def remove_job_tags(ids=None, tags=(), reg: RegistryState | None = None) -> pd.DataFrame:
     """Remove ``tags`` (default: all tags) from jobs. Returns the affected job ids."""
     reg = resolve(reg)
     sel = reg.ids(ids)
@@ -58,7 +46,7 @@ def remove_job_tags(ids=None, tags=(), reg: Registry | None = None) -> pd.DataFr
     return pd.DataFrame({"job_id": affected.astype(np.int64)})
 
 
-def get_used_job_tags(ids=None, reg: Registry | None = None) -> list[str]:
+def get_used_job_tags(ids=None, reg: RegistryState | None = None) -> list[str]:
     """All distinct tags in use (among ``ids``)."""
     reg = resolve(reg)
     sel = reg.ids(ids)
@@ -66,24 +54,21 @@ def get_used_job_tags(ids=None, reg: Registry | None = None) -> list[str]:
     return sorted(set(t.loc[t["job_id"].isin(sel), "tag"]))
 
 
-def get_job_tags(ids=None, reg: Registry | None = None) -> pd.DataFrame:
+def get_job_tags(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
     """``job_id`` and ``tags`` (comma-separated string, or None)."""
     reg = resolve(reg)
     sel = reg.ids(ids)
-    t = reg.tables["tags"]
-    joined = t[t["job_id"].isin(sel)].groupby("job_id")["tag"].agg(",".join)
-    return pd.DataFrame({"job_id": sel, "tags": pd.Series(sel).map(joined).astype(object).where(
-        pd.Series(sel).isin(joined.index), None).to_numpy()})
+    return pd.DataFrame({"job_id": sel, "tags": tags_by_job(reg.tables["tags"], sel)})
 
 
-def get_job_names(ids=None, reg: Registry | None = None) -> pd.DataFrame:
+def get_job_names(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
     """``job_id`` and ``job_name`` (None where unset; backends then use the job hash)."""
     reg = resolve(reg)
     sel = reg.ids(ids)
     return pd.DataFrame({"job_id": sel, "job_name": reg.status["job_name"].to_numpy()[reg.pos(sel)]})
 
 
-def set_job_names(ids=None, names=None, reg: Registry | None = None) -> None:
+def set_job_names(ids=None, names=None, reg: RegistryState | None = None) -> None:
     """Give jobs names (shown to the scheduler); ``names=None`` removes them."""
     reg = resolve(reg)
     sel = reg.ids(ids)

@@ -11,32 +11,22 @@ import uuid
 import numpy as np
 import pandas as pd
 
-from ..core.claims import beat_path, exit_path
+from ..core.checks import check_number
 from ..core.files import write_pickle
 from ..core.ids import as_id_array
 from ..core.pool import ALIVE, PoolState, pool_state
-from ..core.registry import Registry, resolve
+from ..core.registry import RegistryState, resolve
+from ..core.resources import check_resources, resource_id
+from ..core.state import forget_runs, masks, select, terminated_ids
+from ..core.submission import build_collection, sleep_function, submit_with_retries
 from ..core.tables import set_rows
-from .find import find_not_submitted
-from .resources import check_resources, resource_id
-from .status import masks
-from .submit import _submit_with_retries, build_collection, forget_runs, sleep_function
 
 log = logging.getLogger("batchtools")
 
 
-def _check_number(name: str, value, minimum: float, allow_none: bool = False, integer: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value < minimum:
-        what = "an int" if integer else "a number"
-        raise ValueError(f"{name}: must be {what} >= {minimum}{' or None' if allow_none else ''}, got {value!r}")
-
-
-def _claim_order(ids, reg: Registry) -> np.ndarray:
+def _claim_order(ids, reg: RegistryState) -> np.ndarray:
     if ids is None:
-        return find_not_submitted(reg=reg)["job_id"].to_numpy()
+        return select(reg, "submitted", negate=True)
     order = as_id_array(ids)
     if np.unique(order).size != order.size:
         raise ValueError("ids: contains duplicate job ids; each job can be queued once")
@@ -46,7 +36,7 @@ def _claim_order(ids, reg: Registry) -> np.ndarray:
 
 def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle_timeout: float | None = None,
                    heartbeat: float = 10.0, max_claim: int | None = None, sleep=None,
-                   reg: Registry | None = None) -> pd.DataFrame:
+                   reg: RegistryState | None = None) -> pd.DataFrame:
     """Queue jobs for a pool of ``n_workers`` worker jobs that pull them one by one.
 
     The workers are submitted through the registry's cluster functions like any job
@@ -82,12 +72,12 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
     cf = reg.cluster_functions
     if cf is None:
         raise ValueError("reg: no cluster functions set; e.g. reg.cluster_functions = bt.make_cluster_functions_multicore()")
-    _check_number("n_workers", n_workers, 0, integer=True)
-    _check_number("idle_timeout", idle_timeout, 0, allow_none=True)
-    _check_number("heartbeat", heartbeat, 0.05)
-    _check_number("max_claim", max_claim, 1, allow_none=True, integer=True)
-    if idle_timeout is None:
-        idle_timeout = 0.0 if cf.name == "Interactive" else 10.0
+    check_number("n_workers", n_workers, 0, integer=True)
+    check_number("idle_timeout", idle_timeout, 0, allow_none=True)
+    check_number("heartbeat", heartbeat, 0.05)
+    check_number("max_claim", max_claim, 1, allow_none=True, integer=True)
+    if idle_timeout is None:  # a backend that runs the worker inside submit_job must not keep it waiting
+        idle_timeout = 0.0 if cf.capabilities.blocking else 10.0
     resources = {**reg.default_resources, **check_resources(resources)}
     resources.pop("chunks_as_arrayjobs", None)  # a worker is one job, never an array
     sleep_fn = sleep_function(sleep, lambda i: min(cf.poll * 1.5**i, 60.0))
@@ -105,14 +95,13 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
             raise ValueError("n_workers: 0 only adds jobs for workers already running, and none is; "
                              "pass n_workers >= 1")
     reg._pool = pool
-    pool.dir.mkdir(exist_ok=True)
-    (pool.dir / "queue").mkdir(exist_ok=True)
-    (pool.dir / "workers").mkdir(exist_ok=True)
+    reg.layout.make_pool_dirs()
 
     if order.size:
         queue = f"pool{uuid.uuid4().hex}"
         jc = build_collection(reg, order, resources, job_hash=queue)
-        write_pickle(pool.dir / "queue" / f"{queue}.pkl", jc)
+        write_pickle(reg.layout.pool_queue(queue), jc)
+        previous = terminated_ids(reg, pos)
         forget_runs(reg, pos)
         st = reg.status
         set_rows(st, pos, "submitted", time.time())
@@ -121,6 +110,7 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
             set_rows(st, pos, col, queue)
         reg.mark_dirty("status")
         reg.save(("status",), meta=False)
+        reg.store.delete(previous.tolist())  # after the status: a crash leaves a stray file, not a lost result
         pool.queues[queue] = order
         pool.save()
         pool.claims.enqueue(queue, order.size)  # from here on workers may take them
@@ -139,7 +129,7 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
         # record the worker before it can claim (Interactive runs it inside submit_job)
         pool.workers[wid] = {"batch_id": None, "log_file": f"{wid}.log", "submitted": submitted,
                              "heartbeat": float(heartbeat), "state": "submitted"}
-        result = _submit_with_retries(reg, wjc, sleep_fn)
+        result = submit_with_retries(reg, wjc, sleep_fn)
         batch = result.batch_id
         if isinstance(batch, (list, tuple, np.ndarray)):
             batch = batch[0]
@@ -156,7 +146,7 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
     return pd.DataFrame({"job_id": order[back], "order": back + 1})
 
 
-def get_workers(reg: Registry | None = None) -> pd.DataFrame:
+def get_workers(reg: RegistryState | None = None) -> pd.DataFrame:
     """The pool's workers: ``worker_id``, ``batch_id``, ``state`` (queued, running, exited,
     stale = stopped beating, gone = left the scheduler without a goodbye), ``submitted``,
     ``last_beat``, jobs ``claimed``, ``done`` and ``error``, and ``log_file``.
@@ -177,12 +167,12 @@ def get_workers(reg: Registry | None = None) -> pd.DataFrame:
     rows = []
     for wid, w in pool.workers.items():
         try:
-            beat = os.stat(beat_path(pool.dir, wid)).st_mtime
+            beat = os.stat(reg.layout.worker_beat(wid)).st_mtime
         except FileNotFoundError:
             beat = np.nan
         done = error = np.nan
         try:
-            fields = exit_path(pool.dir, wid).read_text().split()
+            fields = reg.layout.worker_exit(wid).read_text().split()
             done, error = int(fields[0]), int(fields[1])
         except (FileNotFoundError, IndexError, ValueError):
             pass

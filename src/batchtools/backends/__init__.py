@@ -1,1 +1,2 @@
-"""Cluster functions: one small file per backend, all built on :mod:`.base`."""
+"""Cluster functions: one small file per backend against the contract in :mod:`batchtools.core.backend`;
+shared chores in :mod:`.commands` and :mod:`.templates`. A backend never imports another backend."""

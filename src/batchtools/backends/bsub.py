@@ -6,15 +6,8 @@ import getpass
 import os
 import re
 
-from .base import (
-    ClusterFunctions,
-    SubmitJobResult,
-    cf_handle_unknown_submit_error,
-    cf_kill_job,
-    first_number,
-    make_cluster_functions,
-    run_os_command,
-)
+from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions
+from .commands import cf_handle_unknown_submit_error, cf_kill_job, first_number, run_os_command
 from .templates import cf_brew_template, cf_read_brew_template
 
 NO_JOBS = re.compile(r"No (unfinished|pending|running) job found")
@@ -41,8 +34,6 @@ def make_bsub_cluster_functions(name: str, template: str, scheduler_latency: flo
     os.environ["LSB_BJOBS_CONSISTENT_EXIT_CODE"] = "Y"
 
     def submit_job(reg, jc) -> SubmitJobResult:
-        if jc.array_jobs:
-            raise ValueError(f"resources: chunks_as_arrayjobs is not supported by the {name} backend (as in batchtools)")
         script = cf_brew_template(reg, tmpl, jc)
         with open(script) as fh:
             out = run_os_command("bsub", [], stdin=fh.read())
@@ -55,6 +46,6 @@ def make_bsub_cluster_functions(name: str, template: str, scheduler_latency: flo
         name, submit_job, kill_job=lambda reg, b: cf_kill_job(reg, "bkill", [b]),
         list_jobs_queued=lambda reg: lsf_listing(["-u", user, "-w", "-p"]),
         list_jobs_running=lambda reg: lsf_listing(["-u", user, "-w", "-r"]),
-        store_job_collection=True, scheduler_latency=scheduler_latency, fs_latency=fs_latency,
-        poll=1.0, poll_max=30.0,
+        store_job_collection=True, store_job_files=True, scheduler_latency=scheduler_latency,
+        fs_latency=fs_latency, poll=1.0, poll_max=30.0, capabilities=Capabilities(per_job_resources=True),
     )

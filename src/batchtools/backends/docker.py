@@ -6,14 +6,8 @@ import getpass
 import re
 from collections.abc import Sequence
 
-from .base import (
-    ClusterFunctions,
-    SubmitJobResult,
-    cf_handle_unknown_submit_error,
-    cf_kill_job,
-    make_cluster_functions,
-    run_os_command,
-)
+from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions
+from .commands import cf_handle_unknown_submit_error, cf_kill_job, run_os_command
 
 CONTAINER_ID = re.compile(r"^[0-9a-f]{64}$")
 
@@ -48,9 +42,6 @@ def make_cluster_functions_docker(image: str, docker_args: Sequence[str] = (), i
 
     def submit_job(reg, jc) -> SubmitJobResult:
         res = jc.resources
-        for key in ("ncpus", "memory"):
-            if not res.get(key):
-                raise ValueError(f"resources: the Docker backend needs '{key}' (e.g. resources={{'ncpus': 1, 'memory': 1024}})")
         threads = [f"OMP_NUM_THREADS={res.get('omp_threads') or 1}", f"OPENBLAS_NUM_THREADS={res.get('blas_threads') or 1}",
                    f"MKL_NUM_THREADS={res.get('blas_threads') or 1}"]
         timeout = ["timeout", str(int(res["walltime"]))] if res.get("walltime") else []
@@ -75,4 +66,5 @@ def make_cluster_functions_docker(image: str, docker_args: Sequence[str] = (), i
         list_jobs_running=lambda reg: listing("status=running"), store_job_collection=True,
         scheduler_latency=scheduler_latency, fs_latency=fs_latency, poll=1.0, poll_max=30.0,
         hooks={"post_sync": housekeeping}, info=image,
+        capabilities=Capabilities(per_job_resources=True, required_resources=("ncpus", "memory")),
     )

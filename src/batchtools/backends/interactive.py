@@ -6,9 +6,9 @@ import subprocess
 import sys
 import uuid
 
+from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions
 from ..core.files import write_pickle
-from ..jobs.execute import do_job_collection
-from .base import ClusterFunctions, SubmitJobResult, make_cluster_functions
+from ..jobs.node import do_job_collection
 
 
 def make_cluster_functions_interactive(external: bool = False, write_logs: bool = True) -> ClusterFunctions:
@@ -35,12 +35,12 @@ def make_cluster_functions_interactive(external: bool = False, write_logs: bool 
             write_pickle(path, jc)
             subprocess.run([sys.executable, "-m", "batchtools.worker", str(path)], check=False)
             return SubmitJobResult(0, "cfInteractive", jc.log_file, "OK")
-        log_file = str(reg.layout.dir("logs") / session_log) if write_logs else None
+        log_file = str(reg.layout.log_named(session_log)) if write_logs else None
         # the master is running the jobs itself: status rows go straight to its sync queue
         do_job_collection(jc, output=log_file, sink=reg.pending_updates)
         return SubmitJobResult(0, "cfInteractive", log_file, "OK")
 
     return make_cluster_functions(
         "Interactive", submit_job, store_job_collection=external, poll=0.05, poll_max=1.0,
-        info="external" if external else "",
+        info="external" if external else "", capabilities=Capabilities(in_process=not external, blocking=True),
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import ClusterFunctions
+from ..core.backend import ClusterFunctions
 from .bsub import make_bsub_cluster_functions
 
 

@@ -14,13 +14,15 @@ import sys
 import threading
 import time
 
-from .base import ClusterFunctions, SubmitJobResult, local_ncpus, make_cluster_functions
+from ..core.backend import ClusterFunctions, SubmitJobResult, make_cluster_functions
+from .commands import local_ncpus
 
 
 class ForkServer:
     """Client of ``python -m batchtools.jobs.forkserver``: spawn, track and reap children."""
 
-    def __init__(self) -> None:
+    def __init__(self, ncpus: int) -> None:
+        self.ncpus = ncpus
         self.proc: subprocess.Popen | None = None
         self.cond = threading.Condition()
         self.running: set[int] = set()
@@ -55,10 +57,11 @@ class ForkServer:
             self.changes += 1
             self.cond.notify_all()
 
-    def spawn(self, path: str, ncpus: int) -> int:
+    def spawn(self, path: str) -> int:
+        """Start a child running the collection at ``path``, once fewer than ``ncpus`` run; its pid."""
         self.ensure_started()
         with self.cond:
-            while len(self.running) >= ncpus:
+            while len(self.running) >= self.ncpus:
                 self.cond.wait()
             self.proc.stdin.write(f"run {path}\n".encode())
             self.proc.stdin.flush()
@@ -110,10 +113,10 @@ def make_cluster_functions_multicore(ncpus: int | None = None) -> ClusterFunctio
     ClusterFunctions(Multicore, ncpus=2)
     """
     ncpus = local_ncpus(ncpus, "CPUs to use")
-    server = ForkServer()
+    server = ForkServer(ncpus)
 
     def submit_job(reg, jc) -> SubmitJobResult:
-        pid = server.spawn(str(reg.layout.job_collection(jc.job_hash)), ncpus)
+        pid = server.spawn(str(reg.layout.job_collection(jc.job_hash)))
         return SubmitJobResult(0, str(pid), jc.log_file, "OK")
 
     def kill_job(reg, batch_id: str) -> None:
@@ -123,10 +126,8 @@ def make_cluster_functions_multicore(ncpus: int | None = None) -> ClusterFunctio
         with server.cond:
             return [str(p) for p in server.running]
 
-    cf = make_cluster_functions(
+    return make_cluster_functions(
         "Multicore", submit_job, kill_job=kill_job, list_jobs_running=list_jobs_running,
         store_job_collection=True, poll=0.05, poll_max=1.0, info=f"ncpus={ncpus}",
-        wait=server.wait, ncpus=ncpus,
+        wait=server.wait, processes=server,
     )
-    cf.server = server  # type: ignore[attr-defined]
-    return cf

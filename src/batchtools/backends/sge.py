@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import getpass
 
-from .base import (
-    ClusterFunctions,
-    SubmitJobResult,
-    cf_handle_unknown_submit_error,
-    cf_kill_job,
-    first_number,
-    make_cluster_functions,
-    run_os_command,
-)
+from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions
+from .commands import cf_handle_unknown_submit_error, cf_kill_job, first_number, run_os_command
 from .templates import cf_brew_template, cf_read_brew_template
 
 
@@ -24,8 +17,6 @@ def make_cluster_functions_sge(template: str = "sge", nodename: str = "localhost
     user = getpass.getuser()
 
     def submit_job(reg, jc) -> SubmitJobResult:
-        if jc.array_jobs:
-            raise ValueError("resources: chunks_as_arrayjobs is not supported by the SGE backend (as in batchtools)")
         out = run_os_command("qsub", [cf_brew_template(reg, tmpl, jc)], nodename=nodename)
         batch = first_number(out["output"])
         if out["exit_code"] != 0 or batch is None:
@@ -42,6 +33,6 @@ def make_cluster_functions_sge(template: str = "sge", nodename: str = "localhost
     return make_cluster_functions(
         "SGE", submit_job, kill_job=lambda reg, b: cf_kill_job(reg, "qdel", [b], nodename=nodename),
         list_jobs_queued=lambda reg: listing("p"), list_jobs_running=lambda reg: listing("rs"),
-        store_job_collection=True, scheduler_latency=scheduler_latency, fs_latency=fs_latency,
-        poll=1.0, poll_max=30.0,
+        store_job_collection=True, store_job_files=True, scheduler_latency=scheduler_latency,
+        fs_latency=fs_latency, poll=1.0, poll_max=30.0, capabilities=Capabilities(per_job_resources=True),
     )

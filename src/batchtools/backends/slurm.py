@@ -5,15 +5,9 @@ from __future__ import annotations
 import getpass
 import re
 
-from .base import (
-    ClusterFunctions,
-    SubmitJobResult,
-    cf_handle_unknown_submit_error,
-    cf_kill_job,
-    make_cluster_functions,
-    run_os_command,
-    temporary_error,
-)
+from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions
+from ..core.layout import Layout
+from .commands import cf_handle_unknown_submit_error, cf_kill_job, run_os_command, temporary_error
 from .templates import cf_brew_template, cf_read_brew_template
 
 TEMP_ERRORS = (
@@ -55,12 +49,10 @@ def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = Tru
         return [f"--clusters={','.join(names)}"] if names else []
 
     def submit_job(reg, jc) -> SubmitJobResult:
-        if jc.array_jobs and not array_jobs:
-            raise ValueError("resources: chunks_as_arrayjobs needs make_cluster_functions_slurm(array_jobs=True)")
         extra = {}
         if jc.array_jobs:
-            root = jc.log_file[:-4] if jc.log_file.endswith(".log") else jc.log_file
-            extra = {"log_file": f"{root}-%a.log", "array_throttle": jc.resources.get("max_concurrent_jobs")}
+            extra = {"log_file": str(reg.layout.array_log(jc.job_hash, "%a")),
+                     "array_throttle": jc.resources.get("max_concurrent_jobs")}
         script = cf_brew_template(reg, tmpl, jc, **extra)
         out = run_os_command("sbatch", [script], nodename=nodename)
         if out["exit_code"] != 0:
@@ -73,10 +65,9 @@ def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = Tru
             return cf_handle_unknown_submit_error("sbatch", 0, out["output"])
         batch = m.group(1)
         if jc.array_jobs:
-            n = len(jc.jobs)
-            stem = jc.job_hash
-            return SubmitJobResult(0, [f"{batch}_{i}" for i in range(1, n + 1)],
-                                   [f"{stem}-{i}.log" for i in range(1, n + 1)], "OK")
+            tasks = range(1, len(jc.jobs) + 1)
+            return SubmitJobResult(0, [f"{batch}_{i}" for i in tasks],
+                                   [Layout.array_log_name(jc.job_hash, i) for i in tasks], "OK")
         return SubmitJobResult(0, batch, jc.log_file, "OK")
 
     def list_jobs(reg) -> tuple[list[str], list[str]]:
@@ -105,9 +96,9 @@ def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = Tru
         return cache["max"]
 
     return make_cluster_functions(
-        "Slurm", submit_job, kill_job=kill_job,
-        list_jobs_queued=lambda reg: list_jobs(reg)[0], list_jobs_running=lambda reg: list_jobs(reg)[1],
-        array_var="SLURM_ARRAY_TASK_ID", store_job_collection=True, scheduler_latency=scheduler_latency,
-        fs_latency=fs_latency, poll=1.0, poll_max=30.0, list_jobs=list_jobs, max_array_size=max_array_size,
-        info=nodename if nodename != "localhost" else "",
+        "Slurm", submit_job, kill_job=kill_job, list_jobs=list_jobs,
+        array_var="SLURM_ARRAY_TASK_ID", store_job_collection=True, store_job_files=True,
+        scheduler_latency=scheduler_latency, fs_latency=fs_latency, poll=1.0, poll_max=30.0,
+        max_array_size=max_array_size, info=nodename if nodename != "localhost" else "",
+        capabilities=Capabilities(array_jobs=array_jobs, per_job_resources=True),
     )

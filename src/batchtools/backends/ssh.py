@@ -21,7 +21,8 @@ import threading
 import time
 from collections.abc import Sequence
 
-from .base import ClusterFunctions, SubmitJobResult, make_cluster_functions, run_os_command
+from ..core.backend import ClusterFunctions, SubmitJobResult, make_cluster_functions
+from .commands import run_os_command
 
 log = logging.getLogger("batchtools")
 LOCAL = ("localhost",)

@@ -21,6 +21,8 @@ from typing import Any
 
 import jinja2
 
+from ..core.files import atomic_write_bytes
+
 SHIPPED = Path(__file__).resolve().parent.parent / "templates"
 DEFAULT_NAMES = {"slurm": "slurm-simple", "torque": "torque-lido", "sge": "sge-simple", "lsf": "lsf-simple",
                  "openlava": "openlava-simple"}
@@ -95,9 +97,7 @@ def cf_brew_template(reg, template: jinja2.Template, jc, **extra: Any) -> str:
     }
     context.update(extra)
     script = template.render(**context)
-    path = reg.layout.dir("jobs") / f"{jc.job_hash}.sh"
-    from ..core.files import atomic_write_bytes
-
+    path = reg.layout.script(jc.job_hash)
     atomic_write_bytes(path, script.encode())
     os.chmod(path, 0o755)
     return str(path)

@@ -5,15 +5,9 @@ from __future__ import annotations
 import getpass
 import re
 
-from .base import (
-    ClusterFunctions,
-    SubmitJobResult,
-    cf_handle_unknown_submit_error,
-    cf_kill_job,
-    make_cluster_functions,
-    run_os_command,
-    temporary_error,
-)
+from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions
+from ..core.layout import Layout
+from .commands import cf_handle_unknown_submit_error, cf_kill_job, run_os_command, temporary_error
 from .templates import cf_brew_template, cf_read_brew_template
 
 TEMP_ERRORS = ("Maximum number of jobs already in queue", "Resource temporarily unavailable",
@@ -38,9 +32,9 @@ def make_cluster_functions_torque(template: str = "torque", scheduler_latency: f
         if not batch:
             return cf_handle_unknown_submit_error("qsub", 0, out["output"])
         if jc.array_jobs:  # "123[].server" -> "123[1].server", ...
-            n = len(jc.jobs)
-            return SubmitJobResult(0, [batch.replace("[]", f"[{i}]") for i in range(1, n + 1)],
-                                   [f"{jc.job_hash}-{i}.log" for i in range(1, n + 1)], "OK")
+            tasks = range(1, len(jc.jobs) + 1)
+            return SubmitJobResult(0, [batch.replace("[]", f"[{i}]") for i in tasks],
+                                   [Layout.array_log_name(jc.job_hash, i) for i in tasks], "OK")
         return SubmitJobResult(0, batch, jc.log_file, "OK")
 
     def listing(states: str) -> list[str]:
@@ -52,6 +46,7 @@ def make_cluster_functions_torque(template: str = "torque", scheduler_latency: f
     return make_cluster_functions(
         "Torque", submit_job, kill_job=lambda reg, b: cf_kill_job(reg, "qdel", [b]),
         list_jobs_queued=lambda reg: listing("QW"), list_jobs_running=lambda reg: listing("EHRT"),
-        array_var="PBS_ARRAYID", store_job_collection=True, scheduler_latency=scheduler_latency,
-        fs_latency=fs_latency, poll=1.0, poll_max=30.0,
+        array_var="PBS_ARRAYID", store_job_collection=True, store_job_files=True,
+        scheduler_latency=scheduler_latency, fs_latency=fs_latency, poll=1.0, poll_max=30.0,
+        capabilities=Capabilities(array_jobs=True, per_job_resources=True),
     )

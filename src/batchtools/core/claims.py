@@ -9,9 +9,9 @@ Layout inside the registry (``pool/``)::
                           X <queue> <id>,<id>,...       master: jobs cancelled (killed/reset) before they ran
                           D <w>                         master: worker w was declared dead; it must stop
     claims.lock         the lock file (``filelock``: fcntl locks, released by the kernel if a holder dies)
-    workers/<w>.beat    a worker's heartbeat, touched every few seconds
+    workers/<w>.beat    a worker's heartbeat, touched every few seconds   (paths: Layout)
     workers/<w>.exit    written by a worker that ends normally
-    workers.pkl         master: worker id -> batch id, log file, settings
+    state.pkl           master: workers (batch id, log file, settings) and queues
 
 The lock is held only to read the new tail of the log and append one line, never while a job
 runs. Every reader replays the log from its last offset, so the log alone says which job was
@@ -162,18 +162,9 @@ class ClaimLog:
 
 
 # --------------------------------------------------------------------- heartbeats
-def beat_path(pool_dir: str | os.PathLike, worker: str) -> Path:
-    return Path(pool_dir) / "workers" / f"{worker}.beat"
-
-
-def exit_path(pool_dir: str | os.PathLike, worker: str) -> Path:
-    return Path(pool_dir) / "workers" / f"{worker}.exit"
-
-
-def fs_now(pool_dir: str | os.PathLike) -> float:
-    """The file server's idea of "now" (touch a file, read its mtime), so heartbeat ages do not
+def fs_now(path: str | os.PathLike) -> float:
+    """The file server's idea of "now" (touch ``path``, read its mtime), so heartbeat ages do not
     depend on the master's clock agreeing with the nodes'."""
-    path = Path(pool_dir) / "workers" / ".clock"
     try:
         with open(path, "ab"):
             pass

@@ -31,17 +31,17 @@ def find_conf_file() -> str | None:
     return None
 
 
-def apply_conf_file(reg, conf_file: str | None) -> None:
-    """Run ``conf_file`` with the registry's settings in scope and copy them back."""
+def apply_conf_file(reg, conf_file: str | None, names: dict | None = None) -> None:
+    """Run ``conf_file`` with the registry's settings (and ``names``, e.g. the package as ``bt``)
+    in scope and copy the settings back."""
     if conf_file is None:
         return
     path = Path(conf_file)
     if not path.is_file():
         raise FileNotFoundError(f"conf_file: {conf_file!r} does not exist; pass conf_file=None to use none")
-    import batchtools
-
     scope = {name: getattr(reg, name) for name in SETTINGS}
-    scope.update({"bt": batchtools, "batchtools": batchtools, "reg": reg, "__file__": str(path)})
+    scope.update(names or {})
+    scope.update({"reg": reg, "__file__": str(path)})
     exec(compile(path.read_text(), str(path), "exec"), scope)
     for name in SETTINGS:
         value = scope[name]

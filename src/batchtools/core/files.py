@@ -1,9 +1,8 @@
-"""File layout of a registry directory and atomic file writes.
+"""Atomic file writes and pickles: the one door every registry write goes through.
 
-Every write into a registry goes through :func:`atomic_write_bytes`: the data is
-written to a temporary file in the same directory and moved into place with
-``os.replace``, so a reader never sees half a file and a crash leaves either
-the old or the new version.
+The data is written to a temporary file in the same directory and moved into place with
+``os.replace``, so a reader never sees half a file and a crash leaves either the old or the
+new version. Paths come from :class:`~batchtools.core.layout.Layout`.
 """
 
 from __future__ import annotations
@@ -12,14 +11,11 @@ import logging
 import os
 import pickle
 import tempfile
-from pathlib import Path
 from typing import Any
 
 import cloudpickle
 
 log = logging.getLogger("batchtools")
-
-SUBDIRS = ("jobs", "results", "logs", "updates", "exports", "external", "problems", "algorithms")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = False) -> None:
@@ -53,51 +49,21 @@ def read_pickle(path: str | os.PathLike) -> Any:
         return pickle.load(fh)
 
 
-class Layout:
-    """Paths inside one registry directory. Everything is relative to ``file_dir``,
-    so a registry stays portable: copy the folder and load it elsewhere."""
+def dumps(obj: Any) -> bytes:
+    """Pickle ``obj``: plain pickle where it can (fast), cloudpickle for lambdas and local classes."""
+    try:
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
 
-    def __init__(self, file_dir: str | os.PathLike):
-        self.file_dir = Path(file_dir).absolute()
 
-    def __repr__(self) -> str:
-        return f"Layout({str(self.file_dir)!r})"
-
-    @property
-    def meta(self) -> Path:
-        return self.file_dir / "registry.pkl"
-
-    def table(self, name: str) -> Path:
-        return self.file_dir / f"{name}.pkl"
-
-    @property
-    def user_function(self) -> Path:
-        return self.file_dir / "user_function.pkl"
-
-    @property
-    def more_args(self) -> Path:
-        return self.file_dir / "more_args.pkl"
-
-    def dir(self, name: str) -> Path:
-        return self.file_dir / name
-
-    def result(self, job_id: int) -> Path:
-        return self.file_dir / "results" / f"{int(job_id)}.pkl"
-
-    def log(self, job_hash: str) -> Path:
-        return self.file_dir / "logs" / f"{job_hash}.log"
-
-    def job_collection(self, job_hash: str) -> Path:
-        return self.file_dir / "jobs" / f"{job_hash}.pkl"
-
-    def update(self, job_hash: str, tag: str) -> Path:
-        """Status update file of a job collection; ``tag`` keeps array tasks apart."""
-        return self.file_dir / "updates" / f"{job_hash}-{tag}.pkl"
-
-    def export(self, name: str) -> Path:
-        return self.file_dir / "exports" / f"{name}.pkl"
-
-    def make_dirs(self) -> None:
-        self.file_dir.mkdir(parents=True, exist_ok=True)
-        for sub in SUBDIRS:
-            (self.file_dir / sub).mkdir(exist_ok=True)
+def unlink_quietly(paths) -> int:
+    """Remove the files that exist among ``paths``; the number removed."""
+    n = 0
+    for p in paths:
+        try:
+            os.unlink(p)
+            n += 1
+        except FileNotFoundError:
+            pass
+    return n

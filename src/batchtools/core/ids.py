@@ -63,3 +63,8 @@ def check_ids(all_ids: np.ndarray, ids: np.ndarray, arg: str = "ids") -> np.ndar
                 f"Use find_jobs() to list existing ids."
             )
     return ids
+
+
+def ids_frame(ids: np.ndarray) -> pd.DataFrame:
+    """The DataFrame of job ids every ``find_*``-like function returns: one int64 ``job_id`` column."""
+    return pd.DataFrame({"job_id": np.asarray(ids, dtype=np.int64)})

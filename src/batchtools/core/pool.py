@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .claims import ClaimLog, beat_path, exit_path, fs_now
+from .claims import ClaimLog, fs_now
 from .files import read_pickle, write_pickle
 from .tables import set_rows
 
@@ -32,18 +32,19 @@ class PoolState:
 
     def __init__(self, reg):
         self.reg = reg
-        self.dir = reg.layout.dir("pool")
+        self.layout = reg.layout
+        self.dir = reg.layout.pool
         self.claims = ClaimLog(self.dir)
         self.workers: dict[str, dict[str, Any]] = {}
         self.queues: dict[str, np.ndarray] = {}  # queue -> job ids in claim order
         self.unresolved: list = []  # claims by workers this master has not recorded yet
-        path = self.dir / "state.pkl"
+        path = self.layout.pool_state
         if path.exists():
             state = read_pickle(path)
             self.workers, self.queues = state["workers"], state["queues"]
 
     def save(self) -> None:
-        write_pickle(self.dir / "state.pkl", {"workers": self.workers, "queues": self.queues})
+        write_pickle(self.layout.pool_state, {"workers": self.workers, "queues": self.queues})
 
     # ---------------------------------------------------------------- claims
     def apply_claims(self) -> int:
@@ -77,7 +78,7 @@ class PoolState:
         """worker id -> "queued", "running", "exited", "stale" (stopped beating) or "gone"
         (not on the scheduler any more, e.g. killed, without a goodbye)."""
         cf = self.reg.cluster_functions
-        can_list = cf is not None and (cf.list_jobs or cf.list_jobs_queued or cf.list_jobs_running) is not None
+        can_list = cf is not None and cf.list_jobs is not None
         fs_latency = getattr(cf, "fs_latency", 0) or 0
         now = None
         states: dict[str, str] = {}
@@ -85,14 +86,14 @@ class PoolState:
             if w.get("state") in ("exited", "stale"):
                 states[wid] = w["state"]
                 continue
-            if exit_path(self.dir, wid).exists():
+            if self.layout.worker_exit(wid).exists():
                 states[wid] = w["state"] = "exited"
                 continue
             if now is None:
-                now = fs_now(self.dir) if self.reg.writeable else time.time()
+                now = fs_now(self.layout.fs_clock) if self.reg.writeable else time.time()
             listed = w["batch_id"] in q or w["batch_id"] in r
             try:
-                age = now - os.stat(beat_path(self.dir, wid)).st_mtime
+                age = now - os.stat(self.layout.worker_beat(wid)).st_mtime
             except FileNotFoundError:
                 age = None
             if age is None:  # not started yet
@@ -142,7 +143,7 @@ def pool_state(reg) -> PoolState | None:
     """The registry's pool state, or None if it never used workers (one ``stat``)."""
     state = getattr(reg, "_pool", None)
     if state is None:
-        if not (reg.layout.dir("pool") / "state.pkl").exists():
+        if not reg.layout.pool_state.exists():
             return None
         state = reg._pool = PoolState(reg)
     return state

@@ -1,8 +1,9 @@
-"""The Registry object: one directory, its settings and its tables.
+"""The registry's state: one directory, its settings and its tables.
 
-This module owns persistence (``registry.pkl`` plus one pickle per table) and
-the in-memory state. User verbs live in :mod:`batchtools.api`; they are also
-bound as methods, so ``reg.submit_jobs()`` is ``bt.submit_jobs(reg=reg)``.
+This module owns persistence (``registry.pkl`` plus one pickle per table) and the
+in-memory state. The public classes (:class:`batchtools.Registry`,
+:class:`batchtools.ExperimentRegistry`) add the user verbs as methods on top of
+:class:`RegistryState`; the verbs themselves live in :mod:`batchtools.api`.
 """
 
 from __future__ import annotations
@@ -16,26 +17,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .backend import run_hook
 from .errors import ReadOnlyRegistryError
-from .files import Layout, read_pickle, write_pickle
+from .files import read_pickle, write_pickle
 from .ids import as_id_array, check_ids
-from .tables import TABLES, empty_tables
+from .kinds import definitions_for
+from .layout import Layout
+from .pool import sync_pool
+from .store import FolderStore, ResultStore
+from .sync import sync_updates
+from .tables import TABLES
 
 log = logging.getLogger("batchtools")
 
 FORMAT_VERSION = 1
 
 
-class Registry:
-    """A batchtools registry: job definitions, seeds, resources, status, logs and results.
+class RegistryState:
+    """A registry's state: job definitions, seeds, resources, status; logs and results on disk.
 
-    Create one with :func:`batchtools.make_registry`, open an existing one with
+    Users get it as :class:`batchtools.Registry` from :func:`batchtools.make_registry` or
     :func:`batchtools.load_registry`.
-
-    >>> import batchtools as bt
-    >>> reg = bt.make_registry(file_dir=None, seed=1)
-    >>> reg
-    Registry(file_dir=..., jobs=0, seed=1, ...)
     """
 
     kind = "map"
@@ -56,8 +58,10 @@ class Registry:
         # batch_map bookkeeping: which par columns are passed positionally, does fun take `job`
         self.positional: list[str] = []
         self.pass_job: bool = False
-        self.extra: dict[str, Any] = {}
-        self.tables: dict[str, pd.DataFrame] = empty_tables(self.kind == "experiment")
+        self.definitions = definitions_for(self)
+        self.extra: dict[str, Any] = self.definitions.initial_extra()
+        self.tables: dict[str, pd.DataFrame] = self.definitions.empty_tables()
+        self.store: ResultStore = FolderStore(self.layout.file_dir)
         self._dirty: set[str] = set()
         # status rows of jobs run inside this process (Interactive), merged by sync like update files
         self.pending_updates: list[tuple[str, list]] = []
@@ -155,13 +159,15 @@ class Registry:
         self._dirty.clear()
 
     def sync(self) -> int:
-        from .pool import sync_pool
-        from .sync import sync_updates
-
+        """Merge what the nodes reported (update files, pool claims) into the status table,
+        running the backend's ``pre_sync``/``post_sync`` hooks around it, as every sync does.
+        Returns the number of update batches merged."""
+        run_hook(self, "pre_sync")
         claimed = sync_pool(self)
         merged = sync_updates(self)
         if claimed and not merged and self.writeable:
             self.save(("status",), meta=False)
+        run_hook(self, "post_sync")
         return merged
 
     # ------------------------------------------------------------------- repr
@@ -173,10 +179,10 @@ class Registry:
         )
 
 
-_default: Registry | None = None
+_default: RegistryState | None = None
 
 
-def get_default_registry() -> Registry:
+def get_default_registry() -> RegistryState:
     """The registry used when ``reg=None``: the last one made or loaded with ``make_default=True``."""
     if _default is None:
         raise ValueError(
@@ -186,43 +192,31 @@ def get_default_registry() -> Registry:
     return _default
 
 
-def set_default_registry(reg: Registry) -> None:
+def set_default_registry(reg: RegistryState) -> None:
     """Make ``reg`` the default registry for calls with ``reg=None``."""
     global _default
     assert_registry(reg)
     _default = reg
 
 
-def assert_registry(reg, writeable: bool = False, experiment: bool = False) -> Registry:
+def assert_registry(reg, writeable: bool = False, experiment: bool = False) -> RegistryState:
     """Check that ``reg`` is a Registry (optionally writeable / an ExperimentRegistry)."""
-    if not isinstance(reg, Registry):
+    if not isinstance(reg, RegistryState):
         raise TypeError(f"reg: expected a Registry, got {type(reg).__name__}")
     if writeable:
         reg.assert_writeable("change it")
-    if experiment and reg.kind != "experiment":
-        raise TypeError(
-            "reg: this needs an experiment registry; create one with make_experiment_registry()"
-        )
+    if experiment:
+        require_kind(reg, "experiment", "this")
     return reg
 
 
-def resolve(reg: Registry | None) -> Registry:
+def require_kind(reg: RegistryState, kind: str, what: str) -> None:
+    """Refuse ``what`` on a registry of another kind, saying which kind of registry it needs."""
+    if reg.kind != kind:
+        how = {"experiment": "make_experiment_registry()", "map": "make_registry()"}[kind]
+        needs = "an experiment registry" if kind == "experiment" else "a plain registry"
+        raise TypeError(f"reg: {what} needs {needs}; create one with {how}")
+
+
+def resolve(reg: RegistryState | None) -> RegistryState:
     return get_default_registry() if reg is None else assert_registry(reg)
-
-
-class ExperimentRegistry(Registry):
-    """A registry of experiments: problems x algorithms x designs x replications."""
-
-    kind = "experiment"
-
-    def __init__(self, file_dir: str | os.PathLike, writeable: bool = True):
-        super().__init__(file_dir, writeable)
-        self.extra = {"problems": [], "algorithms": []}
-
-    @property
-    def problems(self) -> list[str]:
-        return list(self.extra.get("problems", []))
-
-    @property
-    def algorithms(self) -> list[str]:
-        return list(self.extra.get("algorithms", []))

@@ -8,6 +8,7 @@ import pickle
 
 import numpy as np
 
+from .protocol import FLOAT_FIELDS, JOB_ID, TEXT_FIELDS
 from .tables import set_rows
 
 log = logging.getLogger("batchtools")
@@ -71,7 +72,7 @@ def sync_updates(reg) -> int:
 
 
 def _apply(reg, rows: list, hashes: np.ndarray) -> None:
-    job_ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    job_ids = np.fromiter((r[JOB_ID] for r in rows), dtype=np.int64, count=len(rows))
     all_ids = reg.job_ids
     pos = np.searchsorted(all_ids, job_ids)
     exists = pos < all_ids.size
@@ -84,13 +85,14 @@ def _apply(reg, rows: list, hashes: np.ndarray) -> None:
         return
     idx = np.flatnonzero(keep)
     pos = pos[idx]
-    for col, i in (("started", 1), ("done", 2), ("mem_used", 4)):
+    for col, i in FLOAT_FIELDS:
         values = np.fromiter((rows[k][i] for k in idx), dtype=float, count=idx.size)
         ok = ~np.isnan(values)
         if ok.any():
             set_rows(status, pos[ok], col, values[ok])
-    errors = np.array([rows[k][3] for k in idx], dtype=object)
-    has_err = np.array([e is not None for e in errors], dtype=bool)
-    if has_err.any():
-        set_rows(status, pos[has_err], "error", errors[has_err])
+    for col, i in TEXT_FIELDS:
+        values = np.array([rows[k][i] for k in idx], dtype=object)
+        has = np.array([v is not None for v in values], dtype=bool)
+        if has.any():
+            set_rows(status, pos[has], col, values[has])
     reg.mark_dirty("status")

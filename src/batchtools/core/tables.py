@@ -2,8 +2,8 @@
 
 ``status`` (one row per job) holds what happened to a job; times are float
 seconds since the epoch (NaN = not yet) and are turned into ``Timestamp``s only
-on output. ``defs`` holds what a job computes: for ``batch_map`` one column per
-mapped argument, so queries over parameters are vectorised. ``resources`` maps a
+on output. ``defs`` holds what a job computes (its layout is the kind's, see
+:mod:`.kinds`). ``resources`` maps a
 resource id to the resource dict used at submission; ``tags`` is (job_id, tag).
 """
 
@@ -32,29 +32,6 @@ def new_status(job_ids: np.ndarray, def_ids: np.ndarray, repl: np.ndarray | None
     return pd.DataFrame(cols)
 
 
-def empty_tables(experiment: bool = False) -> dict[str, pd.DataFrame]:
-    empty = np.empty(0, dtype=np.int64)
-    extra = {}
-    if experiment:
-        # experiments: each distinct design row (problem or algorithm parameters) is stored once
-        # in ``designs``; a definition points at one row of each, so queries run on unique rows
-        defs = pd.DataFrame({"def_id": empty, "problem": np.empty(0, object), "algorithm": np.empty(0, object),
-                             "prob_row": empty, "algo_row": empty})
-        extra["designs"] = pd.DataFrame({"row_id": empty, "kind": np.empty(0, object), "name": np.empty(0, object),
-                                         "pars": np.empty(0, object), "hash": np.empty(0, object)})
-    else:
-        defs = pd.DataFrame({"def_id": empty})
-    return {
-        **extra,
-        "defs": defs,
-        "status": new_status(empty, empty, empty if experiment else None),
-        "resources": pd.DataFrame(
-            {"resource_id": empty, "resource_hash": np.empty(0, object), "resources": np.empty(0, object)}
-        ),
-        "tags": pd.DataFrame({"job_id": empty, "tag": np.empty(0, dtype=object)}),
-    }
-
-
 def set_rows(df: pd.DataFrame, pos: np.ndarray, column: str, values) -> None:
     """Assign ``values`` at row positions ``pos`` of ``column`` in place, vectorised."""
     arr = df[column].to_numpy(copy=True)
@@ -65,3 +42,10 @@ def set_rows(df: pd.DataFrame, pos: np.ndarray, column: str, values) -> None:
 
 def to_timestamp(values: np.ndarray) -> pd.Series:
     return pd.to_datetime(pd.Series(values, dtype="float64"), unit="s", utc=True)
+
+
+def tags_by_job(tags: pd.DataFrame, sel: np.ndarray) -> np.ndarray:
+    """Comma-joined tags of each job id in ``sel`` (None where a job has no tag), from the tags table."""
+    joined = tags[tags["job_id"].isin(sel)].groupby("job_id")["tag"].agg(",".join)
+    ids = pd.Series(sel)
+    return ids.map(joined).astype(object).where(ids.isin(joined.index), None).to_numpy()

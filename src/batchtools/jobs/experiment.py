@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import inspect
 import os
-import pickle
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.files import atomic_write_bytes, read_pickle
-from .collection import JobCollection
+from ..core.collection import JobCollection
+from ..core.files import atomic_write_bytes, dumps, read_pickle
+from ..core.layout import Layout
 from .job import Job, np, seed_everything
+from .session import load_cached, prepare_namespace, restore_code_files, say
 
 
 @dataclass
@@ -67,24 +67,11 @@ def rng_state_kept():
 
 
 def load_problem(file_dir: str, name: str) -> Problem:
-    from .execute import load_cached
-
-    return load_cached(_def_path(file_dir, "problems", name))
+    return load_cached(Layout(file_dir).problem(name))
 
 
 def load_algorithm(file_dir: str, name: str) -> Algorithm:
-    from .execute import load_cached
-
-    return load_cached(_def_path(file_dir, "algorithms", name))
-
-
-def _def_path(file_dir: str, sub: str, name: str) -> str:
-    return os.path.join(file_dir, sub, f"{name}.pkl")
-
-
-def instance_cache_path(file_dir: str, problem: str, prob_pars: dict, repl: int) -> str:
-    key = hashlib.md5(pickle.dumps((problem, sorted(prob_pars.items()), repl), protocol=4)).hexdigest()
-    return os.path.join(file_dir, "external", "cache", problem, f"{key}.pkl")
+    return load_cached(Layout(file_dir).algorithm(name))
 
 
 @dataclass
@@ -122,8 +109,8 @@ class ExperimentJob(Job):
             self._say(f"Generating problem instance for problem '{self.problem}' ...")
         if prob.fun is None:
             return prob.data
-        cache = instance_cache_path(self.file_dir, self.problem, self.prob_pars, self.repl) if prob.cache else None
-        if cache and os.path.exists(cache):
+        cache = Layout(self.file_dir).instance_cache(self.problem, self.prob_pars, self.repl) if prob.cache else None
+        if cache and cache.exists():
             return read_pickle(cache)
         if prob.seed is not None:
             # one instance per replication, the same for every algorithm (batchtools' rule)
@@ -138,16 +125,13 @@ class ExperimentJob(Job):
         else:
             instance = call_with(prob.fun, {"data": prob.data, "job": self}, self.prob_pars)
         if cache:
-            os.makedirs(os.path.dirname(cache), exist_ok=True)
-            from .execute import dump_result
-
-            atomic_write_bytes(cache, dump_result(instance))
+            os.makedirs(cache.parent, exist_ok=True)
+            atomic_write_bytes(cache, dumps(instance))
         return instance
 
 
-def experiment_runner(jc: JobCollection):
-    from .execute import prepare_namespace, restore_code_files, say
-
+def experiment_runner(jc: JobCollection) -> Callable[[ExperimentJob], Any]:
+    """The function that runs one experiment job of ``jc``: instance, then algorithm."""
     namespaces_done: set[int] = set()
 
     def setup(fn: Callable | None) -> None:

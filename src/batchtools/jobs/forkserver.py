@@ -1,7 +1,7 @@
 """A small pre-warmed process that forks one child per job collection.
 
 Started once per Multicore backend as ``python -m batchtools.jobs.forkserver``.
-It imports the worker code (and numpy, cloudpickle) once, so each job
+It imports the node code (and numpy, cloudpickle) once, so each job
 collection costs a ``fork()`` instead of a new interpreter, and it is
 single-threaded, so forking is safe (forking the user's session would not be:
 it may hold threads and locks).
@@ -18,8 +18,7 @@ import select
 import signal
 import sys
 
-from . import worker  # noqa: F401  (preload: the point of this process)
-from .execute import load_cached  # noqa: F401
+from . import node  # preloads the node code: the point of this process
 
 
 def _child(path: str, out_fd: int, wake_r: int, wake_w: int) -> None:
@@ -34,7 +33,7 @@ def _child(path: str, out_fd: int, wake_r: int, wake_w: int) -> None:
     os.close(devnull)
     code = 1
     try:
-        code = worker.run_file(path)
+        code = node.run_file(path)
     except BaseException:
         code = 1
     finally:

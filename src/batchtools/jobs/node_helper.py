@@ -6,7 +6,7 @@ JSON object on a line starting with ``[bt] ``:
 - ``probe [FILE_DIR]``: ncpus, 1-minute load, running batchtools jobs (of FILE_DIR), versions
 - ``start JOB_FILE``: start ``python -m batchtools.worker JOB_FILE`` detached (own session, so it
   outlives the ssh connection); returns its pid
-- ``list FILE_DIR``: pids of running workers of that registry
+- ``list FILE_DIR``: pids of running job processes of that registry
 - ``kill PID``: TERM the job's process group, KILL after a second
 - ``serve``: read such commands from stdin, one per line, answering each (the SSH backend keeps
   one such agent per node, so a command costs a round trip instead of a login)
@@ -21,13 +21,16 @@ import subprocess
 import sys
 import time
 
+from .._version import __version__
+from ..core.layout import Layout
+
 MARK = "[bt] "
 
 
-def _workers(file_dir: str | None) -> list[int]:
+def _job_processes(file_dir: str | None) -> list[int]:
     import psutil
 
-    jobs_dir = os.path.join(file_dir, "jobs") if file_dir else None
+    jobs_dir = str(Layout(file_dir).dir("jobs")) if file_dir else None
     pids = []
     for p in psutil.process_iter(["pid", "cmdline"]):
         cmd = p.info.get("cmdline") or []
@@ -37,9 +40,7 @@ def _workers(file_dir: str | None) -> list[int]:
 
 
 def probe(file_dir: str | None = None) -> dict:
-    from .. import __version__
-
-    return {"ncpus": os.cpu_count() or 1, "load": os.getloadavg()[0], "n_jobs": len(_workers(file_dir)),
+    return {"ncpus": os.cpu_count() or 1, "load": os.getloadavg()[0], "n_jobs": len(_job_processes(file_dir)),
             "python": sys.executable, "version": __version__}
 
 
@@ -79,7 +80,7 @@ def answer(cmd: str, args: list[str]) -> dict | None:
     elif cmd == "start":
         out = start(args[0])
     elif cmd == "list":
-        out = {"pids": _workers(args[0])}
+        out = {"pids": _job_processes(args[0])}
     elif cmd == "kill":
         out = kill(int(args[0]))
     else:

@@ -8,7 +8,7 @@ import sys
 import traceback
 
 from ..core.files import read_pickle, write_pickle
-from .execute import make_job, make_runner
+from .runners import make_job, make_runner
 
 
 def main(argv: list[str]) -> int:

@@ -1,4 +1,4 @@
-"""Resources: validation and the resource table."""
+"""Resources: validation (before anything is written) and the resource table."""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""JobCollection: everything a node needs to run a chunk of jobs, in one small file."""
+"""JobCollection: everything a node needs to run a chunk of jobs, in one small file.
+
+The record the master hands to a backend and the node runs; it lives in ``core`` because both
+sides build on it.
+"""
 
 from __future__ import annotations
 
@@ -39,6 +43,8 @@ class JobCollection:
     hooks: dict[str, Any] = field(default_factory=dict)
     # set for a pool worker (``submit_workers``): worker id, heartbeat, idle_timeout, max_claim, n_workers
     pool: dict[str, Any] | None = None
+    # where results go (a ResultStore; None: the registry folder's results/)
+    store: Any = None
 
     @property
     def job_ids(self) -> list[int]:

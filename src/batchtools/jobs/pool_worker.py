@@ -16,10 +16,14 @@ import time
 import traceback
 from dataclasses import dataclass
 
-from ..core.claims import ClaimLog, Fenced, beat_path, exit_path
-from ..core.files import Layout, atomic_write_bytes, read_pickle
-from .collection import JobCollection
-from .execute import TERMINATING, UpdateBuffer, _run_job, make_runner, node_session, say
+from ..core.claims import ClaimLog, Fenced
+from ..core.collection import JobCollection
+from ..core.files import atomic_write_bytes, read_pickle
+from ..core.layout import Layout
+from .execute import run_job, store_of
+from .runners import make_runner
+from .session import TERMINATING, node_session, say
+from .updates import UpdateBuffer
 
 # a claim takes at most this much expected work, so trivial jobs are claimed in bulk (one lock per
 # many jobs) while long ones are claimed one at a time (the others keep the rest)
@@ -43,8 +47,8 @@ class PoolWorker:
         self.max_claim = info.get("max_claim")
         self.n_workers = max(1, int(info.get("n_workers", 1)))
         self.layout = Layout(jc.file_dir)
-        self.pool_dir = self.layout.dir("pool")
-        self.claims = ClaimLog(self.pool_dir)
+        self.claims = ClaimLog(self.layout.pool)
+        self.store = store_of(jc)
         self.update_interval = update_interval
         self.sink = sink
         self.batches: dict[str, Batch] = {}
@@ -63,7 +67,7 @@ class PoolWorker:
                     b.buffer.flush()
             if time.monotonic() >= next_beat:
                 try:
-                    os.utime(beat_path(self.pool_dir, self.worker))
+                    os.utime(self.layout.worker_beat(self.worker))
                 except OSError:
                     pass
                 next_beat = time.monotonic() + self.heartbeat
@@ -81,8 +85,7 @@ class PoolWorker:
 
     def batch(self, queue: str) -> Batch | None:
         if queue not in self.batches:
-            path = self.pool_dir / "queue" / f"{queue}.pkl"
-            jc = read_pickle(path)
+            jc = read_pickle(self.layout.pool_queue(queue))
             try:
                 runner = make_runner(jc)
             except Exception as e:  # set-up failed: the claimed jobs error, the worker goes on
@@ -112,7 +115,7 @@ class PoolWorker:
                 self.counts["error"] += 1
                 continue
             t0 = time.perf_counter()
-            ok = _run_job(b.jc, spec, b.runner, self.layout, b.buffer, self.measure)
+            ok = run_job(b.jc, spec, b.runner, self.store, b.buffer, self.measure)
             took = time.perf_counter() - t0
             self.mean_runtime = took if self.mean_runtime is None else 0.8 * self.mean_runtime + 0.2 * took
             self.counts["done" if ok else "error"] += 1
@@ -123,7 +126,7 @@ class PoolWorker:
 
     # --------------------------------------------------------------------- main
     def run(self) -> dict[str, int]:
-        beat = beat_path(self.pool_dir, self.worker)
+        beat = self.layout.worker_beat(self.worker)
         beat.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(beat, f"{socket.gethostname()} {os.getpid()} {time.time():.3f}\n".encode())
         ticker = threading.Thread(target=self._tick, daemon=True)
@@ -162,7 +165,7 @@ class PoolWorker:
             ticker.join()
             for b in self.batches.values():
                 b.buffer.close()
-            atomic_write_bytes(exit_path(self.pool_dir, self.worker),
+            atomic_write_bytes(self.layout.worker_exit(self.worker),
                                f"{self.counts['done']} {self.counts['error']} {reason}\n".encode())
         return self.counts
 

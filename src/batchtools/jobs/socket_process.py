@@ -1,4 +1,4 @@
-"""A persistent worker process for the Socket backend: ``python -m batchtools.jobs.socket_worker``.
+"""A persistent process of the Socket backend: ``python -m batchtools.jobs.socket_process``.
 
 Reads job collection paths from stdin, one per line, runs each in this process
 (no new interpreter per job; loaded functions stay cached) with stdout/stderr
@@ -11,14 +11,13 @@ import os
 import sys
 
 from ..core.files import read_pickle
-from .execute import _run_collection
-from .worker import UPDATE_INTERVAL
+from .node import UPDATE_INTERVAL, log_file_of, run_collection
 
 
 def run_redirected(path: str) -> None:
     jc = read_pickle(path)
     saved = os.dup(1), os.dup(2)
-    fd = os.open(jc.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = os.open(log_file_of(jc), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     out = open(fd, "w", encoding="utf-8", errors="replace", closefd=False)
     sys.stdout.flush()
     os.dup2(fd, 1)
@@ -26,7 +25,7 @@ def run_redirected(path: str) -> None:
     old_streams = sys.stdout, sys.stderr
     sys.stdout = sys.stderr = out
     try:
-        _run_collection(jc, UPDATE_INTERVAL)
+        run_collection(jc, UPDATE_INTERVAL)
     finally:
         out.flush()
         sys.stdout, sys.stderr = old_streams

@@ -1,0 +1,132 @@
+"""Keeping a registry: saving, syncing, sweeping, clearing, removing it, and exporting objects to the nodes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from typing import Any
+
+import pandas as pd
+
+from ..core import registry as core
+from ..core.files import unlink_quietly, write_pickle
+from ..core.pool import pool_state
+from ..core.registry import RegistryState, resolve
+from ..core.state import done_mask, masks
+from .wait import wait_for_jobs
+
+log = logging.getLogger("batchtools")
+
+
+def save_registry(reg: RegistryState | None = None) -> None:
+    """Write the registry's settings and tables to disk (atomically)."""
+    reg = resolve(reg)
+    reg.assert_writeable("save the registry")
+    reg.save(tuple(reg.tables))
+
+
+def sync_registry(reg: RegistryState | None = None) -> bool:
+    """Merge the status updates written by nodes into the tables. True if anything changed.
+
+    Every status query syncs by itself; the backend's ``pre_sync``/``post_sync`` hooks run
+    around every sync.
+    """
+    return resolve(reg).sync() > 0
+
+
+def sweep_registry(reg: RegistryState | None = None) -> dict[str, int]:
+    """Remove files no job needs any more: results of jobs not done, orphaned logs,
+    job collection files and stale temporary files. Returns the counts removed."""
+    reg = resolve(reg)
+    reg.assert_writeable("sweep the registry")
+    reg.sync()
+    st = reg.status
+    ids = reg.job_ids
+    keep_results = set(ids[done_mask(reg, ids)].tolist())
+    hashes = set(st["job_hash"].dropna())
+    log_names = set(st["log_file"].dropna())  # pooled jobs log into their worker's file
+    active_hashes = set(st.loc[masks(reg)["system"], "job_hash"].dropna())
+    pool = pool_state(reg)
+    live_workers = ({w for w, info in pool.workers.items() if info.get("state") not in ("exited", "stale")}
+                    if pool else set())
+
+    def files(sub):
+        d = reg.layout.dir(sub)
+        return list(os.scandir(d)) if d.is_dir() else []
+
+    stale = time.time() - 3600
+    removed = {
+        "results": reg.store.delete(i for i in reg.store.ids().tolist() if i not in keep_results),
+        "logs": unlink_quietly(e.path for e in files("logs") if e.name.split(".")[0].rsplit("-", 1)[0] not in hashes
+                               and e.name.split(".")[0] not in hashes and e.name not in log_names),
+        "jobs": unlink_quietly(e.path for e in files("jobs") if e.name.split(".")[0] not in active_hashes
+                               and e.name.split(".")[0] not in live_workers),
+        "tmp": unlink_quietly(e.path for sub in ("results", "updates", "jobs", "logs", ".")
+                              for e in files(sub) if e.name.startswith(".tmp-") and e.stat().st_mtime < stale),
+    }
+    log.info("sweep_registry removed %s", removed)
+    return removed
+
+
+def clear_registry(reg: RegistryState | None = None) -> None:
+    """Remove every job (definitions, status, results, logs) but keep the registry's settings."""
+    reg = resolve(reg)
+    reg.assert_writeable("clear the registry")
+    reg.tables = reg.definitions.empty_tables()
+    reg.extra = {**reg.extra, **reg.definitions.initial_extra()}
+    reg.extra.pop("code_files", None)
+    reg.save(tuple(reg.tables))
+    for sub in ("results", "logs", "jobs", "updates", "problems", "algorithms", "external"):
+        d = reg.layout.dir(sub)
+        if d.is_dir():
+            unlink_quietly(e.path for e in os.scandir(d) if e.is_file())
+    unlink_quietly([reg.layout.user_function, reg.layout.more_args])
+    shutil.rmtree(reg.layout.pool, ignore_errors=True)
+    reg._pool = None
+
+
+def remove_registry(wait: float = 0, reg: RegistryState | None = None) -> str:
+    """Delete the registry's directory. Jobs still running keep running but lose their output.
+    ``wait``: seconds to wait for running jobs first. Returns the removed path."""
+    reg = resolve(reg)
+    reg.assert_writeable("remove the registry")
+    if wait:
+        wait_for_jobs(timeout=wait, reg=reg)
+    path = str(reg.file_dir)
+    shutil.rmtree(path, ignore_errors=True)
+    if core._default is reg:
+        core._default = None
+    return path
+
+
+def batch_export(export: dict[str, Any] | None = None, unexport=(), reg: RegistryState | None = None) -> pd.DataFrame:
+    """Make objects available as globals of the mapped function on every node.
+
+    Returns the exported names (DataFrame with ``name`` and ``uri``).
+
+    >>> import batchtools as bt
+    >>> reg = bt.make_registry(file_dir=None)
+    >>> bt.batch_export({"factor": 3})["name"].tolist()
+    ['factor']
+    """
+    reg = resolve(reg)
+    export = export or {}
+    if not isinstance(export, dict):
+        raise TypeError("export: must be a dict name -> object, e.g. {'data': df}")
+    if isinstance(unexport, str):
+        unexport = [unexport]
+    for name in list(export) + list(unexport):
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"export/unexport: {name!r} is not a valid Python identifier")
+    if export or unexport:
+        reg.assert_writeable("export objects")
+        reg.layout.dir("exports").mkdir(exist_ok=True)
+    for name, obj in export.items():
+        write_pickle(reg.layout.export(name), obj)
+    unlink_quietly(reg.layout.export(n) for n in unexport)
+    d = reg.layout.dir("exports")
+    names = sorted(e.name[:-4] for e in os.scandir(d) if e.name.endswith(".pkl")) if d.is_dir() else []
+    return pd.DataFrame({"name": names, "uri": [str(reg.layout.export(n)) for n in names]})
+

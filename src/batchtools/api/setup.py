@@ -1,0 +1,146 @@
+"""Creating and opening registries: checks, configuration file, default backend, default registry.
+
+The public ``make_registry``/``load_registry`` (in :mod:`batchtools.registry`) call these with
+the registry classes that carry the verbs as methods.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import random
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..backends.multicore import make_cluster_functions_multicore
+from ..core import registry as core
+from ..core.config import apply_conf_file, find_conf_file
+from ..core.errors import RegistryNotFoundError
+from ..core.files import read_pickle
+from ..core.layout import Layout
+from ..core.registry import RegistryState
+
+log = logging.getLogger("batchtools")
+
+
+def _check_strings(value, arg: str, files: bool = False) -> tuple[str, ...]:
+    if isinstance(value, (str, os.PathLike)):
+        value = [value]
+    try:
+        items = tuple(os.fspath(v) for v in value)
+    except TypeError:
+        raise TypeError(f"{arg}: expected a list of {'file paths' if files else 'module names'}, "
+                        f"got {type(value).__name__}") from None
+    if files:
+        missing = [p for p in items if not Path(p).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{arg}: file(s) not found: {missing}")
+        items = tuple(str(Path(p).absolute()) for p in items)
+    return items
+
+
+def _check_seed(seed) -> int:
+    if seed is None:
+        return random.randint(1, 100_000)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed: must be an int (or None for a random one), got {type(seed).__name__}")
+    return seed
+
+
+def _check_new_dir(file_dir) -> Path:
+    path = Path(file_dir)
+    if path.exists():
+        if Layout(path).meta.exists():
+            raise FileExistsError(
+                f"file_dir: {str(path)!r} already holds a registry. Open it with "
+                f"load_registry({str(path)!r}, writeable=True), or remove it with remove_registry()."
+            )
+        if not path.is_dir() or any(path.iterdir()):
+            raise FileExistsError(
+                f"file_dir: {str(path)!r} exists and is not an empty folder; "
+                "choose a new path (the registry creates the folder itself)."
+            )
+    return path
+
+
+def _conf_names() -> dict[str, Any]:
+    """Names a configuration file sees besides the settings: the package as ``bt``."""
+    package = sys.modules[__name__.split(".")[0]]  # loaded: this module is part of it
+    return {"bt": package, "batchtools": package}
+
+
+def _finish_setup(reg: RegistryState, work_dir, conf_file, packages, source, load) -> None:
+    reg.cluster_functions = make_cluster_functions_multicore()
+    reg.packages = _check_strings(packages, "packages")
+    reg.source = _check_strings(source, "source", files=True)
+    reg.load = _check_strings(load, "load", files=True)
+    if conf_file is ...:
+        conf_file = find_conf_file()
+    apply_conf_file(reg, conf_file, _conf_names())
+    if work_dir is not None:
+        reg.work_dir = str(work_dir)
+    if not Path(reg.work_dir).is_dir():
+        raise FileNotFoundError(f"work_dir: {reg.work_dir!r} is not an existing directory")
+    reg.work_dir = str(Path(reg.work_dir).absolute())
+
+
+def create_registry(cls: type[RegistryState], file_dir, work_dir=None, conf_file: Any = ..., packages=(), source=(),
+                    load=(), seed: int | None = None, make_default: bool = True) -> RegistryState:
+    """A new registry of class ``cls`` in ``file_dir`` (None: a temporary one); see ``make_registry``."""
+    seed = _check_seed(seed)
+    temporary = file_dir is None
+    if temporary:
+        file_dir = tempfile.mkdtemp(prefix="batchtools-registry-")
+    else:
+        file_dir = _check_new_dir(file_dir)
+    existed = Path(file_dir).exists()
+    reg = cls(file_dir)
+    reg.seed = seed
+    try:
+        _finish_setup(reg, work_dir, conf_file, packages, source, load)
+        reg.layout.make_dirs()
+        reg.save(tuple(reg.tables))
+    except BaseException:
+        if temporary or not existed:
+            shutil.rmtree(file_dir, ignore_errors=True)
+        raise
+    if temporary:
+        reg.temporary = True
+        atexit.register(shutil.rmtree, str(reg.file_dir), True)
+    if make_default:
+        core.set_default_registry(reg)
+    log.info("Created registry in '%s' using cluster functions '%s'", reg.file_dir, reg.cluster_functions.name)
+    return reg
+
+
+def open_registry(classes: dict[str, type[RegistryState]], file_dir: str | os.PathLike, work_dir: str | None = None,
+                  conf_file: Any = ..., make_default: bool = True, writeable: bool = False) -> RegistryState:
+    """Open the registry in ``file_dir`` as ``classes[kind]``; see ``load_registry``."""
+    if not isinstance(writeable, bool):
+        raise TypeError("writeable: must be True or False")
+    layout = Layout(file_dir)
+    if not layout.file_dir.is_dir():
+        raise RegistryNotFoundError(f"file_dir: {str(file_dir)!r} does not exist; create a registry with make_registry()")
+    if not layout.meta.is_file():
+        raise RegistryNotFoundError(f"file_dir: {str(file_dir)!r} holds no registry (no registry.pkl)")
+    meta = read_pickle(layout.meta)
+    reg = classes[meta.get("kind", "map")](layout.file_dir, writeable=writeable)
+    reg.set_meta(meta)
+    reg.read_tables()
+    stored_work_dir = reg.work_dir
+    if not Path(stored_work_dir).is_dir():
+        reg.work_dir = os.getcwd()
+    _finish_setup(reg, work_dir, conf_file, reg.packages, [], [])
+    reg.source, reg.load = meta.get("source", ()), meta.get("load", ())
+    if writeable:
+        reg.layout.make_dirs()
+    reg.sync()
+    if make_default:
+        core.set_default_registry(reg)
+    return reg
+
+

@@ -1,0 +1,101 @@
+"""Running single jobs for testing and debugging: job collections, Job objects, ``test_job``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from typing import Any
+
+from ..core.collection import JobCollection
+from ..core.files import read_pickle, write_pickle
+from ..core.registry import RegistryState, resolve
+from ..core.resources import check_resources
+from ..core.submission import build_collection
+from ..jobs.job import Job
+from ..jobs.runners import make_job as _node_make_job
+from ..jobs.runners import make_runner
+
+
+def make_job_collection(ids=None, resources: dict | None = None, reg: RegistryState | None = None,
+                        job_hash: str | None = None) -> JobCollection:
+    """Everything a node needs to run ``ids`` (default: all jobs) in one chunk.
+
+    >>> import batchtools as bt
+    >>> reg = bt.make_registry(file_dir=None)
+    >>> _ = bt.batch_map(lambda x: x, x=[1, 2])
+    >>> len(bt.make_job_collection())
+    2
+    """
+    reg = resolve(reg)
+    sel = reg.ids(ids)
+    resources = {**reg.default_resources, **check_resources(resources)}
+    return build_collection(reg, sel, resources, job_hash)
+
+
+def _single(id, reg: RegistryState, job_hash: str | None = None) -> JobCollection:
+    jc = make_job_collection(id, reg=reg, job_hash=job_hash)
+    if len(jc.jobs) != 1:
+        raise ValueError("id: expected exactly one job id")
+    return jc
+
+
+def make_job(id: int, reg: RegistryState | None = None) -> Job:
+    """The Job object of ``id`` as a node would see it (seed, pars, rng).
+
+    >>> import batchtools as bt
+    >>> reg = bt.make_registry(file_dir=None, seed=10)
+    >>> _ = bt.batch_map(lambda x: x, x=[5])
+    >>> bt.make_job(1).seed
+    11
+    """
+    jc = _single(id, resolve(reg))
+    return _node_make_job(jc, jc.jobs[0])
+
+
+def exec_job(job: Job, reg: RegistryState | None = None) -> Any:
+    """Run one Job object (from :func:`make_job`) here and return its result; writes nothing.
+
+    >>> import batchtools as bt
+    >>> reg = bt.make_registry(file_dir=None)
+    >>> _ = bt.batch_map(lambda x: x + 1, x=[41])
+    >>> bt.exec_job(bt.make_job(1))
+    42
+    """
+    jc = make_job_collection(job.id, reg=resolve(reg))
+    job.seed_rngs()
+    return make_runner(jc)(job)
+
+
+def test_job(id: int, external: bool = False, reg: RegistryState | None = None) -> Any:
+    """Run job ``id`` right here (or, ``external=True``, in a fresh interpreter) and
+    return its result. Output goes to the console; the registry is not changed.
+
+    >>> import batchtools as bt
+    >>> reg = bt.make_registry(file_dir=None)
+    >>> _ = bt.batch_map(lambda x: x ** 2, x=[3])
+    >>> bt.test_job(1)
+    9
+    """
+    reg = resolve(reg)
+    if not isinstance(external, bool):
+        raise TypeError("external: must be True or False")
+    jc = _single(id, reg, job_hash="test")
+    if not external:
+        job = _node_make_job(jc, jc.jobs[0])
+        job.seed_rngs()
+        return make_runner(jc)(job)
+    with tempfile.TemporaryDirectory(prefix="batchtools-test-") as tmp:
+        jc_path, out_path = os.path.join(tmp, "jc.pkl"), os.path.join(tmp, "result.pkl")
+        write_pickle(jc_path, jc)
+        code = subprocess.run([sys.executable, "-m", "batchtools.jobs.testing", jc_path, out_path]).returncode
+        outcome = read_pickle(out_path) if os.path.exists(out_path) else None
+    if outcome is None:
+        raise RuntimeError(f"test_job: the external interpreter exited with code {code} and no result")
+    if outcome["error"] is not None:
+        raise RuntimeError(f"test_job: job {id} failed in the external interpreter:\n{outcome['error']}")
+    return outcome["result"]
+
+
+test_job.__test__ = False  # not a pytest test, despite its name

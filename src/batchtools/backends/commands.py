@@ -1,0 +1,80 @@
+"""The chores every backend shares: running (remote) commands, killing with retries, reading
+job ids and temporary errors out of a scheduler's output. The contract itself
+(:class:`~batchtools.core.backend.ClusterFunctions`) lives in :mod:`batchtools.core.backend`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import subprocess
+from collections import Counter
+from typing import Any
+
+from ..core.backend import SubmitJobResult
+
+log = logging.getLogger("batchtools")
+# how often each external command ran in this process (the benchmark reports commands per job)
+command_counts: Counter = Counter()
+
+def local_ncpus(ncpus: int | None, meaning: str) -> int:
+    """``ncpus`` of a local backend, checked; None means every CPU of this machine."""
+    if ncpus is None:
+        return os.cpu_count() or 1
+    if isinstance(ncpus, bool) or not isinstance(ncpus, int) or ncpus < 1:
+        raise ValueError(f"ncpus: must be a positive int ({meaning}), got {ncpus!r}")
+    return ncpus
+
+
+def first_number(output: list[str]) -> str | None:
+    """The first run of digits in a command's output (how most schedulers print a job id)."""
+    import re
+
+    m = re.search(r"\d+", " ".join(output))
+    return m.group(0) if m else None
+
+
+def temporary_error(output: list[str], patterns: tuple[str, ...]) -> str | None:
+    text = "\n".join(output)
+    return next((p for p in patterns if p in text), None)
+
+
+def run_os_command(sys_cmd: str, sys_args: list[str] | tuple[str, ...] = (), stdin: str | None = None,
+                   nodename: str = "localhost", timeout: float | None = None) -> dict[str, Any]:
+    """Run a command (over ssh if ``nodename`` is not localhost); return its exit code and output lines.
+
+    >>> run_os_command("echo", ["hi"])["output"]
+    ['hi']
+    """
+    argv = [sys_cmd, *map(str, sys_args)]
+    if nodename not in ("localhost", "127.0.0.1", "", None):
+        argv = ["ssh", "-q", "-o", "BatchMode=yes", nodename, " ".join(map(shlex.quote, argv))]
+    log.debug("OS command: %s", shlex.join(argv))
+    command_counts[sys_cmd] += 1
+    try:
+        proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError:
+        return {"exit_code": 127, "output": [f"command not found: {sys_cmd}"]}
+    output = (proc.stdout + proc.stderr).splitlines()
+    log.debug("exit code %d, output: %s", proc.returncode, output[:20])
+    return {"exit_code": proc.returncode, "output": output}
+
+
+def cf_handle_unknown_submit_error(cmd: str, exit_code: int, output: list[str]) -> SubmitJobResult:
+    """A permanent error result carrying the command's output."""
+    text = "\n".join(output)
+    return SubmitJobResult(101, None, None, f"Command '{cmd}' produced exit code {exit_code}; output:\n{text}")
+
+
+def cf_kill_job(reg, cmd: str, args: list[str] = (), max_tries: int = 3, nodename: str = "localhost") -> None:
+    """Run a kill command, retrying up to ``max_tries`` times before raising."""
+    import time
+
+    out: dict[str, Any] = {}
+    for i in range(max_tries):
+        out = run_os_command(cmd, args, nodename=nodename)
+        if out["exit_code"] == 0:
+            return
+        time.sleep(min(2**i, 5))
+    raise RuntimeError(f"Really tried to kill job, but failed {max_tries} times with '{cmd}': {out.get('output')}")

@@ -1,0 +1,127 @@
+"""Every path inside a registry folder. No other module builds a registry path by hand.
+
+Everything is relative to ``file_dir``, so a registry stays portable: copy the folder and load it
+elsewhere. This module is part of the node path: it imports nothing but the standard library.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from pathlib import Path
+
+SUBDIRS = ("jobs", "results", "logs", "updates", "exports", "external", "problems", "algorithms")
+
+
+class Layout:
+    """Paths inside one registry directory.
+
+    >>> lay = Layout("/data/reg")
+    >>> str(lay.result(7)), str(lay.log("job1"))
+    ('/data/reg/results/7.pkl', '/data/reg/logs/job1.log')
+    """
+
+    def __init__(self, file_dir: str | os.PathLike):
+        self.file_dir = Path(file_dir).absolute()
+
+    def __repr__(self) -> str:
+        return f"Layout({str(self.file_dir)!r})"
+
+    def dir(self, name: str) -> Path:
+        return self.file_dir / name
+
+    # -------------------------------------------------------- master's files
+    @property
+    def meta(self) -> Path:
+        return self.file_dir / "registry.pkl"
+
+    def table(self, name: str) -> Path:
+        return self.file_dir / f"{name}.pkl"
+
+    @property
+    def user_function(self) -> Path:
+        return self.file_dir / "user_function.pkl"
+
+    @property
+    def more_args(self) -> Path:
+        return self.file_dir / "more_args.pkl"
+
+    def export(self, name: str) -> Path:
+        return self.file_dir / "exports" / f"{name}.pkl"
+
+    def problem(self, name: str) -> Path:
+        return self.file_dir / "problems" / f"{name}.pkl"
+
+    def algorithm(self, name: str) -> Path:
+        return self.file_dir / "algorithms" / f"{name}.pkl"
+
+    # ------------------------------------------------------ per submission
+    def job_collection(self, job_hash: str) -> Path:
+        return self.file_dir / "jobs" / f"{job_hash}.pkl"
+
+    def script(self, job_hash: str) -> Path:
+        """The rendered job script of a scheduler backend."""
+        return self.file_dir / "jobs" / f"{job_hash}.sh"
+
+    def log(self, job_hash: str) -> Path:
+        return self.file_dir / "logs" / f"{job_hash}.log"
+
+    def log_named(self, name: str) -> Path:
+        """A log file by its name (as ``status.log_file`` records it)."""
+        return self.file_dir / "logs" / name
+
+    @staticmethod
+    def array_log_name(job_hash: str, task: int | str) -> str:
+        """File name of array task ``task``'s log (schedulers write one per task)."""
+        return f"{job_hash}-{task}.log"
+
+    def array_log(self, job_hash: str, task: int | str) -> Path:
+        return self.file_dir / "logs" / self.array_log_name(job_hash, task)
+
+    # ------------------------------------------------------- node's files
+    def result(self, job_id: int) -> Path:
+        return self.file_dir / "results" / f"{int(job_id)}.pkl"
+
+    def update(self, job_hash: str, tag: str) -> Path:
+        """Status update file of a job collection; ``tag`` keeps array tasks apart."""
+        return self.file_dir / "updates" / f"{job_hash}-{tag}.pkl"
+
+    def instance_cache(self, problem: str, prob_pars: dict, repl: int) -> Path:
+        """Cached instance of ``problem`` for one parameter setting and replication."""
+        key = hashlib.md5(pickle.dumps((problem, sorted(prob_pars.items()), repl), protocol=4)).hexdigest()
+        return self.file_dir / "external" / "cache" / problem / f"{key}.pkl"
+
+    # ------------------------------------------------------- worker pool
+    @property
+    def pool(self) -> Path:
+        return self.file_dir / "pool"
+
+    @property
+    def pool_state(self) -> Path:
+        return self.pool / "state.pkl"
+
+    def pool_queue(self, queue: str) -> Path:
+        return self.pool / "queue" / f"{queue}.pkl"
+
+    def worker_beat(self, worker: str) -> Path:
+        """A pool worker's heartbeat file, touched every few seconds."""
+        return self.pool / "workers" / f"{worker}.beat"
+
+    def worker_exit(self, worker: str) -> Path:
+        """Written by a pool worker that ends normally."""
+        return self.pool / "workers" / f"{worker}.exit"
+
+    @property
+    def fs_clock(self) -> Path:
+        """Touched to read the file server's idea of "now"."""
+        return self.pool / "workers" / ".clock"
+
+    def make_dirs(self) -> None:
+        self.file_dir.mkdir(parents=True, exist_ok=True)
+        for sub in SUBDIRS:
+            (self.file_dir / sub).mkdir(exist_ok=True)
+
+    def make_pool_dirs(self) -> None:
+        for sub in ("queue", "workers"):
+            (self.pool / sub).mkdir(parents=True, exist_ok=True)

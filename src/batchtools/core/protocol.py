@@ -1,0 +1,44 @@
+"""What the node and the master agree on: the status update row and the log markers.
+
+A node reports each job as one row ``[job_id, started, done, error, mem_used]`` (times in
+seconds since the epoch, NaN for "not yet"; ``error`` a message or None; ``mem_used`` in MiB),
+written in batches to ``updates/<job_hash>-<tag>.pkl`` and merged by the master's sync.
+Its log carries one marker line per job, so one log file can hold many jobs.
+
+>>> row = new_row(3); row[STARTED] = 1.0; row[JOB_ID], row[STARTED]
+(3, 1.0)
+>>> START.match(MARK + job_started(12)).group(1)
+'12'
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+FIELDS = ("job_id", "started", "done", "error", "mem_used")
+JOB_ID, STARTED, DONE, ERROR, MEM_USED = range(len(FIELDS))
+# status columns filled from a row: (column, index); NaN / None means "nothing new"
+FLOAT_FIELDS = (("started", STARTED), ("done", DONE), ("mem_used", MEM_USED))
+TEXT_FIELDS = (("error", ERROR),)
+
+
+def new_row(job_id: int) -> list:
+    return [job_id, math.nan, math.nan, None, math.nan]
+
+
+MARK = "### [bt]: "
+
+
+def job_started(job_id: int) -> str:
+    return f"Starting job [batchtools job.id={job_id}]"
+
+
+def job_ended(job_id: int, ok: bool) -> str:
+    outcome = "successfully" if ok else "with an exception"
+    return f"Job terminated {outcome} [batchtools job.id={job_id}]"
+
+
+FINISHED = "Calculation finished!"
+START = re.compile(r"^### \[bt\]: Starting job \[batchtools job\.id=(\d+)\]$")
+END = MARK + FINISHED

@@ -1,0 +1,193 @@
+"""The result store: where a job's result lives, for the node that writes it and the master that reads it.
+
+One small interface (:class:`ResultStore`): ``put``, ``get``, ``delete``, ``exists``, ``ids``.
+:class:`FolderStore` keeps ``results/<job_id>.pkl`` in the registry folder; a store other than a
+folder is one new subclass. A store is pickled into every job collection, so the node writes
+through the same object the master reads through.
+
+``put`` is ``stage`` + ``commit``: a writer that must check something at the last moment (a pool
+worker asks the claim log whether it was fenced) stages the result, checks, then commits or
+discards it, so a superseded run can never replace the accepted result.
+
+``stash``/``restore``/``drop`` set the results of a previous run aside while a resubmission is
+being handed to the backend: a refused submission restores them, an accepted one drops them once
+the new state is saved. (The base class keeps stashed results in memory; a store that can move
+them aside durably, like :class:`FolderStore`, overrides these.)
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from .files import dumps, unlink_quietly
+from .layout import Layout
+
+
+class ResultStore(ABC):
+    """Where results live. Subclass it to keep results elsewhere than in the registry folder."""
+
+    @abstractmethod
+    def stage(self, job_id: int, value: Any) -> Any:
+        """Serialise ``value`` and write it where readers cannot see it yet; a token for commit/discard."""
+
+    @abstractmethod
+    def commit(self, token: Any) -> None:
+        """Make a staged result the job's result (atomically replacing an older one)."""
+
+    @abstractmethod
+    def discard(self, token: Any) -> None:
+        """Forget a staged result."""
+
+    @abstractmethod
+    def get(self, job_id: int) -> Any:
+        """The result of ``job_id``; FileNotFoundError if there is none."""
+
+    @abstractmethod
+    def delete(self, job_ids: Iterable[int]) -> int:
+        """Remove the results of ``job_ids`` that exist; how many were removed."""
+
+    @abstractmethod
+    def exists(self, job_id: int) -> bool:
+        """Whether ``job_id`` has a result."""
+
+    @abstractmethod
+    def ids(self) -> np.ndarray:
+        """Sorted ids of all jobs with a result."""
+
+    def put(self, job_id: int, value: Any) -> None:
+        """Write the result of ``job_id`` (atomically)."""
+        self.commit(self.stage(job_id, value))
+
+    def get_many(self, job_ids: Iterable[int]) -> list[Any]:
+        """The results of ``job_ids``, in that order."""
+        return [self.get(i) for i in job_ids]
+
+    def stash(self, job_ids: Iterable[int], tag: str) -> list[int]:
+        """Set the results of ``job_ids`` aside under ``tag`` (readers no longer see them); the ids moved."""
+        kept = self.__dict__.setdefault("_stashed", {})
+        moved = []
+        for i in job_ids:
+            if self.exists(i):
+                kept[(tag, int(i))] = self.get(i)
+                moved.append(int(i))
+        self.delete(moved)
+        return moved
+
+    def restore(self, job_ids: Iterable[int], tag: str) -> None:
+        """Put results set aside by :meth:`stash` back."""
+        kept = self.__dict__.get("_stashed", {})
+        for i in job_ids:
+            if (tag, int(i)) in kept:
+                self.put(int(i), kept.pop((tag, int(i))))
+
+    def drop(self, job_ids: Iterable[int], tag: str) -> None:
+        """Forget results set aside by :meth:`stash`."""
+        kept = self.__dict__.get("_stashed", {})
+        for i in job_ids:
+            kept.pop((tag, int(i)), None)
+
+
+class FolderStore(ResultStore):
+    """Results as ``results/<job_id>.pkl`` files in the registry folder.
+
+    >>> import tempfile, os
+    >>> d = tempfile.mkdtemp(); os.mkdir(os.path.join(d, "results"))
+    >>> store = FolderStore(d)
+    >>> store.put(2, {"x": 1}); store.get(2), store.exists(3), store.ids().tolist()
+    ({'x': 1}, False, [2])
+    """
+
+    def __init__(self, file_dir: str | os.PathLike):
+        self.layout = Layout(file_dir)
+
+    def __repr__(self) -> str:
+        return f"FolderStore({str(self.layout.dir('results'))!r})"
+
+    def __reduce__(self):  # pickled into job collections: only the folder travels
+        return (FolderStore, (str(self.layout.file_dir),))
+
+    def path(self, job_id: int) -> str:
+        return os.fspath(self.layout.result(job_id))
+
+    def stage(self, job_id: int, value: Any) -> tuple[str, str]:
+        data = dumps(value)
+        final = self.path(job_id)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(final))
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        except BaseException:
+            unlink_quietly([tmp])
+            raise
+        return tmp, final
+
+    def commit(self, token: tuple[str, str]) -> None:
+        os.replace(*token)
+
+    def discard(self, token: tuple[str, str]) -> None:
+        unlink_quietly([token[0]])
+
+    def get(self, job_id: int) -> Any:
+        return self.read(self.path(job_id))
+
+    @staticmethod
+    def read(path: str) -> Any:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            chunks = []
+            while True:
+                b = os.read(fd, 1 << 20)
+                if not b:
+                    break
+                chunks.append(b)
+        finally:
+            os.close(fd)
+        return pickle.loads(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+
+    def get_many(self, job_ids: Iterable[int]) -> list[Any]:
+        base = os.fspath(self.layout.dir("results")) + os.sep
+        return [self.read(f"{base}{int(i)}.pkl") for i in job_ids]
+
+    def delete(self, job_ids: Iterable[int]) -> int:
+        return unlink_quietly(self.path(i) for i in job_ids)
+
+    def stash_path(self, job_id: int, tag: str) -> str:
+        return os.path.join(os.path.dirname(self.path(job_id)), f".prev-{tag}-{int(job_id)}.pkl")
+
+    def stash(self, job_ids: Iterable[int], tag: str) -> list[int]:
+        moved = []
+        for i in job_ids:
+            try:
+                os.replace(self.path(i), self.stash_path(i, tag))
+                moved.append(int(i))
+            except FileNotFoundError:
+                pass
+        return moved
+
+    def restore(self, job_ids: Iterable[int], tag: str) -> None:
+        for i in job_ids:
+            try:
+                os.replace(self.stash_path(i, tag), self.path(i))
+            except FileNotFoundError:
+                pass
+
+    def drop(self, job_ids: Iterable[int], tag: str) -> None:
+        unlink_quietly(self.stash_path(i, tag) for i in job_ids)
+
+    def exists(self, job_id: int) -> bool:
+        return os.path.exists(self.path(job_id))
+
+    def ids(self) -> np.ndarray:
+        try:
+            with os.scandir(self.layout.dir("results")) as it:
+                names = [e.name[:-4] for e in it if e.name.endswith(".pkl") and not e.name.startswith(".")]
+        except FileNotFoundError:
+            return np.empty(0, np.int64)
+        return np.sort(np.array([int(n) for n in names if n.isdigit()], dtype=np.int64))

@@ -1,0 +1,66 @@
+"""Submission services shared by ``submit_jobs``, ``submit_workers`` and the testing helpers:
+building a job collection and handing it to the backend with retries."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Callable
+
+import numpy as np
+
+from .backend import NODE_HOOKS, SubmitJobResult
+from .collection import JobCollection
+from .errors import SubmitError
+
+log = logging.getLogger("batchtools")
+
+
+def sleep_function(sleep, default: Callable[[int], float]) -> Callable[[int], float]:
+    """``sleep``: None (backend default), seconds, or a function of the iteration number."""
+    if sleep is None:
+        return default
+    if callable(sleep):
+        return sleep
+    if isinstance(sleep, (int, float)) and not isinstance(sleep, bool) and 0 <= sleep < float("inf"):
+        return lambda i: float(sleep)
+    raise TypeError(f"sleep: must be None, a number of seconds >= 0, or a function of the iteration; got {sleep!r}")
+
+
+def build_collection(reg, sel: np.ndarray, resources: dict, job_hash: str | None = None) -> JobCollection:
+    """JobCollection of checked, sorted ids ``sel`` with final ``resources``."""
+    job_hash = job_hash or f"job{uuid.uuid4().hex}"
+    cf = reg.cluster_functions
+    names = reg.status["job_name"].to_numpy()[reg.pos(sel)].tolist()
+    return JobCollection(
+        file_dir=str(reg.file_dir), work_dir=reg.work_dir, job_hash=job_hash, jobs=reg.definitions.specs(sel),
+        seed=reg.seed, kind=reg.kind, resources=resources, packages=reg.packages, source=reg.source,
+        load=reg.load, positional=list(reg.positional), pass_job=reg.pass_job,
+        log_file=str(reg.layout.log(job_hash)), array_var=getattr(cf, "array_var", None),
+        array_jobs=bool(resources.get("chunks_as_arrayjobs")), job_names=names, python=sys.executable,
+        code_files=dict(reg.extra.get("code_files", {})),
+        hooks={k: v for k, v in getattr(cf, "hooks", {}).items() if k in NODE_HOOKS},
+        store=reg.store,
+    )
+
+
+def submit_with_retries(reg, jc: JobCollection, sleep_fn: Callable[[int], float]) -> SubmitJobResult:
+    """Hand ``jc`` to the backend, retrying temporary errors; SubmitError on a permanent one."""
+    cf = reg.cluster_functions
+    i = 0
+    while True:
+        result = cf.submit_job(reg, jc)
+        if not isinstance(result, SubmitJobResult):
+            raise TypeError(f"cluster functions {cf.name}: submit_job must return a SubmitJobResult, "
+                            f"got {type(result).__name__}")
+        if result.status == 0:
+            return result
+        if result.status <= 100:
+            wait = sleep_fn(i)
+            log.info("temporary submit error (%s), retrying in %.1fs", result.msg, wait)
+            time.sleep(wait)
+            i += 1
+            continue
+        raise SubmitError(f"Fatal error occurred while submitting with {cf.name}: {result.msg}")

@@ -1,0 +1,113 @@
+"""The top of the node code: run a job collection in this process, or as this process.
+
+``python -m batchtools.worker JOB_COLLECTION_FILE`` (the public entry point, R's
+``doJobCollection``) calls :func:`main`: it redirects the process's stdout and stderr (file
+descriptors, so output of C code is caught too) to the collection's log file, turns SIGTERM into
+"finish the running job as failed, start no other", and runs the collection. A collection is
+either a chunk of jobs (:func:`~.execute.run_chunk`) or a pool worker that claims its jobs from
+the registry (:mod:`.pool_worker`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+
+from ..core.collection import JobCollection
+from ..core.files import read_pickle
+from ..core.layout import Layout
+from .execute import run_chunk
+from .pool_worker import run_pool_worker
+from .session import TERMINATING
+
+UPDATE_INTERVAL = 1.0
+
+
+def run_collection(jc: JobCollection, update_interval: float | None, sink: list | None = None) -> dict[str, int]:
+    """Run ``jc`` here: its chunk of jobs, or, for a pool worker, the jobs it claims."""
+    if jc.pool:
+        return run_pool_worker(jc, update_interval, sink)
+    return run_chunk(jc, update_interval, sink)
+
+
+def do_job_collection(
+    jc: JobCollection | str | os.PathLike,
+    output: str | os.PathLike | None = None,
+    update_interval: float | None = None,
+    sink: list | None = None,
+) -> dict[str, int]:
+    """Run every job of ``jc`` (a JobCollection or the path of its file).
+
+    ``output``: a file the jobs' printed output is appended to (Python-level
+    redirection); ``None`` writes to the current ``sys.stdout``. Returns counts
+    ``{"done": ..., "error": ...}``. Results go to ``results/<job_id>.pkl`` and
+    status updates to ``updates/``; call ``sync_registry()`` on the master to see them.
+
+    >>> import batchtools as bt
+    >>> reg = bt.make_registry(file_dir=None, seed=1)
+    >>> _ = bt.batch_map(lambda x: x + 1, [1, 2])
+    >>> jc = bt.make_job_collection([1, 2])
+    >>> bt.do_job_collection(jc, output=jc.log_file)
+    {'done': 2, 'error': 0}
+    """
+    if not isinstance(jc, JobCollection):
+        jc = read_pickle(jc)
+    with contextlib.ExitStack() as stack:
+        if output is not None:
+            fh = stack.enter_context(open(output, "a", encoding="utf-8", errors="replace"))
+            stack.enter_context(contextlib.redirect_stdout(fh))
+            stack.enter_context(contextlib.redirect_stderr(fh))
+        return run_collection(jc, update_interval, sink)
+
+
+def redirect_output(log_file: str) -> None:
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    # one Python-level stream for both, so tracebacks and prints stay in order
+    sys.stdout = sys.stderr = open(1, "w", encoding="utf-8", errors="replace", closefd=False)
+
+
+def _terminated(signum, frame) -> None:
+    # a scheduler ending the job (walltime, memory, scancel) sends SIGTERM before SIGKILL:
+    TERMINATING.set()
+    # raise, so the running job is recorded as an error with this reason
+    raise SystemExit(f"terminated by {signal.Signals(signum).name} (scheduler's time or memory limit, or a kill)")
+
+
+def log_file_of(jc: JobCollection) -> str:
+    """The log this process writes: the collection's, or its array task's."""
+    if jc.array_jobs and jc.array_var and os.environ.get(jc.array_var):
+        return str(Layout(jc.file_dir).array_log(jc.job_hash, os.environ[jc.array_var]))
+    return jc.log_file
+
+
+def run_file(path: str) -> int:
+    """Run the job collection stored at ``path`` as this process; 0 if it ran (jobs may have failed)."""
+    jc = read_pickle(path)
+    log_file = log_file_of(jc)
+    if log_file:
+        redirect_output(log_file)
+    signal.signal(signal.SIGTERM, _terminated)
+    if os.environ.get("BATCHTOOLS_DEBUG"):
+        from ..core.debug import enable_debug
+
+        enable_debug()
+    try:
+        run_collection(jc, UPDATE_INTERVAL)
+    finally:
+        sys.stdout.flush()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m batchtools.worker JOB_COLLECTION_FILE", file=sys.stderr)
+        return 2
+    return run_file(argv[0])

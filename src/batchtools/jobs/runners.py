@@ -1,0 +1,59 @@
+"""What runs one job of each kind on the node: the runner (user function call) and the Job object.
+
+The one place on the node that looks at a collection's kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..core.collection import JobCollection
+from ..core.layout import Layout
+from .experiment import ExperimentJob, experiment_runner
+from .job import Job
+from .session import load_cached, prepare_namespace, restore_code_files
+
+
+def map_runner(jc: JobCollection) -> Callable[[Job], Any]:
+    """Calls ``batch_map``'s function with one job's arguments."""
+    layout = Layout(jc.file_dir)
+    fun = load_cached(layout.user_function)
+    more_args = load_cached(layout.more_args) if layout.more_args.exists() else {}
+    namespace = getattr(fun, "__globals__", {})
+    prepare_namespace(jc, namespace)
+    restore_code_files(namespace, jc.code_files, [fun])
+    positional = list(jc.positional)
+
+    def run(job: Job) -> Any:
+        pars = job.pars
+        args = [pars[c] for c in positional]
+        kwargs = {k: v for k, v in pars.items() if k not in positional} if positional else dict(pars)
+        kwargs.update(more_args)
+        if jc.pass_job:
+            kwargs["job"] = job
+        return fun(*args, **kwargs)
+
+    return run
+
+
+def _map_job(jc: JobCollection, spec: dict[str, Any]) -> Job:
+    job_id = spec["job_id"]
+    return Job(id=job_id, pars=spec["pars"], seed=jc.seed + job_id, resources=jc.resources, file_dir=jc.file_dir)
+
+
+# kind -> (runner factory, job factory)
+KINDS: dict[str, tuple[Callable, Callable]] = {
+    "map": (map_runner, _map_job),
+    "experiment": (experiment_runner, ExperimentJob.from_spec),
+}
+
+
+def make_runner(jc: JobCollection) -> Callable[[Job], Any]:
+    """The function that runs one job of ``jc`` and returns its result."""
+    return KINDS[jc.kind][0](jc)
+
+
+def make_job(jc: JobCollection, spec: dict[str, Any]) -> Job:
+    """The Job object (seed, pars, rng, resources) of one job spec of ``jc``."""
+    return KINDS[jc.kind][1](jc, spec)

@@ -1,0 +1,175 @@
+"""A node's session around the jobs it runs: banner, working directory, imported packages,
+sourced files, exports, thread-count resources, warnings into the log.
+
+Everything here runs on the node (no pandas).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import sys
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+from .._version import __version__
+from ..core.collection import JobCollection
+from ..core.files import read_pickle
+from ..core.layout import Layout
+from ..core.protocol import MARK
+
+THREAD_VARS = {
+    "omp_threads": ("OMP_NUM_THREADS",),
+    "blas_threads": (
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "BLIS_NUM_THREADS",
+        "VECLIB_MAXIMUM_THREADS",
+        "NUMEXPR_NUM_THREADS",
+    ),
+}
+_cache: dict[tuple, Any] = {}
+# set when the scheduler asked this process to end (SIGTERM): start no further job
+TERMINATING = threading.Event()
+
+
+def say(msg: str) -> None:
+    """One marker line in the log (``### [bt]: ...``)."""
+    print(f"{MARK}{msg}", file=sys.stdout)
+
+
+def load_cached(path: str | os.PathLike) -> Any:
+    """Unpickle ``path`` once per process (keyed by path, mtime and size)."""
+    st = os.stat(path)
+    key = (os.fspath(path), st.st_mtime_ns, st.st_size)
+    if key not in _cache:
+        _cache[key] = read_pickle(path)
+    return _cache[key]
+
+
+def _log_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Every warning a job raises goes to its log (whatever the session did to ``showwarning``)."""
+    sys.stdout.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def import_packages(packages, namespace: dict) -> None:
+    """Import each module (``"numpy"`` or ``"numpy as np"``) and bind it in ``namespace``."""
+    for spec in packages:
+        name, _, alias = (p.strip() for p in spec.partition(" as "))
+        module = importlib.import_module(name)
+        if alias:
+            namespace[alias] = module
+        else:
+            top = name.split(".")[0]
+            namespace[top] = sys.modules[top]
+
+
+def prepare_namespace(jc: JobCollection, namespace: dict) -> None:
+    """Packages, sourced files, loaded objects and exports, as R's node set-up does."""
+    import_packages(jc.packages, namespace)
+    for path in jc.source:
+        code = compile(Path(path).read_text(), path, "exec")
+        scope: dict = {"__name__": "__batchtools_source__", "__file__": path}
+        exec(code, scope)
+        namespace.update({k: v for k, v in scope.items() if not k.startswith("__")})
+    for path in jc.load:
+        obj = read_pickle(path)
+        namespace.update(obj if isinstance(obj, dict) else {Path(path).stem: obj})
+    exports = Layout(jc.file_dir).dir("exports")
+    if exports.is_dir():
+        for entry in os.scandir(exports):
+            if entry.name.endswith(".pkl") and not entry.name.startswith("."):
+                namespace[entry.name[:-4]] = load_cached(entry.path)
+
+
+@contextlib.contextmanager
+def applied_resources(resources: dict[str, Any]):
+    """Thread-count variables, threadpoolctl limits and joblib's backend for a chunk."""
+    saved: dict[str, str | None] = {}
+    stack = contextlib.ExitStack()
+    try:
+        for res, names in THREAD_VARS.items():
+            if resources.get(res) is not None:
+                n = str(int(resources[res]))
+                for var in names:
+                    saved[var] = os.environ.get(var)
+                    os.environ[var] = n
+                say(f"Setting {', '.join(names)} to {n}")
+        blas = resources.get("blas_threads")
+        if blas is not None:
+            with contextlib.suppress(ImportError):
+                from threadpoolctl import threadpool_limits
+
+                stack.enter_context(threadpool_limits(limits=int(blas)))
+        backend = resources.get("inner_backend")
+        if backend is not None:
+            import joblib
+
+            n_jobs = int(resources.get("ncpus") or 1)
+            stack.enter_context(joblib.parallel_config(backend=backend, n_jobs=n_jobs))
+            say(f"Inner parallelization: joblib backend '{backend}' with n_jobs={n_jobs}")
+        yield
+    finally:
+        stack.close()
+        for var, old in saved.items():
+            if old is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = old
+
+
+def restore_code_files(namespace: dict, code_files: dict[str, str], extra=()) -> None:
+    """Give functions pickled by value their source file back, so tracebacks name it."""
+    if not code_files:
+        return
+    seen: set[int] = set()
+
+    def fix(fn) -> None:
+        code = getattr(fn, "__code__", None)
+        path = code_files.get(getattr(fn, "__module__", None) or "")
+        if code is None or path is None or id(fn) in seen or code.co_filename != "<dynamic-code>":
+            return
+        seen.add(id(fn))
+        fn.__code__ = _with_filename(code, path)
+
+    for obj in list(namespace.values()) + list(extra):
+        fix(obj)
+
+
+def _with_filename(code, path: str):
+    consts = tuple(_with_filename(c, path) if hasattr(c, "co_filename") else c for c in code.co_consts)
+    return code.replace(co_filename=path, co_consts=consts)
+
+
+def user_traceback(e: BaseException):
+    """The exception's traceback without batchtools' own frames."""
+    tb = e.__traceback__
+    here = os.path.dirname(os.path.abspath(__file__))
+    while tb is not None and tb.tb_next is not None and os.path.dirname(tb.tb_frame.f_code.co_filename) == here:
+        tb = tb.tb_next
+    return tb
+
+
+@contextlib.contextmanager
+def node_session(jc: JobCollection, what: str):
+    """A node's set-up around running jobs: banner, working directory, resources, warnings to the log."""
+    say(f"This is batchtools v{__version__} (Python {sys.version.split()[0]})")
+    say(what)
+    old_cwd = os.getcwd()
+    try:
+        if jc.work_dir and os.path.isdir(jc.work_dir):
+            if jc.work_dir not in sys.path:  # user modules next to the script import as they did there
+                sys.path.insert(0, jc.work_dir)
+            os.chdir(jc.work_dir)
+            say(f"Setting working directory to '{jc.work_dir}'")
+        with applied_resources(jc.resources), warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = _log_warning
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.chdir(old_cwd)

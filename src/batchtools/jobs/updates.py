@@ -1,0 +1,67 @@
+"""The node's side of status reporting: rows (see :mod:`batchtools.core.protocol`) collected per
+job and written in batches to ``updates/`` (or handed to the master in memory when it runs the
+jobs itself)."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import uuid
+
+from ..core.files import atomic_write_bytes
+from ..core.layout import Layout
+from ..core.protocol import DONE, ERROR, MEM_USED, STARTED, new_row
+
+
+class UpdateBuffer:
+    """Collects status rows and writes them to ``updates/<hash>-<tag>-<n>.pkl``. With
+    ``interval`` a background thread flushes every ``interval`` seconds, so the master sees
+    jobs start while they run; with ``sink`` (a list) rows go there instead of to files."""
+
+    def __init__(self, layout: Layout, job_hash: str, interval: float | None = None, sink: list | None = None):
+        self.layout = layout
+        self.sink = sink
+        self.job_hash = job_hash
+        self.tag = uuid.uuid4().hex[:8]
+        self.rows: dict[int, list] = {}
+        self.seq = 0
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
+        if interval:
+            self._thread = threading.Thread(target=self._loop, args=(interval,), daemon=True)
+            self._thread.start()
+
+    def _loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            self.flush()
+
+    def set(self, job_id: int, started=None, done=None, error=None, mem_used=None) -> None:
+        """Record what is new about ``job_id`` (None: nothing new in that field)."""
+        with self.lock:
+            row = self.rows.get(job_id)
+            if row is None:
+                row = self.rows[job_id] = new_row(job_id)
+            for i, v in ((STARTED, started), (DONE, done), (ERROR, error), (MEM_USED, mem_used)):
+                if v is not None and v == v:
+                    row[i] = v
+
+    def flush(self) -> None:
+        with self.lock:
+            if not self.rows:
+                return
+            data = list(self.rows.values())
+            if self.sink is not None:  # in-process run: hand rows to the master directly
+                self.sink.append((self.job_hash, data))
+                self.rows.clear()
+                return
+            path = self.layout.update(self.job_hash, f"{self.tag}-{self.seq}")
+            atomic_write_bytes(path, pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
+            self.rows.clear()
+            self.seq += 1
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.flush()
