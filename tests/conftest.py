@@ -1,7 +1,6 @@
 """Fixtures of the tests (the isolation of every test and doctest is in the root conftest.py)."""
 
 import os
-import subprocess
 import time
 
 import pytest
@@ -61,11 +60,34 @@ def running_jobs(timeout: float = 30.0) -> list[int]:
     return wait_until(lambda: bt.find_running()["job_id"].tolist(), timeout, "a running job", poll=0.1)
 
 
-def scheduler_registry(path, cf, cancel: list[str]):
-    """Fixture body: a registry on a real scheduler, polled every 0.5-2 s; afterwards ``cancel``
-    (e.g. ``scancel --user root``) removes whatever a failed test left queued."""
+def scheduler_registry(path, cf):
+    """Fixture body: a registry on a real scheduler, polled every 0.5-2 s; afterwards the jobs of
+    this registry that a failed test left on the scheduler are cancelled (and only those: other
+    users of the same scheduler, e.g. a parallel test run, keep theirs)."""
     cf.poll, cf.poll_max = 0.5, 2
     r = bt.make_registry(file_dir=path, seed=1, conf_file=None)
     r.cluster_functions = cf
     yield r
-    subprocess.run(cancel, capture_output=True)
+    cancel_own_jobs(r)
+
+
+def cancel_own_jobs(reg) -> None:
+    """Kill the scheduler jobs (and pool workers) of ``reg`` that are still queued or running."""
+    cf = reg.cluster_functions
+    try:
+        reg.sync()
+    except Exception:
+        pass
+    ours = set(reg.status["batch_id"].dropna().astype(str))
+    pool = getattr(reg, "_pool", None)
+    if pool is not None:
+        ours |= {str(w["batch_id"]) for w in pool.workers.values() if w.get("batch_id")}
+    try:
+        queued, running = cf.list_on_system(reg)
+    except Exception:
+        return
+    for batch_id in sorted((queued | running) & ours):
+        try:
+            cf.kill_job(reg, batch_id)
+        except Exception:
+            pass

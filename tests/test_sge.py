@@ -33,7 +33,7 @@ def sge():
 @pytest.fixture
 def gereg(tmp_path, sge):
     cf = bt.make_cluster_functions_sge(scheduler_latency=0, fs_latency=5)
-    yield from scheduler_registry(tmp_path / "sgereg", cf, ["qdel", "-u", os.environ.get("USER", "root")])
+    yield from scheduler_registry(tmp_path / "sgereg", cf)
 
 
 def test_sge_single_jobs_and_chunks(gereg):

@@ -34,7 +34,7 @@ def slurm():
 @pytest.fixture
 def sreg(tmp_path, slurm):
     cf = bt.make_cluster_functions_slurm(scheduler_latency=0, fs_latency=5)
-    yield from scheduler_registry(tmp_path / "slurmreg", cf, ["scancel", "--user", os.environ.get("USER", "root")])
+    yield from scheduler_registry(tmp_path / "slurmreg", cf)
 
 
 def test_single_jobs_chunks_and_arrays(sreg):
