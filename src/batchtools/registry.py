@@ -192,13 +192,19 @@ def make_experiment_registry(file_dir: str | os.PathLike | None = "registry", wo
 
 
 def load_registry(file_dir: str | os.PathLike, work_dir: str | None = None, conf_file: Any = ...,
-                  make_default: bool = True, writeable: bool = False) -> Registry:
+                  make_default: bool = True, writeable: bool = False, force: bool = False) -> Registry:
     """Open an existing registry. ``writeable=False`` (the default, as in batchtools)
     allows queries only; pass ``writeable=True`` to submit, reset or change jobs.
+
+    At most one session may change a registry at a time: ``writeable=True`` takes the registry's
+    lease and is refused, naming the holder, while another live session holds it. A dead holder's
+    lease is taken over with a warning; ``force=True`` takes it from a live one, which then turns
+    read-only. The cluster functions the registry was made with are rebuilt (a configuration
+    file that sets ``cluster_functions`` overrides them, with a warning).
 
     >>> import batchtools as bt
     >>> reg = bt.make_registry(file_dir=None)
     >>> bt.load_registry(reg.file_dir).writeable
     False
     """
-    return setup.open_registry(CLASSES, file_dir, work_dir, conf_file, make_default, writeable)
+    return setup.open_registry(CLASSES, file_dir, work_dir, conf_file, make_default, writeable, force)

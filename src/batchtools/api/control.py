@@ -34,9 +34,11 @@ def reset_jobs(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
 
 
 def _forget(reg: RegistryState, sel: np.ndarray) -> None:
-    forget_runs(reg, reg.pos(sel))
-    reg.save(("status",), meta=False)
-    reg.store.delete(sel.tolist())  # after the status: a crash leaves a stray file, not a lost result
+    with reg.mutation("reset jobs"):
+        forget_runs(reg, reg.pos(sel))
+        reg.save(("status",), meta=False)
+        # after the status: a crash leaves a stray file, not a lost result
+        reg.after_commit(lambda: reg.store.delete(sel.tolist()))
 
 
 def kill_jobs(ids=None, kill_timeout: float = 60, reg: RegistryState | None = None) -> pd.DataFrame:

@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..core.files import atomic_write_bytes
 from ..core.pickling import code_files, dump_function
 from ..core.registry import RegistryState, require_kind, resolve
 from ..core.state import done_mask
@@ -141,15 +140,15 @@ def batch_map(fun: Callable, *iterables: Iterable, args=None, more_args: dict | 
     more_bytes = dump_function(dict(more_args), "more_args")
     ids = np.arange(1, n + 1, dtype=np.int64)
     defs = pd.DataFrame({"def_id": ids, **columns})
-    # write function first: a crash before the tables are written leaves an empty registry
-    atomic_write_bytes(reg.layout.user_function, fun_bytes)
-    atomic_write_bytes(reg.layout.more_args, more_bytes)
-    reg.positional = [p for p in positional if p in columns]
-    reg.pass_job = pass_job
-    reg.extra = {**reg.extra, "code_files": code_files(fun)}
-    reg.defs = defs
-    reg.status = new_status(ids, ids)
-    reg.save()
+    with reg.mutation("add jobs"):
+        reg.write_bytes(reg.layout.user_function, fun_bytes)
+        reg.write_bytes(reg.layout.more_args, more_bytes)
+        reg.positional = [p for p in positional if p in columns]
+        reg.pass_job = pass_job
+        reg.extra = {**reg.extra, "code_files": code_files(fun)}
+        reg.defs = defs
+        reg.status = new_status(ids, ids)
+        reg.save()
     return pd.DataFrame({"job_id": ids})
 
 

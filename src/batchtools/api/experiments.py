@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..core.files import atomic_write_bytes, unlink_quietly
 from ..core.ids import ids_frame
 from ..core.pickling import code_files, dump_function
 from ..core.registry import RegistryState, require_kind, resolve
@@ -48,12 +47,13 @@ def _register(reg: RegistryState, kind: str, name: str, obj: Any, fun: Callable 
     else:
         names.append(name)
     path = reg.layout.problem(name) if kind == "problem" else reg.layout.algorithm(name)
-    path.parent.mkdir(exist_ok=True)
-    atomic_write_bytes(path, payload)
-    files = dict(reg.extra.get("code_files", {}))
-    files.update(code_files(fun) if fun is not None else {})
-    reg.extra = {**reg.extra, key: names, "code_files": files}
-    reg.save(())
+    with reg.mutation(f"add a {kind}"):
+        path.parent.mkdir(exist_ok=True)
+        reg.write_bytes(path, payload)
+        files = dict(reg.extra.get("code_files", {}))
+        files.update(code_files(fun) if fun is not None else {})
+        reg.extra = {**reg.extra, key: names, "code_files": files}
+        reg.save(())
 
 
 def add_problem(name: str, data: Any = None, fun: Callable | None = None, seed: int | None = None,
@@ -216,12 +216,8 @@ def add_experiments(prob_designs: dict | None = None, algo_designs: dict | None 
     for a, rows in algo_rows.items():
         _accepted(load_cached(reg.layout.algorithm(a)).fun, set().union(*rows), "algo_designs", a, rows)
 
-    saved = {k: reg.tables[k] for k in ("designs", "defs", "status")}
-    try:
+    with reg.mutation("add experiments"):
         return _add(reg, prob_rows, algo_rows, int(repls), combine)
-    except BaseException:
-        reg.tables.update(saved)  # a failed call leaves the registry as it was
-        raise
 
 
 def _add(reg: RegistryState, prob_rows, algo_rows, repls: int, combine: str) -> pd.DataFrame:
@@ -349,7 +345,7 @@ def _remove_jobs(reg: RegistryState, job_ids: np.ndarray) -> None:
     reg.tables["tags"] = tags[~tags["job_id"].isin(job_ids)].reset_index(drop=True)
     reg.mark_dirty("defs", "status", "tags")
     reg.save(("status", "defs", "tags"), meta=False)
-    reg.store.delete(job_ids.tolist())
+    reg.after_commit(lambda: reg.store.delete(job_ids.tolist()))
 
 
 def remove_experiments(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
@@ -360,7 +356,8 @@ def remove_experiments(ids=None, reg: RegistryState | None = None) -> pd.DataFra
         raise ValueError("ids: say which experiments to remove (e.g. find_experiments(...)); "
                          "use clear_registry() to remove all")
     sel = reg.ids(ids)
-    _remove_jobs(reg, sel)
+    with reg.mutation("remove experiments"):
+        _remove_jobs(reg, sel)
     return ids_frame(sel)
 
 
@@ -373,13 +370,14 @@ def _remove_defs(reg: RegistryState, kind: str, names) -> pd.DataFrame:
         raise ValueError(f"name: unknown {col}(s) {unknown}; known: {known}")
     jobs = reg.definitions.job_frame(reg.job_ids)
     gone = jobs.loc[jobs[col].isin(names), "job_id"].to_numpy()
-    _remove_jobs(reg, gone)
-    des = reg.tables["designs"]
-    reg.tables["designs"] = des[~((des["kind"] == kind) & des["name"].isin(names))].reset_index(drop=True)
-    reg.extra = {**reg.extra, key: [n for n in known if n not in names]}
-    reg.mark_dirty("designs")
-    reg.save()
-    unlink_quietly(reg.layout.problem(n) if kind == "prob" else reg.layout.algorithm(n) for n in names)
+    with reg.mutation(f"remove {key}"):
+        _remove_jobs(reg, gone)
+        des = reg.tables["designs"]
+        reg.tables["designs"] = des[~((des["kind"] == kind) & des["name"].isin(names))].reset_index(drop=True)
+        reg.extra = {**reg.extra, key: [n for n in known if n not in names]}
+        reg.mark_dirty("designs")
+        reg.save()
+        reg.delete_after(reg.layout.problem(n) if kind == "prob" else reg.layout.algorithm(n) for n in names)
     return ids_frame(gone)
 
 

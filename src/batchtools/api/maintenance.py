@@ -11,7 +11,8 @@ from typing import Any
 import pandas as pd
 
 from ..core import registry as core
-from ..core.files import unlink_quietly, write_pickle
+from ..core.files import unlink_quietly
+from ..core.pickling import dump_function
 from ..core.pool import pool_state
 from ..core.registry import RegistryState, resolve
 from ..core.state import done_mask, masks
@@ -23,8 +24,8 @@ log = logging.getLogger("batchtools")
 def save_registry(reg: RegistryState | None = None) -> None:
     """Write the registry's settings and tables to disk (atomically)."""
     reg = resolve(reg)
-    reg.assert_writeable("save the registry")
-    reg.save(tuple(reg.tables))
+    with reg.mutation("save the registry"):
+        reg.save(tuple(reg.tables))
 
 
 def sync_registry(reg: RegistryState | None = None) -> bool:
@@ -73,18 +74,22 @@ def sweep_registry(reg: RegistryState | None = None) -> dict[str, int]:
 def clear_registry(reg: RegistryState | None = None) -> None:
     """Remove every job (definitions, status, results, logs) but keep the registry's settings."""
     reg = resolve(reg)
-    reg.assert_writeable("clear the registry")
-    reg.tables = reg.definitions.empty_tables()
-    reg.extra = {**reg.extra, **reg.definitions.initial_extra()}
-    reg.extra.pop("code_files", None)
-    reg.save(tuple(reg.tables))
+    with reg.mutation("clear the registry"):
+        reg.tables = reg.definitions.empty_tables()
+        reg.extra = {**reg.extra, **reg.definitions.initial_extra()}
+        reg.extra.pop("code_files", None)
+        reg.save(tuple(reg.tables))
+        reg._pool = None
+        reg.after_commit(lambda: _remove_job_files(reg))
+
+
+def _remove_job_files(reg: RegistryState) -> None:
     for sub in ("results", "logs", "jobs", "updates", "problems", "algorithms", "external"):
         d = reg.layout.dir(sub)
         if d.is_dir():
             unlink_quietly(e.path for e in os.scandir(d) if e.is_file())
     unlink_quietly([reg.layout.user_function, reg.layout.more_args])
     shutil.rmtree(reg.layout.pool, ignore_errors=True)
-    reg._pool = None
 
 
 def remove_registry(wait: float = 0, reg: RegistryState | None = None) -> str:
@@ -120,12 +125,18 @@ def batch_export(export: dict[str, Any] | None = None, unexport=(), reg: Registr
     for name in list(export) + list(unexport):
         if not isinstance(name, str) or not name.isidentifier():
             raise ValueError(f"export/unexport: {name!r} is not a valid Python identifier")
+    payloads = {}
+    for name, obj in export.items():  # all of them first: a call that fails exports nothing
+        try:
+            payloads[name] = dump_function(obj, f"export: {name!r}")
+        except TypeError as e:
+            raise TypeError(f"{e}; nothing was exported") from None
     if export or unexport:
-        reg.assert_writeable("export objects")
-        reg.layout.dir("exports").mkdir(exist_ok=True)
-    for name, obj in export.items():
-        write_pickle(reg.layout.export(name), obj)
-    unlink_quietly(reg.layout.export(n) for n in unexport)
+        with reg.mutation("export objects"):
+            reg.layout.dir("exports").mkdir(exist_ok=True)
+            for name, data in payloads.items():
+                reg.write_bytes(reg.layout.export(name), data)
+            reg.delete_after(reg.layout.export(n) for n in unexport)
     d = reg.layout.dir("exports")
     names = sorted(e.name[:-4] for e in os.scandir(d) if e.name.endswith(".pkl")) if d.is_dir() else []
     return pd.DataFrame({"name": names, "uri": [str(reg.layout.export(n)) for n in names]})

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..core.errors import ResultNotFoundError
+from ..core.errors import CorruptFileError, ResultNotFoundError
 from ..core.registry import RegistryState, resolve
 from ..core.state import done_mask
 
 _RAISE = object()
+log = logging.getLogger("batchtools")
 
 
 def _selection(reg: RegistryState, ids) -> np.ndarray:
@@ -31,7 +33,7 @@ def _results(reg: RegistryState, sel: np.ndarray, missing_val: Any, fun: Callabl
             f"ids: {bad.size} job(s) have no result (not done or failed), e.g. {bad[:5].tolist()}. "
             "Pass ids=find_done() or missing_val=None to fill them."
         )
-    values = iter(reg.store.get_many(sel[done].tolist()))
+    values = iter(_read_results(reg, sel[done], missing_val))
     out = []
     for ok in done.tolist():
         if ok:
@@ -41,6 +43,24 @@ def _results(reg: RegistryState, sel: np.ndarray, missing_val: Any, fun: Callabl
         else:
             value = missing_val
         out.append(value)
+    return out
+
+
+def _read_results(reg: RegistryState, ids: np.ndarray, missing_val: Any) -> list:
+    """Results of ``ids``; a corrupt one raises (naming file, job and remedy), or, with ``missing_val``
+    given, counts as missing with a warning, so one bad file never hides the others."""
+    try:
+        return reg.store.get_many(ids.tolist())
+    except CorruptFileError:
+        if missing_val is _RAISE:
+            raise
+    out = []
+    for job_id in ids.tolist():
+        try:
+            out.append(reg.store.get(job_id))
+        except CorruptFileError as e:
+            log.warning("%s; using missing_val for it", e)
+            out.append(missing_val)
     return out
 
 

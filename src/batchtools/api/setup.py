@@ -7,6 +7,7 @@ the registry classes that carry the verbs as methods.
 from __future__ import annotations
 
 import atexit
+import importlib
 import logging
 import os
 import random
@@ -18,11 +19,16 @@ from typing import Any
 
 from ..backends.multicore import make_cluster_functions_multicore
 from ..core import registry as core
+from ..core.backend import ClusterFunctions, make_cluster_functions
 from ..core.config import apply_conf_file, find_conf_file
 from ..core.errors import RegistryNotFoundError
-from ..core.files import read_pickle
+from ..core.files import read_table
 from ..core.layout import Layout
+from ..core.lease import Lease
+from ..core.recovery import recover
 from ..core.registry import RegistryState
+from ..core.txn import committed_versions
+from ..core.txn import recover as recover_unfinished_change
 
 log = logging.getLogger("batchtools")
 
@@ -73,14 +79,47 @@ def _conf_names() -> dict[str, Any]:
     return {"bt": package, "batchtools": package}
 
 
-def _finish_setup(reg: RegistryState, work_dir, conf_file, packages, source, load) -> None:
-    reg.cluster_functions = make_cluster_functions_multicore()
+def _unavailable(spec: dict, error: Exception) -> ClusterFunctions:
+    """Stands in for saved cluster functions that cannot be rebuilt here: asking it anything
+    fails with the reason, instead of reporting the registry's jobs as expired."""
+    name = spec["constructor"].rpartition(":")[2].replace("make_cluster_functions_", "").capitalize()
+    why = (f"the registry's cluster functions ({spec['constructor']}) cannot be rebuilt here: "
+           f"{type(error).__name__}: {error}. Set reg.cluster_functions = ..., or name them in a configuration file")
+
+    def refuse(reg, *args):
+        raise RuntimeError(why)
+
+    return make_cluster_functions(f"{name} (unavailable)", refuse, kill_job=refuse, list_jobs=refuse, info=why)
+
+
+def restore_cluster_functions(spec: dict | None) -> ClusterFunctions | None:
+    """Rebuild the cluster functions saved with a registry (constructor and arguments)."""
+    if not spec:
+        return None
+    module, _, name = spec["constructor"].partition(":")
+    if not module.startswith("batchtools."):
+        log.warning("the registry's cluster functions came from %s, which is not rebuilt on load; "
+                    "set reg.cluster_functions or use a configuration file", spec["constructor"])
+        return None
+    try:
+        return getattr(importlib.import_module(module), name)(**spec["kwargs"])
+    except Exception as e:
+        log.warning("could not rebuild the registry's cluster functions %s: %s", spec["constructor"], e)
+        return _unavailable(spec, e)
+
+
+def _finish_setup(reg: RegistryState, work_dir, conf_file, packages, source, load,
+                  saved: ClusterFunctions | None = None) -> None:
+    reg.cluster_functions = saved if saved is not None else make_cluster_functions_multicore()
     reg.packages = _check_strings(packages, "packages")
     reg.source = _check_strings(source, "source", files=True)
     reg.load = _check_strings(load, "load", files=True)
     if conf_file is ...:
         conf_file = find_conf_file()
     apply_conf_file(reg, conf_file, _conf_names())
+    if saved is not None and reg.cluster_functions is not saved:
+        log.warning("configuration file %s sets the cluster functions %r, overriding %r saved with the registry",
+                    conf_file, reg.cluster_functions, saved)
     if work_dir is not None:
         reg.work_dir = str(work_dir)
     if not Path(reg.work_dir).is_dir():
@@ -103,11 +142,15 @@ def create_registry(cls: type[RegistryState], file_dir, work_dir=None, conf_file
     try:
         _finish_setup(reg, work_dir, conf_file, packages, source, load)
         reg.layout.make_dirs()
+        reg.take_lease()
         reg.save(tuple(reg.tables))
     except BaseException:
+        if reg.lease is not None:
+            reg.lease.release()
         if temporary or not existed:
             shutil.rmtree(file_dir, ignore_errors=True)
         raise
+    reg._persist_cf = True
     if temporary:
         reg.temporary = True
         atexit.register(shutil.rmtree, str(reg.file_dir), True)
@@ -118,27 +161,51 @@ def create_registry(cls: type[RegistryState], file_dir, work_dir=None, conf_file
 
 
 def open_registry(classes: dict[str, type[RegistryState]], file_dir: str | os.PathLike, work_dir: str | None = None,
-                  conf_file: Any = ..., make_default: bool = True, writeable: bool = False) -> RegistryState:
+                  conf_file: Any = ..., make_default: bool = True, writeable: bool = False,
+                  force: bool = False) -> RegistryState:
     """Open the registry in ``file_dir`` as ``classes[kind]``; see ``load_registry``."""
     if not isinstance(writeable, bool):
         raise TypeError("writeable: must be True or False")
+    if not isinstance(force, bool):
+        raise TypeError("force: must be True or False")
+    if force and not writeable:
+        raise ValueError("force: takes the writeable lease, so it needs writeable=True")
     layout = Layout(file_dir)
     if not layout.file_dir.is_dir():
         raise RegistryNotFoundError(f"file_dir: {str(file_dir)!r} does not exist; create a registry with make_registry()")
     if not layout.meta.is_file():
         raise RegistryNotFoundError(f"file_dir: {str(file_dir)!r} holds no registry (no registry.pkl)")
-    meta = read_pickle(layout.meta)
-    reg = classes[meta.get("kind", "map")](layout.file_dir, writeable=writeable)
-    reg.set_meta(meta)
-    reg.read_tables()
-    stored_work_dir = reg.work_dir
-    if not Path(stored_work_dir).is_dir():
-        reg.work_dir = os.getcwd()
-    _finish_setup(reg, work_dir, conf_file, reg.packages, [], [])
-    reg.source, reg.load = meta.get("source", ()), meta.get("load", ())
-    if writeable:
-        reg.layout.make_dirs()
-    reg.sync()
+    lease = None
+    if writeable:  # the lease first: from here on no other session changes anything
+        lease = Lease(layout.file_dir)
+        lease.acquire(force=force)
+    try:
+        if writeable:
+            recover_unfinished_change(layout.file_dir)
+        meta_path = committed_versions(layout.file_dir).get(str(layout.meta), layout.meta) or layout.meta
+        try:
+            meta = read_table(meta_path, "settings")
+        except FileNotFoundError:
+            meta = read_table(layout.meta, "settings")
+        reg = classes[meta.get("kind", "map")](layout.file_dir, writeable=writeable)
+        reg.lease = lease
+        reg.set_meta(meta)
+        reg.read_tables()
+        stored_work_dir = reg.work_dir
+        if not Path(stored_work_dir).is_dir():
+            reg.work_dir = os.getcwd()
+        _finish_setup(reg, work_dir, conf_file, reg.packages, [], [],
+                      saved=restore_cluster_functions(meta.get("cluster_functions")))
+        reg.source, reg.load = meta.get("source", ()), meta.get("load", ())
+        if writeable:
+            reg.layout.make_dirs()
+        recover(reg)
+        reg.sync()
+    except BaseException:
+        if lease is not None:
+            lease.release()
+        raise
+    reg._persist_cf = True
     if make_default:
         core.set_default_registry(reg)
     return reg

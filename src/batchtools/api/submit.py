@@ -7,6 +7,7 @@ refuses it; the status rows change only for accepted chunks.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -17,6 +18,7 @@ import pandas as pd
 from ..core.backend import run_hook
 from ..core.files import unlink_quietly, write_pickle
 from ..core.ids import as_id_array
+from ..core.journal import Journal
 from ..core.progress import progress
 from ..core.registry import RegistryState, resolve
 from ..core.resources import check_resources, resource_id
@@ -113,6 +115,7 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
     accepted = 0  # jobs [0, accepted) were accepted by the backend
     recorded = 0  # jobs [0, recorded) are in the status table
     stashes: list[tuple[np.ndarray, str]] = []  # results of previous runs set aside, per accepted chunk
+    journal = Journal(reg.layout.journal)  # accepted chunks survive a master killed before the next save
     run_hook(reg, "pre_submit")
     last_save = time.time()
 
@@ -139,11 +142,14 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
                 moved = reg.store.stash(terminated_ids(reg, pos[a:b]).tolist(), jc.job_hash)
                 reg.inflight.add(jc.job_hash)
                 try:
+                    journal.intent(jc.job_hash, ids[a:b])
                     result = submit_with_retries(reg, jc, sleep_fn)
                 except BaseException:
+                    with contextlib.suppress(OSError):
+                        journal.refused(jc.job_hash)
                     reg.inflight.discard(jc.job_hash)
                     reg.store.restore(moved, jc.job_hash)
-                    unlink_quietly([reg.layout.job_collection(jc.job_hash)])
+                    unlink_quietly([reg.layout.job_collection(jc.job_hash), reg.layout.script(jc.job_hash)])
                     raise
                 stashes.append((moved, jc.job_hash))
                 if not cf.store_job_files:
@@ -164,6 +170,9 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
                 rec_obj["log_file"][a:b] = ([os.path.basename(x) for x in logs] if isinstance(logs, (list, tuple))
                                             else os.path.basename(logs))
                 rec_obj["job_hash"][a:b] = jc.job_hash
+                journal.accepted(jc.job_hash, ids[a:b], t0, rec_obj["batch_id"][a:b] if isinstance(batch, np.ndarray)
+                                 else batch, rec_obj["log_file"][a:b].tolist() if isinstance(logs, (list, tuple))
+                                 else rec_obj["log_file"][a], chunk_res[k])
                 accepted = b
                 bar.update(b - a)
                 if time.time() - last_save > 10:
@@ -171,6 +180,7 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
     finally:
         if accepted > recorded or stashes:
             record()
+        journal.clear()  # every accepted chunk is in the saved status now
         log.debug("submitted %d of %d jobs in %d chunks", accepted, ids.size, len(groups))
     run_hook(reg, "post_submit")
     if cf.scheduler_latency:

@@ -64,4 +64,4 @@ def get_job_table(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
     pars = pars.drop(columns=[c for c in pars.columns if c in out.columns])
     res = get_job_resources(sel, reg)
     return pd.concat([out, pars.reset_index(drop=True), res[["resources"]]], axis=1).assign(
-        tags=tags_by_job(reg.tables["tags"], sel))
+        tags=pd.Series(tags_by_job(reg.tables["tags"], sel), dtype=object))

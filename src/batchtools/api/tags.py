@@ -23,11 +23,12 @@ def add_job_tags(ids=None, tags=(), reg: RegistryState | None = None) -> pd.Data
     reg = resolve(reg)
     tags = check_tags(tags)
     sel = reg.ids(ids)
-    reg.assert_writeable("tag jobs")
-    new = pd.DataFrame({"job_id": np.repeat(sel, len(tags)), "tag": np.tile(np.array(tags, dtype=object), len(sel))})
-    t = pd.concat([reg.tables["tags"], new], ignore_index=True).drop_duplicates()
-    reg.tables["tags"] = t.sort_values(["job_id", "tag"], kind="stable").reset_index(drop=True)
-    reg.save(("tags",), meta=False)
+    with reg.mutation("tag jobs"):
+        new = pd.DataFrame({"job_id": np.repeat(sel, len(tags)),
+                            "tag": np.tile(np.array(tags, dtype=object), len(sel))})
+        t = pd.concat([reg.tables["tags"], new], ignore_index=True).drop_duplicates()
+        reg.tables["tags"] = t.sort_values(["job_id", "tag"], kind="stable").reset_index(drop=True)
+        reg.save(("tags",), meta=False)
     return pd.DataFrame({"job_id": sel})
 
 
@@ -35,14 +36,14 @@ def remove_job_tags(ids=None, tags=(), reg: RegistryState | None = None) -> pd.D
     """Remove ``tags`` (default: all tags) from jobs. Returns the affected job ids."""
     reg = resolve(reg)
     sel = reg.ids(ids)
-    reg.assert_writeable("untag jobs")
     t = reg.tables["tags"]
     hit = t["job_id"].isin(sel)
     if tags:
         hit &= t["tag"].isin(check_tags(tags))
     affected = np.unique(t.loc[hit, "job_id"].to_numpy())
-    reg.tables["tags"] = t.loc[~hit].reset_index(drop=True)
-    reg.save(("tags",), meta=False)
+    with reg.mutation("untag jobs"):
+        reg.tables["tags"] = t.loc[~hit].reset_index(drop=True)
+        reg.save(("tags",), meta=False)
     return pd.DataFrame({"job_id": affected.astype(np.int64)})
 
 
@@ -58,7 +59,7 @@ def get_job_tags(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
     """``job_id`` and ``tags`` (comma-separated string, or None)."""
     reg = resolve(reg)
     sel = reg.ids(ids)
-    return pd.DataFrame({"job_id": sel, "tags": tags_by_job(reg.tables["tags"], sel)})
+    return pd.DataFrame({"job_id": sel, "tags": pd.Series(tags_by_job(reg.tables["tags"], sel), dtype=object)})
 
 
 def get_job_names(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
@@ -82,6 +83,7 @@ def set_job_names(ids=None, names=None, reg: RegistryState | None = None) -> Non
         if not all(isinstance(n, str) and n for n in names):
             raise TypeError("names: must be non-empty strings")
         values = np.array(names, dtype=object)
-    set_rows(reg.status, reg.pos(sel), "job_name", values)
-    reg.mark_dirty("status")
-    reg.save(("status",), meta=False)
+    with reg.mutation("name jobs"):
+        set_rows(reg.status, reg.pos(sel), "job_name", values)
+        reg.mark_dirty("status")
+        reg.save(("status",), meta=False)

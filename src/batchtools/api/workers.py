@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 
 from ..core.checks import check_number
-from ..core.files import write_pickle
 from ..core.ids import as_id_array
 from ..core.pool import ALIVE, PoolState, pool_state
 from ..core.registry import RegistryState, resolve
@@ -94,49 +93,47 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
         if not ALIVE & set(pool.current_states().values()):
             raise ValueError("n_workers: 0 only adds jobs for workers already running, and none is; "
                              "pass n_workers >= 1")
-    reg._pool = pool
-    reg.layout.make_pool_dirs()
-
-    if order.size:
-        queue = f"pool{uuid.uuid4().hex}"
-        jc = build_collection(reg, order, resources, job_hash=queue)
-        write_pickle(reg.layout.pool_queue(queue), jc)
-        previous = terminated_ids(reg, pos)
-        forget_runs(reg, pos)
-        st = reg.status
-        set_rows(st, pos, "submitted", time.time())
-        set_rows(st, pos, "resource_id", float(resource_id(reg, resources)))
-        for col in ("job_hash", "batch_id"):
-            set_rows(st, pos, col, queue)
-        reg.mark_dirty("status")
-        reg.save(("status",), meta=False)
-        reg.store.delete(previous.tolist())  # after the status: a crash leaves a stray file, not a lost result
-        pool.queues[queue] = order
-        pool.save()
-        pool.claims.enqueue(queue, order.size)  # from here on workers may take them
-
-    for k in range(n_workers):
-        wid = f"worker{uuid.uuid4().hex}"
-        # an ordinary collection without jobs (same set-up on the node), plus the pool settings
-        wjc = dataclasses.replace(
-            build_collection(reg, np.empty(0, np.int64), resources, job_hash=wid), job_names=[f"bt-worker-{k + 1}"],
-            pool={"worker": wid, "heartbeat": float(heartbeat), "idle_timeout": float(idle_timeout),
-                  "max_claim": max_claim, "n_workers": n_workers},
-        )
-        if cf.store_job_collection:
-            write_pickle(reg.layout.job_collection(wid), wjc)
-        submitted = time.time()
-        # record the worker before it can claim (Interactive runs it inside submit_job)
-        pool.workers[wid] = {"batch_id": None, "log_file": f"{wid}.log", "submitted": submitted,
-                             "heartbeat": float(heartbeat), "state": "submitted"}
-        result = submit_with_retries(reg, wjc, sleep_fn)
-        batch = result.batch_id
-        if isinstance(batch, (list, tuple, np.ndarray)):
-            batch = batch[0]
-        logs = result.log_file or wjc.log_file
-        logs = logs[0] if isinstance(logs, (list, tuple)) else logs
-        pool.workers[wid].update(batch_id=str(batch), log_file=os.path.basename(logs))
-        pool.save()
+    cf.check_resources(resources)
+    failure = None
+    with reg.mutation("submit workers"):
+        reg._pool = pool
+        reg.layout.make_pool_dirs()
+        queue = f"pool{uuid.uuid4().hex}" if order.size else None
+        if queue:
+            jc = build_collection(reg, order, resources, job_hash=queue)
+            reg.write_pickle(reg.layout.pool_queue(queue), jc)
+            # previous runs' results: set aside now, dropped once the new state is saved, back if this fails
+            moved = reg.store.stash(terminated_ids(reg, pos).tolist(), queue)
+            reg.on_rollback(lambda: reg.store.restore(moved, queue))
+            reg.after_commit(lambda: reg.store.drop(moved, queue))
+            forget_runs(reg, pos)
+            st = reg.status
+            set_rows(st, pos, "submitted", time.time())
+            set_rows(st, pos, "resource_id", float(resource_id(reg, resources)))
+            for col in ("job_hash", "batch_id"):
+                set_rows(st, pos, col, queue)
+            reg.mark_dirty("status")
+            reg.save(("status",), meta=False)
+            pool.queues[queue] = order
+            pool.save()
+            pool.claims.enqueue(queue, order.size)  # from here on workers may take them
+            # if no worker can be started, nobody may ever take them
+            reg.on_rollback(lambda: pool.claims.cancel(queue, order.tolist()))
+        started = 0
+        for k in range(n_workers):
+            wid = f"worker{uuid.uuid4().hex}"
+            try:
+                started += _submit_worker(reg, pool, wid, k, resources, heartbeat, idle_timeout, max_claim,
+                                          n_workers, sleep_fn)
+            except BaseException as e:
+                pool.workers.pop(wid, None)
+                if not started:
+                    raise  # nothing runs: undo everything
+                failure = e  # some workers run the queue: keep what they do, then report
+                break
+    if failure is not None:
+        log.warning("submit_workers: only %d of %d worker(s) were accepted", started, n_workers)
+        raise failure
     if n_workers:
         log.info("submitted %d pool worker(s) for %d queued job(s)", n_workers, order.size)
     reg.sync()
@@ -144,6 +141,32 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
         time.sleep(cf.scheduler_latency)
     back = np.argsort(order, kind="stable")
     return pd.DataFrame({"job_id": order[back], "order": back + 1})
+
+
+def _submit_worker(reg: RegistryState, pool: PoolState, wid: str, k: int, resources: dict, heartbeat: float,
+                   idle_timeout: float, max_claim: int | None, n_workers: int, sleep_fn) -> int:
+    """Submit one pool worker; 1 once the backend accepted it."""
+    cf = reg.cluster_functions
+    # an ordinary collection without jobs (same set-up on the node), plus the pool settings
+    wjc = dataclasses.replace(
+        build_collection(reg, np.empty(0, np.int64), resources, job_hash=wid), job_names=[f"bt-worker-{k + 1}"],
+        pool={"worker": wid, "heartbeat": float(heartbeat), "idle_timeout": float(idle_timeout),
+              "max_claim": max_claim, "n_workers": n_workers},
+    )
+    if cf.store_job_collection:
+        reg.write_pickle(reg.layout.job_collection(wid), wjc)
+    # record the worker before it can claim (Interactive runs it inside submit_job)
+    pool.workers[wid] = {"batch_id": None, "log_file": f"{wid}.log", "submitted": time.time(),
+                         "heartbeat": float(heartbeat), "state": "submitted"}
+    result = submit_with_retries(reg, wjc, sleep_fn)
+    batch = result.batch_id
+    if isinstance(batch, (list, tuple, np.ndarray)):
+        batch = batch[0]
+    logs = result.log_file or wjc.log_file
+    logs = logs[0] if isinstance(logs, (list, tuple)) else logs
+    pool.workers[wid].update(batch_id=str(batch), log_file=os.path.basename(logs))
+    pool.save()
+    return 1
 
 
 def get_workers(reg: RegistryState | None = None) -> pd.DataFrame:

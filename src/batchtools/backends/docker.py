@@ -6,12 +6,13 @@ import getpass
 import re
 from collections.abc import Sequence
 
-from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions
+from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
 from .commands import cf_handle_unknown_submit_error, cf_kill_job, run_os_command
 
 CONTAINER_ID = re.compile(r"^[0-9a-f]{64}$")
 
 
+@restorable
 def make_cluster_functions_docker(image: str, docker_args: Sequence[str] = (), image_args: Sequence[str] = (),
                                   scheduler_latency: float = 1, fs_latency: float = 65) -> ClusterFunctions:
     """Run each job collection as ``docker run --detach`` of ``image`` (which needs pybatchtools,

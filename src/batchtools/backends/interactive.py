@@ -6,11 +6,12 @@ import subprocess
 import sys
 import uuid
 
-from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions
+from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
 from ..core.files import write_pickle
 from ..jobs.node import do_job_collection
 
 
+@restorable
 def make_cluster_functions_interactive(external: bool = False, write_logs: bool = True) -> ClusterFunctions:
     """Run jobs as they are submitted; ``submit_jobs`` blocks until they are done.
 

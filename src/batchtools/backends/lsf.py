@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from ..core.backend import ClusterFunctions
+from ..core.backend import ClusterFunctions, restorable
 from .bsub import make_bsub_cluster_functions
 
 
+@restorable
 def make_cluster_functions_lsf(template: str = "lsf", scheduler_latency: float = 1,
                                fs_latency: float = 65) -> ClusterFunctions:
     """Submit with ``bsub < script``; ``bjobs`` lists, ``bkill`` kills (see :mod:`.bsub`)."""

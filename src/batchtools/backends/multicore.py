@@ -7,6 +7,8 @@ it blocks until a child ends (no polling sleep, unlike R's one-second loop).
 from __future__ import annotations
 
 import atexit
+import itertools
+import logging
 import os
 import signal
 import subprocess
@@ -14,68 +16,121 @@ import sys
 import threading
 import time
 
-from ..core.backend import ClusterFunctions, SubmitJobResult, make_cluster_functions
+import psutil
+
+from ..core.backend import ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
 from .commands import local_ncpus
+
+log = logging.getLogger("batchtools")
 
 
 class ForkServer:
-    """Client of ``python -m batchtools.jobs.forkserver``: spawn, track and reap children."""
+    """Client of ``python -m batchtools.jobs.forkserver``: spawn and track children.
+
+    Children are tracked by pid and start time. While the server lives it reports every exit; if
+    it dies, its children carry on (they are not its to kill), so they are then tracked with
+    psutil until they end, and the next spawn starts a new server. A spawn either returns the
+    pid of a child that runs the collection or raises, and then no child runs it (see the
+    server's go signal).
+    """
 
     def __init__(self, ncpus: int) -> None:
         self.ncpus = ncpus
         self.proc: subprocess.Popen | None = None
         self.cond = threading.Condition()
-        self.running: set[int] = set()
-        self.replies: list[int] = []
+        self.running: dict[int, float | None] = {}  # pid -> start time, children of the live server
+        self.orphans: dict[int, float | None] = {}  # children of a server that died
+        self.replies: dict[int, int] = {}  # request id -> pid
+        self.requests = itertools.count(1)
+        self.deaths = 0  # servers that died under us
         self.changes = 0
+        self._atexit = False
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def ensure_started(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.alive():
             return
+        if self.proc is not None:
+            log.warning("the Multicore fork server (pid %d) died; starting a new one (running jobs carry on)",
+                        self.proc.pid)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "batchtools.jobs.forkserver"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
         )
         threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
-        atexit.register(self.close)
+        if not self._atexit:
+            atexit.register(self.close)
+            self._atexit = True
 
     def _read(self, proc: subprocess.Popen) -> None:
         for line in proc.stdout:
             kind, _, rest = line.decode().strip().partition(" ")
             with self.cond:
                 if kind == "pid":
-                    pid = int(rest)
-                    self.running.add(pid)
-                    self.replies.append(pid)
+                    request, _, pid = rest.partition(" ")
+                    self.replies[int(request)] = int(pid)
+                    self.running[int(pid)] = _start_time(int(pid))
                 elif kind == "exit":
-                    self.running.discard(int(rest.split()[0]))
+                    self.running.pop(int(rest.split()[0]), None)
                 self.changes += 1
                 self.cond.notify_all()
-        with self.cond:
-            self.running.clear()
-            self.replies.append(-1)
+        with self.cond:  # the server ended: its children now have to be watched directly
+            if proc is self.proc:
+                self.orphans.update(self.running)
+                self.running.clear()
+                self.deaths += 1
             self.changes += 1
             self.cond.notify_all()
 
+    def _prune_orphans(self) -> None:
+        """Forget orphaned children that ended (pid gone, or reused by another process)."""
+        for pid, started in list(self.orphans.items()):
+            if not _same_process(pid, started):
+                del self.orphans[pid]
+                self.changes += 1
+
+    def busy(self) -> int:
+        with self.cond:
+            self._prune_orphans()
+            return len(self.running) + len(self.orphans)
+
     def spawn(self, path: str) -> int:
         """Start a child running the collection at ``path``, once fewer than ``ncpus`` run; its pid."""
-        self.ensure_started()
         with self.cond:
-            while len(self.running) >= self.ncpus:
-                self.cond.wait()
-            self.proc.stdin.write(f"run {path}\n".encode())
-            self.proc.stdin.flush()
-            while not self.replies:
-                self.cond.wait()
-            pid = self.replies.pop(0)
-        if pid < 0:
-            raise RuntimeError("the Multicore fork server died; see the job's log")
+            while True:
+                self._prune_orphans()
+                if len(self.running) + len(self.orphans) < self.ncpus:
+                    break
+                self.cond.wait(0.2 if self.orphans else None)
+            self.ensure_started()
+            proc = self.proc
+            request = next(self.requests)
+            try:
+                proc.stdin.write(f"run {request} {path}\n".encode())
+                proc.stdin.flush()
+            except OSError:
+                pass  # a dead server: found out below
+            while request not in self.replies and proc is self.proc and proc.poll() is None:
+                self.cond.wait(0.5)
+            pid = self.replies.pop(request, None)
+        if pid is None:
+            raise RuntimeError("the Multicore fork server died before it started the job (nothing was started); "
+                               "submitting again starts a new server")
         return pid
+
+    def running_pids(self) -> list[int]:
+        with self.cond:
+            self._prune_orphans()
+            return list(self.running) + list(self.orphans)
 
     def wait(self, timeout: float) -> None:
         """Return when a child starts or ends, or after ``timeout`` seconds."""
         with self.cond:
             seen = self.changes
+            if self.orphans:  # their ends are not reported: look every 0.2 s
+                timeout = min(timeout, 0.2)
             self.cond.wait_for(lambda: self.changes != seen, timeout)
 
     def close(self) -> None:
@@ -85,6 +140,21 @@ class ForkServer:
                 self.proc.wait(timeout=5)
             except (OSError, subprocess.TimeoutExpired):
                 pass
+
+
+def _start_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def _same_process(pid: int, started: float | None) -> bool:
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE and (started is None or abs(proc.create_time() - started) < 0.01)
+    except psutil.Error:
+        return False
 
 
 def kill_pid(pid: int, grace: float = 1.0) -> None:
@@ -105,6 +175,7 @@ def kill_pid(pid: int, grace: float = 1.0) -> None:
         pass
 
 
+@restorable
 def make_cluster_functions_multicore(ncpus: int | None = None) -> ClusterFunctions:
     """Run job collections as background processes on this machine, at most ``ncpus`` at once.
 
@@ -123,8 +194,7 @@ def make_cluster_functions_multicore(ncpus: int | None = None) -> ClusterFunctio
         kill_pid(int(batch_id))
 
     def list_jobs_running(reg) -> list[str]:
-        with server.cond:
-            return [str(p) for p in server.running]
+        return [str(p) for p in server.running_pids()]
 
     return make_cluster_functions(
         "Multicore", submit_job, kill_job=kill_job, list_jobs_running=list_jobs_running,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import getpass
 import re
 
-from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions
+from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
 from ..core.layout import Layout
 from .commands import cf_handle_unknown_submit_error, cf_kill_job, run_os_command, temporary_error
-from .templates import cf_brew_template, cf_read_brew_template
+from .templates import cf_brew_template, cf_read_brew_template, check_script_resources
 
 TEMP_ERRORS = (
     "Job violates accounting policy",
@@ -23,6 +23,7 @@ QUEUED = {"PD", "CF", "RF", "RH", "RQ", "SE"}
 RUNNING = {"R", "S", "CG", "RS", "SI", "SO", "ST"}
 
 
+@restorable
 def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = True, nodename: str = "localhost",
                                  scheduler_latency: float = 1, fs_latency: float = 65) -> ClusterFunctions:
     """Submit job collections with ``sbatch``; list them with one ``squeue`` call per poll.
@@ -100,5 +101,5 @@ def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = Tru
         array_var="SLURM_ARRAY_TASK_ID", store_job_collection=True, store_job_files=True,
         scheduler_latency=scheduler_latency, fs_latency=fs_latency, poll=1.0, poll_max=30.0,
         max_array_size=max_array_size, info=nodename if nodename != "localhost" else "",
-        capabilities=Capabilities(array_jobs=array_jobs, per_job_resources=True),
+        resource_check=check_script_resources, capabilities=Capabilities(array_jobs=array_jobs, per_job_resources=True),
     )

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 
-from ..core.backend import ClusterFunctions, SubmitJobResult, make_cluster_functions
+from ..core.backend import ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
 from .commands import local_ncpus
 
 
@@ -101,6 +101,7 @@ class SocketProcesses:
         self.procs = []
 
 
+@restorable
 def make_cluster_functions_socket(ncpus: int | None = None) -> ClusterFunctions:
     """Run job collections on ``ncpus`` persistent local processes.
 

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from ..core.backend import ClusterFunctions, SubmitJobResult, make_cluster_functions
+from ..core.backend import ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
 from .commands import run_os_command
 
 log = logging.getLogger("batchtools")
@@ -68,6 +68,9 @@ class Worker:
 
     def __repr__(self) -> str:
         return f"Worker({self.nodename!r}, ncpus={self.ncpus}, max_load={self.max_load}, status={self.status!r})"
+
+    def __reduce__(self):  # saved with the registry as its settings (no connection), probed ncpus included
+        return (Worker, (self.nodename, self.ncpus, self.max_load, self.debug, self.python, self.ssh_args))
 
     def _argv(self, *args: str) -> list[str]:
         helper = [self.python, "-m", "batchtools.helper", *args]
@@ -163,6 +166,7 @@ class Worker:
         self.run("kill", batch_id.split("#", 1)[1])
 
 
+@restorable
 def make_cluster_functions_ssh(workers: Sequence[Worker], fs_latency: float = 0) -> ClusterFunctions:
     """Spread job collections over ``workers``: the least loaded one with a free CPU gets the next.
 

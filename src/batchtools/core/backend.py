@@ -10,6 +10,8 @@ before anything is written. The backends themselves live in :mod:`batchtools.bac
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -103,6 +105,8 @@ class ClusterFunctions:
     resource_check: Callable[[dict], Any] | None = None
     # the local processes a backend manages (Multicore's fork server, Socket's processes), if any
     processes: Any = None
+    # how it was made: {"constructor": "module:function", "kwargs": {...}}, saved with the registry
+    spec: dict | None = None
 
     def __repr__(self) -> str:
         extra = f", {self.info}" if self.info else ""
@@ -223,6 +227,21 @@ def make_cluster_functions(
         max_array_size=max_array_size, capabilities=capabilities, resource_check=resource_check,
         processes=processes,
     )
+
+
+def restorable(constructor: Callable[..., ClusterFunctions]) -> Callable[..., ClusterFunctions]:
+    """Decorate a backend constructor so the record remembers how it was made (constructor and
+    arguments, no live objects): a registry saves that and rebuilds the backend when loaded."""
+    sig = inspect.signature(constructor)
+
+    @functools.wraps(constructor)
+    def make(*args: Any, **kwargs: Any) -> ClusterFunctions:
+        cf = constructor(*args, **kwargs)
+        bound = sig.bind(*args, **kwargs)
+        cf.spec = {"constructor": f"{constructor.__module__}:{constructor.__name__}", "kwargs": dict(bound.arguments)}
+        return cf
+
+    return make
 
 
 def run_hook(reg, name: str, *args: Any) -> None:

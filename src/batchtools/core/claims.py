@@ -21,12 +21,15 @@ crash could lose. A line cut short by a crash is cut off by the next writer befo
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from filelock import FileLock
+
+log = logging.getLogger("batchtools")
 
 
 @dataclass
@@ -70,6 +73,7 @@ class ClaimLog:
         self.queues: dict[str, QueueState] = {}  # in announcement order: older batches first
         self.dead: set[str] = set()
         self.new_claims: list[Claim] = []  # claims read since the caller last took them
+        self.bad_lines = 0
 
     # ----------------------------------------------------------------- reading
     def refresh(self) -> bool:
@@ -83,8 +87,13 @@ class ClaimLog:
         end = data.rfind(b"\n") + 1
         if end == 0:
             return False
-        for line in data[:end].decode().splitlines():
-            self._apply(line.split())
+        for line in data[:end].decode(errors="replace").splitlines():
+            try:
+                self._apply(line.split())
+            except (IndexError, ValueError):
+                self.bad_lines += 1
+                if self.bad_lines <= 3:
+                    log.warning("%s: skipping a malformed line %r (not written by batchtools?)", self.path, line[:80])
         self.offset += end
         return True
 

@@ -17,3 +17,11 @@ class ResultNotFoundError(FileNotFoundError):
 
 class SubmitError(RuntimeError):
     """A cluster backend refused a submission with a permanent error."""
+
+
+class LeaseError(ReadOnlyRegistryError):
+    """Another session holds (or took over) the registry's writeable lease."""
+
+
+class CorruptFileError(OSError):
+    """A registry file cannot be read; the message names the file, the job and what to do."""

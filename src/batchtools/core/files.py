@@ -15,14 +15,31 @@ from typing import Any
 
 import cloudpickle
 
+from .errors import CorruptFileError
+
 log = logging.getLogger("batchtools")
+
+_HINT = {28: "free some space (or move the registry) and retry",
+         13: "check the permissions of the registry folder",
+         30: "the file system is read-only; load the registry read-only or move it"}
+
+
+def named_error(e: OSError, path: str) -> OSError:
+    """``e`` with the file named and, for the usual causes, what to do."""
+    if e.filename is not None or e.errno is None:
+        return e
+    hint = _HINT.get(e.errno)
+    return type(e)(e.errno, f"{e.strerror}{'; ' + hint if hint else ''}", path)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = False) -> None:
     """Write ``data`` to ``path`` atomically (temp file in the same folder + ``os.replace``)."""
     path = os.fspath(path)
     directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    except OSError as e:
+        raise named_error(e, path) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -30,13 +47,32 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = False
                 fh.flush()
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError):
+            raise named_error(e, path) from None
         raise
     log.debug("wrote %s (%d bytes)", path, len(data))
+
+
+def keep_previous(path: str | os.PathLike) -> None:
+    """Keep the current version of ``path`` as ``<path>.prev`` (a hard link: no data copied), the
+    fallback of ``repair_registry`` should the file ever be unreadable."""
+    path = os.fspath(path)
+    prev = path + ".prev"
+    try:
+        os.unlink(prev)
+    except FileNotFoundError:
+        pass
+    try:
+        os.link(path, prev)
+    except FileNotFoundError:
+        pass
+    except OSError as e:  # a file system without hard links: no fallback copy, not an error
+        log.debug("cannot keep %s: %s", prev, e)
 
 
 def write_pickle(path: str | os.PathLike, obj: Any, fsync: bool = False) -> None:
@@ -47,6 +83,20 @@ def write_pickle(path: str | os.PathLike, obj: Any, fsync: bool = False) -> None
 def read_pickle(path: str | os.PathLike) -> Any:
     with open(path, "rb") as fh:
         return pickle.load(fh)
+
+
+def read_table(path: str | os.PathLike, name: str) -> Any:
+    """A registry table; an unreadable one raises CorruptFileError naming it and the way out."""
+    try:
+        return read_pickle(path)
+    except FileNotFoundError:
+        raise
+    except Exception as e:
+        file_dir = os.path.dirname(os.fspath(path))
+        raise CorruptFileError(
+            f"{path}: the registry's {name} table cannot be read ({type(e).__name__}: {e}). "
+            f"Rebuild the registry's state from the results, logs and status files on disk with "
+            f"bt.repair_registry({file_dir!r})") from e
 
 
 def dumps(obj: Any) -> bytes:

@@ -40,6 +40,11 @@ class Layout:
         return self.file_dir / f"{name}.pkl"
 
     @property
+    def journal(self) -> Path:
+        """The submission journal (see :mod:`batchtools.core.journal`)."""
+        return self.file_dir / "submissions.log"
+
+    @property
     def user_function(self) -> Path:
         return self.file_dir / "user_function.pkl"
 

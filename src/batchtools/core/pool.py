@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .claims import ClaimLog, fs_now
-from .files import read_pickle, write_pickle
+from .files import read_pickle
 from .tables import set_rows
 
 log = logging.getLogger("batchtools")
@@ -44,7 +44,7 @@ class PoolState:
             self.workers, self.queues = state["workers"], state["queues"]
 
     def save(self) -> None:
-        write_pickle(self.layout.pool_state, {"workers": self.workers, "queues": self.queues})
+        self.reg.write_pickle(self.layout.pool_state, {"workers": self.workers, "queues": self.queues})
 
     # ---------------------------------------------------------------- claims
     def apply_claims(self) -> int:

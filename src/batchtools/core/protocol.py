@@ -23,8 +23,19 @@ FLOAT_FIELDS = (("started", STARTED), ("done", DONE), ("mem_used", MEM_USED))
 TEXT_FIELDS = (("error", ERROR),)
 
 
+# a row with this job id speaks for every job of its collection (e.g. the node could not even
+# read the collection file, so it does not know the job ids)
+ALL_JOBS = -1
+
+
 def new_row(job_id: int) -> list:
     return [job_id, math.nan, math.nan, None, math.nan]
+
+
+def valid_rows(data) -> bool:
+    """Whether an update file's content has the shape of a list of rows."""
+    return isinstance(data, list) and all(
+        isinstance(r, (list, tuple)) and len(r) == len(FIELDS) and isinstance(r[JOB_ID], int) for r in data)
 
 
 MARK = "### [bt]: "

@@ -8,25 +8,32 @@ in-memory state. The public classes (:class:`batchtools.Registry`,
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import logging
 import os
+import pickle
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import numpy as np
 import pandas as pd
 
 from .backend import run_hook
-from .errors import ReadOnlyRegistryError
-from .files import read_pickle, write_pickle
+from .errors import LeaseError, ReadOnlyRegistryError
+from .files import atomic_write_bytes, keep_previous, read_table, unlink_quietly
 from .ids import as_id_array, check_ids
 from .kinds import definitions_for
 from .layout import Layout
+from .lease import Lease
 from .pool import sync_pool
 from .store import FolderStore, ResultStore
 from .sync import sync_updates
 from .tables import TABLES
+from .txn import Transaction, committed_versions
 
 log = logging.getLogger("batchtools")
 
@@ -42,7 +49,9 @@ class RegistryState:
 
     kind = "map"
 
-    def __init__(self, file_dir: str | os.PathLike, writeable: bool = True):
+    def __init__(self, file_dir: str | os.PathLike, writeable: bool = True, kind: str | None = None):
+        if kind is not None:
+            self.kind = kind
         self.layout = Layout(file_dir)
         self.writeable = writeable
         self.temporary = False
@@ -51,7 +60,7 @@ class RegistryState:
         self.packages: tuple[str, ...] = ()
         self.source: tuple[str, ...] = ()
         self.load: tuple[str, ...] = ()
-        self.cluster_functions: Any = None
+        self._cluster_functions: Any = None
         self.default_resources: dict[str, Any] = {}
         self.max_concurrent_jobs: int | None = None
         self.conf_file: str | None = None
@@ -68,6 +77,10 @@ class RegistryState:
         # job hashes submitted but not yet recorded in ``status``: sync keeps their updates for later
         self.inflight: set[str] = set()
         self._pool = None  # master-side worker pool state (core.pool), loaded when first needed
+        self.lease: Lease | None = None  # this session's writeable lease (writeable registries only)
+        self._txn: Transaction | None = None  # the file undo log of the running mutating call
+        self._save_failed = False  # a query's save failed (e.g. disk full): warned once, state kept in memory
+        self._persist_cf = False  # set once the registry exists on disk: cluster functions changes are saved
 
     # ------------------------------------------------------------------ state
     @property
@@ -110,11 +123,109 @@ class RegistryState:
         return np.searchsorted(self.job_ids, ids)
 
     def assert_writeable(self, action: str) -> None:
+        """Raise unless this session may change the registry: loaded writeable and still holding the lease."""
         if not self.writeable:
             raise ReadOnlyRegistryError(
                 f"Cannot {action}: the registry at {self.file_dir} was loaded read-only. "
                 f"Load it with load_registry({str(self.file_dir)!r}, writeable=True) to change it."
             )
+        if self.lease is not None:
+            try:
+                self.lease.check()
+            except LeaseError as e:
+                self.writeable = False  # as R does with a stale session: read-only from now on
+                raise LeaseError(f"Cannot {action}: {e}") from None
+
+    def take_lease(self, force: bool = False) -> None:
+        """Become the registry's one writeable session (see :mod:`batchtools.core.lease`)."""
+        lease = Lease(self.file_dir)
+        lease.acquire(force=force)
+        self.lease = lease
+
+    # ------------------------------------------------------------ mutations
+    @contextlib.contextmanager
+    def mutation(self, action: str) -> Iterator[None]:
+        """Run a mutating call: on any error, memory and files are as they were before it.
+
+        Files written through :meth:`write_bytes` / :meth:`save` inside are backed up first
+        (:class:`~batchtools.core.txn.Transaction`); files to delete are deleted only on success
+        (:meth:`delete_after`). Nested mutations join the outer one.
+        """
+        self.assert_writeable(action)
+        if self._txn is not None:
+            yield
+            return
+        saved = dict(self.__dict__)
+        saved["tables"] = {k: v.copy(deep=False) for k, v in self.tables.items()}
+        saved["extra"] = copy.deepcopy(self.extra)
+        saved["_dirty"] = set(self._dirty)
+        saved["pending_updates"] = list(self.pending_updates)
+        saved["inflight"] = set(self.inflight)
+        saved["default_resources"] = dict(self.default_resources)
+        pool = self._pool
+        pool_saved = (copy.deepcopy(pool.workers), dict(pool.queues)) if pool is not None else None
+        self._txn = txn = Transaction(self.file_dir)
+        try:
+            yield
+        except BaseException:
+            txn.rollback()
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            if pool is not None:
+                pool.workers, pool.queues = pool_saved
+            raise
+        finally:
+            self._txn = None
+        txn.commit()
+
+    def write_bytes(self, path: str | os.PathLike, data: bytes, fsync: bool = False) -> None:
+        """Write a registry file atomically (undone if the running mutation fails)."""
+        if self._txn is not None:
+            self._txn.before_write(path)
+        atomic_write_bytes(path, data, fsync=fsync)
+
+    def _keep_previous(self, path: Path) -> None:
+        if self._txn is not None:
+            self._txn.before_write(f"{path}.prev")
+        keep_previous(path)
+
+    def write_pickle(self, path: str | os.PathLike, obj: Any) -> None:
+        self.write_bytes(path, cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def delete_after(self, paths) -> None:
+        """Delete ``paths`` once the running mutation succeeded (at once outside of one)."""
+        paths = list(paths)
+        if self._txn is not None:
+            self._txn.after_commit(lambda: unlink_quietly(paths))
+        else:
+            unlink_quietly(paths)
+
+    def after_commit(self, fn) -> None:
+        """Run ``fn`` once the running mutation succeeded (at once outside of one)."""
+        if self._txn is not None:
+            self._txn.after_commit(fn)
+        else:
+            fn()
+
+    def on_rollback(self, fn) -> None:
+        """Run ``fn`` if the running mutation fails (undoing what the file undo log cannot)."""
+        if self._txn is not None:
+            self._txn.on_rollback(fn)
+
+    # ------------------------------------------------------ cluster functions
+    @property
+    def cluster_functions(self) -> Any:
+        return self._cluster_functions
+
+    @cluster_functions.setter
+    def cluster_functions(self, cf: Any) -> None:
+        self._cluster_functions = cf
+        if self._persist_cf and self.writeable and self.lease is not None and not self.lease.lost:
+            # the choice is saved with the registry, so any later session (and the command line) uses it
+            try:
+                self.save((), meta=True)
+            except (OSError, LeaseError) as e:
+                log.warning("could not save the cluster functions with the registry: %s", e)
 
     # ------------------------------------------------------------ persistence
     def meta(self) -> dict[str, Any]:
@@ -129,6 +240,7 @@ class RegistryState:
             "positional": self.positional,
             "pass_job": self.pass_job,
             "extra": self.extra,
+            "cluster_functions": getattr(self.cluster_functions, "spec", None),
             "saved": time.time(),
         }
 
@@ -146,16 +258,45 @@ class RegistryState:
         self.assert_writeable("save the registry")
         names = [t for t in TABLES if t in self.tables and t in (tables if tables is not None else self._dirty)]
         for name in names:
-            write_pickle(self.layout.table(name), self.tables[name])
+            path = self.layout.table(name)
+            data = pickle.dumps(self.tables[name], protocol=pickle.HIGHEST_PROTOCOL)
+            self._keep_previous(path)
+            self.write_bytes(path, data)
             self._dirty.discard(name)
         if meta:
-            write_pickle(self.layout.meta, self.meta())
+            self._keep_previous(self.layout.meta)
+            self.write_pickle(self.layout.meta, self.meta())
+        self._save_failed = False
+
+    def save_state(self) -> bool:
+        """Save the status of a query (sync): on a full disk or lost permission, warn once and keep
+        answering from memory. True if the state is on disk."""
+        try:
+            self.save(("status",), meta=False)
+            return True
+        except LeaseError:
+            raise
+        except OSError as e:
+            self._dirty.add("status")
+            if not self._save_failed:
+                log.warning("could not save the registry's status (%s); answering from memory, the status "
+                            "files of the nodes are kept until a save succeeds", e)
+            self._save_failed = True
+            return False
 
     def read_tables(self) -> None:
+        """Read the tables as last committed (a change in progress elsewhere is not seen half-done)."""
+        committed = committed_versions(self.file_dir)
         for name in TABLES:
             path = self.layout.table(name)
-            if path.exists():
-                self.tables[name] = read_pickle(path)
+            for source in (committed.get(str(path), path), path):  # a backup may vanish: then it committed
+                if source is None:
+                    break
+                try:
+                    self.tables[name] = read_table(source, name)
+                    break
+                except FileNotFoundError:
+                    continue
         self._dirty.clear()
 
     def sync(self) -> int:
@@ -166,7 +307,7 @@ class RegistryState:
         claimed = sync_pool(self)
         merged = sync_updates(self)
         if claimed and not merged and self.writeable:
-            self.save(("status",), meta=False)
+            self.save_state()
         run_hook(self, "post_sync")
         return merged
 

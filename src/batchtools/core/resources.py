@@ -40,6 +40,11 @@ def check_resources(res: Any, arg: str = "resources") -> dict[str, Any]:
             out[key] = bool(value)
         elif key == "inner_backend" and value not in INNER_BACKENDS:
             raise ValueError(f"{arg}: inner_backend must be one of {INNER_BACKENDS}, got {value!r}")
+        try:  # resources are stored with the registry and travel to the nodes
+            pickle.dumps(value, protocol=4)
+        except Exception as e:
+            raise TypeError(f"{arg}: {key} cannot be stored ({type(e).__name__}: {e}); give plain values "
+                            "(numbers, strings, lists, dicts)") from None
     return out
 
 

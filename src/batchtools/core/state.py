@@ -7,10 +7,15 @@ asks here.
 
 from __future__ import annotations
 
+import logging
+import time
+
 import numpy as np
 
 from .pool import pool_state
 from .tables import set_rows
+
+log = logging.getLogger("batchtools")
 
 STATES = ("submitted", "started", "done", "error", "queued", "running", "expired", "system", "terminated")
 
@@ -48,6 +53,12 @@ def masks(reg, pos: np.ndarray | None = None, system: tuple[set, set] | None = N
             queued &= ~running
     system_m = queued | running
     expired = submitted & ~done_t & ~system_m
+    if expired.any():
+        found = adopt_results(reg, np.flatnonzero(expired) if pos is None else pos[expired])
+        if found.any():
+            hit = np.flatnonzero(expired)[found]
+            done_t[hit] = done[hit] = started_t[hit] = True
+            expired[hit] = False
     return {
         "submitted": submitted,
         "started": started_t | running,
@@ -59,6 +70,29 @@ def masks(reg, pos: np.ndarray | None = None, system: tuple[set, set] | None = N
         "system": system_m,
         "terminated": done_t,
     }
+
+
+def adopt_results(reg, rows: np.ndarray) -> np.ndarray:
+    """Jobs at status ``rows`` that left the system without reporting but whose result exists
+    finished: their run wrote the result, then died before its status row was flushed (a result
+    of an earlier run is never in place while a later one is pending: it is set aside at
+    resubmission). They are recorded as done (in memory; saved with the next save). Returns which
+    of ``rows`` had a result."""
+    ids = reg.status["job_id"].to_numpy()[rows]
+    store = reg.store
+    have = np.isin(ids, store.ids()) if ids.size > 256 else np.fromiter(
+        (store.exists(i) for i in ids.tolist()), dtype=bool, count=ids.size)
+    if have.any():
+        st = reg.status
+        hit = rows[have]
+        when = np.array([store.modified(i) or time.time() for i in ids[have].tolist()], dtype=float)
+        set_rows(st, hit, "done", when)
+        started = st["started"].to_numpy()[hit]
+        set_rows(st, hit, "started", np.where(np.isnan(started), when, started))
+        reg.mark_dirty("status")
+        log.info("jobs %s left the system without reporting, but their results exist: recorded as done",
+                 ids[have][:10].tolist())
+    return have
 
 
 def select(reg, state: str, ids: np.ndarray | None = None, negate: bool = False) -> np.ndarray:

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import CorruptFileError
 from .files import dumps, unlink_quietly
 from .layout import Layout
 
@@ -69,6 +70,10 @@ class ResultStore(ABC):
         """The results of ``job_ids``, in that order."""
         return [self.get(i) for i in job_ids]
 
+    def modified(self, job_id: int) -> float | None:
+        """When the result of ``job_id`` was written (seconds since the epoch), if the store knows."""
+        return None
+
     def stash(self, job_ids: Iterable[int], tag: str) -> list[int]:
         """Set the results of ``job_ids`` aside under ``tag`` (readers no longer see them); the ids moved."""
         kept = self.__dict__.setdefault("_stashed", {})
@@ -92,6 +97,10 @@ class ResultStore(ABC):
         kept = self.__dict__.get("_stashed", {})
         for i in job_ids:
             kept.pop((tag, int(i)), None)
+
+    def stashed(self) -> list[tuple[str, int]]:
+        """(tag, job id) of every result set aside and not yet restored or dropped."""
+        return list(self.__dict__.get("_stashed", {}))
 
 
 class FolderStore(ResultStore):
@@ -149,7 +158,14 @@ class FolderStore(ResultStore):
                 chunks.append(b)
         finally:
             os.close(fd)
-        return pickle.loads(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        try:
+            return pickle.loads(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        except Exception as e:
+            job_id = os.path.basename(path)[:-4]
+            raise CorruptFileError(
+                f"{path}: the result of job {job_id} cannot be read ({type(e).__name__}: {e}). "
+                f"Run the job again: reset_jobs([{job_id}]) and submit_jobs([{job_id}]); or pass "
+                f"missing_val=... to reduce the others") from e
 
     def get_many(self, job_ids: Iterable[int]) -> list[Any]:
         base = os.fspath(self.layout.dir("results")) + os.sep
@@ -181,8 +197,27 @@ class FolderStore(ResultStore):
     def drop(self, job_ids: Iterable[int], tag: str) -> None:
         unlink_quietly(self.stash_path(i, tag) for i in job_ids)
 
+    def stashed(self) -> list[tuple[str, int]]:
+        try:
+            with os.scandir(self.layout.dir("results")) as it:
+                names = [e.name for e in it if e.name.startswith(".prev-") and e.name.endswith(".pkl")]
+        except FileNotFoundError:
+            return []
+        out = []
+        for name in names:
+            tag, _, job_id = name[len(".prev-"):-len(".pkl")].rpartition("-")
+            if tag and job_id.isdigit():
+                out.append((tag, int(job_id)))
+        return out
+
     def exists(self, job_id: int) -> bool:
         return os.path.exists(self.path(job_id))
+
+    def modified(self, job_id: int) -> float | None:
+        try:
+            return os.stat(self.path(job_id)).st_mtime
+        except FileNotFoundError:
+            return None
 
     def ids(self) -> np.ndarray:
         try:

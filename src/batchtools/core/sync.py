@@ -8,7 +8,7 @@ import pickle
 
 import numpy as np
 
-from .protocol import FLOAT_FIELDS, JOB_ID, TEXT_FIELDS
+from .protocol import ALL_JOBS, FLOAT_FIELDS, JOB_ID, TEXT_FIELDS, valid_rows
 from .tables import set_rows
 
 log = logging.getLogger("batchtools")
@@ -26,13 +26,33 @@ def list_updates(reg) -> list[os.DirEntry]:
         return []
 
 
-def sync_updates(reg) -> int:
-    """Read every update file once, apply it to ``status`` and delete it.
+def _quarantine(reg, path: str, why: str) -> None:
+    """Move an unreadable update file aside (writeable) or warn about it once (read-only)."""
+    seen = reg.__dict__.setdefault("_bad_updates", set())
+    if path in seen:
+        return
+    seen.add(path)
+    if reg.writeable:
+        target = reg.layout.dir("updates") / "quarantine"
+        target.mkdir(exist_ok=True)
+        try:
+            os.replace(path, target / os.path.basename(path))
+        except OSError:
+            pass
+        log.warning("%s is not a status update (%s); moved it to %s. The jobs it was about show as expired "
+                    "unless their results exist; see bt.repair_registry()", path, why, target)
+    else:
+        log.warning("%s is not a status update (%s); skipped", path, why)
 
-    An update row only applies while the job still carries the hash of the
-    collection that wrote it, so a stale file from before a reset is ignored.
-    On a read-only registry the merge happens in memory and files stay.
-    Returns the number of files merged.
+
+def sync_updates(reg) -> int:
+    """Read every update file once, apply it to ``status`` and, once the status holding it is
+    saved, delete it.
+
+    An update row only applies while the job still carries the hash of the collection that
+    wrote it, so a stale file from before a reset is ignored. A file that is not a list of rows
+    is quarantined (``updates/quarantine/``) with a warning. On a read-only registry the merge
+    happens in memory and no file is touched. Returns the number of files merged.
     """
     entries = list_updates(reg)
     if not entries and not reg.pending_updates:
@@ -51,8 +71,13 @@ def sync_updates(reg) -> int:
         try:
             with open(entry.path, "rb") as fh:
                 data = pickle.load(fh)
-        except (OSError, EOFError, pickle.UnpicklingError) as e:
-            log.debug("skipping unreadable update %s: %s", entry.path, e)
+        except FileNotFoundError:
+            continue
+        except Exception as e:
+            _quarantine(reg, entry.path, f"{type(e).__name__}: {e}")
+            continue
+        if not valid_rows(data):
+            _quarantine(reg, entry.path, "unexpected content")
             continue
         job_hash = entry.name.split("-", 1)[0]
         rows.extend(data)
@@ -60,18 +85,33 @@ def sync_updates(reg) -> int:
         merged.append(entry.path)
     if rows:
         _apply(reg, rows, np.array(hashes, dtype=object))
-    if reg.writeable:
-        reg.save(("status",), meta=False)
-        for path in merged:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
+    if reg.writeable and reg.save_state():  # evidence goes only once the status holding it is saved
+        reg.delete_after(merged)
     log.debug("sync: merged %d update files and %d in-process batches (%d rows)", len(merged), len(pending), len(rows))
     return len(merged) + len(pending)
 
 
+def _expand_collection_rows(reg, rows: list, hashes: np.ndarray) -> tuple[list, np.ndarray]:
+    """Rows for :data:`ALL_JOBS` become one row per unfinished job of their collection."""
+    whole = [k for k, r in enumerate(rows) if r[JOB_ID] == ALL_JOBS]
+    if not whole:
+        return rows, hashes
+    st = reg.status
+    current = st["job_hash"].to_numpy()
+    open_ = np.isnan(st["done"].to_numpy())
+    out, out_h = [r for k, r in enumerate(rows) if rows[k][JOB_ID] != ALL_JOBS], [
+        h for k, h in enumerate(hashes) if rows[k][JOB_ID] != ALL_JOBS]
+    for k in whole:
+        for job_id in st["job_id"].to_numpy()[(current == hashes[k]) & open_].tolist():
+            out.append([job_id, *rows[k][1:]])
+            out_h.append(hashes[k])
+    return out, np.array(out_h, dtype=object)
+
+
 def _apply(reg, rows: list, hashes: np.ndarray) -> None:
+    rows, hashes = _expand_collection_rows(reg, rows, hashes)
+    if not rows:
+        return
     job_ids = np.fromiter((r[JOB_ID] for r in rows), dtype=np.int64, count=len(rows))
     all_ids = reg.job_ids
     pos = np.searchsorted(all_ids, job_ids)

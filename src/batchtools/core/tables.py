@@ -47,5 +47,7 @@ def to_timestamp(values: np.ndarray) -> pd.Series:
 def tags_by_job(tags: pd.DataFrame, sel: np.ndarray) -> np.ndarray:
     """Comma-joined tags of each job id in ``sel`` (None where a job has no tag), from the tags table."""
     joined = tags[tags["job_id"].isin(sel)].groupby("job_id")["tag"].agg(",".join)
-    ids = pd.Series(sel)
-    return ids.map(joined).astype(object).where(ids.isin(joined.index), None).to_numpy()
+    lookup = dict(zip(joined.index.tolist(), joined.tolist()))
+    out = np.empty(len(sel), dtype=object)
+    out[:] = [lookup.get(i) for i in np.asarray(sel).tolist()]
+    return out

@@ -14,9 +14,10 @@ import time
 import traceback
 from typing import Any
 
+from ..core.claims import Fenced
 from ..core.collection import JobCollection
 from ..core.layout import Layout
-from ..core.protocol import FINISHED, job_ended, job_started
+from ..core.protocol import ALL_JOBS, FINISHED, MARK, job_ended, job_started
 from ..core.store import FolderStore, ResultStore
 from .runners import make_job, make_runner
 from .session import TERMINATING, node_session, say, user_traceback
@@ -49,6 +50,24 @@ class MemorySampler:
         return self.peak / 2**20
 
 
+def report_unreadable(path: str, error: BaseException) -> None:
+    """A collection file that cannot be read: say so in its log and fail all its jobs (the master
+    knows which jobs carry its hash; this process does not)."""
+    layout = Layout(os.path.dirname(os.path.dirname(os.path.abspath(path))))
+    job_hash = os.path.basename(path).rsplit(".", 1)[0]
+    msg = (f"Job collection file {path} cannot be read ({type(error).__name__}: {error}); "
+           "submit the jobs again")
+    try:
+        with open(layout.log(job_hash), "a", encoding="utf-8") as fh:
+            fh.write(f"{MARK}{msg}\n")
+        buffer = UpdateBuffer(layout, job_hash)
+        now = time.time()
+        buffer.set(ALL_JOBS, started=now, done=now, error=msg)
+        buffer.close()
+    except OSError:
+        pass
+
+
 def store_of(jc: JobCollection) -> ResultStore:
     return jc.store if jc.store is not None else FolderStore(jc.file_dir)
 
@@ -74,6 +93,10 @@ def run_job(jc: JobCollection, spec: dict[str, Any], runner, store: ResultStore,
             store.commit(token)
         else:
             commit(job_id, token)
+    except Fenced:  # superseded: report nothing, the job belongs to its re-run now
+        if sampler:
+            sampler.stop()
+        raise
     except (Exception, SystemExit) as e:
         sys.stdout.flush()
         traceback.print_exception(type(e), e, user_traceback(e), file=sys.stdout)

@@ -6,9 +6,12 @@ collection costs a ``fork()`` instead of a new interpreter, and it is
 single-threaded, so forking is safe (forking the user's session would not be:
 it may hold threads and locks).
 
-Protocol on stdin/stdout, one line each: ``run PATH`` -> ``pid N``;
-whenever a child ends: ``exit N CODE``. On end of input it exits; running
-children carry on and still write their results.
+Protocol on stdin/stdout, one line each: ``run ID PATH`` -> ``pid ID N``;
+whenever a child ends: ``exit N CODE``. A child starts its collection only after
+the server has reported its pid (a one-byte go signal on a pipe): should the server
+die in between, the child sees end-of-file and exits without running anything, so
+a spawn that did not get its pid never starts a job. On end of input the server
+exits; running children carry on and still write their results.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ import sys
 from . import node  # preloads the node code: the point of this process
 
 
-def _child(path: str, out_fd: int, wake_r: int, wake_w: int) -> None:
+def _child(path: str, go: int, keep: set[int]) -> None:
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    for fd in (out_fd, wake_r, wake_w):
+    for fd in keep:
         os.close(fd)
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
@@ -33,6 +36,9 @@ def _child(path: str, out_fd: int, wake_r: int, wake_w: int) -> None:
     os.close(devnull)
     code = 1
     try:
+        if os.read(go, 1) != b"g":  # the server died before it reported this child: do not run
+            os._exit(0)
+        os.close(go)
         code = node.run_file(path)
     except BaseException:
         code = 1
@@ -51,7 +57,6 @@ def main() -> int:
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
-    stdin = sys.stdin.buffer
     buf = b""
     open_input = True
     while open_input:
@@ -73,13 +78,18 @@ def main() -> int:
             buf += chunk
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)
-                cmd, _, arg = line.decode().partition(" ")
+                cmd, _, rest = line.decode().partition(" ")
                 if cmd == "run":
+                    request, _, path = rest.partition(" ")
+                    go_r, go_w = os.pipe()
                     pid = os.fork()
                     if pid == 0:
-                        _child(arg, out_fd, wake_r, wake_w)
-                    out.write(f"pid {pid}\n")
-    del stdin
+                        _child(path, go_r, {out_fd, wake_r, wake_w, go_w})
+                    os.close(go_r)
+                    out.write(f"pid {request} {pid}\n")
+                    out.flush()
+                    os.write(go_w, b"g")
+                    os.close(go_w)
     return 0
 
 

@@ -18,7 +18,7 @@ import sys
 from ..core.collection import JobCollection
 from ..core.files import read_pickle
 from ..core.layout import Layout
-from .execute import run_chunk
+from .execute import report_unreadable, run_chunk
 from .pool_worker import run_pool_worker
 from .session import TERMINATING
 
@@ -89,7 +89,11 @@ def log_file_of(jc: JobCollection) -> str:
 
 def run_file(path: str) -> int:
     """Run the job collection stored at ``path`` as this process; 0 if it ran (jobs may have failed)."""
-    jc = read_pickle(path)
+    try:
+        jc = read_pickle(path)
+    except Exception as e:
+        report_unreadable(path, e)
+        return 1
     log_file = log_file_of(jc)
     if log_file:
         redirect_output(log_file)

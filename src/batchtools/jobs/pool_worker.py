@@ -20,7 +20,7 @@ from ..core.claims import ClaimLog, Fenced
 from ..core.collection import JobCollection
 from ..core.files import atomic_write_bytes, read_pickle
 from ..core.layout import Layout
-from .execute import run_job, store_of
+from .execute import report_unreadable, run_job, store_of
 from .runners import make_runner
 from .session import TERMINATING, node_session, say
 from .updates import UpdateBuffer
@@ -56,6 +56,8 @@ class PoolWorker:
         self.counts = {"done": 0, "error": 0}
         self.measure = bool(jc.resources.get("measure_memory"))
         self._stop = threading.Event()
+        self.last_beat = time.monotonic()  # when this worker's heartbeat file was last touched
+        self.beats_interrupted = False  # once beats stalled (paused process, slow disk), results go via the lock
 
     # ------------------------------------------------------------- background
     def _tick(self) -> None:
@@ -68,9 +70,34 @@ class PoolWorker:
             if time.monotonic() >= next_beat:
                 try:
                     os.utime(self.layout.worker_beat(self.worker))
+                    now = time.monotonic()
+                    if now - self.last_beat > 2 * self.heartbeat:
+                        self.beats_interrupted = True  # set before last_beat: a commit never sees a fresh
+                    self.last_beat = now               # beat without knowing the gap before it
                 except OSError:
                     pass
                 next_beat = time.monotonic() + self.heartbeat
+
+    # ------------------------------------------------------------- results
+    def commit(self, job_id: int, token) -> None:
+        """Make a staged result the job's result, unless the master declared this worker dead.
+
+        The master fences a worker only after its heartbeat file went unchanged for more than
+        three heartbeats. While beats have never been interrupted and the last one is less than
+        two heartbeats old, no fence can have been written and the result is committed at once.
+        Otherwise (the worker was paused, or the file server was slow) the claim log decides,
+        under its lock, so a fenced worker's result can never replace the accepted one of the
+        job's re-run.
+        """
+        if not self.beats_interrupted and time.monotonic() - self.last_beat < 2 * self.heartbeat:
+            self.store.commit(token)
+            return
+        with self.claims.lock:
+            self.claims.refresh()
+            if self.worker in self.claims.dead:
+                self.store.discard(token)
+                raise Fenced(self.worker)
+            self.store.commit(token)
 
     # ------------------------------------------------------------------ claims
     def claim_size(self, remaining: int) -> int:
@@ -85,7 +112,11 @@ class PoolWorker:
 
     def batch(self, queue: str) -> Batch | None:
         if queue not in self.batches:
-            jc = read_pickle(self.layout.pool_queue(queue))
+            try:
+                jc = read_pickle(self.layout.pool_queue(queue))
+            except Exception as e:  # every job of the batch fails, naming the file
+                report_unreadable(str(self.layout.pool_queue(queue)), e)
+                raise
             try:
                 runner = make_runner(jc)
             except Exception as e:  # set-up failed: the claimed jobs error, the worker goes on
@@ -115,7 +146,11 @@ class PoolWorker:
                 self.counts["error"] += 1
                 continue
             t0 = time.perf_counter()
-            ok = run_job(b.jc, spec, b.runner, self.store, b.buffer, self.measure)
+            try:
+                ok = run_job(b.jc, spec, b.runner, self.store, b.buffer, self.measure, commit=self.commit)
+            except Fenced:
+                say(f"Job {job_id} finished, but this worker was declared dead meanwhile: its result is discarded")
+                return False
             took = time.perf_counter() - t0
             self.mean_runtime = took if self.mean_runtime is None else 0.8 * self.mean_runtime + 0.2 * took
             self.counts["done" if ok else "error"] += 1

@@ -11,11 +11,15 @@ import os
 import sys
 
 from ..core.files import read_pickle
-from .node import UPDATE_INTERVAL, log_file_of, run_collection
+from .node import UPDATE_INTERVAL, log_file_of, report_unreadable, run_collection
 
 
 def run_redirected(path: str) -> None:
-    jc = read_pickle(path)
+    try:
+        jc = read_pickle(path)
+    except Exception as e:
+        report_unreadable(path, e)
+        return
     saved = os.dup(1), os.dup(2)
     fd = os.open(log_file_of(jc), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     out = open(fd, "w", encoding="utf-8", errors="replace", closefd=False)

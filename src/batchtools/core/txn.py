@@ -1,0 +1,137 @@
+"""Transactions: a call that fails leaves the registry's files exactly as they were.
+
+Every registry file a mutating call writes goes through :meth:`Transaction.before_write` first:
+the current version is hard-linked into ``.txn/`` (no data copied, no free space needed) and
+noted in ``.txn/manifest``. On success the backups are dropped; on failure (or, after a crash,
+on the next writeable load: :func:`recover`) every written file is put back with ``os.replace``
+or removed if it did not exist, so a multi-file change is all or nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from .files import named_error
+
+log = logging.getLogger("batchtools")
+
+MANIFEST = "manifest"
+
+
+class Transaction:
+    """File-level undo log of one mutating call (see the module docstring)."""
+
+    def __init__(self, file_dir: str | os.PathLike):
+        self.dir = Path(file_dir) / ".txn"
+        self.entries: list[tuple[str, str | None]] = []
+        self.after: list[Callable[[], None]] = []
+        self.undo: list[Callable[[], None]] = []
+        self._manifest = None
+
+    def _open(self) -> None:
+        if self._manifest is None:
+            self.dir.mkdir(exist_ok=True)
+            self._manifest = open(self.dir / MANIFEST, "a", encoding="utf-8")
+
+    def before_write(self, path: str | os.PathLike) -> None:
+        """Remember the current version of ``path`` (once per transaction)."""
+        path = os.fspath(path)
+        if any(p == path for p, _ in self.entries):
+            return
+        try:
+            self._open()
+            backup = os.fspath(self.dir / f"{len(self.entries)}.bak")
+            try:
+                os.link(path, backup)
+            except FileNotFoundError:
+                backup = None
+            self.entries.append((path, backup))
+            self._manifest.write(f"{path}\t{backup or ''}\n")
+            self._manifest.flush()
+        except OSError as e:  # e.g. a full disk: name the file the call was about to write
+            raise named_error(e, path) from None
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once the transaction committed (e.g. deleting evidence the new state holds)."""
+        self.after.append(fn)
+
+    def on_rollback(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` if the transaction is rolled back (undoing something files alone cannot)."""
+        self.undo.append(fn)
+
+    def _close(self) -> None:
+        if self._manifest is not None:
+            try:
+                self._manifest.close()
+            except OSError:  # a full disk: the manifest is about to be removed anyway
+                pass
+            self._manifest = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def commit(self) -> None:
+        self._close()
+        for fn in self.after:
+            try:
+                fn()
+            except OSError as e:  # e.g. removing an already merged update file: harmless
+                log.debug("after commit: %s", e)
+
+    def rollback(self) -> None:
+        for fn in reversed(self.undo):
+            try:
+                fn()
+            except Exception as e:  # keep undoing the rest
+                log.warning("undoing part of a failed change: %s", e)
+        _undo(self.entries)
+        self._close()
+
+
+def _undo(entries: list[tuple[str, str | None]]) -> None:
+    for path, backup in reversed(entries):
+        try:
+            if backup:
+                os.replace(backup, path)
+            else:
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def committed_versions(file_dir: str | os.PathLike) -> dict[str, str | None]:
+    """For a reader: path -> the file holding its last committed version (None: it did not exist)
+    of every file an unfinished change (live or crashed) has written so far."""
+    manifest = Path(file_dir) / ".txn" / MANIFEST
+    try:
+        lines = manifest.read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return {}
+    out: dict[str, str | None] = {}
+    for line in lines:
+        path, _, backup = line.partition("\t")
+        if path and path not in out:
+            out[path] = backup or None
+    return out
+
+
+def recover(file_dir: str | os.PathLike) -> bool:
+    """Roll back a transaction a crashed session left unfinished; True if there was one."""
+    d = Path(file_dir) / ".txn"
+    manifest = d / MANIFEST
+    if not manifest.exists():
+        if d.exists():
+            shutil.rmtree(d, ignore_errors=True)
+        return False
+    entries = []
+    for line in manifest.read_text(encoding="utf-8", errors="replace").splitlines():
+        path, _, backup = line.partition("\t")
+        if path:
+            entries.append((path, backup or None))
+    _undo(entries)
+    shutil.rmtree(d, ignore_errors=True)
+    log.warning("rolled back an unfinished change to the registry in %s (a session died in the middle of it)",
+                file_dir)
+    return True
