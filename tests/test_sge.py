@@ -65,3 +65,13 @@ def test_sge_pool_workers(gereg):
     res = bt.reduce_results_list()
     assert [r[0] for r in res] == list(range(1, 31))
     assert {r[1] for r in res} <= set(bt.get_workers()["batch_id"])
+
+
+def test_array_jobs_are_refused_before_anything_is_written(gereg):
+    from conftest import snapshot
+
+    bt.batch_map(lambda x: x, x=[1, 2])
+    before = snapshot(gereg.file_dir)
+    with pytest.raises(ValueError, match="chunks_as_arrayjobs is not supported by the SGE backend"):
+        bt.submit_jobs(bt.find_jobs().assign(chunk=1), resources={"chunks_as_arrayjobs": True})
+    assert snapshot(gereg.file_dir) == before

@@ -108,3 +108,19 @@ def test_two_pool_workers_drain_100_jobs(sreg):
     slurm_ids = set(workers["batch_id"])
     assert {r[1] for r in res} <= slurm_ids  # every job ran inside one of the two Slurm jobs
     assert set(bt.get_job_table()["batch_id"]) <= slurm_ids
+
+
+def test_sbatch_refusing_a_resubmission_keeps_the_results(sreg):
+    """A resubmission sbatch rejects (unknown partition) leaves status, results and logs as they were."""
+    from conftest import snapshot
+
+    bt.batch_map(lambda x: x * 3, x=[1, 2])
+    bt.submit_jobs()
+    assert bt.wait_for_jobs(timeout=120)
+    table = bt.get_job_table()
+    before = snapshot(sreg.file_dir)
+    with pytest.raises(bt.SubmitError, match="partition"):
+        bt.submit_jobs([1, 2], resources={"partition": "no-such-partition"})
+    assert snapshot(sreg.file_dir) == before
+    assert bt.get_job_table().equals(table)
+    assert bt.reduce_results_list() == [3, 6]
