@@ -20,9 +20,17 @@ fi
 # address resolves to another name than the one it reports, so declare them one host.
 echo "$HOST localhost $(hostname)" | tr ' ' '\n' | awk '!seen[$0]++' | paste -sd' ' > "$COMMON/host_aliases"
 echo "$HOST" > "$COMMON/act_qmaster"
-pkill -9 -x sge_execd 2>/dev/null || true
-pkill -9 -x sge_qmaster 2>/dev/null || true
-sleep 1
+# stop what an earlier run of this script started, by its pid files (never by process name)
+for entry in /var/spool/gridengine/execd/*/execd.pid:sge_execd /var/spool/gridengine/qmaster/qmaster.pid:sge_qmaster; do
+  f=${entry%%:*} name=${entry##*:}
+  [ -s "$f" ] || continue
+  pid=$(cat "$f")
+  if [ -n "$pid" ] && [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = "$name" ]; then
+    kill -9 "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -f "$f"
+done
 mkdir -p /var/spool/gridengine/execd
 chown -R sgeadmin /var/spool/gridengine 2>/dev/null || true
 /usr/sbin/sge_qmaster

@@ -12,8 +12,19 @@ CPUS=$(nproc)
 MEM=$(awk '/MemTotal/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)
 CONF_DIR=/etc/slurm
 mkdir -p "$CONF_DIR" /var/spool/slurmctld /var/spool/slurmd /var/log/slurm /run/munge /var/lib/munge /var/log/munge
-pkill -x slurmd 2>/dev/null || true
-pkill -x slurmctld 2>/dev/null || true
+# stop what an earlier run of this script started, by its pid files (never by process name)
+stop_pidfile() {
+  local f=$1 name=$2 pid
+  [ -s "$f" ] || return 0
+  pid=$(cat "$f")
+  if [ -n "$pid" ] && [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = "$name" ]; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -f "$f"
+}
+stop_pidfile /run/slurmd.pid slurmd
+stop_pidfile /run/slurmctld.pid slurmctld
 cat > "$CONF_DIR/slurm.conf" <<CONF
 ClusterName=batchtools
 SlurmctldHost=$HOST
@@ -52,7 +63,10 @@ if [ ! -s /etc/munge/munge.key ]; then
 fi
 chown -R munge:munge /etc/munge /run/munge /var/lib/munge /var/log/munge 2>/dev/null || true
 chmod 700 /etc/munge; chmod 400 /etc/munge/munge.key
-pgrep -x munged >/dev/null || su -s /bin/sh munge -c "/usr/sbin/munged" 2>/dev/null || /usr/sbin/munged --force
+MUNGE_PID=/run/munge/munged.pid
+if ! { [ -s "$MUNGE_PID" ] && [ "$(cat /proc/"$(cat "$MUNGE_PID")"/comm 2>/dev/null)" = munged ]; }; then
+  su -s /bin/sh munge -c "/usr/sbin/munged" 2>/dev/null || /usr/sbin/munged --force
+fi
 rm -f /var/spool/slurmctld/*state* 2>/dev/null || true
 slurmctld -c
 slurmd

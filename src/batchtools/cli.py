@@ -7,7 +7,8 @@
     batchtools timeline [REGISTRY] -o FILE      timeline figure (PNG, PDF or SVG by suffix)
 
 REGISTRY defaults to ./registry. The registry is opened read-only, so this is safe to run
-while a session is submitting to it.
+while a session is submitting to it. No configuration file is run (the registry remembers its
+cluster functions); ``--conf FILE`` runs one.
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ import argparse
 import sys
 
 
-def _load(path: str):
+def _load(path: str, conf: str | None):
     from .registry import load_registry
 
-    return load_registry(path, make_default=False, writeable=False)
+    return load_registry(path, make_default=False, writeable=False, conf_file=conf)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="batchtools", description="Inspect a pybatchtools registry.")
+    ap.add_argument("--conf", metavar="FILE", default=None,
+                    help="run this configuration file (batchtools.conf.py); by default none is run")
     sub = ap.add_subparsers(dest="command", required=True)
     for name, text in (("status", "job counts"), ("errors", "error messages of failed jobs"),
                        ("workers", "the worker pool")):
@@ -42,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     from .api import logs, status, workers
 
     try:
-        reg = _load(args.registry)
-    except (FileNotFoundError, ValueError) as e:
+        reg = _load(args.registry, args.conf)
+    except (FileNotFoundError, ValueError, PermissionError) as e:
         print(f"batchtools: {e}", file=sys.stderr)
         return 1
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60):

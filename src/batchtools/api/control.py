@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.backend import run_hook
+from ..core.checks import check_number
 from ..core.pool import pool_state
 from ..core.registry import RegistryState, resolve
 from ..core.state import forget_runs, masks, select
@@ -47,6 +48,7 @@ def kill_jobs(ids=None, kill_timeout: float = 60, reg: RegistryState | None = No
 
     Returns ``job_id``, ``batch_id`` and ``killed`` per job."""
     reg = resolve(reg)
+    check_number("kill_timeout", kill_timeout, 0)
     reg.assert_writeable("kill jobs")
     cf = reg.cluster_functions
     if not cf.can_kill:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import pickle
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -138,6 +139,14 @@ def batch_map(fun: Callable, *iterables: Iterable, args=None, more_args: dict | 
             raise TypeError(f"fun: does not accept the mapped arguments {list(columns)} ({e})") from None
     fun_bytes = dump_function(fun)
     more_bytes = dump_function(dict(more_args), "more_args")
+    for name, col in columns.items():  # the definitions are stored with the registry: refuse what cannot be
+        if col.dtype == object:
+            try:
+                pickle.dumps(col, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as e:
+                raise TypeError(f"{name}: its values cannot be stored ({type(e).__name__}: {e}); map over values "
+                                "that can be pickled (numbers, strings, lists, arrays, ...), not locks or open files") \
+                    from None
     ids = np.arange(1, n + 1, dtype=np.int64)
     defs = pd.DataFrame({"def_id": ids, **columns})
     with reg.mutation("add jobs"):

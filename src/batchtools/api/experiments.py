@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..core.files import make_dir
 from ..core.ids import ids_frame
 from ..core.pickling import code_files, dump_function
 from ..core.registry import RegistryState, require_kind, resolve
@@ -22,7 +23,7 @@ from ..jobs.experiment import Algorithm, Problem
 from ..jobs.session import load_cached
 
 log = logging.getLogger("batchtools")
-NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 RESERVED = {"data", "job", "instance"}
 
 
@@ -34,7 +35,8 @@ def _exp_reg(reg, what: str) -> RegistryState:
 
 def _check_name(name: Any, what: str) -> str:
     if not isinstance(name, str) or not NAME.match(name):
-        raise ValueError(f"name: a {what} name must be a non-empty string of letters, digits, '_', '.', '-'; got {name!r}")
+        raise ValueError(f"name: a {what} name must be a non-empty string of letters, digits, '_', '.', '-', "
+                         f"starting with a letter or digit; got {name!r}")
     return name
 
 
@@ -48,7 +50,7 @@ def _register(reg: RegistryState, kind: str, name: str, obj: Any, fun: Callable 
         names.append(name)
     path = reg.layout.problem(name) if kind == "problem" else reg.layout.algorithm(name)
     with reg.mutation(f"add a {kind}"):
-        path.parent.mkdir(exist_ok=True)
+        make_dir(path.parent)
         reg.write_bytes(path, payload)
         files = dict(reg.extra.get("code_files", {}))
         files.update(code_files(fun) if fun is not None else {})
@@ -109,6 +111,9 @@ def _design_rows(design: Any, arg: str, name: str) -> list[dict[str, Any]]:
     if design is None:
         return [{}]
     if isinstance(design, pd.DataFrame):
+        dupes = sorted({str(c) for c in design.columns[design.columns.duplicated()]})
+        if dupes:
+            raise ValueError(f"{arg}: the design of '{name}' has duplicate column(s) {dupes}; give each parameter once")
         if design.shape[1] == 0:
             return [{}] * max(len(design), 1)
         cols = [str(c) for c in design.columns]
@@ -363,7 +368,11 @@ def remove_experiments(ids=None, reg: RegistryState | None = None) -> pd.DataFra
 
 def _remove_defs(reg: RegistryState, kind: str, names) -> pd.DataFrame:
     key, col = ("problems", "problem") if kind == "prob" else ("algorithms", "algorithm")
-    names = [names] if isinstance(names, str) else list(names)
+    if isinstance(names, str):
+        names = [names]
+    elif not isinstance(names, (list, tuple, set, pd.Series, np.ndarray)) or not all(isinstance(n, str) for n in names):
+        raise TypeError(f"name: the {col} name(s) to remove, a string or a list of strings; got {names!r}")
+    names = list(names)
     known = list(reg.extra.get(key, []))
     unknown = [n for n in names if n not in known]
     if unknown:

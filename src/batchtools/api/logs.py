@@ -70,7 +70,11 @@ def grep_logs(ids=None, pattern: str = "", ignore_case: bool = False, fixed: boo
     reg.sync()
     sel = select(reg, "started", None if ids is None else reg.ids(ids))
     flags = re.IGNORECASE if ignore_case else 0
-    rx = re.compile(re.escape(pattern) if fixed else pattern, flags)
+    try:
+        rx = re.compile(re.escape(pattern) if fixed else pattern, flags)
+    except re.error as e:
+        raise ValueError(f"pattern: {pattern!r} is not a valid regular expression ({e}); "
+                         "pass fixed=True to search for the text as it is") from None
     cache: dict = {}
     rows = []
     for job_id in sel.tolist():

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from ..core import registry as core
-from ..core.files import unlink_quietly
+from ..core.files import make_dir, unlink_quietly
 from ..core.pickling import dump_function
 from ..core.pool import pool_state
 from ..core.registry import RegistryState, resolve
@@ -128,12 +128,15 @@ def batch_export(export: dict[str, Any] | None = None, unexport=(), reg: Registr
     payloads = {}
     for name, obj in export.items():  # all of them first: a call that fails exports nothing
         try:
-            payloads[name] = dump_function(obj, f"export: {name!r}")
+            payloads[name] = dump_function(obj, "export")
         except TypeError as e:
-            raise TypeError(f"{e}; nothing was exported") from None
+            cause = e.__cause__ or e
+            raise TypeError(f"export: {name!r} cannot be serialised ({type(cause).__name__}: {cause}); nothing was "
+                            "exported. Export values that can be pickled (no locks, open files or connections)") \
+                from None
     if export or unexport:
         with reg.mutation("export objects"):
-            reg.layout.dir("exports").mkdir(exist_ok=True)
+            make_dir(reg.layout.dir("exports"))
             for name, data in payloads.items():
                 reg.write_bytes(reg.layout.export(name), data)
             reg.delete_after(reg.layout.export(n) for n in unexport)

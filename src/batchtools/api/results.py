@@ -26,6 +26,8 @@ def _selection(reg: RegistryState, ids) -> np.ndarray:
 
 
 def _results(reg: RegistryState, sel: np.ndarray, missing_val: Any, fun: Callable | None) -> list:
+    if fun is not None and not callable(fun):
+        raise TypeError(f"fun: must be callable (applied to each result) or None, got {type(fun).__name__} {fun!r}")
     done = done_mask(reg, sel)
     if missing_val is _RAISE and not done.all():
         bad = sel[~done]

@@ -22,7 +22,7 @@ from ..core import registry as core
 from ..core.backend import ClusterFunctions, make_cluster_functions
 from ..core.config import apply_conf_file, find_conf_file
 from ..core.errors import RegistryNotFoundError
-from ..core.files import read_table
+from ..core.files import read_table, writable_by_others
 from ..core.layout import Layout
 from ..core.lease import Lease
 from ..core.recovery import recover
@@ -57,8 +57,28 @@ def _check_seed(seed) -> int:
     return seed
 
 
+def check_file_dir(file_dir, arg: str = "file_dir") -> Path:
+    """A registry folder path: a str or os.PathLike without control characters, not inside a file."""
+    if isinstance(file_dir, bytes) or not isinstance(file_dir, (str, os.PathLike)):
+        raise TypeError(f"{arg}: must be a folder path (str or pathlib.Path), got {type(file_dir).__name__}"
+                        f" {file_dir!r}")
+    text = os.fspath(file_dir)
+    if not text:
+        raise ValueError(f"{arg}: must not be empty; e.g. file_dir='registry'")
+    bad = sorted({c for c in text if ord(c) < 32 or ord(c) == 127})
+    if bad:
+        raise ValueError(f"{arg}: {text!r} contains the control character(s) {bad}, which cannot be passed to "
+                         "job processes and scheduler scripts; choose a folder name without them")
+    path = Path(text)
+    for parent in [path, *path.absolute().parents]:
+        if parent.exists() and not parent.is_dir():
+            raise NotADirectoryError(f"{arg}: {str(parent)!r} is a file, so {text!r} cannot be a folder; "
+                                     "choose another path")
+    return path
+
+
 def _check_new_dir(file_dir) -> Path:
-    path = Path(file_dir)
+    path = check_file_dir(file_dir)
     if path.exists():
         if Layout(path).meta.exists():
             raise FileExistsError(
@@ -168,6 +188,7 @@ def open_registry(classes: dict[str, type[RegistryState]], file_dir: str | os.Pa
         raise TypeError("writeable: must be True or False")
     if not isinstance(force, bool):
         raise TypeError("force: must be True or False")
+    check_file_dir(file_dir)
     if force and not writeable:
         raise ValueError("force: takes the writeable lease, so it needs writeable=True")
     layout = Layout(file_dir)
@@ -175,6 +196,13 @@ def open_registry(classes: dict[str, type[RegistryState]], file_dir: str | os.Pa
         raise RegistryNotFoundError(f"file_dir: {str(file_dir)!r} does not exist; create a registry with make_registry()")
     if not layout.meta.is_file():
         raise RegistryNotFoundError(f"file_dir: {str(file_dir)!r} holds no registry (no registry.pkl)")
+    exposed = writable_by_others(layout.file_dir)
+    if exposed and os.environ.get("BATCHTOOLS_ALLOW_WORLD_WRITABLE") != "1":
+        shown = ", ".join(exposed[:5]) + (" ..." if len(exposed) > 5 else "")
+        raise PermissionError(
+            f"file_dir: {len(exposed)} entr{'y' if len(exposed) == 1 else 'ies'} of the registry can be changed by any "
+            f"user ({shown}). A registry holds pickles, which run code when read, so it is as trusted as code: "
+            f"fix it with `chmod -R o-w {layout.file_dir}`, or set BATCHTOOLS_ALLOW_WORLD_WRITABLE=1 to open it anyway")
     lease = None
     if writeable:  # the lease first: from here on no other session changes anything
         lease = Lease(layout.file_dir)

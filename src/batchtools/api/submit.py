@@ -73,6 +73,7 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
     cf = reg.cluster_functions
     if cf is None:
         raise ValueError("reg: no cluster functions set; e.g. reg.cluster_functions = bt.make_cluster_functions_multicore()")
+    cf.check_registry(reg)
     resources = {**reg.default_resources, **check_resources(resources)}
     # temporary errors (a full node, a busy scheduler): back off from the backend's polling interval
     sleep_fn = sleep_function(sleep, lambda i: min(cf.poll * 1.5**i, 60.0))

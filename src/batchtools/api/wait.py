@@ -34,8 +34,8 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
     for name, flag in (("stop_on_error", stop_on_error), ("stop_on_expire", stop_on_expire)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name}: must be True or False")
-    if not isinstance(timeout, (int, float)) or timeout < 0:
-        raise ValueError(f"timeout: must be a number of seconds >= 0, got {timeout!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
+        raise ValueError(f"timeout: must be a number of seconds >= 0 (inf: no limit), got {timeout!r}")
     if expire_after is None:
         expire_after = 3
     if isinstance(expire_after, bool) or not isinstance(expire_after, int) or expire_after < 1:

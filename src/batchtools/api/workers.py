@@ -94,6 +94,7 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
             raise ValueError("n_workers: 0 only adds jobs for workers already running, and none is; "
                              "pass n_workers >= 1")
     cf.check_resources(resources)
+    cf.check_registry(reg)
     failure = None
     with reg.mutation("submit workers"):
         reg._pool = pool

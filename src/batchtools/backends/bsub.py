@@ -8,7 +8,7 @@ import re
 
 from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions
 from .commands import cf_handle_unknown_submit_error, cf_kill_job, first_number, run_os_command
-from .templates import cf_brew_template, cf_read_brew_template, check_script_resources
+from .templates import cf_brew_template, cf_read_brew_template, check_path_allowed, check_script_resources
 
 NO_JOBS = re.compile(r"No (unfinished|pending|running) job found")
 
@@ -47,5 +47,6 @@ def make_bsub_cluster_functions(name: str, template: str, scheduler_latency: flo
         list_jobs_queued=lambda reg: lsf_listing(["-u", user, "-w", "-p"]),
         list_jobs_running=lambda reg: lsf_listing(["-u", user, "-w", "-r"]),
         store_job_collection=True, store_job_files=True, scheduler_latency=scheduler_latency,
-        fs_latency=fs_latency, poll=1.0, poll_max=30.0, resource_check=check_script_resources, capabilities=Capabilities(per_job_resources=True),
+        fs_latency=fs_latency, poll=1.0, poll_max=30.0, resource_check=check_script_resources,
+        path_check=check_path_allowed("/._-+,:=@~", name), capabilities=Capabilities(per_job_resources=True),
     )

@@ -49,7 +49,9 @@ def run_os_command(sys_cmd: str, sys_args: list[str] | tuple[str, ...] = (), std
     """
     argv = [sys_cmd, *map(str, sys_args)]
     if nodename not in ("localhost", "127.0.0.1", "", None):
-        argv = ["ssh", "-q", "-o", "BatchMode=yes", nodename, " ".join(map(shlex.quote, argv))]
+        if nodename.startswith("-") or any(c.isspace() for c in nodename):
+            raise ValueError(f"nodename: {nodename!r} is not a host name")
+        argv = ["ssh", "-q", "-o", "BatchMode=yes", "--", nodename, " ".join(map(shlex.quote, argv))]
     log.debug("OS command: %s", shlex.join(argv))
     command_counts[sys_cmd] += 1
     try:

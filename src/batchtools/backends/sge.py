@@ -6,7 +6,7 @@ import getpass
 
 from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
 from .commands import cf_handle_unknown_submit_error, cf_kill_job, first_number, run_os_command
-from .templates import cf_brew_template, cf_read_brew_template, check_script_resources
+from .templates import cf_brew_template, cf_read_brew_template, check_path_chars, check_script_resources
 
 
 @restorable
@@ -35,5 +35,6 @@ def make_cluster_functions_sge(template: str = "sge", nodename: str = "localhost
         "SGE", submit_job, kill_job=lambda reg, b: cf_kill_job(reg, "qdel", [b], nodename=nodename),
         list_jobs_queued=lambda reg: listing("p"), list_jobs_running=lambda reg: listing("rs"),
         store_job_collection=True, store_job_files=True, scheduler_latency=scheduler_latency,
-        fs_latency=fs_latency, poll=1.0, poll_max=30.0, resource_check=check_script_resources, capabilities=Capabilities(per_job_resources=True),
+        fs_latency=fs_latency, poll=1.0, poll_max=30.0, resource_check=check_script_resources,
+        path_check=check_path_chars("'\"$", "SGE"), capabilities=Capabilities(per_job_resources=True),
     )

@@ -8,7 +8,7 @@ import re
 from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
 from ..core.layout import Layout
 from .commands import cf_handle_unknown_submit_error, cf_kill_job, run_os_command, temporary_error
-from .templates import cf_brew_template, cf_read_brew_template, check_script_resources
+from .templates import cf_brew_template, cf_read_brew_template, check_path_chars, check_script_resources
 
 TEMP_ERRORS = (
     "Job violates accounting policy",
@@ -50,9 +50,10 @@ def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = Tru
         return [f"--clusters={','.join(names)}"] if names else []
 
     def submit_job(reg, jc) -> SubmitJobResult:
-        extra = {}
+        # Slurm expands %-patterns in --output: a literal % of the path is written %%
+        extra = {"log_file": jc.log_file.replace("%", "%%")}
         if jc.array_jobs:
-            extra = {"log_file": str(reg.layout.array_log(jc.job_hash, "%a")),
+            extra = {"log_file": str(reg.layout.array_log(jc.job_hash, "@@")).replace("%", "%%").replace("@@", "%a"),
                      "array_throttle": jc.resources.get("max_concurrent_jobs")}
         script = cf_brew_template(reg, tmpl, jc, **extra)
         out = run_os_command("sbatch", [script], nodename=nodename)
@@ -101,5 +102,7 @@ def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = Tru
         array_var="SLURM_ARRAY_TASK_ID", store_job_collection=True, store_job_files=True,
         scheduler_latency=scheduler_latency, fs_latency=fs_latency, poll=1.0, poll_max=30.0,
         max_array_size=max_array_size, info=nodename if nodename != "localhost" else "",
-        resource_check=check_script_resources, capabilities=Capabilities(array_jobs=array_jobs, per_job_resources=True),
+        resource_check=check_script_resources,
+        # --output treats a backslash as "no %-patterns" and drops it: the log would land elsewhere
+        path_check=check_path_chars("\\", "Slurm"), capabilities=Capabilities(array_jobs=array_jobs, per_job_resources=True),
     )

@@ -13,7 +13,9 @@ import json
 import logging
 import os
 import random
+import re
 import shlex
+import stat
 import subprocess
 import sys
 import tempfile
@@ -27,9 +29,25 @@ from .commands import run_os_command
 log = logging.getLogger("batchtools")
 LOCAL = ("localhost",)
 PROBE_TTL = 5.0  # seconds a node's probe stays valid while we account started jobs ourselves
-# one multiplexed ssh connection per node: a command then costs a round trip, not a handshake
-MULTIPLEX = ["-o", "ControlMaster=auto", "-o", f"ControlPath={tempfile.gettempdir()}/bt-ssh-%C",
-             "-o", "ControlPersist=120"]
+# one multiplexed ssh connection per node: a command then costs a round trip, not a handshake. The
+# sockets live in a folder only this user can enter (a predictable name in /tmp could be pre-created
+# by someone else to hijack the connection)
+CONTROL_DIR = os.path.join(tempfile.gettempdir(), f"batchtools-ssh-{os.getuid()}")
+MULTIPLEX = ["-o", "ControlMaster=auto", "-o", f"ControlPath={CONTROL_DIR}/%C", "-o", "ControlPersist=120"]
+NODENAME = re.compile(r"^[A-Za-z0-9_.@:\[\]%-]+$")
+
+
+def private_control_dir() -> str:
+    """The folder for ssh's multiplexing sockets: created 0700, refused if someone else owns it or can enter it."""
+    try:
+        os.mkdir(CONTROL_DIR, 0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(CONTROL_DIR)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise PermissionError(f"{CONTROL_DIR} (ssh connection sockets) is not a folder private to you "
+                              f"(owner uid {st.st_uid}, mode {oct(st.st_mode & 0o777)}); remove it and try again")
+    return CONTROL_DIR
 
 
 class Worker:
@@ -45,8 +63,9 @@ class Worker:
 
     def __init__(self, nodename: str, ncpus: int | None = None, max_load: float | None = None,
                  debug: bool = False, python: str | None = None, ssh_args: Sequence[str] | None = None):
-        if not isinstance(nodename, str) or not nodename or any(c.isspace() for c in nodename):
-            raise ValueError(f"nodename: must be a host name without spaces, got {nodename!r}")
+        if not isinstance(nodename, str) or not NODENAME.match(nodename) or nodename.startswith("-"):
+            raise ValueError(f"nodename: must be a host name (letters, digits and ._@:[]%-, not starting with '-'), "
+                             f"got {nodename!r}")
         if ncpus is not None and (isinstance(ncpus, bool) or not isinstance(ncpus, int) or ncpus < 1):
             raise ValueError(f"ncpus: must be a positive int for worker '{nodename}', got {ncpus!r}")
         if max_load is not None and (isinstance(max_load, bool) or not isinstance(max_load, (int, float))
@@ -77,7 +96,8 @@ class Worker:
         if self.nodename in LOCAL:
             return helper
         remote = " ".join(shlex.quote(a) for a in helper)
-        return ["ssh", "-o", "BatchMode=yes", *MULTIPLEX, *self.ssh_args, self.nodename, remote]
+        private_control_dir()
+        return ["ssh", "-o", "BatchMode=yes", *MULTIPLEX, *self.ssh_args, "--", self.nodename, remote]
 
     def _agent_call(self, line: str) -> dict | None:
         """Send one command to the node's agent (started on first use); None if it is gone."""
@@ -117,7 +137,7 @@ class Worker:
 
     def run(self, *args: str) -> dict:
         """Run a node helper command; its JSON answer as a dict. Errors name the worker."""
-        answer = self._agent_call(" ".join(args))
+        answer = self._agent_call(json.dumps(list(args)))
         if answer is not None:
             if "error" in answer:
                 raise RuntimeError(f"worker '{self.nodename}': {answer['error']}")

@@ -2,17 +2,23 @@
 
 ``template="slurm"`` is looked up like batchtools does: ``./batchtools.slurm.tmpl``,
 ``$XDG_CONFIG_HOME/batchtools/slurm.tmpl``, ``~/.batchtools.slurm.tmpl``, then the
-shipped ``slurm-simple.tmpl``; a path is used as is. Inside a template:
-``job_name``, ``log_file``, ``uri``, ``resources``, ``array_jobs``, ``n_array_jobs``,
-``array_throttle``, ``jobs`` (job ids), ``command``, ``python`` and ``debug``.
+shipped ``slurm-simple.tmpl``; a path is used as is. A template found on the search path
+that someone else could have written (not owned by you, or group/world-writable) is skipped
+with a warning. Inside a template: ``job_name``, ``log_file``, ``uri``, ``resources``,
+``array_jobs``, ``n_array_jobs``, ``array_throttle``, ``jobs`` (job ids), ``command``,
+``python`` and ``debug``.
 
-Every value that reaches the script is checked first: job names are reduced to
-safe characters, string resources must match a conservative pattern, numbers must
-be numbers, so neither can inject shell commands.
+Every value a template prints (``{{ ... }}``) is shell-quoted: a registry path with spaces,
+quotes, ``$()`` or backticks stays one literal word in a shell line and in ``#SBATCH``-style
+directives. Template authors who need a value as it is write ``{{ value | raw }}`` (and then
+quote it themselves); ``command`` is a ready command line and printed as it is. Values are
+checked too: job names are reduced to safe characters, string resources must match a
+conservative pattern, numbers must be numbers.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shlex
@@ -21,7 +27,9 @@ from typing import Any
 
 import jinja2
 
-from ..core.files import atomic_write_bytes
+from ..core.files import atomic_write_bytes, untrusted
+
+log = logging.getLogger("batchtools")
 
 SHIPPED = Path(__file__).resolve().parent.parent / "templates"
 DEFAULT_NAMES = {"slurm": "slurm-simple", "torque": "torque-lido", "sge": "sge-simple", "lsf": "lsf-simple",
@@ -30,10 +38,27 @@ SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.,:=@/+%-]*$")
 UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
 
+class Raw(str):
+    """A value printed into a job script as it is (already quoted, or meant to be code)."""
+
+
+def _shell_word(value: Any) -> str:
+    """How a template prints a value: shell-quoted, unless it is :class:`Raw`."""
+    if isinstance(value, Raw):
+        return value
+    if isinstance(value, jinja2.Undefined) or value is None:
+        return ""
+    return shlex.quote(str(value))
+
+
 def find_template_file(template: str) -> str:
-    """Path of the template called (or at) ``template``; FileNotFoundError naming where it looked."""
+    """Path of the template called (or at) ``template``; FileNotFoundError naming where it looked.
+
+    >>> find_template_file("slurm").endswith("slurm-simple.tmpl")
+    True
+    """
     if not isinstance(template, str) or not template:
-        raise TypeError("template: a name like 'slurm' or the path of a template file")
+        raise TypeError(f"template: a name like 'slurm' or the path of a template file, got {template!r}")
     if os.sep in template or template.endswith(".tmpl") or Path(template).is_file():
         if Path(template).is_file():
             return str(Path(template).absolute())
@@ -44,17 +69,36 @@ def find_template_file(template: str) -> str:
                   SHIPPED / f"{template}.tmpl"]
     for c in candidates:
         if c.is_file():
+            why = untrusted(c) if not str(c.absolute()).startswith(str(SHIPPED)) else None
+            if why:
+                log.warning("template: skipping %s: it %s, so it could run someone else's commands", c.absolute(), why)
+                continue
             return str(c.absolute())
     raise FileNotFoundError(f"template: no template {template!r}; looked in " + ", ".join(map(str, candidates)))
 
 
 def cf_read_brew_template(template: str) -> jinja2.Template:
-    """Read and compile a template (a name, a path, or the template text itself)."""
-    text = template if "\n" in template else Path(find_template_file(template)).read_text()
+    """Read and compile a template (a name, a path, or the template text itself).
+
+    >>> t = cf_read_brew_template("#!/bin/sh\\n#SBATCH --output={{ log_file }}\\n{{ command }}\\n")
+    >>> print(t.render(log_file="/data/my reg/logs/a.log", command=Raw("python -m batchtools.worker x")), end="")
+    #!/bin/sh
+    #SBATCH --output='/data/my reg/logs/a.log'
+    python -m batchtools.worker x
+    """
+    if not isinstance(template, str) or not template:
+        raise TypeError(f"template: a name like 'slurm', the path of a template file, or the template text; "
+                        f"got {type(template).__name__} {template!r}")
+    source = "<template text>" if "\n" in template else find_template_file(template)
+    text = template if "\n" in template else Path(source).read_text()
     env = jinja2.Environment(undefined=jinja2.ChainableUndefined, keep_trailing_newline=True,
-                             trim_blocks=True, lstrip_blocks=True)
-    env.filters["q"] = lambda v: shlex.quote(str(v))
-    return env.from_string(text)
+                             trim_blocks=True, lstrip_blocks=True, finalize=_shell_word)
+    env.filters["q"] = lambda v: Raw(shlex.quote(str(v)))
+    env.filters["raw"] = lambda v: Raw("" if v is None or isinstance(v, jinja2.Undefined) else str(v))
+    try:
+        return env.from_string(text)
+    except jinja2.TemplateSyntaxError as e:
+        raise ValueError(f"template: {source}, line {e.lineno}: {e.message}") from None
 
 
 def check_script_resources(resources: dict[str, Any]) -> dict[str, Any]:
@@ -87,17 +131,46 @@ def cf_brew_template(reg, template: jinja2.Template, jc, **extra: Any) -> str:
     uri = str(reg.layout.job_collection(jc.job_hash))
     python = jc.python or "python3"
     log_file = extra.pop("log_file", jc.log_file)
-    if "\n" in log_file or "\n" in uri:
-        raise ValueError("file_dir: paths with newlines cannot be used in job scripts")
     context = {
         "job_name": job_name(jc), "log_file": log_file, "uri": uri, "resources": check_script_resources(jc.resources),
         "array_jobs": jc.array_jobs, "n_array_jobs": len(jc.jobs), "array_throttle": None,
         "jobs": jc.job_ids, "python": python, "debug": os.environ.get("BATCHTOOLS_DEBUG", ""),
-        "command": shlex.join([python, "-m", "batchtools.worker", uri]),
+        "command": Raw(shlex.join([python, "-m", "batchtools.worker", uri])),
     }
     context.update(extra)
-    script = template.render(**context)
+    try:
+        script = template.render(**context)
+    except jinja2.TemplateError as e:
+        raise ValueError(f"template: cannot be rendered ({type(e).__name__}: {e})") from None
     path = reg.layout.script(jc.job_hash)
     atomic_write_bytes(path, script.encode())
     os.chmod(path, 0o755)
     return str(path)
+
+
+def check_path_chars(forbidden: str, backend: str):
+    """A path check for a backend that cannot pass ``forbidden`` characters in a registry path."""
+
+    def check(path: str) -> None:
+        bad = sorted({c for c in path if c in forbidden})
+        if bad:
+            raise ValueError(f"file_dir: {path!r} contains {' '.join(repr(c) for c in bad)}, which the {backend} "
+                             f"backend cannot pass to its scheduler; use a registry folder without them")
+
+    return check
+
+
+ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+def check_path_allowed(extra: str, backend: str):
+    """A path check for a backend whose scheduler cannot be tried here: letters, digits and ``extra`` only."""
+    allowed = set(ALNUM + extra)
+
+    def check(path: str) -> None:
+        bad = sorted({c for c in path if c not in allowed})
+        if bad:
+            raise ValueError(f"file_dir: {path!r} contains {' '.join(repr(c) for c in bad)}; the {backend} backend "
+                             f"accepts registry paths of letters, digits and {extra!r} only")
+
+    return check

@@ -8,7 +8,7 @@ import re
 from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
 from ..core.layout import Layout
 from .commands import cf_handle_unknown_submit_error, cf_kill_job, run_os_command, temporary_error
-from .templates import cf_brew_template, cf_read_brew_template, check_script_resources
+from .templates import cf_brew_template, cf_read_brew_template, check_path_allowed, check_script_resources
 
 TEMP_ERRORS = ("Maximum number of jobs already in queue", "Resource temporarily unavailable",
                "Cannot connect to default server")
@@ -49,5 +49,6 @@ def make_cluster_functions_torque(template: str = "torque", scheduler_latency: f
         list_jobs_queued=lambda reg: listing("QW"), list_jobs_running=lambda reg: listing("EHRT"),
         array_var="PBS_ARRAYID", store_job_collection=True, store_job_files=True,
         scheduler_latency=scheduler_latency, fs_latency=fs_latency, poll=1.0, poll_max=30.0,
-        resource_check=check_script_resources, capabilities=Capabilities(array_jobs=True, per_job_resources=True),
+        resource_check=check_script_resources,
+        path_check=check_path_allowed("/._-+,:=@~", "TORQUE"), capabilities=Capabilities(array_jobs=True, per_job_resources=True),
     )

@@ -103,6 +103,8 @@ class ClusterFunctions:
     capabilities: Capabilities = field(default_factory=Capabilities)
     # optional: raise on resources this backend cannot put into a job (e.g. unsafe template values)
     resource_check: Callable[[dict], Any] | None = None
+    # optional: raise on a registry path this backend cannot pass to its scheduler (names the character)
+    path_check: Callable[[str], Any] | None = None
     # the local processes a backend manages (Multicore's fork server, Socket's processes), if any
     processes: Any = None
     # how it was made: {"constructor": "module:function", "kwargs": {...}}, saved with the registry
@@ -140,6 +142,11 @@ class ClusterFunctions:
         if self.resource_check is not None:
             self.resource_check(resources)
 
+    def check_registry(self, reg) -> None:
+        """Refuse a registry whose path this backend cannot pass on, before anything is written."""
+        if self.path_check is not None:
+            self.path_check(str(reg.file_dir))
+
     def close(self) -> None:
         """Stop the local processes this backend started (running jobs of Multicore carry on)."""
         close = getattr(self.processes, "close", None)
@@ -174,6 +181,7 @@ def make_cluster_functions(
     max_array_size: Callable | None = None,
     capabilities: Capabilities | None = None,
     resource_check: Callable[[dict], Any] | None = None,
+    path_check: Callable[[str], Any] | None = None,
     processes: Any = None,
 ) -> ClusterFunctions:
     """Make your own backend.
@@ -197,7 +205,8 @@ def make_cluster_functions(
         raise TypeError("submit_job: required; a function (reg, jc) -> SubmitJobResult")
     for arg, fn in (("submit_job", submit_job), ("kill_job", kill_job), ("list_jobs_queued", list_jobs_queued),
                     ("list_jobs_running", list_jobs_running), ("list_jobs", list_jobs), ("wait", wait),
-                    ("max_array_size", max_array_size), ("resource_check", resource_check)):
+                    ("max_array_size", max_array_size), ("resource_check", resource_check),
+                    ("path_check", path_check)):
         if fn is not None and not callable(fn):
             raise TypeError(f"{arg}: must be callable (or None), got {type(fn).__name__}")
     if list_jobs is not None and (list_jobs_queued is not None or list_jobs_running is not None):
@@ -225,7 +234,7 @@ def make_cluster_functions(
         scheduler_latency=float(scheduler_latency), fs_latency=float(fs_latency), hooks=hooks,
         poll=float(poll), poll_max=float(max(poll, poll_max)), info=info, wait=wait,
         max_array_size=max_array_size, capabilities=capabilities, resource_check=resource_check,
-        processes=processes,
+        path_check=path_check, processes=processes,
     )
 
 

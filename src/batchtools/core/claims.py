@@ -68,7 +68,7 @@ class ClaimLog:
     def __init__(self, pool_dir: str | os.PathLike, lock_timeout: float = 600):
         self.dir = Path(pool_dir)
         self.path = self.dir / "claims.log"
-        self.lock = FileLock(str(self.dir / "claims.lock"), timeout=lock_timeout)
+        self.lock = FileLock(str(self.dir / "claims.lock"), timeout=lock_timeout, mode=0o664)
         self.offset = 0
         self.queues: dict[str, QueueState] = {}  # in announcement order: older batches first
         self.dead: set[str] = set()
@@ -175,8 +175,7 @@ def fs_now(path: str | os.PathLike) -> float:
     """The file server's idea of "now" (touch ``path``, read its mtime), so heartbeat ages do not
     depend on the master's clock agreeing with the nodes'."""
     try:
-        with open(path, "ab"):
-            pass
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o664))
         os.utime(path)
         return os.stat(path).st_mtime
     except OSError:  # read-only registry: fall back to this machine's clock

@@ -10,6 +10,8 @@ import logging
 import os
 from pathlib import Path
 
+from .files import untrusted
+
 log = logging.getLogger("batchtools")
 
 SETTINGS = ("cluster_functions", "default_resources", "max_concurrent_jobs", "work_dir",
@@ -27,6 +29,10 @@ def find_conf_file() -> str | None:
     for candidate in (Path("batchtools.conf.py"), Path(xdg) / "batchtools" / "config.py",
                       Path.home() / ".batchtools.conf.py"):
         if candidate.is_file():
+            why = untrusted(candidate)
+            if why:  # a configuration file is code: never run one someone else could have written
+                log.warning("configuration file %s %s; not running it", candidate.absolute(), why)
+                continue
             return str(candidate.absolute())
     return None
 
@@ -39,6 +45,10 @@ def apply_conf_file(reg, conf_file: str | None, names: dict | None = None) -> No
     path = Path(conf_file)
     if not path.is_file():
         raise FileNotFoundError(f"conf_file: {conf_file!r} does not exist; pass conf_file=None to use none")
+    why = untrusted(path)
+    if why:
+        raise PermissionError(f"conf_file: {str(path)!r} {why}; a configuration file is run as code, so it must be "
+                              "your own and writable only by you (chmod go-w)")
     scope = {name: getattr(reg, name) for name in SETTINGS}
     scope.update(names or {})
     scope.update({"reg": reg, "__file__": str(path)})

@@ -75,6 +75,55 @@ def keep_previous(path: str | os.PathLike) -> None:
         log.debug("cannot keep %s: %s", prev, e)
 
 
+def untrusted(path: str | os.PathLike) -> str | None:
+    """Why ``path`` may have been written by someone else (not owned by this user or root, or
+    group/world-writable), or None if it is this user's own file."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        return f"cannot be inspected ({e.strerror})"
+    if st.st_uid not in (os.getuid(), 0):
+        return f"is owned by another user (uid {st.st_uid})"
+    if st.st_mode & 0o022:
+        return "is writable by other users (group or world)"
+    return None
+
+
+def writable_by_others(file_dir: str | os.PathLike) -> list[str]:
+    """Entries of a registry folder that any user may change (its folders, and the files next to
+    its tables): whoever can change them can make this user's session run their code."""
+    out = []
+    root = os.fspath(file_dir)
+    for top, dirs, files in os.walk(root):
+        depth = top[len(root):].count(os.sep)
+        for name in [*dirs, *files] if depth == 0 else dirs:
+            path = os.path.join(top, name)
+            try:
+                if os.lstat(path).st_mode & 0o002:
+                    out.append(path)
+            except FileNotFoundError:
+                pass
+        if depth >= 1:
+            dirs[:] = [d for d in dirs if d in ("queue", "workers", "cache")]
+    try:
+        if os.lstat(root).st_mode & 0o002:
+            out.insert(0, root)
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def make_dir(path: str | os.PathLike) -> None:
+    """Create a registry folder (and its parents): never world-writable, whatever the umask."""
+    os.makedirs(path, mode=0o775, exist_ok=True)
+
+
+def open_append(path: str | os.PathLike, encoding: str | None = "utf-8"):
+    """Open a registry file for appending, creating it never world-writable, whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o664)
+    return open(fd, "a", encoding=encoding, errors="replace") if encoding else open(fd, "ab")
+
+
 def write_pickle(path: str | os.PathLike, obj: Any, fsync: bool = False) -> None:
     """Pickle ``obj`` with cloudpickle (so lambdas and closures work) and write it atomically."""
     atomic_write_bytes(path, cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), fsync=fsync)

@@ -32,7 +32,13 @@ def as_id_array(ids, arg: str = "ids") -> np.ndarray:
         )
     else:
         values = np.asarray(list(ids))
-    values = np.asarray(values)
+    try:
+        values = np.asarray(values)
+    except (ValueError, OverflowError) as e:
+        raise ValueError(f"{arg}: cannot read job ids from {type(ids).__name__} ({e}); give a flat list of ints") \
+            from None
+    if values.ndim != 1:
+        raise ValueError(f"{arg}: job ids must be one-dimensional (a flat list), got shape {values.shape}")
     if values.size == 0:
         return np.empty(0, dtype=np.int64)
     if values.dtype == bool or values.dtype.kind not in "iuf" and values.dtype != object:
@@ -40,6 +46,8 @@ def as_id_array(ids, arg: str = "ids") -> np.ndarray:
     if values.dtype.kind == "f" or values.dtype == object:
         try:
             as_int = values.astype(np.int64)
+        except OverflowError:
+            raise ValueError(f"{arg}: job ids must be positive ints below 2**63, got {values[:3].tolist()}") from None
         except (TypeError, ValueError):
             raise TypeError(f"{arg}: job ids must be integers, got {values[:3].tolist()}") from None
         if not np.array_equal(as_int, values.astype(float)):

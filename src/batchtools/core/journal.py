@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from .files import open_append
+
 log = logging.getLogger("batchtools")
 
 UNKNOWN_BATCH = "unknown"
@@ -52,7 +54,7 @@ class Journal:
 
     def _append(self, record: dict) -> None:
         if self._fh is None:
-            self._fh = open(self.path, "a", encoding="utf-8")
+            self._fh = open_append(self.path)
         self._fh.write(json.dumps(record, default=str) + "\n")
         self._fh.flush()
 

@@ -123,10 +123,12 @@ class Layout:
         return self.pool / "workers" / ".clock"
 
     def make_dirs(self) -> None:
-        self.file_dir.mkdir(parents=True, exist_ok=True)
+        """The registry's folders, never world-writable whatever the umask."""
+        os.makedirs(self.file_dir, mode=0o775, exist_ok=True)
         for sub in SUBDIRS:
-            (self.file_dir / sub).mkdir(exist_ok=True)
+            os.makedirs(self.file_dir / sub, mode=0o775, exist_ok=True)
 
     def make_pool_dirs(self) -> None:
+        os.makedirs(self.pool, mode=0o775, exist_ok=True)
         for sub in ("queue", "workers"):
-            (self.pool / sub).mkdir(parents=True, exist_ok=True)
+            os.makedirs(self.pool / sub, mode=0o775, exist_ok=True)

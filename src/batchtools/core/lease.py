@@ -45,8 +45,7 @@ def _process_start(pid: int) -> float | None:
 def _fs_now(directory: Path) -> float:
     probe = directory / f".clock-{uuid.uuid4().hex[:8]}"
     try:
-        with open(probe, "wb"):
-            pass
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         return os.stat(probe).st_mtime
     except OSError:
         return time.time()
@@ -140,7 +139,9 @@ class Lease:
                     pass
                 self._claim = claim
             tmp = self.dir / f".lease-new-{self.session}"
-            tmp.write_text(json.dumps(self.info))
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            with open(fd, "w") as fh:
+                fh.write(json.dumps(self.info))
             try:
                 os.link(tmp, self.path)
                 return self._start()

@@ -219,6 +219,9 @@ class RegistryState:
 
     @cluster_functions.setter
     def cluster_functions(self, cf: Any) -> None:
+        check = getattr(cf, "check_registry", None)
+        if check is not None:
+            check(self)  # e.g. a path the backend's scheduler cannot take: say so now
         self._cluster_functions = cf
         if self._persist_cf and self.writeable and self.lease is not None and not self.lease.lost:
             # the choice is saved with the registry, so any later session (and the command line) uses it

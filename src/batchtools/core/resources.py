@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import pickle
 from typing import Any
 
@@ -32,8 +33,11 @@ def check_resources(res: Any, arg: str = "resources") -> dict[str, Any]:
                 raise ValueError(f"{arg}: {key} must be a positive integer, got {value!r}")
             out[key] = int(value)
         elif key in POSITIVE_NUM:
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not value > 0:
-                raise ValueError(f"{arg}: {key} must be a positive number (seconds), got {value!r}")
+            if (isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not value > 0
+                    or not math.isfinite(value)):
+                raise ValueError(f"{arg}: {key} must be a finite positive number of seconds, got {value!r}")
+            # whole seconds, rounded up: schedulers read 0 as "no limit"; templates round up to minutes if they must
+            out[key] = int(math.ceil(value))
         elif key in FLAGS:
             if not isinstance(value, (bool, np.bool_)):
                 raise TypeError(f"{arg}: {key} must be True or False, got {value!r}")

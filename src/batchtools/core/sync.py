@@ -8,6 +8,7 @@ import pickle
 
 import numpy as np
 
+from .files import make_dir
 from .protocol import ALL_JOBS, FLOAT_FIELDS, JOB_ID, TEXT_FIELDS, valid_rows
 from .tables import set_rows
 
@@ -34,7 +35,7 @@ def _quarantine(reg, path: str, why: str) -> None:
     seen.add(path)
     if reg.writeable:
         target = reg.layout.dir("updates") / "quarantine"
-        target.mkdir(exist_ok=True)
+        make_dir(target)
         try:
             os.replace(path, target / os.path.basename(path))
         except OSError:

@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from .files import named_error
+from .files import make_dir, named_error, open_append
 
 log = logging.getLogger("batchtools")
 
@@ -34,8 +34,8 @@ class Transaction:
 
     def _open(self) -> None:
         if self._manifest is None:
-            self.dir.mkdir(exist_ok=True)
-            self._manifest = open(self.dir / MANIFEST, "a", encoding="utf-8")
+            make_dir(self.dir)
+            self._manifest = open_append(self.dir / MANIFEST)
 
     def before_write(self, path: str | os.PathLike) -> None:
         """Remember the current version of ``path`` (once per transaction)."""

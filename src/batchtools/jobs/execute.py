@@ -16,6 +16,7 @@ from typing import Any
 
 from ..core.claims import Fenced
 from ..core.collection import JobCollection
+from ..core.files import open_append
 from ..core.layout import Layout
 from ..core.protocol import ALL_JOBS, FINISHED, MARK, job_ended, job_started
 from ..core.store import FolderStore, ResultStore
@@ -58,7 +59,7 @@ def report_unreadable(path: str, error: BaseException) -> None:
     msg = (f"Job collection file {path} cannot be read ({type(error).__name__}: {error}); "
            "submit the jobs again")
     try:
-        with open(layout.log(job_hash), "a", encoding="utf-8") as fh:
+        with open_append(layout.log(job_hash)) as fh:
             fh.write(f"{MARK}{msg}\n")
         buffer = UpdateBuffer(layout, job_hash)
         now = time.time()

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.collection import JobCollection
-from ..core.files import atomic_write_bytes, dumps, read_pickle
+from ..core.files import atomic_write_bytes, dumps, make_dir, read_pickle
 from ..core.layout import Layout
 from .job import Job, np, seed_everything
 from .session import load_cached, prepare_namespace, restore_code_files, say
@@ -125,7 +124,7 @@ class ExperimentJob(Job):
         else:
             instance = call_with(prob.fun, {"data": prob.data, "job": self}, self.prob_pars)
         if cache:
-            os.makedirs(cache.parent, exist_ok=True)
+            make_dir(cache.parent)
             atomic_write_bytes(cache, dumps(instance))
         return instance
 

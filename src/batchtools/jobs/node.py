@@ -16,7 +16,7 @@ import signal
 import sys
 
 from ..core.collection import JobCollection
-from ..core.files import read_pickle
+from ..core.files import open_append, read_pickle
 from ..core.layout import Layout
 from .execute import report_unreadable, run_chunk
 from .pool_worker import run_pool_worker
@@ -56,7 +56,7 @@ def do_job_collection(
         jc = read_pickle(jc)
     with contextlib.ExitStack() as stack:
         if output is not None:
-            fh = stack.enter_context(open(output, "a", encoding="utf-8", errors="replace"))
+            fh = stack.enter_context(open_append(output))
             stack.enter_context(contextlib.redirect_stdout(fh))
             stack.enter_context(contextlib.redirect_stderr(fh))
         return run_collection(jc, update_interval, sink)

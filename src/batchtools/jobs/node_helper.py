@@ -8,8 +8,9 @@ JSON object on a line starting with ``[bt] ``:
   outlives the ssh connection); returns its pid
 - ``list FILE_DIR``: pids of running job processes of that registry
 - ``kill PID``: TERM the job's process group, KILL after a second
-- ``serve``: read such commands from stdin, one per line, answering each (the SSH backend keeps
-  one such agent per node, so a command costs a round trip instead of a login)
+- ``serve``: read such commands from stdin, one JSON list ``["cmd", "arg", ...]`` per line (so paths
+  may hold spaces), answering each (the SSH backend keeps one such agent per node, so a command
+  costs a round trip instead of a login)
 """
 
 from __future__ import annotations
@@ -90,8 +91,14 @@ def answer(cmd: str, args: list[str]) -> dict | None:
 
 def serve() -> int:
     for line in sys.stdin:
-        parts = line.split()
-        if not parts:
+        if not line.strip():
+            continue
+        try:
+            parts = json.loads(line)
+            if not isinstance(parts, list) or not parts or not all(isinstance(p, str) for p in parts):
+                raise ValueError("expected a JSON list of strings")
+        except ValueError as e:
+            print(MARK + json.dumps({"error": f"unreadable command {line.strip()[:80]!r}: {e}"}), flush=True)
             continue
         try:
             out = answer(parts[0], parts[1:])

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from ..core.claims import ClaimLog, Fenced
 from ..core.collection import JobCollection
-from ..core.files import atomic_write_bytes, read_pickle
+from ..core.files import atomic_write_bytes, make_dir, read_pickle
 from ..core.layout import Layout
 from .execute import report_unreadable, run_job, store_of
 from .runners import make_runner
@@ -162,7 +162,7 @@ class PoolWorker:
     # --------------------------------------------------------------------- main
     def run(self) -> dict[str, int]:
         beat = self.layout.worker_beat(self.worker)
-        beat.parent.mkdir(parents=True, exist_ok=True)
+        make_dir(beat.parent)
         atomic_write_bytes(beat, f"{socket.gethostname()} {os.getpid()} {time.time():.3f}\n".encode())
         ticker = threading.Thread(target=self._tick, daemon=True)
         ticker.start()
