@@ -10,7 +10,7 @@ from ..core.tables import tags_by_job, to_timestamp
 
 def get_job_status(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
     """Per job: ``submitted``, ``started``, ``done`` (UTC Timestamps), ``error``,
-    ``mem_used`` (MiB), ``batch_id``, ``log_file``, ``job_hash``, ``job_name``,
+    ``mem_used`` (peak memory in MB, with the ``measure_memory`` resource), ``batch_id``, ``log_file``, ``job_hash``, ``job_name``,
     ``time_queued`` and ``time_running`` (Timedeltas)."""
     reg = resolve(reg)
     reg.sync()

@@ -41,7 +41,8 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
     """Queue jobs for a pool of ``n_workers`` worker jobs that pull them one by one.
 
     The workers are submitted through the registry's cluster functions like any job
-    (one scheduler job each, with ``resources``). Each repeatedly claims the next
+    (one scheduler job each, with ``resources``: ``walltime`` in seconds, ``memory`` in MB,
+    for the whole worker, not per job). Each repeatedly claims the next
     queued job, runs it exactly as a normal job runs (seed, log, result, status), and
     ends when nothing is left for ``idle_timeout`` seconds (default 0 for Interactive,
     else 10 s), so jobs queued later are picked up by idle workers. Jobs are claimed in
