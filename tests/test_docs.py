@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -82,9 +83,26 @@ def _run_console(code: str, where: str, env: dict) -> None:
         assert proc.returncode == 0, f"{where} (+{k}): {line!r} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}"
 
 
+PAGE_TIMEOUT = 300  # seconds: a page whose examples hang fails instead of stalling the suite
+
+
+def _too_slow(signum, frame):
+    raise TimeoutError(f"the page's examples took more than {PAGE_TIMEOUT} s")
+
+
 @pytest.mark.parametrize("page", pages(), ids=lambda p: p.relative_to(DOCS).as_posix())
 def test_examples_of_page_run(page, tmp_path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    previous = signal.signal(signal.SIGALRM, _too_slow)
+    signal.alarm(PAGE_TIMEOUT)
+    try:
+        _run_page(page, tmp_path)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _run_page(page: Path, tmp_path: Path) -> None:
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     namespace = {"__name__": "__main__"}
     ran = 0
