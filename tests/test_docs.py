@@ -163,3 +163,15 @@ def test_public_functions_have_docstrings_with_units():
                       "scheduler_latency", "wait"):
                 if p in params:
                     assert "second" in doc, f"{name}: say {p} is in seconds"
+
+
+def test_configuration_page_names_every_key_and_backends_have_pages():
+    from batchtools.core.config import SETTINGS
+
+    conf = (DOCS / "configuration.md").read_text()
+    for key in SETTINGS:
+        assert f"| `{key}` |" in conf, f"configuration.md: no row for the key {key!r}"
+    backend_pages = "\n".join(p.read_text() for p in (DOCS / "backends").glob("*.md"))
+    for name in bt.__all__:
+        if name.startswith("make_cluster_functions_"):
+            assert name in backend_pages, f"docs/backends: no page shows {name}"
