@@ -30,6 +30,14 @@ autodoc_preserve_defaults = True
 add_module_names = False
 python_display_short_literal_types = True
 
+# every cross-reference in the guide and the docstrings must resolve (types from other packages,
+# and the internal registry state in signatures, are not documented here)
+nitpicky = True
+nitpick_ignore_regex = [
+    ("py:class", r"(pandas|numpy|collections\.abc|os|jinja2(\.\w+)*)\.\w+"),
+    ("py:class", r"batchtools\.core\.registry\.RegistryState"),
+]
+
 html_theme = "furo"
 html_title = f"pybatchtools {release}"
 html_static_path = []
