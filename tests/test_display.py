@@ -91,3 +91,29 @@ def test_local_time_follows_the_time_zone(monkeypatch):
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def test_job_tables_show_local_seconds_and_stay_utc(reg):
+    bt.batch_map(lambda x: x, x=[1, 2])
+    bt.submit_jobs()
+    st = bt.get_job_status()
+    assert str(st["done"].dtype).endswith("UTC]") and isinstance(st, pd.DataFrame)
+    with pd.option_context("display.width", 250, "display.max_columns", None):
+        shown = repr(st[["job_id", "submitted", "done", "time_running"]])
+    assert local_time(st["done"].iloc[0].timestamp()) in shown
+    assert "+00:00" not in shown and "days" not in shown
+    table = bt.get_job_table()
+    assert str(table["submitted"].dtype).endswith("UTC]")
+    assert local_time(table["submitted"].iloc[1].timestamp()) in table[["submitted"]]._repr_html_()
+
+
+def test_a_million_rows_print_fast_with_their_true_size():
+    from batchtools.core.display import TimesFrame
+
+    n = 1_000_000
+    df = TimesFrame({"job_id": range(1, n + 1), "done": pd.to_datetime([1.7e9] * n, unit="s", utc=True)})
+    t0 = time.perf_counter()
+    text, html = repr(df), df._repr_html_()
+    assert time.perf_counter() - t0 < 1.0
+    assert text.endswith("[1000000 rows x 2 columns]") and "1000000 rows × 2 columns" in html
+    assert local_time(1.7e9) in text and "1000000" in text.splitlines()[-3]

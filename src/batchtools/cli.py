@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("log", help="the log of one job")
     p.add_argument("registry")
     p.add_argument("job_id", type=int)
-    p = sub.add_parser("timeline", help="timeline figure of the jobs (one row per worker)")
+    p = sub.add_parser("timeline", help="timeline figure of the jobs (rows: concurrent slots, or pool workers)")
     p.add_argument("registry", nargs="?", default="registry")
     p.add_argument("-o", "--output", default="timeline.png", help="image file to write (default timeline.png)")
     p.add_argument("--color-by", default=None, metavar="COLUMN",
