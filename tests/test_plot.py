@@ -141,3 +141,12 @@ def test_pool_workers_get_one_row_each(reg):
     fig = bt.plot_timeline()
     assert row_labels(fig) == ["worker 1"]
     assert "4 jobs on 1 worker," in fig.axes[0].get_title()
+
+
+def test_numeric_color_by_with_many_values_gets_a_colour_scale(reg):
+    bt.batch_map(lambda x: x, x=range(1, 31))
+    fake_run(reg, [("b1", list(range(1, 16)), 0.0), ("b2", list(range(16, 31)), 0.0)])
+    fig = bt.plot_timeline(color_by="x")
+    assert len(fig.axes) == 2 and fig.axes[1].get_ylabel() == "x"  # the colour bar
+    assert legend_labels(fig) == ["error (1)"]  # job 3 failed: hatched, in the legend
+    assert fig.axes[0].get_legend().get_title().get_text() == ""

@@ -72,7 +72,7 @@ def plot_timeline(ids=None, color_by: str | None = None, rows: str = "auto", ax=
     started = st["started"].to_numpy()[pos]
     keep = ~np.isnan(started) & st["batch_id"].notna().to_numpy()[pos]
     values = _color_values(reg, sel, color_by)  # checked before drawing anything
-    sel, pos, started = sel[keep], pos[keep], started[keep]
+    pos, started = pos[keep], started[keep]
     done = st["done"].to_numpy()[pos]
     batch = st["batch_id"].to_numpy()[pos].astype(str)
     job_hash = st["job_hash"].to_numpy()[pos].astype(str)
@@ -108,6 +108,7 @@ def plot_timeline(ids=None, color_by: str | None = None, rows: str = "auto", ax=
     y0 = row - height / 2
     verts[:, :, 1] = np.stack([y0, y0 + height, y0 + height, y0], axis=1)
     colors, handles = _colors(state, values[keep] if values is not None else None, color_by, fig, ax)
+    title = color_by if handles else None  # a colour scale has its own label
     # white gaps between jobs only while the median job is wider than ~4 pixels
     wide = float(np.median(w)) / (span / scale * 1.01) * fig.get_figwidth() * 0.8 * fig.dpi > 4
     _draw(ax, verts, colors, state, color_by is not None, wide)
@@ -125,7 +126,7 @@ def plot_timeline(ids=None, color_by: str | None = None, rows: str = "auto", ax=
                  f"{_duration(span)} from the first start to the last end", fontsize=10)
     if handles:
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False,
-                  title=color_by, title_fontsize=8)
+                  title=title, title_fontsize=8)
     return fig
 
 
