@@ -15,7 +15,7 @@ demo: install
 	$(BIN)/python examples/demo.py
 
 test: install
-	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff check src tests bench examples docs
 	$(BIN)/python -m pytest -q
 
 bench: install
@@ -27,7 +27,7 @@ docs: install
 	@echo "docs: open docs/_build/html/index.html"
 
 lint: install
-	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff check src tests bench examples docs
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache docs/_build docs/reference
