@@ -264,7 +264,7 @@ def test_plot_timeline_and_cli(preg, tmp_path):
     wait_until(lambda: set(bt.get_workers()["state"]) == {"exited"}, what="the workers to leave")
     fig = bt.plot_timeline()
     ax = fig.axes[0]
-    assert ax.get_xlabel() == "seconds from start of computation"
+    assert ax.get_xlabel() == "seconds from the first start"
     rows = [t.get_text() for t in ax.get_yticklabels()]
     assert 1 <= len(rows) <= 2 and all(r.startswith("worker ") for r in rows)
     bars = sum(len(c.get_paths()) for c in ax.collections)
@@ -289,6 +289,8 @@ def test_timeline_rows_are_processes_for_ordinary_jobs(mreg):
     ids["chunk"] = bt.chunk(ids["job_id"], n_chunks=2)
     bt.submit_jobs(ids)
     assert bt.wait_for_jobs()
-    ax = bt.plot_timeline().axes[0]
-    assert len(ax.get_yticklabels()) == 2
+    ax = bt.plot_timeline(rows="batch").axes[0]
+    assert len(ax.get_yticklabels()) == 2  # one row per scheduler job (here: per process)
     assert np.isfinite(ax.get_xlim()).all()
+    slots = [t.get_text() for t in bt.plot_timeline().axes[0].get_yticklabels()]
+    assert slots in (["slot 1"], ["slot 1", "slot 2"])  # packed: never more rows than ran at once

@@ -4,11 +4,12 @@
     batchtools errors   [REGISTRY]              error message of every failed job
     batchtools log      REGISTRY JOB_ID         the log of one job
     batchtools workers  [REGISTRY]              the worker pool (submit_workers)
-    batchtools timeline [REGISTRY] -o FILE      timeline figure (PNG, PDF or SVG by suffix)
+    batchtools timeline [REGISTRY] -o FILE      timeline figure (PNG, PDF or SVG by suffix);
+                                                --color-by COLUMN colours jobs by a parameter
 
 REGISTRY defaults to ./registry. The registry is opened read-only, so this is safe to run
-while a session is submitting to it. No configuration file is run (the registry remembers its
-cluster functions); ``--conf FILE`` runs one.
+while a session is submitting to it. Times are shown in local time, to the second. No
+configuration file is run (the registry remembers its cluster functions); ``--conf FILE`` runs one.
 """
 
 from __future__ import annotations
@@ -35,14 +36,17 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("log", help="the log of one job")
     p.add_argument("registry")
     p.add_argument("job_id", type=int)
-    p = sub.add_parser("timeline", help="timeline figure of the jobs (one row per worker)")
+    p = sub.add_parser("timeline", help="timeline figure of the jobs (rows: concurrent slots, or pool workers)")
     p.add_argument("registry", nargs="?", default="registry")
     p.add_argument("-o", "--output", default="timeline.png", help="image file to write (default timeline.png)")
+    p.add_argument("--color-by", default=None, metavar="COLUMN",
+                   help="colour the jobs by a job parameter or experiment column, e.g. algorithm")
     args = ap.parse_args(argv)
 
     import pandas as pd
 
     from .api import logs, status, workers
+    from .core.display import for_people
 
     try:
         reg = _load(args.registry, args.conf)
@@ -55,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "errors":
             df = logs.get_error_messages(reg=reg)
             df = df[df["error"]]
-            print(df[["job_id", "message"]].to_string(index=False) if len(df) else "no errors")
+            with pd.option_context("display.max_colwidth", None):
+                print(df[["job_id", "message"]].to_string(index=False, justify="left") if len(df) else "no errors")
         elif args.command == "log":
             try:
                 print("\n".join(logs.get_log(args.job_id, reg=reg)))
@@ -64,14 +69,19 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
         elif args.command == "workers":
             df = workers.get_workers(reg=reg)
-            print(df.drop(columns=["log_file"]).to_string(index=False) if len(df) else "no pool workers")
+            print(for_people(df.drop(columns=["log_file"])).to_string(index=False) if len(df) else "no pool workers")
         elif args.command == "timeline":
             import matplotlib
 
             matplotlib.use("Agg")
             from .plot import plot_timeline
 
-            plot_timeline(reg=reg).savefig(args.output, dpi=120)
+            try:
+                fig = plot_timeline(reg=reg, color_by=args.color_by)
+            except ValueError as e:
+                print(f"batchtools: {e}", file=sys.stderr)
+                return 1
+            fig.savefig(args.output, dpi=120)
             print(f"wrote {args.output}")
     return 0
 

@@ -52,6 +52,14 @@ class Registry(RegistryState):
     Create one with :func:`make_registry`, open an existing one with :func:`load_registry`.
     Every function that takes ``reg`` is also a method.
 
+    Attributes: ``file_dir`` (the folder, a ``Path``), ``work_dir`` (the jobs' working
+    directory), ``seed`` (job *i* gets ``seed + i``), ``packages``, ``source``, ``load`` (node
+    set-up), ``cluster_functions`` (the backend), ``default_resources`` (dict: ``walltime`` in
+    seconds, ``memory`` in MB, ...), ``max_concurrent_jobs``, ``conf_file`` (the configuration
+    file applied, or None), ``writeable``, ``kind`` (``"map"`` or ``"experiment"``).
+    ``cluster_functions``, ``default_resources`` and ``max_concurrent_jobs`` set on the object
+    last for this session; each make or load takes them from the configuration file.
+
     >>> import batchtools as bt
     >>> reg = bt.make_registry(file_dir=None, seed=1)
     >>> reg

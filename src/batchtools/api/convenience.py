@@ -35,7 +35,9 @@ def btlapply(X: Iterable, fun: Callable, more_args: dict | None = None, resource
              n_chunks: int | None = None, chunk_size: int | None = None, reg: RegistryState | None = None) -> list:
     """``[fun(x, **more_args) for x in X]`` computed as batch jobs, blocking until done.
 
-    Uses a temporary registry unless ``reg`` is given.
+    Uses a temporary registry unless ``reg`` is given. ``resources`` are passed to
+    :func:`submit_jobs` (``walltime`` in seconds, ``memory`` in MB); ``n_chunks`` or
+    ``chunk_size`` group the elements into that many scheduler jobs / that many per job.
 
     >>> import batchtools as bt
     >>> bt.btlapply([1, 2, 3], lambda x: x * 2)
@@ -51,6 +53,8 @@ def btmapply(fun: Callable, *iterables: Iterable, more_args: dict | None = None,
              n_chunks: int | None = None, chunk_size: int | None = None, reg: RegistryState | None = None,
              **kwargs: Iterable) -> list:
     """Like :func:`btlapply`, over several iterables: ``[fun(a, b) for a, b in zip(A, B)]``.
+
+    ``resources`` as for :func:`submit_jobs` (``walltime`` in seconds, ``memory`` in MB).
 
     >>> import batchtools as bt
     >>> bt.btmapply(lambda a, b: a + b, [1, 2], [10, 20])

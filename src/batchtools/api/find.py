@@ -35,6 +35,7 @@ def find_started(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
 
 
 def find_not_started(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
+    """Jobs that have not started: never submitted, or still queued."""
     return _select("started", ids, reg, negate=True)
 
 
@@ -59,10 +60,13 @@ def find_on_system(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
 
 
 def find_running(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
+    """Jobs running right now, as the backend lists them (corrected for the worker pool)."""
     return _select("running", ids, reg)
 
 
 def find_queued(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
+    """Jobs waiting on the system to start (in the scheduler's queue, or in a pool's queue
+    while a worker lives)."""
     return _select("queued", ids, reg)
 
 

@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from ..core.display import DisplayFrame
 from ..core.protocol import END, START
 from ..core.registry import RegistryState, resolve
 from ..core.state import select
@@ -54,16 +55,39 @@ def get_log(id: int, reg: RegistryState | None = None) -> list[str]:
 
 
 def show_log(id: int, reg: RegistryState | None = None) -> None:
-    """Open the log of job ``id`` in a pager."""
+    """Show the log of job ``id`` in a pager (``$PAGER``, ``less``), or print it when the
+    output is not a terminal (a script, a notebook). The text ends with a newline.
+
+    >>> import batchtools as bt
+    >>> reg = bt.make_registry(file_dir=None)
+    >>> reg.cluster_functions = bt.make_cluster_functions_interactive()
+    >>> _ = bt.batch_map(lambda x: print("x is", x), x=[7]); _ = bt.submit_jobs()
+    >>> bt.show_log(1)  # doctest: +ELLIPSIS
+    ### [bt]: ...
+    x is 7
+    ...
+    """
     import pydoc
 
-    pydoc.pager("\n".join(get_log(id, reg=reg)))
+    pydoc.pager("\n".join(get_log(id, reg=reg)) + "\n")
 
 
 def grep_logs(ids=None, pattern: str = "", ignore_case: bool = False, fixed: bool = False,
               reg: RegistryState | None = None) -> pd.DataFrame:
     """Search the logs of ``ids`` (default: all started jobs) for ``pattern`` (a regex,
-    or a literal string with ``fixed=True``). Returns ``job_id`` and matching ``line``."""
+    or a literal string with ``fixed=True``). Returns ``job_id`` and matching ``line``;
+    printed, the lines are shown in full (not cut at pandas' column width).
+
+    >>> import batchtools as bt
+    >>> reg = bt.make_registry(file_dir=None)
+    >>> reg.cluster_functions = bt.make_cluster_functions_interactive()
+    >>> _ = bt.batch_map(lambda x: print(f"result {x} " + "=" * 60), x=[1, 2]); _ = bt.submit_jobs()
+    >>> hits = bt.grep_logs(pattern="result 2")
+    >>> hits["job_id"].tolist()
+    [2]
+    >>> "=" * 60 in str(hits)
+    True
+    """
     reg = resolve(reg)
     if not isinstance(pattern, str) or not pattern:
         raise ValueError("pattern: a non-empty string is required")
@@ -86,12 +110,21 @@ def grep_logs(ids=None, pattern: str = "", ignore_case: bool = False, fixed: boo
         for line in extract_job_section(cache[path], job_id):
             if rx.search(line):
                 rows.append((job_id, line))
-    return pd.DataFrame(rows, columns=["job_id", "line"]).astype({"job_id": np.int64})
+    return DisplayFrame(rows, columns=["job_id", "line"]).astype({"job_id": np.int64})
 
 
 def get_error_messages(ids=None, missing_as_error: bool = False, reg: RegistryState | None = None) -> pd.DataFrame:
     """``job_id``, ``terminated``, ``error`` and ``message`` for jobs that failed (default:
-    all failed jobs). With ``missing_as_error``, jobs without a result count as errors too."""
+    all failed jobs). With ``missing_as_error``, jobs without a result count as errors too.
+    Printed, the messages are shown in full.
+
+    >>> import batchtools as bt
+    >>> reg = bt.make_registry(file_dir=None)
+    >>> reg.cluster_functions = bt.make_cluster_functions_interactive()
+    >>> _ = bt.batch_map(lambda x: 1 / x, x=[0, 1]); _ = bt.submit_jobs()
+    >>> bt.get_error_messages()[["job_id", "message"]].to_dict("records")
+    [{'job_id': 1, 'message': 'ZeroDivisionError: division by zero'}]
+    """
     reg = resolve(reg)
     reg.sync()
     sel = select(reg, "error") if ids is None else reg.ids(ids)
@@ -105,4 +138,4 @@ def get_error_messages(ids=None, missing_as_error: bool = False, reg: RegistrySt
         missing = ~terminated
         msg[missing] = "[not terminated]"
         error = error | missing
-    return pd.DataFrame({"job_id": sel, "terminated": terminated, "error": error, "message": msg})
+    return DisplayFrame({"job_id": sel, "terminated": terminated, "error": error, "message": msg})

@@ -57,8 +57,12 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
 
     ``ids`` may be a DataFrame with a ``chunk`` column (jobs of a chunk run
     together, in one scheduler job) and per-job resource columns (``walltime``,
-    ``memory``, ...). ``resources`` are merged over ``default_resources``.
-    Temporary backend errors are retried, waiting ``sleep(i)`` seconds.
+    ``memory``, ...). ``resources`` are merged over ``default_resources``:
+    ``walltime`` (seconds), ``memory`` (MB), ``ncpus``, ``omp_threads`` /
+    ``blas_threads``, ``measure_memory``, ``inner_backend``, ``chunks_as_arrayjobs``,
+    ``max_concurrent_jobs``, and anything the backend's template uses (``partition``, ...).
+    Temporary backend errors are retried, waiting ``sleep(i)`` seconds (``sleep``: a number
+    of seconds or a function of the attempt ``i``; default: the backend's backoff).
     Returns ``job_id`` and ``chunk`` of the submitted jobs.
 
     >>> import batchtools as bt

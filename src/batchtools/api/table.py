@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..core.display import TimesFrame
 from ..core.registry import RegistryState, resolve
 from ..core.tables import tags_by_job, to_timestamp
 
 
 def get_job_status(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
     """Per job: ``submitted``, ``started``, ``done`` (UTC Timestamps), ``error``,
-    ``mem_used`` (MiB), ``batch_id``, ``log_file``, ``job_hash``, ``job_name``,
-    ``time_queued`` and ``time_running`` (Timedeltas)."""
+    ``mem_used`` (peak memory in MB, with the ``measure_memory`` resource), ``batch_id``, ``log_file``, ``job_hash``, ``job_name``,
+    ``time_queued`` and ``time_running`` (Timedeltas). Printed (and in Jupyter) the times are
+    shown in local time, to the second."""
     reg = resolve(reg)
     reg.sync()
     sel = reg.ids(ids)
     st = reg.status.iloc[reg.pos(sel)].reset_index(drop=True)
-    out = pd.DataFrame({"job_id": sel})
+    out = TimesFrame({"job_id": sel})
     for col in reg.definitions.status_columns:
         out[col] = st[col].to_numpy()
     for col in ("submitted", "started", "done"):
@@ -56,12 +58,13 @@ def get_job_pars(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
 
 
 def get_job_table(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
-    """Status, parameters, resources and tags of each job, in one DataFrame."""
+    """Status, parameters, resources and tags of each job, in one DataFrame (times as in
+    :func:`get_job_status`)."""
     reg = resolve(reg)
     out = get_job_status(ids, reg)
     sel = out["job_id"].to_numpy()
     pars = get_job_pars(sel, reg)
     pars = pars.drop(columns=[c for c in pars.columns if c in out.columns])
     res = get_job_resources(sel, reg)
-    return pd.concat([out, pars.reset_index(drop=True), res[["resources"]]], axis=1).assign(
-        tags=pd.Series(tags_by_job(reg.tables["tags"], sel), dtype=object))
+    table = pd.concat([out, pars.reset_index(drop=True), res[["resources"]]], axis=1)
+    return TimesFrame(table.assign(tags=pd.Series(tags_by_job(reg.tables["tags"], sel), dtype=object)))

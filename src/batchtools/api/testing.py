@@ -20,7 +20,8 @@ from ..jobs.runners import make_runner
 
 def make_job_collection(ids=None, resources: dict | None = None, reg: RegistryState | None = None,
                         job_hash: str | None = None) -> JobCollection:
-    """Everything a node needs to run ``ids`` (default: all jobs) in one chunk.
+    """Everything a node needs to run ``ids`` (default: all jobs) in one chunk, with
+    ``resources`` (``walltime`` in seconds, ``memory`` in MB, ...; merged over the defaults).
 
     >>> import batchtools as bt
     >>> reg = bt.make_registry(file_dir=None)

@@ -20,7 +20,10 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
                   reg: RegistryState | None = None) -> bool:
     """Block until the jobs ``ids`` (default: all submitted) have left the system.
 
-    Returns True if all of them finished without error. A job that is neither
+    Polls every ``sleep`` seconds (a number, or a function of the poll number; default: the
+    backend's interval, growing) for at most ``timeout`` seconds (default a week; then it
+    returns False). ``stop_on_error`` / ``stop_on_expire`` return False as soon as a job fails /
+    expires. Returns True if all of them finished without error. A job that is neither
     on the system nor terminated for ``expire_after`` polls (default 3; a
     backend with a file-system latency waits that long too) counts as expired.
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.checks import check_number
+from ..core.display import DisplayFrame
 from ..core.ids import as_id_array
 from ..core.pool import ALIVE, PoolState, pool_state
 from ..core.registry import RegistryState, resolve
@@ -39,7 +40,8 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
     """Queue jobs for a pool of ``n_workers`` worker jobs that pull them one by one.
 
     The workers are submitted through the registry's cluster functions like any job
-    (one scheduler job each, with ``resources``). Each repeatedly claims the next
+    (one scheduler job each, with ``resources``: ``walltime`` in seconds, ``memory`` in MB,
+    for the whole worker, not per job). Each repeatedly claims the next
     queued job, runs it exactly as a normal job runs (seed, log, result, status), and
     ends when nothing is left for ``idle_timeout`` seconds (default 0 for Interactive,
     else 10 s), so jobs queued later are picked up by idle workers. Jobs are claimed in
@@ -173,7 +175,8 @@ def _submit_worker(reg: RegistryState, pool: PoolState, wid: str, k: int, resour
 def get_workers(reg: RegistryState | None = None) -> pd.DataFrame:
     """The pool's workers: ``worker_id``, ``batch_id``, ``state`` (queued, running, exited,
     stale = stopped beating, gone = left the scheduler without a goodbye), ``submitted``,
-    ``last_beat``, jobs ``claimed``, ``done`` and ``error``, and ``log_file``.
+    ``last_beat``, jobs ``claimed``, ``done`` and ``error``, and ``log_file``. The times are
+    UTC Timestamps; printed (and in Jupyter) they are shown in local time, to the second.
 
     >>> import batchtools as bt
     >>> reg = bt.make_registry(file_dir=None)
@@ -185,7 +188,7 @@ def get_workers(reg: RegistryState | None = None) -> pd.DataFrame:
     cols = ["worker_id", "batch_id", "state", "submitted", "last_beat", "claimed", "done", "error", "log_file"]
     pool = pool_state(reg)
     if pool is None or not pool.workers:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+        return DisplayFrame({c: pd.Series(dtype=object) for c in cols})
     states = pool.current_states()
     batch = reg.status["batch_id"].to_numpy()
     rows = []
@@ -202,7 +205,7 @@ def get_workers(reg: RegistryState | None = None) -> pd.DataFrame:
             pass
         rows.append([wid, w["batch_id"], states[wid], w["submitted"], beat, int((batch == w["batch_id"]).sum()),
                      done, error, w["log_file"]])
-    df = pd.DataFrame(rows, columns=cols)
+    df = DisplayFrame(rows, columns=cols)
     for c in ("submitted", "last_beat"):
         df[c] = pd.to_datetime(df[c].astype(float), unit="s", utc=True)
     return df

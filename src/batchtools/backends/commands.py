@@ -42,7 +42,8 @@ def temporary_error(output: list[str], patterns: tuple[str, ...]) -> str | None:
 
 def run_os_command(sys_cmd: str, sys_args: list[str] | tuple[str, ...] = (), stdin: str | None = None,
                    nodename: str = "localhost", timeout: float | None = None) -> dict[str, Any]:
-    """Run a command (over ssh if ``nodename`` is not localhost); return its exit code and output lines.
+    """Run a command (over ssh if ``nodename`` is not localhost), giving up after ``timeout``
+    seconds (default: never); return its exit code and output lines.
 
     >>> run_os_command("echo", ["hi"])["output"]
     ['hi']

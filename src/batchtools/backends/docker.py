@@ -18,9 +18,12 @@ def make_cluster_functions_docker(image: str, docker_args: Sequence[str] = (), i
     """Run each job collection as ``docker run --detach`` of ``image`` (which needs pybatchtools,
     and the registry mounted at the same path, e.g. ``image_args=["-v", "/data:/data"]``).
 
-    Resources ``ncpus`` and ``memory`` (MiB) are required; ``walltime`` wraps the command in
+    Resources ``ncpus`` and ``memory`` (MB) are required; ``walltime`` (seconds) wraps the command in
     ``timeout``. Containers carry the labels ``batchtools=<job hash>`` and ``user=<you>``;
     ``docker ps`` lists them, ``docker kill`` stops them, exited ones are removed.
+
+    ``scheduler_latency``: seconds to sleep after submitting or killing; ``fs_latency``: seconds a
+    job may be missing from the listing before it counts as expired (shared file system delay).
     """
     if not isinstance(image, str) or not image:
         raise TypeError("image: the Docker image to run, e.g. 'python:3.11' with pybatchtools installed")

@@ -9,5 +9,9 @@ from .bsub import make_bsub_cluster_functions
 @restorable
 def make_cluster_functions_openlava(template: str = "openlava", scheduler_latency: float = 1,
                                     fs_latency: float = 65) -> ClusterFunctions:
-    """``bsub`` / ``bjobs`` / ``bkill`` as for LSF, with the OpenLava template."""
+    """``bsub`` / ``bjobs`` / ``bkill`` as for LSF, with the OpenLava template.
+
+    ``scheduler_latency``: seconds to sleep after submitting or killing; ``fs_latency``: seconds a
+    job may be missing from the listing before it counts as expired (shared file system delay).
+    """
     return make_bsub_cluster_functions("OpenLava", template, scheduler_latency, fs_latency)

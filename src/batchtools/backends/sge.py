@@ -13,7 +13,11 @@ from .templates import cf_brew_template, cf_read_brew_template, check_path_chars
 def make_cluster_functions_sge(template: str = "sge", nodename: str = "localhost", scheduler_latency: float = 1,
                                fs_latency: float = 65) -> ClusterFunctions:
     """Submit with ``qsub`` (the id is the first number of "Your job 123 (...) has been submitted");
-    ``qstat -u USER -s p`` / ``-s rs`` list queued / running jobs; ``qdel`` kills. No array jobs."""
+    ``qstat -u USER -s p`` / ``-s rs`` list queued / running jobs; ``qdel`` kills. No array jobs.
+
+    ``scheduler_latency``: seconds to sleep after submitting or killing; ``fs_latency``: seconds a
+    job may be missing from the listing before it counts as expired (shared file system delay).
+    """
     tmpl = cf_read_brew_template(template)
     user = getpass.getuser()
 

@@ -191,7 +191,9 @@ def make_cluster_functions_ssh(workers: Sequence[Worker], fs_latency: float = 0)
     """Spread job collections over ``workers``: the least loaded one with a free CPU gets the next.
 
     When every worker is full (or over ``max_load``), ``submit_jobs`` waits with its
-    ``sleep`` backoff and tries again. Batch ids are ``node#pid``.
+    ``sleep`` backoff and tries again. Batch ids are ``node#pid``. ``fs_latency``: seconds a
+    job may be missing without an update on disk before it counts as expired (set it when the
+    nodes share the registry over NFS).
     """
     workers = list(workers)
     if not workers or not all(isinstance(w, Worker) for w in workers):

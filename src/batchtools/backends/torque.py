@@ -18,7 +18,11 @@ TEMP_ERRORS = ("Maximum number of jobs already in queue", "Resource temporarily 
 def make_cluster_functions_torque(template: str = "torque", scheduler_latency: float = 1,
                                   fs_latency: float = 65) -> ClusterFunctions:
     """Submit with ``qsub``; ``qselect -s QW`` / ``-s EHRT`` list queued / running jobs; ``qdel`` kills.
-    Array jobs use ``PBS_ARRAYID``; their batch ids are ``ID[i]``."""
+    Array jobs use ``PBS_ARRAYID``; their batch ids are ``ID[i]``.
+
+    ``scheduler_latency``: seconds to sleep after submitting or killing; ``fs_latency``: seconds a
+    job may be missing from the listing before it counts as expired (shared file system delay).
+    """
     tmpl = cf_read_brew_template(template)
     user = getpass.getuser()
 

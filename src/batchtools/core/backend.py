@@ -191,6 +191,17 @@ def make_cluster_functions(
     instead. ``capabilities`` declares what it can do (default: nothing special); array jobs
     need ``array_var``, the environment variable holding the task number on the node.
 
+    Times are in seconds: ``scheduler_latency`` is slept after submitting and killing (for
+    schedulers slow to list new jobs); ``fs_latency`` is how long a job may be missing from
+    the listing without an update on disk before it counts as expired (a shared file system's
+    delay); ``poll`` is :func:`wait_for_jobs`' first polling interval, growing to ``poll_max``.
+    ``wait(seconds)``, if given, blocks until something may have changed (at most that long)
+    instead of sleeping. ``store_job_collection`` writes each collection to
+    ``jobs/<hash>.pkl`` for the node; ``store_job_files`` keeps the rendered job scripts.
+    ``hooks``: functions ``hook(reg, ...)`` by name (``pre_submit``, ``post_submit``,
+    ``pre_sync``, ``post_sync``, ``pre_kill``, ``post_kill``; on the node
+    ``pre_do_collection``, ``post_do_collection``).
+
     >>> import batchtools as bt
     >>> def submit(reg, jc):
     ...     bt.do_job_collection(jc, output=jc.log_file)

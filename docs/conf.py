@@ -1,0 +1,44 @@
+"""Sphinx configuration of the pybatchtools documentation site (``make docs``).
+
+Guide pages are Markdown (MyST); the API reference (``reference/``) is generated from the
+docstrings of every public name by ``_ext/apiref.py`` when the build starts.
+"""
+
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE / "_ext"))
+
+import batchtools  # noqa: E402
+
+project = "pybatchtools"
+author = "the pybatchtools authors"
+copyright = "pybatchtools authors, LGPL-3.0-or-later"
+version = release = batchtools.__version__
+
+extensions = ["myst_parser", "sphinx.ext.autodoc", "apiref"]
+source_suffix = {".md": "markdown"}
+exclude_patterns = ["_build", "_scripts", "_ext", "README.md"]
+myst_enable_extensions = ["colon_fence", "deflist"]
+myst_heading_anchors = 3
+
+autodoc_member_order = "bysource"
+autodoc_typehints = "signature"
+autodoc_typehints_format = "short"
+autodoc_preserve_defaults = True
+add_module_names = False
+python_display_short_literal_types = True
+
+# every cross-reference in the guide and the docstrings must resolve (types from other packages,
+# and the internal registry state in signatures, are not documented here)
+nitpicky = True
+nitpick_ignore_regex = [
+    ("py:class", r"(pandas|numpy|collections\.abc|os|jinja2(\.\w+)*)\.\w+"),
+    ("py:class", r"batchtools\.core\.registry\.RegistryState"),
+]
+
+html_theme = "furo"
+html_title = f"pybatchtools {release}"
+html_static_path = []
+pygments_style = "friendly"
