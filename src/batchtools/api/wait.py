@@ -13,6 +13,8 @@ from ..core.state import masks, on_system, select
 from ..core.submission import sleep_function
 
 log = logging.getLogger("batchtools")
+# how often wait_for_jobs looks at the nodes' reports (a listing of updates/, only read when it changed)
+EVIDENCE_POLL = 0.05
 
 
 def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: int | None = None,
@@ -20,9 +22,10 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
                   reg: RegistryState | None = None) -> bool:
     """Block until the jobs ``ids`` (default: all submitted) have left the system.
 
-    Polls every ``sleep`` seconds (a number, or a function of the poll number; default: the
-    backend's interval, growing) for at most ``timeout`` seconds (default a week; then it
-    returns False). ``stop_on_error`` / ``stop_on_expire`` return False as soon as a job fails /
+    The jobs' own reports are looked at every 50 ms, so the wait ends at once when the last job
+    finishes; the scheduler is asked every ``sleep`` seconds (a number, or a function of the poll
+    number; default: the backend's interval, growing) what is still queued or running. Waits at
+    most ``timeout`` seconds (default a week; then it returns False). ``stop_on_error`` / ``stop_on_expire`` return False as soon as a job fails /
     expires. Returns True if all of them finished without error. A job that is neither
     on the system nor terminated for ``expire_after`` polls (default 3; a
     backend with a file-system latency waits that long too) counts as expired.
@@ -51,18 +54,22 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
     missing = np.zeros(sel.size, dtype=np.int64)
     gone_since = np.full(sel.size, np.nan)
     deadline = time.time() + timeout
-    i = 0
+    # the nodes' reports (update files) are watched all the time, so completion is seen within
+    # EVIDENCE_POLL; the scheduler, which only says what is queued or running (and so what expired),
+    # is asked at the backend's growing polling interval
+    system = on_system(reg)
+    next_ask = time.time() + sleep_fn(0)
+    asked, i = True, 1
     with progress(total=sel.size, desc="Waiting") as bar:
         while True:
-            reg.sync()
-            m = masks(reg, pos, on_system(reg))
+            m = masks(reg, pos, system)
             now = time.time()
-            absent = m["submitted"] & ~m["terminated"] & ~m["system"]
-            missing = np.where(absent, missing + 1, 0)
-            gone_since = np.where(absent, np.where(np.isnan(gone_since), now, gone_since), np.nan)
-            expired = absent & (missing >= expire_after) & (now - gone_since >= cf.fs_latency)
-            unsubmitted = ~m["submitted"]
-            finished = m["terminated"] | expired | unsubmitted
+            if asked:
+                absent = m["submitted"] & ~m["terminated"] & ~m["system"]
+                missing = np.where(absent, missing + 1, 0)
+                gone_since = np.where(absent, np.where(np.isnan(gone_since), now, gone_since), np.nan)
+            expired = (missing >= expire_after) & (now - gone_since >= cf.fs_latency) & ~m["terminated"]
+            finished = m["terminated"] | expired | ~m["submitted"]
             bar.update(int(finished.sum()) - bar.n)
             if stop_on_error and m["error"].any():
                 log.warning("wait_for_jobs: stopping, %d job(s) failed", int(m["error"].sum()))
@@ -71,6 +78,8 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
                 log.warning("wait_for_jobs: stopping, %d job(s) expired", int(expired.sum()))
                 return False
             if finished.all():
+                if reg.writeable and "status" in reg._dirty:
+                    reg.save_state()  # what the jobs reported is on disk when the wait returns
                 if expired.any():
                     log.warning("wait_for_jobs: %d job(s) expired (gone from the system without a result); "
                                 "see find_expired()", int(expired.sum()))
@@ -79,9 +88,14 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
                 log.warning("wait_for_jobs: timeout after %.0fs with %d job(s) unfinished",
                             timeout, int((~finished).sum()))
                 return False
-            pause = min(sleep_fn(i), max(deadline - now, 0))
+            pause = max(0.0, min(EVIDENCE_POLL, next_ask - now, deadline - now))
             if cf.wait is not None:
                 cf.wait(pause)
             else:
                 time.sleep(pause)
-            i += 1
+            reg.sync()
+            asked = time.time() >= next_ask
+            if asked:
+                system = on_system(reg)
+                next_ask = time.time() + sleep_fn(i)
+                i += 1

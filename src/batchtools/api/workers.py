@@ -43,8 +43,9 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
     (one scheduler job each, with ``resources``: ``walltime`` in seconds, ``memory`` in MB,
     for the whole worker, not per job). Each repeatedly claims the next
     queued job, runs it exactly as a normal job runs (seed, log, result, status), and
-    ends when nothing is left for ``idle_timeout`` seconds (default 0 for Interactive,
-    else 10 s), so jobs queued later are picked up by idle workers. Jobs are claimed in
+    ends as soon as nothing is left to claim, so no allocation is held idle
+    (``idle_timeout=SECONDS`` keeps it waiting that long for jobs queued later with
+    ``submit_workers(0, ids)``). Jobs are claimed in
     the order of ``ids`` (default: all jobs not submitted yet, by id), e.g. longest first::
 
         est = bt.estimate_runtimes(bt.unwrap(bt.get_job_pars()))
@@ -77,8 +78,8 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
     check_number("idle_timeout", idle_timeout, 0, allow_none=True)
     check_number("heartbeat", heartbeat, 0.05)
     check_number("max_claim", max_claim, 1, allow_none=True, integer=True)
-    if idle_timeout is None:  # a backend that runs the worker inside submit_job must not keep it waiting
-        idle_timeout = 0.0 if cf.capabilities.blocking else 10.0
+    if idle_timeout is None:  # leave once nothing is left: no allocation is held idle
+        idle_timeout = 0.0
     resources = {**reg.default_resources, **check_resources(resources)}
     resources.pop("chunks_as_arrayjobs", None)  # a worker is one job, never an array
     sleep_fn = sleep_function(sleep, lambda i: min(cf.poll * 1.5**i, 60.0))
@@ -140,8 +141,6 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
     if n_workers:
         log.info("submitted %d pool worker(s) for %d queued job(s)", n_workers, order.size)
     reg.sync()
-    if cf.scheduler_latency:
-        time.sleep(cf.scheduler_latency)
     back = np.argsort(order, kind="stable")
     return pd.DataFrame({"job_id": order[back], "order": back + 1})
 

@@ -81,6 +81,8 @@ class RegistryState:
         self._txn: Transaction | None = None  # the file undo log of the running mutating call
         self._save_failed = False  # a query's save failed (e.g. disk full): warned once, state kept in memory
         self._persist_cf = False  # set once the registry exists on disk: cluster functions changes are saved
+        self._merged_unsaved: list[str] = []  # update files merged into memory, deleted after the next save
+        self._last_state_save = 0.0
 
     # ------------------------------------------------------------------ state
     @property
@@ -266,6 +268,11 @@ class RegistryState:
             self._keep_previous(path)
             self.write_bytes(path, data)
             self._dirty.discard(name)
+            if name == "status":
+                self._last_state_save = time.time()
+                if self._merged_unsaved:  # what they said is saved now: the files can go
+                    self.delete_after(self._merged_unsaved)
+                    self._merged_unsaved = []
         if meta:
             self._keep_previous(self.layout.meta)
             self.write_pickle(self.layout.meta, self.meta())
@@ -273,7 +280,8 @@ class RegistryState:
 
     def save_state(self) -> bool:
         """Save the status of a query (sync): on a full disk or lost permission, warn once and keep
-        answering from memory. True if the state is on disk."""
+        answering from memory (merged update files stay until a save succeeds). True if the
+        state is on disk."""
         try:
             self.save(("status",), meta=False)
             return True

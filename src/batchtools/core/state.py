@@ -33,6 +33,12 @@ def masks(reg, pos: np.ndarray | None = None, system: tuple[set, set] | None = N
 
     ``system`` is the backend's (queued, running) answer; it is asked for only if some job
     could be on the system.
+
+    A job counts as *running* when its scheduler job runs and the job itself started (or is the
+    only unfinished job of its scheduler job): the other jobs of a running chunk, and jobs a pool
+    worker claimed but has not started, count as *queued*. A job submitted less than the
+    backend's ``scheduler_latency`` ago that the scheduler does not list yet counts as queued
+    too (schedulers list new jobs with a delay), not as expired.
     """
     st = reg.status
     take = (lambda a: a) if pos is None else (lambda a: a[pos])
@@ -48,9 +54,22 @@ def masks(reg, pos: np.ndarray | None = None, system: tuple[set, set] | None = N
         q, r = on_system(reg) if system is None else system
         if q or r:
             batch = take(st["batch_id"].to_numpy())[candidates].astype(str)
-            queued[candidates] = np.isin(batch, list(q)) if q else False
-            running[candidates] = np.isin(batch, list(r)) if r else False
-            queued &= ~running
+            in_q = np.isin(batch, list(q)) if q else np.zeros(candidates.size, bool)
+            in_r = np.isin(batch, list(r)) if r else np.zeros(candidates.size, bool)
+            if in_r.any():
+                names, inverse, counts = np.unique(batch[in_r], return_inverse=True, return_counts=True)
+                alone = np.zeros(candidates.size, bool)
+                alone[in_r] = counts[inverse] == 1
+                runs = in_r & (started_t[candidates] | alone)
+            else:
+                runs = in_r
+            running[candidates] = runs
+            queued[candidates] = (in_q | in_r) & ~runs
+        latency = getattr(reg.cluster_functions, "scheduler_latency", 0) or 0
+        if latency:
+            young = np.zeros(submitted.size, bool)
+            young[candidates] = (time.time() - take(st["submitted"].to_numpy())[candidates]) < latency
+            queued |= young & ~running
     system_m = queued | running
     expired = submitted & ~done_t & ~system_m
     if expired.any():
@@ -61,7 +80,7 @@ def masks(reg, pos: np.ndarray | None = None, system: tuple[set, set] | None = N
             expired[hit] = False
     return {
         "submitted": submitted,
-        "started": started_t | running,
+        "started": started_t | running,  # running implies started
         "done": done,
         "error": error,
         "queued": queued,

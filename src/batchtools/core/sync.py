@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import time
 
 import numpy as np
 
@@ -13,6 +14,7 @@ from .protocol import ALL_JOBS, FLOAT_FIELDS, JOB_ID, TEXT_FIELDS, valid_rows
 from .tables import set_rows
 
 log = logging.getLogger("batchtools")
+SAVE_INTERVAL = 1.0  # seconds between saves of the status table while reports keep coming
 
 
 def list_updates(reg) -> list[os.DirEntry]:
@@ -65,6 +67,11 @@ def sync_updates(reg) -> int:
     pending = [(h, d) for h, d in reg.pending_updates if h not in reg.inflight]
     reg.pending_updates[:] = later
     entries = [e for e in entries if e.name.split("-", 1)[0] not in reg.inflight]
+    if not reg.writeable:  # files stay: read each one once, not at every sync
+        seen = reg.__dict__.setdefault("_applied_updates", set())
+    else:  # merged but not saved yet: already in memory
+        seen = {os.path.basename(p) for p in reg._merged_unsaved}
+    entries = [e for e in entries if e.name not in seen]
     for job_hash, data in pending:
         rows.extend(data)
         hashes.extend([job_hash] * len(data))
@@ -86,8 +93,15 @@ def sync_updates(reg) -> int:
         merged.append(entry.path)
     if rows:
         _apply(reg, rows, np.array(hashes, dtype=object))
-    if reg.writeable and reg.save_state():  # evidence goes only once the status holding it is saved
-        reg.delete_after(merged)
+    if not reg.writeable:
+        reg._applied_updates.update(os.path.basename(p) for p in merged)
+    else:
+        # the files go once the status holding them is saved (save() deletes them); saved at most
+        # every SAVE_INTERVAL while reports keep coming, so a fast poll does not rewrite a big table
+        reg._merged_unsaved = reg._merged_unsaved + merged
+        # rows handed over in memory (jobs run by this process) have no file behind them: saved at once
+        if pending or (merged and time.time() - reg._last_state_save >= SAVE_INTERVAL):
+            reg.save_state()
     log.debug("sync: merged %d update files and %d in-process batches (%d rows)", len(merged), len(pending), len(rows))
     return len(merged) + len(pending)
 
