@@ -81,10 +81,16 @@ def engine_scenario(scen: str, n: int, work: str, out: dict[str, float]) -> None
 
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
         client = Client(cluster)
+        folder = tempfile.mkdtemp(dir=work, prefix="dask-results-")
         if n_chunks == n:
             out["engine"] = tm(lambda: client.gather(client.map(square, xs)))
+            # the same, with every result kept in a file as batchtools keeps it
+            out["engine_files"] = tm(lambda: client.gather(client.map(
+                square_to_file, xs, [os.path.join(folder, f"{x}.pkl") for x in xs])))
         else:
             out["engine"] = tm(lambda: client.gather(client.map(squares, parts)))
+            out["engine_files"] = tm(lambda: client.gather(client.map(squares_to_files, parts, [folder] * n_chunks)))
+        assert len(os.listdir(folder)) == n
         reg.cluster_functions = bt.make_cluster_functions_dask(client)
     bt.batch_map(square, x=xs)
     ids = bt.find_jobs()
@@ -98,6 +104,8 @@ def engine_scenario(scen: str, n: int, work: str, out: dict[str, float]) -> None
     assert len(bt.find_done()) == n
     assert bt.reduce_results_list()[-1] == square(n)
     out["ratio"] = out["submit_wait"] / out["engine"]
+    if "engine_files" in out:
+        out["ratio_files"] = out["submit_wait"] / out["engine_files"]
     if scen.startswith("dask"):
         client.close()
     cluster.close() if hasattr(cluster, "close") else cluster.stop()
