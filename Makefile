@@ -9,7 +9,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 install: $(BIN)/python
-	$(BIN)/pip install -q -e ".[test,ml,plot,docs]"
+	$(BIN)/pip install -q -e ".[test,ml,plot,docs,engines]"
 
 demo: install
 	$(BIN)/python examples/demo.py

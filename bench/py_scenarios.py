@@ -28,6 +28,89 @@ def square(x):
     return x**2
 
 
+def square_to_file(x, path):
+    """HQ directly: one job's work, its result kept in a file (HQ has no result channel)."""
+    import pickle
+
+    with open(path, "wb") as fh:
+        pickle.dump(square(x), fh)
+
+
+def squares_to_files(xs, folder):
+    for x in xs:
+        square_to_file(x, os.path.join(folder, f"{x}.pkl"))
+
+
+def squares(xs):
+    return [square(x) for x in xs]
+
+
+def engine_scenario(scen: str, n: int, work: str, out: dict[str, float]) -> None:
+    """HyperQueue / Dask: the engine's own time for the work, then ours on the same engine."""
+    import numpy as np
+
+    n_chunks = 20 if scen.endswith("chunks") else n
+    xs = list(range(1, n + 1))
+    parts = [p.tolist() for p in np.array_split(np.array(xs), n_chunks)]
+    reg = bt.make_registry(file_dir=tempfile.mkdtemp(dir=work, prefix="py-"), seed=1, conf_file=None)
+    if scen.startswith("hq"):
+        from hyperqueue import Job, LocalCluster
+        from hyperqueue.cluster import WorkerConfig
+        from hyperqueue.task.function import PythonEnv
+
+        cluster = LocalCluster(server_dir=tempfile.mkdtemp(dir=work, prefix="hq-"),
+                               worker_config=WorkerConfig(cores=2))
+        client = cluster.client(python_env=PythonEnv(python_bin=sys.executable))
+        folder = tempfile.mkdtemp(dir=work, prefix="hq-results-")
+
+        def native():
+            job = Job(max_fails=None)
+            if n_chunks == n:
+                for x in xs:
+                    job.function(square_to_file, args=(x, os.path.join(folder, f"{x}.pkl")), stdout=None, stderr=None)
+            else:
+                for part in parts:
+                    job.function(squares_to_files, args=(part, folder), stdout=None, stderr=None)
+            client.wait_for_jobs([client.submit(job)])
+
+        out["engine"] = tm(native)
+        assert len(os.listdir(folder)) == n
+        reg.cluster_functions = bt.make_cluster_functions_hyperqueue(cluster)
+    else:
+        from distributed import Client, LocalCluster
+
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
+        client = Client(cluster)
+        folder = tempfile.mkdtemp(dir=work, prefix="dask-results-")
+        if n_chunks == n:
+            out["engine"] = tm(lambda: client.gather(client.map(square, xs)))
+            # the same, with every result kept in a file as batchtools keeps it
+            out["engine_files"] = tm(lambda: client.gather(client.map(
+                square_to_file, xs, [os.path.join(folder, f"{x}.pkl") for x in xs])))
+        else:
+            out["engine"] = tm(lambda: client.gather(client.map(squares, parts)))
+            out["engine_files"] = tm(lambda: client.gather(client.map(squares_to_files, parts, [folder] * n_chunks)))
+        assert len(os.listdir(folder)) == n
+        reg.cluster_functions = bt.make_cluster_functions_dask(client)
+    bt.batch_map(square, x=xs)
+    ids = bt.find_jobs()
+    resources = {}
+    if scen.endswith("chunks"):
+        ids["chunk"] = bt.chunk(ids["job_id"], n_chunks=n_chunks, shuffle=False)
+    elif scen.endswith("array"):  # one chunk as one HQ job of n tasks, like the native job
+        ids["chunk"] = 1
+        resources = {"chunks_as_arrayjobs": True}
+    out["submit_wait"] = tm(lambda: (bt.submit_jobs(ids, resources=resources), bt.wait_for_jobs()))
+    assert len(bt.find_done()) == n
+    assert bt.reduce_results_list()[-1] == square(n)
+    out["ratio"] = out["submit_wait"] / out["engine"]
+    if "engine_files" in out:
+        out["ratio_files"] = out["submit_wait"] / out["engine_files"]
+    if scen.startswith("dask"):
+        client.close()
+    cluster.close() if hasattr(cluster, "close") else cluster.stop()
+
+
 def main(scen: str, n: int) -> None:
     work = os.environ.get("TMPDIR") or tempfile.gettempdir()
     reg = bt.make_registry(file_dir=tempfile.mkdtemp(dir=work, prefix="py-"), seed=1, conf_file=None)
@@ -136,6 +219,8 @@ def main(scen: str, n: int) -> None:
             ids.assign(chunk=bt.chunk(ids["job_id"], n_chunks=2, shuffle=False)), reg=r))
         out["lpt_chunks"] = makespan(lambda r, ids: bt.submit_jobs(
             ids.assign(chunk=bt.lpt(times, n_chunks=2)), reg=r))
+    elif scen.startswith(("hq_", "dask_")):
+        engine_scenario(scen, n, work, out)
     elif scen == "experiments":
         reg = bt.make_experiment_registry(file_dir=tempfile.mkdtemp(dir=work, prefix="py-"), seed=1, conf_file=None)
         bt.add_problem("p1", data=list(range(1, 11)), fun=lambda data, job, n: job.rng.choice(data, n))

@@ -4,6 +4,8 @@ Each scenario runs in fresh processes (Python: ``bench/py_scenarios.py``, R:
 ``bench/r_baseline.R``), both with their registries in the same scratch folder
 (``bench/.work``), and the table shows both times, R / Python, and our target.
 ``--only SCENARIO`` (repeatable) runs only those scenarios; ``--no-r`` skips R (figures from the issues are shown instead);
+The engine scenarios (``hq_*``, ``dask_*``) run HyperQueue's / Dask's own submission of the
+same work first, on the same local cluster, and print our time / the engine's (``ratio``).
 ``--repeat K`` runs each Python scenario K times and shows the best (file creation speed on
 shared virtual disks varies several-fold from minute to minute; R runs once, it is slow).
 """
@@ -39,11 +41,20 @@ TARGETS = {
     ("slurm_single", 1000, "squeue_per_poll"): (None, 1),
     ("slurm_chunks", 1000, "squeue_per_poll"): (None, 1),
     ("slurm_arrays", 1000, "squeue_per_poll"): (None, 1),
+    # engines: our time / the engine's own time for the same work on the same cluster
+    ("hq_chunks", 10_000, "ratio"): (None, 1.5),
+    ("hq_single", 10_000, "ratio"): (None, 1.5),
+    ("hq_array", 10_000, "ratio"): (None, 1.5),
+    ("dask_chunks", 10_000, "ratio"): (None, 1.5),
+    ("dask_single", 10_000, "ratio"): (None, 1.5),
 }
+ENGINES = [("hq_chunks", 10_000), ("hq_single", 10_000), ("hq_array", 10_000), ("dask_chunks", 10_000),
+           ("dask_single", 10_000)]
 SCENARIOS = [("map", 1_000_000), ("interactive", 1000), ("multicore", 10_000),
              ("multicore_unchunked", 200), ("socket", 200), ("ssh", 200), ("experiments", 1000),
              ("pool_overhead", 10_000), ("pool_lognormal", 40),
-             ("slurm_native", 1000), ("slurm_single", 1000), ("slurm_chunks", 1000), ("slurm_arrays", 1000)]
+             ("slurm_native", 1000), ("slurm_single", 1000), ("slurm_chunks", 1000), ("slurm_arrays", 1000),
+             *ENGINES]
 
 
 def ensure_r() -> bool:
@@ -84,7 +95,7 @@ def ensure_slurm() -> bool:
 
 def run(cmd: list[str], work: str) -> dict[str, float]:
     env = {**os.environ, "TMPDIR": work, "BATCHTOOLS_PROGRESS": "0"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
     if proc.returncode != 0:
         print(f"  ! {' '.join(cmd)} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
         return {}
@@ -117,7 +128,7 @@ def main() -> int:
             continue
         print(f"running {scen} N={n} ...", flush=True)
         work = tempfile.mkdtemp(dir=scratch)
-        repeat = 1 if scen.startswith(("slurm", "ssh", "map", "pool_lognormal")) else max(1, args.repeat)
+        repeat = 1 if scen.startswith(("slurm", "ssh", "map", "pool_lognormal", "hq_", "dask_")) else max(1, args.repeat)
         runs = [run([sys.executable, str(HERE / "py_scenarios.py"), scen, str(n)], work) for _ in range(repeat)]
         py = {k: min(r[k] for r in runs if k in r) for k in runs[0]}
         in_r = have_r and scen in {s for s, _ in SCENARIOS[:5]} | {"socket", "experiments"}
@@ -145,6 +156,14 @@ def main() -> int:
     if native and arrays:
         verdict = "yes" if arrays <= 2 * native else "NO"
         print(f"\nslurm_arrays / slurm_native = {arrays / native:.2f} (target <= 2): {verdict}")
+    for scen, n in ENGINES:
+        ours, own = py_of.get((scen, "submit_wait")), py_of.get((scen, "engine"))
+        if ours and own:
+            verdict = "yes" if ours <= 1.5 * own else "NO"
+            extra = (f"; vs the engine keeping results in files {py_of[(scen, 'engine_files')]:.2f} s: "
+                     f"{py_of[(scen, 'ratio_files')]:.2f}x") if (scen, "engine_files") in py_of else ""
+            print(f"{scen} (N={n}): pybatchtools {ours:.2f} s, the engine itself {own:.2f} s: "
+                  f"{ours / own:.2f}x (target <= 1.5): {verdict}{extra}")
     print("\nR figures marked * are the ones quoted in the issues (R was not run).")
     print("map_peak_rss_mib is in MiB, not seconds.")
     return 0

@@ -44,3 +44,22 @@ def test_seed_is_logged(tmp_path):
 def test_random_default_seed(tmp_path):
     reg = bt.make_registry(file_dir=tmp_path / "r", conf_file=None)
     assert 1 <= reg.seed <= 100_000
+
+
+def draw_importing_numpy(x):
+    import numpy  # a job that imports NumPy itself, in a node that has not imported it yet
+
+    return float(numpy.random.random())
+
+
+def test_numpy_imported_by_the_job_is_seeded_too(tmp_path):
+    reg = bt.make_registry(file_dir=tmp_path / "r", seed=7, conf_file=None)
+    reg.cluster_functions = bt.make_cluster_functions_interactive(external=True)
+    bt.batch_map(draw_importing_numpy, x=range(3))
+    bt.submit_jobs(bt.find_jobs().assign(chunk=1))
+    assert bt.wait_for_jobs()
+    expected = []
+    for seed in (8, 9, 10):
+        np.random.seed(seed)
+        expected.append(float(np.random.random()))
+    assert bt.reduce_results_list() == expected

@@ -74,6 +74,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "batchtools.backends.lsf": ("make_cluster_functions_lsf",),
     "batchtools.backends.openlava": ("make_cluster_functions_openlava",),
     "batchtools.backends.docker": ("make_cluster_functions_docker",),
+    "batchtools.backends.hyperqueue": ("make_cluster_functions_hyperqueue",),
+    "batchtools.backends.dask": ("make_cluster_functions_dask",),
     "batchtools.backends.templates": ("find_template_file", "cf_read_brew_template", "cf_brew_template"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

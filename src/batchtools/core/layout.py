@@ -69,6 +69,12 @@ class Layout:
         """The rendered job script of a scheduler backend."""
         return self.file_dir / "jobs" / f"{job_hash}.sh"
 
+    def cancel_marker(self, job_hash: str, task: int | str | None = None) -> Path:
+        """Written by the master to cancel a job collection (or one of its array tasks) on an
+        engine that cannot cancel a task itself (HyperQueue); the node watches for it."""
+        name = job_hash if task is None else f"{job_hash}.{task}"
+        return self.file_dir / "jobs" / f"{name}.cancel"
+
     def log(self, job_hash: str) -> Path:
         return self.file_dir / "logs" / f"{job_hash}.log"
 

@@ -28,6 +28,13 @@ def on_system(reg) -> tuple[set[str], set[str]]:
     return pool.adjust(q, r) if pool is not None else (q, r)
 
 
+def started_batches(reg) -> set[str]:
+    """Batch ids of which some job has started: for backends whose engine cannot tell a queued
+    task from a running one (HyperQueue, Dask), the node's own word."""
+    st = reg.status
+    return set(st["batch_id"].to_numpy()[st["started"].notna().to_numpy()].tolist())
+
+
 def masks(reg, pos: np.ndarray | None = None, system: tuple[set, set] | None = None) -> dict[str, np.ndarray]:
     """Boolean arrays (over the ``pos`` rows of the status table, default all) for every state.
 

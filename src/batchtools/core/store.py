@@ -22,13 +22,14 @@ import pickle
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from .errors import CorruptFileError
 from .files import dumps, unlink_quietly
 from .layout import Layout
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class ResultStore(ABC):
@@ -220,6 +221,8 @@ class FolderStore(ResultStore):
             return None
 
     def ids(self) -> np.ndarray:
+        import numpy as np  # here, not at the top: the node path starts faster without NumPy
+
         try:
             with os.scandir(self.layout.dir("results")) as it:
                 names = [e.name[:-4] for e in it if e.name.endswith(".pkl") and not e.name.startswith(".")]

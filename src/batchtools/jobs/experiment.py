@@ -12,7 +12,7 @@ from typing import Any
 from ..core.collection import JobCollection
 from ..core.files import atomic_write_bytes, dumps, make_dir, read_pickle
 from ..core.layout import Layout
-from .job import Job, np, seed_everything
+from .job import Job, load_numpy, seed_everything
 from .session import load_cached, prepare_namespace, restore_code_files, say
 
 
@@ -56,6 +56,7 @@ def call_with(fun: Callable, fixed: dict[str, Any], pars: dict[str, Any]) -> Any
 def rng_state_kept():
     """Run a block with its own seeding, then restore the global RNG states."""
     py_state = random.getstate()
+    np = load_numpy()
     np_state = np.random.get_state() if np is not None else None
     try:
         yield
@@ -115,6 +116,7 @@ class ExperimentJob(Job):
             # one instance per replication, the same for every algorithm (batchtools' rule)
             inst_seed = prob.seed + self.repl - 1
             with rng_state_kept():
+                np = load_numpy()
                 seed_everything(inst_seed)
                 saved, self._rng = self._rng, (np.random.default_rng(inst_seed) if np is not None else None)
                 try:

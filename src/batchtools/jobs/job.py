@@ -2,21 +2,76 @@
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import random
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-try:  # numpy is a dependency of pandas, but the node path must not need pandas
-    import numpy as np
-except ImportError:  # pragma: no cover
-    np = None  # type: ignore[assignment]
+
+def load_numpy():
+    """NumPy with its ``random`` module, or None if it is not installed.
+
+    The node imports NumPy only when a job uses it (it is most of a node's start-up time);
+    :func:`seed_everything` makes sure its global RNG is seeded all the same.
+    """
+    try:
+        import numpy
+        import numpy.random  # noqa: F401
+    except ImportError:  # pragma: no cover
+        return None
+    return numpy
+
+
+class _SeedingLoader(importlib.abc.Loader):
+    """Loads ``numpy.random`` as usual, then seeds it with the running job's seed."""
+
+    def __init__(self, loader, hook: _SeedNumpyOnImport) -> None:
+        self.loader, self.hook = loader, hook
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        self.loader.exec_module(module)
+        if self.hook.seed is not None:
+            module.seed(self.hook.seed % (2**32))
+
+    def __getattr__(self, name: str):  # resource readers and the like: the real loader's
+        return getattr(self.loader, name)
+
+
+class _SeedNumpyOnImport(importlib.abc.MetaPathFinder):
+    """Until a job imports ``numpy.random``, remembers the seed it must start from."""
+
+    def __init__(self) -> None:
+        self.seed: int | None = None
+
+    def find_spec(self, name, path, target=None):
+        if name != "numpy.random" or self.seed is None:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return None
+        spec.loader = _SeedingLoader(spec.loader, self)
+        return spec
+
+
+_HOOK = _SeedNumpyOnImport()
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python's ``random`` and NumPy's legacy global RNG with ``seed``."""
+    """Seed Python's ``random`` and NumPy's legacy global RNG with ``seed`` (NumPy's as soon as
+    it is imported, if it is not yet)."""
     random.seed(seed)
-    if np is not None:
-        np.random.seed(seed % (2**32))
+    npr = sys.modules.get("numpy.random")
+    if npr is not None and hasattr(npr, "seed"):
+        npr.seed(seed % (2**32))
+        return
+    _HOOK.seed = seed
+    if _HOOK not in sys.meta_path:
+        sys.meta_path.insert(0, _HOOK)
 
 
 @dataclass
@@ -42,6 +97,7 @@ class Job:
     @property
     def rng(self):
         if self._rng is None:
+            np = load_numpy()
             if np is None:  # pragma: no cover
                 raise ImportError("job.rng needs numpy")
             self._rng = np.random.default_rng(self.seed)

@@ -14,20 +14,27 @@ import contextlib
 import os
 import signal
 import sys
+import threading
+import time
 
 from ..core.collection import JobCollection
 from ..core.files import open_append, read_pickle
 from ..core.layout import Layout
 from .execute import report_unreadable, run_chunk
-from .pool_worker import run_pool_worker
 from .session import TERMINATING
 
 UPDATE_INTERVAL = 1.0
+# set (to "1") by a backend whose engine cannot cancel a running task (HyperQueue's Python API):
+# the node then obeys the master's cancel markers (``Layout.cancel_marker``)
+CANCEL_ENV = "BATCHTOOLS_WATCH_CANCEL"
+CANCEL_INTERVAL = 1.0
 
 
 def run_collection(jc: JobCollection, update_interval: float | None, sink: list | None = None) -> dict[str, int]:
     """Run ``jc`` here: its chunk of jobs, or, for a pool worker, the jobs it claims."""
     if jc.pool:
+        from .pool_worker import run_pool_worker  # here: a chunk's node starts faster without it
+
         return run_pool_worker(jc, update_interval, sink)
     return run_chunk(jc, update_interval, sink)
 
@@ -87,6 +94,30 @@ def log_file_of(jc: JobCollection) -> str:
     return jc.log_file
 
 
+def cancel_markers(jc: JobCollection) -> list[str]:
+    """The files whose existence cancels this process's collection (or array task)."""
+    lay = Layout(jc.file_dir)
+    out = [str(lay.cancel_marker(jc.job_hash))]
+    if jc.array_jobs and jc.array_var and os.environ.get(jc.array_var):
+        out.append(str(lay.cancel_marker(jc.job_hash, os.environ[jc.array_var])))
+    return out
+
+
+def watch_cancel(markers: list[str], interval: float = CANCEL_INTERVAL) -> bool:
+    """True if a marker exists already; otherwise watch for one in a daemon thread, which ends
+    this process like a scheduler's kill (SIGTERM: the running job fails, no other starts)."""
+    if any(os.path.exists(m) for m in markers):
+        return True
+
+    def watch() -> None:
+        while not any(os.path.exists(m) for m in markers):
+            time.sleep(interval)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="batchtools-cancel", daemon=True).start()
+    return False
+
+
 def run_file(path: str) -> int:
     """Run the job collection stored at ``path`` as this process; 0 if it ran (jobs may have failed)."""
     try:
@@ -94,6 +125,8 @@ def run_file(path: str) -> int:
     except Exception as e:
         report_unreadable(path, e)
         return 1
+    if os.environ.get(CANCEL_ENV) == "1" and watch_cancel(cancel_markers(jc)):
+        return 0  # cancelled while it waited for the engine: start nothing
     log_file = log_file_of(jc)
     if log_file:
         redirect_output(log_file)

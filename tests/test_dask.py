@@ -1,0 +1,127 @@
+"""The Dask backend against a real ``distributed.LocalCluster`` (a scheduler and two worker
+processes started by the tests).
+
+With ``BATCHTOOLS_TEST_DASK=1`` (as CI sets it) a missing or broken distributed is a failure, not a skip.
+"""
+
+import os
+import time
+
+import pytest
+
+import batchtools as bt
+from conftest import cancel_own_jobs, require_daemon, snapshot, wait_until
+
+pytestmark = pytest.mark.dask
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as e:
+        require_daemon(f"distributed is not installed ({e}); make install installs the engines extra",
+                       "BATCHTOOLS_TEST_DASK")
+    try:
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
+        client = Client(cluster, set_as_default=False)
+    except Exception as e:
+        require_daemon(f"distributed.LocalCluster did not start: {type(e).__name__}: {e}", "BATCHTOOLS_TEST_DASK")
+    yield cluster, client
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture
+def dreg(tmp_path, dask_cluster):
+    r = bt.make_registry(file_dir=tmp_path / "daskreg", seed=1, conf_file=None)
+    r.cluster_functions = bt.make_cluster_functions_dask(dask_cluster[1])
+    yield r
+    cancel_own_jobs(r)
+
+
+def test_single_jobs_and_chunks(dreg, dask_cluster):
+    bt.batch_map(lambda x: (x * x, os.getpid()), x=range(1, 8))
+    bt.submit_jobs(bt.find_jobs(ids=[1, 2]))
+    bt.submit_jobs(bt.find_jobs(ids=[3, 4, 5, 6, 7]).assign(chunk=[1, 1, 2, 2, 2]))
+    assert bt.wait_for_jobs(timeout=120)
+    res = bt.reduce_results_list()
+    assert [r[0] for r in res] == [x * x for x in range(1, 8)]
+    st = bt.get_job_status()
+    assert st["batch_id"][2] == st["batch_id"][3] != st["batch_id"][4]
+    assert st["batch_id"][0] == "batchtools-" + st["job_hash"][0]
+    # each collection ran in its own process, not in a Dask worker process
+    workers = set(dask_cluster[1].run(os.getpid).values())
+    assert not {r[1] for r in res} & workers
+    assert res[2][1] == res[3][1] != res[4][1]
+    assert "Starting job [batchtools job.id=5]" in bt.get_log(5)[0]
+    # nothing of a finished collection stays on the scheduler (it would be run again if its worker left)
+    ours = set(st["batch_id"])
+    wait_until(lambda: not ours & set(dask_cluster[1].run_on_scheduler(
+        lambda dask_scheduler: [str(k) for k in dask_scheduler.tasks])), 10, "the finished tasks to be forgotten")
+
+
+def test_same_seed_same_results_as_multicore(dreg, tmp_path):
+    bt.batch_map(lambda x, job: job.rng.random() + x, x=range(4))
+    bt.submit_jobs(bt.find_jobs().assign(chunk=[1, 1, 2, 2]))
+    assert bt.wait_for_jobs(timeout=60)
+    other = bt.make_registry(file_dir=tmp_path / "mc", seed=1, conf_file=None)
+    other.cluster_functions = bt.make_cluster_functions_multicore(2)
+    bt.batch_map(lambda x, job: job.rng.random() + x, x=range(4), reg=other)
+    bt.submit_jobs(reg=other)
+    assert bt.wait_for_jobs(reg=other)
+    assert bt.reduce_results_list(reg=dreg) == bt.reduce_results_list(reg=other)
+
+
+def test_listing_kill_and_a_second_session(dreg, dask_cluster):
+    bt.batch_map(lambda s: time.sleep(s), s=[300, 300, 300])
+    bt.submit_jobs()  # three tasks, two worker threads: two run, one waits
+    wait_until(lambda: len(bt.find_running()) == 2, 60, "two running jobs")
+    assert len(bt.find_queued()) == 1
+    # a new session (another client of the same scheduler) sees and kills the fire-and-forget tasks
+    dreg.cluster_functions = bt.make_cluster_functions_dask(dask_cluster[0].scheduler_address)
+    assert len(bt.find_on_system()) == 3
+    t0 = time.time()
+    assert bt.kill_jobs()["killed"].tolist() == [True, True, True]
+    assert time.time() - t0 < 30
+    assert bt.find_on_system().empty
+    assert bt.find_not_submitted()["job_id"].tolist() == [1, 2, 3]
+    running = dask_cluster[1].run(lambda: len(__import__("batchtools.jobs.engine_task").jobs.engine_task._RUNNING))
+    assert set(running.values()) == {0}  # no node process left behind
+
+
+def test_gpu_request_waits_for_a_gpu_worker(dreg):
+    bt.batch_map(lambda x: x, x=[1])
+    bt.submit_jobs(resources={"gpus": 1})  # no worker of this cluster offers the resource GPU
+    time.sleep(1)
+    assert bt.find_queued()["job_id"].tolist() == [1]
+    assert bt.kill_jobs()["killed"].tolist() == [True]
+    assert bt.find_on_system().empty
+
+
+def test_worker_pool(dreg):
+    bt.batch_map(lambda x: x + 1, x=range(50))
+    bt.submit_workers(2, idle_timeout=1)
+    assert bt.wait_for_jobs(timeout=120)
+    assert bt.reduce_results_list() == list(range(1, 51))
+    workers = bt.get_workers()
+    assert len(workers) == 2 and workers["claimed"].sum() == 50
+
+
+def test_unreachable_scheduler_and_bad_arguments_change_nothing(tmp_path, dask_cluster):
+    reg = bt.make_registry(file_dir=tmp_path / "reg", seed=1, conf_file=None)
+    bt.batch_map(lambda x: x, x=[1, 2])
+    before = snapshot(reg.file_dir)
+    reg.cluster_functions = bt.make_cluster_functions_dask("tcp://127.0.0.1:9", timeout=1)
+    with pytest.raises(ConnectionError, match="client_or_address: cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
+        bt.submit_jobs()
+    reg.cluster_functions = bt.make_cluster_functions_dask(dask_cluster[1])
+    with pytest.raises(ValueError, match="chunks_as_arrayjobs is not supported by the Dask backend"):
+        bt.submit_jobs(bt.find_jobs().assign(chunk=1), resources={"chunks_as_arrayjobs": True})
+    with pytest.raises(ValueError, match="ncpus must be a positive integer"):
+        bt.submit_jobs(resources={"ncpus": 0})
+    assert snapshot(reg.file_dir) == before
+    with pytest.raises(TypeError, match="client_or_address: give a distributed.Client"):
+        bt.make_cluster_functions_dask(42)
+    with pytest.raises(ValueError, match="timeout: must be a positive number"):
+        bt.make_cluster_functions_dask("tcp://127.0.0.1:9", timeout=0)
