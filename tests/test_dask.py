@@ -111,11 +111,14 @@ def test_worker_pool(dreg):
 def test_unreachable_scheduler_and_bad_arguments_change_nothing(tmp_path, dask_cluster):
     reg = bt.make_registry(file_dir=tmp_path / "reg", seed=1, conf_file=None)
     bt.batch_map(lambda x: x, x=[1, 2])
-    before = snapshot(reg.file_dir)
+    # (setting the cluster functions saves them with the registry: each snapshot is taken after that)
     reg.cluster_functions = bt.make_cluster_functions_dask("tcp://127.0.0.1:9", timeout=1)
+    before = snapshot(reg.file_dir)
     with pytest.raises(ConnectionError, match="client_or_address: cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
         bt.submit_jobs()
+    assert snapshot(reg.file_dir) == before
     reg.cluster_functions = bt.make_cluster_functions_dask(dask_cluster[1])
+    before = snapshot(reg.file_dir)
     with pytest.raises(ValueError, match="chunks_as_arrayjobs is not supported by the Dask backend"):
         bt.submit_jobs(bt.find_jobs().assign(chunk=1), resources={"chunks_as_arrayjobs": True})
     with pytest.raises(ValueError, match="ncpus must be a positive integer"):

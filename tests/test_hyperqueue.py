@@ -116,17 +116,22 @@ def test_unreachable_server_and_bad_arguments_change_nothing(tmp_path, hq_cluste
 
     reg = bt.make_registry(file_dir=tmp_path / "reg", seed=1, conf_file=None)
     bt.batch_map(lambda x: x, x=[1, 2])
-    before = snapshot(reg.file_dir)
+    # (setting the cluster functions saves them with the registry: each snapshot is taken after that)
     reg.cluster_functions = bt.make_cluster_functions_hyperqueue(tmp_path / "no-server")
+    before = snapshot(reg.file_dir)
     with pytest.raises(ConnectionError, match="server: cannot reach the HyperQueue server.*hq server start"):
         bt.submit_jobs()
+    assert snapshot(reg.file_dir) == before
     stopped = LocalCluster(server_dir=str(tmp_path / "stopped"))
     stopped.stop()  # its access file stays behind, nobody answers
     reg.cluster_functions = bt.make_cluster_functions_hyperqueue(tmp_path / "stopped")
+    before = snapshot(reg.file_dir)
     with pytest.raises(ConnectionError, match="cannot reach"):
         bt.submit_jobs()
+    assert snapshot(reg.file_dir) == before
     reg.cluster_functions = bt.make_cluster_functions_hyperqueue(hq_cluster)
-    with pytest.raises(ValueError, match="walltime must be a positive number"):
+    before = snapshot(reg.file_dir)
+    with pytest.raises(ValueError, match="walltime must be a finite positive number"):
         bt.submit_jobs(resources={"walltime": -5})
     with pytest.raises(ValueError, match="gpus must be a positive integer"):
         bt.submit_jobs(resources={"gpus": 1.5})

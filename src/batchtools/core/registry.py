@@ -245,7 +245,7 @@ class RegistryState:
             "positional": self.positional,
             "pass_job": self.pass_job,
             "extra": self.extra,
-            "cluster_functions": getattr(self.cluster_functions, "spec", None),
+            "cluster_functions": _storable(getattr(self.cluster_functions, "spec", None)),
             "saved": time.time(),
         }
 
@@ -329,6 +329,19 @@ class RegistryState:
             f"{type(self).__name__}(file_dir={str(self.file_dir)!r}, jobs={len(self.status)}, "
             f"seed={self.seed}, cluster_functions={cf!r}, writeable={self.writeable})"
         )
+
+
+def _storable(spec: dict | None) -> dict | None:
+    """A cluster-functions spec that can be saved (arguments such as a live client cannot: then none)."""
+    if spec is None:
+        return None
+    try:
+        cloudpickle.dumps(spec)
+    except Exception as e:
+        log.info("the cluster functions %s cannot be saved with the registry (%s); set them again after loading",
+                 spec.get("constructor"), e)
+        return None
+    return spec
 
 
 _default: RegistryState | None = None
