@@ -34,7 +34,7 @@ python_display_short_literal_types = True
 # and the internal registry state in signatures, are not documented here)
 nitpicky = True
 nitpick_ignore_regex = [
-    ("py:class", r"(pandas|numpy|collections\.abc|os|jinja2(\.\w+)*)\.\w+"),
+    ("py:class", r"(pandas|numpy|np|pd|collections\.abc|os|jinja2(\.\w+)*)\.\w+"),
     ("py:class", r"batchtools\.core\.registry\.RegistryState"),
 ]
 

@@ -32,9 +32,14 @@ def sync_registry(reg: RegistryState | None = None) -> bool:
     """Merge the status updates written by nodes into the tables. True if anything changed.
 
     Every status query syncs by itself; the backend's ``pre_sync``/``post_sync`` hooks run
-    around every sync.
+    around every sync. An explicit sync also saves the merged status at once (queries save it
+    at most every second) and removes the merged update files.
     """
-    return resolve(reg).sync() > 0
+    reg = resolve(reg)
+    changed = reg.sync() > 0
+    if reg.writeable and (reg._merged_unsaved or "status" in reg._dirty):
+        reg.save_state()
+    return changed
 
 
 def sweep_registry(reg: RegistryState | None = None) -> dict[str, int]:
