@@ -124,7 +124,10 @@ def run_chunk(jc: JobCollection, update_interval: float | None, sink: list | Non
     """Run the jobs of an ordinary collection (a chunk, or one array task) one after another."""
     counts = {"done": 0, "error": 0}
     jobs = select_jobs(jc)
-    buffer = UpdateBuffer(Layout(jc.file_dir), jc.job_hash, update_interval, sink)
+    # a collection of one job needs no background flushing: the master counts a job alone in its
+    # scheduler job as running while that runs, and the rows are written when it ends (a thread
+    # costs a forked process milliseconds)
+    buffer = UpdateBuffer(Layout(jc.file_dir), jc.job_hash, update_interval if len(jobs) > 1 else None, sink)
     store = store_of(jc)
     measure = bool(jc.resources.get("measure_memory"))
     try:
