@@ -120,7 +120,11 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
     accepted = 0  # jobs [0, accepted) were accepted by the backend
     recorded = 0  # jobs [0, recorded) are in the status table
     stashes: list[tuple[np.ndarray, str]] = []  # results of previous runs set aside, per accepted chunk
-    journal = Journal(reg.layout.journal)  # accepted chunks survive a master killed before the next save
+    # accepted chunks survive a master killed before the next save (jobs run inside this process die with it)
+    journal = Journal(reg.layout.journal) if not cf.capabilities.in_process else None
+    specs = reg.definitions.specs(ids)  # everything per job is looked up once, not per chunk
+    names = reg.status["job_name"].to_numpy()[pos].tolist()
+    previous = set(terminated_ids(reg, pos).tolist())  # jobs whose earlier run may have left a result
     run_hook(reg, "pre_submit")
     last_save = time.time()
 
@@ -140,25 +144,28 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
                     # an array job only occupies as many slots as its throttle lets run
                     n_new = min(b - a, max_jobs) if chunk_res[k].get("chunks_as_arrayjobs") else b - a
                     _throttle(reg, max_jobs, n_new, sleep_fn, new_batches)
-                jc = build_collection(reg, ids[a:b], chunk_res[k])
+                jc = build_collection(reg, ids[a:b], chunk_res[k], specs=specs[a:b], names=names[a:b])
                 if cf.store_job_collection:
                     write_pickle(reg.layout.job_collection(jc.job_hash), jc)
                 t0 = time.time()
-                moved = reg.store.stash(terminated_ids(reg, pos[a:b]).tolist(), jc.job_hash)
+                moved = reg.store.stash([i for i in ids[a:b].tolist() if i in previous], jc.job_hash) \
+                    if previous else []
                 reg.inflight.add(jc.job_hash)
                 try:
-                    journal.intent(jc.job_hash, ids[a:b])
+                    if journal is not None:
+                        journal.intent(jc.job_hash, ids[a:b])
                     result = submit_with_retries(reg, jc, sleep_fn)
                 except BaseException:
-                    with contextlib.suppress(OSError):
-                        journal.refused(jc.job_hash)
+                    if journal is not None:
+                        with contextlib.suppress(OSError):
+                            journal.refused(jc.job_hash)
                     reg.inflight.discard(jc.job_hash)
                     reg.store.restore(moved, jc.job_hash)
                     unlink_quietly([reg.layout.job_collection(jc.job_hash), reg.layout.script(jc.job_hash)])
                     raise
                 stashes.append((moved, jc.job_hash))
-                if not cf.store_job_files:
-                    unlink_quietly([reg.layout.script(jc.job_hash)])
+                if not cf.store_job_files and "script" in jc.__dict__:  # rendered by cf_brew_template
+                    unlink_quietly([jc.__dict__["script"]])
                 batch = result.batch_id
                 if isinstance(batch, (list, tuple, np.ndarray)):
                     batch = np.array([str(x) for x in batch], dtype=object)
@@ -175,9 +182,11 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
                 rec_obj["log_file"][a:b] = ([os.path.basename(x) for x in logs] if isinstance(logs, (list, tuple))
                                             else os.path.basename(logs))
                 rec_obj["job_hash"][a:b] = jc.job_hash
-                journal.accepted(jc.job_hash, ids[a:b], t0, rec_obj["batch_id"][a:b] if isinstance(batch, np.ndarray)
-                                 else batch, rec_obj["log_file"][a:b].tolist() if isinstance(logs, (list, tuple))
-                                 else rec_obj["log_file"][a], chunk_res[k])
+                if journal is not None:
+                    journal.accepted(jc.job_hash, ids[a:b], t0,
+                                     rec_obj["batch_id"][a:b] if isinstance(batch, np.ndarray) else batch,
+                                     rec_obj["log_file"][a:b].tolist() if isinstance(logs, (list, tuple))
+                                     else rec_obj["log_file"][a], chunk_res[k])
                 accepted = b
                 bar.update(b - a)
                 if time.time() - last_save > 10:
@@ -185,7 +194,8 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
     finally:
         if accepted > recorded or stashes:
             record()
-        journal.clear()  # every accepted chunk is in the saved status now
+        if journal is not None:
+            journal.clear()  # every accepted chunk is in the saved status now
         log.debug("submitted %d of %d jobs in %d chunks", accepted, ids.size, len(groups))
     run_hook(reg, "post_submit")
     if cf.scheduler_latency:

@@ -7,7 +7,7 @@ import sys
 import uuid
 
 from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
-from ..core.files import write_pickle
+from ..core.files import open_append, write_pickle
 from ..jobs.node import do_job_collection
 
 
@@ -29,6 +29,7 @@ def make_cluster_functions_interactive(external: bool = False, write_logs: bool 
     # in-process jobs of one session append to one log (get_log cuts out each job's part):
     # creating a file per job costs more than running a small job
     session_log = f"interactive-{uuid.uuid4().hex[:12]}.log"
+    handle: dict = {}  # the session log, kept open while this backend runs jobs into one registry
 
     def submit_job(reg, jc) -> SubmitJobResult:
         if external:
@@ -37,8 +38,18 @@ def make_cluster_functions_interactive(external: bool = False, write_logs: bool 
             subprocess.run([sys.executable, "-m", "batchtools.worker", str(path)], check=False)
             return SubmitJobResult(0, "cfInteractive", jc.log_file, "OK")
         log_file = str(reg.layout.log_named(session_log)) if write_logs else None
+        out = None
+        if log_file is not None:
+            out = handle.get(log_file)
+            if out is None or out.closed:
+                handle.clear()
+                out = handle[log_file] = open_append(log_file)
         # the master is running the jobs itself: status rows go straight to its sync queue
-        do_job_collection(jc, output=log_file, sink=reg.pending_updates)
+        try:
+            do_job_collection(jc, output=out, sink=reg.pending_updates)
+        finally:
+            if out is not None:
+                out.flush()
         return SubmitJobResult(0, "cfInteractive", log_file, "OK")
 
     return make_cluster_functions(

@@ -145,6 +145,7 @@ def cf_brew_template(reg, template: jinja2.Template, jc, **extra: Any) -> str:
     path = reg.layout.script(jc.job_hash)
     atomic_write_bytes(path, script.encode())
     os.chmod(path, 0o755)
+    jc.__dict__["script"] = str(path)  # submit_jobs removes it once accepted, unless store_job_files
     return str(path)
 
 

@@ -6,12 +6,19 @@ elsewhere. This module is part of the node path: it imports nothing but the stan
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import pickle
 from pathlib import Path
 
 SUBDIRS = ("jobs", "results", "logs", "updates", "exports", "external", "problems", "algorithms")
+
+
+@functools.lru_cache(maxsize=64)
+def layout_of(file_dir: str) -> Layout:
+    """The (cached) Layout of a registry folder given as a string: for hot paths."""
+    return Layout(file_dir)
 
 
 class Layout:

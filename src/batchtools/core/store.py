@@ -17,9 +17,10 @@ them aside durably, like :class:`FolderStore`, overrides these.)
 
 from __future__ import annotations
 
+import itertools
 import os
 import pickle
-import tempfile
+import socket
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -104,6 +105,9 @@ class ResultStore(ABC):
         return list(self.__dict__.get("_stashed", {}))
 
 
+_HOST = socket.gethostname().split(".")[0]
+
+
 class FolderStore(ResultStore):
     """Results as ``results/<job_id>.pkl`` files in the registry folder.
 
@@ -116,6 +120,8 @@ class FolderStore(ResultStore):
 
     def __init__(self, file_dir: str | os.PathLike):
         self.layout = Layout(file_dir)
+        self._dir = os.fspath(self.layout.dir("results")) + os.sep  # paths built by string: a hot path
+        self._counter = itertools.count()
 
     def __repr__(self) -> str:
         return f"FolderStore({str(self.layout.dir('results'))!r})"
@@ -124,12 +130,14 @@ class FolderStore(ResultStore):
         return (FolderStore, (str(self.layout.file_dir),))
 
     def path(self, job_id: int) -> str:
-        return os.fspath(self.layout.result(job_id))
+        return f"{self._dir}{int(job_id)}.pkl"
 
     def stage(self, job_id: int, value: Any) -> tuple[str, str]:
         data = dumps(value)
         final = self.path(job_id)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(final))
+        # a name no other process uses (host and pid), so O_EXCL never has to retry
+        tmp = f"{self._dir}.tmp-{_HOST}-{os.getpid()}-{next(self._counter)}-{int(job_id)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
@@ -169,8 +177,7 @@ class FolderStore(ResultStore):
                 f"missing_val=... to reduce the others") from e
 
     def get_many(self, job_ids: Iterable[int]) -> list[Any]:
-        base = os.fspath(self.layout.dir("results")) + os.sep
-        return [self.read(f"{base}{int(i)}.pkl") for i in job_ids]
+        return [self.read(f"{self._dir}{int(i)}.pkl") for i in job_ids]
 
     def delete(self, job_ids: Iterable[int]) -> int:
         return unlink_quietly(self.path(i) for i in job_ids)

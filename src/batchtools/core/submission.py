@@ -29,13 +29,17 @@ def sleep_function(sleep, default: Callable[[int], float]) -> Callable[[int], fl
     raise TypeError(f"sleep: must be None, a number of seconds >= 0, or a function of the iteration; got {sleep!r}")
 
 
-def build_collection(reg, sel: np.ndarray, resources: dict, job_hash: str | None = None) -> JobCollection:
-    """JobCollection of checked, sorted ids ``sel`` with final ``resources``."""
+def build_collection(reg, sel: np.ndarray, resources: dict, job_hash: str | None = None,
+                     specs: list | None = None, names: list | None = None) -> JobCollection:
+    """JobCollection of checked, sorted ids ``sel`` with final ``resources`` (``specs`` and
+    ``names``: the jobs' specs and names, if the caller has them already)."""
     job_hash = job_hash or f"job{uuid.uuid4().hex}"
     cf = reg.cluster_functions
-    names = reg.status["job_name"].to_numpy()[reg.pos(sel)].tolist()
+    if names is None:
+        names = reg.status["job_name"].to_numpy()[reg.pos(sel)].tolist()
     return JobCollection(
-        file_dir=str(reg.file_dir), work_dir=reg.work_dir, job_hash=job_hash, jobs=reg.definitions.specs(sel),
+        file_dir=str(reg.file_dir), work_dir=reg.work_dir, job_hash=job_hash,
+        jobs=reg.definitions.specs(sel) if specs is None else specs,
         seed=reg.seed, kind=reg.kind, resources=resources, packages=reg.packages, source=reg.source,
         load=reg.load, positional=list(reg.positional), pass_job=reg.pass_job,
         log_file=str(reg.layout.log(job_hash)), array_var=getattr(cf, "array_var", None),

@@ -17,7 +17,7 @@ from typing import Any
 from ..core.claims import Fenced
 from ..core.collection import JobCollection
 from ..core.files import open_append
-from ..core.layout import Layout
+from ..core.layout import Layout, layout_of
 from ..core.protocol import ALL_JOBS, FINISHED, MARK, job_ended, job_started
 from ..core.store import FolderStore, ResultStore
 from .runners import make_job, make_runner
@@ -127,7 +127,7 @@ def run_chunk(jc: JobCollection, update_interval: float | None, sink: list | Non
     # a collection of one job needs no background flushing: the master counts a job alone in its
     # scheduler job as running while that runs, and the rows are written when it ends (a thread
     # costs a forked process milliseconds)
-    buffer = UpdateBuffer(Layout(jc.file_dir), jc.job_hash, update_interval if len(jobs) > 1 else None, sink)
+    buffer = UpdateBuffer(layout_of(jc.file_dir), jc.job_hash, update_interval if len(jobs) > 1 else None, sink)
     store = store_of(jc)
     measure = bool(jc.resources.get("measure_memory"))
     try:

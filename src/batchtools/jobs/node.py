@@ -47,8 +47,8 @@ def do_job_collection(
 ) -> dict[str, int]:
     """Run every job of ``jc`` (a JobCollection or the path of its file).
 
-    ``output``: a file the jobs' printed output is appended to (Python-level
-    redirection); ``None`` writes to the current ``sys.stdout``. Returns counts
+    ``output``: a file (a path, or a file open for writing) the jobs' printed output is
+    appended to (Python-level redirection); ``None`` writes to the current ``sys.stdout``. Returns counts
     ``{"done": ..., "error": ...}``. Results go to ``results/<job_id>.pkl`` and
     status updates to ``updates/``; call ``sync_registry()`` on the master to see them.
 
@@ -62,8 +62,8 @@ def do_job_collection(
     if not isinstance(jc, JobCollection):
         jc = read_pickle(jc)
     with contextlib.ExitStack() as stack:
-        if output is not None:
-            fh = stack.enter_context(open_append(output))
+        if output is not None:  # a path, or a file already open for appending
+            fh = output if hasattr(output, "write") else stack.enter_context(open_append(output))
             stack.enter_context(contextlib.redirect_stdout(fh))
             stack.enter_context(contextlib.redirect_stderr(fh))
         return run_collection(jc, update_interval, sink)

@@ -5,11 +5,12 @@ The one place on the node that looks at a collection's kind.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
 from ..core.collection import JobCollection
-from ..core.layout import Layout
+from ..core.layout import Layout, layout_of
 from .experiment import ExperimentJob, experiment_runner
 from .job import Job
 from .session import load_cached, prepare_namespace, restore_code_files
@@ -49,9 +50,43 @@ KINDS: dict[str, tuple[Callable, Callable]] = {
 }
 
 
+_runners: dict[tuple, Callable] = {}
+
+
+def _runner_key(jc: JobCollection) -> tuple | None:
+    """What a prepared runner depends on: the collection's set-up and the registry's function,
+    problem/algorithm and export files as they are now (a process running many collections, like
+    Interactive or a Socket process, then prepares each only once)."""
+    lay = layout_of(jc.file_dir)
+    dirs = ("exports",) if jc.kind == "map" else ("exports", "problems", "algorithms")
+    files = []
+    try:
+        for d in dirs:
+            with os.scandir(lay.dir(d)) as it:
+                files += sorted((e.name, e.inode(), e.stat().st_mtime_ns) for e in it)
+        for p in (lay.user_function, lay.more_args):
+            try:
+                st = os.stat(p)
+                files.append((p.name, st.st_ino, st.st_mtime_ns, st.st_size))
+            except FileNotFoundError:
+                files.append((p.name, None))
+    except FileNotFoundError:
+        return None
+    return (jc.kind, jc.file_dir, jc.work_dir, tuple(jc.packages), tuple(jc.source), tuple(jc.load),
+            tuple(jc.positional), jc.pass_job, tuple(sorted(jc.code_files.items())), tuple(files))
+
+
 def make_runner(jc: JobCollection) -> Callable[[Job], Any]:
     """The function that runs one job of ``jc`` and returns its result."""
-    return KINDS[jc.kind][0](jc)
+    key = _runner_key(jc)
+    runner = _runners.get(key) if key is not None else None
+    if runner is None:
+        runner = KINDS[jc.kind][0](jc)
+        if key is not None:
+            if len(_runners) > 8:
+                _runners.clear()
+            _runners[key] = runner
+    return runner
 
 
 def make_job(jc: JobCollection, spec: dict[str, Any]) -> Job:

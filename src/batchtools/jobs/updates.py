@@ -22,13 +22,14 @@ class UpdateBuffer:
         self.layout = layout
         self.sink = sink
         self.job_hash = job_hash
-        self.tag = uuid.uuid4().hex[:8]
+        self.tag = uuid.uuid4().hex[:8] if sink is None else ""
         self.rows: dict[int, list] = {}
         self.seq = 0
         self.lock = threading.Lock()
-        self._stop = threading.Event()
+        self._stop = None
         self._thread = None
         if interval:
+            self._stop = threading.Event()
             self._thread = threading.Thread(target=self._loop, args=(interval,), daemon=True)
             self._thread.start()
 
@@ -61,7 +62,7 @@ class UpdateBuffer:
             self.seq += 1
 
     def close(self) -> None:
-        self._stop.set()
         if self._thread is not None:
+            self._stop.set()
             self._thread.join()
         self.flush()
