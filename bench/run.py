@@ -107,6 +107,55 @@ def run(cmd: list[str], work: str) -> dict[str, float]:
     return out
 
 
+# the tools users would pick instead (bench/py_peers.py): each variant in 3 fresh interpreters, medians
+PEER_SCENARIOS = {"sleep200": 200, "trivial10k": 10_000, "slurm200": 200}
+PEER_GOALS = {  # (scenario, our variant): (peer variant, at most this ratio)
+    ("sleep200", "multicore"): ("joblib", 1.03), ("sleep200", "socket"): ("joblib", 1.03),
+    ("sleep200", "pool"): ("joblib", 1.03), ("trivial10k", "best"): ("joblib", 1.5),
+    ("slurm200", "pool"): ("dask_jobqueue", 1.2), ("slurm200", "chunks10"): ("submitit_chunks10", 1.0),
+}
+
+
+def run_peers(only: list[str] | None, scratch: Path, repeat: int = 3) -> list[str]:
+    """Median times of every variant of the peer scenarios, and the ratio lines."""
+    sys.path.insert(0, str(HERE))
+    from py_peers import PEERS, VARIANTS
+
+    lines = []
+    for scen, n in PEER_SCENARIOS.items():
+        if only and scen not in only and "peers" not in only:
+            continue
+        if scen.startswith("slurm") and not ensure_slurm():
+            continue
+        med: dict[str, float] = {}
+        for variant in VARIANTS[scen]:
+            print(f"running {scen} {variant} N={n} ...", flush=True)
+            times = []
+            for _ in range(repeat):
+                work = tempfile.mkdtemp(dir=scratch)
+                out = run([sys.executable, str(HERE / "py_peers.py"), scen, variant, str(n)], work)
+                shutil.rmtree(work, ignore_errors=True)
+                if variant in out:
+                    times.append(out[variant])
+            if times:
+                med[variant] = sorted(times)[len(times) // 2]
+        peers = {v: t for v, t in med.items() if v in PEERS}
+        ours = {v: t for v, t in med.items() if v not in PEERS}
+        if not peers or not ours:
+            continue
+        best_peer = min(peers, key=peers.get)
+        best_ours = min(ours, key=ours.get)
+        lines.append(f"\n{scen} (N={n}, median of {repeat}): " + ", ".join(f"{v} {t:.2f} s" for v, t in med.items()))
+        lines.append(f"  best pybatchtools ({best_ours}) / best peer ({best_peer}): {ours[best_ours] / peers[best_peer]:.2f}")
+        for (s, variant), (peer, goal) in PEER_GOALS.items():
+            mine = ours.get(best_ours) if variant == "best" else ours.get(variant)
+            if s != scen or mine is None or peer not in peers:
+                continue
+            ratio = mine / peers[peer]
+            lines.append(f"  {variant} / {peer}: {ratio:.2f} (goal <= {goal}): {'yes' if ratio <= goal else 'NO'}")
+    return lines
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--only", action="append", metavar="SCENARIO",
@@ -114,6 +163,7 @@ def main() -> int:
     ap.add_argument("--no-r", action="store_true", help="skip R (show the figures quoted in the issues)")
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs of each Python scenario; the best is shown (this machine's disk is noisy)")
+    ap.add_argument("--no-peers", action="store_true", help="skip the peer tools (joblib, Dask, submitit, dask-jobqueue)")
     args = ap.parse_args()
     have_r = not args.no_r and ensure_r()
     scratch = HERE / ".work"
@@ -164,6 +214,9 @@ def main() -> int:
                      f"{py_of[(scen, 'ratio_files')]:.2f}x") if (scen, "engine_files") in py_of else ""
             print(f"{scen} (N={n}): pybatchtools {ours:.2f} s, the engine itself {own:.2f} s: "
                   f"{ours / own:.2f}x (target <= 1.5): {verdict}{extra}")
+    if not args.no_peers:
+        for line in run_peers(args.only, scratch):
+            print(line)
     print("\nR figures marked * are the ones quoted in the issues (R was not run).")
     print("map_peak_rss_mib is in MiB, not seconds.")
     return 0

@@ -24,7 +24,7 @@ import sys
 from . import node  # preloads the node code: the point of this process
 
 
-def _child(path: str, go: int, keep: set[int]) -> None:
+def _child(path: str, go: int, keep: set[int], done: int | None = None) -> None:
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for fd in keep:
@@ -47,6 +47,11 @@ def _child(path: str, go: int, keep: set[int]) -> None:
             sys.stdout.flush()
         except Exception:
             pass
+        if done is not None:  # everything is written: say so before the (slow) process teardown
+            try:
+                os.write(done, f"{os.getpid()} {code}\n".encode())
+            except OSError:
+                pass
         os._exit(code)
 
 
@@ -57,12 +62,21 @@ def main() -> int:
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
+    # children report "PID CODE" here once their work is written, so their slot is free at once
+    done_r, done_w = os.pipe()
+    reported: set[int] = set()
     buf = b""
     open_input = True
     while open_input:
-        ready, _, _ = select.select([0, wake_r], [], [])
+        ready, _, _ = select.select([0, wake_r, done_r], [], [])
         if wake_r in ready:
             os.read(wake_r, 4096)
+        if done_r in ready:
+            for line in os.read(done_r, 65536).decode().split("\n"):
+                if line:
+                    pid_s, _, code = line.partition(" ")
+                    reported.add(int(pid_s))
+                    out.write(f"exit {pid_s} {code}\n")
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -70,7 +84,10 @@ def main() -> int:
                 break
             if pid == 0:
                 break
-            out.write(f"exit {pid} {os.waitstatus_to_exitcode(status)}\n")
+            if pid in reported:
+                reported.discard(pid)
+            else:
+                out.write(f"exit {pid} {os.waitstatus_to_exitcode(status)}\n")
         if 0 in ready:
             chunk = os.read(0, 65536)
             if not chunk:
@@ -84,7 +101,7 @@ def main() -> int:
                     go_r, go_w = os.pipe()
                     pid = os.fork()
                     if pid == 0:
-                        _child(path, go_r, {out_fd, wake_r, wake_w, go_w})
+                        _child(path, go_r, {out_fd, wake_r, wake_w, go_w, done_r}, done_w)
                     os.close(go_r)
                     out.write(f"pid {request} {pid}\n")
                     out.flush()
