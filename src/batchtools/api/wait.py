@@ -21,8 +21,10 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
     """Block until the jobs ``ids`` (default: all submitted) have left the system.
 
     Returns True if all of them finished without error. A job that is neither
-    on the system nor terminated for ``expire_after`` polls (default 3; a
-    backend with a file-system latency waits that long too) counts as expired.
+    on the system nor terminated for ``expire_after`` polls (default: the configuration's
+    ``expire_after``, else 3; a backend with a file-system latency waits that long too) counts
+    as expired. ``sleep`` (default: the configuration's, else the backend's backoff) is the pause
+    between polls. Jobs that were never submitted are left out with a warning (as in R).
 
     >>> import batchtools as bt
     >>> reg = bt.make_registry(file_dir=None)
@@ -37,13 +39,20 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
     if not isinstance(timeout, (int, float)) or timeout < 0:
         raise ValueError(f"timeout: must be a number of seconds >= 0, got {timeout!r}")
     if expire_after is None:
-        expire_after = 3
+        expire_after = reg.expire_after or 3
     if isinstance(expire_after, bool) or not isinstance(expire_after, int) or expire_after < 1:
         raise ValueError(f"expire_after: must be a positive int (number of polls), got {expire_after!r}")
     cf = reg.cluster_functions
-    sleep_fn = sleep_function(sleep, lambda i: min(cf.poll * 1.25**i, cf.poll_max))
+    sleep_fn = sleep_function(reg.sleep if sleep is None else sleep, lambda i: min(cf.poll * 1.25**i, cf.poll_max))
     reg.sync()
     sel = select(reg, "submitted") if ids is None else reg.ids(ids)
+    unsubmitted = np.isnan(reg.status["submitted"].to_numpy()[reg.pos(sel)])
+    if unsubmitted.any():
+        log.warning("wait_for_jobs: cannot wait for %d unsubmitted job(s) (e.g. %s); removing them from ids",
+                    int(unsubmitted.sum()), sel[unsubmitted][:5].tolist())
+        sel = sel[~unsubmitted]
+    if sel.size == 0:
+        return True
     pos = reg.pos(sel)
     missing = np.zeros(sel.size, dtype=np.int64)
     gone_since = np.full(sel.size, np.nan)
@@ -58,8 +67,7 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
             missing = np.where(absent, missing + 1, 0)
             gone_since = np.where(absent, np.where(np.isnan(gone_since), now, gone_since), np.nan)
             expired = absent & (missing >= expire_after) & (now - gone_since >= cf.fs_latency)
-            unsubmitted = ~m["submitted"]
-            finished = m["terminated"] | expired | unsubmitted
+            finished = m["terminated"] | expired | ~m["submitted"]
             bar.update(int(finished.sum()) - bar.n)
             if stop_on_error and m["error"].any():
                 log.warning("wait_for_jobs: stopping, %d job(s) failed", int(m["error"].sum()))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +19,20 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     if np is not None:
         np.random.seed(seed % (2**32))
+
+
+@contextlib.contextmanager
+def rng_state_kept() -> Iterator[None]:
+    """Run a block with its own seeding, then restore the global RNG states (``random``, NumPy's
+    legacy global RNG), as R restores ``.Random.seed`` after ``testJob``/``execJob``."""
+    py_state = random.getstate()
+    np_state = np.random.get_state() if np is not None else None
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        if np_state is not None:
+            np.random.set_state(np_state)
 
 
 @dataclass
