@@ -510,3 +510,64 @@ def test_assert_registry_sync_and_running_ok(reg):
     bt.submit_jobs()
     with pytest.raises(ValueError, match="on the system"):
         bt.assert_registry(reg, running_ok=False)
+
+
+# ------------------------------------------------------------------------------------- the guide
+GUIDE = __import__("pathlib").Path(__file__).resolve().parent.parent / "docs" / "migrating-from-r.md"
+# getNamespaceExports("batchtools") of R batchtools 0.9.16
+R_EXPORTS = """
+Worker addAlgorithm addExperiments addJobTags addProblem ajoin assertRegistry batchExport batchMap batchMapResults
+batchReduce binpack btlapply btmapply cfBrewTemplate cfHandleUnknownSubmitError cfKillJob cfReadBrewTemplate chunk
+clearRegistry doJobCollection estimateRuntimes execJob findConfFile findDone findErrors findExperiments findExpired
+findJobs findNotDone findNotStarted findNotSubmitted findOnSystem findQueued findRunning findStarted findSubmitted
+findTagged findTemplateFile flatten getDefaultRegistry getErrorMessages getJobNames getJobPars getJobResources
+getJobStatus getJobTable getJobTags getLog getStatus getUsedJobTags grepLogs ijoin killJobs ljoin loadRegistry
+loadResult lpt makeClusterFunctions makeClusterFunctionsDocker makeClusterFunctionsInteractive makeClusterFunctionsLSF
+makeClusterFunctionsMulticore makeClusterFunctionsOpenLava makeClusterFunctionsSGE makeClusterFunctionsSSH
+makeClusterFunctionsSlurm makeClusterFunctionsSocket makeClusterFunctionsTORQUE makeExperimentRegistry makeJob
+makeJobCollection makeRegistry makeSubmitJobResult ojoin reduceResults reduceResultsDataTable reduceResultsList
+removeAlgorithms removeExperiments removeJobTags removeProblems removeRegistry resetJobs rjoin runHook runOSCommand
+saveRegistry setDefaultRegistry setJobNames showLog sjoin submitJobs summarizeExperiments sweepRegistry syncRegistry
+testJob ujoin unwrap waitForJobs
+""".split()
+
+
+def test_guide_lists_every_r_export_with_an_existing_python_name():
+    import re
+
+    assert len(R_EXPORTS) == 100
+    rows = {}
+    for line in GUIDE.read_text().splitlines():
+        m = re.match(r"^\| `(\w+)\(.*?\)` \| `(\w+)\(", line)
+        if m:
+            rows[m.group(1)] = m.group(2)
+    assert sorted(rows) == sorted(R_EXPORTS)
+    missing = [py for py in rows.values() if not hasattr(bt, py)]
+    assert not missing, missing
+
+
+def test_guide_python_examples_run(tmp_path, monkeypatch, capsys):
+    """Every ```python block runs, in order, in one namespace, in a fresh folder (a block after
+    ``<!-- no-run -->`` would only be compiled; the guide has none)."""
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    lines = GUIDE.read_text().splitlines()
+    namespace = {"__name__": "__main__"}
+    ran = 0
+    i = 0
+    while i < len(lines):
+        if lines[i].strip() != "```python":
+            i += 1
+            continue
+        j = lines.index("```", i + 1)
+        code = "\n".join(lines[i + 1:j])
+        prev = next((lines[k].strip() for k in range(i - 1, -1, -1) if lines[k].strip()), "")
+        compiled = compile(code, f"{GUIDE.name}:{i + 2}", "exec")
+        if not re.match(r"<!--\s*no-run\s*-->", prev):
+            exec(compiled, namespace)
+            ran += 1
+        i = j + 1
+    assert ran >= 10
+    out = capsys.readouterr().out
+    assert "[12, 24, 36]" in out and "[9, 1, 4]" in out and "[7, 8]" in out and "scratch-tmp" in out
