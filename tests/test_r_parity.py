@@ -125,6 +125,8 @@ def test_reduce_bad_input(done_reg):
         bt.reduce_results_list(fun="sum")
     with pytest.raises(ValueError, match="duplicated"):
         bt.reduce_results_list(ids=[1, 1])
+    with pytest.raises(TypeError, match="missing_value"):  # a misspelt argument with no fun to take it
+        bt.reduce_results_list(missing_value=0)
 
 
 # ---------------------------------------------------------------------------- gap 3: experiments

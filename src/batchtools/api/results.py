@@ -61,9 +61,12 @@ def _caller(reg: RegistryState, sel: np.ndarray, fun: Callable | None, kwargs: d
             yield lambda value: fun(value, **kwargs)
 
 
-def _check_fun(fun, what: str) -> None:
+def _check_fun(fun, what: str, kwargs: dict) -> None:
     if fun is not None and not callable(fun):
         raise TypeError(f"fun: must be callable {what} (or None), got {type(fun).__name__}")
+    if fun is None and kwargs:
+        raise TypeError(f"unexpected keyword argument(s) {sorted(kwargs)}: extra keyword arguments are passed "
+                        "to fun, and no fun was given")
 
 
 def _results(reg: RegistryState, sel: np.ndarray, missing_val: Any, fun: Callable | None,
@@ -140,7 +143,7 @@ def reduce_results_list(ids=None, fun: Callable | None = None, missing_val: Any 
     [(3, 60), (1, 20)]
     """
     reg = resolve(reg)
-    _check_fun(fun, "(result, [job], **kwargs) -> value")
+    _check_fun(fun, "(result, [job], **kwargs) -> value", kwargs)
     reg.sync()
     return _results(reg, _selection(reg, ids, keep_order=True), missing_val, fun, kwargs)
 
@@ -203,7 +206,7 @@ def reduce_results_dataframe(ids=None, fun: Callable | None = None, missing_val:
     [1, 4]
     """
     reg = resolve(reg)
-    _check_fun(fun, "(result, [job], **kwargs) -> value")
+    _check_fun(fun, "(result, [job], **kwargs) -> value", kwargs)
     reg.sync()
     sel = _selection(reg, ids)
     results = _results(reg, sel, missing_val, fun, kwargs)

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .backend import run_hook
+from .config import KEYS
 from .errors import LeaseError, ReadOnlyRegistryError
 from .files import atomic_write_bytes, keep_previous, read_table, unlink_quietly
 from .ids import as_id_array, check_ids
@@ -225,6 +226,10 @@ class RegistryState:
 
     @compress.setter
     def compress(self, value: str | None) -> None:
+        try:
+            value = KEYS["compress"].check(value)  # R's spellings too: "bzip2", True
+        except ValueError as e:
+            raise ValueError(f"compress: {e}") from None
         if value is not None and not hasattr(self.store, "compress"):
             raise ValueError(f"compress: the result store {self.store!r} does not compress; set compress=None")
         if hasattr(self.store, "compress"):
