@@ -18,7 +18,7 @@ def test_tags(reg):
     assert bt.get_job_tags([1])["tags"].tolist() == ["b"]
     bt.remove_job_tags()
     assert bt.get_used_job_tags() == []
-    with pytest.raises(ValueError, match="commas"):
+    with pytest.raises(ValueError, match="letters, digits"):
         bt.add_job_tags([1], "a,b")
 
 
@@ -44,8 +44,9 @@ def test_joins():
     assert bt.ajoin(x, y)["job_id"].tolist() == [1]
     up = bt.ujoin(x, pd.DataFrame({"job_id": [2, 9], "a": [99, 0]}))
     assert up["a"].tolist() == [10, 99, 30]
-    up_all = bt.ujoin(x, pd.DataFrame({"job_id": [2, 9], "a": [99, 0]}), all_y=True)
-    assert up_all["job_id"].tolist() == [1, 2, 3, 9]
+    up_all = bt.ujoin(x, pd.DataFrame({"job_id": [2, 9], "a": [99, 0], "b": ["u", "z"]}), all_y=True)
+    assert up_all["job_id"].tolist() == [1, 2, 3]  # as R: all_y adds y's columns, not its rows
+    assert up_all["a"].tolist() == [10, 99, 30] and up_all["b"].tolist()[1] == "u"
     with pytest.raises(ValueError, match="no column"):
         bt.ijoin(x, pd.DataFrame({"id": [1]}))
 

@@ -7,7 +7,7 @@ import inspect
 import logging
 import pickle
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -180,15 +180,17 @@ def _row_ids(reg: RegistryState, kind: str, name: str, rows: list[dict]) -> list
     return out
 
 
-def add_experiments(prob_designs: dict | None = None, algo_designs: dict | None = None, repls: int = 1,
-                    combine: str = "crossprod", reg: RegistryState | None = None) -> pd.DataFrame:
+def add_experiments(prob_designs: dict | None = None, algo_designs: dict | None = None,
+                    repls: int | Sequence[int] = 1, combine: str = "crossprod",
+                    reg: RegistryState | None = None) -> pd.DataFrame:
     """Add experiments: every problem design row x every algorithm design row
     (``combine="bind"`` pairs rows instead, recycling the shorter design), each ``repls`` times.
 
     Designs are dicts ``name -> DataFrame`` (an empty DataFrame: one parameterless
-    row); the default is every problem and every algorithm. Experiments that exist
-    already are not added again; a larger ``repls`` adds the missing replications.
-    Returns the new job ids.
+    row); the default is every problem and every algorithm. ``repls`` is one count, or one
+    count per problem (in the order of ``prob_designs``). Replications ``1..repls`` that are
+    not in the registry are added (a larger ``repls``, or replications removed before);
+    existing ones are not added again. Returns the new job ids.
 
     >>> import batchtools as bt, pandas as pd
     >>> reg = bt.make_experiment_registry(file_dir=None, seed=1)
@@ -199,8 +201,6 @@ def add_experiments(prob_designs: dict | None = None, algo_designs: dict | None 
     """
     reg = _exp_reg(reg, "add_experiments")
     reg.assert_writeable("add experiments")
-    if isinstance(repls, bool) or not isinstance(repls, (int, np.integer)) or repls < 1:
-        raise ValueError(f"repls: must be an int >= 1, got {repls!r}")
     if combine not in ("crossprod", "bind"):
         raise ValueError(f"combine: must be 'crossprod' or 'bind', got {combine!r}")
     problems, algorithms = list(reg.extra["problems"]), list(reg.extra["algorithms"])
@@ -214,6 +214,7 @@ def add_experiments(prob_designs: dict | None = None, algo_designs: dict | None 
         if unknown:
             raise ValueError(f"{arg}: unknown {what}(s) {unknown}; add them first with add_{what}() "
                              f"(known: {known})")
+    counts = _check_repls(repls, list(pdes))
     prob_rows = {p: _design_rows(d, "prob_designs", p) for p, d in pdes.items()}
     algo_rows = {a: _design_rows(d, "algo_designs", a) for a, d in ades.items()}
     for p, rows in prob_rows.items():
@@ -222,10 +223,26 @@ def add_experiments(prob_designs: dict | None = None, algo_designs: dict | None 
         _accepted(load_cached(reg.layout.algorithm(a)).fun, set().union(*rows), "algo_designs", a, rows)
 
     with reg.mutation("add experiments"):
-        return _add(reg, prob_rows, algo_rows, int(repls), combine)
+        return _add(reg, prob_rows, algo_rows, counts, combine)
 
 
-def _add(reg: RegistryState, prob_rows, algo_rows, repls: int, combine: str) -> pd.DataFrame:
+def _check_repls(repls, problems: list[str]) -> dict[str, int]:
+    """``repls``: one count for all problems, or one per problem (in the order of the designs)."""
+    def bad(value) -> bool:
+        return isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1
+
+    if isinstance(repls, (list, tuple, np.ndarray, pd.Series)):
+        values = list(repls)
+        if len(values) != len(problems) or any(map(bad, values)):
+            raise ValueError(f"repls: give one int >= 1 for all problems or one per problem ({len(problems)}: "
+                             f"{problems}), got {list(repls)!r}")
+        return {p: int(v) for p, v in zip(problems, values)}
+    if bad(repls):
+        raise ValueError(f"repls: must be an int >= 1 (or one per problem), got {repls!r}")
+    return {p: int(repls) for p in problems}
+
+
+def _add(reg: RegistryState, prob_rows, algo_rows, repls: dict[str, int], combine: str) -> pd.DataFrame:
     prob_ids = {p: np.array(_row_ids(reg, "prob", p, rows), dtype=np.int64) for p, rows in prob_rows.items()}
     algo_ids = {a: np.array(_row_ids(reg, "algo", a, rows), dtype=np.int64) for a, rows in algo_rows.items()}
     parts = []
@@ -236,39 +253,45 @@ def _add(reg: RegistryState, prob_rows, algo_rows, repls: int, combine: str) -> 
             else:
                 n = max(pr.size, ar.size)
                 pp, aa = np.resize(pr, n), np.resize(ar, n)
-            parts.append(pd.DataFrame({"problem": p, "algorithm": a, "prob_row": pp, "algo_row": aa}))
+            parts.append(pd.DataFrame({"problem": p, "algorithm": a, "prob_row": pp, "algo_row": aa,
+                                       "block": len(parts)}))
             log.info("Adding %d experiments ('%s'[%d] x '%s'[%d] x repls[%d])",
-                     len(pp) * repls, p, pr.size, a, ar.size, repls)
+                     len(pp) * repls[p], p, pr.size, a, ar.size, repls[p])
     if not parts:
         return ids_frame(np.empty(0, np.int64))
     new = pd.concat(parts, ignore_index=True).drop_duplicates(ignore_index=True)
+    keys = ["problem", "algorithm", "prob_row", "algo_row"]
     defs = reg.defs
-    merged = new.merge(defs, on=["problem", "algorithm", "prob_row", "algo_row"], how="left")
+    merged = new.merge(defs, on=keys, how="left")
     fresh = merged["def_id"].isna().to_numpy()
     next_def = int(defs["def_id"].max()) + 1 if len(defs) else 1
     def_ids = merged["def_id"].to_numpy(dtype=float, copy=True)
     def_ids[fresh] = np.arange(next_def, next_def + fresh.sum())
     def_ids = def_ids.astype(np.int64)
     if fresh.any():
-        add = new.loc[fresh].copy()
+        add = new.loc[fresh, keys].copy()
         add.insert(0, "def_id", def_ids[fresh])
         reg.tables["defs"] = pd.concat([defs, add], ignore_index=True) if len(defs) else add.reset_index(drop=True)
-    # replications: add those missing up to `repls` for each definition
+    # replications 1..repls of every definition that are not in the registry (as R: an anti-join on
+    # (def_id, repl), so replications removed before are added again); job ids in R's order: block by
+    # block (problem x algorithm), within a block by definition, then replication
+    n_repl = new["problem"].map(repls).to_numpy(dtype=np.int64)
+    cand = pd.DataFrame({"block": np.repeat(new["block"].to_numpy(), n_repl),
+                         "def_id": np.repeat(def_ids, n_repl),
+                         "repl": np.concatenate([np.arange(1, k + 1) for k in n_repl]).astype(np.int64)})
     st = reg.status
-    have = np.zeros(def_ids.size, dtype=np.int64)
     if len(st):
-        counts = st.groupby("def_id")["repl"].max()
-        have = counts.reindex(def_ids).fillna(0).to_numpy(dtype=np.int64)
-    missing = np.maximum(repls - have, 0)
-    total = int(missing.sum())
+        have = st[["def_id", "repl"]].drop_duplicates().assign(_have=True)
+        cand = cand.merge(have, on=["def_id", "repl"], how="left")
+        cand = cand[cand["_have"].isna()].drop(columns="_have")
+    cand = cand.sort_values(["block", "def_id", "repl"], kind="stable")
+    total = len(cand)
     if total == 0:
         reg.save(("designs", "defs"))
         return ids_frame(np.empty(0, np.int64))
-    rep_def = np.repeat(def_ids, missing)
-    offsets = np.arange(total) - np.repeat(np.cumsum(missing) - missing, missing)
-    rep_no = np.repeat(have, missing) + offsets + 1
     start = int(st["job_id"].max()) + 1 if len(st) else 1
     job_ids = np.arange(start, start + total, dtype=np.int64)
+    rep_def, rep_no = cand["def_id"].to_numpy(np.int64), cand["repl"].to_numpy(np.int64)
     reg.tables["status"] = pd.concat([st, new_status(job_ids, rep_def, rep_no)], ignore_index=True) \
         if len(st) else new_status(job_ids, rep_def, rep_no)
     reg.mark_dirty("designs", "defs", "status")

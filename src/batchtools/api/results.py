@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -12,22 +13,64 @@ import pandas as pd
 from ..core.errors import CorruptFileError, ResultNotFoundError
 from ..core.registry import RegistryState, resolve
 from ..core.state import done_mask
+from ..core.submission import build_collection
+from ..jobs.runners import make_job
 
 _RAISE = object()
 log = logging.getLogger("batchtools")
 
 
-def _selection(reg: RegistryState, ids) -> np.ndarray:
-    """``ids``, default: the jobs that are done."""
+def _selection(reg: RegistryState, ids, keep_order: bool = False) -> np.ndarray:
+    """``ids`` (in the order given with ``keep_order``), default: the jobs that are done."""
     if ids is None:
         sel = reg.job_ids
         return sel[done_mask(reg, sel)]
-    return reg.ids(ids)
+    return reg.ids(ids, keep_order=keep_order)
 
 
-def _results(reg: RegistryState, sel: np.ndarray, missing_val: Any, fun: Callable | None) -> list:
+def _takes_job(fun: Callable) -> bool:
+    """Whether ``fun`` has a parameter named ``job`` (R: ``"job" %in% names(formals(fun))``)."""
+    try:
+        return "job" in inspect.signature(fun).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _jobs(reg: RegistryState, sel: np.ndarray) -> Iterator:
+    """The Job objects of ``sel`` (as ``make_job`` builds them, with each job's resources)."""
+    jc = build_collection(reg, sel, {}, job_hash="reduce")
+    rid = reg.status["resource_id"].to_numpy()[reg.pos(sel)]
+    table = reg.tables["resources"]
+    lookup = dict(zip(table["resource_id"].tolist(), table["resources"].tolist()))
+    for spec, r in zip(jc.jobs, rid.tolist()):
+        job = make_job(jc, spec)
+        job.resources = dict(lookup.get(int(r)) or {}) if r == r else {}
+        yield job
+
+
+def _caller(reg: RegistryState, sel: np.ndarray, fun: Callable | None, kwargs: dict) -> Iterator[Callable]:
+    """One ``apply(value) -> fun(value, [job=job,] **kwargs)`` per job of ``sel``, in order."""
+    if fun is None:
+        while True:
+            yield lambda value: value
+    elif _takes_job(fun):
+        for job in _jobs(reg, sel):
+            yield lambda value, job=job: fun(value, job=job, **kwargs)
+    else:
+        while True:
+            yield lambda value: fun(value, **kwargs)
+
+
+def _check_fun(fun, what: str, kwargs: dict) -> None:
     if fun is not None and not callable(fun):
-        raise TypeError(f"fun: must be callable (applied to each result) or None, got {type(fun).__name__} {fun!r}")
+        raise TypeError(f"fun: must be callable {what} (or None), got {type(fun).__name__}")
+    if fun is None and kwargs:
+        raise TypeError(f"unexpected keyword argument(s) {sorted(kwargs)}: extra keyword arguments are passed "
+                        "to fun, and no fun was given")
+
+
+def _results(reg: RegistryState, sel: np.ndarray, missing_val: Any, fun: Callable | None,
+             kwargs: dict | None = None) -> list:
     done = done_mask(reg, sel)
     if missing_val is _RAISE and not done.all():
         bad = sel[~done]
@@ -36,15 +79,10 @@ def _results(reg: RegistryState, sel: np.ndarray, missing_val: Any, fun: Callabl
             "Pass ids=find_done() or missing_val=None to fill them."
         )
     values = iter(_read_results(reg, sel[done], missing_val))
+    calls = _caller(reg, sel[done], fun, kwargs or {})
     out = []
     for ok in done.tolist():
-        if ok:
-            value = next(values)
-            if fun is not None:
-                value = fun(value)
-        else:
-            value = missing_val
-        out.append(value)
+        out.append(next(calls)(next(values)) if ok else missing_val)
     return out
 
 
@@ -88,24 +126,34 @@ def load_result(id: int, reg: RegistryState | None = None) -> Any:
 
 
 def reduce_results_list(ids=None, fun: Callable | None = None, missing_val: Any = _RAISE,
-                        reg: RegistryState | None = None) -> list:
-    """Results of ``ids`` (default: all done jobs) as a list, ordered by job id;
-    ``fun`` is applied to each. Jobs without a result raise, unless ``missing_val`` is given.
+                        reg: RegistryState | None = None, **kwargs: Any) -> list:
+    """Results of ``ids`` (default: all done jobs, by job id) as a list, in the order of ``ids``.
+
+    ``fun(result, **kwargs)`` is applied to each (``fun(result, job=job, **kwargs)`` if it has a
+    parameter ``job``; extra keyword arguments are R's ``...``). Jobs without a result raise,
+    unless ``missing_val`` is given.
 
     >>> import batchtools as bt
     >>> reg = bt.make_registry(file_dir=None)
     >>> reg.cluster_functions = bt.make_cluster_functions_interactive()
-    >>> _ = bt.batch_map(lambda x: x * 2, x=[1, 2]); _ = bt.submit_jobs()
+    >>> _ = bt.batch_map(lambda x: x * 2, x=[1, 2, 3]); _ = bt.submit_jobs()
     >>> bt.reduce_results_list()
-    [2, 4]
+    [2, 4, 6]
+    >>> bt.reduce_results_list(ids=[3, 1], fun=lambda res, job, k: (job.id, res * k), k=10)
+    [(3, 60), (1, 20)]
     """
     reg = resolve(reg)
+    _check_fun(fun, "(result, [job], **kwargs) -> value", kwargs)
     reg.sync()
-    return _results(reg, _selection(reg, ids), missing_val, fun)
+    return _results(reg, _selection(reg, ids, keep_order=True), missing_val, fun, kwargs)
 
 
-def reduce_results(fun: Callable, ids=None, init: Any = _RAISE, reg: RegistryState | None = None) -> Any:
-    """Fold results with ``fun(aggr, result)``, starting at ``init`` (default: the first result).
+def reduce_results(fun: Callable, ids=None, init: Any = _RAISE, reg: RegistryState | None = None,
+                   **kwargs: Any) -> Any:
+    """Fold results in the order of ``ids`` (default: all done jobs, by job id) with
+    ``fun(aggr, result, **kwargs)`` (``fun(aggr, result, job=job, **kwargs)`` if it has a
+    parameter ``job``), starting at ``init`` (default: the first result). All jobs must be done;
+    no jobs and no ``init`` give None.
 
     >>> import batchtools as bt
     >>> reg = bt.make_registry(file_dir=None)
@@ -113,29 +161,55 @@ def reduce_results(fun: Callable, ids=None, init: Any = _RAISE, reg: RegistrySta
     >>> _ = bt.batch_map(lambda x: x, x=[1, 2, 3]); _ = bt.submit_jobs()
     >>> bt.reduce_results(lambda a, b: a + b)
     6
+    >>> bt.reduce_results(lambda aggr, res, job: aggr + [job.id], ids=[3, 1], init=[])
+    [3, 1]
+    >>> bt.reduce_results(lambda a, b: a + b, ids=[]) is None
+    True
     """
     if not callable(fun):
-        raise TypeError(f"fun: must be callable (aggr, result) -> aggr, got {type(fun).__name__}")
-    results = reduce_results_list(ids, reg=reg)
+        raise TypeError(f"fun: must be callable (aggr, result, [job], **kwargs) -> aggr, got {type(fun).__name__}")
+    reg = resolve(reg)
+    reg.sync()
+    sel = _selection(reg, ids, keep_order=True)
+    done = done_mask(reg, sel)
+    if not done.all():
+        bad = sel[~done]
+        raise ValueError(f"ids: {bad.size} job(s) have no result (not done or failed), e.g. {bad[:5].tolist()}; "
+                         "all jobs must be done to reduce them. Pass ids=find_done()")
+    if sel.size == 0:
+        return None if init is _RAISE else init
+    results = _read_results(reg, sel, _RAISE)
+    with_job = _takes_job(fun)
+    jobs = _jobs(reg, sel) if with_job else None
     if init is _RAISE:
-        if not results:
-            raise ValueError("ids: no results to reduce and no init given")
-        acc, rest = results[0], results[1:]
+        acc, start = results[0], 1
+        if jobs is not None:
+            next(jobs)
     else:
-        acc, rest = init, results
-    for r in rest:
-        acc = fun(acc, r)
+        acc, start = init, 0
+    for r in results[start:]:
+        acc = fun(acc, r, job=next(jobs), **kwargs) if with_job else fun(acc, r, **kwargs)
     return acc
 
 
 def reduce_results_dataframe(ids=None, fun: Callable | None = None, missing_val: Any = _RAISE,
-                             reg: RegistryState | None = None) -> pd.DataFrame:
-    """Results as a DataFrame with ``job_id``: dict results become columns,
-    DataFrame/Series results are stacked, anything else goes into a ``result`` column."""
+                             reg: RegistryState | None = None, **kwargs: Any) -> pd.DataFrame:
+    """Results as a DataFrame with ``job_id`` (sorted by job id, as R's ``reduceResultsDataTable``):
+    dict results become columns, DataFrame/Series results are stacked, anything else goes into a
+    ``result`` column. ``fun`` and ``**kwargs`` as in :func:`reduce_results_list`.
+
+    >>> import batchtools as bt
+    >>> reg = bt.make_registry(file_dir=None)
+    >>> reg.cluster_functions = bt.make_cluster_functions_interactive()
+    >>> _ = bt.batch_map(lambda x: {"sq": x * x}, x=[1, 2]); _ = bt.submit_jobs()
+    >>> bt.reduce_results_dataframe(ids=[2, 1])["sq"].tolist()
+    [1, 4]
+    """
     reg = resolve(reg)
+    _check_fun(fun, "(result, [job], **kwargs) -> value", kwargs)
     reg.sync()
     sel = _selection(reg, ids)
-    results = _results(reg, sel, missing_val, fun)
+    results = _results(reg, sel, missing_val, fun, kwargs)
     if results and all(isinstance(r, dict) for r in results):
         out = pd.DataFrame.from_records(results)
         out.insert(0, "job_id", sel)

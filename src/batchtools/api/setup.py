@@ -152,22 +152,26 @@ def create_registry(cls: type[RegistryState], file_dir, work_dir=None, conf_file
     """A new registry of class ``cls`` in ``file_dir`` (None: a temporary one); see ``make_registry``."""
     seed = _check_seed(seed)
     temporary = file_dir is None
-    if temporary:
-        file_dir = tempfile.mkdtemp(prefix="batchtools-registry-")
-    else:
+    if not temporary:
         file_dir = _check_new_dir(file_dir)
-    existed = Path(file_dir).exists()
-    reg = cls(file_dir)
+    existed = not temporary and Path(file_dir).exists()
+    # a temporary registry's folder is made once the configuration file said where (its temp_dir)
+    reg = cls(Path(tempfile.gettempdir()) / "batchtools-registry-unplaced" if temporary else file_dir)
     reg.seed = seed
     try:
         _finish_setup(reg, work_dir, conf_file, packages, source, load)
+        if temporary:
+            if reg.temp_dir is not None:
+                Path(reg.temp_dir).mkdir(parents=True, exist_ok=True)
+            file_dir = tempfile.mkdtemp(prefix="batchtools-registry-", dir=reg.temp_dir)
+            reg._relocate(file_dir)
         reg.layout.make_dirs()
         reg.take_lease()
         reg.save(tuple(reg.tables))
     except BaseException:
         if reg.lease is not None:
             reg.lease.release()
-        if temporary or not existed:
+        if (temporary and file_dir is not None) or (not temporary and not existed):
             shutil.rmtree(file_dir, ignore_errors=True)
         raise
     reg._persist_cf = True

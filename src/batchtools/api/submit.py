@@ -21,7 +21,7 @@ from ..core.ids import as_id_array
 from ..core.journal import Journal
 from ..core.progress import progress
 from ..core.registry import RegistryState, resolve
-from ..core.resources import check_resources, resource_id
+from ..core.resources import PER_JOB, check_resources, resource_id
 from ..core.state import forget_runs, masks, select, terminated_ids
 from ..core.submission import build_collection, sleep_function, submit_with_retries
 from ..core.tables import set_rows
@@ -30,25 +30,31 @@ log = logging.getLogger("batchtools")
 
 
 def _submission_plan(ids_arg, reg: RegistryState) -> tuple[np.ndarray, np.ndarray, pd.DataFrame | None]:
-    """(job ids, chunk number per job, per-job resource columns or None)."""
+    """(job ids, chunk number per job, per-job resource columns or None).
+
+    As in R, only the ``chunk`` column and the per-job resources (``PER_JOB``) of an ``ids``
+    frame count; its other columns (job parameters, status, the result of ``get_job_table``)
+    are ignored. A missing per-job value means "not set for this job".
+    """
     per_job = None
     if ids_arg is None:
         sel = select(reg, "submitted", negate=True)
         return sel, np.arange(1, sel.size + 1), None
+    ids = reg.ids(ids_arg, keep_order=True)  # names duplicated and unknown ids
+    chunks = np.arange(1, ids.size + 1)
     if isinstance(ids_arg, pd.DataFrame):
-        ids = as_id_array(ids_arg)
-        chunks = ids_arg["chunk"].to_numpy() if "chunk" in ids_arg.columns else np.arange(1, ids.size + 1)
-        extra = [c for c in ids_arg.columns if c not in ("job_id", "chunk")]
-        if extra:
-            per_job = ids_arg[extra].reset_index(drop=True)
-    else:
-        ids = as_id_array(ids_arg)
-        chunks = np.arange(1, ids.size + 1)
-    if np.unique(ids).size != ids.size:
-        raise ValueError("ids: contains duplicate job ids; each job can be submitted once per call")
-    reg.ids(ids)  # existence check
-    if pd.isna(pd.Series(chunks)).any():
-        raise ValueError("ids: the 'chunk' column has missing values; give every job a chunk number")
+        if "chunk" in ids_arg.columns:
+            chunk_col = ids_arg["chunk"]
+            if chunk_col.isna().any():
+                raise ValueError("ids: the 'chunk' column has missing values; give every job a chunk number")
+            try:
+                chunks = as_id_array(chunk_col, "ids['chunk']")
+            except TypeError:
+                raise TypeError("ids: the 'chunk' column must hold whole numbers (chunk ids), "
+                                f"got {chunk_col.head(3).tolist()}") from None
+        cols = [c for c in PER_JOB if c in ids_arg.columns]
+        if cols:
+            per_job = ids_arg[cols].reset_index(drop=True)
     return ids, chunks, per_job
 
 
@@ -80,7 +86,7 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
     cf.check_registry(reg)
     resources = {**reg.default_resources, **check_resources(resources)}
     # temporary errors (a full node, a busy scheduler): back off from the backend's polling interval
-    sleep_fn = sleep_function(sleep, lambda i: min(cf.poll * 1.5**i, 60.0))
+    sleep_fn = sleep_function(reg.sleep if sleep is None else sleep, lambda i: min(cf.poll * 1.5**i, 60.0))
     reg.sync()
     ids, chunks, per_job = _submission_plan(ids, reg)
     if ids.size == 0:
@@ -104,10 +110,10 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
         res = dict(resources)
         if per_job is not None:
             block = per_job.iloc[a:b]
-            if len(block.drop_duplicates()) > 1:
+            if len(block.astype(object).where(block.notna(), None).drop_duplicates()) > 1:
                 raise ValueError(f"ids: jobs in chunk {chunks[a]} have different per-job resources; "
                                  "jobs of one chunk must share resources")
-            res.update({k: (v.item() if hasattr(v, "item") else v) for k, v in block.iloc[0].items()})
+            res.update({k: _plain(v) for k, v in block.iloc[0].items() if not pd.isna(v)})
             res = check_resources(res, "ids")
         cf.check_resources(res, "ids" if per_job is not None else "resources")
         chunk_res.append(res)
@@ -188,6 +194,7 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
                                      rec_obj["log_file"][a:b].tolist() if isinstance(logs, (list, tuple))
                                      else rec_obj["log_file"][a], chunk_res[k])
                 accepted = b
+                run_hook(reg, "post_submit_job")  # the chunk is journalled: a failing hook loses nothing
                 bar.update(b - a)
                 if time.time() - last_save > 10:
                     record()
@@ -202,6 +209,13 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
         time.sleep(cf.scheduler_latency)
     order_back = np.argsort(ids, kind="stable")
     return pd.DataFrame({"job_id": ids[order_back], "chunk": chunks[order_back]})
+
+
+def _plain(value):
+    """A per-job resource value as a plain Python value (a whole float, as a column with missing
+    values holds its integers, becomes an int)."""
+    value = value.item() if hasattr(value, "item") else value
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _split_arrays(reg: RegistryState, groups: list, resources: dict) -> list:

@@ -13,7 +13,7 @@ from ..core.files import read_pickle, write_pickle
 from ..core.registry import RegistryState, resolve
 from ..core.resources import check_resources
 from ..core.submission import build_collection
-from ..jobs.job import Job
+from ..jobs.job import Job, rng_state_kept
 from ..jobs.runners import make_job as _node_make_job
 from ..jobs.runners import make_runner
 
@@ -57,6 +57,7 @@ def make_job(id: int, reg: RegistryState | None = None) -> Job:
 
 def exec_job(job: Job, reg: RegistryState | None = None) -> Any:
     """Run one Job object (from :func:`make_job`) here and return its result; writes nothing.
+    The job runs with its own seed; the caller's random state is restored afterwards.
 
     >>> import batchtools as bt
     >>> reg = bt.make_registry(file_dir=None)
@@ -65,13 +66,15 @@ def exec_job(job: Job, reg: RegistryState | None = None) -> Any:
     42
     """
     jc = make_job_collection(job.id, reg=resolve(reg))
-    job.seed_rngs()
-    return make_runner(jc)(job)
+    with rng_state_kept():  # the caller's random state is as it was (as R)
+        job.seed_rngs()
+        return make_runner(jc)(job)
 
 
 def test_job(id: int, external: bool = False, reg: RegistryState | None = None) -> Any:
     """Run job ``id`` right here (or, ``external=True``, in a fresh interpreter) and
-    return its result. Output goes to the console; the registry is not changed.
+    return its result. Output goes to the console; the registry is not changed, and the
+    caller's random state is restored afterwards (the job runs with its own seed).
 
     >>> import batchtools as bt
     >>> reg = bt.make_registry(file_dir=None)
@@ -85,8 +88,9 @@ def test_job(id: int, external: bool = False, reg: RegistryState | None = None) 
     jc = _single(id, reg, job_hash="test")
     if not external:
         job = _node_make_job(jc, jc.jobs[0])
-        job.seed_rngs()
-        return make_runner(jc)(job)
+        with rng_state_kept():  # the caller's random state is as it was (as R)
+            job.seed_rngs()
+            return make_runner(jc)(job)
     with tempfile.TemporaryDirectory(prefix="batchtools-test-") as tmp:
         jc_path, out_path = os.path.join(tmp, "jc.pkl"), os.path.join(tmp, "result.pkl")
         write_pickle(jc_path, jc)

@@ -24,11 +24,13 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
 
     The jobs' own reports are looked at every 50 ms, so the wait ends at once when the last job
     finishes; the scheduler is asked every ``sleep`` seconds (a number, or a function of the poll
-    number; default: the backend's interval, growing) what is still queued or running. Waits at
-    most ``timeout`` seconds (default a week; then it returns False). ``stop_on_error`` / ``stop_on_expire`` return False as soon as a job fails /
-    expires. Returns True if all of them finished without error. A job that is neither
-    on the system nor terminated for ``expire_after`` polls (default 3; a
-    backend with a file-system latency waits that long too) counts as expired.
+    number; default: the configuration's ``sleep``, else the backend's interval, growing) what is
+    still queued or running. Waits at most ``timeout`` seconds (default a week; then it returns
+    False). ``stop_on_error`` / ``stop_on_expire`` return False as soon as a job fails / expires.
+    Returns True if all of them finished without error. A job that is neither on the system nor
+    terminated for ``expire_after`` polls of the scheduler (default: the configuration's
+    ``expire_after``, else 3; a backend with a file-system latency waits that long too) counts as
+    expired. Jobs that were never submitted are left out with a warning (as in R).
 
     >>> import batchtools as bt
     >>> reg = bt.make_registry(file_dir=None)
@@ -43,13 +45,20 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
         raise ValueError(f"timeout: must be a number of seconds >= 0 (inf: no limit), got {timeout!r}")
     if expire_after is None:
-        expire_after = 3
+        expire_after = reg.expire_after or 3
     if isinstance(expire_after, bool) or not isinstance(expire_after, int) or expire_after < 1:
         raise ValueError(f"expire_after: must be a positive int (number of polls), got {expire_after!r}")
     cf = reg.cluster_functions
-    sleep_fn = sleep_function(sleep, lambda i: min(cf.poll * 1.25**i, cf.poll_max))
+    sleep_fn = sleep_function(reg.sleep if sleep is None else sleep, lambda i: min(cf.poll * 1.25**i, cf.poll_max))
     reg.sync()
     sel = select(reg, "submitted") if ids is None else reg.ids(ids)
+    unsubmitted = np.isnan(reg.status["submitted"].to_numpy()[reg.pos(sel)])
+    if unsubmitted.any():
+        log.warning("wait_for_jobs: cannot wait for %d unsubmitted job(s) (e.g. %s); removing them from ids",
+                    int(unsubmitted.sum()), sel[unsubmitted][:5].tolist())
+        sel = sel[~unsubmitted]
+    if sel.size == 0:
+        return True
     pos = reg.pos(sel)
     missing = np.zeros(sel.size, dtype=np.int64)
     gone_since = np.full(sel.size, np.nan)

@@ -11,6 +11,7 @@ import uuid
 import numpy as np
 import pandas as pd
 
+from ..core.backend import run_hook
 from ..core.checks import check_number
 from ..core.display import DisplayFrame
 from ..core.ids import as_id_array
@@ -82,7 +83,7 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
         idle_timeout = 0.0
     resources = {**reg.default_resources, **check_resources(resources)}
     resources.pop("chunks_as_arrayjobs", None)  # a worker is one job, never an array
-    sleep_fn = sleep_function(sleep, lambda i: min(cf.poll * 1.5**i, 60.0))
+    sleep_fn = sleep_function(reg.sleep if sleep is None else sleep, lambda i: min(cf.poll * 1.5**i, 60.0))
     reg.sync()
     order = _claim_order(ids, reg)
     pos = reg.pos(order)
@@ -134,6 +135,11 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
                 if not started:
                     raise  # nothing runs: undo everything
                 failure = e  # some workers run the queue: keep what they do, then report
+                break
+            try:
+                run_hook(reg, "post_submit_job")
+            except BaseException as e:  # the worker runs: keep it recorded, then report
+                failure = e
                 break
     if failure is not None:
         log.warning("submit_workers: only %d of %d worker(s) were accepted", started, n_workers)

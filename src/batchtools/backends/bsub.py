@@ -35,8 +35,7 @@ def make_bsub_cluster_functions(name: str, template: str, scheduler_latency: flo
 
     def submit_job(reg, jc) -> SubmitJobResult:
         script = cf_brew_template(reg, tmpl, jc)
-        with open(script) as fh:
-            out = run_os_command("bsub", [], stdin=fh.read())
+        out = run_os_command("bsub", [], stdin=script)
         batch = first_number(out["output"])
         if out["exit_code"] != 0 or batch is None:
             return cf_handle_unknown_submit_error("bsub", out["exit_code"], out["output"])

@@ -5,6 +5,7 @@ job ids and temporary errors out of a scheduler's output. The contract itself
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -40,14 +41,26 @@ def temporary_error(output: list[str], patterns: tuple[str, ...]) -> str | None:
     return next((p for p in patterns if p in text), None)
 
 
-def run_os_command(sys_cmd: str, sys_args: list[str] | tuple[str, ...] = (), stdin: str | None = None,
+def run_os_command(sys_cmd: str, sys_args: list[str] | tuple[str, ...] = (), stdin: str | os.PathLike | None = "",
                    nodename: str = "localhost", timeout: float | None = None) -> dict[str, Any]:
     """Run a command (over ssh if ``nodename`` is not localhost), giving up after ``timeout``
-    seconds (default: never); return its exit code and output lines.
+    seconds (default: never); return ``sys_cmd``, ``sys_args``, its ``exit_code`` and ``output``
+    lines (stdout and stderr), as R's ``runOSCommand``.
+
+    ``stdin`` names a file whose content is fed to the command (R's ``stdin``); ``""`` or None
+    feeds nothing. A command that is not found gives exit code 127.
 
     >>> run_os_command("echo", ["hi"])["output"]
     ['hi']
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as fh:
+    ...     _ = fh.write("from a file\\n")
+    >>> run_os_command("cat", stdin=fh.name)["output"]
+    ['from a file']
     """
+    if stdin not in ("", None) and not os.path.isfile(stdin):
+        raise FileNotFoundError(f"stdin: {os.fspath(stdin)!r} is not a file; stdin names a file whose content "
+                                "is fed to the command (as in R)")
     argv = [sys_cmd, *map(str, sys_args)]
     if nodename not in ("localhost", "127.0.0.1", "", None):
         if nodename.startswith("-") or any(c.isspace() for c in nodename):
@@ -55,13 +68,15 @@ def run_os_command(sys_cmd: str, sys_args: list[str] | tuple[str, ...] = (), std
         argv = ["ssh", "-q", "-o", "BatchMode=yes", "--", nodename, " ".join(map(shlex.quote, argv))]
     log.debug("OS command: %s", shlex.join(argv))
     command_counts[sys_cmd] += 1
+    result = {"sys_cmd": argv[0], "sys_args": argv[1:]}
     try:
-        proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout)
+        with open(stdin, "rb") if stdin not in ("", None) else contextlib.nullcontext(subprocess.DEVNULL) as fh:
+            proc = subprocess.run(argv, stdin=fh, capture_output=True, timeout=timeout)
     except FileNotFoundError:
-        return {"exit_code": 127, "output": [f"command not found: {sys_cmd}"]}
-    output = (proc.stdout + proc.stderr).splitlines()
+        return {**result, "exit_code": 127, "output": [f"command not found: {sys_cmd}"]}
+    output = (proc.stdout.decode(errors="replace") + proc.stderr.decode(errors="replace")).splitlines()
     log.debug("exit code %d, output: %s", proc.returncode, output[:20])
-    return {"exit_code": proc.returncode, "output": output}
+    return {**result, "exit_code": proc.returncode, "output": output}
 
 
 def cf_handle_unknown_submit_error(cmd: str, exit_code: int, output: list[str]) -> SubmitJobResult:

@@ -12,12 +12,14 @@ from ..jobs.node import do_job_collection
 
 
 @restorable
-def make_cluster_functions_interactive(external: bool = False, write_logs: bool = True) -> ClusterFunctions:
+def make_cluster_functions_interactive(external: bool = False, write_logs: bool = True,
+                                      fs_latency: float = 0) -> ClusterFunctions:
     """Run jobs as they are submitted; ``submit_jobs`` blocks until they are done.
 
     ``external=True`` runs each collection in a new interpreter
     (``python -m batchtools.worker``), which isolates crashes and global state.
     ``write_logs=False`` prints the jobs' output to this console instead of log files.
+    ``fs_latency``: seconds a job may be missing before it counts as expired (as every backend).
 
     >>> import batchtools as bt
     >>> bt.make_cluster_functions_interactive()
@@ -53,6 +55,6 @@ def make_cluster_functions_interactive(external: bool = False, write_logs: bool 
         return SubmitJobResult(0, "cfInteractive", log_file, "OK")
 
     return make_cluster_functions(
-        "Interactive", submit_job, store_job_collection=external, poll=0.05, poll_max=1.0,
+        "Interactive", submit_job, store_job_collection=external, fs_latency=fs_latency, poll=0.05, poll_max=1.0,
         info="external" if external else "", capabilities=Capabilities(in_process=not external, blocking=True),
     )

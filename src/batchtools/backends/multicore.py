@@ -176,8 +176,9 @@ def kill_pid(pid: int, grace: float = 1.0) -> None:
 
 
 @restorable
-def make_cluster_functions_multicore(ncpus: int | None = None) -> ClusterFunctions:
+def make_cluster_functions_multicore(ncpus: int | None = None, fs_latency: float = 0) -> ClusterFunctions:
     """Run job collections as background processes on this machine, at most ``ncpus`` at once.
+    ``fs_latency``: seconds a job may be missing before it counts as expired.
 
     >>> import batchtools as bt
     >>> bt.make_cluster_functions_multicore(2)
@@ -198,6 +199,6 @@ def make_cluster_functions_multicore(ncpus: int | None = None) -> ClusterFunctio
 
     return make_cluster_functions(
         "Multicore", submit_job, kill_job=kill_job, list_jobs_running=list_jobs_running,
-        store_job_collection=True, poll=0.05, poll_max=1.0, info=f"ncpus={ncpus}",
+        store_job_collection=True, fs_latency=fs_latency, poll=0.05, poll_max=1.0, info=f"ncpus={ncpus}",
         wait=server.wait, processes=server,
     )

@@ -102,8 +102,10 @@ class SocketProcesses:
 
 
 @restorable
-def make_cluster_functions_socket(ncpus: int | None = None) -> ClusterFunctions:
-    """Run job collections on ``ncpus`` persistent local processes.
+def make_cluster_functions_socket(ncpus: int | None = None, fs_latency: float = 0) -> ClusterFunctions:
+    """Run job collections on ``ncpus`` persistent local processes. ``fs_latency``: seconds a job
+    may be missing before it counts as expired (0: the processes share this machine's file system;
+    R defaults to 65).
 
     >>> import batchtools as bt
     >>> bt.make_cluster_functions_socket(2)
@@ -118,6 +120,6 @@ def make_cluster_functions_socket(ncpus: int | None = None) -> ClusterFunctions:
 
     return make_cluster_functions(
         "Socket", submit_job, kill_job=lambda reg, batch_id: processes.kill(batch_id),
-        list_jobs_running=lambda reg: processes.running(), store_job_collection=True,
+        list_jobs_running=lambda reg: processes.running(), store_job_collection=True, fs_latency=fs_latency,
         poll=0.05, poll_max=1.0, info=f"ncpus={ncpus}", wait=processes.wait, processes=processes,
     )

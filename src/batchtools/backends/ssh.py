@@ -187,13 +187,13 @@ class Worker:
 
 
 @restorable
-def make_cluster_functions_ssh(workers: Sequence[Worker], fs_latency: float = 0) -> ClusterFunctions:
+def make_cluster_functions_ssh(workers: Sequence[Worker], fs_latency: float = 65) -> ClusterFunctions:
     """Spread job collections over ``workers``: the least loaded one with a free CPU gets the next.
 
     When every worker is full (or over ``max_load``), ``submit_jobs`` waits with its
-    ``sleep`` backoff and tries again. Batch ids are ``node#pid``. ``fs_latency``: seconds a
-    job may be missing without an update on disk before it counts as expired (set it when the
-    nodes share the registry over NFS).
+    ``sleep`` backoff and tries again. Batch ids are ``node#pid``. ``fs_latency`` (65 s, as in R:
+    the nodes usually share the registry over a network file system) is how long a job may be missing
+    from its node before it counts as expired; 0 for nodes that share a local file system.
     """
     workers = list(workers)
     if not workers or not all(isinstance(w, Worker) for w in workers):

@@ -19,9 +19,14 @@ from typing import Any
 
 log = logging.getLogger("batchtools")
 
+# hook name -> called as hook(reg) on the master (hook(jc) on the node for *_do_collection), as in R:
+# pre_submit/post_submit around a whole submit_jobs() call, pre_submit_job before every attempt to
+# hand one job collection to the backend, post_submit_job after the backend accepted it
 HOOKS = (
     "pre_submit",
     "post_submit",
+    "pre_submit_job",
+    "post_submit_job",
     "pre_sync",
     "post_sync",
     "pre_do_collection",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from numbers import Integral, Real
 
 
@@ -26,15 +27,27 @@ def check_flag(name: str, value) -> bool:
     return value
 
 
+# R: assertCharacter(tags, pattern = "^[[:alnum:]_.]+$"): letters, digits, '_' and '.'
+TAG = re.compile(r"[\w.]+")
+
+
 def check_tags(tags) -> list[str]:
-    """Tags: a string or a list of non-empty strings without commas."""
+    """Tags: a string or a list of strings of letters, digits, ``_`` and ``.`` (as R).
+
+    >>> check_tags(["fast", "run_2", "v1.0"])
+    ['fast', 'run_2', 'v1.0']
+    >>> check_tags("a b")
+    Traceback (most recent call last):
+    ...
+    ValueError: tags: must be non-empty strings of letters, digits, '_' and '.', got ['a b']
+    """
     if isinstance(tags, str):
         tags = [tags]
     try:
         tags = list(tags)
     except TypeError:
         raise TypeError("tags: expected a string or a list of strings") from None
-    bad = [t for t in tags if not isinstance(t, str) or not t or "," in t]
+    bad = [t for t in tags if not isinstance(t, str) or not TAG.fullmatch(t)]
     if bad:
-        raise ValueError(f"tags: must be non-empty strings without commas, got {bad}")
+        raise ValueError(f"tags: must be non-empty strings of letters, digits, '_' and '.', got {bad}")
     return tags

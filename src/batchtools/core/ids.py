@@ -56,21 +56,37 @@ def as_id_array(ids, arg: str = "ids") -> np.ndarray:
     return values.astype(np.int64, copy=False)
 
 
-def check_ids(all_ids: np.ndarray, ids: np.ndarray, arg: str = "ids") -> np.ndarray:
-    """Sorted, unique ``ids``; raise ``ValueError`` naming ids that do not exist."""
-    ids = np.unique(ids)
-    if ids.size:
-        pos = np.searchsorted(all_ids, ids)
+def check_ids(all_ids: np.ndarray, ids: np.ndarray, arg: str = "ids", keep_order: bool = False) -> np.ndarray:
+    """``ids`` sorted (or, with ``keep_order``, in the order given); raise ``ValueError`` on a
+    duplicated id (as R's "Duplicated ids provided") or on ids that do not exist.
+
+    >>> check_ids(np.array([1, 2, 3]), np.array([3, 1])).tolist()
+    [1, 3]
+    >>> check_ids(np.array([1, 2, 3]), np.array([3, 1]), keep_order=True).tolist()
+    [3, 1]
+    >>> check_ids(np.array([1, 2, 3]), np.array([2, 2]))
+    Traceback (most recent call last):
+    ...
+    ValueError: ids: duplicated job id(s) 2; give each job once (e.g. drop_duplicates("job_id"))
+    """
+    uniq, counts = np.unique(ids, return_counts=True)
+    if uniq.size != ids.size:
+        dups = uniq[counts > 1]
+        shown = ", ".join(map(str, dups[:10].tolist())) + (" ..." if dups.size > 10 else "")
+        raise ValueError(f"{arg}: duplicated job id(s) {shown}; give each job once "
+                         f"(e.g. drop_duplicates(\"job_id\"))")
+    if uniq.size:
+        pos = np.searchsorted(all_ids, uniq)
         pos_clipped = np.minimum(pos, max(all_ids.size - 1, 0))
-        bad = (pos >= all_ids.size) | (all_ids[pos_clipped] != ids) if all_ids.size else np.ones(ids.size, bool)
+        bad = (pos >= all_ids.size) | (all_ids[pos_clipped] != uniq) if all_ids.size else np.ones(uniq.size, bool)
         if bad.any():
-            missing = ids[bad]
+            missing = uniq[bad]
             shown = ", ".join(map(str, missing[:10].tolist())) + (" ..." if missing.size > 10 else "")
             raise ValueError(
                 f"{arg}: {missing.size} job id(s) do not exist in the registry: {shown}. "
                 f"Use find_jobs() to list existing ids."
             )
-    return ids
+    return ids.astype(np.int64, copy=True) if keep_order else uniq
 
 
 def ids_frame(ids: np.ndarray) -> pd.DataFrame:

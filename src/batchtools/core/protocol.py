@@ -28,6 +28,22 @@ TEXT_FIELDS = (("error", ERROR),)
 ALL_JOBS = -1
 
 
+# an error message longer than this is cut, ending in TRUNCATED (R: stri_trunc(msg, 500L, " [truncated]")),
+# so the status table stays small; the whole traceback is in the job's log
+MAX_ERROR = 500
+TRUNCATED = " [truncated]"
+
+
+def error_message(text: str) -> str:
+    """A job's error message as the status table keeps it: trimmed, at most ``MAX_ERROR`` characters.
+
+    >>> len(error_message("x" * 600)), error_message("x" * 600)[-12:]
+    (500, ' [truncated]')
+    """
+    text = str(text).strip()
+    return text if len(text) <= MAX_ERROR else text[:MAX_ERROR - len(TRUNCATED)] + TRUNCATED
+
+
 def new_row(job_id: int) -> list:
     return [job_id, math.nan, math.nan, None, math.nan]
 

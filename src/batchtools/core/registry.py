@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .backend import run_hook
+from .config import KEYS
 from .errors import LeaseError, ReadOnlyRegistryError
 from .files import atomic_write_bytes, keep_previous, read_table, unlink_quietly
 from .ids import as_id_array, check_ids
@@ -30,6 +31,7 @@ from .kinds import definitions_for
 from .layout import Layout
 from .lease import Lease
 from .pool import sync_pool
+from .state import masks
 from .store import FolderStore, ResultStore
 from .sync import sync_updates
 from .tables import TABLES
@@ -63,6 +65,10 @@ class RegistryState:
         self._cluster_functions: Any = None
         self.default_resources: dict[str, Any] = {}
         self.max_concurrent_jobs: int | None = None
+        # settings of the configuration file for this session (see core/config.py KEYS)
+        self.temp_dir: str | None = None
+        self.sleep: Any = None
+        self.expire_after: int | None = None
         self.conf_file: str | None = None
         # batch_map bookkeeping: which par columns are passed positionally, does fun take `job`
         self.positional: list[str] = []
@@ -114,11 +120,12 @@ class RegistryState:
     def mark_dirty(self, *names: str) -> None:
         self._dirty.update(names)
 
-    def ids(self, ids, default: np.ndarray | None = None, arg: str = "ids") -> np.ndarray:
-        """Normalise and check ``ids`` (None -> ``default``, else all jobs)."""
+    def ids(self, ids, default: np.ndarray | None = None, arg: str = "ids", keep_order: bool = False) -> np.ndarray:
+        """Normalise and check ``ids`` (None -> ``default``, else all jobs): sorted, or with
+        ``keep_order`` in the order given; a duplicated or unknown id raises."""
         if ids is None:
             return self.job_ids.copy() if default is None else np.asarray(default, dtype=np.int64)
-        return check_ids(self.job_ids, as_id_array(ids, arg), arg)
+        return check_ids(self.job_ids, as_id_array(ids, arg), arg, keep_order=keep_order)
 
     def pos(self, ids: np.ndarray) -> np.ndarray:
         """Row positions in ``status`` of (existing, sorted) job ids."""
@@ -213,6 +220,28 @@ class RegistryState:
         """Run ``fn`` if the running mutation fails (undoing what the file undo log cannot)."""
         if self._txn is not None:
             self._txn.on_rollback(fn)
+
+    @property
+    def compress(self) -> str | None:
+        """Compression of the result files jobs write (None, 'gzip', 'bz2', 'xz'; R's ``compress``)."""
+        return getattr(self.store, "compress", None)
+
+    @compress.setter
+    def compress(self, value: str | None) -> None:
+        try:
+            value = KEYS["compress"].check(value)  # R's spellings too: "bzip2", True
+        except ValueError as e:
+            raise ValueError(f"compress: {e}") from None
+        if value is not None and not hasattr(self.store, "compress"):
+            raise ValueError(f"compress: the result store {self.store!r} does not compress; set compress=None")
+        if hasattr(self.store, "compress"):
+            self.store.compress = value
+
+    def _relocate(self, file_dir: str | os.PathLike) -> None:
+        """Point a registry that has written nothing yet at another folder."""
+        compress = self.compress
+        self.layout = Layout(file_dir)
+        self.store = FolderStore(self.layout.file_dir, compress=compress)
 
     # ------------------------------------------------------ cluster functions
     @property
@@ -357,21 +386,50 @@ def get_default_registry() -> RegistryState:
     return _default
 
 
-def set_default_registry(reg: RegistryState) -> None:
-    """Make ``reg`` the default registry for calls with ``reg=None``."""
+def set_default_registry(reg: RegistryState | None) -> None:
+    """Make ``reg`` the default registry for calls with ``reg=None``; ``None`` unsets it (as R's
+    ``setDefaultRegistry(NULL)``).
+
+    >>> import batchtools as bt
+    >>> reg = bt.make_registry(file_dir=None)
+    >>> bt.set_default_registry(None)
+    >>> bt.get_default_registry()
+    Traceback (most recent call last):
+    ...
+    ValueError: reg: no default registry. Create one with make_registry() or load_registry(), or pass reg=... explicitly.
+    """
     global _default
-    assert_registry(reg)
+    if reg is not None:
+        assert_registry(reg)
     _default = reg
 
 
-def assert_registry(reg, writeable: bool = False, experiment: bool = False) -> RegistryState:
-    """Check that ``reg`` is a Registry (optionally writeable / an ExperimentRegistry)."""
+def assert_registry(reg, writeable: bool = False, experiment: bool = False, sync: bool = False,
+                    running_ok: bool = True) -> RegistryState:
+    """Check that ``reg`` is a Registry (optionally writeable / an ExperimentRegistry / with no job
+    on the system: ``running_ok=False``), and with ``sync=True`` merge what the nodes reported,
+    as R's ``assertRegistry`` (R's ``class = "ExperimentRegistry"`` is ``experiment=True``).
+
+    >>> import batchtools as bt
+    >>> reg = bt.make_registry(file_dir=None)
+    >>> bt.assert_registry(reg, writeable=True, sync=True, running_ok=False) is reg
+    True
+    """
     if not isinstance(reg, RegistryState):
         raise TypeError(f"reg: expected a Registry, got {type(reg).__name__}")
+    for name, flag in (("writeable", writeable), ("experiment", experiment), ("sync", sync),
+                       ("running_ok", running_ok)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name}: must be True or False, got {flag!r}")
     if writeable:
         reg.assert_writeable("change it")
     if experiment:
         require_kind(reg, "experiment", "this")
+    if not running_ok and masks(reg)["system"].any():
+        raise ValueError("reg: this is not allowed while jobs of the registry are on the system; "
+                         "wait_for_jobs() or kill_jobs() first")
+    if sync:
+        reg.sync()
     return reg
 
 

@@ -14,6 +14,9 @@ INNER_BACKENDS = ("loky", "threading", "multiprocessing")
 POSITIVE_INT = ("ncpus", "ntasks", "omp_threads", "blas_threads", "max_concurrent_jobs", "gpus", "memory")
 POSITIVE_NUM = ("walltime",)
 FLAGS = ("measure_memory", "chunks_as_arrayjobs")
+# resources an ``ids`` frame of submit_jobs may set per job (R's batchtools$resources$per.job);
+# any other column of the frame (job parameters, status, ...) is not a resource and is ignored
+PER_JOB = ("walltime", "memory", "ncpus", "omp_threads", "blas_threads")
 
 
 def check_resources(res: Any, arg: str = "resources") -> dict[str, Any]:

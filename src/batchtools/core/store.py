@@ -33,6 +33,47 @@ if TYPE_CHECKING:
     import numpy as np
 
 
+def _gzip():
+    import gzip
+
+    class Gzip:  # gzip at level 6, as R's saveRDS(compress = "gzip")
+        @staticmethod
+        def compress(data: bytes) -> bytes:
+            return gzip.compress(data, compresslevel=6, mtime=0)
+
+    return Gzip
+
+
+def _bz2():
+    import bz2
+
+    return bz2
+
+
+def _xz():
+    import lzma
+
+    return lzma
+
+
+# compression name -> factory of a module-like object with compress(bytes)
+COMPRESSORS: dict[str | None, Any] = {None: None, "gzip": _gzip, "bz2": _bz2, "xz": _xz}
+# first bytes of a compressed file -> how to decompress it
+_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"))
+
+
+def decompress(data: bytes) -> bytes:
+    """``data`` decompressed if it starts like a gzip, bzip2 or xz stream (a pickle never does)."""
+    for magic, kind in _MAGIC:
+        if data.startswith(magic):
+            if kind == "gzip":
+                import gzip
+
+                return gzip.decompress(data)
+            return COMPRESSORS[kind]().decompress(data)
+    return data
+
+
 class ResultStore(ABC):
     """Where results live. Subclass it to keep results elsewhere than in the registry folder."""
 
@@ -109,31 +150,40 @@ _HOST = socket.gethostname().split(".")[0]
 
 
 class FolderStore(ResultStore):
-    """Results as ``results/<job_id>.pkl`` files in the registry folder.
+    """Results as ``results/<job_id>.pkl`` files in the registry folder, pickled and optionally
+    compressed (``compress``: None, ``"gzip"``, ``"bz2"`` or ``"xz"``, R's ``compress``). Reading
+    recognises the compression of each file by its first bytes, so files of any setting mix.
 
     >>> import tempfile, os
     >>> d = tempfile.mkdtemp(); os.mkdir(os.path.join(d, "results"))
     >>> store = FolderStore(d)
     >>> store.put(2, {"x": 1}); store.get(2), store.exists(3), store.ids().tolist()
     ({'x': 1}, False, [2])
+    >>> FolderStore(d, compress="xz").put(3, "small"); store.get(3)
+    'small'
     """
 
-    def __init__(self, file_dir: str | os.PathLike):
+    def __init__(self, file_dir: str | os.PathLike, compress: str | None = None):
         self.layout = Layout(file_dir)
         self._dir = os.fspath(self.layout.dir("results")) + os.sep  # paths built by string: a hot path
         self._counter = itertools.count()
+        if compress not in COMPRESSORS:
+            raise ValueError(f"compress: must be one of {sorted(k for k in COMPRESSORS if k)} or None, got {compress!r}")
+        self.compress = compress
 
     def __repr__(self) -> str:
         return f"FolderStore({str(self.layout.dir('results'))!r})"
 
-    def __reduce__(self):  # pickled into job collections: only the folder travels
-        return (FolderStore, (str(self.layout.file_dir),))
+    def __reduce__(self):  # pickled into job collections: only the folder (and compression) travel
+        return (FolderStore, (str(self.layout.file_dir), self.compress))
 
     def path(self, job_id: int) -> str:
         return f"{self._dir}{int(job_id)}.pkl"
 
     def stage(self, job_id: int, value: Any) -> tuple[str, str]:
         data = dumps(value)
+        if self.compress is not None:
+            data = COMPRESSORS[self.compress]().compress(data)
         final = self.path(job_id)
         # a name no other process uses (host and pid), so O_EXCL never has to retry
         tmp = f"{self._dir}.tmp-{_HOST}-{os.getpid()}-{next(self._counter)}-{int(job_id)}"
@@ -168,7 +218,7 @@ class FolderStore(ResultStore):
         finally:
             os.close(fd)
         try:
-            return pickle.loads(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            return pickle.loads(decompress(chunks[0] if len(chunks) == 1 else b"".join(chunks)))
         except Exception as e:
             job_id = os.path.basename(path)[:-4]
             raise CorruptFileError(

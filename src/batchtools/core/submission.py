@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .backend import NODE_HOOKS, SubmitJobResult
+from .backend import NODE_HOOKS, SubmitJobResult, run_hook
 from .collection import JobCollection
 from .errors import SubmitError
 
@@ -51,10 +51,13 @@ def build_collection(reg, sel: np.ndarray, resources: dict, job_hash: str | None
 
 
 def submit_with_retries(reg, jc: JobCollection, sleep_fn: Callable[[int], float]) -> SubmitJobResult:
-    """Hand ``jc`` to the backend, retrying temporary errors; SubmitError on a permanent one."""
+    """Hand ``jc`` to the backend, retrying temporary errors; SubmitError on a permanent one.
+    The ``pre_submit_job`` hook runs before every attempt (the caller runs ``post_submit_job`` once
+    it has recorded the accepted submission)."""
     cf = reg.cluster_functions
     i = 0
     while True:
+        run_hook(reg, "pre_submit_job")
         result = cf.submit_job(reg, jc)
         if not isinstance(result, SubmitJobResult):
             raise TypeError(f"cluster functions {cf.name}: submit_job must return a SubmitJobResult, "

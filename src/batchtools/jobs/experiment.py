@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +10,7 @@ from typing import Any
 from ..core.collection import JobCollection
 from ..core.files import atomic_write_bytes, dumps, make_dir, read_pickle
 from ..core.layout import Layout
-from .job import Job, load_numpy, seed_everything
+from .job import Job, load_numpy, rng_state_kept, seed_everything
 from .session import load_cached, prepare_namespace, restore_code_files, say
 
 
@@ -50,20 +48,6 @@ def call_with(fun: Callable, fixed: dict[str, Any], pars: dict[str, Any]) -> Any
     if any(p.kind == p.VAR_KEYWORD for p in params.values()):
         return fun(**fixed, **pars)
     return fun(**{k: v for k, v in fixed.items() if k in params}, **pars)
-
-
-@contextlib.contextmanager
-def rng_state_kept():
-    """Run a block with its own seeding, then restore the global RNG states."""
-    py_state = random.getstate()
-    np = load_numpy()
-    np_state = np.random.get_state() if np is not None else None
-    try:
-        yield
-    finally:
-        random.setstate(py_state)
-        if np_state is not None:
-            np.random.set_state(np_state)
 
 
 def load_problem(file_dir: str, name: str) -> Problem:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import importlib.machinery
 import random
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +74,22 @@ def seed_everything(seed: int) -> None:
     _HOOK.seed = seed
     if _HOOK not in sys.meta_path:
         sys.meta_path.insert(0, _HOOK)
+
+
+@contextlib.contextmanager
+def rng_state_kept() -> Iterator[None]:
+    """Run a block with its own seeding, then restore the global RNG states (``random``, NumPy's
+    legacy global RNG), as R restores ``.Random.seed`` after ``testJob``/``execJob``."""
+    py_state = random.getstate()
+    np = load_numpy()  # imported now (and seeded, if a job's seed is pending), so its state can be kept
+    npr = np.random if np is not None else None
+    np_state = npr.get_state() if npr is not None else None
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        if np_state is not None:
+            npr.set_state(np_state)
 
 
 @dataclass

@@ -10,7 +10,7 @@ import uuid
 
 from ..core.files import atomic_write_bytes
 from ..core.layout import Layout
-from ..core.protocol import DONE, ERROR, MEM_USED, STARTED, new_row
+from ..core.protocol import DONE, ERROR, MEM_USED, STARTED, error_message, new_row
 
 
 class UpdateBuffer:
@@ -43,6 +43,8 @@ class UpdateBuffer:
             row = self.rows.get(job_id)
             if row is None:
                 row = self.rows[job_id] = new_row(job_id)
+            if error is not None:
+                error = error_message(error)
             for i, v in ((STARTED, started), (DONE, done), (ERROR, error), (MEM_USED, mem_used)):
                 if v is not None and v == v:
                     row[i] = v
