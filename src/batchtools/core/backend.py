@@ -72,6 +72,9 @@ class Capabilities:
     ``per_job_resources``: each scheduler job gets its own walltime/memory/ncpus, enforced by
     the scheduler (local backends only pass thread counts on).
     ``required_resources``: resources every submission must name.
+    ``start_reports``: the backend tells running from queued by the jobs' own start reports (its
+    engine cannot say), so every job reports its start at once (otherwise a collection of one job
+    reports when it ends: the scheduler knows it runs).
     """
 
     array_jobs: bool = False
@@ -79,6 +82,7 @@ class Capabilities:
     blocking: bool = False
     per_job_resources: bool = False
     required_resources: tuple[str, ...] = ()
+    start_reports: bool = False
 
 
 @dataclass(kw_only=True)

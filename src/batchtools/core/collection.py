@@ -45,6 +45,8 @@ class JobCollection:
     pool: dict[str, Any] | None = None
     # where results go (a ResultStore; None: the registry folder's results/)
     store: Any = None
+    # report each job's start at once (the backend tells running from queued by it)
+    start_reports: bool = False
 
     @property
     def job_ids(self) -> list[int]:

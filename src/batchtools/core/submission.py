@@ -46,7 +46,7 @@ def build_collection(reg, sel: np.ndarray, resources: dict, job_hash: str | None
         array_jobs=bool(resources.get("chunks_as_arrayjobs")), job_names=names, python=sys.executable,
         code_files=dict(reg.extra.get("code_files", {})),
         hooks={k: v for k, v in getattr(cf, "hooks", {}).items() if k in NODE_HOOKS},
-        store=reg.store,
+        store=reg.store, start_reports=bool(getattr(getattr(cf, "capabilities", None), "start_reports", False)),
     )
 
 

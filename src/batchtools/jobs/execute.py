@@ -127,7 +127,8 @@ def run_chunk(jc: JobCollection, update_interval: float | None, sink: list | Non
     # a collection of one job needs no background flushing: the master counts a job alone in its
     # scheduler job as running while that runs, and the rows are written when it ends (a thread
     # costs a forked process milliseconds)
-    buffer = UpdateBuffer(layout_of(jc.file_dir), jc.job_hash, update_interval if len(jobs) > 1 else None, sink)
+    report_starts = len(jobs) > 1 or getattr(jc, "start_reports", False)
+    buffer = UpdateBuffer(layout_of(jc.file_dir), jc.job_hash, update_interval if report_starts else None, sink)
     store = store_of(jc)
     measure = bool(jc.resources.get("measure_memory"))
     try:
