@@ -126,7 +126,9 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
     accepted = 0  # jobs [0, accepted) were accepted by the backend
     recorded = 0  # jobs [0, recorded) are in the status table
     stashes: list[tuple[np.ndarray, str]] = []  # results of previous runs set aside, per accepted chunk
-    # accepted chunks survive a master killed before the next save (jobs run inside this process die with it)
+    # accepted chunks survive a master killed before the next save (jobs run inside this process die with
+    # it: they are not journalled one by one, but a full disk is found before anything runs)
+    Journal(reg.layout.journal).begin()
     journal = Journal(reg.layout.journal) if not cf.capabilities.in_process else None
     specs = reg.definitions.specs(ids)  # everything per job is looked up once, not per chunk
     names = reg.status["job_name"].to_numpy()[pos].tolist()
@@ -201,8 +203,7 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
     finally:
         if accepted > recorded or stashes:
             record()
-        if journal is not None:
-            journal.clear()  # every accepted chunk is in the saved status now
+        Journal(reg.layout.journal).clear()  # every accepted chunk is in the saved status now
         log.debug("submitted %d of %d jobs in %d chunks", accepted, ids.size, len(groups))
     run_hook(reg, "post_submit")
     if cf.scheduler_latency:

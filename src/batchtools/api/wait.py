@@ -67,8 +67,8 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
     # EVIDENCE_POLL; the scheduler, which only says what is queued or running (and so what expired),
     # is asked at the backend's growing polling interval
     system = on_system(reg)
-    next_ask = time.time() + sleep_fn(0)
-    asked, i = True, 1
+    next_ask = None  # set (from sleep(i)) when the loop first has to pause after a poll
+    asked, i = True, 0
     with progress(total=sel.size, desc="Waiting") as bar:
         while True:
             m = masks(reg, pos, system)
@@ -97,6 +97,9 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
                 log.warning("wait_for_jobs: timeout after %.0fs with %d job(s) unfinished",
                             timeout, int((~finished).sum()))
                 return False
+            if next_ask is None:
+                next_ask = now + sleep_fn(i)
+                i += 1
             pause = max(0.0, min(EVIDENCE_POLL, next_ask - now, deadline - now))
             if cf.wait is not None:
                 cf.wait(pause)
@@ -106,5 +109,4 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
             asked = time.time() >= next_ask
             if asked:
                 system = on_system(reg)
-                next_ask = time.time() + sleep_fn(i)
-                i += 1
+                next_ask = None

@@ -144,6 +144,7 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
     if failure is not None:
         log.warning("submit_workers: only %d of %d worker(s) were accepted", started, n_workers)
         raise failure
+    run_hook(reg, "post_submit")
     if n_workers:
         log.info("submitted %d pool worker(s) for %d queued job(s)", n_workers, order.size)
     reg.sync()

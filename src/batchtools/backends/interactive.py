@@ -54,7 +54,13 @@ def make_cluster_functions_interactive(external: bool = False, write_logs: bool 
                 out.flush()
         return SubmitJobResult(0, "cfInteractive", log_file, "OK")
 
+    def close_log(reg) -> None:  # after a submission: no file of the registry stays open
+        for out in handle.values():
+            out.close()
+        handle.clear()
+
     return make_cluster_functions(
         "Interactive", submit_job, store_job_collection=external, fs_latency=fs_latency, poll=0.05, poll_max=1.0,
         info="external" if external else "", capabilities=Capabilities(in_process=not external, blocking=True),
+        hooks={"post_submit": close_log},
     )

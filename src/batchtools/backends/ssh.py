@@ -191,7 +191,7 @@ def make_cluster_functions_ssh(workers: Sequence[Worker], fs_latency: float = 65
     """Spread job collections over ``workers``: the least loaded one with a free CPU gets the next.
 
     When every worker is full (or over ``max_load``), ``submit_jobs`` waits with its
-    ``sleep`` backoff and tries again. Batch ids are ``node#pid``. ``fs_latency`` (65 s, as in R:
+    ``sleep`` backoff and tries again. Batch ids are ``node#pid``. ``fs_latency`` (in seconds, 65 as in R:
     the nodes usually share the registry over a network file system) is how long a job may be missing
     from its node before it counts as expired; 0 for nodes that share a local file system.
     """

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,10 @@ class Journal:
             self._fh = open_append(self.path)
         self._fh.write(json.dumps(record, default=str) + "\n")
         self._fh.flush()
+
+    def begin(self) -> None:
+        """Mark the start of a submission (and find out now, before anything runs, if the disk is full)."""
+        self._append({"begin": time.time(), "ids": []})
 
     def intent(self, job_hash: str, ids: np.ndarray) -> None:
         self._append({"intent": job_hash, "ids": _plain(ids)})
