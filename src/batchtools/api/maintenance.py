@@ -11,7 +11,8 @@ from typing import Any
 import pandas as pd
 
 from ..core import registry as core
-from ..core.files import unlink_quietly, write_pickle
+from ..core.files import atomic_write_bytes, unlink_quietly
+from ..core.pickling import pickle_by_value
 from ..core.pool import pool_state
 from ..core.registry import RegistryState, resolve
 from ..core.state import done_mask, masks
@@ -77,6 +78,7 @@ def clear_registry(reg: RegistryState | None = None) -> None:
     reg.tables = reg.definitions.empty_tables()
     reg.extra = {**reg.extra, **reg.definitions.initial_extra()}
     reg.extra.pop("code_files", None)
+    reg.extra.pop("preload", None)
     reg.save(tuple(reg.tables))
     for sub in ("results", "logs", "jobs", "updates", "problems", "algorithms", "external"):
         d = reg.layout.dir(sub)
@@ -123,8 +125,9 @@ def batch_export(export: dict[str, Any] | None = None, unexport=(), reg: Registr
     if export or unexport:
         reg.assert_writeable("export objects")
         reg.layout.dir("exports").mkdir(exist_ok=True)
-    for name, obj in export.items():
-        write_pickle(reg.layout.export(name), obj)
+    payloads = {name: pickle_by_value(obj, f"export[{name!r}]").payload for name, obj in export.items()}
+    for name, payload in payloads.items():
+        atomic_write_bytes(reg.layout.export(name), payload)
     unlink_quietly(reg.layout.export(n) for n in unexport)
     d = reg.layout.dir("exports")
     names = sorted(e.name[:-4] for e in os.scandir(d) if e.name.endswith(".pkl")) if d.is_dir() else []

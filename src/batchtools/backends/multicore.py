@@ -15,7 +15,7 @@ import threading
 import time
 
 from ..core.backend import ClusterFunctions, SubmitJobResult, make_cluster_functions
-from .commands import local_ncpus
+from .commands import local_ncpus, thread_env
 
 
 class ForkServer:
@@ -28,14 +28,16 @@ class ForkServer:
         self.running: set[int] = set()
         self.replies: list[int] = []
         self.changes = 0
+        self.preloaded: set[str] = set()  # modules this server was already asked to import
 
     def ensure_started(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             return
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "batchtools.jobs.forkserver"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, env=thread_env(self.ncpus),
         )
+        self.preloaded = set()
         threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
         atexit.register(self.close)
 
@@ -57,12 +59,19 @@ class ForkServer:
             self.changes += 1
             self.cond.notify_all()
 
-    def spawn(self, path: str) -> int:
-        """Start a child running the collection at ``path``, once fewer than ``ncpus`` run; its pid."""
+    def spawn(self, path: str, preload=()) -> int:
+        """Start a child running the collection at ``path``, once fewer than ``ncpus`` run; its pid.
+
+        ``preload``: installed modules the collection's jobs import; the server imports those it
+        has not imported yet before it forks (once per server, not once per child)."""
         self.ensure_started()
         with self.cond:
             while len(self.running) >= self.ncpus:
                 self.cond.wait()
+            new = [m for m in preload if m not in self.preloaded and m.replace(".", "").replace("_", "").isalnum()]
+            if new:
+                self.preloaded.update(new)
+                self.proc.stdin.write(f"import {' '.join(new)}\n".encode())
             self.proc.stdin.write(f"run {path}\n".encode())
             self.proc.stdin.flush()
             while not self.replies:
@@ -116,7 +125,7 @@ def make_cluster_functions_multicore(ncpus: int | None = None) -> ClusterFunctio
     server = ForkServer(ncpus)
 
     def submit_job(reg, jc) -> SubmitJobResult:
-        pid = server.spawn(str(reg.layout.job_collection(jc.job_hash)))
+        pid = server.spawn(str(reg.layout.job_collection(jc.job_hash)), jc.preload)
         return SubmitJobResult(0, str(pid), jc.log_file, "OK")
 
     def kill_job(reg, batch_id: str) -> None:

@@ -45,6 +45,9 @@ class JobCollection:
     pool: dict[str, Any] | None = None
     # where results go (a ResultStore; None: the registry folder's results/)
     store: Any = None
+    # installed modules the jobs will import (packages, and what the pickled functions refer to):
+    # a backend that keeps a warm process (Multicore's fork server) imports them there once
+    preload: tuple[str, ...] = ()
 
     @property
     def job_ids(self) -> list[int]:

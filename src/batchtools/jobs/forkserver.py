@@ -1,63 +1,253 @@
-"""A small pre-warmed process that forks one child per job collection.
+"""A small pre-warmed process that forks the processes that run job collections.
 
 Started once per Multicore backend as ``python -m batchtools.jobs.forkserver``.
-It imports the node code (and numpy, cloudpickle) once, so each job
-collection costs a ``fork()`` instead of a new interpreter, and it is
-single-threaded, so forking is safe (forking the user's session would not be:
-it may hold threads and locks).
+It imports the node code (and numpy, cloudpickle) once, so a job collection
+costs a ``fork()`` instead of a new interpreter, and it is single-threaded,
+so forking is safe (forking the user's session would not be: it may hold
+threads and locks).
 
-Protocol on stdin/stdout, one line each: ``run PATH`` -> ``pid N``;
-whenever a child ends: ``exit N CODE``. On end of input it exits; running
-children carry on and still write their results.
+Protocol on stdin/stdout, one line each: ``run PATH`` -> ``pid N`` (the process
+now running the collection); when that collection ends: ``exit N CODE``;
+``import MOD ...`` (no answer) asks the server to import installed modules
+before its next fork. On end of input it exits; running children carry on and
+still write their results.
+
+Warm processes (``BATCHTOOLS_WARM=0`` turns both off):
+
+- Warm imports. A job collection names the installed modules its jobs will
+  import (``JobCollection.preload``: the registry's packages and what its pickled
+  functions refer to), and every child reports the installed modules it imported
+  (say, what scikit-learn imports lazily during a fit). The server imports both
+  before its next fork, so a module costs one import per server, not one per job.
+  Only modules of installed packages and the standard library are imported
+  (never the user's own code), each at most once; packages known not to survive
+  a fork (MPI, TensorFlow, JAX, Ray, Spark, CuPy, Numba) are left out.
+- Reuse. A child whose collection ended without being told to stop (SIGTERM)
+  reports ``exit N 0`` for it and waits; the next ``run`` goes to such an idle
+  child instead of a new fork, so its pid runs one collection after another, as
+  a Socket process does (the node code restores the working directory, the
+  environment and the output streams between collections, and seeds every job).
+  The server retires idle children after ``IDLE_SECONDS``, after ``MAX_RUNS``
+  collections, and when it has imported modules they lack.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import select
 import signal
 import sys
+import threading
+import time
+from dataclasses import dataclass
 
+from ..core.pickling import installed_path
 from . import node  # preloads the node code: the point of this process
+from .session import TERMINATING
+
+# top-level packages never imported into the server: they start threads or runtimes on import
+# that a forked child cannot use
+NO_PRELOAD = frozenset({"mpi4py", "tensorflow", "jax", "jaxlib", "ray", "pyspark", "cupy", "numba"})
+WARM = os.environ.get("BATCHTOOLS_WARM", "1") != "0"
+IDLE_SECONDS = 10.0  # an idle child is retired after this long without a collection
+MAX_RUNS = 1000  # ... or after this many collections
 
 
-def _child(path: str, out_fd: int, wake_r: int, wake_w: int) -> None:
+class Preloader:
+    """The modules this server imported (or refused) and those it was asked to import."""
+
+    def __init__(self) -> None:
+        self.wanted: set[str] = set()
+        self.tried: set[str] = set()
+        self.tops: dict[str, bool] = {}
+        self.generation = 0  # incremented whenever the server imported something
+
+    def allowed(self, name: str) -> bool:
+        top = name.partition(".")[0]
+        if top not in self.tops:
+            ok = top not in NO_PRELOAD and not top.startswith("_")
+            if ok:
+                try:
+                    spec = importlib.util.find_spec(top)  # a top-level name: finds, imports nothing
+                except (ImportError, ValueError):
+                    spec = None
+                where = list(spec.submodule_search_locations or []) if spec is not None else []
+                if spec is not None and not where and spec.origin:
+                    where = [spec.origin]
+                ok = spec is not None and (spec.origin in ("built-in", "frozen") or top == "batchtools"
+                                           or bool(where) and all(installed_path(w) for w in where))
+            self.tops[top] = ok
+        return self.tops[top]
+
+    def want(self, names) -> None:
+        if WARM:
+            self.wanted.update(n for n in names if n and n not in sys.modules and n not in self.tried)
+
+    def run(self) -> None:
+        """Import what was asked for (parents before their submodules); failures are skipped."""
+        if not self.wanted:
+            return
+        threads, count = threading.active_count(), len(sys.modules)
+        for name in sorted(self.wanted):
+            self.tried.add(name)
+            if name in sys.modules or not self.allowed(name):
+                continue
+            try:
+                importlib.import_module(name)
+            except (Exception, SystemExit):
+                pass
+        self.wanted.clear()
+        if len(sys.modules) != count:
+            self.generation += 1
+        if threading.active_count() > threads:
+            print("batchtools fork server: a preloaded module started a thread; set BATCHTOOLS_WARM=0 "
+                  "if jobs hang", file=sys.stderr)
+
+
+def _write_lines(fd: int, lines: list[str]) -> None:
+    """Write whole lines in pieces of at most PIPE_BUF bytes (atomic: lines of children never mix)."""
+    chunk = ""
+    for line in lines:
+        if len(chunk) + len(line) > 4000:
+            os.write(fd, chunk.encode())
+            chunk = ""
+        chunk += line
+    if chunk:
+        os.write(fd, chunk.encode())
+
+
+def _new_modules(before: set[str]) -> list[str]:
+    """``m NAME`` lines for the installed modules imported since ``before``."""
+    out = []
+    for name, mod in list(sys.modules.items()):
+        file = getattr(mod, "__file__", None)
+        if name not in before and isinstance(file, str) and installed_path(file):
+            out.append(f"m {name}\n")
+    return out
+
+
+def _silence(devnull: int) -> None:
+    sys.stdout = sys.__stdout__
+    sys.stderr = sys.__stderr__
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+
+
+def _read_path(fd: int) -> str | None:
+    """The next collection path sent to this child, or None when the server retires it."""
+    buf = b""
+    while not buf.endswith(b"\n"):
+        part = os.read(fd, 4096)
+        if not part:
+            return None
+        buf += part
+    return buf.decode().strip()
+
+
+def _child(path: str, cmd_r: int, report_w: int, close: list[int]) -> None:
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    for fd in (out_fd, wake_r, wake_w):
+    for fd in close:
         os.close(fd)
     devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 0)
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
-    os.close(devnull)
+    runs = 0
     code = 1
     try:
-        code = node.run_file(path)
+        while True:
+            _silence(devnull)
+            before = set(sys.modules)
+            code = node.run_file(path)
+            runs += 1
+            sys.stdout.flush()
+            _silence(devnull)
+            lines = _new_modules(before) if WARM else []
+            if not WARM or TERMINATING.is_set() or runs >= MAX_RUNS:
+                _write_lines(report_w, lines)
+                break  # this process ends; the server reports the collection's end when it reaps it
+            _write_lines(report_w, lines + [f"i {os.getpid()}\n"])
+            path = _read_path(cmd_r)
+            if path is None:
+                code = 0
+                break
     except BaseException:
         code = 1
     finally:
-        try:
-            sys.stdout.flush()
-        except Exception:
-            pass
         os._exit(code)
+
+
+@dataclass
+class Child:
+    pid: int
+    cmd_w: int  # the server's end of the pipe that hands this child its next collection
+    generation: int
+    busy: bool = True
+    idle_since: float = 0.0
+    runs: int = 1
 
 
 def main() -> int:
     out_fd = os.dup(1)
     out = os.fdopen(out_fd, "w", buffering=1)
+    os.dup2(2, 1)  # whatever an imported module prints must not reach the protocol channel
+    preloader = Preloader()
+    children: dict[int, Child] = {}
+    report_r, report_w = os.pipe()
+    reports = b""
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
-    stdin = sys.stdin.buffer
     buf = b""
     open_input = True
-    while open_input:
-        ready, _, _ = select.select([0, wake_r], [], [])
+
+    def retire(child: Child) -> None:
+        if child.cmd_w >= 0:
+            os.close(child.cmd_w)  # the child reads end of input and exits
+            child.cmd_w = -1
+
+    def start(path: str) -> int:
+        """The pid now running ``path``: an idle, up-to-date child, or a new fork."""
+        preloader.run()
+        for child in sorted((c for c in children.values() if not c.busy and c.cmd_w >= 0),
+                            key=lambda c: -c.idle_since):
+            if child.generation != preloader.generation or child.runs >= MAX_RUNS:
+                retire(child)
+                continue
+            try:
+                os.write(child.cmd_w, f"{path}\n".encode())
+            except OSError:  # it died meanwhile
+                retire(child)
+                continue
+            child.busy, child.runs = True, child.runs + 1
+            return child.pid
+        cmd_r, cmd_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            _child(path, cmd_r, report_w, [out_fd, wake_r, wake_w, report_r, cmd_w]
+                   + [c.cmd_w for c in children.values() if c.cmd_w >= 0])
+        os.close(cmd_r)
+        children[pid] = Child(pid, cmd_w, preloader.generation)
+        return pid
+
+    while open_input or any(not c.busy and c.cmd_w >= 0 for c in children.values()):
+        idle = [c for c in children.values() if not c.busy and c.cmd_w >= 0]
+        timeout = None if not idle else max(0.0, min(c.idle_since for c in idle) + IDLE_SECONDS - time.monotonic())
+        ready, _, _ = select.select(([0] if open_input else []) + [wake_r, report_r], [], [], timeout)
         if wake_r in ready:
             os.read(wake_r, 4096)
+        if report_r in ready:
+            reports += os.read(report_r, 65536)
+            lines, _, reports = reports.rpartition(b"\n")
+            for line in lines.decode().splitlines():
+                kind, _, arg = line.partition(" ")
+                if kind == "m":
+                    preloader.want([arg])
+                elif kind == "i" and int(arg) in children and children[int(arg)].busy:
+                    child = children[int(arg)]
+                    child.busy, child.idle_since = False, time.monotonic()
+                    out.write(f"exit {child.pid} 0\n")
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -65,8 +255,16 @@ def main() -> int:
                 break
             if pid == 0:
                 break
-            out.write(f"exit {pid} {os.waitstatus_to_exitcode(status)}\n")
-        if 0 in ready:
+            child = children.pop(pid, None)
+            if child is not None:
+                retire(child)
+            if child is None or child.busy:
+                out.write(f"exit {pid} {os.waitstatus_to_exitcode(status)}\n")
+        now = time.monotonic()
+        for child in children.values():
+            if not child.busy and (now - child.idle_since >= IDLE_SECONDS or not open_input):
+                retire(child)
+        if open_input and 0 in ready:
             chunk = os.read(0, 65536)
             if not chunk:
                 open_input = False
@@ -74,12 +272,10 @@ def main() -> int:
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)
                 cmd, _, arg = line.decode().partition(" ")
-                if cmd == "run":
-                    pid = os.fork()
-                    if pid == 0:
-                        _child(arg, out_fd, wake_r, wake_w)
-                    out.write(f"pid {pid}\n")
-    del stdin
+                if cmd == "import":
+                    preloader.want(arg.split())
+                elif cmd == "run":
+                    out.write(f"pid {start(arg)}\n")
     return 0
 
 
