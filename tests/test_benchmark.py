@@ -3,7 +3,6 @@ backend and the worker pool; user code from the user's own modules; bad input; w
 
 import os
 import sys
-import textwrap
 
 import numpy as np
 import pandas as pd
@@ -124,6 +123,22 @@ def test_same_design_again_adds_nothing_and_new_learners_get_the_same_folds(tmp_
     assert (pars.groupby(["problem", "algorithm"]).size() == 3).all()
 
 
+def test_concatenated_and_filtered_grids(tmp_path):
+    ereg(tmp_path)
+    tasks = {"iris": IRIS, "wine": (WINE[0].tolist(), WINE[1].tolist())}  # lists: equal, not identical arrays
+    a = bt.benchmark_grid(tasks, {"dummy": DummyClassifier()}, 3)
+    b = bt.benchmark_grid(tasks, {"tree": DecisionTreeClassifier()}, {"cv5": 5})
+    design = pd.concat([a, b], ignore_index=True)
+    design = design[~((design["task"] == "wine") & (design["learner"] == "tree"))]
+    assert len(bt.batchmark(design)) == 3 + 3 + 5
+    summary = bt.summarize_experiments()
+    assert dict(zip(zip(summary["problem"], summary["algorithm"]), summary["count"])) == {
+        ("iris", "dummy"): 3, ("wine", "dummy"): 3, ("iris", "tree"): 5}
+    clash = pd.concat([a, bt.benchmark_grid({"iris": WINE}, {"dummy": DummyClassifier()}, 3)])
+    with pytest.raises(ValueError, match="task name 'iris' stands for two different objects"):
+        bt.batchmark(clash)
+
+
 def test_task_forms_dataframe_groups_loader_and_bunch(tmp_path):
     reg = ereg(tmp_path)
     df = pd.DataFrame(IRIS[0], columns=list("abcd")).assign(species=IRIS[1], site=np.arange(150) % 5)
@@ -208,84 +223,6 @@ def test_pool_runs_longest_first_from_estimate_runtimes(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ user code
-USER_MODULE = '''
-import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
-
-
-class Majority:
-    """The user's simplest learner: fit and predict, nothing from scikit-learn."""
-
-    def fit(self, X, y):
-        values, counts = np.unique(y, return_counts=True)
-        self.label = values[counts.argmax()]
-        return self
-
-    def predict(self, X):
-        return np.full(len(X), self.label)
-
-
-class Centroid(ClassifierMixin, BaseEstimator):
-    """A nearest-centroid classifier written by the user."""
-
-    def __init__(self, shrink=0.0):
-        self.shrink = shrink
-
-    def fit(self, X, y):
-        self.classes_ = np.unique(y)
-        self.centers_ = np.array([X[y == c].mean(axis=0) * (1 - self.shrink) for c in self.classes_])
-        return self
-
-    def predict(self, X):
-        d = ((X[:, None, :] - self.centers_[None]) ** 2).sum(axis=2)
-        return self.classes_[d.argmin(axis=1)]
-
-
-class HalfSplit:
-    """The user's own splitter: first half / second half, and the other way round."""
-
-    def split(self, X, y=None, groups=None):
-        n = len(X)
-        idx = np.random.permutation(n)
-        yield idx[: n // 2], idx[n // 2:], {"half": "first"}
-        yield idx[n // 2:], idx[: n // 2], {"half": "second"}
-
-    def get_n_splits(self, X=None, y=None, groups=None):
-        return 2
-
-
-def hit_rate(estimator, X, y):
-    return float(np.mean(estimator.predict(X) == y))
-
-
-def load():
-    from sklearn.datasets import load_wine
-    return load_wine(return_X_y=True)
-
-
-def instance(data, job, n):
-    return np.arange(n)
-
-
-def total(instance, k):
-    return int(instance.sum()) * k
-'''
-
-
-@pytest.fixture
-def usermod(tmp_path):
-    """A module of the user's, importable here but on no other interpreter (not in the work dir)."""
-    where = tmp_path / "userlib"
-    where.mkdir()
-    (where / "bt_usermod.py").write_text(textwrap.dedent(USER_MODULE))
-    sys.path.insert(0, str(where))
-    import bt_usermod
-
-    yield bt_usermod
-    sys.path.remove(str(where))
-    sys.modules.pop("bt_usermod", None)
-
-
 def test_user_module_learner_splitter_scorer_loader_run_everywhere(tmp_path, usermod):
     design = bt.benchmark_grid({"wine": usermod.load, "iris": IRIS},
                                {"majority": usermod.Majority(), "centroid": usermod.Centroid(0.0),
@@ -429,7 +366,7 @@ def _probe(k):
     had = {m: m in sys.modules for m in ("sklearn.tree", "xml.dom.minidom")}
     import sklearn.tree  # noqa: F401  (named in the function: preloaded before the first job)
 
-    importlib.import_module("xml.dom.minidom")  # not named anywhere: learned from the first job
+    importlib.import_module("xml.dom.minidom")  # not named anywhere: imported by the first job
     return had, os.getpid(), os.environ.get("OPENBLAS_NUM_THREADS")
 
 
@@ -444,7 +381,25 @@ def test_multicore_preloads_learns_and_reuses_processes(tmp_path):
     assert bt.wait_for_jobs()
     res = bt.reduce_results_list()
     assert all(had["sklearn.tree"] for had, _, _ in res)
-    assert not res[0][0]["xml.dom.minidom"] and res[-1][0]["xml.dom.minidom"]
-    assert len({pid for _, pid, _ in res}) < 6  # one process ran several collections
+    assert not res[0][0]["xml.dom.minidom"] and res[-1][0]["xml.dom.minidom"]  # kept by the reused process
+    assert len({pid for _, pid, _ in res}) == 1  # one process ran all collections, one after another
     assert bt.get_status().done == 6 and len(set(bt.get_job_table()["job_hash"])) == 6  # still one per job
     assert res[0][2] == str(max(1, (os.cpu_count() or 1) // 1))
+
+
+def test_fork_server_imports_installed_modules_only_and_children_report_theirs(usermod):
+    from batchtools.jobs.forkserver import Preloader, _new_modules
+
+    before = set(sys.modules)
+    import xml.dom.minidom  # noqa: F401
+
+    reported = [line.split()[1] for line in _new_modules(before - {"xml.dom.minidom", "email.mime.text"})]
+    assert "xml.dom.minidom" in reported and "bt_usermod" not in reported
+    sys.modules.pop("email.mime.text", None)
+    pre = Preloader()
+    pre.want(["email.mime.text", "bt_usermod", "mpi4py", "no_such_module_xyz"])
+    sys.modules.pop("bt_usermod", None)
+    pre.run()
+    assert "email.mime.text" in sys.modules  # installed (the standard library): imported
+    assert "bt_usermod" not in sys.modules  # the user's own code: never imported into the server
+    assert not pre.allowed("mpi4py") and pre.wanted == set()

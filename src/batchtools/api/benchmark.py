@@ -13,7 +13,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import inspect
-import logging
 import pickle
 from collections.abc import Mapping
 from typing import Any
@@ -26,14 +25,12 @@ from ..core.ids import ids_frame
 from ..core.pickling import pickle_by_value
 from ..core.registry import RegistryState, require_kind, resolve
 from ..core.state import done_mask
-from ..jobs.benchmark import Learner, TaskData, fold_instance, n_rows, task_arrays
+from ..jobs.benchmark import Learner, TaskData, fold_instance, n_rows, params_of, task_arrays
 from ..jobs.experiment import Algorithm, Problem, rng_state_kept
 from ..jobs.job import seed_everything
 from ..jobs.session import load_cached
 from .benchmark_result import KEYS, TIMES, BenchmarkResult
 from .experiments import NAME, add_experiments, register
-
-log = logging.getLogger("batchtools")
 
 COLUMNS = ["task", "learner", "resampling", "task_data", "estimator", "splitter"]
 RESERVED = set(KEYS + TIMES + ["n_train", "n_test", "job_id", "params", "n"])
@@ -187,13 +184,28 @@ def _scoring(scoring: Any) -> dict[str, Any]:
     return out
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Do two objects under one name (e.g. from two concatenated grids) stand for the same thing?"""
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, TaskData):
+        if a.loader is not None or b.loader is not None:
+            return a.loader is b.loader
+        return all(x is y for x, y in ((a.X, b.X), (a.y, b.y), (a.groups, b.groups))) or _data_hash(a) == _data_hash(b)
+    if hasattr(a, "get_params"):
+        return params_of(a) == params_of(b)
+    return repr(a) == repr(b)
+
+
 def _by_name(design: pd.DataFrame, name_col: str, obj_col: str, what: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, obj in zip(design[name_col].tolist(), design[obj_col].tolist()):
-        if name in out and out[name] is not obj:
+        if name in out and not _same(out[name], obj):
             raise ValueError(f"design: the {what} name '{name}' stands for two different objects; give them "
                              "different names")
-        out[name] = obj
+        out.setdefault(name, obj)
     return out
 
 
@@ -391,8 +403,6 @@ def batchmark(design: pd.DataFrame, scoring: Any = None, store_models: bool = Fa
 
 def _fingerprint(learner: Learner) -> str:
     """What makes two learners of one name the same: class, parameters, scorers, what is stored."""
-    from ..jobs.benchmark import params_of
-
     est = learner.estimator
     return (f"{type(est).__module__}.{type(est).__qualname__} {params_of(est)} scoring={list(learner.scoring)} "
             f"store_model={learner.store_model} store_predictions={learner.store_predictions}")

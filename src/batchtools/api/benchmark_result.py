@@ -91,10 +91,11 @@ class BenchmarkResult:
         out["model"] = pd.Series([self._models[j] for j in out["job_id"]], index=out.index, dtype=object)
         return out.reset_index(drop=True)
 
-    def plot(self, score: str | None = None):
+    def plot(self, score: str | None = None, by: str | None = None):
         """A matplotlib Figure comparing the learners on each task: one panel per task, one row
-        per learner, every fold as a dot, mean +- sd as a bar. ``score``: which scorer (default:
-        the first). Save it with ``fig.savefig("scores.png")``."""
+        per learner (per learner and value of the column ``by``, e.g. ``"train_subsets"``), every
+        fold as a dot, mean +- sd as a bar. ``score``: which scorer (default: the first). Save it
+        with ``fig.savefig("scores.png")``."""
         try:
             from matplotlib.figure import Figure
         except ImportError as e:  # pragma: no cover - matplotlib is the 'plot' extra
@@ -103,14 +104,18 @@ class BenchmarkResult:
         if score not in self.scorers:
             raise ValueError(f"score: {score!r} is not a scorer of this benchmark; choose among {self.scorers}")
         s = self.scores
+        if by is not None and by not in s.columns:
+            raise ValueError(f"by: no column {by!r}; choose among {list(s.columns)}")
+        row = s["learner"] if by is None else s["learner"].astype(str) + " | " + s[by].astype(str)
+        s = s.assign(_row=row.to_numpy())
         tasks = list(dict.fromkeys(s["task"]))
-        learners = list(dict.fromkeys(s["learner"]))
+        learners = list(dict.fromkeys(s["_row"]))
         fig = Figure(figsize=(7, 0.6 + (0.35 * len(learners) + 0.5) * max(len(tasks), 1)))
         axes = fig.subplots(max(len(tasks), 1), 1, squeeze=False, sharex=True)[:, 0]
         for ax, task in zip(axes, tasks):
             sub = s[s["task"] == task]
             for y, learner in enumerate(learners):
-                vals = sub.loc[sub["learner"] == learner, score].dropna().to_numpy()
+                vals = sub.loc[sub["_row"] == learner, score].dropna().to_numpy()
                 if not vals.size:
                     continue
                 ax.plot(vals, np.full(vals.size, y), "o", color="0.6", markersize=4, alpha=0.7)

@@ -2,6 +2,11 @@
 
 Submission returns at once while fewer than ``ncpus`` collections run; otherwise
 it blocks until a child ends (no polling sleep, unlike R's one-second loop).
+
+The server stays warm (``jobs/forkserver.py``): before forking it imports the installed modules
+the collection names in ``preload`` and those earlier children imported, and a child whose
+collection ended runs the next one instead of a new fork. It runs with ``cpu_count // ncpus``
+BLAS/OpenMP threads per job (``thread_env``), as joblib's workers do.
 """
 
 from __future__ import annotations
@@ -116,6 +121,11 @@ def kill_pid(pid: int, grace: float = 1.0) -> None:
 
 def make_cluster_functions_multicore(ncpus: int | None = None) -> ClusterFunctions:
     """Run job collections as background processes on this machine, at most ``ncpus`` at once.
+
+    Each job gets ``cpu_count // ncpus`` BLAS/OpenMP threads unless the environment or the
+    ``omp_threads``/``blas_threads`` resources say otherwise. Processes are forked from a warm
+    server that imports what the jobs import once, and a process whose collection ended runs the
+    next one (``BATCHTOOLS_WARM=0``: a fresh fork from a cold server for every collection).
 
     >>> import batchtools as bt
     >>> bt.make_cluster_functions_multicore(2)

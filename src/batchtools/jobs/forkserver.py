@@ -21,14 +21,18 @@ Warm processes (``BATCHTOOLS_WARM=0`` turns both off):
   before its next fork, so a module costs one import per server, not one per job.
   Only modules of installed packages and the standard library are imported
   (never the user's own code), each at most once; packages known not to survive
-  a fork (MPI, TensorFlow, JAX, Ray, Spark, CuPy, Numba) are left out.
+  a fork (MPI, TensorFlow, JAX, Ray, Spark, CuPy, Numba) are left out. What is
+  asked for is imported before the next fork (a hand-over to an idle child waits
+  for nothing).
 - Reuse. A child whose collection ended without being told to stop (SIGTERM)
+  and was not a pool worker (the pool tells workers apart by their batch ids)
   reports ``exit N 0`` for it and waits; the next ``run`` goes to such an idle
   child instead of a new fork, so its pid runs one collection after another, as
   a Socket process does (the node code restores the working directory, the
   environment and the output streams between collections, and seeds every job).
-  The server retires idle children after ``IDLE_SECONDS``, after ``MAX_RUNS``
-  collections, and when it has imported modules they lack.
+  A reused child imports what it lacks itself, once; new forks (the first ones,
+  and after a child ended) get everything the server imported. Idle children
+  are retired after ``IDLE_SECONDS``; a child ends after ``MAX_RUNS`` collections.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from ..core.files import read_pickle
 from ..core.pickling import installed_path
 from . import node  # preloads the node code: the point of this process
 from .session import TERMINATING
@@ -62,7 +67,6 @@ class Preloader:
         self.wanted: set[str] = set()
         self.tried: set[str] = set()
         self.tops: dict[str, bool] = {}
-        self.generation = 0  # incremented whenever the server imported something
 
     def allowed(self, name: str) -> bool:
         top = name.partition(".")[0]
@@ -89,7 +93,7 @@ class Preloader:
         """Import what was asked for (parents before their submodules); failures are skipped."""
         if not self.wanted:
             return
-        threads, count = threading.active_count(), len(sys.modules)
+        threads = threading.active_count()
         for name in sorted(self.wanted):
             self.tried.add(name)
             if name in sys.modules or not self.allowed(name):
@@ -99,8 +103,6 @@ class Preloader:
             except (Exception, SystemExit):
                 pass
         self.wanted.clear()
-        if len(sys.modules) != count:
-            self.generation += 1
         if threading.active_count() > threads:
             print("batchtools fork server: a preloaded module started a thread; set BATCHTOOLS_WARM=0 "
                   "if jobs hang", file=sys.stderr)
@@ -158,12 +160,14 @@ def _child(path: str, cmd_r: int, report_w: int, close: list[int]) -> None:
         while True:
             _silence(devnull)
             before = set(sys.modules)
+            # a pool worker's process is not reused: the pool tells workers apart by their batch ids
+            pool_worker = bool(getattr(read_pickle(path), "pool", None))
             code = node.run_file(path)
             runs += 1
             sys.stdout.flush()
             _silence(devnull)
             lines = _new_modules(before) if WARM else []
-            if not WARM or TERMINATING.is_set() or runs >= MAX_RUNS:
+            if not WARM or pool_worker or TERMINATING.is_set() or runs >= MAX_RUNS:
                 _write_lines(report_w, lines)
                 break  # this process ends; the server reports the collection's end when it reaps it
             _write_lines(report_w, lines + [f"i {os.getpid()}\n"])
@@ -181,7 +185,6 @@ def _child(path: str, cmd_r: int, report_w: int, close: list[int]) -> None:
 class Child:
     pid: int
     cmd_w: int  # the server's end of the pipe that hands this child its next collection
-    generation: int
     busy: bool = True
     idle_since: float = 0.0
     runs: int = 1
@@ -208,11 +211,10 @@ def main() -> int:
             child.cmd_w = -1
 
     def start(path: str) -> int:
-        """The pid now running ``path``: an idle, up-to-date child, or a new fork."""
-        preloader.run()
+        """The pid now running ``path``: the child that became idle last, or a new fork."""
         for child in sorted((c for c in children.values() if not c.busy and c.cmd_w >= 0),
                             key=lambda c: -c.idle_since):
-            if child.generation != preloader.generation or child.runs >= MAX_RUNS:
+            if child.runs >= MAX_RUNS:
                 retire(child)
                 continue
             try:
@@ -222,13 +224,14 @@ def main() -> int:
                 continue
             child.busy, child.runs = True, child.runs + 1
             return child.pid
+        preloader.run()  # only a new fork needs what was asked for or learned since the last one
         cmd_r, cmd_w = os.pipe()
         pid = os.fork()
         if pid == 0:
             _child(path, cmd_r, report_w, [out_fd, wake_r, wake_w, report_r, cmd_w]
                    + [c.cmd_w for c in children.values() if c.cmd_w >= 0])
         os.close(cmd_r)
-        children[pid] = Child(pid, cmd_w, preloader.generation)
+        children[pid] = Child(pid, cmd_w)
         return pid
 
     while open_input or any(not c.busy and c.cmd_w >= 0 for c in children.values()):
