@@ -370,9 +370,9 @@ def _probe(k):
     return had, os.getpid(), os.environ.get("OPENBLAS_NUM_THREADS")
 
 
-def test_multicore_preloads_learns_and_reuses_processes(tmp_path):
-    if "OPENBLAS_NUM_THREADS" in os.environ:
-        pytest.skip("OPENBLAS_NUM_THREADS is set in this environment: the backend keeps it")
+def test_multicore_preloads_learns_and_reuses_processes(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.delenv("BATCHTOOLS_WARM", raising=False)
     r = bt.make_registry(file_dir=tmp_path / "warm", seed=1, conf_file=None)
     r.cluster_functions = bt.make_cluster_functions_multicore(1)
     bt.batch_map(_probe, k=range(6))
@@ -387,8 +387,11 @@ def test_multicore_preloads_learns_and_reuses_processes(tmp_path):
     assert res[0][2] == str(max(1, (os.cpu_count() or 1) // 1))
 
 
-def test_fork_server_imports_installed_modules_only_and_children_report_theirs(usermod):
+def test_fork_server_imports_installed_modules_only_and_children_report_theirs(usermod, monkeypatch):
+    from batchtools.jobs import forkserver
     from batchtools.jobs.forkserver import Preloader, _new_modules
+
+    monkeypatch.setattr(forkserver, "WARM", True)  # whatever BATCHTOOLS_WARM says here
 
     before = set(sys.modules)
     import xml.dom.minidom  # noqa: F401
@@ -403,3 +406,26 @@ def test_fork_server_imports_installed_modules_only_and_children_report_theirs(u
     assert "email.mime.text" in sys.modules  # installed (the standard library): imported
     assert "bt_usermod" not in sys.modules  # the user's own code: never imported into the server
     assert not pre.allowed("mpi4py") and pre.wanted == set()
+
+
+def _thread_counts(k):
+    import sklearn.tree  # noqa: F401  (loads scikit-learn's OpenMP runtime)
+    from threadpoolctl import threadpool_info
+
+    return {i["user_api"]: i["num_threads"] for i in threadpool_info()}
+
+
+def test_multicore_jobs_get_a_share_of_the_cpus_unless_resources_say_otherwise(tmp_path, monkeypatch):
+    pytest.importorskip("threadpoolctl")
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    r = bt.make_registry(file_dir=tmp_path / "threads", seed=1, conf_file=None)
+    r.cluster_functions = bt.make_cluster_functions_multicore(2)
+    bt.batch_map(_thread_counts, k=[1, 2])
+    bt.submit_jobs([1])
+    bt.submit_jobs([2], resources={"blas_threads": 3, "omp_threads": 3})
+    assert bt.wait_for_jobs()
+    default, asked = bt.reduce_results_list()
+    share = max(1, (os.cpu_count() or 1) // 2)
+    assert set(default.values()) == {share}  # BLAS and OpenMP, though loaded before the job ran
+    assert set(asked.values()) == {3}
