@@ -349,6 +349,8 @@ def test_reduce_results_batchmark_refuses_other_jobs(tmp_path):
     bt.add_algorithm("a")
     bt.add_experiments()
     bt.batchmark(grid(tasks={"iris": IRIS}, learners={"dummy": DummyClassifier()}), scoring="accuracy")
+    empty = bt.reduce_results_batchmark()  # nothing ran yet
+    assert len(empty) == 0 and empty.scorers == ["accuracy"] and "accuracy_mean" in empty.aggregate().columns
     bt.submit_jobs()
     assert len(bt.reduce_results_batchmark().scores) == 3  # by default: the benchmark's jobs
     with pytest.raises(ValueError, match=r"job\(s\) \[1\] were not added by batchmark"):

@@ -441,10 +441,10 @@ def reduce_results_batchmark(ids=None, reg: RegistryState | None = None) -> Benc
     if ids is not None and not ours.all():
         bad = sel[~ours]
         raise ValueError(f"ids: job(s) {bad[:5].tolist()} were not added by batchmark")
+    scorers = list(dict.fromkeys(k for a in jobs.loc[ours, "algorithm"].unique() for k in algos[a].fun.scoring))
     keep = ours & done_mask(reg, sel)
     sel, jobs = sel[keep], jobs[keep].reset_index(drop=True)
     results = reg.store.get_many(sel.tolist())
-    scorers = list(dict.fromkeys(k for a in jobs["algorithm"].unique() for k in algos[a].fun.scoring))
     for r in results:  # callables returning several scores add columns
         scorers.extend(k for k in r["scores"] if k not in scorers)
     info = list(dict.fromkeys(k for r in results for k in r["info"]))

@@ -100,7 +100,7 @@ class BenchmarkResult:
             from matplotlib.figure import Figure
         except ImportError as e:  # pragma: no cover - matplotlib is the 'plot' extra
             raise ImportError("BenchmarkResult.plot needs matplotlib: pip install 'pybatchtools[plot]'") from e
-        score = self.scorers[0] if score is None else score
+        score = (self.scorers[0] if self.scorers else None) if score is None else score
         if score not in self.scorers:
             raise ValueError(f"score: {score!r} is not a scorer of this benchmark; choose among {self.scorers}")
         s = self.scores
