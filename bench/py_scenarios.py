@@ -111,8 +111,79 @@ def engine_scenario(scen: str, n: int, work: str, out: dict[str, float]) -> None
     cluster.close() if hasattr(cluster, "close") else cluster.stop()
 
 
-def main(scen: str, n: int) -> None:
+ML60_VARIANTS = ("sequential", "joblib", "multicore", "socket", "pool")
+
+
+def ml60(variant: str, work: str) -> dict[str, float]:
+    """60 fits (iris, wine, breast_cancer x Dummy, LogisticRegression, DecisionTree, RandomForest(50)
+    x 5 folds), from the data to the tidy score table, one way each: a loop, joblib, or batchmark on
+    Multicore / Socket / the worker pool, all with default settings. Prints a checksum of the scores."""
+    import hashlib
+    import warnings
+
+    warnings.simplefilter("ignore")  # convergence warnings (they go to the job logs in batchtools)
+    from sklearn.datasets import load_breast_cancer, load_iris, load_wine
+    from sklearn.dummy import DummyClassifier
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import KFold
+    from sklearn.tree import DecisionTreeClassifier
+
+    tasks = {"iris": load_iris(return_X_y=True), "wine": load_wine(return_X_y=True),
+             "breast_cancer": load_breast_cancer(return_X_y=True)}
+    learners = {"dummy": DummyClassifier(), "logreg": LogisticRegression(),
+                "tree": DecisionTreeClassifier(random_state=0), "forest": RandomForestClassifier(50, random_state=0)}
+    cv = KFold(5, shuffle=True, random_state=1)
+    t0 = time.perf_counter()
+    if variant in ("sequential", "joblib"):
+        def fit_score(X, y, est, train, test):  # the job function as users write it
+            import warnings
+
+            from sklearn.base import clone
+            from sklearn.metrics import accuracy_score
+
+            warnings.simplefilter("ignore")
+            model = clone(est).fit(X[train], y[train])
+            return accuracy_score(y[test], model.predict(X[test]))
+
+        keys, calls = [], []
+        for t, (X, y) in tasks.items():
+            for name, est in learners.items():
+                for k, (train, test) in enumerate(cv.split(X), start=1):
+                    keys.append((t, name, k))
+                    calls.append((X, y, est, train, test))
+        if variant == "sequential":
+            acc = [fit_score(*c) for c in calls]
+        else:
+            from joblib import Parallel, delayed
+
+            acc = Parallel(n_jobs=os.cpu_count())(delayed(fit_score)(*c) for c in calls)
+        scores = pd.DataFrame(keys, columns=["task", "learner", "fold"]).assign(accuracy=acc)
+    else:
+        reg = bt.make_experiment_registry(file_dir=tempfile.mkdtemp(dir=work, prefix="py-"), seed=1, conf_file=None)
+        reg.cluster_functions = (bt.make_cluster_functions_socket() if variant == "socket"
+                                 else bt.make_cluster_functions_multicore())
+        bt.batchmark(bt.benchmark_grid(tasks, learners, cv), scoring="accuracy")
+        if variant == "pool":
+            bt.submit_workers(os.cpu_count(), idle_timeout=1)
+        else:
+            bt.submit_jobs()
+        assert bt.wait_for_jobs()
+        scores = bt.reduce_results_batchmark().scores
+    seconds = time.perf_counter() - t0
+    assert len(scores) == 60
+    tidy = scores[["task", "learner", "fold", "accuracy"]].sort_values(["task", "learner", "fold"])
+    digest = hashlib.md5(tidy.round(10).to_csv(index=False).encode()).hexdigest()
+    print(f"ml60,{variant},checksum,{digest}")
+    return {variant: seconds}
+
+
+def main(scen: str, n: int, variant: str | None = None) -> None:
     work = os.environ.get("TMPDIR") or tempfile.gettempdir()
+    if scen == "ml60":
+        for step, value in ml60(variant, work).items():
+            print(f"{scen},{n},{step},{value}")
+        return
     reg = bt.make_registry(file_dir=tempfile.mkdtemp(dir=work, prefix="py-"), seed=1, conf_file=None)
     out: dict[str, float] = {}
     if scen == "map":
@@ -241,4 +312,4 @@ def main(scen: str, n: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]))
+    main(sys.argv[1], int(sys.argv[2]), *sys.argv[3:])

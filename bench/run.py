@@ -8,6 +8,8 @@ The engine scenarios (``hq_*``, ``dask_*``) run HyperQueue's / Dask's own submis
 same work first, on the same local cluster, and print our time / the engine's (``ratio``).
 ``--repeat K`` runs each Python scenario K times and shows the best (file creation speed on
 shared virtual disks varies several-fold from minute to minute; R runs once, it is slow).
+``ml60`` (an ML benchmark of 60 fits) compares pybatchtools with a plain loop and joblib instead of
+R: every way in a fresh interpreter, K rounds interleaved, the median, scores checked identical.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ TARGETS = {
 }
 ENGINES = [("hq_chunks", 10_000), ("hq_single", 10_000), ("hq_array", 10_000), ("dask_chunks", 10_000),
            ("dask_single", 10_000)]
-SCENARIOS = [("map", 1_000_000), ("interactive", 1000), ("multicore", 10_000),
+SCENARIOS = [("ml60", 60), ("map", 1_000_000), ("interactive", 1000), ("multicore", 10_000),
              ("multicore_unchunked", 200), ("socket", 200), ("ssh", 200), ("experiments", 1000),
              ("pool_overhead", 10_000), ("pool_lognormal", 40),
              ("slurm_native", 1000), ("slurm_single", 1000), ("slurm_chunks", 1000), ("slurm_arrays", 1000),
@@ -156,6 +158,52 @@ def run_peers(only: list[str] | None, scratch: Path, repeat: int = 3) -> list[st
     return lines
 
 
+ML60 = ("sequential", "joblib", "multicore", "socket", "pool")
+ML60_TARGET = 1.2  # Multicore, Socket and the pool with default settings: at most 1.2 x joblib's wall time
+
+
+def run_ml60(work: str, rounds: int = 3) -> list[str]:
+    """The ML benchmark (60 fits) each way in a fresh interpreter, the ways interleaved round by
+    round (so a busy moment of the machine hits all of them), median of ``rounds``; the scores of
+    every run must be identical."""
+    import statistics
+
+    times: dict[str, list[float]] = {v: [] for v in ML60}
+    sums: set[str] = set()
+    env = {**os.environ, "TMPDIR": work, "BATCHTOOLS_PROGRESS": "0"}
+    for _ in range(rounds):
+        for variant in ML60:
+            cmd = [sys.executable, str(HERE / "py_scenarios.py"), "ml60", "60", variant]
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+            if proc.returncode != 0:
+                print(f"  ! {' '.join(cmd)} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+                continue
+            for line in proc.stdout.splitlines():
+                parts = line.strip().split(",")
+                if len(parts) == 4 and parts[2] == "checksum":
+                    sums.add(parts[3])
+                elif len(parts) == 4 and parts[2] == variant:
+                    times[variant].append(float(parts[3]))
+    med = {v: statistics.median(t) for v, t in times.items() if t}
+    lines = [f"ml60: 60 fits (3 data sets x 4 learners x 5 folds) on {os.cpu_count()} CPUs, default settings, "
+             f"median of {rounds} fresh interpreters (all runs: {', '.join(f'{v} {t}' for v, t in _rounded(times))})"]
+    base = med.get("joblib")
+    for v in ML60:
+        if v not in med:
+            lines.append(f"  {v:<11} failed")
+            continue
+        ratio = f"{med[v] / base:5.2f} x joblib" if base else ""
+        goal = ("" if v in ("sequential", "joblib") or not base else
+                f"  target <= {ML60_TARGET} x: {'yes' if med[v] <= ML60_TARGET * base else 'NO'}")
+        lines.append(f"  {v:<11} {med[v]:7.2f} s  {ratio}{goal}")
+    lines.append(f"  scores identical in every run: {'yes' if len(sums) == 1 else f'NO ({len(sums)} different)'}")
+    return lines
+
+
+def _rounded(times: dict[str, list[float]]):
+    return [(v, [round(x, 2) for x in t]) for v, t in times.items()]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--only", action="append", metavar="SCENARIO",
@@ -169,8 +217,15 @@ def main() -> int:
     scratch = HERE / ".work"
     scratch.mkdir(exist_ok=True)
     rows = []
+    ml60_lines: list[str] = []
     for scen, n in SCENARIOS:
         if args.only and scen not in args.only:
+            continue
+        if scen == "ml60":
+            print("running ml60 (sequential, joblib, multicore, socket, pool; 3 rounds) ...", flush=True)
+            work = tempfile.mkdtemp(dir=scratch)
+            ml60_lines = run_ml60(work, max(1, args.repeat))
+            shutil.rmtree(work, ignore_errors=True)
             continue
         if scen == "ssh" and not ensure_sshd():
             continue
@@ -217,6 +272,9 @@ def main() -> int:
     if not args.no_peers:
         for line in run_peers(args.only, scratch):
             print(line)
+    if ml60_lines:
+        print()
+        print("\n".join(ml60_lines))
     print("\nR figures marked * are the ones quoted in the issues (R was not run).")
     print("map_peak_rss_mib is in MiB, not seconds.")
     return 0

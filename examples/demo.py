@@ -4,7 +4,8 @@ default backend (Multicore on this machine). Run with ``make demo``.
 1. Monte-Carlo approximation of pi: 10 jobs of 100,000 points each.
 2. Error handling: 10 jobs, one warns, two fail; find, inspect and fix them.
 3. Worker pool: 2 workers pull 16 jobs of very different lengths, longest first.
-4. Experiments: the vignette's machine-learning benchmark (examples/ml_benchmark.py).
+4. An ML benchmark through batchmark: the vignette's svm vs forest (examples/ml_benchmark.py).
+5. The load-balancing blog's SOAK benchmark on a worker pool (examples/soak_benchmark.py).
 """
 
 from __future__ import annotations
@@ -119,11 +120,10 @@ def main() -> None:
     monte_carlo_pi()
     error_handling()
     worker_pool()
-    experiments = HERE / "ml_benchmark.py"
-    if experiments.exists():
-        import runpy
+    import runpy
 
-        runpy.run_path(str(experiments), run_name="__main__")
+    for example in ("ml_benchmark.py", "soak_benchmark.py"):
+        runpy.run_path(str(HERE / example), run_name="__main__")
     print(f"\nRegistries kept in {WORK}; open one with bt.load_registry(...).")
 
 

@@ -1,6 +1,8 @@
 """Fixtures of the tests (the isolation of every test and doctest is in the root conftest.py)."""
 
 import os
+import sys
+import textwrap
 import time
 
 import pytest
@@ -60,12 +62,13 @@ def running_jobs(timeout: float = 30.0) -> list[int]:
     return wait_until(lambda: bt.find_running()["job_id"].tolist(), timeout, "a running job", poll=0.1)
 
 
-def scheduler_registry(path, cf):
+def scheduler_registry(path, cf, make=bt.make_registry, seed=1):
     """Fixture body: a registry on a real scheduler, polled every 0.5-2 s; afterwards the jobs of
     this registry that a failed test left on the scheduler are cancelled (and only those: other
-    users of the same scheduler, e.g. a parallel test run, keep theirs)."""
+    users of the same scheduler, e.g. a parallel test run, keep theirs). ``make``: e.g.
+    ``bt.make_experiment_registry``."""
     cf.poll, cf.poll_max = 0.5, 2
-    r = bt.make_registry(file_dir=path, seed=1, conf_file=None)
+    r = make(file_dir=path, seed=seed, conf_file=None)
     r.cluster_functions = cf
     yield r
     cancel_own_jobs(r)
@@ -91,3 +94,82 @@ def cancel_own_jobs(reg) -> None:
             cf.kill_job(reg, batch_id)
         except Exception:
             pass
+
+
+# ------------------------------------------------------------------ the user's own module
+USER_MODULE = '''
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+
+class Majority:
+    """The user's simplest learner: fit and predict, nothing from scikit-learn."""
+
+    def fit(self, X, y):
+        values, counts = np.unique(y, return_counts=True)
+        self.label = values[counts.argmax()]
+        return self
+
+    def predict(self, X):
+        return np.full(len(X), self.label)
+
+
+class Centroid(ClassifierMixin, BaseEstimator):
+    """A nearest-centroid classifier written by the user."""
+
+    def __init__(self, shrink=0.0):
+        self.shrink = shrink
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        self.centers_ = np.array([X[y == c].mean(axis=0) * (1 - self.shrink) for c in self.classes_])
+        return self
+
+    def predict(self, X):
+        d = ((X[:, None, :] - self.centers_[None]) ** 2).sum(axis=2)
+        return self.classes_[d.argmin(axis=1)]
+
+
+class HalfSplit:
+    """The user's own splitter: first half / second half, and the other way round."""
+
+    def split(self, X, y=None, groups=None):
+        n = len(X)
+        idx = np.random.permutation(n)
+        yield idx[: n // 2], idx[n // 2:], {"half": "first"}
+        yield idx[n // 2:], idx[: n // 2], {"half": "second"}
+
+    def get_n_splits(self, X=None, y=None, groups=None):
+        return 2
+
+
+def hit_rate(estimator, X, y):
+    return float(np.mean(estimator.predict(X) == y))
+
+
+def load():
+    from sklearn.datasets import load_wine
+    return load_wine(return_X_y=True)
+
+
+def instance(data, job, n):
+    return np.arange(n)
+
+
+def total(instance, k):
+    return int(instance.sum()) * k
+'''
+
+
+@pytest.fixture
+def usermod(tmp_path):
+    """A module of the user's, importable here but on no other interpreter (not in the work dir)."""
+    where = tmp_path / "userlib"
+    where.mkdir()
+    (where / "bt_usermod.py").write_text(textwrap.dedent(USER_MODULE))
+    sys.path.insert(0, str(where))
+    import bt_usermod
+
+    yield bt_usermod
+    sys.path.remove(str(where))
+    sys.modules.pop("bt_usermod", None)

@@ -167,7 +167,7 @@ def test_every_verb_taking_reg_is_a_registry_method():
             continue
         if name in ("set_default_registry", "assert_registry"):
             continue
-        cls = bt.ExperimentRegistry if obj.__module__.endswith(".experiments") else bt.Registry
+        cls = bt.ExperimentRegistry if obj.__module__.endswith((".experiments", ".benchmark")) else bt.Registry
         method = getattr(cls, name, None)
         if method is None:
             missing.append(name)

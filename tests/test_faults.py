@@ -253,29 +253,34 @@ def test_fork_server_death_keeps_states_true(mreg):
     assert len({int(b) for b in bt.get_job_status()["batch_id"]}) == 3  # three different processes
 
 
-def test_fork_server_child_runs_nothing_without_the_go_signal(reg):
-    """A child whose server died before reporting it (no go signal) exits without running the job,
-    so a spawn that raised never starts a job; with the signal it runs."""
+def test_fork_server_child_runs_nothing_without_its_path(reg):
+    """A process whose server died before reporting it (so it never got its collection's path)
+    exits without running the job, so a spawn that raised never starts a job; given the path
+    after its pid, it runs it and reports back."""
+    from batchtools.core.files import write_pickle
     from batchtools.jobs import forkserver
 
     bt.batch_map(lambda x: x + 1, x=[1, 2])
-    for job_id, go in ((1, False), (2, True)):
+    for job_id, handed in ((1, False), (2, True)):
         jc = bt.make_job_collection([job_id])
         path = reg.layout.job_collection(jc.job_hash)
-        from batchtools.core.files import write_pickle
-
         write_pickle(path, jc)
         r, w = os.pipe()
+        report_r, report_w = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child
-            forkserver._child(str(path), r, {w})
+            forkserver._child(r, report_w, [w, report_r])
         os.close(r)
-        if go:
-            os.write(w, b"g")
+        os.close(report_w)
+        if handed:
+            os.write(w, f"{path}\n".encode())
         os.close(w)
         _, status = os.waitpid(pid, 0)
+        report = os.read(report_r, 65536).decode()
+        os.close(report_r)
         assert os.waitstatus_to_exitcode(status) == 0
-        assert reg.layout.result(job_id).exists() is go
+        assert reg.layout.result(job_id).exists() is handed
+        assert (f"{pid}" in report) is handed  # it said its collection ended (idle or done)
 
 
 # ------------------------------------------------------------------ racing sessions

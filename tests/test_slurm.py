@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 
+import pandas as pd
 import pytest
 
 import batchtools as bt
@@ -35,6 +36,13 @@ def slurm():
 def sreg(tmp_path, slurm):
     cf = bt.make_cluster_functions_slurm(scheduler_latency=0, fs_latency=5)
     yield from scheduler_registry(tmp_path / "slurmreg", cf)
+
+
+@pytest.fixture
+def sereg(tmp_path, slurm):
+    """An experiment registry on Slurm (seed 3)."""
+    cf = bt.make_cluster_functions_slurm(scheduler_latency=0, fs_latency=5)
+    yield from scheduler_registry(tmp_path / "slurmexp", cf, make=bt.make_experiment_registry, seed=3)
 
 
 def test_single_jobs_chunks_and_arrays(sreg):
@@ -126,3 +134,30 @@ def test_sbatch_refusing_a_resubmission_keeps_the_results(sreg):
     assert snapshot(sreg.file_dir) == before
     assert bt.get_job_table().equals(table)
     assert bt.reduce_results_list() == [3, 6]
+
+def test_ml_benchmark_with_user_code_on_slurm_chunks_arrays_and_pool(tmp_path, sereg, usermod):
+    """batchmark on the real Slurm: learner, scorer and data loader from the user's own module
+    (which the Slurm jobs cannot import), as single jobs, a chunk, an array and two pool
+    workers; the scores equal those computed in this process."""
+    from sklearn.datasets import load_iris
+    from sklearn.tree import DecisionTreeClassifier
+
+    design = bt.benchmark_grid({"iris": load_iris(return_X_y=True), "wine": usermod.load},
+                               {"centroid": usermod.Centroid(0.1), "tree": DecisionTreeClassifier(max_depth=2)},
+                               {"halves": usermod.HalfSplit()})
+    local = bt.make_experiment_registry(file_dir=tmp_path / "local", seed=3, conf_file=None, make_default=False)
+    local.cluster_functions = bt.make_cluster_functions_interactive()
+    bt.batchmark(design, scoring={"hits": usermod.hit_rate}, reg=local)
+    bt.submit_jobs(reg=local)
+    expected = bt.reduce_results_batchmark(reg=local).scores[["task", "learner", "fold", "hits"]]
+
+    assert len(bt.batchmark(design, scoring={"hits": usermod.hit_rate}, reg=sereg)) == 8
+    res = {"walltime": 300, "memory": 512}
+    bt.submit_jobs([1, 2], resources=res)
+    bt.submit_jobs(bt.find_jobs(ids=[3, 4]).assign(chunk=1), resources=res)
+    bt.submit_jobs(bt.find_jobs(ids=[5, 6]).assign(chunk=1), resources={**res, "chunks_as_arrayjobs": True})
+    bt.submit_workers(2, ids=[8, 7], idle_timeout=1, resources=res)
+    assert bt.wait_for_jobs(timeout=300), bt.get_error_messages().to_string()
+    assert bt.get_job_status()["batch_id"].nunique() >= 5  # two jobs, a chunk, an array's tasks, workers
+    got = bt.reduce_results_batchmark().scores[["task", "learner", "fold", "hits"]]
+    pd.testing.assert_frame_equal(got, expected)

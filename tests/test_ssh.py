@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 
 import batchtools as bt
@@ -136,3 +137,30 @@ def test_pool_workers_over_ssh(sshreg):
     assert len(workers) == 2
     wait_until(lambda: set(bt.get_workers()["state"]) == {"exited"}, timeout=30, what="the workers to leave")
     assert set(bt.get_job_table()["batch_id"]) <= set(workers["batch_id"])
+
+
+@pytest.mark.ssh
+def test_ml_benchmark_over_ssh_gives_the_same_scores(tmp_path, sshd, usermod):
+    """batchmark over two SSH nodes, with a learner, scorer and loader from the user's own module."""
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import RandomForestClassifier
+
+    design = bt.benchmark_grid({"iris": load_iris(return_X_y=True), "wine": usermod.load},
+                               {"centroid": usermod.Centroid(0.1), "forest": RandomForestClassifier(5)}, 3)
+    tables = []
+    for name in ("local", "ssh"):
+        reg = bt.make_experiment_registry(file_dir=tmp_path / name, seed=5, conf_file=None)
+        workers = [bt.Worker("bt-node-a", ncpus=1, max_load=100), bt.Worker("bt-node-b", ncpus=1, max_load=100)]
+        reg.cluster_functions = (bt.make_cluster_functions_interactive() if name == "local"
+                                 else bt.make_cluster_functions_ssh(workers))
+        try:
+            bt.batchmark(design, scoring={"hits": usermod.hit_rate})
+            bt.submit_jobs()
+            assert bt.wait_for_jobs(timeout=120), bt.get_error_messages().to_string()
+        finally:
+            for w in workers:
+                w.close()
+        tables.append(bt.reduce_results_batchmark().scores[["task", "learner", "fold", "hits"]])
+    assert len(tables[1]) == 12
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    assert set(bt.get_job_status()["batch_id"].str.split("#").str[0]) == {"bt-node-a", "bt-node-b"}

@@ -60,6 +60,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "batchtools.api.experiments": ("add_problem", "add_algorithm", "add_experiments", "find_experiments",
                                    "summarize_experiments", "remove_experiments", "remove_problems",
                                    "remove_algorithms"),
+    "batchtools.api.benchmark": ("benchmark_grid", "batchmark", "reduce_results_batchmark"),
+    "batchtools.api.benchmark_result": ("BenchmarkResult",),
     "batchtools.jobs.experiment": ("Problem", "Algorithm", "ExperimentJob"),
     "batchtools.jobs.node": ("do_job_collection",),
     "batchtools.jobs.job": ("Job",),

@@ -15,6 +15,7 @@ from typing import Any
 
 from . import plot
 from .api import (
+    benchmark,
     control,
     convenience,
     define,
@@ -153,6 +154,9 @@ class ExperimentRegistry(Registry):
     remove_experiments = _method(experiments.remove_experiments)
     remove_problems = _method(experiments.remove_problems)
     remove_algorithms = _method(experiments.remove_algorithms)
+    # ML benchmarks (tasks x learners x resamplings)
+    batchmark = _method(benchmark.batchmark)
+    reduce_results_batchmark = _method(benchmark.reduce_results_batchmark)
 
     @property
     def problems(self) -> list[str]:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..core.pickling import code_files, dump_function
+from ..core.pickling import pickle_by_value
 from ..core.registry import RegistryState, require_kind, resolve
 from ..core.state import done_mask
 from ..core.tables import new_status
@@ -137,8 +137,8 @@ def batch_map(fun: Callable, *iterables: Iterable, args=None, more_args: dict | 
             sig.bind(*[None] * len(positional), **probe)
         except TypeError as e:
             raise TypeError(f"fun: does not accept the mapped arguments {list(columns)} ({e})") from None
-    fun_bytes = dump_function(fun)
-    more_bytes = dump_function(dict(more_args), "more_args")
+    fun_pickled = pickle_by_value(fun)
+    more_pickled = pickle_by_value(dict(more_args), "more_args")
     for name, col in columns.items():  # the definitions are stored with the registry: refuse what cannot be
         if col.dtype == object:
             try:
@@ -150,11 +150,12 @@ def batch_map(fun: Callable, *iterables: Iterable, args=None, more_args: dict | 
     ids = np.arange(1, n + 1, dtype=np.int64)
     defs = pd.DataFrame({"def_id": ids, **columns})
     with reg.mutation("add jobs"):
-        reg.write_bytes(reg.layout.user_function, fun_bytes)
-        reg.write_bytes(reg.layout.more_args, more_bytes)
+        reg.write_bytes(reg.layout.user_function, fun_pickled.payload)
+        reg.write_bytes(reg.layout.more_args, more_pickled.payload)
         reg.positional = [p for p in positional if p in columns]
         reg.pass_job = pass_job
-        reg.extra = {**reg.extra, "code_files": code_files(fun)}
+        reg.extra = {**reg.extra, "code_files": {**more_pickled.files, **fun_pickled.files},
+                     "preload": sorted(fun_pickled.modules | more_pickled.modules)}
         reg.defs = defs
         reg.status = new_status(ids, ids)
         reg.save()

@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..core.files import make_dir
 from ..core.ids import ids_frame
-from ..core.pickling import code_files, dump_function
+from ..core.pickling import Pickled, pickle_by_value
 from ..core.registry import RegistryState, require_kind, resolve
 from ..core.state import masks
 from ..core.tables import new_status
@@ -33,28 +33,31 @@ def _exp_reg(reg, what: str) -> RegistryState:
     return reg
 
 
-def _check_name(name: Any, what: str) -> str:
+def check_name(name: Any, what: str) -> str:
     if not isinstance(name, str) or not NAME.match(name):
         raise ValueError(f"name: a {what} name must be a non-empty string of letters, digits, '_', '.', '-', "
                          f"starting with a letter or digit; got {name!r}")
     return name
 
 
-def _register(reg: RegistryState, kind: str, name: str, obj: Any, fun: Callable | None) -> None:
-    payload = dump_function(obj, "fun", also=(fun,))
+def register(reg: RegistryState, kind: str, name: str, obj: Any, fun: Callable | None,
+             pickled: Pickled | None = None, quiet: bool = False) -> None:
+    """Store a checked Problem or Algorithm ``obj`` (``pickled``: its payload, if made already)."""
+    pickled = pickled or pickle_by_value(obj, "fun", also=(fun,))
     key = "problems" if kind == "problem" else "algorithms"
     names = list(reg.extra.get(key, []))
     if name in names:
-        log.warning("Overwriting %s '%s'", kind, name)
+        if not quiet:
+            log.warning("Overwriting %s '%s'", kind, name)
     else:
         names.append(name)
     path = reg.layout.problem(name) if kind == "problem" else reg.layout.algorithm(name)
     with reg.mutation(f"add a {kind}"):
         make_dir(path.parent)
-        reg.write_bytes(path, payload)
-        files = dict(reg.extra.get("code_files", {}))
-        files.update(code_files(fun) if fun is not None else {})
-        reg.extra = {**reg.extra, key: names, "code_files": files}
+        reg.write_bytes(path, pickled.payload)
+        files = {**reg.extra.get("code_files", {}), **pickled.files}
+        preload = sorted(set(reg.extra.get("preload", ())) | pickled.modules)
+        reg.extra = {**reg.extra, key: names, "code_files": files, "preload": preload}
         reg.save(())
 
 
@@ -74,7 +77,7 @@ def add_problem(name: str, data: Any = None, fun: Callable | None = None, seed: 
     """
     reg = _exp_reg(reg, "add_problem")
     reg.assert_writeable("add a problem")
-    _check_name(name, "problem")
+    check_name(name, "problem")
     if fun is not None and not callable(fun):
         raise TypeError(f"fun: must be callable (data, job, **prob_pars) or None, got {type(fun).__name__}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
@@ -84,7 +87,7 @@ def add_problem(name: str, data: Any = None, fun: Callable | None = None, seed: 
     if cache and seed is None:
         raise ValueError("cache: caching instances needs a problem seed (else instances differ per run); pass seed=...")
     prob = Problem(name, data, fun, seed, cache)
-    _register(reg, "problem", name, prob, fun)
+    register(reg, "problem", name, prob, fun)
     return prob
 
 
@@ -99,11 +102,11 @@ def add_algorithm(name: str, fun: Callable | None = None, reg: RegistryState | N
     """
     reg = _exp_reg(reg, "add_algorithm")
     reg.assert_writeable("add an algorithm")
-    _check_name(name, "algorithm")
+    check_name(name, "algorithm")
     if fun is not None and not callable(fun):
         raise TypeError(f"fun: must be callable (data, job, instance, **algo_pars) or None, got {type(fun).__name__}")
     algo = Algorithm(name, fun)
-    _register(reg, "algorithm", name, algo, fun)
+    register(reg, "algorithm", name, algo, fun)
     return algo
 
 

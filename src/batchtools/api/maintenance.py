@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..core import registry as core
 from ..core.files import make_dir, unlink_quietly
-from ..core.pickling import dump_function
+from ..core.pickling import pickle_by_value
 from ..core.pool import pool_state
 from ..core.registry import RegistryState, resolve
 from ..core.state import done_mask, masks
@@ -83,6 +83,7 @@ def clear_registry(reg: RegistryState | None = None) -> None:
         reg.tables = reg.definitions.empty_tables()
         reg.extra = {**reg.extra, **reg.definitions.initial_extra()}
         reg.extra.pop("code_files", None)
+        reg.extra.pop("preload", None)
         reg.save(tuple(reg.tables))
         reg._pool = None
         reg.after_commit(lambda: _remove_job_files(reg))
@@ -133,7 +134,7 @@ def batch_export(export: dict[str, Any] | None = None, unexport=(), reg: Registr
     payloads = {}
     for name, obj in export.items():  # all of them first: a call that fails exports nothing
         try:
-            payloads[name] = dump_function(obj, "export")
+            payloads[name] = pickle_by_value(obj, "export").payload
         except TypeError as e:
             cause = e.__cause__ or e
             raise TypeError(f"export: {name!r} cannot be serialised ({type(cause).__name__}: {cause}); nothing was "

@@ -28,6 +28,25 @@ def local_ncpus(ncpus: int | None, meaning: str) -> int:
     return ncpus
 
 
+# the thread-count variables of the BLAS and OpenMP libraries (the ones joblib's loky sets too)
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+                    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def thread_env(ncpus: int) -> dict[str, str]:
+    """The environment of local processes that run ``ncpus`` jobs side by side: each job gets
+    ``cpu_count // ncpus`` BLAS/OpenMP threads (at least 1), so that two jobs of NumPy or
+    scikit-learn do not each start a thread per CPU and fight over them (as joblib does for its
+    workers). Variables the user set are kept; ``omp_threads``/``blas_threads`` resources override.
+
+    >>> env = thread_env(os.cpu_count() or 1)
+    >>> env["OPENBLAS_NUM_THREADS"] if "OPENBLAS_NUM_THREADS" not in os.environ else "1"
+    '1'
+    """
+    n = str(max(1, (os.cpu_count() or 1) // max(1, ncpus)))
+    return {**os.environ, **{var: n for var in THREAD_VARIABLES if var not in os.environ}}
+
+
 def first_number(output: list[str]) -> str | None:
     """The first run of digits in a command's output (how most schedulers print a job id)."""
     import re

@@ -14,7 +14,7 @@ import sys
 import threading
 
 from ..core.backend import ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
-from .commands import local_ncpus
+from .commands import local_ncpus, thread_env
 
 
 class _Process:
@@ -25,7 +25,8 @@ class _Process:
         self.owner = owner
         self.busy: str | None = None  # batch id of the running collection
         self.proc = subprocess.Popen([sys.executable, "-m", "batchtools.jobs.socket_process"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
+                                     env=thread_env(owner.ncpus))
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:

@@ -47,6 +47,9 @@ class JobCollection:
     store: Any = None
     # report each job's start at once (the backend tells running from queued by it)
     start_reports: bool = False
+    # installed modules the jobs will import (packages, and what the pickled functions refer to):
+    # a backend that keeps a warm process (Multicore's fork server) imports them there once
+    preload: tuple[str, ...] = ()
 
     @property
     def job_ids(self) -> list[int]:

@@ -1,38 +1,61 @@
-"""Serialising the user's functions so that any node can run them.
+"""Serialising the user's functions and objects so that any node can run them.
 
-Functions from the user's own code (``__main__``, scripts and modules next to them, notebooks:
-anything outside site-packages and the standard library) are pickled *by value*, so a node need
-not be able to import them. cloudpickle drops their source file names; :func:`code_files`
-records them so the node can put them back for tracebacks.
+Everything from the user's own code (``__main__``, scripts and modules next to them, notebooks:
+anything outside site-packages and the standard library) is pickled *by value*, wherever it sits
+in the object graph: a function, a problem's function, an estimator class inside a pipeline, a
+splitter or scorer class, a module referenced by a function's globals. A node therefore never
+needs to import the user's modules. cloudpickle drops their source file names; the files are
+recorded so the node can put them back for tracebacks.
+
+Pickling also yields the installed modules the payload will import when it is loaded (classes
+and functions pickled by reference, ``import`` statements inside the functions): processes that
+are kept warm between jobs (Multicore's fork server) import them once instead of once per job.
 """
 
 from __future__ import annotations
 
+import dis
+import functools
 import os
 import pickle
 import sys
 import sysconfig
+import types
+from dataclasses import dataclass, field
 from typing import Any
 
 import cloudpickle
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+_STDLIB = tuple(os.path.realpath(sysconfig.get_paths()[k]) + os.sep for k in ("stdlib", "platstdlib"))
+
+
+def installed_path(path: str) -> bool:
+    """True if the file ``path`` belongs to an installed package or the standard library."""
+    path = os.path.realpath(path)
+    return "site-packages" in path or "dist-packages" in path or path.startswith(_STDLIB)
+
+
+@functools.lru_cache(maxsize=4096)
+def _user_file(file: str) -> bool:
+    path = os.path.realpath(file)
+    return not installed_path(path) and not path.startswith(_PACKAGE + os.sep)
+
+
+def _is_user_module(mod: types.ModuleType | None) -> bool:
+    if mod is None or mod.__name__ == "__main__":
+        return False
+    file = getattr(mod, "__file__", None)
+    return isinstance(file, str) and _user_file(file)
 
 
 def user_module(obj: Any):
     """The module of ``obj`` if it is the user's own code (not installed, not stdlib, not batchtools)."""
-    mod = sys.modules.get(getattr(obj, "__module__", None) or "")
-    file = getattr(mod, "__file__", None)
-    if mod is None or mod.__name__ == "__main__" or not file:
-        return None
-    path = os.path.realpath(file)
-    if "site-packages" in path or "dist-packages" in path:
-        return None
-    roots = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib")}
-    roots.add(_PACKAGE)
-    if any(path.startswith(os.path.realpath(r) + os.sep) for r in roots):
-        return None
-    return mod
+    if isinstance(obj, types.ModuleType):
+        return obj if _is_user_module(obj) else None
+    name = getattr(obj, "__module__", None)
+    mod = sys.modules.get(name) if isinstance(name, str) else None
+    return mod if _is_user_module(mod) else None
 
 
 def code_files(*funs: Any) -> dict[str, str]:
@@ -46,19 +69,126 @@ def code_files(*funs: Any) -> dict[str, str]:
     return out
 
 
-def dump_function(obj: Any, arg: str = "fun", also: tuple = ()) -> bytes:
-    """cloudpickle ``obj``; the user's own modules of ``obj`` and of the objects in ``also``
-    (e.g. the function inside a Problem) are pickled by value."""
-    mods = {m.__name__: m for m in (user_module(o) for o in (obj, *also)) if m is not None}
+def imported_names(code: types.CodeType) -> set[str]:
+    """Absolute module names of the ``import`` statements in ``code`` (nested functions included).
+
+    >>> def f():
+    ...     import json
+    ...     from os import path
+    ...     return json, path
+    >>> sorted(imported_names(f.__code__))
+    ['json', 'os']
+    """
+    out: set[str] = set()
+    todo = [code]
+    while todo:
+        co = todo.pop()
+        consts: list[Any] = []  # the constants loaded right before an IMPORT_NAME: level, fromlist
+        for ins in dis.get_instructions(co):
+            if ins.opname == "LOAD_CONST":
+                consts.append(ins.argval)
+                continue
+            if ins.opname == "IMPORT_NAME" and len(consts) >= 2 and consts[-2] == 0 and ins.argval:
+                out.add(ins.argval)  # level 0: an absolute import
+            consts.clear()
+        todo.extend(c for c in co.co_consts if isinstance(c, types.CodeType))
+    return out
+
+
+class _Discard:
+    def write(self, data) -> int:
+        return memoryview(data).nbytes
+
+
+class _Scanner(cloudpickle.Pickler):
+    """A dry run of cloudpickle that notes the user's modules and the installed modules it meets."""
+
+    def __init__(self, user: dict[str, types.ModuleType], needed: set[str]):
+        super().__init__(_Discard(), protocol=pickle.HIGHEST_PROTOCOL)
+        self.user = user
+        self.needed = needed
+        self.main = False
+
+    def reducer_override(self, obj):
+        if isinstance(obj, types.ModuleType):
+            if _is_user_module(obj):
+                self.user[obj.__name__] = obj
+            elif obj.__name__ != "__main__":
+                self.needed.add(obj.__name__)
+            return super().reducer_override(obj)
+        for o in (obj, type(obj)):
+            mod = user_module(o)
+            if mod is not None:
+                self.user[mod.__name__] = mod
+            else:
+                name = getattr(o, "__module__", None)
+                if name == "__main__":
+                    self.main = True
+                elif isinstance(name, str) and name != "builtins" and name in sys.modules:
+                    self.needed.add(name)
+        if isinstance(obj, types.FunctionType):
+            self.needed.update(imported_names(obj.__code__))
+        return super().reducer_override(obj)
+
+
+@dataclass
+class Pickled:
+    """A payload and what it needs: ``modules`` (installed modules its loading or its functions
+    import: worth importing once in a warm process) and ``files`` (user module -> source file)."""
+
+    payload: bytes
+    modules: set[str] = field(default_factory=set)
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def pickle_by_value(obj: Any, arg: str = "fun", also: tuple = ()) -> Pickled:
+    """cloudpickle ``obj`` with every module of the user's own code it refers to pickled by value.
+
+    The object graph is scanned (a dry run of the pickler) for objects, classes and modules
+    from the user's modules; those modules are registered by value and the scan repeated until
+    no new one turns up (a function pickled by value brings its globals along). ``also``: more
+    objects whose modules count (kept for callers that pass the function inside a wrapper).
+    """
+    user: dict[str, types.ModuleType] = {}
+    needed: set[str] = set()
+    for o in also:
+        mod = user_module(o)
+        if mod is not None:
+            user[mod.__name__] = mod
+    registered: list[types.ModuleType] = []
+    main = False
     try:
-        for mod in mods.values():
-            cloudpickle.register_pickle_by_value(mod)
-        return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        for _ in range(10):
+            for name, mod in user.items():
+                if mod not in registered and name not in cloudpickle.list_registry_pickle_by_value():
+                    cloudpickle.register_pickle_by_value(mod)
+                    registered.append(mod)
+            before = set(user)
+            needed.clear()
+            scan = _Scanner(user, needed)
+            scan.dump(obj)
+            main = scan.main
+            if set(user) == before:
+                break
+        payload = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as e:
         raise TypeError(
             f"{arg}: cannot be serialised with cloudpickle ({type(e).__name__}: {e}). "
             "Move objects like open files, locks or connections out of the function's closure."
         ) from e
     finally:
-        for mod in mods.values():
+        for mod in registered:
             cloudpickle.unregister_pickle_by_value(mod)
+    files = {name: mod.__file__ for name, mod in user.items()}
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if main and isinstance(main_file, str):
+        files["__main__"] = os.path.abspath(main_file)
+    files.update(code_files(obj, *also))
+    modules = {m for m in needed if m not in user and m != "__main__"}
+    return Pickled(payload, modules, files)
+
+
+def dump_function(obj: Any, arg: str = "fun", also: tuple = ()) -> bytes:
+    """cloudpickle ``obj``; the user's own modules anywhere in it are pickled by value
+    (see :func:`pickle_by_value`)."""
+    return pickle_by_value(obj, arg, also).payload

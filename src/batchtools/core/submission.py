@@ -47,6 +47,8 @@ def build_collection(reg, sel: np.ndarray, resources: dict, job_hash: str | None
         code_files=dict(reg.extra.get("code_files", {})),
         hooks={k: v for k, v in getattr(cf, "hooks", {}).items() if k in NODE_HOOKS},
         store=reg.store, start_reports=bool(getattr(getattr(cf, "capabilities", None), "start_reports", False)),
+        preload=tuple(dict.fromkeys([*(p.partition(" as ")[0].strip() for p in reg.packages),
+                                     *reg.extra.get("preload", ())])),
     )
 
 

@@ -180,6 +180,9 @@ class PoolWorker:
                         reason = "declared dead by the master (missed heartbeats)"
                         break
                     if claim is None:
+                        if pause == 0.02:  # nothing left for now: report what ran at once, not at the next tick
+                            for b in list(self.batches.values()):
+                                b.buffer.flush()
                         if time.monotonic() - idle_since >= self.idle_timeout:
                             break
                         time.sleep(min(pause, max(self.idle_timeout - (time.monotonic() - idle_since), 0)))

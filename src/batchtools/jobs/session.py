@@ -98,12 +98,14 @@ def applied_resources(resources: dict[str, Any]):
                     saved[var] = os.environ.get(var)
                     os.environ[var] = n
                 say(f"Setting {', '.join(names)} to {n}")
-        blas = resources.get("blas_threads")
-        if blas is not None:
-            with contextlib.suppress(ImportError):
-                from threadpoolctl import threadpool_limits
+        # the variables reach libraries loaded from now on; threadpoolctl also limits those already
+        # loaded (a warm Multicore fork server may have imported them before this job)
+        for res, api in (("blas_threads", "blas"), ("omp_threads", "openmp")):
+            if resources.get(res) is not None:
+                with contextlib.suppress(ImportError):
+                    from threadpoolctl import threadpool_limits
 
-                stack.enter_context(threadpool_limits(limits=int(blas)))
+                    stack.enter_context(threadpool_limits(limits=int(resources[res]), user_api=api))
         backend = resources.get("inner_backend")
         if backend is not None:
             import joblib

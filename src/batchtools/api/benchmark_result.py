@@ -1,0 +1,134 @@
+"""The result of an ML benchmark (:func:`batchtools.reduce_results_batchmark`): a tidy score table,
+its aggregate per task x learner, predictions and models when stored, and a figure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+KEYS = ["task", "learner", "resampling", "fold"]
+TIMES = ["fit_time", "score_time"]
+
+
+class BenchmarkResult:
+    """Scores of the jobs of an ML benchmark, one row per job (task x learner x resampling x fold).
+
+    Attributes: ``scores`` (DataFrame: ``task``, ``learner``, ``resampling``, ``fold``, the
+    splitter's fold descriptions, one column per scorer, ``fit_time``, ``score_time`` (seconds),
+    ``n_train``, ``n_test``, ``job_id`` and ``params``, the fitted learner's parameters as a dict),
+    ``scorers`` (the score column names). Methods: :meth:`aggregate`, :meth:`plot`;
+    :attr:`predictions` and :attr:`models` when ``batchmark`` stored them.
+    """
+
+    def __init__(self, scores: pd.DataFrame, scorers: list[str], info: list[str],
+                 predictions: dict[int, dict] | None = None, models: dict[int, Any] | None = None):
+        self.scores = scores
+        self.scorers = scorers
+        self.info = info
+        self._predictions = predictions or {}
+        self._models = models or {}
+
+    def __repr__(self) -> str:
+        s = self.scores
+        return (f"BenchmarkResult: {len(s)} jobs, {s['task'].nunique()} tasks x {s['learner'].nunique()} learners "
+                f"x {s['resampling'].nunique()} resamplings; scores {self.scorers}")
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def aggregate(self, by=None) -> pd.DataFrame:
+        """Mean and standard deviation of every score (and of the fit time) per task x learner x
+        resampling, or per the columns ``by`` (e.g. ``["task", "learner", "test_subset"]``);
+        ``n`` counts the folds.
+
+        >>> import pandas as pd
+        >>> s = pd.DataFrame({"task": "t", "learner": ["a", "a", "b", "b"], "resampling": "cv2",
+        ...                   "fold": [1, 2, 1, 2], "acc": [0.5, 0.7, 0.9, 0.9], "fit_time": 0.1,
+        ...                   "score_time": 0.0, "job_id": [1, 2, 3, 4]})
+        >>> BenchmarkResult(s, ["acc"], []).aggregate()[["learner", "acc_mean", "acc_sd", "n"]]
+          learner  acc_mean    acc_sd  n
+        0       a       0.6  0.141421  2
+        1       b       0.9  0.000000  2
+        """
+        by = ["task", "learner", "resampling"] if by is None else ([by] if isinstance(by, str) else list(by))
+        unknown = [c for c in by if c not in self.scores.columns]
+        if unknown:
+            raise ValueError(f"by: no column(s) {unknown}; choose among {list(self.scores.columns)}")
+        values = [c for c in self.scorers + ["fit_time"] if c in self.scores.columns]
+        if not len(self.scores):
+            return pd.DataFrame(columns=by + [f"{v}_{s}" for v in values for s in ("mean", "sd")] + ["n"])
+        grouped = self.scores.groupby(by, sort=False, dropna=False)
+        out = grouped[values].agg(["mean", "std"])
+        out.columns = [f"{v}_{'sd' if s == 'std' else s}" for v, s in out.columns]
+        out["n"] = grouped.size()
+        return out.reset_index()
+
+    @property
+    def predictions(self) -> pd.DataFrame:
+        """One row per test row of every job: keys, ``job_id``, ``row_id`` (position in the task's
+        data), ``truth`` and ``response``; needs ``batchmark(..., store_predictions=True)``."""
+        if not self._predictions:
+            raise ValueError("predictions: none were stored; run the benchmark with "
+                             "batchmark(..., store_predictions=True)")
+        keys = self.scores.set_index("job_id")[KEYS]
+        frames = []
+        for job_id, p in self._predictions.items():
+            n = len(p["row_ids"])
+            part = pd.DataFrame({**{k: np.repeat(keys.at[job_id, k], n) for k in KEYS},
+                                 "job_id": job_id, "row_id": p["row_ids"], "truth": p["truth"],
+                                 "response": p["response"]})
+            frames.append(part)
+        return pd.concat(frames, ignore_index=True)
+
+    @property
+    def models(self) -> pd.DataFrame:
+        """Keys, ``job_id`` and the fitted ``model`` of every job; needs ``store_models=True``."""
+        if not self._models:
+            raise ValueError("models: none were stored; run the benchmark with batchmark(..., store_models=True)")
+        out = self.scores.loc[self.scores["job_id"].isin(list(self._models)), KEYS + ["job_id"]].copy()
+        out["model"] = pd.Series([self._models[j] for j in out["job_id"]], index=out.index, dtype=object)
+        return out.reset_index(drop=True)
+
+    def plot(self, score: str | None = None, by: str | None = None):
+        """A matplotlib Figure comparing the learners on each task: one panel per task, one row
+        per learner (per learner and value of the column ``by``, e.g. ``"train_subsets"``), every
+        fold as a dot, mean +- sd as a bar. ``score``: which scorer (default: the first). Save it
+        with ``fig.savefig("scores.png")``."""
+        try:
+            from matplotlib.figure import Figure
+        except ImportError as e:  # pragma: no cover - matplotlib is the 'plot' extra
+            raise ImportError("BenchmarkResult.plot needs matplotlib: pip install 'pybatchtools[plot]'") from e
+        score = (self.scorers[0] if self.scorers else None) if score is None else score
+        if score not in self.scorers:
+            raise ValueError(f"score: {score!r} is not a scorer of this benchmark; choose among {self.scorers}")
+        s = self.scores
+        if by is not None and by not in s.columns:
+            raise ValueError(f"by: no column {by!r}; choose among {list(s.columns)}")
+        row = s["learner"] if by is None else s["learner"].astype(str) + " | " + s[by].astype(str)
+        s = s.assign(_row=row.to_numpy())
+        tasks = list(dict.fromkeys(s["task"]))
+        learners = list(dict.fromkeys(s["_row"]))
+        fig = Figure(figsize=(7, 0.6 + (0.35 * len(learners) + 0.5) * max(len(tasks), 1)))
+        axes = fig.subplots(max(len(tasks), 1), 1, squeeze=False, sharex=True)[:, 0]
+        for ax, task in zip(axes, tasks):
+            sub = s[s["task"] == task]
+            for y, learner in enumerate(learners):
+                vals = sub.loc[sub["_row"] == learner, score].dropna().to_numpy()
+                if not vals.size:
+                    continue
+                ax.plot(vals, np.full(vals.size, y), "o", color="0.6", markersize=4, alpha=0.7)
+                mean, sd = vals.mean(), vals.std(ddof=1) if vals.size > 1 else 0.0
+                ax.errorbar([mean], [y], xerr=[sd], fmt="D", color="black", capsize=3, markersize=5)
+            ax.set_yticks(range(len(learners)))
+            ax.set_yticklabels(learners)
+            ax.set_ylim(-0.6, len(learners) - 0.4)
+            ax.invert_yaxis()
+            ax.set_title(f"task {task}", fontsize=10, loc="left")
+            ax.grid(axis="x", alpha=0.3)
+        axes[-1].set_xlabel(f"{score} (dots: folds; diamond and bar: mean +- sd)")
+        if not tasks:
+            axes[0].set_title("no scores yet")
+        fig.tight_layout()
+        return fig
