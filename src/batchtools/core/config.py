@@ -15,7 +15,7 @@ from .files import untrusted
 log = logging.getLogger("batchtools")
 
 SETTINGS = ("cluster_functions", "default_resources", "max_concurrent_jobs", "work_dir",
-            "packages", "source", "load")
+            "packages", "source", "load", "progress_interval")
 
 
 def find_conf_file() -> str | None:
@@ -59,6 +59,9 @@ def apply_conf_file(reg, conf_file: str | None, names: dict | None = None) -> No
             value = tuple(value)
         if name == "default_resources" and not isinstance(value, dict):
             raise TypeError(f"{path}: default_resources must be a dict, got {type(value).__name__}")
+        if name == "progress_interval" and value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf")):
+            raise ValueError(f"{path}: progress_interval must be a number of seconds > 0 (or None), got {value!r}")
         setattr(reg, name, value)
     reg.conf_file = str(path)
     log.debug("applied configuration file %s", path)
