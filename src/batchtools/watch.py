@@ -106,6 +106,14 @@ class Watcher:
             from .api.workers import get_workers
 
             workers = pd.DataFrame(get_workers(reg=reg))
+            if len(workers):  # a worker still at work says its counts when it leaves: count them here
+                batch = st["batch_id"].to_numpy()
+                for k, b in enumerate(workers["batch_id"].tolist()):
+                    mine = batch == b
+                    if pd.isna(workers.at[k, "done"]):
+                        workers.at[k, "done"] = int((mine & m["done"]).sum())
+                    if pd.isna(workers.at[k, "error"]):
+                        workers.at[k, "error"] = int((mine & m["error"]).sum())
         cf = reg.cluster_functions
         return Snapshot(status, repr(cf).removeprefix("ClusterFunctions") if cf is not None else "(none)", eta,
                         running, workers, now, self.submitting)
