@@ -220,3 +220,69 @@ def test_status_runs_no_configuration_file_unless_asked(regdir, tmp_path):
     # actions find it as load_registry does, unless --no-conf
     assert "the configuration file ran" in run("submit", regdir, cwd=tmp_path).stderr
     assert run("submit", regdir, "--no-conf", "--ids", "1", cwd=tmp_path).returncode == 0
+
+
+def _run_on_terminal(args: list[str], timeout: float = 60) -> tuple[int, str]:
+    """``batchtools ARGS`` with its output on a terminal (a pseudo-terminal of 100 x 40)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "batchtools.cli", *map(str, args)], stdout=slave, stderr=slave,
+                            env=dict(os.environ, TERM="xterm-256color"))
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    code = proc.wait(timeout=timeout)
+    os.close(master)
+    return code, b"".join(chunks).decode(errors="replace")
+
+
+def test_watch_on_a_terminal_draws_the_screen_in_place(tmp_path):
+    regdir = tmp_path / "registry"
+    make(regdir, wait=0.4)
+    assert run("submit", regdir, "--chunk-size", "3").returncode == 0
+    code, screen = _run_on_terminal(["watch", regdir, "-n", "0.3"])
+    assert code == cli.JOBS_FAILED, screen
+    assert "batchtools watch · Multicore, ncpus=2 · " in screen and "Ctrl-C to stop" in screen
+    assert "Submitted" in screen and "Expired" in screen and "6/6 finished" in screen
+    assert "\x1b[" in screen  # drawn with terminal control sequences (colours, cursor moves)
+
+
+def test_watch_screen_shows_running_jobs_and_workers(tmp_path):
+    """The screen of a pool at work, drawn in-process."""
+    import io
+
+    from rich.console import Console
+
+    from batchtools.watch import Watcher, render, status_line
+
+    regdir = tmp_path / "registry"
+    make(regdir, wait=3)
+    script = textwrap.dedent(f"""
+        import batchtools as bt
+        reg = bt.load_registry({str(regdir)!r}, writeable=True, conf_file=None)
+        bt.submit_workers(2, ids=[1, 2, 3])
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    reg = bt.load_registry(regdir, make_default=False, conf_file=None)
+    watcher = Watcher(reg)
+    snap = wait_until(lambda: (s := watcher.snapshot()).status.running == 2 and s, 30, "two running jobs")
+    console = Console(record=True, width=100, file=io.StringIO())
+    console.print(render(snap, "registry", 2.0))
+    text = console.export_text()
+    assert "Running jobs (2)" in text and "Pool workers (2)" in text and " running " in text
+    assert "s ago" in text and "ETA ?" in text  # no job finished yet: no estimate
+    line = status_line(snap)
+    assert "0/3 finished" in line and "2 running, 1 queued, 3 not submitted" in line
+    assert run("kill", regdir).returncode == 0

@@ -195,13 +195,17 @@ def render(snap: Snapshot, registry: str, interval: float):
                   show_edge=False, pad_edge=False)
         for col in ("worker", "batch id", "state", "claimed", "done", "error", "last beat"):
             w.add_column(col, justify="right" if col in ("claimed", "done", "error") else "left")
-        for r in snap.workers.itertuples():
+        order = snap.workers["state"].map({"running": 0, "queued": 1}).fillna(2)  # those at work first
+        shown = snap.workers.iloc[order.argsort(kind="stable")].head(MAX_RUNNING_ROWS)
+        for r in shown.itertuples():
             beat = r.last_beat.timestamp() if pd.notna(r.last_beat) else float("nan")
             w.add_row(str(r.worker_id)[:14], str(r.batch_id), str(r.state), str(r.claimed),
                       "" if pd.isna(r.done) else str(int(r.done)), "" if pd.isna(r.error) else str(int(r.error)),
                       ago(snap.time - beat))
+        if len(snap.workers) > len(shown):
+            w.add_row("…", f"and {len(snap.workers) - len(shown)} more", "", "", "", "", "")
         parts.append(w)
-    title = f"batchtools watch: {registry} ({snap.backend.strip('()')})"
+    title = f"batchtools watch · {snap.backend.strip('(), ')} · {registry}"  # a long path is cut, not the rest
     foot = f"{local_time(snap.time)} · refreshed every {interval:g} s · Ctrl-C to stop"
     return Panel(Group(*parts), title=title, title_align="left", subtitle=foot, subtitle_align="right",
                  border_style="dim", expand=False)
