@@ -29,6 +29,7 @@ TARGETS = {
     ("map", 1_000_000, "map"): (18.2, 2.0),
     ("map", 1_000_000, "map_peak_rss_mib"): (None, 1024),
     ("map", 1_000_000, "status"): (1.66, 0.1),
+    ("map", 1_000_000, "cli_status"): (None, 0.5),
     ("map", 1_000_000, "find_pars"): (2.05, 0.3),
     ("interactive", 1000, "submit_wait"): (7.98, 0.8),
     ("multicore", 10_000, "submit_wait"): (15.3, 2.0),

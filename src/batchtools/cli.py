@@ -1,89 +1,572 @@
-"""The ``batchtools`` command: look at a registry from the shell (read-only).
+"""The ``batchtools`` command: look at a registry, and act on it, from the shell.
 
-    batchtools status   [REGISTRY]              job counts, as get_status() prints them
-    batchtools errors   [REGISTRY]              error message of every failed job
-    batchtools log      REGISTRY JOB_ID         the log of one job
-    batchtools workers  [REGISTRY]              the worker pool (submit_workers)
-    batchtools timeline [REGISTRY] -o FILE      timeline figure (PNG, PDF or SVG by suffix);
-                                                --color-by COLUMN colours jobs by a parameter
+Looking (read-only, safe while a session works on the registry; no configuration file is run
+unless ``--conf FILE``):
 
-REGISTRY defaults to ./registry. The registry is opened read-only, so this is safe to run
-while a session is submitting to it. Times are shown in local time, to the second. No
-configuration file is run (the registry remembers its cluster functions); ``--conf FILE`` runs one.
+    batchtools status   [REGISTRY] [--check] [--json]   job counts
+    batchtools watch    [REGISTRY] [--interval S]       live counts, running jobs, workers, ETA
+    batchtools errors   [REGISTRY] [--list]             errors grouped by message
+    batchtools log      [REGISTRY] JOB_ID               the log of one job
+    batchtools workers  [REGISTRY]                      the worker pool
+    batchtools timeline [REGISTRY] -o FILE              timeline figure (PNG, PDF or SVG)
+
+Acting (takes the registry's writeable lease; refused while another live session holds it,
+unless ``--force``; the configuration file is found as ``load_registry`` finds it):
+
+    batchtools submit   [REGISTRY] [--ids IDS] [chunks, resources] [--wait]
+    batchtools resubmit [REGISTRY] --errors/--expired/--ids IDS [chunks, resources] [--wait]
+    batchtools kill     [REGISTRY] [--ids IDS]
+    batchtools reset    [REGISTRY] --errors/--expired/--ids IDS/--all
+
+REGISTRY defaults to ./registry. Exit status: see :data:`EXIT_CODES`.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
+OK, FAILED, USAGE, JOBS_FAILED, JOBS_LEFT, BUSY, INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
+EXIT_CODES = {
+    OK: "success (status --check, watch, --wait: every job done)",
+    FAILED: "the command failed (no registry, unknown job, refused by the backend, ...); the reason is on stderr",
+    USAGE: "wrong usage (unknown command or option)",
+    JOBS_FAILED: "status --check, watch, --wait: some jobs failed (error) or expired",
+    JOBS_LEFT: "status --check: no job failed, but some are not done (not submitted, queued or running)",
+    BUSY: "an action was refused: another live session holds the registry's writeable lease (see --force)",
+    INTERRUPTED: "interrupted (Ctrl-C)",
+}
+DEFAULT_REGISTRY = "registry"
 
-def _load(path: str, conf: str | None):
-    from .registry import load_registry
 
-    return load_registry(path, make_default=False, writeable=False, conf_file=conf)
+class CliError(Exception):
+    """A failure to report on stderr with an exit code."""
+
+    def __init__(self, message: str, code: int = FAILED):
+        super().__init__(message)
+        self.code = code
+
+
+# ---------------------------------------------------------------- arguments
+def parse_ids(text: str) -> list[int]:
+    """``"1,3,5-8"`` -> ``[1, 3, 5, 6, 7, 8]``.
+
+    >>> parse_ids("1,3,5-8")
+    [1, 3, 5, 6, 7, 8]
+    """
+    out: list[int] = []
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        a, sep, b = part.partition("-")
+        try:
+            if sep:
+                lo, hi = int(a), int(b)
+                if hi < lo:
+                    raise ValueError
+                out.extend(range(lo, hi + 1))
+            else:
+                out.append(int(a))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part!r} is not a job id or a range like 5-8") from None
+    if not out:
+        raise argparse.ArgumentTypeError("no job ids given; e.g. --ids 1,3,5-8")
+    return out
+
+
+def parse_resource(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE a number, true/false, none or text.
+
+    >>> parse_resource("walltime=3600"), parse_resource("partition=short"), parse_resource("exclusive=true")
+    (('walltime', 3600), ('partition', 'short'), ('exclusive', True))
+    """
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE, e.g. partition=short")
+    v = value.strip()
+    low = v.lower()
+    if low in ("true", "false"):
+        return key.strip(), low == "true"
+    if low in ("none", "null"):
+        return key.strip(), None
+    for conv in (int, float):
+        try:
+            return key.strip(), conv(v)
+        except ValueError:
+            pass
+    return key.strip(), v
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1")
+    return n
+
+
+def _seconds(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        x = -1.0
+    if not 0 < x < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of seconds > 0")
+    return x
+
+
+def build_parser() -> argparse.ArgumentParser:
+    codes = "\n".join(f"  {k:>3}  {v}" for k, v in EXIT_CODES.items())
+    ap = argparse.ArgumentParser(
+        prog="batchtools", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Look at a pybatchtools registry, and act on it, from the shell.",
+        epilog=f"REGISTRY defaults to ./registry.\n\nexit status:\n{codes}")
+    conf = argparse.ArgumentParser(add_help=False)
+    conf.add_argument("--conf", metavar="FILE", default=argparse.SUPPRESS,
+                      help="run this configuration file (batchtools.conf.py) when opening the registry")
+    conf.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                      help="also show the library's informational messages")
+    ap.add_argument("--conf", metavar="FILE", default=None,
+                    help="run this configuration file (batchtools.conf.py) when opening the registry")
+    ap.add_argument("-v", "--verbose", action="store_true", help="also show the library's informational messages")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=text, description=text, parents=[conf])
+        return p
+
+    def registry_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("registry", nargs="?", default=DEFAULT_REGISTRY, metavar="REGISTRY",
+                       help="the registry's folder (default ./registry)")
+
+    p = command("status", "job counts, as print(get_status()) shows them")
+    registry_arg(p)
+    p.add_argument("--check", action="store_true",
+                   help=f"exit {OK} if every job is done, {JOBS_FAILED} if some failed or expired, "
+                        f"{JOBS_LEFT} if some are not done yet")
+    p.add_argument("--json", action="store_true", help="print the counts as one JSON object")
+
+    p = command("watch", "a live view of the counts, running jobs, pool workers and an ETA, until no job "
+                         "is queued or running")
+    registry_arg(p)
+    p.add_argument("-n", "--interval", type=_seconds, default=2.0, metavar="SECONDS",
+                   help="seconds between two refreshes (default 2)")
+
+    p = command("errors", "error messages of failed jobs, grouped by message")
+    registry_arg(p)
+    p.add_argument("--list", action="store_true", help="one line per failed job instead of groups")
+
+    p = command("log", "the log of one job")
+    registry_arg(p)
+    p.add_argument("job_id", type=int, metavar="JOB_ID")
+
+    p = command("workers", "the worker pool's workers")
+    registry_arg(p)
+
+    p = command("timeline", "timeline figure of the jobs (rows: concurrent slots, or pool workers)")
+    registry_arg(p)
+    p.add_argument("-o", "--output", default="timeline.png", metavar="FILE",
+                   help="image file to write, PNG, PDF or SVG by its suffix (default timeline.png)")
+    p.add_argument("--color-by", default=None, metavar="COLUMN",
+                   help="colour the jobs by a job parameter or experiment column, e.g. algorithm")
+
+    def acting(p: argparse.ArgumentParser) -> None:
+        registry_arg(p)
+        p.add_argument("--force", action="store_true",
+                       help="take the writeable lease from a live session (which turns read-only)")
+        p.add_argument("--no-conf", action="store_true", help="run no configuration file")
+
+    def submitting(p: argparse.ArgumentParser) -> None:
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--chunk-size", type=_positive_int, metavar="N", help="run N jobs per scheduler job")
+        g.add_argument("--n-chunks", type=_positive_int, metavar="N", help="run the jobs as N scheduler jobs")
+        p.add_argument("--array", action="store_true", help="submit each chunk as an array job "
+                                                            "(resource chunks_as_arrayjobs)")
+        p.add_argument("--walltime", type=_positive_int, metavar="SECONDS", help="resource walltime, in seconds")
+        p.add_argument("--memory", type=_positive_int, metavar="MB", help="resource memory, in MB")
+        p.add_argument("--ncpus", type=_positive_int, metavar="N", help="resource ncpus")
+        p.add_argument("-r", "--resource", type=parse_resource, action="append", default=[], metavar="KEY=VALUE",
+                       help="any other resource, e.g. -r partition=short (repeatable)")
+        p.add_argument("--wait", action="store_true", help="wait for the jobs to finish, with progress")
+
+    p = command("submit", "submit the jobs not submitted yet (or --ids)")
+    acting(p)
+    p.add_argument("--ids", type=parse_ids, metavar="IDS", help="these jobs instead, e.g. 1,3,5-8")
+    submitting(p)
+
+    p = command("resubmit", "submit failed or expired jobs again (their previous run is forgotten once the "
+                            "backend accepted the new one)")
+    acting(p)
+    p.add_argument("--errors", action="store_true", help="the jobs that failed")
+    p.add_argument("--expired", action="store_true", help="the jobs that expired (gone from the system without "
+                                                          "a result)")
+    p.add_argument("--ids", type=parse_ids, metavar="IDS", help="these jobs, e.g. 1,3,5-8")
+    submitting(p)
+
+    p = command("kill", "kill queued and running jobs (default: all of them) and reset them")
+    acting(p)
+    p.add_argument("--ids", type=parse_ids, metavar="IDS", help="only these jobs, e.g. 1,3,5-8")
+
+    p = command("reset", "forget the runs of jobs (status and results), so they can be submitted again")
+    acting(p)
+    p.add_argument("--errors", action="store_true", help="the jobs that failed")
+    p.add_argument("--expired", action="store_true", help="the jobs that expired")
+    p.add_argument("--ids", type=parse_ids, metavar="IDS", help="these jobs, e.g. 1,3,5-8")
+    p.add_argument("--all", action="store_true", help="every job that is not queued or running")
+    return ap
+
+
+# ------------------------------------------------------------------ opening
+def _state_class(kind: str):
+    """The registry's state without the public classes: the command starts faster without them
+    (the verbs are called as functions with ``reg=``)."""
+    from .core.registry import RegistryState
+
+    return lambda file_dir, writeable: RegistryState(file_dir, writeable=writeable, kind=kind)
+
+
+def _open(args, writeable: bool = False):
+    from .api.setup import open_registry
+    from .core.errors import LeaseError, RegistryNotFoundError
+
+    path = args.registry
+    if not os.path.isdir(path):
+        where = "./registry (the default)" if path == DEFAULT_REGISTRY else repr(path)
+        raise CliError(f"no registry at {where}: the folder does not exist. Pass the registry's folder, "
+                       f"e.g. `batchtools {args.command} path/to/registry`, or run this where ./registry is")
+    if writeable:
+        conf = None if args.no_conf else (args.conf if args.conf else ...)
+    else:
+        conf = args.conf
+    try:
+        classes = {kind: _state_class(kind) for kind in ("map", "experiment")}
+        return open_registry(classes, path, conf_file=conf, make_default=False, writeable=writeable,
+                             force=bool(getattr(args, "force", False)))
+    except LeaseError as e:
+        from .core.lease import describe, read_lease
+
+        info = read_lease(path)
+        why = (f"the registry at {path} is open for writing in another session: {describe(info)}"
+               if info and not info.get("corrupt") else str(e))
+        raise CliError(f"{why}. `batchtools {args.command}` needs it writeable: try again once that session "
+                       "ended, or pass --force to take the lease over (that session then turns read-only)",
+                       BUSY) from None
+    except RegistryNotFoundError as e:
+        raise CliError(str(e)) from None
+
+
+def _check_code(status) -> int:
+    if status.error or status.expired:
+        return JOBS_FAILED
+    return OK if status.done == status.defined else JOBS_LEFT
+
+
+# ----------------------------------------------------------------- commands
+def cmd_status(args) -> int:
+    from .api.status import get_status
+
+    reg = _open(args)
+    status = get_status(reg=reg)
+    if args.json:
+        import json
+
+        print(json.dumps({**status.to_dict(), "timestamp": status.timestamp}))
+    else:
+        print(status)
+    return _check_code(status) if args.check else OK
+
+
+def cmd_watch(args) -> int:
+    from .watch import Watcher, render, status_line
+
+    reg = _open(args)
+    watcher = Watcher(reg)
+    interactive = sys.stdout.isatty()
+    snap = watcher.snapshot()
+    if interactive:
+        from rich.console import Console
+        from rich.live import Live
+
+        console = Console()
+        with Live(render(snap, args.registry, args.interval), console=console, auto_refresh=False,
+                  transient=False) as live:
+            while snap.left:
+                _sleep(args.interval)
+                snap = watcher.snapshot()
+                live.update(render(snap, args.registry, args.interval), refresh=True)
+    else:
+        print(status_line(snap), flush=True)
+        while snap.left:
+            _sleep(args.interval)
+            snap = watcher.snapshot()
+            print(status_line(snap), flush=True)
+    return JOBS_FAILED if snap.status.error or snap.status.expired else OK
+
+
+def _sleep(seconds: float) -> None:
+    import time
+
+    time.sleep(seconds)
+
+
+def cmd_errors(args) -> int:
+    from .api.logs import get_error_messages
+
+    reg = _open(args)
+    df = get_error_messages(reg=reg)
+    df = df[df["error"]]
+    if not len(df):
+        print("no errors")
+        return OK
+    if args.list:
+        for job_id, msg in zip(df["job_id"].tolist(), df["message"].tolist()):
+            print(f"{job_id}: {msg}")
+        return OK
+    for line in group_errors(df["job_id"].tolist(), df["message"].tolist()):
+        print(line)
+    return OK
+
+
+def group_errors(job_ids: list[int], messages: list[str], examples: int = 5) -> list[str]:
+    """Lines describing failed jobs grouped by message, the most frequent first. Messages that
+    differ only in numbers are one group, shown with ``<n>`` for them.
+
+    >>> print("\\n".join(group_errors([1, 2, 3], ["ValueError: x = 1", "ValueError: x = 2", "KeyError: 'a'"])))
+    3 failed jobs, 2 kinds of error:
+    <BLANKLINE>
+    2 jobs (1, 2):
+        ValueError: x = <n>
+    <BLANKLINE>
+    1 job (3):
+        KeyError: 'a'
+    """
+    import re
+
+    number = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
+    groups: dict[str, tuple[list[int], set[str]]] = {}
+    for job_id, msg in zip(job_ids, messages):
+        msg = str(msg)
+        ids, texts = groups.setdefault(number.sub("<n>", msg), ([], set()))
+        ids.append(int(job_id))
+        texts.add(msg)
+    order = sorted(groups.items(), key=lambda kv: -len(kv[1][0]))
+    n = len(job_ids)
+    out = [f"{n} failed job{'s' if n != 1 else ''}, {len(order)} kind{'s' if len(order) != 1 else ''} of error:"]
+    for key, (ids, texts) in order:
+        shown = ", ".join(map(str, ids[:examples])) + (f", ... ({len(ids) - examples} more)"
+                                                        if len(ids) > examples else "")
+        out += ["", f"{len(ids)} job{'s' if len(ids) != 1 else ''} ({shown}):"]
+        text = next(iter(texts)) if len(texts) == 1 else key
+        out += [f"    {line}" for line in text.splitlines() or [""]]
+    return out
+
+
+def cmd_log(args) -> int:
+    from .api.logs import get_log
+
+    reg = _open(args)
+    try:
+        lines = get_log(args.job_id, reg=reg)
+    except (ValueError, FileNotFoundError) as e:
+        raise CliError(str(e)) from None
+    print("\n".join(lines))
+    return OK
+
+
+def cmd_workers(args) -> int:
+    import time
+
+    from .api.workers import get_workers
+    from .core.display import local_times
+    from .watch import ago
+
+    reg = _open(args)
+    df = get_workers(reg=reg)
+    if not len(df):
+        print("no pool workers")
+        return OK
+    import pandas as pd
+
+    now = time.time()
+    out = pd.DataFrame({
+        "worker": df["worker_id"], "batch_id": df["batch_id"], "state": df["state"],
+        "submitted": local_times(df["submitted"]),
+        "last beat": [ago(now - t.timestamp()) if pd.notna(t) else "-" for t in df["last_beat"]],
+        "claimed": df["claimed"],
+        "done": df["done"].map(lambda v: "" if pd.isna(v) else str(int(v))),
+        "error": df["error"].map(lambda v: "" if pd.isna(v) else str(int(v))),
+        "log": df["log_file"]})
+    print(out.to_string(index=False))
+    return OK
+
+
+def cmd_timeline(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .plot import plot_timeline
+
+    reg = _open(args)
+    try:
+        fig = plot_timeline(reg=reg, color_by=args.color_by)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    fig.savefig(args.output, dpi=120)
+    print(f"wrote {args.output}")
+    return OK
+
+
+def _chunked(args, ids):
+    """``ids`` with the chunking asked for (a DataFrame with a chunk column), and the resources."""
+    resources = dict(args.resource)
+    for key in ("walltime", "memory", "ncpus"):
+        if getattr(args, key) is not None:
+            resources[key] = getattr(args, key)
+    if args.array:
+        resources["chunks_as_arrayjobs"] = True
+    if args.chunk_size or args.n_chunks:
+        import pandas as pd
+
+        from .api.chunking import chunk
+
+        ids = pd.DataFrame({"job_id": ids, "chunk": chunk(ids, n_chunks=args.n_chunks, chunk_size=args.chunk_size)})
+    return ids, resources or None
+
+
+def _submit(args, reg, ids, what: str) -> int:
+    from .api.submit import submit_jobs
+
+    if len(ids) == 0:
+        print(f"nothing to submit: {what}")
+        return OK
+    plan, resources = _chunked(args, ids)
+    out = submit_jobs(plan, resources=resources, reg=reg)
+    n_chunks = out["chunk"].nunique()
+    print(f"submitted {len(out)} job{'s' if len(out) != 1 else ''} in {n_chunks} "
+          f"scheduler job{'s' if n_chunks != 1 else ''} ({reg.cluster_functions.name})")
+    if args.wait:
+        from .api.status import get_status
+        from .api.wait import wait_for_jobs
+
+        wait_for_jobs(out["job_id"], reg=reg)
+        status = get_status(out["job_id"], reg=reg)
+        print(status)
+        return JOBS_FAILED if status.error or status.expired else OK
+    return OK
+
+
+def _select(args, reg, allow_all: bool = False):
+    """The ids chosen by --errors/--expired/--ids (--all), or None if no option was given."""
+    import numpy as np
+
+    from .core.state import select
+
+    parts = []
+    if getattr(args, "errors", False):
+        parts.append(select(reg, "error"))
+    if getattr(args, "expired", False):
+        parts.append(select(reg, "expired"))
+    if args.ids is not None:
+        parts.append(reg.ids(args.ids))
+    if allow_all and args.all:
+        parts.append(reg.job_ids)
+    if not parts:
+        return None
+    return np.unique(np.concatenate(parts)).astype(np.int64)
+
+
+def cmd_submit(args) -> int:
+    from .core.state import select
+
+    reg = _open(args, writeable=True)
+    reg.sync()
+    ids = reg.ids(args.ids) if args.ids is not None else select(reg, "submitted", negate=True)
+    return _submit(args, reg, ids, f"all {len(reg.status)} jobs were submitted already "
+                                   "(see `batchtools resubmit` for failed or expired ones)")
+
+
+def cmd_resubmit(args) -> int:
+    reg = _open(args, writeable=True)
+    reg.sync()
+    ids = _select(args, reg)
+    if ids is None:
+        raise CliError("resubmit: say which jobs: --errors, --expired and/or --ids IDS", USAGE)
+    return _submit(args, reg, ids, "no job matches")
+
+
+def cmd_kill(args) -> int:
+    from .api.control import kill_jobs
+
+    reg = _open(args, writeable=True)
+    out = kill_jobs(args.ids, reg=reg)
+    if not len(out):
+        print("nothing to kill: no job is queued or running" + (" among those ids" if args.ids else ""))
+        return OK
+    ok = int(out["killed"].sum())
+    print(f"killed {ok} job{'s' if ok != 1 else ''} (reset, ready to submit again)")
+    if ok < len(out):
+        bad = out.loc[~out["killed"], "job_id"].tolist()
+        raise CliError(f"could not kill {len(bad)} job(s), e.g. {bad[:5]}; see the warnings above")
+    return OK
+
+
+def cmd_reset(args) -> int:
+    from .api.control import reset_jobs
+    from .core.state import select
+
+    reg = _open(args, writeable=True)
+    reg.sync()
+    ids = _select(args, reg, allow_all=True)
+    if ids is None:
+        raise CliError("reset: say which jobs: --errors, --expired, --ids IDS or --all", USAGE)
+    if args.all:  # every job that can be reset
+        import numpy as np
+
+        ids = ids[~np.isin(ids, select(reg, "system"))]
+    out = reset_jobs(ids, reg=reg)
+    print(f"reset {len(out)} job{'s' if len(out) != 1 else ''}")
+    return OK
+
+
+COMMANDS = {"status": cmd_status, "watch": cmd_watch, "errors": cmd_errors, "log": cmd_log,
+            "workers": cmd_workers, "timeline": cmd_timeline, "submit": cmd_submit, "resubmit": cmd_resubmit,
+            "kill": cmd_kill, "reset": cmd_reset}
+
+
+def _setup_logging(verbose: bool) -> None:
+    import logging
+
+    log = logging.getLogger("batchtools")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("batchtools: %(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
+    log.setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="batchtools", description="Inspect a pybatchtools registry.")
-    ap.add_argument("--conf", metavar="FILE", default=None,
-                    help="run this configuration file (batchtools.conf.py); by default none is run")
-    sub = ap.add_subparsers(dest="command", required=True)
-    for name, text in (("status", "job counts"), ("errors", "error messages of failed jobs"),
-                       ("workers", "the worker pool")):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("registry", nargs="?", default="registry")
-    p = sub.add_parser("log", help="the log of one job")
-    p.add_argument("registry")
-    p.add_argument("job_id", type=int)
-    p = sub.add_parser("timeline", help="timeline figure of the jobs (rows: concurrent slots, or pool workers)")
-    p.add_argument("registry", nargs="?", default="registry")
-    p.add_argument("-o", "--output", default="timeline.png", help="image file to write (default timeline.png)")
-    p.add_argument("--color-by", default=None, metavar="COLUMN",
-                   help="colour the jobs by a job parameter or experiment column, e.g. algorithm")
-    args = ap.parse_args(argv)
+    """Run the ``batchtools`` command with ``argv`` (default: the process's arguments); the exit status.
 
-    import pandas as pd
-
-    from .api import logs, status, workers
-    from .core.display import for_people
-
+    >>> main(["status", "no/such/folder"])
+    1
+    """
+    args = build_parser().parse_args(argv)
+    _setup_logging(getattr(args, "verbose", False))
     try:
-        reg = _load(args.registry, args.conf)
-    except (FileNotFoundError, ValueError, PermissionError) as e:
+        return COMMANDS[args.command](args)
+    except CliError as e:
         print(f"batchtools: {e}", file=sys.stderr)
-        return 1
-    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60):
-        if args.command == "status":
-            print(status.get_status(reg=reg))
-        elif args.command == "errors":
-            df = logs.get_error_messages(reg=reg)
-            df = df[df["error"]]
-            with pd.option_context("display.max_colwidth", None):
-                print(df[["job_id", "message"]].to_string(index=False, justify="left") if len(df) else "no errors")
-        elif args.command == "log":
-            try:
-                print("\n".join(logs.get_log(args.job_id, reg=reg)))
-            except (ValueError, FileNotFoundError) as e:
-                print(f"batchtools: {e}", file=sys.stderr)
-                return 1
-        elif args.command == "workers":
-            df = workers.get_workers(reg=reg)
-            print(for_people(df.drop(columns=["log_file"])).to_string(index=False) if len(df) else "no pool workers")
-        elif args.command == "timeline":
-            import matplotlib
-
-            matplotlib.use("Agg")
-            from .plot import plot_timeline
-
-            try:
-                fig = plot_timeline(reg=reg, color_by=args.color_by)
-            except ValueError as e:
-                print(f"batchtools: {e}", file=sys.stderr)
-                return 1
-            fig.savefig(args.output, dpi=120)
-            print(f"wrote {args.output}")
-    return 0
+        return e.code
+    except KeyboardInterrupt:
+        print("batchtools: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    except (ValueError, TypeError, OSError, NotImplementedError, RuntimeError) as e:
+        print(f"batchtools: {e}", file=sys.stderr)
+        return FAILED
 
 
 if __name__ == "__main__":

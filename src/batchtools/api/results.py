@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import CorruptFileError, ResultNotFoundError
+from ..core.progress import progress
 from ..core.registry import RegistryState, resolve
 from ..core.state import done_mask
 from ..core.submission import build_collection
@@ -90,7 +91,13 @@ def _read_results(reg: RegistryState, ids: np.ndarray, missing_val: Any) -> list
     """Results of ``ids``; a corrupt one raises (naming file, job and remedy), or, with ``missing_val``
     given, counts as missing with a warning, so one bad file never hides the others."""
     try:
-        return reg.store.get_many(ids.tolist())
+        out: list = []
+        step = max(1, min(1000, ids.size // 200))  # a few hundred progress steps at most
+        with progress(ids.size, "Loading results", unit="result", reg=reg) as bar:
+            for a in range(0, ids.size, step):
+                out.extend(reg.store.get_many(ids[a:a + step].tolist()))
+                bar.update(min(step, ids.size - a))
+        return out
     except CorruptFileError:
         if missing_val is _RAISE:
             raise

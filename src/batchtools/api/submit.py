@@ -146,7 +146,7 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
         last_save = time.time()
 
     try:
-        with progress(total=ids.size, desc="Submitting") as bar:
+        with progress(total=ids.size, desc="Submitting", reg=reg) as bar:
             for k, (a, b) in enumerate(groups):
                 if max_jobs:
                     # an array job only occupies as many slots as its throttle lets run

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from ..core.progress import progress
+from ..core.progress import job_detail, progress
 from ..core.registry import RegistryState, resolve
 from ..core.state import masks, on_system, select
 from ..core.submission import sleep_function
@@ -69,7 +69,7 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
     system = on_system(reg)
     next_ask = None  # set (from sleep(i)) when the loop first has to pause after a poll
     asked, i = True, 0
-    with progress(total=sel.size, desc="Waiting") as bar:
+    with progress(total=sel.size, desc="Waiting", reg=reg) as bar:
         while True:
             m = masks(reg, pos, system)
             now = time.time()
@@ -79,7 +79,7 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
                 gone_since = np.where(absent, np.where(np.isnan(gone_since), now, gone_since), np.nan)
             expired = (missing >= expire_after) & (now - gone_since >= cf.fs_latency) & ~m["terminated"]
             finished = m["terminated"] | expired | ~m["submitted"]
-            bar.update(int(finished.sum()) - bar.n)
+            bar.set(int(finished.sum()), lambda: job_detail(reg, pos, m, ~finished, expired))
             if stop_on_error and m["error"].any():
                 log.warning("wait_for_jobs: stopping, %d job(s) failed", int(m["error"].sum()))
                 return False

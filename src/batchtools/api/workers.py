@@ -16,6 +16,7 @@ from ..core.checks import check_number
 from ..core.display import DisplayFrame
 from ..core.ids import as_id_array
 from ..core.pool import ALIVE, PoolState, pool_state
+from ..core.progress import progress
 from ..core.registry import RegistryState, resolve
 from ..core.resources import check_resources, resource_id
 from ..core.state import forget_runs, masks, select, terminated_ids
@@ -125,22 +126,24 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
             # if no worker can be started, nobody may ever take them
             reg.on_rollback(lambda: pool.claims.cancel(queue, order.tolist()))
         started = 0
-        for k in range(n_workers):
-            wid = f"worker{uuid.uuid4().hex}"
-            try:
-                started += _submit_worker(reg, pool, wid, k, resources, heartbeat, idle_timeout, max_claim,
-                                          n_workers, sleep_fn)
-            except BaseException as e:
-                pool.workers.pop(wid, None)
-                if not started:
-                    raise  # nothing runs: undo everything
-                failure = e  # some workers run the queue: keep what they do, then report
-                break
-            try:
-                run_hook(reg, "post_submit_job")
-            except BaseException as e:  # the worker runs: keep it recorded, then report
-                failure = e
-                break
+        with progress(n_workers, "Starting workers", unit="worker", reg=reg) as bar:
+            for k in range(n_workers):
+                wid = f"worker{uuid.uuid4().hex}"
+                try:
+                    started += _submit_worker(reg, pool, wid, k, resources, heartbeat, idle_timeout, max_claim,
+                                              n_workers, sleep_fn)
+                except BaseException as e:
+                    pool.workers.pop(wid, None)
+                    if not started:
+                        raise  # nothing runs: undo everything
+                    failure = e  # some workers run the queue: keep what they do, then report
+                    break
+                bar.update(1)
+                try:
+                    run_hook(reg, "post_submit_job")
+                except BaseException as e:  # the worker runs: keep it recorded, then report
+                    failure = e
+                    break
     if failure is not None:
         log.warning("submit_workers: only %d of %d worker(s) were accepted", started, n_workers)
         raise failure

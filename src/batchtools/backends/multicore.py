@@ -21,9 +21,11 @@ import sys
 import threading
 import time
 
+import numpy as np
 import psutil
 
 from ..core.backend import ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
+from ..core.pool import pool_state
 from .commands import local_ncpus, thread_env
 
 log = logging.getLogger("batchtools")
@@ -171,6 +173,53 @@ def _same_process(pid: int, started: float | None) -> bool:
         return False
 
 
+def _stdout_of(proc: psutil.Process) -> str | None:
+    """Where a process's standard output goes (a path), if this platform tells."""
+    try:
+        return os.readlink(f"/proc/{proc.pid}/fd/1")
+    except OSError:
+        pass
+    try:
+        return next((f.path for f in proc.open_files() if f.fd == 1), None)
+    except (psutil.Error, AttributeError):
+        return None
+
+
+def other_sessions_jobs(reg, known: set[int]) -> list[str]:
+    """Pids (as batch ids) of this registry's job collections started by another session's
+    fork server (an earlier session, or the command line), alive now.
+
+    Only the session that started a child hears of its end; any other session looks at the
+    processes the registry's unfinished jobs name: alive, a fork server's child, writing its
+    output into this registry's log folder (so a reused pid is never mistaken for a job).
+    """
+    import pandas as pd
+
+    st = reg.status
+    open_ = ~np.isnan(st["submitted"].to_numpy()) & np.isnan(st["done"].to_numpy())
+    names = set(pd.unique(st["batch_id"].to_numpy()[open_]).tolist()) if open_.any() else set()
+    pool = pool_state(reg)
+    if pool is not None:
+        names.update(w.get("batch_id") for w in pool.workers.values() if w.get("state") != "exited")
+    pids = {int(b) for b in names if isinstance(b, str) and b.isdigit()} - known
+    if not pids:
+        return []
+    pids &= set(psutil.pids())
+    logs = os.path.realpath(reg.layout.log_named("x").parent)
+    out = []
+    for pid in sorted(pids):
+        try:
+            proc = psutil.Process(pid)
+            if proc.status() == psutil.STATUS_ZOMBIE or "batchtools.jobs.forkserver" not in proc.cmdline():
+                continue
+            target = _stdout_of(proc)
+        except psutil.Error:
+            continue
+        if target is not None and os.path.dirname(os.path.realpath(target)) == logs:
+            out.append(str(pid))
+    return out
+
+
 def kill_pid(pid: int, grace: float = 1.0) -> None:
     try:
         os.kill(pid, signal.SIGTERM)
@@ -214,7 +263,8 @@ def make_cluster_functions_multicore(ncpus: int | None = None, fs_latency: float
         kill_pid(int(batch_id))
 
     def list_jobs_running(reg) -> list[str]:
-        return [str(p) for p in server.running_pids()]
+        mine = server.running_pids()
+        return [str(p) for p in mine] + other_sessions_jobs(reg, set(mine))
 
     return make_cluster_functions(
         "Multicore", submit_job, kill_job=kill_job, list_jobs_running=list_jobs_running,

@@ -77,6 +77,14 @@ def _sleep(value: Any) -> Any:
 COMPRESS = {None: None, False: None, True: "gzip", "gzip": "gzip", "bzip2": "bz2", "bz2": "bz2", "xz": "xz"}
 
 
+def _interval(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, Real) or not 0 < value < float("inf"):
+        raise ValueError(f"must be a number of seconds > 0 (or None), got {value!r}")
+    return float(value)
+
+
 def _compress(value: Any) -> str | None:
     try:
         return COMPRESS[value]
@@ -111,6 +119,9 @@ KEYS: dict[str, Key] = {
                         "from the system before it counts as expired; None: 3", _count_or_none),
     "compress": Key("compress", None, "compression of the result files the jobs write ('gzip', 'bzip2', "
                     "'xz'); any file is read whatever its compression", _compress),
+    "progress_interval": Key("-", None, "seconds between the status lines that submitting, waiting and "
+                             "reducing write when standard error is not a terminal; None: 30 s "
+                             "(BATCHTOOLS_PROGRESS_INTERVAL wins)", _interval),
     "work_dir": Key("work.dir", "the current directory", "working directory of the jobs", _path),
     "packages": Key("packages", (), "modules imported on the node before the jobs run", _strings),
     "source": Key("source", (), "Python files run on the node before the jobs run", _strings),

@@ -91,25 +91,51 @@ def untrusted(path: str | os.PathLike) -> str | None:
 
 def writable_by_others(file_dir: str | os.PathLike) -> list[str]:
     """Entries of a registry folder that any user may change (its folders, and the files next to
-    its tables): whoever can change them can make this user's session run their code."""
+    its tables): whoever can change them can make this user's session run their code.
+
+    Checked: every entry of the folder itself, the sub-folders of its folders, and below those the
+    folders of ``pool/queue``, ``pool/workers`` and ``external/cache``. A folder whose link count
+    says it has no sub-folders (``st_nlink == 2``) is not listed, so ``results/`` with a million
+    files costs one ``stat``.
+    """
     out = []
     root = os.fspath(file_dir)
-    for top, dirs, files in os.walk(root):
-        depth = top[len(root):].count(os.sep)
-        for name in [*dirs, *files] if depth == 0 else dirs:
-            path = os.path.join(top, name)
+
+    def exposed(path: str, st: os.stat_result) -> None:
+        if st.st_mode & 0o002:
+            out.append(path)
+
+    def subdirs(path: str) -> list[os.DirEntry]:
+        try:
+            if os.lstat(path).st_nlink == 2:  # just "." and "..": no sub-folder (ext4, xfs, tmpfs, NFS)
+                return []
+            with os.scandir(path) as it:
+                return [e for e in it if e.is_dir(follow_symlinks=False)]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def below(path: str) -> None:
+        for e in subdirs(path):
             try:
-                if os.lstat(path).st_mode & 0o002:
-                    out.append(path)
+                exposed(e.path, e.stat(follow_symlinks=False))
             except FileNotFoundError:
-                pass
-        if depth >= 1:
-            dirs[:] = [d for d in dirs if d in ("queue", "workers", "cache")]
+                continue
+            if e.name in ("queue", "workers", "cache"):
+                below(e.path)
+
     try:
-        if os.lstat(root).st_mode & 0o002:
-            out.insert(0, root)
+        exposed(root, os.lstat(root))
+        with os.scandir(root) as it:
+            entries = list(it)
     except FileNotFoundError:
-        pass
+        return out
+    for e in entries:
+        try:
+            exposed(e.path, e.stat(follow_symlinks=False))
+            if e.is_dir(follow_symlinks=False):
+                below(e.path)
+        except FileNotFoundError:
+            continue
     return out
 
 

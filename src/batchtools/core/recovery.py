@@ -7,7 +7,9 @@
 3. Results set aside for a resubmission (``store.stash``) are dropped if that submission was
    recorded, and put back otherwise.
 
-A read-only session does 2 and 3 in memory only and changes no file.
+A read-only session does 2 and 3 in memory only and changes no file. While the writeable
+session is alive (it is submitting right now), a read-only session records only the chunks its
+backend accepted, quietly: the others are being handed over, not lost.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 import numpy as np
 
 from . import journal as journal_mod
+from .lease import holder_alive, read_lease
 from .resources import resource_id
 from .state import forget_runs
 from .tables import set_rows
@@ -25,11 +28,22 @@ from .tables import set_rows
 log = logging.getLogger("batchtools")
 
 
+def writer_alive(reg) -> bool:
+    """Whether ``reg`` is a read-only view of a registry whose writeable session still runs."""
+    if reg.writeable:
+        return False
+    info = read_lease(reg.file_dir)
+    return info is not None and holder_alive(reg.file_dir, info)
+
+
 def replay_journal(reg) -> int:
     """Record the journal's chunks the status table does not know yet; the number of jobs recorded."""
     records = journal_mod.pending(journal_mod.read(reg.layout.journal))
     if not records:
         return 0
+    live = writer_alive(reg)
+    if live:  # a submission in progress: what the backend accepted so far, nothing else
+        records = [r for r in records if r["batch_id"] != journal_mod.UNKNOWN_BATCH]
     st = reg.status
     all_ids = reg.job_ids
     n = 0
@@ -61,6 +75,11 @@ def replay_journal(reg) -> int:
         n += int(sel.size)
     if n:
         reg.mark_dirty("status")
+    if live:
+        log.debug("registry %s: %d job(s) of a submission in progress, from %s", reg.file_dir, n,
+                  reg.layout.journal.name)
+        return n
+    if n:
         log.warning("registry %s: recorded %d job(s) a session had submitted before it died, from %s",
                     reg.file_dir, n, reg.layout.journal.name)
     if unknown_batches:

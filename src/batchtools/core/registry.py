@@ -70,6 +70,8 @@ class RegistryState:
         self.sleep: Any = None
         self.expire_after: int | None = None
         self.conf_file: str | None = None
+        # seconds between two progress lines when stderr is not a terminal (None: the default, 30)
+        self.progress_interval: float | None = None
         # batch_map bookkeeping: which par columns are passed positionally, does fun take `job`
         self.positional: list[str] = []
         self.pass_job: bool = False
