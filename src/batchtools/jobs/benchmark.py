@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .job import np
+import numpy as np
 
 SCALARS = (str, int, float, bool, type(None))
 
