@@ -72,7 +72,7 @@ def test_configuration_key_progress_interval(tmp_path):
     reg = bt.make_registry(file_dir=tmp_path / "r", conf_file=str(conf), make_default=False)
     assert reg.progress_interval == 120
     conf.write_text("progress_interval = 'often'\n")
-    with pytest.raises(ValueError, match="progress_interval must be a number of seconds"):
+    with pytest.raises(ValueError, match="progress_interval: must be a number of seconds"):
         bt.make_registry(file_dir=tmp_path / "r2", conf_file=str(conf), make_default=False)
     assert not (tmp_path / "r2").exists()
 
