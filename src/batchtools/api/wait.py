@@ -11,6 +11,7 @@ from ..core.progress import progress
 from ..core.registry import RegistryState, resolve
 from ..core.state import masks, on_system, select
 from ..core.submission import sleep_function
+from .heal import heal, wanted
 
 log = logging.getLogger("batchtools")
 # how often wait_for_jobs looks at the nodes' reports (a listing of updates/, only read when it changed)
@@ -29,6 +30,8 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
     expires. Returns True if all of them finished without error. A job that is neither
     on the system nor terminated for ``expire_after`` polls (default 3; a
     backend with a file-system latency waits that long too) counts as expired.
+    While it waits, jobs with a :class:`~batchtools.RetryPolicy` that died are resubmitted as
+    it says, jobs that checkpointed go on, and a pool submitted with ``heal=True`` is kept going.
 
     >>> import batchtools as bt
     >>> reg = bt.make_registry(file_dir=None)
@@ -60,6 +63,7 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
     system = on_system(reg)
     next_ask = time.time() + sleep_fn(0)
     asked, i = True, 1
+    healing = wanted(reg)  # retry policies, checkpoints, a healing pool (api/heal.py)
     with progress(total=sel.size, desc="Waiting") as bar:
         while True:
             m = masks(reg, pos, system)
@@ -69,6 +73,12 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
                 missing = np.where(absent, missing + 1, 0)
                 gone_since = np.where(absent, np.where(np.isnan(gone_since), now, gone_since), np.nan)
             expired = (missing >= expire_after) & (now - gone_since >= cf.fs_latency) & ~m["terminated"]
+            if healing or m["error"].any():
+                again = np.isin(sel, heal(reg, pos, m["error"] | expired))
+                if again.any():  # resubmitted: they wait for their next attempt
+                    missing[again], gone_since[again] = 0, np.nan
+                    healing, system = True, on_system(reg)
+                    continue
             finished = m["terminated"] | expired | ~m["submitted"]
             bar.update(int(finished.sum()) - bar.n)
             if stop_on_error and m["error"].any():

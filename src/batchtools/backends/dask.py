@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 
-from ..core.backend import ClusterFunctions, SubmitJobResult, make_cluster_functions
+from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions
 from ..core.state import started_batches
 from ..jobs.engine_task import kill_collection_process, run_collection_process
 
@@ -156,4 +156,5 @@ def make_cluster_functions_dask(client_or_address, timeout: float = 10) -> Clust
     return make_cluster_functions(
         "Dask", submit_job, kill_job=kill_job, list_jobs=list_jobs, store_job_collection=True,
         poll=0.05, poll_max=1.0, info=conn.address, wait=conn.wait, resource_check=resource_check,
+        capabilities=Capabilities(gpus=True),
     )

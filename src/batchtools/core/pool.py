@@ -38,13 +38,18 @@ class PoolState:
         self.workers: dict[str, dict[str, Any]] = {}
         self.queues: dict[str, np.ndarray] = {}  # queue -> job ids in claim order
         self.unresolved: list = []  # claims by workers this master has not recorded yet
+        # a pool that heals itself (submit_workers(heal=True)): workers to keep alive and their settings
+        self.heal: dict[str, Any] | None = None
+        self.last_states: dict[str, str] | None = None  # worker states of the last adjust (one listing)
         path = self.layout.pool_state
         if path.exists():
             state = read_pickle(path)
             self.workers, self.queues = state["workers"], state["queues"]
+            self.heal = state.get("heal")
 
     def save(self) -> None:
-        self.reg.write_pickle(self.layout.pool_state, {"workers": self.workers, "queues": self.queues})
+        self.reg.write_pickle(self.layout.pool_state, {"workers": self.workers, "queues": self.queues,
+                                                       "heal": self.heal})
 
     # ---------------------------------------------------------------- claims
     def apply_claims(self) -> int:
@@ -108,11 +113,13 @@ class PoolState:
     def current_states(self) -> dict[str, str]:
         """Worker states, asking the scheduler once."""
         cf = self.reg.cluster_functions
-        return self.worker_states(*(cf.list_on_system(self.reg) if cf is not None else (set(), set())))
+        states = self.worker_states(*(cf.list_on_system(self.reg) if cf is not None else (set(), set())))
+        self.last_states = states
+        return states
 
     def adjust(self, q: set[str], r: set[str]) -> tuple[set[str], set[str]]:
         """The scheduler's (queued, running) batch ids, corrected for the pool."""
-        states = self.worker_states(q, r)
+        states = self.last_states = self.worker_states(q, r)
         stale = [wid for wid, s in states.items() if s == "stale" and self.workers[wid].get("state") != "stale"]
         if stale and self.reg.writeable:
             # tell workers that stopped beating to stop should they ever wake up, before their
