@@ -112,12 +112,12 @@ def get_job_attempts(ids=None, reg: RegistryState | None = None) -> pd.DataFrame
     for col in ("submitted", "started", "ended"):
         out[col] = to_timestamp(h[col].to_numpy())
     for col in ("reason", "error"):
-        out[col] = h[col].to_numpy()
+        out[col] = pd.Series([v if isinstance(v, str) else None for v in h[col].tolist()], dtype=object)
     out["signal"] = pd.array(np.where(np.isnan(h["signal"].to_numpy()), np.nan, h["signal"].to_numpy()),
                              dtype="Int64") if len(h) else pd.array([], dtype="Int64")
     out["max_rss"] = h["max_rss"].to_numpy()
     out["cpu_time"] = pd.to_timedelta(h["cpu_time"].to_numpy(), unit="s")
     out["resources"] = pd.Series([lookup.get(int(r)) if r == r else None for r in h["resource_id"].tolist()],
                                  dtype=object)
-    out["action"] = h["action"].to_numpy()
+    out["action"] = pd.Series([v if isinstance(v, str) else None for v in h["action"].tolist()], dtype=object)
     return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import re
+import time
 
 from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
 from ..core.layout import Layout
@@ -196,6 +197,28 @@ def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = Tru
                 found[b] = rec
         return found
 
+    def release_requeued(reg) -> None:
+        """After every sync: let jobs that requeued themselves start at once (Slurm holds a
+        requeued job for two minutes; the node cannot lift that itself, as the hold is set once
+        its run has ended)."""
+        st = reg.status
+        restart = st["restart"].to_numpy()
+        waiting = (restart > 0) & st["started"].isna().to_numpy() & st["done"].isna().to_numpy()
+        if not waiting.any():
+            return
+        released = reg.__dict__.setdefault("_slurm_released", {})  # "batch@restart" -> last try, or None: done
+        now = time.time()
+        for b in {f"{b}@{int(r)}" for b, r in zip(st["batch_id"].to_numpy()[waiting].tolist(),
+                                                  restart[waiting].tolist())}:
+            last = released.get(b, 0.0)
+            if last is None or now - last < 2.0:
+                continue
+            out = run_os_command("scontrol", ["update", f"JobId={b.split('@')[0]}", "StartTime=now", *clusters(reg)],
+                                 nodename=nodename, timeout=30)
+            text = " ".join(out["output"]).lower()
+            # until it runs again (or is gone): a requeue still completing sets its hold after our update
+            released[b] = None if "no longer pending" in text or "invalid job" in text else now
+
     def max_array_size(reg) -> int | None:
         if "max" not in cache:
             out = run_os_command("scontrol", ["show", "config"], nodename=nodename)
@@ -208,7 +231,7 @@ def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = Tru
         array_var="SLURM_ARRAY_TASK_ID", store_job_collection=True, store_job_files=True,
         scheduler_latency=scheduler_latency, fs_latency=fs_latency, poll=1.0, poll_max=30.0,
         max_array_size=max_array_size, info=nodename if nodename != "localhost" else "",
-        resource_check=check_script_resources, account=account,
+        resource_check=check_script_resources, account=account, hooks={"post_sync": release_requeued},
         # --output treats a backslash as "no %-patterns" and drops it: the log would land elsewhere
         path_check=check_path_chars("\\", "Slurm"), capabilities=Capabilities(array_jobs=array_jobs, per_job_resources=True, gpus=True),
     )

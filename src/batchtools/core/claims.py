@@ -10,6 +10,7 @@ Layout inside the registry (``pool/``)::
                                                         may take later ones that fit its remaining time)
                           X <queue> <id>,<id>,...       master: jobs cancelled (killed/reset) before they ran
                           D <w>                         master: worker w was declared dead; it must stop
+                                                        (and so must its device slots, claimers <w>.s<k>)
     claims.lock         the lock file (``filelock``: fcntl locks, released by the kernel if a holder dies)
     workers/<w>.beat    a worker's heartbeat, touched every few seconds   (paths: Layout)
     workers/<w>.exit    written by a worker that ends normally
@@ -61,6 +62,24 @@ class QueueState:
     @property
     def left(self) -> int:
         return self.n - self.cursor - len(self.taken)
+
+
+SLOT = ".s"  # claimer id of a worker's device slot k: <worker>.s<k>
+
+
+def worker_of(claimer: str) -> str:
+    """The worker a claimer belongs to (a device slot's worker, or the claimer itself).
+
+    >>> worker_of("worker1a.s2"), worker_of("worker1a")
+    ('worker1a', 'worker1a')
+    """
+    return claimer.split(SLOT, 1)[0]
+
+
+def slot_of(claimer: str) -> int | None:
+    """The device slot number of a claimer (None: the worker itself)."""
+    _, sep, k = claimer.partition(SLOT)
+    return int(k) if sep and k.isdigit() else None
 
 
 class Fenced(Exception):
@@ -130,6 +149,10 @@ class ClaimLog:
         elif kind == "D":
             self.dead.add(rec[1])
 
+    def is_dead(self, worker: str) -> bool:
+        """Whether ``worker`` (or the worker whose device slot ``worker`` is) was declared dead."""
+        return worker in self.dead or worker_of(worker) in self.dead
+
     def take_claims(self) -> list[Claim]:
         claims, self.new_claims = self.new_claims, []
         return claims
@@ -180,7 +203,7 @@ class ClaimLog:
         """
         with self.lock:
             self.refresh()
-            if worker in self.dead:
+            if self.is_dead(worker):
                 raise Fenced(worker)
             for queue, state in self.queues.items():
                 if state.left <= 0:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .claims import ClaimLog, fs_now
+from .claims import ClaimLog, fs_now, slot_of, worker_of
 from .files import read_pickle
 from .tables import set_rows
 
@@ -63,7 +63,7 @@ class PoolState:
         hashes = st["job_hash"].to_numpy()
         changed = 0
         for c in todo:
-            w = self.workers.get(c.worker)
+            w = self.workers.get(worker_of(c.worker))
             ids = self.queues.get(c.queue)
             if w is None or w["batch_id"] is None or ids is None:
                 self.unresolved.append(c)
@@ -71,8 +71,10 @@ class PoolState:
             pos = self.reg.pos(ids[c.start:c.start + c.count])
             pos = pos[hashes[pos] == c.queue]
             if pos.size:
+                slot = slot_of(c.worker)  # a device slot of the worker logs to its own file
                 set_rows(st, pos, "batch_id", w["batch_id"])
-                set_rows(st, pos, "log_file", w["log_file"])
+                set_rows(st, pos, "log_file", w["log_file"] if slot is None
+                         else self.layout.array_log_name(worker_of(c.worker), slot))
                 changed += pos.size
         if changed:
             self.reg.mark_dirty("status")

@@ -282,8 +282,8 @@ class RegistryState:
         """Save the status of a query (sync): on a full disk or lost permission, warn once and keep
         answering from memory (merged update files stay until a save succeeds). True if the
         state is on disk."""
-        try:
-            self.save(("status",), meta=False)
+        try:  # with the attempts a sync closed (a requeued run), if any
+            self.save(("status", "attempts") if "attempts" in self._dirty else ("status",), meta=False)
             return True
         except LeaseError:
             raise

@@ -159,8 +159,10 @@ def _apply(reg, rows: list, hashes: np.ndarray) -> None:
         p = pos[sel]
         behind = np.unique(p[_restart_of(status, p) < r])
         if behind.size:  # an earlier run ended without saying so (e.g. killed, then requeued by the scheduler)
-            attempts.archive(reg, behind, "requeued", reason=_reason_or(status, behind, "requeued"))
-            attempts.next_run(reg, behind, r)
+            ran = ~np.isnan(status["started"].to_numpy()[behind])  # a job a run never started is no attempt
+            attempts.archive(reg, behind[ran], "requeued", reason=_reason_or(status, behind[ran], "requeued"))
+            attempts.next_run(reg, behind[ran], r)
+            set_rows(status, behind[~ran], "restart", float(r))
         _set_fields(reg, rows, idx[sel], p)
         stopped = sel & requeued
         if stopped.any():

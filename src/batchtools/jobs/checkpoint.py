@@ -64,10 +64,10 @@ def process_start() -> float:
     try:
         with open("/proc/self/stat") as fh:
             ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
-        with open("/proc/stat") as fh:
-            btime = next(int(line.split()[1]) for line in fh if line.startswith("btime"))
-        return btime + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
+        with open("/proc/uptime") as fh:
+            uptime = float(fh.read().split()[0])
+        return time.time() - max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
         return time.time()
 
 
@@ -104,7 +104,7 @@ def arm(resources: dict[str, Any], pool: bool = False) -> None:
         def clock() -> None:
             time.sleep(max(0.0, at - time.time()))
             if not STOP.is_set():
-                say(f"The time limit is {lead:.0f}s away: asking the job to checkpoint and stop")
+                say(f"The time limit is {lead:g}s away: asking the job to checkpoint and stop")
                 STOP.set()
 
         threading.Thread(target=clock, name="batchtools-walltime", daemon=True).start()
@@ -177,6 +177,9 @@ class Evidence:
         signum = NODE.signal if isinstance(exc, SystemExit) else None
         if signum is not None:
             fields["signal"] = signum
+        if signum is not None and NODE.may_requeue and requeued_by_scheduler():
+            fields["reason"] = "requeued"  # preempted (or requeued by hand): Slurm runs it again
+            return fields, False
         interrupted = isinstance(exc, Interrupt) or (signum is not None and exists(self.file_dir, self.job_id))
         if interrupted and NODE.may_requeue and restart_count() < NODE.max_requeues:
             fields["reason"] = "requeued"
@@ -185,9 +188,6 @@ class Evidence:
         if interrupted:
             fields["reason"] = "checkpointed"
             return fields, True
-        if signum is not None and requeued_by_scheduler():
-            fields["reason"] = "requeued"
-            return fields, False
         fields["reason"] = node_reason(exc, signum, now - NODE.start, self.resources, rss)
         return fields, True
 

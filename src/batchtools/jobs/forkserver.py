@@ -6,7 +6,8 @@ collection costs a ``fork()`` instead of a new interpreter, and it is
 single-threaded, so forking is safe (forking the user's session would not be:
 it may hold threads and locks).
 
-Protocol on stdin/stdout, one line each: ``run ID PATH`` -> ``pid ID N``;
+Protocol on stdin/stdout, one line each: ``run ID DEVICES PATH`` -> ``pid ID N`` (``DEVICES``:
+the GPUs the child may see, comma-separated, ``+`` for none, ``-`` to leave its environment as it is);
 whenever a child ends: ``exit N CODE``. A child starts its collection only after
 the server has reported its pid (a one-byte go signal on a pipe): should the server
 die in between, the child sees end-of-file and exits without running anything, so
@@ -24,7 +25,7 @@ import sys
 from . import node  # preloads the node code: the point of this process
 
 
-def _child(path: str, go: int, keep: set[int]) -> None:
+def _child(path: str, go: int, keep: set[int], devices: str = "-") -> None:
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for fd in keep:
@@ -39,6 +40,8 @@ def _child(path: str, go: int, keep: set[int]) -> None:
         if os.read(go, 1) != b"g":  # the server died before it reported this child: do not run
             os._exit(0)
         os.close(go)
+        if devices != "-":
+            os.environ["CUDA_VISIBLE_DEVICES"] = "" if devices == "+" else devices
         code = node.run_file(path)
     except BaseException:
         code = 1
@@ -80,11 +83,12 @@ def main() -> int:
                 line, buf = buf.split(b"\n", 1)
                 cmd, _, rest = line.decode().partition(" ")
                 if cmd == "run":
-                    request, _, path = rest.partition(" ")
+                    request, _, rest = rest.partition(" ")
+                    devices, _, path = rest.partition(" ")
                     go_r, go_w = os.pipe()
                     pid = os.fork()
                     if pid == 0:
-                        _child(path, go_r, {out_fd, wake_r, wake_w, go_w})
+                        _child(path, go_r, {out_fd, wake_r, wake_w, go_w}, devices)
                     os.close(go_r)
                     out.write(f"pid {request} {pid}\n")
                     out.flush()

@@ -98,7 +98,7 @@ class PoolWorker:
             return
         with self.claims.lock:
             self.claims.refresh()
-            if self.worker in self.claims.dead:
+            if self.claims.is_dead(self.worker):
                 self.store.discard(token)
                 raise Fenced(self.worker)
             self.store.commit(token)
@@ -153,7 +153,7 @@ class PoolWorker:
         b = self.batch(claim.queue)
         for spec in b.jc.jobs[claim.start:claim.start + claim.count]:
             self.claims.refresh()  # cheap: reads only new lines
-            if self.worker in self.claims.dead or TERMINATING.is_set():
+            if self.claims.is_dead(self.worker) or TERMINATING.is_set():
                 return False
             job_id = spec["job_id"]
             if job_id in self.claims.queues[claim.queue].cancelled:
@@ -231,5 +231,13 @@ class PoolWorker:
 
 
 def run_pool_worker(jc: JobCollection, update_interval: float | None, sink: list | None = None) -> dict[str, int]:
-    """Claim and run jobs until none is left (after ``idle_timeout`` seconds of waiting for more)."""
+    """Claim and run jobs until none is left (after ``idle_timeout`` seconds of waiting for more).
+    A worker with several GPUs runs one claimer per device group at once (:mod:`.pool_slots`)."""
+    from .pool_slots import device_groups, run_slots
+
+    groups = device_groups(jc)
+    if len(groups) > 1 and sink is None:
+        return run_slots(jc, update_interval, groups, PoolWorker)
+    if groups:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(groups[0])
     return PoolWorker(jc, update_interval, sink).run()
