@@ -241,6 +241,27 @@ def main(scen: str, n: int, variant: str | None = None) -> None:
         out["submit_wait"] = tm(lambda: (bt.submit_jobs(), bt.wait_for_jobs()))
         assert len(bt.find_done()) == n
         out["s_per_job"] = out["submit_wait"] / n
+    elif scen == "slurm_pool_heal":  # the self-healing pool on the real Slurm: n lognormal jobs, 2 workers
+        import numpy as np
+
+        times = np.random.default_rng(42).lognormal(0.0, 1.0, n)
+        times = np.round(times * (n / times.sum()), 2)  # total = n seconds (200 s for 200 jobs)
+        out["lower_bound"] = max(times.sum() / 2, times.max())
+        out["longest_job"] = float(times.max())
+        cf = bt.make_cluster_functions_slurm(scheduler_latency=0, fs_latency=5)
+        cf.poll, cf.poll_max = 0.5, 2.0
+        reg.cluster_functions = cf
+        bt.batch_map(time.sleep, times.tolist())
+        est = pd.DataFrame({"job_id": np.arange(1, n + 1), "type": "estimated", "runtime": times})
+        t0 = time.time()
+        bt.submit_workers(2, ids=est.sort_values("runtime", ascending=False), heal=True,
+                          resources={"walltime": 600})
+        assert bt.wait_for_jobs(timeout=3600)
+        out["makespan"] = time.time() - t0
+        assert len(bt.find_done()) == n
+        starts = sorted(float(p.read_text().split()[2]) for p in (reg.layout.pool / "workers").glob("*.beat"))
+        out["worker_startup"] = starts[1] - t0 if len(starts) > 1 else starts[0] - t0  # both workers up
+        out["workers"] = len(bt.get_workers())
     elif scen.startswith("slurm"):
         import subprocess
 

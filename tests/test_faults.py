@@ -273,7 +273,7 @@ def test_fork_server_child_runs_nothing_without_its_path(reg):
         os.close(r)
         os.close(report_w)
         if handed:
-            os.write(w, f"{path}\n".encode())
+            os.write(w, f"- {path}\n".encode())
         os.close(w)
         _, status = os.waitpid(pid, 0)
         report = os.read(report_r, 65536).decode()

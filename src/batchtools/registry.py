@@ -114,6 +114,7 @@ class Registry(RegistryState):
     find_tagged = _method(find.find_tagged)
     get_job_table = _method(table.get_job_table)
     get_job_status = _method(table.get_job_status)
+    get_job_attempts = _method(table.get_job_attempts)
     get_job_resources = _method(table.get_job_resources)
     get_job_pars = _method(table.get_job_pars)
     add_job_tags = _method(tags.add_job_tags)

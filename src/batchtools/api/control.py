@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from ..core import attempts
 from ..core.backend import run_hook
 from ..core.checks import check_number
 from ..core.pool import pool_state
@@ -19,7 +20,8 @@ log = logging.getLogger("batchtools")
 
 def reset_jobs(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
     """Forget the computational state of jobs (default: none), removing their results,
-    so they can be submitted again. Jobs still on the system must be killed first."""
+    checkpoints and the record of their attempts, so they can be submitted again from scratch.
+    Jobs still on the system must be killed first."""
     reg = resolve(reg)
     reg.assert_writeable("reset jobs")
     reg.sync()
@@ -37,9 +39,11 @@ def reset_jobs(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
 def _forget(reg: RegistryState, sel: np.ndarray) -> None:
     with reg.mutation("reset jobs"):
         forget_runs(reg, reg.pos(sel))
-        reg.save(("status",), meta=False)
+        attempts.drop(reg, sel)
+        reg.save(("status", "attempts"), meta=False)
         # after the status: a crash leaves a stray file, not a lost result
         reg.after_commit(lambda: reg.store.delete(sel.tolist()))
+        reg.delete_after(reg.layout.checkpoint(i) for i in sel.tolist())
 
 
 def kill_jobs(ids=None, kill_timeout: float = 60, reg: RegistryState | None = None) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..core import attempts
 from ..core.files import make_dir
 from ..core.ids import ids_frame
 from ..core.pickling import Pickled, pickle_by_value
@@ -374,8 +375,9 @@ def _remove_jobs(reg: RegistryState, job_ids: np.ndarray) -> None:
     reg.tables["defs"] = reg.defs[reg.defs["def_id"].isin(used)].reset_index(drop=True)
     tags = reg.tables["tags"]
     reg.tables["tags"] = tags[~tags["job_id"].isin(job_ids)].reset_index(drop=True)
+    attempts.drop(reg, job_ids)
     reg.mark_dirty("defs", "status", "tags")
-    reg.save(("status", "defs", "tags"), meta=False)
+    reg.save(("status", "defs", "tags", "attempts"), meta=False)
     reg.after_commit(lambda: reg.store.delete(job_ids.tolist()))
 
 

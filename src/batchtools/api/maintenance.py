@@ -16,6 +16,7 @@ from ..core.pickling import pickle_by_value
 from ..core.pool import pool_state
 from ..core.registry import RegistryState, resolve
 from ..core.state import done_mask, masks
+from .heal import heal, wanted
 from .wait import wait_for_jobs
 
 log = logging.getLogger("batchtools")
@@ -33,10 +34,15 @@ def sync_registry(reg: RegistryState | None = None) -> bool:
 
     Every status query syncs by itself; the backend's ``pre_sync``/``post_sync`` hooks run
     around every sync. An explicit sync also saves the merged status at once (queries save it
-    at most every second) and removes the merged update files.
+    at most every second) and removes the merged update files, and it does what
+    ``wait_for_jobs`` does for jobs that died: resubmits those a :class:`~batchtools.RetryPolicy`
+    covers, lets checkpointed jobs go on, and keeps a healing pool going.
     """
     reg = resolve(reg)
     changed = reg.sync() > 0
+    if wanted(reg):  # retries by reason, checkpointed jobs, a healing pool: needs the scheduler's word
+        m = masks(reg)
+        changed |= heal(reg, None, m["error"] | m["expired"]).size > 0
     if reg.writeable and (reg._merged_unsaved or "status" in reg._dirty):
         reg.save_state()
     return changed

@@ -15,6 +15,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from ..core import attempts
 from ..core.backend import run_hook
 from ..core.files import unlink_quietly, write_pickle
 from ..core.ids import as_id_array
@@ -22,6 +23,7 @@ from ..core.journal import Journal
 from ..core.progress import progress
 from ..core.registry import RegistryState, resolve
 from ..core.resources import PER_JOB, check_resources, resource_id
+from ..core.retry import RetryPolicy
 from ..core.state import forget_runs, masks, select, terminated_ids
 from ..core.submission import build_collection, sleep_function, submit_with_retries
 from ..core.tables import set_rows
@@ -58,7 +60,8 @@ def _submission_plan(ids_arg, reg: RegistryState) -> tuple[np.ndarray, np.ndarra
     return ids, chunks, per_job
 
 
-def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: RegistryState | None = None) -> pd.DataFrame:
+def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: RetryPolicy | None = None,
+                reg: RegistryState | None = None) -> pd.DataFrame:
     """Submit jobs (default: all not yet submitted) through the registry's cluster functions.
 
     ``ids`` may be a DataFrame with a ``chunk`` column (jobs of a chunk run
@@ -69,6 +72,9 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
     ``max_concurrent_jobs``, and anything the backend's template uses (``partition``, ...).
     Temporary backend errors are retried, waiting ``sleep(i)`` seconds (``sleep``: a number
     of seconds or a function of the attempt ``i``; default: the backend's backoff).
+    ``retry``: a :class:`~batchtools.RetryPolicy`, stored with the jobs; ``wait_for_jobs`` and
+    ``sync_registry`` resubmit jobs that die of a timeout, out-of-memory, node failure or
+    preemption (as the policy says), with scaled resources.
     Returns ``job_id`` and ``chunk`` of the submitted jobs.
 
     >>> import batchtools as bt
@@ -85,6 +91,8 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, reg: Regist
         raise ValueError("reg: no cluster functions set; e.g. reg.cluster_functions = bt.make_cluster_functions_multicore()")
     cf.check_registry(reg)
     resources = {**reg.default_resources, **check_resources(resources)}
+    if retry is not None:
+        resources["retry"] = RetryPolicy.coerce(retry).as_dict()
     # temporary errors (a full node, a busy scheduler): back off from the backend's polling interval
     sleep_fn = sleep_function(reg.sleep if sleep is None else sleep, lambda i: min(cf.poll * 1.5**i, 60.0))
     reg.sync()
@@ -246,6 +254,7 @@ def _record(reg: RegistryState, pos: np.ndarray, values: dict[str, np.ndarray]) 
         st = reg.status
         for col, arr in values.items():
             set_rows(st, pos, col, arr)
+        attempts.on_submitted(reg, pos)
         reg.mark_dirty("status")
     reg.inflight.clear()
     reg.sync()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
+from ..core import attempts
 from ..core.display import TimesFrame
 from ..core.registry import RegistryState, resolve
 from ..core.tables import tags_by_job, to_timestamp
@@ -12,8 +14,13 @@ from ..core.tables import tags_by_job, to_timestamp
 def get_job_status(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
     """Per job: ``submitted``, ``started``, ``done`` (UTC Timestamps), ``error``,
     ``mem_used`` (peak memory in MB, with the ``measure_memory`` resource), ``batch_id``, ``log_file``, ``job_hash``, ``job_name``,
-    ``time_queued`` and ``time_running`` (Timedeltas). Printed (and in Jupyter) the times are
-    shown in local time, to the second."""
+    ``time_queued`` and ``time_running`` (Timedeltas); ``attempt`` (1 for the first run, more
+    after retries and requeues; see :func:`get_job_attempts`), ``reason`` (why the current
+    attempt ended, if it did not succeed: ``error``, ``timeout``, ``memory``, ``node_fail``,
+    ``preempted``, ...; see :class:`RetryPolicy`), ``max_rss`` (peak resident memory in MiB)
+    and ``cpu_time`` (Timedelta), from the scheduler's accounting where it has them and
+    measured by the node otherwise. Printed (and in Jupyter) the times are shown in local
+    time, to the second."""
     reg = resolve(reg)
     reg.sync()
     sel = reg.ids(ids)
@@ -29,6 +36,11 @@ def get_job_status(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
         out[col] = st[col].to_numpy()
     out["time_queued"] = pd.to_timedelta(st["started"] - st["submitted"], unit="s")
     out["time_running"] = pd.to_timedelta(st["done"] - st["started"], unit="s")
+    out["attempt"] = pd.array(np.where(np.isnan(st["attempt"].to_numpy()) & st["submitted"].notna().to_numpy(), 1,
+                                       st["attempt"].to_numpy()), dtype="Int64")
+    out["reason"] = st["reason"].to_numpy()
+    out["max_rss"] = st["max_rss"].to_numpy()
+    out["cpu_time"] = pd.to_timedelta(st["cpu_time"], unit="s")
     return out
 
 
@@ -58,13 +70,54 @@ def get_job_pars(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
 
 
 def get_job_table(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
-    """Status, parameters, resources and tags of each job, in one DataFrame (times as in
-    :func:`get_job_status`)."""
+    """Status, parameters, resources and tags of each job, in one DataFrame (times, ``attempt``,
+    ``reason``, ``max_rss`` and ``cpu_time`` as in :func:`get_job_status`), and ``deaths``: the
+    reasons of every attempt that did not succeed, oldest first (``[]`` if none)."""
     reg = resolve(reg)
     out = get_job_status(ids, reg)
     sel = out["job_id"].to_numpy()
+    out["deaths"] = pd.Series(attempts.deaths(reg, sel), dtype=object)
     pars = get_job_pars(sel, reg)
     pars = pars.drop(columns=[c for c in pars.columns if c in out.columns])
     res = get_job_resources(sel, reg)
     table = pd.concat([out, pars.reset_index(drop=True), res[["resources"]]], axis=1)
     return TimesFrame(table.assign(tags=pd.Series(tags_by_job(reg.tables["tags"], sel), dtype=object)))
+
+
+def get_job_attempts(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
+    """Every attempt of each job (default: all), oldest first: ``job_id``, ``attempt``,
+    ``batch_id``, ``submitted``, ``started``, ``ended`` (UTC Timestamps), ``reason`` (why it
+    ended, None for a success or a run still going), ``error``, ``signal``, ``max_rss`` (MiB),
+    ``cpu_time`` (Timedelta), ``resources`` (what it was submitted with: a retry after a
+    timeout shows the scaled walltime) and ``action`` (what followed: ``retry``, ``requeue``,
+    ``requeued``, ``worker_lost``; None for the current attempt). The trace of retries and
+    requeues.
+
+    >>> import batchtools as bt
+    >>> reg = bt.make_registry(file_dir=None)
+    >>> reg.cluster_functions = bt.make_cluster_functions_interactive()
+    >>> _ = bt.batch_map(lambda x: x, x=[1]); _ = bt.submit_jobs()
+    >>> bt.get_job_attempts()[["job_id", "attempt", "reason", "action"]]
+       job_id  attempt reason action
+    0       1        1   None   None
+    """
+    reg = resolve(reg)
+    reg.sync()
+    sel = reg.ids(ids)
+    h = attempts.history(reg, sel)
+    res = reg.tables["resources"]
+    lookup = dict(zip(res["resource_id"].tolist(), res["resources"].tolist()))
+    out = TimesFrame({"job_id": h["job_id"].to_numpy(), "attempt": h["attempt"].astype(int).to_numpy(),
+                      "batch_id": h["batch_id"].to_numpy()})
+    for col in ("submitted", "started", "ended"):
+        out[col] = to_timestamp(h[col].to_numpy())
+    for col in ("reason", "error"):
+        out[col] = pd.Series([v if isinstance(v, str) else None for v in h[col].tolist()], dtype=object)
+    out["signal"] = pd.array(np.where(np.isnan(h["signal"].to_numpy()), np.nan, h["signal"].to_numpy()),
+                             dtype="Int64") if len(h) else pd.array([], dtype="Int64")
+    out["max_rss"] = h["max_rss"].to_numpy()
+    out["cpu_time"] = pd.to_timedelta(h["cpu_time"].to_numpy(), unit="s")
+    out["resources"] = pd.Series([lookup.get(int(r)) if r == r else None for r in h["resource_id"].tolist()],
+                                 dtype=object)
+    out["action"] = pd.Series([v if isinstance(v, str) else None for v in h["action"].tolist()], dtype=object)
+    return out

@@ -11,6 +11,7 @@ from ..core.progress import job_detail, progress
 from ..core.registry import RegistryState, resolve
 from ..core.state import masks, on_system, select
 from ..core.submission import sleep_function
+from .heal import heal, wanted
 
 log = logging.getLogger("batchtools")
 # how often wait_for_jobs looks at the nodes' reports (a listing of updates/, only read when it changed)
@@ -31,6 +32,8 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
     terminated for ``expire_after`` polls of the scheduler (default: the configuration's
     ``expire_after``, else 3; a backend with a file-system latency waits that long too) counts as
     expired. Jobs that were never submitted are left out with a warning (as in R).
+    While it waits, jobs with a :class:`~batchtools.RetryPolicy` that died are resubmitted as
+    it says, jobs that checkpointed go on, and a pool submitted with ``heal=True`` is kept going.
 
     >>> import batchtools as bt
     >>> reg = bt.make_registry(file_dir=None)
@@ -69,6 +72,7 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
     system = on_system(reg)
     next_ask = None  # set (from sleep(i)) when the loop first has to pause after a poll
     asked, i = True, 0
+    healing = wanted(reg)  # retry policies, checkpoints, a healing pool (api/heal.py)
     with progress(total=sel.size, desc="Waiting", reg=reg) as bar:
         while True:
             m = masks(reg, pos, system)
@@ -78,6 +82,12 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
                 missing = np.where(absent, missing + 1, 0)
                 gone_since = np.where(absent, np.where(np.isnan(gone_since), now, gone_since), np.nan)
             expired = (missing >= expire_after) & (now - gone_since >= cf.fs_latency) & ~m["terminated"]
+            if healing or m["error"].any():
+                again = np.isin(sel, heal(reg, pos, m["error"] | expired))
+                if again.any():  # resubmitted: they wait for their next attempt
+                    missing[again], gone_since[again] = 0, np.nan
+                    healing, system = True, on_system(reg)
+                    continue
             finished = m["terminated"] | expired | ~m["submitted"]
             bar.set(int(finished.sum()), lambda: job_detail(reg, pos, m, ~finished, expired))
             if stop_on_error and m["error"].any():

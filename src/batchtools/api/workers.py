@@ -11,6 +11,7 @@ import uuid
 import numpy as np
 import pandas as pd
 
+from ..core import attempts
 from ..core.backend import run_hook
 from ..core.checks import check_number
 from ..core.display import DisplayFrame
@@ -19,6 +20,7 @@ from ..core.pool import ALIVE, PoolState, pool_state
 from ..core.progress import progress
 from ..core.registry import RegistryState, resolve
 from ..core.resources import check_resources, resource_id
+from ..core.retry import CONTINUED, DEFAULT_POLICY
 from ..core.state import forget_runs, masks, select, terminated_ids
 from ..core.submission import build_collection, sleep_function, submit_with_retries
 from ..core.tables import set_rows
@@ -26,18 +28,24 @@ from ..core.tables import set_rows
 log = logging.getLogger("batchtools")
 
 
-def _claim_order(ids, reg: RegistryState) -> np.ndarray:
+def _claim_order(ids, reg: RegistryState) -> tuple[np.ndarray, np.ndarray | None]:
+    """(job ids in claim order, their estimated run times in seconds or None)."""
     if ids is None:
-        return select(reg, "submitted", negate=True)
+        return select(reg, "submitted", negate=True), None
     order = as_id_array(ids)
     if np.unique(order).size != order.size:
         raise ValueError("ids: contains duplicate job ids; each job can be queued once")
     reg.ids(order)  # existence check, names unknown ids
-    return order
+    runtimes = None
+    if isinstance(ids, pd.DataFrame) and "runtime" in ids.columns:
+        runtimes = pd.to_numeric(ids["runtime"], errors="coerce").to_numpy(dtype=float)
+        if (runtimes < 0).any():
+            raise ValueError("ids: the runtime column (estimated seconds) has negative values")
+    return order, runtimes
 
 
 def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle_timeout: float | None = None,
-                   heartbeat: float = 10.0, max_claim: int | None = None, sleep=None,
+                   heartbeat: float = 10.0, max_claim: int | None = None, sleep=None, heal: bool = False,
                    reg: RegistryState | None = None) -> pd.DataFrame:
     """Queue jobs for a pool of ``n_workers`` worker jobs that pull them one by one.
 
@@ -53,6 +61,17 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
         est = bt.estimate_runtimes(bt.unwrap(bt.get_job_pars()))
         todo = est[est["type"] == "estimated"].sort_values("runtime", ascending=False)
         bt.submit_workers(4, ids=todo["job_id"])
+
+    ``ids`` may be a DataFrame with a ``runtime`` column (estimated seconds, as
+    :func:`estimate_runtimes` gives them): a worker with a ``walltime`` never claims a job
+    whose estimate exceeds what is left of its walltime (it takes a later one that fits, or
+    leaves: it drains before its walltime). Without estimates, a worker estimates each job by
+    the longest it ran.
+
+    ``heal=True`` keeps ``n_workers`` workers alive while jobs remain: ``wait_for_jobs`` and
+    ``sync_registry`` submit a new worker for each one that died, was declared dead or left
+    at its walltime, and queue the unfinished jobs of lost workers again (each job at most
+    three attempts, see ``get_job_attempts``), so a killed worker's job runs again by itself.
 
     ``n_workers=0`` only queues ``ids`` for workers that are already running. Claims take
     a file lock only for the claim itself; cheap jobs are claimed several at a time
@@ -80,13 +99,15 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
     check_number("idle_timeout", idle_timeout, 0, allow_none=True)
     check_number("heartbeat", heartbeat, 0.05)
     check_number("max_claim", max_claim, 1, allow_none=True, integer=True)
+    if not isinstance(heal, bool):
+        raise TypeError(f"heal: must be True or False, got {heal!r}")
     if idle_timeout is None:  # leave once nothing is left: no allocation is held idle
         idle_timeout = 0.0
     resources = {**reg.default_resources, **check_resources(resources)}
     resources.pop("chunks_as_arrayjobs", None)  # a worker is one job, never an array
     sleep_fn = sleep_function(reg.sleep if sleep is None else sleep, lambda i: min(cf.poll * 1.5**i, 60.0))
     reg.sync()
-    order = _claim_order(ids, reg)
+    order, runtimes = _claim_order(ids, reg)
     pos = reg.pos(order)
     if order.size:
         busy = order[masks(reg, pos)["system"]]
@@ -104,27 +125,11 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
     with reg.mutation("submit workers"):
         reg._pool = pool
         reg.layout.make_pool_dirs()
-        queue = f"pool{uuid.uuid4().hex}" if order.size else None
-        if queue:
-            jc = build_collection(reg, order, resources, job_hash=queue)
-            reg.write_pickle(reg.layout.pool_queue(queue), jc)
-            # previous runs' results: set aside now, dropped once the new state is saved, back if this fails
-            moved = reg.store.stash(terminated_ids(reg, pos).tolist(), queue)
-            reg.on_rollback(lambda: reg.store.restore(moved, queue))
-            reg.after_commit(lambda: reg.store.drop(moved, queue))
-            forget_runs(reg, pos)
-            st = reg.status
-            set_rows(st, pos, "submitted", time.time())
-            set_rows(st, pos, "resource_id", float(resource_id(reg, resources)))
-            for col in ("job_hash", "batch_id"):
-                set_rows(st, pos, col, queue)
-            reg.mark_dirty("status")
-            reg.save(("status",), meta=False)
-            pool.queues[queue] = order
-            pool.save()
-            pool.claims.enqueue(queue, order.size)  # from here on workers may take them
-            # if no worker can be started, nobody may ever take them
-            reg.on_rollback(lambda: pool.claims.cancel(queue, order.tolist()))
+        if heal:
+            pool.heal = {"n": n_workers, "resources": resources, "heartbeat": float(heartbeat),
+                         "idle_timeout": float(idle_timeout), "max_claim": max_claim, "max_attempts": 3}
+        if order.size:
+            _enqueue(reg, pool, order, resources, runtimes)
         started = 0
         with progress(n_workers, "Starting workers", unit="worker", reg=reg) as bar:
             for k in range(n_workers):
@@ -149,10 +154,42 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
         raise failure
     run_hook(reg, "post_submit")
     if n_workers:
-        log.info("submitted %d pool worker(s) for %d queued job(s)", n_workers, order.size)
+        log.info("submitted %d pool worker(s) for %d queued job(s)%s", n_workers, order.size,
+                 "; the pool heals itself" if heal else "")
     reg.sync()
     back = np.argsort(order, kind="stable")
     return pd.DataFrame({"job_id": order[back], "order": back + 1})
+
+
+def _enqueue(reg: RegistryState, pool: PoolState, order: np.ndarray, resources: dict,
+             runtimes: np.ndarray | None = None) -> str:
+    """Queue ``order`` for the pool's workers (inside a mutation); the queue's name."""
+    pos = reg.pos(order)
+    queue = f"pool{uuid.uuid4().hex}"
+    jc = build_collection(reg, order, resources, job_hash=queue)
+    if runtimes is not None:  # estimates: workers claim only jobs that fit their remaining walltime
+        for spec, r in zip(jc.jobs, runtimes.tolist()):
+            spec["runtime"] = r if r == r else None
+    reg.write_pickle(reg.layout.pool_queue(queue), jc)
+    # previous runs' results: set aside now, dropped once the new state is saved, back if this fails
+    moved = reg.store.stash(terminated_ids(reg, pos).tolist(), queue)
+    reg.on_rollback(lambda: reg.store.restore(moved, queue))
+    reg.after_commit(lambda: reg.store.drop(moved, queue))
+    forget_runs(reg, pos)
+    st = reg.status
+    set_rows(st, pos, "submitted", time.time())
+    set_rows(st, pos, "resource_id", float(resource_id(reg, resources)))
+    for col in ("job_hash", "batch_id"):
+        set_rows(st, pos, col, queue)
+    attempts.on_submitted(reg, pos)
+    reg.mark_dirty("status")
+    reg.save(("status", "resources", "attempts"), meta=False)
+    pool.queues[queue] = order
+    pool.save()
+    pool.claims.enqueue(queue, order.size)  # from here on workers may take them
+    # if no worker can be started, nobody may ever take them
+    reg.on_rollback(lambda: pool.claims.cancel(queue, order.tolist()))
+    return queue
 
 
 def _submit_worker(reg: RegistryState, pool: PoolState, wid: str, k: int, resources: dict, heartbeat: float,
@@ -218,3 +255,98 @@ def get_workers(reg: RegistryState | None = None) -> pd.DataFrame:
     for c in ("submitted", "last_beat"):
         df[c] = pd.to_datetime(df[c].astype(float), unit="s", utc=True)
     return df
+
+
+# ------------------------------------------------------------------ the pool that heals itself
+# deaths of pooled jobs that are the worker's lot, not the job's fault: such jobs are queued again
+POOL_RERUN = ("worker_lost", "timeout", "node_fail", "preempted", "unknown", "checkpointed", "requeued")
+
+
+def pool_wants_healing(reg: RegistryState) -> bool:
+    """Whether the registry's pool was submitted with ``heal=True``."""
+    pool = pool_state(reg)
+    return pool is not None and bool(pool.heal)
+
+
+def heal_pool(reg: RegistryState, rows: np.ndarray) -> np.ndarray:
+    """Keep a healing pool going (``submit_workers(heal=True)``): queue again the pooled jobs at
+    status rows ``rows`` (jobs whose attempt ended badly) that were lost with their worker, and
+    submit new workers for the ones that died or left while unclaimed jobs remain. Returns the
+    ids queued again. Called while the master waits or syncs (:mod:`batchtools.api.heal`)."""
+    pool = pool_state(reg)
+    none = np.empty(0, np.int64)
+    if pool is None or not pool.heal or not reg.writeable:
+        return none
+    h = pool.heal
+    st = reg.status
+    lost, reasons, nxt = _lost_jobs(reg, pool, rows)
+    if pool.last_states is None:
+        pool.current_states()
+    # workers submitted since the scheduler was last asked count as alive
+    alive = sum(pool.last_states.get(wid, "queued") in ALIVE for wid in pool.workers)
+    unclaimed = pool.claims.remaining()
+    need = min(int(h["n"]) - alive, unclaimed + lost.size)
+    if not lost.size and need <= 0:
+        return none
+    cf = reg.cluster_functions
+    sleep_fn = sleep_function(None, lambda i: min(cf.poll * 1.5**i, 60.0))
+    started = 0
+    with reg.mutation("heal the worker pool"):
+        if lost.size:
+            pos = reg.pos(lost)
+            for job_id, reason in zip(lost.tolist(), reasons):
+                log.info("pool: job %d ended with its worker (%s) in attempt %d; queued again as attempt %d",
+                         job_id, reason, nxt[job_id] - 1, nxt[job_id])
+            set_rows(st, pos, "reason", np.array(reasons, dtype=object))
+            attempts.archive(reg, pos, "worker_lost")
+            with attempts.continuing(reg, nxt):
+                _enqueue(reg, pool, lost, h["resources"])
+        for k in range(max(0, need)):
+            wid = f"worker{uuid.uuid4().hex}"
+            try:
+                started += _submit_worker(reg, pool, wid, k, h["resources"], h["heartbeat"], h["idle_timeout"],
+                                          h["max_claim"], int(h["n"]), sleep_fn)
+            except Exception as e:  # the jobs stay queued for the workers that live
+                pool.workers.pop(wid, None)
+                log.warning("pool: could not submit a new worker: %s", e)
+                break
+    if started:
+        log.info("pool: %d of %d worker(s) alive and %d job(s) left: submitted %d new worker(s)",
+                 alive, h["n"], unclaimed + lost.size, started)
+    return lost
+
+
+def _lost_jobs(reg: RegistryState, pool: PoolState, rows: np.ndarray) -> tuple[np.ndarray, list[str], dict]:
+    """Pooled jobs among ``rows`` to queue again: (ids, reasons, next attempt by id)."""
+    st = reg.status
+    if rows.size == 0:
+        return np.empty(0, np.int64), [], {}
+    pooled = pd.Series(st["job_hash"].to_numpy()[rows], dtype=object).isin(set(pool.queues)).to_numpy()
+    rows = rows[pooled]
+    seen = reg.__dict__.setdefault("_heal_seen", set())
+    history = attempts.table(reg)
+    out, reasons, nxt = [], [], {}
+    for row in rows.tolist():
+        job_id = int(st["job_id"].to_numpy()[row])
+        attempt = st["attempt"].to_numpy()[row]
+        attempt = 1 if attempt != attempt else int(attempt)
+        key = (job_id, st["job_hash"].to_numpy()[row], attempt)
+        if key in seen:
+            continue
+        seen.add(key)
+        reason = st["reason"].to_numpy()[row]
+        if np.isnan(st["done"].to_numpy()[row]):
+            reason = reason if reason in ("requeued", "checkpointed") else "worker_lost"
+        if reason not in POOL_RERUN:
+            continue
+        if reason in CONTINUED:
+            mine = history[history["job_id"] == job_id] if len(history) else history
+            if len(mine) and np.isin(mine["reason"].to_numpy(), list(CONTINUED)).sum() >= DEFAULT_POLICY.max_requeues:
+                continue
+        elif attempt >= int(pool.heal.get("max_attempts", 3)):
+            log.info("pool: job %d ended with its worker (%s) in attempt %d, its last", job_id, reason, attempt)
+            continue
+        out.append(job_id)
+        reasons.append(reason)
+        nxt[job_id] = attempt + 1
+    return np.array(sorted(out), dtype=np.int64), [reasons[out.index(i)] for i in sorted(out)], nxt

@@ -115,3 +115,45 @@ def cf_kill_job(reg, cmd: str, args: list[str] = (), max_tries: int = 3, nodenam
             return
         time.sleep(min(2**i, 5))
     raise RuntimeError(f"Really tried to kill job, but failed {max_tries} times with '{cmd}': {out.get('output')}")
+
+
+_SIZE_UNITS = {"": 1 / 2**20, "B": 1 / 2**20, "K": 1 / 2**10, "M": 1.0, "G": 2**10, "T": 2**20, "P": 2**30}
+
+
+def size_mib(text: str | None, default_unit: str = "K") -> float:
+    """A memory size as schedulers print it ("1024K", "2.5G", "36.488KB", "0.000B") in MiB; NaN if none.
+
+    >>> size_mib("2048K"), size_mib("1.5G"), size_mib("512.000KB"), size_mib(""), size_mib("512", "M")
+    (2.0, 1536.0, 0.5, nan, 512.0)
+    """
+    import re
+
+    m = re.fullmatch(r"\s*([0-9.]+)\s*([BKMGTP]?)i?B?\s*", text or "")
+    if not m:
+        return float("nan")
+    unit = m.group(2) or default_unit
+    return float(m.group(1)) * _SIZE_UNITS[unit]
+
+
+def duration_seconds(text: str | None) -> float:
+    """A duration as schedulers print it ("1-02:03:04", "01:02:03", "02:03.456", "0.258s", "12") in
+    seconds; NaN if none.
+
+    >>> duration_seconds("1-00:00:01"), duration_seconds("01:02.5"), duration_seconds("0.258s")
+    (86401.0, 62.5, 0.258)
+    """
+    text = (text or "").strip().rstrip("s")
+    if not text:
+        return float("nan")
+    days = 0.0
+    if "-" in text:
+        d, text = text.split("-", 1)
+        days = float(d)
+    try:
+        parts = [float(p) for p in text.split(":")]
+    except ValueError:
+        return float("nan")
+    seconds = 0.0
+    for p in parts:
+        seconds = seconds * 60 + p
+    return days * 86400 + seconds

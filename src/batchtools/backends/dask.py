@@ -156,5 +156,5 @@ def make_cluster_functions_dask(client_or_address, timeout: float = 10) -> Clust
     return make_cluster_functions(
         "Dask", submit_job, kill_job=kill_job, list_jobs=list_jobs, store_job_collection=True,
         poll=0.05, poll_max=1.0, info=conn.address, wait=conn.wait, resource_check=resource_check,
-        capabilities=Capabilities(start_reports=True),
+        capabilities=Capabilities(start_reports=True, gpus=True),
     )

@@ -24,8 +24,10 @@ import time
 import numpy as np
 import psutil
 
-from ..core.backend import ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
+from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
 from ..core.pool import pool_state
+from ..core.resources import check_devices
+from ..jobs.devices import DevicePool
 from .commands import local_ncpus, thread_env
 
 log = logging.getLogger("batchtools")
@@ -41,8 +43,9 @@ class ForkServer:
     server's go signal).
     """
 
-    def __init__(self, ncpus: int) -> None:
+    def __init__(self, ncpus: int, devices=()) -> None:
         self.ncpus = ncpus
+        self.gpus = DevicePool(devices)  # free GPUs, handed out per collection (CUDA_VISIBLE_DEVICES)
         self.proc: subprocess.Popen | None = None
         self.cond = threading.Condition()
         self.running: dict[int, float | None] = {}  # pid -> start time, children of the live server
@@ -83,6 +86,7 @@ class ForkServer:
                     self.running[int(pid)] = _start_time(int(pid))
                 elif kind == "exit":
                     self.running.pop(int(rest.split()[0]), None)
+                    self.gpus.give_back(int(rest.split()[0]))
                 self.changes += 1
                 self.cond.notify_all()
         with self.cond:  # the server ended: its children now have to be watched directly
@@ -98,6 +102,7 @@ class ForkServer:
         for pid, started in list(self.orphans.items()):
             if not _same_process(pid, started):
                 del self.orphans[pid]
+                self.gpus.give_back(pid)
                 self.changes += 1
 
     def busy(self) -> int:
@@ -105,15 +110,16 @@ class ForkServer:
             self._prune_orphans()
             return len(self.running) + len(self.orphans)
 
-    def spawn(self, path: str, preload=()) -> int:
-        """Start a child running the collection at ``path``, once fewer than ``ncpus`` run; its pid.
+    def spawn(self, path: str, preload=(), gpus: int = 0) -> int:
+        """Start a child running the collection at ``path``, once fewer than ``ncpus`` run (and
+        ``gpus`` devices are free); its pid.
 
         ``preload``: installed modules the collection's jobs import; the server imports those it
         has not imported yet before it forks (once per server, not once per child)."""
         with self.cond:
             while True:
                 self._prune_orphans()
-                if len(self.running) + len(self.orphans) < self.ncpus:
+                if len(self.running) + len(self.orphans) < self.ncpus and self.gpus.free_count() >= gpus:
                     break
                 self.cond.wait(0.2 if self.orphans else None)
             self.ensure_started()
@@ -124,13 +130,21 @@ class ForkServer:
                 if new:
                     self.preloaded.update(new)
                     proc.stdin.write(f"import {' '.join(new)}\n".encode())
-                proc.stdin.write(f"run {request} {path}\n".encode())
+                devices = self.gpus.take(("spawn", request), gpus) if self.gpus else None
+                proc.stdin.write(f"run {request} {','.join(devices) if devices else '-' if devices is None else '+'} "
+                                 f"{path}\n".encode())
                 proc.stdin.flush()
             except OSError:
                 pass  # a dead server: found out below
             while request not in self.replies and proc is self.proc and proc.poll() is None:
                 self.cond.wait(0.5)
             pid = self.replies.pop(request, None)
+            if self.gpus:  # the child holds the devices until it ends
+                held = self.gpus.held.pop(("spawn", request), [])
+                if pid is not None:
+                    self.gpus.held[pid] = held
+                else:
+                    self.gpus.free = [d for d in self.gpus.devices if d in set(self.gpus.free) | set(held)]
         if pid is None:
             raise RuntimeError("the Multicore fork server died before it started the job (nothing was started); "
                                "submitting again starts a new server")
@@ -239,7 +253,7 @@ def kill_pid(pid: int, grace: float = 1.0) -> None:
 
 
 @restorable
-def make_cluster_functions_multicore(ncpus: int | None = None, fs_latency: float = 0) -> ClusterFunctions:
+def make_cluster_functions_multicore(ncpus: int | None = None, fs_latency: float = 0, gpus=None) -> ClusterFunctions:
     """Run job collections as background processes on this machine, at most ``ncpus`` at once.
     ``fs_latency``: seconds a job may be missing before it counts as expired.
 
@@ -248,15 +262,31 @@ def make_cluster_functions_multicore(ncpus: int | None = None, fs_latency: float
     server that imports what the jobs import once, and a process whose collection ended runs the
     next one (``BATCHTOOLS_WARM=0``: a fresh fork from a cold server for every collection).
 
+    ``gpus``: this machine's GPU devices (a list of ids as ``CUDA_VISIBLE_DEVICES`` names them,
+    or a number n for ``0..n-1``): a collection submitted with ``resources={"gpus": k}`` waits
+    for k free devices and sees only those; the others see none. A pool worker given several
+    devices runs one job per device at once.
+
     >>> import batchtools as bt
     >>> bt.make_cluster_functions_multicore(2)
     ClusterFunctions(Multicore, ncpus=2)
     """
     ncpus = local_ncpus(ncpus, "CPUs to use")
-    server = ForkServer(ncpus)
+    if gpus is not None and not isinstance(gpus, (list, tuple)):
+        if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
+            raise ValueError(f"gpus: a list of device ids (['0', '1']) or a number of devices, got {gpus!r}")
+        gpus = list(range(gpus))
+    devices = check_devices(gpus, "gpus") if gpus is not None else []
+    server = ForkServer(ncpus, devices)
+
+    def check_gpus(resources: dict) -> None:
+        want = resources.get("gpus") or 0
+        if want > len(devices):
+            raise ValueError(f"resources: gpus={want}, but this Multicore backend has {len(devices)} device(s) "
+                             f"({devices}); give its devices with make_cluster_functions_multicore(gpus=[...])")
 
     def submit_job(reg, jc) -> SubmitJobResult:
-        pid = server.spawn(str(reg.layout.job_collection(jc.job_hash)), jc.preload)
+        pid = server.spawn(str(reg.layout.job_collection(jc.job_hash)), jc.preload, jc.resources.get("gpus") or 0)
         return SubmitJobResult(0, str(pid), jc.log_file, "OK")
 
     def kill_job(reg, batch_id: str) -> None:
@@ -268,6 +298,7 @@ def make_cluster_functions_multicore(ncpus: int | None = None, fs_latency: float
 
     return make_cluster_functions(
         "Multicore", submit_job, kill_job=kill_job, list_jobs_running=list_jobs_running,
-        store_job_collection=True, fs_latency=fs_latency, poll=0.05, poll_max=1.0, info=f"ncpus={ncpus}",
-        wait=server.wait, processes=server,
+        store_job_collection=True, fs_latency=fs_latency, poll=0.05, poll_max=1.0,
+        info=f"ncpus={ncpus}" + (f", gpus={devices}" if devices else ""), wait=server.wait, processes=server,
+        resource_check=check_gpus, capabilities=Capabilities(gpus=bool(devices)),
     )

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import getpass
 import re
+import time
 
 from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
 from ..core.layout import Layout
-from .commands import cf_handle_unknown_submit_error, cf_kill_job, run_os_command, temporary_error
+from ..core.retry import Accounting
+from .commands import (
+    cf_handle_unknown_submit_error,
+    cf_kill_job,
+    duration_seconds,
+    run_os_command,
+    size_mib,
+    temporary_error,
+)
 from .templates import cf_brew_template, cf_read_brew_template, check_path_chars, check_script_resources
 
 TEMP_ERRORS = (
@@ -21,6 +30,75 @@ TEMP_ERRORS = (
 )
 QUEUED = {"PD", "CF", "RF", "RH", "RQ", "SE"}
 RUNNING = {"R", "S", "CG", "RS", "SI", "SO", "ST"}
+# what a Slurm job state says about why a job ended (core.retry's reasons); others name no cause
+STATE_REASONS = {"TIMEOUT": "timeout", "DEADLINE": "timeout", "OUT_OF_MEMORY": "memory", "NODE_FAIL": "node_fail",
+                 "BOOT_FAIL": "node_fail", "PREEMPTED": "preempted", "CANCELLED": "cancelled",
+                 "REQUEUED": "requeued"}
+SACCT_FIELDS = "JobID,State,ExitCode,MaxRSS,TotalCPU"
+
+
+def parse_sacct(lines: list[str]) -> dict[str, Accounting]:
+    """``sacct --parsable2 --noheader --format=JobID,State,ExitCode,MaxRSS,TotalCPU`` output, one
+    line per job and per step (``.batch``, ``.extern``, ``.0``, ...), as one record per job: the
+    job line's state and exit code, out-of-memory if any step ran out of memory, MaxRSS the
+    largest over the steps, TotalCPU the job's.
+
+    >>> out = parse_sacct(["77|TIMEOUT|0:0||00:01.500", "77.batch|CANCELLED|0:15|2048K|00:01.500",
+    ...                    "77.extern|COMPLETED|0:0|1024K|00:00:00"])
+    >>> a = out["77"]; (a.state, a.reason, a.signal, a.max_rss, a.cpu_time)
+    ('TIMEOUT', 'timeout', None, 2.0, 1.5)
+    """
+    jobs: dict[str, Accounting] = {}
+    steps: dict[str, list[tuple[str, float]]] = {}
+    for line in lines:
+        parts = line.strip().split("|")
+        if len(parts) < 5 or not parts[0][:1].isdigit():
+            continue
+        job_id, state, exit_code, max_rss, cpu = parts[:5]
+        base, _, step = job_id.partition(".")
+        state = state.split()[0] if state else ""  # "CANCELLED by 1000"
+        if step:
+            steps.setdefault(base, []).append((state, size_mib(max_rss)))
+            continue
+        code, _, sig = exit_code.partition(":")
+        rec = jobs[base] = Accounting(state=state, reason=STATE_REASONS.get(state))
+        rec.exit_code = int(code) if code.isdigit() else None
+        rec.signal = int(sig) if sig.isdigit() and int(sig) else None
+        rec.max_rss = size_mib(max_rss)
+        rec.cpu_time = duration_seconds(cpu)
+        if state == "FAILED" and rec.exit_code and not rec.signal:
+            rec.reason = "error"  # the job's own non-zero exit
+    for base, found in steps.items():
+        rec = jobs.get(base)
+        if rec is None:
+            continue
+        rss = [r for _, r in found if r == r]
+        if rss:
+            rec.max_rss = max([*rss, rec.max_rss] if rec.max_rss == rec.max_rss else rss)
+        if rec.reason not in ("timeout", "node_fail", "preempted") and any(st == "OUT_OF_MEMORY" for st, _ in found):
+            rec.reason = "memory"
+    return jobs
+
+
+def parse_scontrol_job(text: str) -> Accounting | None:
+    """``scontrol show job -o ID`` (a finished job Slurm still remembers, for ``MinJobAge``
+    seconds): the state and exit code, when accounting is off.
+
+    >>> a = parse_scontrol_job("JobId=77 JobName=x JobState=TIMEOUT Reason=TimeLimit ExitCode=0:15 RunTime=00:01:31")
+    >>> a.state, a.reason, a.signal
+    ('TIMEOUT', 'timeout', 15)
+    """
+    fields = dict(f.split("=", 1) for f in text.split() if "=" in f)
+    state = fields.get("JobState")
+    if not state:
+        return None
+    code, _, sig = fields.get("ExitCode", "").partition(":")
+    rec = Accounting(state=state, reason=STATE_REASONS.get(state))
+    rec.exit_code = int(code) if code.isdigit() else None
+    rec.signal = int(sig) if sig.isdigit() and int(sig) else None
+    if state == "FAILED" and rec.exit_code and not rec.signal:
+        rec.reason = "error"
+    return rec
 
 
 @restorable
@@ -36,6 +114,13 @@ def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = Tru
 
     ``scheduler_latency``: seconds to sleep after submitting or killing; ``fs_latency``: seconds a
     job may be missing from the listing before it counts as expired (shared file system delay).
+
+    Why a job ended (for :class:`~batchtools.RetryPolicy`) comes from ``sacct`` (state,
+    exit code, MaxRSS over all steps, TotalCPU); with accounting off, from ``scontrol show
+    job`` while Slurm still remembers the job, and from the node's own evidence otherwise. The
+    shipped template asks for ``--signal=B:USR1@<checkpoint_warning>`` (walltimes of 10
+    minutes and more: Slurm sends it up to a minute early) and allows requeues, so a job that
+    checkpoints requeues itself before its time limit.
 
     >>> import batchtools as bt
     >>> bt.make_cluster_functions_slurm()  # doctest: +ELLIPSIS
@@ -93,6 +178,47 @@ def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = Tru
     def kill_job(reg, batch_id: str) -> None:
         cf_kill_job(reg, "scancel", [*clusters(reg), batch_id], nodename=nodename)
 
+    def account(reg, batch_ids: list[str]) -> dict[str, Accounting]:
+        """sacct for all of them in one call; with accounting off, what ``scontrol`` still
+        remembers of each (finished jobs stay for ``MinJobAge`` seconds); else nothing."""
+        if not cache.get("no_sacct"):
+            out = run_os_command("sacct", ["--parsable2", "--noheader", "--duplicates", f"--format={SACCT_FIELDS}",
+                                           f"--jobs={','.join(batch_ids)}", *clusters(reg)], nodename=nodename,
+                                 timeout=60)
+            if out["exit_code"] == 0:
+                return {b: a for b, a in parse_sacct(out["output"]).items() if b in batch_ids}
+            if any("accounting storage is disabled" in line for line in out["output"]):
+                cache["no_sacct"] = 1  # ask scontrol from now on
+        found = {}
+        for b in batch_ids[:50]:
+            out = run_os_command("scontrol", ["show", "job", "-o", b], nodename=nodename, timeout=30)
+            rec = parse_scontrol_job(" ".join(out["output"])) if out["exit_code"] == 0 else None
+            if rec is not None:
+                found[b] = rec
+        return found
+
+    def release_requeued(reg) -> None:
+        """After every sync: let jobs that requeued themselves start at once (Slurm holds a
+        requeued job for two minutes; the node cannot lift that itself, as the hold is set once
+        its run has ended)."""
+        st = reg.status
+        restart = st["restart"].to_numpy()
+        waiting = (restart > 0) & st["started"].isna().to_numpy() & st["done"].isna().to_numpy()
+        if not waiting.any():
+            return
+        released = reg.__dict__.setdefault("_slurm_released", {})  # "batch@restart" -> last try, or None: done
+        now = time.time()
+        for b in {f"{b}@{int(r)}" for b, r in zip(st["batch_id"].to_numpy()[waiting].tolist(),
+                                                  restart[waiting].tolist())}:
+            last = released.get(b, 0.0)
+            if last is None or now - last < 2.0:
+                continue
+            out = run_os_command("scontrol", ["update", f"JobId={b.split('@')[0]}", "StartTime=now", *clusters(reg)],
+                                 nodename=nodename, timeout=30)
+            text = " ".join(out["output"]).lower()
+            # until it runs again (or is gone): a requeue still completing sets its hold after our update
+            released[b] = None if "no longer pending" in text or "invalid job" in text else now
+
     def max_array_size(reg) -> int | None:
         if "max" not in cache:
             out = run_os_command("scontrol", ["show", "config"], nodename=nodename)
@@ -105,7 +231,7 @@ def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = Tru
         array_var="SLURM_ARRAY_TASK_ID", store_job_collection=True, store_job_files=True,
         scheduler_latency=scheduler_latency, fs_latency=fs_latency, poll=1.0, poll_max=30.0,
         max_array_size=max_array_size, info=nodename if nodename != "localhost" else "",
-        resource_check=check_script_resources,
+        resource_check=check_script_resources, account=account, hooks={"post_sync": release_requeued},
         # --output treats a backslash as "no %-patterns" and drops it: the log would land elsewhere
-        path_check=check_path_chars("\\", "Slurm"), capabilities=Capabilities(array_jobs=array_jobs, per_job_resources=True),
+        path_check=check_path_chars("\\", "Slurm"), capabilities=Capabilities(array_jobs=array_jobs, per_job_resources=True, gpus=True),
     )

@@ -6,7 +6,8 @@ shipped ``slurm-simple.tmpl``; a path is used as is. A template found on the sea
 that someone else could have written (not owned by you, or group/world-writable) is skipped
 with a warning. Inside a template: ``job_name``, ``log_file``, ``uri``, ``resources``,
 ``array_jobs``, ``n_array_jobs``, ``array_throttle``, ``jobs`` (job ids), ``command``,
-``python`` and ``debug``.
+``python``, ``debug`` and ``warning`` (seconds before the walltime at which a checkpointing job
+is asked to stop, for a scheduler's warning signal; None without a walltime).
 
 Every value a template prints (``{{ ... }}``) is shell-quoted: a registry path with spaces,
 quotes, ``$()`` or backticks stays one literal word in a shell line and in ``#SBATCH``-style
@@ -28,6 +29,7 @@ from typing import Any
 import jinja2
 
 from ..core.files import atomic_write_bytes, untrusted
+from ..core.retry import warning_lead
 
 log = logging.getLogger("batchtools")
 
@@ -136,6 +138,7 @@ def cf_brew_template(reg, template: jinja2.Template, jc, **extra: Any) -> str:
         "array_jobs": jc.array_jobs, "n_array_jobs": len(jc.jobs), "array_throttle": None,
         "jobs": jc.job_ids, "python": python, "debug": os.environ.get("BATCHTOOLS_DEBUG", ""),
         "command": Raw(shlex.join([python, "-m", "batchtools.worker", uri])),
+        "warning": warning_lead(jc.resources),
     }
     context.update(extra)
     try:

@@ -75,6 +75,8 @@ class Capabilities:
     ``start_reports``: the backend tells running from queued by the jobs' own start reports (its
     engine cannot say), so every job reports its start at once (otherwise a collection of one job
     reports when it ends: the scheduler knows it runs).
+    ``gpus``: the ``gpus`` resource is honoured (the scheduler allocates devices, or the backend
+    hands out free ones through ``CUDA_VISIBLE_DEVICES``).
     """
 
     array_jobs: bool = False
@@ -83,6 +85,7 @@ class Capabilities:
     per_job_resources: bool = False
     required_resources: tuple[str, ...] = ()
     start_reports: bool = False
+    gpus: bool = False
 
 
 @dataclass(kw_only=True)
@@ -118,6 +121,9 @@ class ClusterFunctions:
     processes: Any = None
     # how it was made: {"constructor": "module:function", "kwargs": {...}}, saved with the registry
     spec: dict | None = None
+    # optional: the scheduler's accounting of ended jobs, reg, batch ids -> {batch id: core.retry.Accounting}
+    # (one call for many jobs; jobs it knows nothing about are left out; it never raises)
+    account: Callable | None = None
 
     def __repr__(self) -> str:
         extra = f", {self.info}" if self.info else ""
@@ -144,6 +150,10 @@ class ClusterFunctions:
         if resources.get("chunks_as_arrayjobs") and not self.capabilities.array_jobs:
             raise ValueError(f"{arg}: chunks_as_arrayjobs is not supported by the {self.name} backend; "
                              "drop it (each chunk then runs as one job)")
+        if resources.get("gpus") and not self.capabilities.gpus:
+            raise ValueError(f"{arg}: gpus is not supported by the {self.name} backend (it cannot give a job "
+                             "devices); use Slurm, SGE, TORQUE, LSF, HyperQueue, Dask, or Multicore with a device "
+                             "list (make_cluster_functions_multicore(gpus=[...])), or drop it")
         missing = [k for k in self.capabilities.required_resources if not resources.get(k)]
         if missing:
             example = ", ".join(f"'{k}': ..." for k in missing)
@@ -192,6 +202,7 @@ def make_cluster_functions(
     resource_check: Callable[[dict], Any] | None = None,
     path_check: Callable[[str], Any] | None = None,
     processes: Any = None,
+    account: Callable | None = None,
 ) -> ClusterFunctions:
     """Make your own backend.
 
@@ -209,7 +220,9 @@ def make_cluster_functions(
     ``jobs/<hash>.pkl`` for the node; ``store_job_files`` keeps the rendered job scripts.
     ``hooks``: functions ``hook(reg, ...)`` by name (``pre_submit``, ``post_submit``,
     ``pre_sync``, ``post_sync``, ``pre_kill``, ``post_kill``; on the node
-    ``pre_do_collection``, ``post_do_collection``).
+    ``pre_do_collection``, ``post_do_collection``). ``account(reg, batch_ids)``, if given,
+    returns the scheduler's accounting of ended jobs (``{batch_id: bt.Accounting}``): why they
+    ended, their peak memory and CPU time; retries use it (see :class:`~batchtools.RetryPolicy`).
 
     >>> import batchtools as bt
     >>> def submit(reg, jc):
@@ -226,7 +239,7 @@ def make_cluster_functions(
     for arg, fn in (("submit_job", submit_job), ("kill_job", kill_job), ("list_jobs_queued", list_jobs_queued),
                     ("list_jobs_running", list_jobs_running), ("list_jobs", list_jobs), ("wait", wait),
                     ("max_array_size", max_array_size), ("resource_check", resource_check),
-                    ("path_check", path_check)):
+                    ("path_check", path_check), ("account", account)):
         if fn is not None and not callable(fn):
             raise TypeError(f"{arg}: must be callable (or None), got {type(fn).__name__}")
     if list_jobs is not None and (list_jobs_queued is not None or list_jobs_running is not None):
@@ -254,7 +267,7 @@ def make_cluster_functions(
         scheduler_latency=float(scheduler_latency), fs_latency=float(fs_latency), hooks=hooks,
         poll=float(poll), poll_max=float(max(poll, poll_max)), info=info, wait=wait,
         max_array_size=max_array_size, capabilities=capabilities, resource_check=resource_check,
-        path_check=path_check, processes=processes,
+        path_check=path_check, processes=processes, account=account,
     )
 
 

@@ -6,8 +6,11 @@ Layout inside the registry (``pool/``)::
     claims.log          one record per line, appended only while holding claims.lock:
                           Q <queue> <n>                 master: batch <queue> of n jobs is open
                           C <queue> <start> <count> <w> worker w takes jobs start .. start+count-1
+                                                        (usually the next ones; a worker near its walltime
+                                                        may take later ones that fit its remaining time)
                           X <queue> <id>,<id>,...       master: jobs cancelled (killed/reset) before they ran
                           D <w>                         master: worker w was declared dead; it must stop
+                                                        (and so must its device slots, claimers <w>.s<k>)
     claims.lock         the lock file (``filelock``: fcntl locks, released by the kernel if a holder dies)
     workers/<w>.beat    a worker's heartbeat, touched every few seconds   (paths: Layout)
     workers/<w>.exit    written by a worker that ends normally
@@ -43,8 +46,40 @@ class Claim:
 @dataclass
 class QueueState:
     n: int
-    cursor: int = 0
+    cursor: int = 0  # every job before it is claimed
     cancelled: set[int] = field(default_factory=set)
+    taken: set[int] = field(default_factory=set)  # jobs after the cursor claimed out of order
+
+    def take(self, start: int, count: int) -> None:
+        if start <= self.cursor:
+            self.cursor = max(self.cursor, start + count)
+        else:
+            self.taken.update(range(start, start + count))
+        while self.cursor in self.taken:
+            self.taken.discard(self.cursor)
+            self.cursor += 1
+
+    @property
+    def left(self) -> int:
+        return self.n - self.cursor - len(self.taken)
+
+
+SLOT = ".s"  # claimer id of a worker's device slot k: <worker>.s<k>
+
+
+def worker_of(claimer: str) -> str:
+    """The worker a claimer belongs to (a device slot's worker, or the claimer itself).
+
+    >>> worker_of("worker1a.s2"), worker_of("worker1a")
+    ('worker1a', 'worker1a')
+    """
+    return claimer.split(SLOT, 1)[0]
+
+
+def slot_of(claimer: str) -> int | None:
+    """The device slot number of a claimer (None: the worker itself)."""
+    _, sep, k = claimer.partition(SLOT)
+    return int(k) if sep and k.isdigit() else None
 
 
 class Fenced(Exception):
@@ -105,7 +140,7 @@ class ClaimLog:
             claim = Claim(rec[1], int(rec[2]), int(rec[3]), rec[4])
             state = self.queues.get(claim.queue)
             if state is not None:
-                state.cursor = max(state.cursor, claim.start + claim.count)
+                state.take(claim.start, claim.count)
             self.new_claims.append(claim)
         elif kind == "X":
             state = self.queues.get(rec[1])
@@ -114,12 +149,16 @@ class ClaimLog:
         elif kind == "D":
             self.dead.add(rec[1])
 
+    def is_dead(self, worker: str) -> bool:
+        """Whether ``worker`` (or the worker whose device slot ``worker`` is) was declared dead."""
+        return worker in self.dead or worker_of(worker) in self.dead
+
     def take_claims(self) -> list[Claim]:
         claims, self.new_claims = self.new_claims, []
         return claims
 
     def remaining(self) -> int:
-        return sum(q.n - q.cursor for q in self.queues.values())
+        return sum(q.left for q in self.queues.values())
 
     # ----------------------------------------------------------------- writing
     def _append(self, lines: list[str]) -> None:
@@ -152,22 +191,51 @@ class ClaimLog:
         if workers:
             self._locked_append([f"D {w}" for w in workers])
 
-    def claim(self, worker: str, count_for) -> Claim | None:
+    def claim(self, worker: str, count_for, fits=None) -> Claim | None:
         """Take the next unclaimed jobs (oldest batch first): ``count_for(remaining)`` of them.
 
-        Returns None when nothing is left; raises :class:`Fenced` if this worker was declared dead.
+        ``fits(queue, index, before)``, if given, returns the seconds of work claimed once the job
+        at ``index`` of ``queue`` is added to ``before`` seconds claimed with it, or None if it
+        would not fit the worker's remaining time: such jobs are left for others (later jobs
+        that fit may be taken instead).
+        Returns None when nothing (that fits) is left; raises :class:`Fenced` if this worker was
+        declared dead.
         """
         with self.lock:
             self.refresh()
-            if worker in self.dead:
+            if self.is_dead(worker):
                 raise Fenced(worker)
             for queue, state in self.queues.items():
-                left = state.n - state.cursor
-                if left > 0:
-                    count = max(1, min(int(count_for(self.remaining())), left))
-                    self._append([f"C {queue} {state.cursor} {count} {worker}"])
-                    return Claim(queue, state.cursor - count, count, worker)
+                if state.left <= 0:
+                    continue
+                want = max(1, int(count_for(self.remaining())))
+                start, count = self._pick(queue, state, want, fits)
+                if count:
+                    self._append([f"C {queue} {start} {count} {worker}"])
+                    return Claim(queue, start, count, worker)
         return None
+
+    @staticmethod
+    def _pick(queue: str, state: QueueState, want: int, fits) -> tuple[int, int]:
+        """(start, count) of the next unclaimed run of at most ``want`` jobs (that fit)."""
+        i = state.cursor
+        while i < state.n:
+            if i in state.taken:
+                i += 1
+                continue
+            used = 0.0 if fits is None else fits(queue, i, 0.0)
+            if used is None:
+                i += 1
+                continue
+            count = 1
+            while count < want and i + count < state.n and (i + count) not in state.taken:
+                if fits is not None:
+                    used = fits(queue, i + count, used)
+                    if used is None:
+                        break
+                count += 1
+            return i, count
+        return i, 0
 
 
 # --------------------------------------------------------------------- heartbeats

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .tables import new_status
+from .tables import new_attempts, new_status
 
 
 def pars_dicts(frame: pd.DataFrame) -> list[dict]:
@@ -53,6 +53,7 @@ def _common_tables(status: pd.DataFrame) -> dict[str, pd.DataFrame]:
             {"resource_id": empty, "resource_hash": np.empty(0, object), "resources": np.empty(0, object)}
         ),
         "tags": pd.DataFrame({"job_id": empty, "tag": np.empty(0, dtype=object)}),
+        "attempts": new_attempts(),
     }
 
 

@@ -101,6 +101,10 @@ class Layout:
     def result(self, job_id: int) -> Path:
         return self.file_dir / "results" / f"{int(job_id)}.pkl"
 
+    def checkpoint(self, job_id: int) -> Path:
+        """The last checkpoint a job saved (``job.checkpoint(obj)``), read back as ``job.restored``."""
+        return self.file_dir / "checkpoints" / f"{int(job_id)}.pkl"
+
     def update(self, job_hash: str, tag: str) -> Path:
         """Status update file of a job collection; ``tag`` keeps array tasks apart."""
         return self.file_dir / "updates" / f"{job_hash}-{tag}.pkl"

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .claims import ClaimLog, fs_now
+from .claims import ClaimLog, fs_now, slot_of, worker_of
 from .files import read_pickle
 from .tables import set_rows
 
@@ -38,13 +38,18 @@ class PoolState:
         self.workers: dict[str, dict[str, Any]] = {}
         self.queues: dict[str, np.ndarray] = {}  # queue -> job ids in claim order
         self.unresolved: list = []  # claims by workers this master has not recorded yet
+        # a pool that heals itself (submit_workers(heal=True)): workers to keep alive and their settings
+        self.heal: dict[str, Any] | None = None
+        self.last_states: dict[str, str] | None = None  # worker states of the last adjust (one listing)
         path = self.layout.pool_state
         if path.exists():
             state = read_pickle(path)
             self.workers, self.queues = state["workers"], state["queues"]
+            self.heal = state.get("heal")
 
     def save(self) -> None:
-        self.reg.write_pickle(self.layout.pool_state, {"workers": self.workers, "queues": self.queues})
+        self.reg.write_pickle(self.layout.pool_state, {"workers": self.workers, "queues": self.queues,
+                                                       "heal": self.heal})
 
     # ---------------------------------------------------------------- claims
     def apply_claims(self) -> int:
@@ -58,7 +63,7 @@ class PoolState:
         hashes = st["job_hash"].to_numpy()
         changed = 0
         for c in todo:
-            w = self.workers.get(c.worker)
+            w = self.workers.get(worker_of(c.worker))
             ids = self.queues.get(c.queue)
             if w is None or w["batch_id"] is None or ids is None:
                 self.unresolved.append(c)
@@ -66,8 +71,10 @@ class PoolState:
             pos = self.reg.pos(ids[c.start:c.start + c.count])
             pos = pos[hashes[pos] == c.queue]
             if pos.size:
+                slot = slot_of(c.worker)  # a device slot of the worker logs to its own file
                 set_rows(st, pos, "batch_id", w["batch_id"])
-                set_rows(st, pos, "log_file", w["log_file"])
+                set_rows(st, pos, "log_file", w["log_file"] if slot is None
+                         else self.layout.array_log_name(worker_of(c.worker), slot))
                 changed += pos.size
         if changed:
             self.reg.mark_dirty("status")
@@ -108,11 +115,13 @@ class PoolState:
     def current_states(self) -> dict[str, str]:
         """Worker states, asking the scheduler once."""
         cf = self.reg.cluster_functions
-        return self.worker_states(*(cf.list_on_system(self.reg) if cf is not None else (set(), set())))
+        states = self.worker_states(*(cf.list_on_system(self.reg) if cf is not None else (set(), set())))
+        self.last_states = states
+        return states
 
     def adjust(self, q: set[str], r: set[str]) -> tuple[set[str], set[str]]:
         """The scheduler's (queued, running) batch ids, corrected for the pool."""
-        states = self.worker_states(q, r)
+        states = self.last_states = self.worker_states(q, r)
         stale = [wid for wid, s in states.items() if s == "stale" and self.workers[wid].get("state") != "stale"]
         if stale and self.reg.writeable:
             # tell workers that stopped beating to stop should they ever wake up, before their

@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from . import attempts
 from . import journal as journal_mod
 from .lease import holder_alive, read_lease
 from .resources import resource_id
@@ -71,6 +72,7 @@ def replay_journal(reg) -> int:
             set_rows(st, sel, "log_file", logs)
         if rec["resources"] is not None:
             set_rows(st, sel, "resource_id", float(resource_id(reg, rec["resources"])))
+        attempts.on_replayed(reg, sel)
         unknown_batches += int(batch == journal_mod.UNKNOWN_BATCH) * int(sel.size)
         n += int(sel.size)
     if n:

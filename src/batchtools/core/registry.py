@@ -34,7 +34,7 @@ from .pool import sync_pool
 from .state import masks
 from .store import FolderStore, ResultStore
 from .sync import sync_updates
-from .tables import TABLES
+from .tables import TABLES, upgrade_status
 from .txn import Transaction, committed_versions
 
 log = logging.getLogger("batchtools")
@@ -174,7 +174,7 @@ class RegistryState:
         saved["inflight"] = set(self.inflight)
         saved["default_resources"] = dict(self.default_resources)
         pool = self._pool
-        pool_saved = (copy.deepcopy(pool.workers), dict(pool.queues)) if pool is not None else None
+        pool_saved = (copy.deepcopy(pool.workers), dict(pool.queues), pool.heal) if pool is not None else None
         self._txn = txn = Transaction(self.file_dir)
         try:
             yield
@@ -183,7 +183,7 @@ class RegistryState:
             self.__dict__.clear()
             self.__dict__.update(saved)
             if pool is not None:
-                pool.workers, pool.queues = pool_saved
+                pool.workers, pool.queues, pool.heal = pool_saved
             raise
         finally:
             self._txn = None
@@ -313,8 +313,8 @@ class RegistryState:
         """Save the status of a query (sync): on a full disk or lost permission, warn once and keep
         answering from memory (merged update files stay until a save succeeds). True if the
         state is on disk."""
-        try:
-            self.save(("status",), meta=False)
+        try:  # with the attempts a sync closed (a requeued run), if any
+            self.save(("status", "attempts") if "attempts" in self._dirty else ("status",), meta=False)
             return True
         except LeaseError:
             raise
@@ -339,6 +339,7 @@ class RegistryState:
                     break
                 except FileNotFoundError:
                     continue
+        self.tables["status"] = upgrade_status(self.tables["status"])  # a registry of an older version
         self._dirty.clear()
 
     def sync(self) -> int:

@@ -10,9 +10,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .retry import RetryPolicy
+
 INNER_BACKENDS = ("loky", "threading", "multiprocessing")
-POSITIVE_INT = ("ncpus", "ntasks", "omp_threads", "blas_threads", "max_concurrent_jobs", "gpus", "memory")
-POSITIVE_NUM = ("walltime",)
+POSITIVE_INT = ("ncpus", "ntasks", "omp_threads", "blas_threads", "max_concurrent_jobs", "memory", "gpus_per_job")
+NON_NEGATIVE_INT = ("gpus",)
+POSITIVE_NUM = ("walltime", "checkpoint_warning")
 FLAGS = ("measure_memory", "chunks_as_arrayjobs")
 # resources an ``ids`` frame of submit_jobs may set per job (R's batchtools$resources$per.job);
 # any other column of the frame (job parameters, status, ...) is not a resource and is ignored
@@ -35,6 +38,15 @@ def check_resources(res: Any, arg: str = "resources") -> dict[str, Any]:
             if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{arg}: {key} must be a positive integer, got {value!r}")
             out[key] = int(value)
+        elif key in NON_NEGATIVE_INT:
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"{arg}: {key} must be a non-negative integer (a number of devices, 0 for none), "
+                                 f"got {value!r}")
+            out[key] = int(value)
+        elif key == "gpu_devices":
+            out[key] = check_devices(value, f"{arg}: gpu_devices")
+        elif key == "retry":
+            out[key] = RetryPolicy.coerce(value, f"{arg}: retry").as_dict()
         elif key in POSITIVE_NUM:
             if (isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not value > 0
                     or not math.isfinite(value)):
@@ -52,6 +64,25 @@ def check_resources(res: Any, arg: str = "resources") -> dict[str, Any]:
         except Exception as e:
             raise TypeError(f"{arg}: {key} cannot be stored ({type(e).__name__}: {e}); give plain values "
                             "(numbers, strings, lists, dicts)") from None
+    return out
+
+
+def check_devices(value: Any, arg: str) -> list[str]:
+    """A list of GPU device ids (as ``CUDA_VISIBLE_DEVICES`` names them: "0", "1", or UUIDs).
+
+    >>> check_devices([0, "1"], "gpus")
+    ['0', '1']
+    """
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise TypeError(f"{arg}: must be a list of device ids such as ['0', '1'], got {value!r}")
+    out = []
+    for d in value:
+        if isinstance(d, bool) or not isinstance(d, (int, np.integer, str)) or str(d) == "" or \
+                any(c in str(d) for c in ", \t\n") or (isinstance(d, (int, np.integer)) and d < 0):
+            raise ValueError(f"{arg}: {d!r} is not a device id; give ids such as 0, 1 or 'GPU-<uuid>'")
+        out.append(str(d))
+    if len(set(out)) != len(out):
+        raise ValueError(f"{arg}: device ids must be distinct, got {out}")
     return out
 
 

@@ -141,9 +141,10 @@ def forget_runs(reg, pos: np.ndarray) -> None:
     The results of those runs are the caller's to delete, once the new state is saved.
     """
     st = reg.status
-    for col in ("submitted", "started", "done", "mem_used", "resource_id"):
+    for col in ("submitted", "started", "done", "mem_used", "resource_id", "attempt", "restart", "signal", "max_rss",
+                "cpu_time"):
         set_rows(st, pos, col, np.nan)
-    for col in ("error", "batch_id", "log_file", "job_hash"):
+    for col in ("error", "batch_id", "log_file", "job_hash", "reason"):
         set_rows(st, pos, col, None)
     reg.mark_dirty("status")
 

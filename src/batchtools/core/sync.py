@@ -9,8 +9,9 @@ import time
 
 import numpy as np
 
+from . import attempts
 from .files import make_dir
-from .protocol import ALL_JOBS, FLOAT_FIELDS, JOB_ID, TEXT_FIELDS, valid_rows
+from .protocol import ALL_JOBS, DONE, ENDED, FLOAT_FIELDS, JOB_ID, REASON, RESTART, TEXT_FIELDS, full_row, valid_rows
 from .tables import set_rows
 
 log = logging.getLogger("batchtools")
@@ -127,6 +128,7 @@ def _apply(reg, rows: list, hashes: np.ndarray) -> None:
     rows, hashes = _expand_collection_rows(reg, rows, hashes)
     if not rows:
         return
+    rows = [full_row(r) for r in rows]
     job_ids = np.fromiter((r[JOB_ID] for r in rows), dtype=np.int64, count=len(rows))
     all_ids = reg.job_ids
     pos = np.searchsorted(all_ids, job_ids)
@@ -140,6 +142,51 @@ def _apply(reg, rows: list, hashes: np.ndarray) -> None:
         return
     idx = np.flatnonzero(keep)
     pos = pos[idx]
+    restart = np.fromiter((rows[k][RESTART] for k in idx), dtype=float, count=idx.size)
+    restart = np.where(np.isnan(restart), 0.0, restart)
+    cur = status["restart"].to_numpy()[pos]
+    cur = np.where(np.isnan(cur), 0.0, cur)
+    requeued = np.array([rows[k][REASON] == "requeued" for k in idx], dtype=bool)
+    if not requeued.any() and (restart == cur).all():  # the usual case: one run per job
+        _set_fields(reg, rows, idx, pos)
+        return
+    # the scheduler ran some collection again (a requeue): apply the runs in order; a run that
+    # stopped to be requeued, or a newer run, closes the attempt before it
+    fresh = restart >= cur
+    idx, pos, restart, requeued = idx[fresh], pos[fresh], restart[fresh], requeued[fresh]
+    for r in np.unique(restart):
+        sel = restart == r
+        p = pos[sel]
+        behind = np.unique(p[_restart_of(status, p) < r])
+        if behind.size:  # an earlier run ended without saying so (e.g. killed, then requeued by the scheduler)
+            ran = ~np.isnan(status["started"].to_numpy()[behind])  # a job a run never started is no attempt
+            attempts.archive(reg, behind[ran], "requeued", reason=_reason_or(status, behind[ran], "requeued"))
+            attempts.next_run(reg, behind[ran], r)
+            set_rows(status, behind[~ran], "restart", float(r))
+        _set_fields(reg, rows, idx[sel], p)
+        stopped = sel & requeued
+        if stopped.any():
+            ended = np.fromiter((rows[k][ENDED] for k in idx[stopped]), dtype=float, count=int(stopped.sum()))
+            done = np.fromiter((rows[k][DONE] for k in idx[stopped]), dtype=float, count=int(stopped.sum()))
+            ps = pos[stopped][np.isnan(done)]
+            ps, first = np.unique(ps, return_index=True)
+            attempts.archive(reg, ps, "requeue", reason="requeued", ended=ended[np.isnan(done)][first])
+            attempts.next_run(reg, ps, r + 1)
+
+
+def _restart_of(status, pos: np.ndarray) -> np.ndarray:
+    cur = status["restart"].to_numpy()[pos]
+    return np.where(np.isnan(cur), 0.0, cur)
+
+
+def _reason_or(status, pos: np.ndarray, default: str) -> np.ndarray:
+    reasons = status["reason"].to_numpy()[pos]
+    return np.array([r if r is not None else default for r in reasons], dtype=object)
+
+
+def _set_fields(reg, rows: list, idx: np.ndarray, pos: np.ndarray) -> None:
+    """Write the fields rows ``idx`` bring (NaN / None: nothing new) to status rows ``pos``."""
+    status = reg.status
     for col, i in FLOAT_FIELDS:
         values = np.fromiter((rows[k][i] for k in idx), dtype=float, count=idx.size)
         ok = ~np.isnan(values)

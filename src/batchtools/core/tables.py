@@ -2,9 +2,13 @@
 
 ``status`` (one row per job) holds what happened to a job; times are float
 seconds since the epoch (NaN = not yet) and are turned into ``Timestamp``s only
-on output. ``defs`` holds what a job computes (its layout is the kind's, see
+on output. Besides the times it holds the current ``attempt`` (1 for the first run; retries and
+requeues count up), the scheduler's ``restart`` count within the current submission, and the
+evidence of how the run ended (``reason``, ``signal``, ``max_rss`` in MiB, ``cpu_time`` in
+seconds). ``defs`` holds what a job computes (its layout is the kind's, see
 :mod:`.kinds`). ``resources`` maps a
-resource id to the resource dict used at submission; ``tags`` is (job_id, tag).
+resource id to the resource dict used at submission; ``tags`` is (job_id, tag); ``attempts``
+holds one row per earlier attempt of a job that ran again (see :mod:`.attempts`).
 """
 
 from __future__ import annotations
@@ -12,9 +16,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-STATUS_FLOAT = ("submitted", "started", "done", "mem_used", "resource_id")
-STATUS_OBJECT = ("error", "batch_id", "log_file", "job_hash", "job_name")
-TABLES = ("designs", "defs", "status", "resources", "tags")
+STATUS_FLOAT = ("submitted", "started", "done", "mem_used", "resource_id", "attempt", "restart", "signal", "max_rss",
+                "cpu_time")
+STATUS_OBJECT = ("error", "batch_id", "log_file", "job_hash", "job_name", "reason")
+TABLES = ("designs", "defs", "status", "resources", "tags", "attempts")
+# the attempts table: one row per attempt that ended and was followed by another
+ATTEMPT_FLOAT = ("attempt", "submitted", "started", "ended", "signal", "max_rss", "cpu_time", "resource_id")
+ATTEMPT_OBJECT = ("batch_id", "reason", "error", "action")
 
 
 def new_status(job_ids: np.ndarray, def_ids: np.ndarray, repl: np.ndarray | None = None) -> pd.DataFrame:
@@ -29,6 +37,26 @@ def new_status(job_ids: np.ndarray, def_ids: np.ndarray, repl: np.ndarray | None
         cols[c] = np.full(n, np.nan)
     for c in STATUS_OBJECT:
         cols[c] = np.full(n, None, dtype=object)
+    return pd.DataFrame(cols)
+
+
+def upgrade_status(df: pd.DataFrame) -> pd.DataFrame:
+    """A status table written before some columns existed, with those columns (empty) added."""
+    missing = [c for c in (*STATUS_FLOAT, *STATUS_OBJECT) if c not in df.columns]
+    if not missing:
+        return df
+    df = df.copy()
+    for c in missing:
+        df[c] = np.full(len(df), np.nan) if c in STATUS_FLOAT else pd.Series([None] * len(df), index=df.index,
+                                                                               dtype=object)
+    return df
+
+
+def new_attempts() -> pd.DataFrame:
+    """An empty attempts table."""
+    cols: dict[str, np.ndarray] = {"job_id": np.empty(0, np.int64)}
+    cols.update({c: np.empty(0, float) for c in ATTEMPT_FLOAT})
+    cols.update({c: np.empty(0, object) for c in ATTEMPT_OBJECT})
     return pd.DataFrame(cols)
 
 

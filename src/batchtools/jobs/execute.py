@@ -20,11 +20,14 @@ from ..core.files import open_append
 from ..core.layout import Layout, layout_of
 from ..core.protocol import ALL_JOBS, FINISHED, MARK, job_ended, job_started
 from ..core.store import FolderStore, ResultStore
+from .checkpoint import REQUEUE, Evidence, Interrupt, restart_count
 from .runners import make_job, make_runner
 from .session import TERMINATING, node_session, say, user_traceback
 from .updates import UpdateBuffer
 
 NAN = math.nan
+CHECKPOINTED = ("Checkpointed before the time limit; it goes on from its checkpoint when resubmitted "
+                "(wait_for_jobs and sync_registry do so)")
 
 
 class MemorySampler:
@@ -85,9 +88,10 @@ def run_job(jc: JobCollection, spec: dict[str, Any], runner, store: ResultStore,
     say(job_started(job_id))
     say(f"Setting seed to {job.seed} ...")
     job.seed_rngs()
-    buffer.set(job_id, started=time.time())
+    buffer.set(job_id, started=time.time(), restart=restart_count())
+    evidence = Evidence(jc.file_dir, job_id, jc.resources)
     sampler = MemorySampler() if measure else None
-    error = None
+    error = exc = None
     try:
         token = store.stage(job_id, runner(job))
         if commit is None:
@@ -98,14 +102,23 @@ def run_job(jc: JobCollection, spec: dict[str, Any], runner, store: ResultStore,
         if sampler:
             sampler.stop()
         raise
+    except Interrupt as e:  # saved its checkpoint and stopped before the time limit
+        exc = e
     except (Exception, SystemExit) as e:
         sys.stdout.flush()
         traceback.print_exception(type(e), e, user_traceback(e), file=sys.stdout)
-        error = f"{type(e).__name__}: {e}"
+        error, exc = f"{type(e).__name__}: {e}", e
     mem = sampler.stop() if sampler else NAN
     if mem == mem:
         say(f"Memory used: {mem:.1f} MiB")
-    buffer.set(job_id, done=time.time(), error=error, mem_used=mem)
+    fields, final = evidence.finish(exc)
+    if not final:  # its scheduler job is requeued: the job goes on in the next run
+        buffer.set(job_id, mem_used=mem, **fields)
+        say(f"Job {job_id} stops here and goes on in the requeued run [batchtools job.id={job_id}]")
+        return False
+    if fields.get("reason") == "checkpointed":
+        error = CHECKPOINTED
+    buffer.set(job_id, done=fields["ended"], error=error, mem_used=mem, **fields)
     say(job_ended(job_id, error is None))
     return error is None
 
@@ -146,10 +159,15 @@ def run_chunk(jc: JobCollection, update_interval: float | None, sink: list | Non
                 return counts
             if jc.hooks.get("pre_do_collection"):
                 jc.hooks["pre_do_collection"](jc)
+            restarted = restart_count() > 0
             for spec in jobs:
-                if TERMINATING.is_set():
-                    say("Terminating: the remaining jobs of this collection are not started")
+                if TERMINATING.is_set() or REQUEUE.is_set():
+                    say("Terminating: the remaining jobs of this collection are not started" if TERMINATING.is_set()
+                        else "Requeued: the remaining jobs of this collection run in the next run")
                     break
+                if restarted and store.exists(spec["job_id"]):  # finished in an earlier run of this submission
+                    say(f"Job {spec['job_id']} finished in an earlier run of this collection")
+                    continue
                 ok = run_job(jc, spec, runner, store, buffer, measure)
                 counts["done" if ok else "error"] += 1
             if jc.hooks.get("post_do_collection"):

@@ -6,8 +6,9 @@ costs a ``fork()`` instead of a new interpreter, and it is single-threaded,
 so forking is safe (forking the user's session would not be: it may hold
 threads and locks).
 
-Protocol on stdin/stdout, one line each: ``run ID PATH`` -> ``pid ID N`` (the process
-now running the collection); when that collection ends: ``exit N CODE``;
+Protocol on stdin/stdout, one line each: ``run ID DEVICES PATH`` -> ``pid ID N`` (the
+process now running the collection; ``DEVICES``: the GPUs it may see, comma-separated, ``+``
+for none, ``-`` to leave its environment as it is); when that collection ends: ``exit N CODE``;
 ``import MOD ...`` (no answer) asks the server to import installed modules
 before its next fork. On end of input it exits; running children carry on and
 still write their results.
@@ -55,7 +56,7 @@ from dataclasses import dataclass
 
 from ..core.files import read_pickle
 from ..core.pickling import installed_path
-from . import node  # preloads the node code: the point of this process
+from . import checkpoint, node  # preloads the node code: the point of this process
 from .session import TERMINATING
 
 # top-level packages never imported into the server: they start threads or runtimes on import
@@ -144,7 +145,7 @@ def _silence(devnull: int) -> None:
 
 
 def _read_path(fd: int) -> str | None:
-    """The next collection path sent to this child, or None when the server retires it."""
+    """The next ``DEVICES PATH`` line sent to this child, or None when the server retires it."""
     buf = b""
     while not buf.endswith(b"\n"):
         part = os.read(fd, 4096)
@@ -163,12 +164,22 @@ def _child(cmd_r: int, report_w: int, close: list[int]) -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     code = 0
     runs = 0
+    cuda = os.environ.get("CUDA_VISIBLE_DEVICES")
     try:
         _silence(devnull)
         while True:
-            path = _read_path(cmd_r)
-            if path is None:  # retired, or the server died before it reported this process
+            line = _read_path(cmd_r)
+            if line is None:  # retired, or the server died before it reported this process
                 break
+            devices, _, path = line.partition(" ")
+            if devices == "-":  # as the process started (a reused process may have had others)
+                if cuda is None:
+                    os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+                else:
+                    os.environ["CUDA_VISIBLE_DEVICES"] = cuda
+            else:
+                os.environ["CUDA_VISIBLE_DEVICES"] = "" if devices == "+" else devices
+            checkpoint.new_run()
             before = set(sys.modules)
             # a pool worker's process is not reused: the pool tells workers apart by their batch ids
             pool_worker = bool(getattr(read_pickle(path), "pool", None))
@@ -218,25 +229,25 @@ def main() -> int:
             os.close(child.cmd_w)  # the child reads end of input and exits
             child.cmd_w = -1
 
-    def hand_over(child: Child, path: str, request: str) -> bool:
-        """Report the pid, then give the process its path (a dead server's process gets none)."""
+    def hand_over(child: Child, job: str, request: str) -> bool:
+        """Report the pid, then give the process its ``DEVICES PATH`` (a dead server's process gets none)."""
         out.write(f"pid {request} {child.pid}\n")
         try:
-            os.write(child.cmd_w, f"{path}\n".encode())
+            os.write(child.cmd_w, f"{job}\n".encode())
         except OSError:  # it died meanwhile: the master sees it end
             retire(child)
             return False
         return True
 
-    def start(request: str, path: str) -> None:
-        """Run ``path`` in the process that became idle last, or in a new fork."""
+    def start(request: str, job: str) -> None:
+        """Run ``job`` (``DEVICES PATH``) in the process that became idle last, or in a new fork."""
         for child in sorted((c for c in children.values() if not c.busy and c.cmd_w >= 0),
                             key=lambda c: -c.idle_since):
             if child.runs >= MAX_RUNS:
                 retire(child)
                 continue
             child.busy, child.runs = True, child.runs + 1
-            hand_over(child, path, request)
+            hand_over(child, job, request)
             return
         preloader.run()  # only a new fork needs what was asked for or learned since the last one
         cmd_r, cmd_w = os.pipe()
@@ -246,7 +257,7 @@ def main() -> int:
                    + [c.cmd_w for c in children.values() if c.cmd_w >= 0])
         os.close(cmd_r)
         children[pid] = child = Child(pid, cmd_w)
-        hand_over(child, path, request)
+        hand_over(child, job, request)
 
     while open_input or any(not c.busy and c.cmd_w >= 0 for c in children.values()):
         idle = [c for c in children.values() if not c.busy and c.cmd_w >= 0]
@@ -299,8 +310,8 @@ def main() -> int:
                 if cmd == "import":
                     preloader.want(arg.split())
                 elif cmd == "run":
-                    request, _, path = arg.partition(" ")
-                    start(request, path)
+                    request, _, job = arg.partition(" ")
+                    start(request, job)
     return 0
 
 

@@ -92,13 +92,17 @@ def rng_state_kept() -> Iterator[None]:
             npr.set_state(np_state)
 
 
+_UNREAD = object()
+
+
 @dataclass
 class Job:
     """One job as the mapped function sees it.
 
     Attributes: ``id`` (= ``job_id``), ``pars`` (the mapped arguments), ``seed``
     (registry seed + job id), ``rng`` (a ``numpy.random.Generator`` seeded with
-    ``seed``), ``resources`` and ``file_dir``.
+    ``seed``), ``resources`` and ``file_dir``; ``restored`` and ``checkpoint(obj)`` let a long
+    job go on where an earlier run stopped.
     """
 
     id: int
@@ -107,6 +111,7 @@ class Job:
     resources: dict[str, Any] = field(default_factory=dict)
     file_dir: str = ""
     _rng: Any = field(default=None, repr=False)
+    _restored: Any = field(default=_UNREAD, repr=False)
 
     @property
     def job_id(self) -> int:
@@ -124,3 +129,40 @@ class Job:
     def seed_rngs(self) -> None:
         seed_everything(self.seed)
         self._rng = None
+
+    def checkpoint(self, obj: Any) -> None:
+        """Save ``obj`` as this job's checkpoint (replacing the previous one): a later run of the
+        job (after a time limit, a preemption or a node failure) finds it as :attr:`restored`.
+
+        Call it whenever the state is worth keeping. When the time limit is near (the
+        ``checkpoint_warning`` resource, default a tenth of the walltime) or the scheduler warns,
+        the call saves and then stops the job, which goes on in a new run (its scheduler job is
+        requeued on Slurm, resubmitted elsewhere). A job that ends successfully deletes its
+        checkpoint; ``reset_jobs`` does too.
+
+        >>> import batchtools as bt
+        >>> reg = bt.make_registry(file_dir=None, seed=1)
+        >>> reg.cluster_functions = bt.make_cluster_functions_interactive()
+        >>> def total(n, job):
+        ...     i, acc = job.restored or (0, 0)  # where an earlier run stopped
+        ...     while i < n:
+        ...         i, acc = i + 1, acc + i
+        ...         job.checkpoint((i, acc))
+        ...     return acc
+        >>> _ = bt.batch_map(total, n=[4]); _ = bt.submit_jobs()
+        >>> bt.load_result(1)
+        6
+        """
+        from .checkpoint import save
+
+        save(self.file_dir, self.id, obj)
+        self._restored = obj
+
+    @property
+    def restored(self) -> Any:
+        """The last checkpoint this job saved in an earlier run (or in this one), None if none."""
+        if self._restored is _UNREAD:
+            from .checkpoint import load
+
+            self._restored = load(self.file_dir, self.id) if self.file_dir else None
+        return self._restored

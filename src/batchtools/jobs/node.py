@@ -20,6 +20,7 @@ import time
 from ..core.collection import JobCollection
 from ..core.files import open_append, read_pickle
 from ..core.layout import Layout
+from . import checkpoint
 from .execute import report_unreadable, run_chunk
 from .session import TERMINATING
 
@@ -83,6 +84,7 @@ def redirect_output(log_file: str) -> None:
 def _terminated(signum, frame) -> None:
     # a scheduler ending the job (walltime, memory, scancel) sends SIGTERM before SIGKILL:
     TERMINATING.set()
+    checkpoint.NODE.signal = signum
     # raise, so the running job is recorded as an error with this reason
     raise SystemExit(f"terminated by {signal.Signals(signum).name} (scheduler's time or memory limit, or a kill)")
 
@@ -131,12 +133,14 @@ def run_file(path: str) -> int:
     if log_file:
         redirect_output(log_file)
     signal.signal(signal.SIGTERM, _terminated)
+    checkpoint.arm(jc.resources, pool=bool(jc.pool))  # the time limit's warning, requeues
     if os.environ.get("BATCHTOOLS_DEBUG"):
         from ..core.debug import enable_debug
 
         enable_debug()
     try:
         run_collection(jc, UPDATE_INTERVAL)
+        checkpoint.requeue_if_asked()  # a job stopped to go on: its rows are written, now requeue
     finally:
         sys.stdout.flush()
     return 0

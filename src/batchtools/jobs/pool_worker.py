@@ -20,10 +20,12 @@ from ..core.claims import ClaimLog, Fenced
 from ..core.collection import JobCollection
 from ..core.files import atomic_write_bytes, make_dir, read_pickle
 from ..core.layout import Layout
+from .checkpoint import STOP
 from .execute import report_unreadable, run_job, store_of
 from .runners import make_runner
 from .session import TERMINATING, node_session, say
 from .updates import UpdateBuffer
+from .walltime import TimeBudget
 
 # a claim takes at most this much expected work, so trivial jobs are claimed in bulk (one lock per
 # many jobs) while long ones are claimed one at a time (the others keep the rest)
@@ -56,6 +58,8 @@ class PoolWorker:
         self.counts = {"done": 0, "error": 0}
         self.measure = bool(jc.resources.get("measure_memory"))
         self._stop = threading.Event()
+        self.budget = TimeBudget(jc.resources)  # the worker's walltime: claim only jobs that fit
+        self.collections: dict[str, JobCollection] = {}
         self.last_beat = time.monotonic()  # when this worker's heartbeat file was last touched
         self.beats_interrupted = False  # once beats stalled (paused process, slow disk), results go via the lock
 
@@ -94,7 +98,7 @@ class PoolWorker:
             return
         with self.claims.lock:
             self.claims.refresh()
-            if self.worker in self.claims.dead:
+            if self.claims.is_dead(self.worker):
                 self.store.discard(token)
                 raise Fenced(self.worker)
             self.store.commit(token)
@@ -110,10 +114,26 @@ class PoolWorker:
             n = min(n, int(self.max_claim))
         return max(1, n)
 
+    def collection(self, queue: str) -> JobCollection:
+        if queue not in self.collections:
+            self.collections[queue] = read_pickle(self.layout.pool_queue(queue))
+        return self.collections[queue]
+
+    def estimate(self, queue: str, index: int) -> float | None:
+        """The queued job's estimated run time (``submit_workers(ids=...)`` with a runtime column)."""
+        try:
+            return self.collection(queue).jobs[index].get("runtime")
+        except Exception:  # unreadable: claim it, and its jobs fail naming the file
+            return None
+
+    def fits(self):
+        """What ``claim`` asks about each job when this worker has a walltime (else None)."""
+        return self.budget.fits(self.estimate) if self.budget.deadline is not None else None
+
     def batch(self, queue: str) -> Batch | None:
         if queue not in self.batches:
             try:
-                jc = read_pickle(self.layout.pool_queue(queue))
+                jc = self.collection(queue)
             except Exception as e:  # every job of the batch fails, naming the file
                 report_unreadable(str(self.layout.pool_queue(queue)), e)
                 raise
@@ -133,7 +153,7 @@ class PoolWorker:
         b = self.batch(claim.queue)
         for spec in b.jc.jobs[claim.start:claim.start + claim.count]:
             self.claims.refresh()  # cheap: reads only new lines
-            if self.worker in self.claims.dead or TERMINATING.is_set():
+            if self.claims.is_dead(self.worker) or TERMINATING.is_set():
                 return False
             job_id = spec["job_id"]
             if job_id in self.claims.queues[claim.queue].cancelled:
@@ -152,6 +172,7 @@ class PoolWorker:
                 say(f"Job {job_id} finished, but this worker was declared dead meanwhile: its result is discarded")
                 return False
             took = time.perf_counter() - t0
+            self.budget.observe(took)
             self.mean_runtime = took if self.mean_runtime is None else 0.8 * self.mean_runtime + 0.2 * took
             self.counts["done" if ok else "error"] += 1
         self.claims.take_claims()
@@ -175,9 +196,13 @@ class PoolWorker:
                         reason = "terminated by the scheduler"
                         break
                     try:
-                        claim = self.claims.claim(self.worker, self.claim_size)
+                        claim = None if STOP.is_set() else self.claims.claim(self.worker, self.claim_size, self.fits())
                     except Fenced:
                         reason = "declared dead by the master (missed heartbeats)"
+                        break
+                    if claim is None and (STOP.is_set() or (self.budget.deadline and self.claims.remaining())):
+                        reason = (f"drained: no job left fits the {self.budget.left():.0f}s left of its walltime"
+                                  if not STOP.is_set() else "drained: the scheduler's warning came")
                         break
                     if claim is None:
                         if pause == 0.02:  # nothing left for now: report what ran at once, not at the next tick
@@ -209,5 +234,13 @@ class PoolWorker:
 
 
 def run_pool_worker(jc: JobCollection, update_interval: float | None, sink: list | None = None) -> dict[str, int]:
-    """Claim and run jobs until none is left (after ``idle_timeout`` seconds of waiting for more)."""
+    """Claim and run jobs until none is left (after ``idle_timeout`` seconds of waiting for more).
+    A worker with several GPUs runs one claimer per device group at once (:mod:`.pool_slots`)."""
+    from .pool_slots import device_groups, run_slots
+
+    groups = device_groups(jc)
+    if len(groups) > 1 and sink is None:
+        return run_slots(jc, update_interval, groups, PoolWorker)
+    if groups:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(groups[0])
     return PoolWorker(jc, update_interval, sink).run()

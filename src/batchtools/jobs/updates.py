@@ -10,7 +10,9 @@ import uuid
 
 from ..core.files import atomic_write_bytes
 from ..core.layout import Layout
-from ..core.protocol import DONE, ERROR, MEM_USED, STARTED, error_message, new_row
+from ..core.protocol import FIELDS, error_message, new_row
+
+_INDEX = {name: i for i, name in enumerate(FIELDS)}
 
 
 class UpdateBuffer:
@@ -37,17 +39,18 @@ class UpdateBuffer:
         while not self._stop.wait(interval):
             self.flush()
 
-    def set(self, job_id: int, started=None, done=None, error=None, mem_used=None) -> None:
-        """Record what is new about ``job_id`` (None: nothing new in that field)."""
+    def set(self, job_id: int, **fields) -> None:
+        """Record what is new about ``job_id``: ``started``, ``done``, ``error``, ``mem_used`` and
+        the evidence fields of :mod:`batchtools.core.protocol` (None or NaN: nothing new)."""
         with self.lock:
             row = self.rows.get(job_id)
             if row is None:
                 row = self.rows[job_id] = new_row(job_id)
-            if error is not None:
-                error = error_message(error)
-            for i, v in ((STARTED, started), (DONE, done), (ERROR, error), (MEM_USED, mem_used)):
+            if fields.get("error") is not None:
+                fields["error"] = error_message(fields["error"])
+            for name, v in fields.items():
                 if v is not None and v == v:
-                    row[i] = v
+                    row[_INDEX[name]] = v
 
     def flush(self) -> None:
         with self.lock:

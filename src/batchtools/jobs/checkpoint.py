@@ -1,0 +1,245 @@
+"""On the node: checkpoints, the warning before the time limit, requeues, and the evidence of how
+a run ended.
+
+- ``job.checkpoint(obj)`` saves ``obj`` as the job's checkpoint (``checkpoints/<job_id>.pkl``,
+  written atomically); ``job.restored`` is the last checkpoint of the job (None if it has none), so
+  a job that runs again goes on where it stopped. A job that ends successfully deletes its checkpoint.
+- Before the walltime (by the ``checkpoint_warning`` lead, see
+  :func:`batchtools.core.retry.warning_lead`) the node asks the job to stop: its own clock (from
+  the process start) and the scheduler's warning signal (``SIGUSR1``: Slurm's ``--signal``) both
+  set :data:`STOP`. The next ``job.checkpoint(obj)`` saves and then stops the job
+  (:class:`Interrupt`).
+- A job stopped this way, or ended by ``SIGTERM`` (time limit, preemption) while it has a
+  checkpoint, did not fail: on Slurm the node requeues its own scheduler job (``scontrol
+  requeue``, and ``StartTime=now``, as Slurm otherwise holds a requeued job for two minutes) and
+  the run reports ``requeued``; elsewhere (or if Slurm refuses) it reports ``checkpointed`` and the
+  master resubmits it. A ``SIGTERM`` after which Slurm shows the job pending again (someone,
+  e.g. preemption, requeued it) reports ``requeued`` too.
+- Every run reports its CPU time and peak RSS (``getrusage``) and, if it did not succeed, why
+  (:func:`batchtools.core.retry.node_reason`).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import threading
+import time
+from typing import Any
+
+from ..core.files import atomic_write_bytes, dumps, make_dir, read_pickle
+from ..core.layout import Layout
+from ..core.retry import DEFAULT_POLICY, RetryPolicy, node_reason, warning_lead
+from .session import say
+
+# set when the job should checkpoint and stop (time limit near, or the scheduler's warning signal)
+STOP = threading.Event()
+# set when a job of this process stopped to be requeued: the node requeues its scheduler job at the end
+REQUEUE = threading.Event()
+WARNING_SIGNAL = signal.SIGUSR1
+
+
+class Interrupt(BaseException):
+    """Raised by ``job.checkpoint`` once the node asked the job to stop: the job saved its state
+    and goes on in a new run (a BaseException, so ``except Exception`` in user code lets it through)."""
+
+
+class _Node:
+    """This process's facts: when it started, the signal that is ending it, whether it may requeue."""
+
+    def __init__(self) -> None:
+        self.start = time.time()
+        self.signal: int | None = None
+        self.may_requeue = False
+        self.max_requeues = DEFAULT_POLICY.max_requeues
+        self.run_start: float | None = None  # set by a process that runs one collection after another
+        self.generation = 0
+
+
+NODE = _Node()
+
+
+def new_run() -> None:
+    """A reused process (Multicore's fork server) starts another collection: its clock starts
+    now, and no stop, requeue or ending signal of the previous one is pending."""
+    STOP.clear()
+    REQUEUE.clear()
+    NODE.signal = None
+    NODE.run_start = time.time()
+    NODE.generation += 1
+
+
+def process_start() -> float:
+    """When this process started (the scheduler job's start, for a job script that ``exec``\\ s the
+    node); from ``/proc``, else now."""
+    try:
+        with open("/proc/self/stat") as fh:
+            ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as fh:
+            uptime = float(fh.read().split()[0])
+        return time.time() - max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return time.time()
+
+
+def restart_count() -> int:
+    """How many times the scheduler requeued this collection (Slurm's ``SLURM_RESTART_COUNT``)."""
+    try:
+        return int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+    except ValueError:
+        return 0
+
+
+def slurm_job_id() -> str | None:
+    task = os.environ.get("SLURM_ARRAY_TASK_ID")
+    if task and os.environ.get("SLURM_ARRAY_JOB_ID"):
+        return f"{os.environ['SLURM_ARRAY_JOB_ID']}_{task}"
+    return os.environ.get("SLURM_JOB_ID")
+
+
+def arm(resources: dict[str, Any], pool: bool = False) -> None:
+    """In a node process: watch the time limit and the scheduler's warning signal, and note
+    whether this process may requeue its scheduler job (a Slurm job that is not a pool worker)."""
+    NODE.start = NODE.run_start if NODE.run_start is not None else process_start()
+    try:
+        policy = RetryPolicy.coerce(resources["retry"]) if resources.get("retry") else DEFAULT_POLICY
+    except (TypeError, ValueError):
+        policy = DEFAULT_POLICY
+    NODE.max_requeues = policy.max_requeues
+    NODE.may_requeue = not pool and slurm_job_id() is not None
+    signal.signal(WARNING_SIGNAL, _warned)
+    lead = warning_lead(resources)
+    if lead is not None:
+        at = NODE.start + resources["walltime"] - lead
+        generation = NODE.generation
+
+        def clock() -> None:
+            time.sleep(max(0.0, at - time.time()))
+            if not STOP.is_set() and NODE.generation == generation:  # not a later collection's
+                say(f"The time limit is {lead:g}s away: asking the job to checkpoint and stop")
+                STOP.set()
+
+        threading.Thread(target=clock, name="batchtools-walltime", daemon=True).start()
+
+
+def _warned(signum, frame) -> None:
+    if not STOP.is_set():
+        say(f"Warning signal {signal.Signals(signum).name} from the scheduler: asking the job to checkpoint and stop")
+        STOP.set()
+
+
+# ------------------------------------------------------------------ checkpoints
+def save(file_dir: str, job_id: int, obj: Any) -> None:
+    """Save ``obj`` as the job's checkpoint; then stop the job if the node asked it to."""
+    path = Layout(file_dir).checkpoint(job_id)
+    data = dumps(obj)
+    try:
+        atomic_write_bytes(path, data)
+    except FileNotFoundError:
+        make_dir(path.parent)
+        atomic_write_bytes(path, data)
+    if STOP.is_set():
+        say(f"Job {job_id} saved its checkpoint and stops before the time limit")
+        raise Interrupt(job_id)
+
+
+def load(file_dir: str, job_id: int) -> Any:
+    """The job's last checkpoint, or None."""
+    try:
+        return read_pickle(Layout(file_dir).checkpoint(job_id))
+    except FileNotFoundError:
+        return None
+
+
+def exists(file_dir: str, job_id: int) -> bool:
+    return Layout(file_dir).checkpoint(job_id).exists()
+
+
+def drop(file_dir: str, job_id: int) -> None:
+    try:
+        os.unlink(Layout(file_dir).checkpoint(job_id))
+    except FileNotFoundError:
+        pass
+
+
+# ------------------------------------------------------------------ evidence
+def _usage() -> tuple[float, float]:
+    """(CPU seconds, peak RSS in MiB) of this process and its children so far."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime, max(me.ru_maxrss, kids.ru_maxrss) / 1024)
+
+
+class Evidence:
+    """What one run of a job leaves as evidence of how it ended (see the module docstring)."""
+
+    def __init__(self, file_dir: str, job_id: int, resources: dict[str, Any]):
+        self.file_dir, self.job_id, self.resources = file_dir, job_id, resources
+        self.cpu0 = _usage()[0]
+
+    def finish(self, exc: BaseException | None) -> tuple[dict[str, Any], bool]:
+        """(fields for the status row, whether the job ended for good: False if it goes on in a
+        requeued run of this scheduler job)."""
+        cpu, rss = _usage()
+        now = time.time()
+        fields: dict[str, Any] = {"cpu_time": cpu - self.cpu0, "max_rss": rss, "restart": restart_count(),
+                                  "ended": now}
+        if exc is None:
+            drop(self.file_dir, self.job_id)
+            return fields, True
+        signum = NODE.signal if isinstance(exc, SystemExit) else None
+        if signum is not None:
+            fields["signal"] = signum
+        if signum is not None and NODE.may_requeue and requeued_by_scheduler():
+            fields["reason"] = "requeued"  # preempted (or requeued by hand): Slurm runs it again
+            return fields, False
+        interrupted = isinstance(exc, Interrupt) or (signum is not None and exists(self.file_dir, self.job_id))
+        if interrupted and NODE.may_requeue and restart_count() < NODE.max_requeues:
+            fields["reason"] = "requeued"
+            REQUEUE.set()
+            return fields, False
+        if interrupted:
+            fields["reason"] = "checkpointed"
+            return fields, True
+        fields["reason"] = node_reason(exc, signum, now - NODE.start, self.resources, rss)
+        return fields, True
+
+
+# ------------------------------------------------------------------ requeues (Slurm)
+def requeued_by_scheduler() -> bool:
+    """After a SIGTERM: whether Slurm shows this job pending again (requeued by preemption or by hand)."""
+    import shutil
+    import subprocess
+
+    jid = slurm_job_id()
+    if not jid or not shutil.which("scontrol"):
+        return False
+    try:
+        out = subprocess.run(["scontrol", "show", "job", jid], capture_output=True, text=True, timeout=1.5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return any(f"JobState={s}" in out for s in ("PENDING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD"))
+
+
+def requeue_if_asked() -> bool:
+    """At the end of a node process: requeue its Slurm job if a job stopped to go on (True if Slurm
+    accepted). The status rows are written before; the requeue ends this process."""
+    import subprocess
+
+    if not REQUEUE.is_set():
+        return False
+    jid = slurm_job_id()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # Slurm ends the old run at once: finish asking first
+    try:
+        out = subprocess.run(["scontrol", "requeue", jid], capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            say(f"Slurm refused to requeue job {jid} ({(out.stdout + out.stderr).strip()}); "
+                "the master resubmits it")
+            return False
+        say(f"Requeued Slurm job {jid}: the next run goes on from the checkpoint")
+        # a requeued job is held for a while (BeginTime); it may start as soon as the node is free
+        subprocess.run(["scontrol", "update", f"JobId={jid}", "StartTime=now"], capture_output=True, timeout=60)
+        return True
+    except (OSError, subprocess.SubprocessError) as e:
+        say(f"Could not requeue Slurm job {jid} ({e}); the master resubmits it")
+        return False
