@@ -19,6 +19,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 bench: install
+	$(BIN)/pip install -q -e ".[bench]"
 	$(BIN)/python bench/run.py
 
 # the documentation site in docs/_build/html; any Sphinx warning fails the build
