@@ -182,7 +182,10 @@ def _child(cmd_r: int, report_w: int, close: list[int]) -> None:
             checkpoint.new_run()
             before = set(sys.modules)
             # a pool worker's process is not reused: the pool tells workers apart by their batch ids
-            pool_worker = bool(getattr(read_pickle(path), "pool", None))
+            try:
+                pool_worker = bool(getattr(read_pickle(path), "pool", None))
+            except Exception:  # unreadable: the node reports that for its jobs; no reuse after it
+                pool_worker = True
             code = node.run_file(path)
             runs += 1
             sys.stdout.flush()
