@@ -133,7 +133,7 @@ def test_unreachable_server_and_bad_arguments_change_nothing(tmp_path, hq_cluste
     before = snapshot(reg.file_dir)
     with pytest.raises(ValueError, match="walltime must be a finite positive number"):
         bt.submit_jobs(resources={"walltime": -5})
-    with pytest.raises(ValueError, match="gpus must be a positive integer"):
+    with pytest.raises(ValueError, match="gpus must be a non-negative integer"):
         bt.submit_jobs(resources={"gpus": 1.5})
     assert snapshot(reg.file_dir) == before
     with pytest.raises(TypeError, match="server: give an HQ server directory"):

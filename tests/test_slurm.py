@@ -21,10 +21,15 @@ pytestmark = pytest.mark.slurm
 def slurm_problem() -> str | None:
     if not shutil.which("sinfo"):
         return "Slurm is not installed (run: sudo bash ci/start-slurm.sh)"
-    proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
-    if proc.returncode != 0 or not ({"idle", "mixed", "allocated"} & set(proc.stdout.split())):
-        return f"no usable Slurm node: {proc.stdout.strip()} {proc.stderr.strip()}"
-    return None
+    deadline = time.time() + 120  # a node still cleaning up after the previous test's jobs is fine
+    while True:
+        proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+        states = set(proc.stdout.split())
+        if proc.returncode == 0 and {"idle", "mixed", "allocated"} & states:
+            return None
+        if proc.returncode != 0 or "completing" not in states or time.time() > deadline:
+            return f"no usable Slurm node: {proc.stdout.strip()} {proc.stderr.strip()}"
+        time.sleep(1)
 
 
 @pytest.fixture(scope="module")
