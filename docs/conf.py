@@ -36,6 +36,8 @@ nitpicky = True
 nitpick_ignore_regex = [
     ("py:class", r"(pandas|numpy|np|pd|collections\.abc|os|jinja2(\.\w+)*)\.\w+"),
     ("py:class", r"batchtools\.core\.registry\.RegistryState"),
+    # short names that autodoc takes from other packages' annotations (matplotlib, pandas typing)
+    ("py:class", r"(matplotlib(\.\w+)*\.)?Axes|(pandas\._typing\.)?Dtype"),
 ]
 
 html_theme = "furo"

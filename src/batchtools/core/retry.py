@@ -67,7 +67,8 @@ class RetryPolicy:
     ``memory_factor`` / ``walltime_factor``: the ``memory`` / ``walltime`` resource is multiplied
     by this at each retry after an out-of-memory death / a timeout (capped by ``max_memory`` /
     ``max_walltime`` if given); other reasons keep the resources. ``reasons``: which deaths are
-    retried (see :mod:`batchtools.core.retry`; default timeout, memory, node failure and
+    retried (any of ``error``, ``timeout``, ``memory``, ``node_fail``, ``preempted``,
+    ``cancelled``, ``worker_lost``, ``unknown``; default timeout, memory, node failure and
     preemption; add ``"error"`` to retry jobs that raised). ``max_requeues``: how many times a
     job that checkpointed (``job.checkpoint``) may go on in a new run.
 
@@ -160,7 +161,7 @@ def policy_of(resources: dict[str, Any] | None) -> RetryPolicy | None:
 @dataclass
 class Accounting:
     """What a scheduler's accounting says about one ended job: its ``state`` as the scheduler
-    names it, the ``reason`` that state means (one of :data:`REASONS`, None if it names no
+    names it, the ``reason`` that state means (one of ``REASONS``, None if it names no
     cause), ``exit_code`` and ``signal``, ``max_rss`` (MiB, the largest over all steps) and
     ``cpu_time`` (seconds)."""
 
