@@ -21,19 +21,21 @@ fi
 echo "$HOST localhost $(hostname)" | tr ' ' '\n' | awk '!seen[$0]++' | paste -sd' ' > "$COMMON/host_aliases"
 echo "$HOST" > "$COMMON/act_qmaster"
 # stop what an earlier run of this script started, by its pid files (never by process name)
-for entry in /var/spool/gridengine/execd/*/execd.pid:sge_execd /var/spool/gridengine/qmaster/qmaster.pid:sge_qmaster; do
-  f=${entry%%:*} name=${entry##*:}
-  [ -s "$f" ] || continue
+stop_by_pidfile() {  # FILE NAME: kill the process FILE names if it still is NAME
+  local f=$1 name=$2 pid
+  [ -s "$f" ] || return 0
   pid=$(cat "$f")
   if [ -n "$pid" ] && [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = "$name" ]; then
     kill -9 "$pid" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   fi
   rm -f "$f"
-done
+}
+for f in /var/spool/gridengine/execd/*/execd.pid; do stop_by_pidfile "$f" sge_execd; done
+stop_by_pidfile /var/spool/gridengine/qmaster/qmaster.pid sge_qmaster
 mkdir -p /var/spool/gridengine/execd
 chown -R sgeadmin /var/spool/gridengine 2>/dev/null || true
-/usr/sbin/sge_qmaster
+/usr/sbin/sge_qmaster >&2
 for _ in $(seq 50); do qstat >/dev/null 2>&1 && break; sleep 0.2; done
 
 work=$(mktemp -d)
@@ -108,7 +110,7 @@ h_vmem INFINITY
 Q
   qconf -Aq all.q >/dev/null
 fi
-/usr/sbin/sge_execd
+/usr/sbin/sge_execd >&2
 for _ in $(seq 100); do
   qmod -c all.q >/dev/null 2>&1 || true
   if qstat -f 2>/dev/null | awk -v q="all.q@$HOST" '$1 == q && NF == 5 {ok = 1} END {exit !ok}'; then
