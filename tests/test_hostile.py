@@ -10,6 +10,7 @@ import shlex
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -317,6 +318,21 @@ def test_ssh_control_sockets_live_in_a_private_folder(tmp_path, monkeypatch):
         ssh_mod.private_control_dir()
     os.chmod(d, 0o700)
     assert "--" in bt.Worker("somehost", ncpus=1)._argv("probe")
+
+
+def test_ssh_control_sockets_fit_a_unix_socket_path_under_a_long_tmpdir(tmp_path, monkeypatch):
+    long_tmp = tmp_path / ("t" * 60)
+    long_tmp.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(long_tmp))
+    folder = ssh_mod._default_control_dir()
+    assert not folder.startswith(str(long_tmp)) and folder.startswith("/tmp/")
+    assert len(folder) + 1 + ssh_mod.SOCKET_NAME_LEN <= ssh_mod.SOCKET_PATH_MAX
+    short = tempfile.mkdtemp(dir="/tmp", prefix="s")
+    try:
+        monkeypatch.setattr("tempfile.tempdir", short)
+        assert ssh_mod._default_control_dir() == os.path.join(short, f"batchtools-ssh-{os.getuid()}")
+    finally:
+        os.rmdir(short)
 
 
 # ---------------------------------------------- code from places others can write

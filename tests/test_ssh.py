@@ -73,7 +73,7 @@ def test_job_survives_ssh_connection_closing(sshreg):
         w.close()
     cfg = shlex.split(os.environ["BATCHTOOLS_SSH_ARGS"])
     for host in ("bt-node-a", "bt-node-b"):
-        subprocess.run(["ssh", *cfg, "-o", f"ControlPath={bt.backends.ssh.MULTIPLEX[3].split('=', 1)[1]}",
+        subprocess.run(["ssh", *cfg, *bt.backends.ssh.multiplex_args()[2:4],
                         "-O", "exit", host], capture_output=True)
     assert bt.wait_for_jobs(timeout=30)
     assert bt.load_result(1) == "finished"

@@ -31,9 +31,22 @@ LOCAL = ("localhost",)
 PROBE_TTL = 5.0  # seconds a node's probe stays valid while we account started jobs ourselves
 # one multiplexed ssh connection per node: a command then costs a round trip, not a handshake. The
 # sockets live in a folder only this user can enter (a predictable name in /tmp could be pre-created
-# by someone else to hijack the connection)
-CONTROL_DIR = os.path.join(tempfile.gettempdir(), f"batchtools-ssh-{os.getuid()}")
-MULTIPLEX = ["-o", "ControlMaster=auto", "-o", f"ControlPath={CONTROL_DIR}/%C", "-o", "ControlPersist=120"]
+# by someone else to hijack the connection). ssh names a socket "<%C: 40 hex digits>.<16 characters>"
+# while it binds it, and a Unix socket's path holds at most 107 bytes: under a long TMPDIR the folder
+# goes to /tmp instead (ssh would fail with "too long for Unix domain socket").
+SOCKET_NAME_LEN = 57
+SOCKET_PATH_MAX = 107
+
+
+def _default_control_dir() -> str:
+    for base in (tempfile.gettempdir(), "/tmp"):
+        folder = os.path.join(base, f"batchtools-ssh-{os.getuid()}")
+        if len(os.fsencode(folder)) + 1 + SOCKET_NAME_LEN <= SOCKET_PATH_MAX:
+            break
+    return folder
+
+
+CONTROL_DIR = _default_control_dir()
 NODENAME = re.compile(r"^[A-Za-z0-9_.@:\[\]%-]+$")
 
 
@@ -48,6 +61,11 @@ def private_control_dir() -> str:
         raise PermissionError(f"{CONTROL_DIR} (ssh connection sockets) is not a folder private to you "
                               f"(owner uid {st.st_uid}, mode {oct(st.st_mode & 0o777)}); remove it and try again")
     return CONTROL_DIR
+
+
+def multiplex_args() -> list[str]:
+    """ssh options for one shared connection per node, its socket in :func:`private_control_dir`."""
+    return ["-o", "ControlMaster=auto", "-o", f"ControlPath={private_control_dir()}/%C", "-o", "ControlPersist=120"]
 
 
 class Worker:
@@ -96,8 +114,7 @@ class Worker:
         if self.nodename in LOCAL:
             return helper
         remote = " ".join(shlex.quote(a) for a in helper)
-        private_control_dir()
-        return ["ssh", "-o", "BatchMode=yes", *MULTIPLEX, *self.ssh_args, "--", self.nodename, remote]
+        return ["ssh", "-o", "BatchMode=yes", *multiplex_args(), *self.ssh_args, "--", self.nodename, remote]
 
     def _agent_call(self, line: str) -> dict | None:
         """Send one command to the node's agent (started on first use); None if it is gone."""
