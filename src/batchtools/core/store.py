@@ -189,8 +189,12 @@ class FolderStore(ResultStore):
         tmp = f"{self._dir}.tmp-{_HOST}-{os.getpid()}-{next(self._counter)}-{int(job_id)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+            try:
+                view = memoryview(data)
+                while view:  # os.write may write less than asked
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
         except BaseException:
             unlink_quietly([tmp])
             raise

@@ -29,7 +29,7 @@ import time
 from typing import Any
 
 from ..core.files import atomic_write_bytes, dumps, make_dir, read_pickle
-from ..core.layout import Layout
+from ..core.layout import layout_of
 from ..core.retry import DEFAULT_POLICY, RetryPolicy, node_reason, warning_lead
 from .session import say
 
@@ -132,7 +132,7 @@ def _warned(signum, frame) -> None:
 # ------------------------------------------------------------------ checkpoints
 def save(file_dir: str, job_id: int, obj: Any) -> None:
     """Save ``obj`` as the job's checkpoint; then stop the job if the node asked it to."""
-    path = Layout(file_dir).checkpoint(job_id)
+    path = layout_of(file_dir).checkpoint(job_id)
     data = dumps(obj)
     try:
         atomic_write_bytes(path, data)
@@ -147,18 +147,21 @@ def save(file_dir: str, job_id: int, obj: Any) -> None:
 def load(file_dir: str, job_id: int) -> Any:
     """The job's last checkpoint, or None."""
     try:
-        return read_pickle(Layout(file_dir).checkpoint(job_id))
+        return read_pickle(layout_of(file_dir).checkpoint(job_id))
     except FileNotFoundError:
         return None
 
 
 def exists(file_dir: str, job_id: int) -> bool:
-    return Layout(file_dir).checkpoint(job_id).exists()
+    return layout_of(file_dir).checkpoint(job_id).exists()
 
 
 def drop(file_dir: str, job_id: int) -> None:
+    layout = layout_of(file_dir)
+    if not os.path.isdir(layout.dir("checkpoints")):  # made by the first checkpoint saved: one stat per job
+        return
     try:
-        os.unlink(Layout(file_dir).checkpoint(job_id))
+        os.unlink(layout.checkpoint(job_id))
     except FileNotFoundError:
         pass
 

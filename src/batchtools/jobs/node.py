@@ -22,7 +22,7 @@ from ..core.files import open_append, read_pickle
 from ..core.layout import Layout
 from . import checkpoint
 from .execute import report_unreadable, run_chunk
-from .session import TERMINATING
+from .session import TERMINATING, redirect_output
 
 UPDATE_INTERVAL = 1.0
 # set (to "1") by a backend whose engine cannot cancel a running task (HyperQueue's Python API):
@@ -68,17 +68,6 @@ def do_job_collection(
             stack.enter_context(contextlib.redirect_stdout(fh))
             stack.enter_context(contextlib.redirect_stderr(fh))
         return run_collection(jc, update_interval, sink)
-
-
-def redirect_output(log_file: str) -> None:
-    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-    # one Python-level stream for both, so tracebacks and prints stay in order
-    sys.stdout = sys.stderr = open(1, "w", encoding="utf-8", errors="replace", closefd=False)
 
 
 def _terminated(signum, frame) -> None:

@@ -24,7 +24,7 @@ from ..core.files import atomic_write_bytes, make_dir
 from ..core.layout import Layout
 from . import checkpoint
 from .devices import VAR, slots, visible_devices
-from .session import TERMINATING, say
+from .session import TERMINATING, redirect_output, say
 
 
 def device_groups(jc: JobCollection) -> list[list[str]]:
@@ -33,16 +33,6 @@ def device_groups(jc: JobCollection) -> list[list[str]]:
     if not (res.get("gpus") or res.get("gpu_devices")):
         return []
     return slots(visible_devices(res), res.get("gpus_per_job") or 1)
-
-
-def _redirect(log_file: str) -> None:
-    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-    sys.stdout = sys.stderr = open(1, "w", encoding="utf-8", errors="replace", closefd=False)
 
 
 def run_slots(jc: JobCollection, update_interval: float | None, groups: list[list[str]], worker_class) -> dict:
@@ -64,7 +54,7 @@ def run_slots(jc: JobCollection, update_interval: float | None, groups: list[lis
             try:
                 os.close(r)
                 os.environ[VAR] = ",".join(devices)
-                _redirect(str(layout.array_log(wid, k)))
+                redirect_output(str(layout.array_log(wid, k)))
                 checkpoint.arm(jc.resources, pool=True)
                 say(f"Device slot {k} of pool worker {wid}: {VAR}={os.environ[VAR]}")
                 # claims leave the other slots (of every worker) their share

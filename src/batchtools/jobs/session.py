@@ -175,3 +175,15 @@ def node_session(jc: JobCollection, what: str):
         sys.stdout.flush()
         sys.stderr.flush()
         os.chdir(old_cwd)
+
+
+def redirect_output(log_file: str) -> None:
+    """Send this process's file descriptors 1 and 2 (and ``sys.stdout``/``sys.stderr``) to the end of ``log_file``."""
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    # one Python-level stream for both, so tracebacks and prints stay in order
+    sys.stdout = sys.stderr = open(1, "w", encoding="utf-8", errors="replace", closefd=False)
