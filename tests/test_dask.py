@@ -50,15 +50,30 @@ def test_single_jobs_and_chunks(dreg, dask_cluster):
     st = bt.get_job_status()
     assert st["batch_id"][2] == st["batch_id"][3] != st["batch_id"][4]
     assert st["batch_id"][0] == "batchtools-" + st["job_hash"][0]
-    # each collection ran in its own process, not in a Dask worker process
+    # each collection ran in a process of its own (forked, or one whose collection had ended), not
+    # in a Dask worker process; the jobs of a chunk in one process
     workers = set(dask_cluster[1].run(os.getpid).values())
     assert not {r[1] for r in res} & workers
-    assert res[2][1] == res[3][1] != res[4][1]
+    assert res[2][1] == res[3][1] and res[4][1] == res[5][1] == res[6][1]
     assert "Starting job [batchtools job.id=5]" in bt.get_log(5)[0]
     # nothing of a finished collection stays on the scheduler (it would be run again if its worker left)
     ours = set(st["batch_id"])
     wait_until(lambda: not ours & set(dask_cluster[1].run_on_scheduler(
         lambda dask_scheduler: [str(k) for k in dask_scheduler.tasks])), 10, "the finished tasks to be forgotten")
+
+
+def test_a_task_the_scheduler_has_not_heard_of_yet_is_queued_not_gone(dreg, monkeypatch):
+    """Submissions travel on the client's batched stream, which a listing can overtake: a task this
+    session submitted that the scheduler does not list yet is queued, so its job never expires."""
+    from batchtools.backends import dask as dask_backend
+
+    bt.batch_map(lambda s: time.sleep(s) or s, s=[3])
+    bt.submit_jobs()
+    monkeypatch.setattr(dask_backend, "_states_function", lambda prefix: (lambda dask_scheduler=None: {}))
+    assert bt.find_on_system()["job_id"].tolist() == [1]  # the scheduler "does not know it yet"
+    assert bt.find_expired().empty
+    monkeypatch.undo()
+    assert bt.wait_for_jobs(timeout=60) and bt.load_result(1) == 3
 
 
 def test_same_seed_same_results_as_multicore(dreg, tmp_path):

@@ -1,8 +1,8 @@
-"""Dask: job collections as tasks of a Dask cluster, each running the node in a subprocess.
+"""Dask: job collections as tasks of a Dask cluster, each running the node in a process of its own.
 
 Any Dask deployment runs a registry's jobs: a ``distributed.LocalCluster``, dask-jobqueue's
 ``SLURMCluster``/``PBSCluster``, dask-kubernetes, dask-gateway, a cloud cluster. A task runs
-``python -m batchtools.worker jobs/<hash>.pkl`` with the worker's interpreter
+the collection in a process forked from a warm fork server of the worker's
 (:mod:`batchtools.jobs.engine_task`), so the node owns its process (log, signals, environment)
 and writes results and status like on any backend; the registry must be on a file system the
 workers share. Tasks are fire-and-forget: they run on when this session ends.
@@ -93,7 +93,7 @@ class DaskConnection:
 
 
 def make_cluster_functions_dask(client_or_address, timeout: float = 10) -> ClusterFunctions:
-    """Run job collections as tasks of a Dask cluster, each in a subprocess on a worker.
+    """Run job collections as tasks of a Dask cluster, each in a process of its own on a worker.
 
     ``client_or_address``: a ``distributed.Client``, a scheduler address
     (``"tcp://host:8786"``; connected on first use, giving up after ``timeout`` seconds) or a
@@ -137,6 +137,10 @@ def make_cluster_functions_dask(client_or_address, timeout: float = 10) -> Clust
             raise
         except Exception as e:
             raise conn._unreachable(f"{type(e).__name__}: {e}") from e
+        # tasks this session submitted that the scheduler has not heard of yet (a submission travels
+        # on the client's batched stream, which this call can overtake) are queued, not gone
+        for key in list(conn.futures):
+            states.setdefault(key, "released")
         # "processing" means sent to a worker, perhaps still waiting there: running once it started
         started = started_batches(reg)
         queued = [k for k, s in states.items() if s in QUEUED or (s in RUNNING and k not in started)]

@@ -1,6 +1,7 @@
 """A small pre-warmed process that forks the processes that run job collections.
 
-Started once per Multicore backend as ``python -m batchtools.jobs.forkserver``.
+Started once per Multicore backend (and once per Dask worker process that runs collections) as
+``python -m batchtools.jobs.forkserver`` by ``batchtools.jobs.forkclient.ForkServer``.
 It imports the node code (and numpy, cloudpickle) once, so a job collection
 costs a ``fork()`` instead of a new interpreter, and it is single-threaded,
 so forking is safe (forking the user's session would not be: it may hold
@@ -10,7 +11,9 @@ Protocol on stdin/stdout, one line each: ``run ID DEVICES PATH`` -> ``pid ID N``
 process now running the collection; ``DEVICES``: the GPUs it may see, comma-separated, ``+``
 for none, ``-`` to leave its environment as it is); when that collection ends: ``exit N CODE``;
 ``import MOD ...`` (no answer) asks the server to import installed modules
-before its next fork. On end of input it exits; running children carry on and
+before its next fork; ``signal ID SIGNUM`` (no answer) signals the process running request ``ID``
+if it still runs that collection (a process runs one collection after another, so its pid alone
+could name the next one). On end of input it exits; running children carry on and
 still write their results.
 
 A process gets the path of its next collection on its own pipe only after the
@@ -44,6 +47,7 @@ Warm processes (``BATCHTOOLS_WARM=0`` turns both off):
 
 from __future__ import annotations
 
+import gc
 import importlib
 import importlib.util
 import os
@@ -210,6 +214,7 @@ class Child:
     busy: bool = True
     idle_since: float = 0.0
     runs: int = 1
+    request: str = ""  # the request whose collection it runs while busy
 
 
 def main() -> int:
@@ -235,6 +240,7 @@ def main() -> int:
     def hand_over(child: Child, job: str, request: str) -> bool:
         """Report the pid, then give the process its ``DEVICES PATH`` (a dead server's process gets none)."""
         out.write(f"pid {request} {child.pid}\n")
+        child.request = request
         try:
             os.write(child.cmd_w, f"{job}\n".encode())
         except OSError:  # it died meanwhile: the master sees it end
@@ -254,6 +260,7 @@ def main() -> int:
             return
         preloader.run()  # only a new fork needs what was asked for or learned since the last one
         cmd_r, cmd_w = os.pipe()
+        gc.freeze()  # the child's collector then leaves the inherited objects (and their pages) alone
         pid = os.fork()
         if pid == 0:
             _child(cmd_r, report_w, [out_fd, wake_r, wake_w, report_r, cmd_w]
@@ -277,13 +284,13 @@ def main() -> int:
                     preloader.want([arg])
                 elif kind == "i" and int(arg) in children and children[int(arg)].busy:
                     child = children[int(arg)]
-                    child.busy, child.idle_since = False, time.monotonic()
+                    child.busy, child.idle_since, child.request = False, time.monotonic(), ""
                     out.write(f"exit {child.pid} 0\n")
                 elif kind == "d":  # a process that ends: its work is written, its slot is free
                     pid_s, _, code = arg.partition(" ")
                     child = children.get(int(pid_s))
                     if child is not None and child.busy:
-                        child.busy = False
+                        child.busy, child.request = False, ""
                         retire(child)
                         out.write(f"exit {pid_s} {code}\n")
         while True:
@@ -304,8 +311,11 @@ def main() -> int:
                 retire(child)
         if open_input and 0 in ready:
             chunk = os.read(0, 65536)
-            if not chunk:
+            if not chunk:  # the master closed its end: let the idle processes go now, not at their timeout
                 open_input = False
+                for child in children.values():
+                    if not child.busy:
+                        retire(child)
             buf += chunk
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)
@@ -315,6 +325,14 @@ def main() -> int:
                 elif cmd == "run":
                     request, _, job = arg.partition(" ")
                     start(request, job)
+                elif cmd == "signal":
+                    request, _, signum = arg.partition(" ")
+                    for child in children.values():
+                        if child.busy and child.request == request:
+                            try:
+                                os.kill(child.pid, int(signum))
+                            except ProcessLookupError:
+                                pass
     return 0
 
 

@@ -1,0 +1,266 @@
+"""The master's side of the fork server (:mod:`batchtools.jobs.forkserver`): start it, have it
+run job collections in forked processes, and learn when they end.
+
+Multicore runs every collection this way; a Dask task does too, on its worker (one server per
+worker process, see :mod:`batchtools.jobs.engine_task`), so a collection there costs a fork of a
+warm process rather than a new interpreter.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+
+from .devices import DevicePool
+
+log = logging.getLogger("batchtools")
+
+
+class ForkServer:
+    """Client of ``python -m batchtools.jobs.forkserver``: spawn and track children.
+
+    Children are tracked by pid and start time. While the server lives it reports every exit; if
+    it dies, its children carry on (they are not its to kill), so they are then tracked with
+    psutil until they end, and the next spawn starts a new server. A spawn either returns the
+    pid of a child that runs the collection or raises, and then no child runs it (see the
+    server's go signal).
+    """
+
+    def __init__(self, ncpus: int, devices=(), env: dict[str, str] | None = None, name: str = "Multicore") -> None:
+        self.ncpus = ncpus
+        self.env = env  # the server's environment (None: this process's)
+        self.name = name
+        self.gpus = DevicePool(devices)  # free GPUs, handed out per collection (CUDA_VISIBLE_DEVICES)
+        self.proc: subprocess.Popen | None = None
+        self.cond = threading.Condition()
+        self.running: dict[int, float | None] = {}  # pid -> start time, children of the live server
+        self.orphans: dict[int, float | None] = {}  # children of a server that died
+        self.replies: dict[int, int] = {}  # request id -> pid
+        self.request_of: dict[int, int] = {}  # pid -> the request whose collection it runs
+        self.requests = itertools.count(1)
+        self.deaths = 0  # servers that died under us
+        self.preloaded: set[str] = set()  # modules the live server was already asked to import
+        self.changes = 0
+        # collections started with start_watched(): request -> pid while it runs, -> exit code once ended
+        self.watched: dict[int, int | None] = {}
+        self.exit_codes: dict[int, int] = {}
+        self._atexit = False
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def ensure_started(self) -> None:
+        if self.alive():
+            return
+        if self.proc is not None:
+            log.warning("the %s fork server (pid %d) died; starting a new one (running jobs carry on)",
+                        self.name, self.proc.pid)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "batchtools.jobs.forkserver"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, env=self.env,
+        )
+        self.preloaded = set()
+        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+        if not self._atexit:
+            atexit.register(self.close)
+            self._atexit = True
+
+    def _read(self, proc: subprocess.Popen) -> None:
+        for line in proc.stdout:
+            kind, _, rest = line.decode().strip().partition(" ")
+            with self.cond:
+                if kind == "pid":
+                    request, _, pid = rest.partition(" ")
+                    self.replies[int(request)] = int(pid)
+                    self.running[int(pid)] = _start_time(int(pid))
+                    self.request_of[int(pid)] = int(request)
+                    if int(request) in self.watched:
+                        self.watched[int(request)] = int(pid)
+                elif kind == "exit":
+                    pid, _, code = rest.partition(" ")
+                    self.running.pop(int(pid), None)
+                    request = self.request_of.pop(int(pid), None)
+                    self.gpus.give_back(int(pid))
+                    if request in self.watched:
+                        del self.watched[request]
+                        self.exit_codes[request] = int(code)
+                self.changes += 1
+                self.cond.notify_all()
+        with self.cond:  # the server ended: its children now have to be watched directly
+            if proc is self.proc:
+                for pid in self.running:
+                    self.request_of.pop(pid, None)
+                self.orphans.update(self.running)
+                self.running.clear()
+                self.deaths += 1
+            self.changes += 1
+            self.cond.notify_all()
+
+    def _prune_orphans(self) -> None:
+        """Forget orphaned children that ended (pid gone, or reused by another process)."""
+        for pid, started in list(self.orphans.items()):
+            if not _same_process(pid, started):
+                del self.orphans[pid]
+                self.gpus.give_back(pid)
+                self.changes += 1
+
+    def busy(self) -> int:
+        with self.cond:
+            self._prune_orphans()
+            return len(self.running) + len(self.orphans)
+
+    def spawn(self, path: str, preload=(), gpus: int = 0) -> int:
+        """Start a child running the collection at ``path``, once fewer than ``ncpus`` run (and
+        ``gpus`` devices are free); its pid.
+
+        ``preload``: installed modules the collection's jobs import; the server imports those it
+        has not imported yet before it forks (once per server, not once per child)."""
+        return self._spawn(path, preload, gpus, watch=False)[0]
+
+    def start_watched(self, path: str) -> int:
+        """Start a child running the collection at ``path`` (as :meth:`spawn`); the request id
+        that names this collection to :meth:`wait_exit` and :meth:`kill_collection`."""
+        return self._spawn(path, (), 0, watch=True)[1]
+
+    def _spawn(self, path: str, preload, gpus: int, watch: bool) -> tuple[int, int]:
+        with self.cond:
+            while True:
+                self._prune_orphans()
+                if len(self.running) + len(self.orphans) < self.ncpus and self.gpus.free_count() >= gpus:
+                    break
+                self.cond.wait(0.2 if self.orphans else None)
+            self.ensure_started()
+            proc = self.proc
+            request = next(self.requests)
+            if watch:
+                self.watched[request] = None
+            new = [m for m in preload if m not in self.preloaded and m.replace(".", "").replace("_", "").isalnum()]
+            try:
+                if new:
+                    self.preloaded.update(new)
+                    proc.stdin.write(f"import {' '.join(new)}\n".encode())
+                devices = self.gpus.take(("spawn", request), gpus) if self.gpus else None
+                proc.stdin.write(f"run {request} {','.join(devices) if devices else '-' if devices is None else '+'} "
+                                 f"{path}\n".encode())
+                proc.stdin.flush()
+            except OSError:
+                pass  # a dead server: found out below
+            while request not in self.replies and proc is self.proc and proc.poll() is None:
+                self.cond.wait(0.5)
+            pid = self.replies.pop(request, None)
+            if pid is None:
+                self.watched.pop(request, None)
+            if self.gpus:  # the child holds the devices until it ends
+                held = self.gpus.held.pop(("spawn", request), [])
+                if pid is not None:
+                    self.gpus.held[pid] = held
+                else:
+                    self.gpus.free = [d for d in self.gpus.devices if d in set(self.gpus.free) | set(held)]
+        if pid is None:
+            raise RuntimeError(f"the {self.name} fork server died before it started the job (nothing was started); "
+                               "submitting again starts a new server")
+        return pid, request
+
+    def wait_exit(self, request: int) -> int:
+        """Wait until the collection of ``request`` (from :meth:`start_watched`) ends; its
+        process's exit code (0 if the server died meanwhile: the node's own status reports tell
+        how its jobs ended)."""
+        with self.cond:
+            while request not in self.exit_codes:
+                pid = self.watched.get(request)
+                if pid not in self.running:  # its server died: an orphan, watched until it ends
+                    self._prune_orphans()
+                    if pid not in self.orphans:
+                        self.watched.pop(request, None)
+                        return 0
+                self.cond.wait(0.2 if self.orphans else None)
+            return self.exit_codes.pop(request)
+
+    def kill_collection(self, request: int, grace: float = 2.0) -> bool:
+        """End the collection of ``request`` (SIGTERM, SIGKILL after ``grace`` seconds), never
+        one its process runs later: the server signals a process only while it runs that
+        collection. True if it was running."""
+        with self.cond:
+            pid = self.watched.get(request)
+        if pid is None:  # ended (or never started)
+            return False
+        deadline = time.monotonic() + grace
+        for signum in (signal.SIGTERM, signal.SIGKILL):
+            with self.cond:
+                if self.watched.get(request) != pid or pid in self.orphans:
+                    break
+                try:
+                    self.proc.stdin.write(f"signal {request} {int(signum)}\n".encode())
+                    self.proc.stdin.flush()
+                except OSError:  # the server died: its _read thread makes the child an orphan
+                    pass
+                self.cond.wait_for(lambda: self.watched.get(request) != pid or pid in self.orphans,
+                                   max(0.0, deadline - time.monotonic()))
+        with self.cond:
+            orphan = pid in self.orphans
+        if orphan:  # its server died: nobody hands it another collection, so its pid is safe to use
+            kill_pid(pid, max(0.0, deadline - time.monotonic()))
+        return True
+
+    def running_pids(self) -> list[int]:
+        with self.cond:
+            self._prune_orphans()
+            return list(self.running) + list(self.orphans)
+
+    def wait(self, timeout: float) -> None:
+        """Return when a child starts or ends, or after ``timeout`` seconds."""
+        with self.cond:
+            seen = self.changes
+            if self.orphans:  # their ends are not reported: look every 0.2 s
+                timeout = min(timeout, 0.2)
+            self.cond.wait_for(lambda: self.changes != seen, timeout)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+
+
+def _start_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def _same_process(pid: int, started: float | None) -> bool:
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE and (started is None or abs(proc.create_time() - started) < 0.01)
+    except psutil.Error:
+        return False
+
+
+def kill_pid(pid: int, grace: float = 1.0) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.time() + grace
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
