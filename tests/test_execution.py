@@ -143,6 +143,26 @@ def test_worker_entry_point_and_do_job_collection(reg):
     assert "Starting job" in open(jc.log_file).read()
 
 
+def test_a_task_of_a_large_array_collection_reads_only_its_own_job(reg):
+    from batchtools.core.collection import PACK_MIN, PackedJobs
+    from batchtools.core.files import read_pickle, write_pickle
+
+    n = PACK_MIN + 200
+    bt.batch_map(square, x=range(n))
+    jc = bt.make_job_collection()
+    jc.array_jobs, jc.array_var = True, "BT_TEST_ARRAY_TASK"
+    path = reg.layout.job_collection(jc.job_hash)
+    write_pickle(path, jc)
+    back = read_pickle(path)
+    assert isinstance(back.jobs, PackedJobs) and len(back) == n and back.job_ids == list(range(1, n + 1))
+    assert back.jobs[n - 1] == jc.jobs[n - 1] and back.jobs[2:4] == jc.jobs[2:4]
+    env = {**os.environ, "BT_TEST_ARRAY_TASK": str(n - 3)}
+    proc = subprocess.run([sys.executable, "-m", "batchtools.worker", str(path)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert reg.store.get(n - 3) == square(n - 4)
+    assert [p.name for p in reg.layout.dir("results").glob("*.pkl")] == [f"{n - 3}.pkl"]
+
+
 def test_custom_cluster_functions(reg):
     calls = []
 

@@ -6,8 +6,40 @@ sides build on it.
 
 from __future__ import annotations
 
+import pickle
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import cloudpickle
+
+PACK_MIN = 1000  # array collections of at least this many jobs keep each job spec pickled on its own
+
+
+class PackedJobs(Sequence):
+    """The job specs of a large array collection, each pickled on its own, so that an array task
+    unpickles the one job it runs rather than all of them (12 ms for 10,000 jobs, per task)."""
+
+    __slots__ = ("blobs",)
+
+    def __init__(self, blobs: list[bytes]) -> None:
+        self.blobs = blobs
+
+    @classmethod
+    def pack(cls, jobs: list[dict[str, Any]]) -> PackedJobs:
+        # cloudpickle, as for the whole collection: a user's objects in the parameters travel by value
+        return cls([cloudpickle.dumps(j, protocol=pickle.HIGHEST_PROTOCOL) for j in jobs])
+
+    def __len__(self) -> int:
+        return len(self.blobs)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [pickle.loads(b) for b in self.blobs[i]]
+        return pickle.loads(self.blobs[i])
+
+    def __reduce__(self):
+        return (PackedJobs, (self.blobs,))
 
 
 @dataclass
@@ -23,7 +55,7 @@ class JobCollection:
     file_dir: str
     work_dir: str
     job_hash: str
-    jobs: list[dict[str, Any]]
+    jobs: list[dict[str, Any]]  # or PackedJobs, read back from a large array collection's file
     seed: int
     kind: str = "map"
     resources: dict[str, Any] = field(default_factory=dict)
@@ -50,6 +82,12 @@ class JobCollection:
     # installed modules the jobs will import (packages, and what the pickled functions refer to):
     # a backend that keeps a warm process (Multicore's fork server) imports them there once
     preload: tuple[str, ...] = ()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if self.array_jobs and isinstance(self.jobs, list) and len(self.jobs) >= PACK_MIN:
+            state["jobs"] = PackedJobs.pack(self.jobs)
+        return state
 
     @property
     def job_ids(self) -> list[int]:
