@@ -286,3 +286,47 @@ def test_watch_screen_shows_running_jobs_and_workers(tmp_path):
     line = status_line(snap)
     assert "0/3 finished" in line and "2 running, 1 queued, 3 not submitted" in line
     assert run("kill", regdir).returncode == 0
+
+
+def _status_in_a_fresh_interpreter(regdir) -> tuple[dict, bool]:
+    """(counts of `batchtools status --json`, whether it imported pandas) in a fresh interpreter."""
+    code = ("import json, sys; from batchtools import cli; import contextlib, io\n"
+            "out = io.StringIO()\n"
+            "with contextlib.redirect_stdout(out): cli.main(['status', sys.argv[1], '--json'])\n"
+            "print(json.dumps([json.loads(out.getvalue()), 'pandas' in sys.modules]))")
+    proc = subprocess.run([sys.executable, "-c", code, str(regdir)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    got, pandas = json.loads(proc.stdout)
+    got.pop("timestamp")
+    return got, pandas
+
+
+def test_status_of_a_settled_registry_comes_from_the_summary_and_a_stale_summary_is_never_used(regdir):
+    def truth() -> dict:
+        reg = bt.load_registry(regdir, writeable=False, make_default=False, conf_file=None)
+        return bt.get_status(reg=reg).to_dict()
+
+    # nothing submitted: counted from the summary, without pandas or the table
+    assert _status_in_a_fresh_interpreter(regdir) == (truth(), False)
+    before = (regdir / "status.counts").read_bytes()
+    assert run("submit", regdir, "--no-conf").returncode == 0
+    deadline = time.time() + 60
+    while counts(regdir)["system"] and time.time() < deadline:
+        time.sleep(0.2)
+    settled = truth()
+    assert settled["done"] == 4 and settled["error"] == 2
+    reg = bt.load_registry(regdir, writeable=True, make_default=False, conf_file=None)
+    bt.sync_registry(reg=reg)  # the nodes' update files merged and the table saved: settled
+    assert _status_in_a_fresh_interpreter(regdir) == (settled, False)
+    # the summary of an older version of the table: read the table instead
+    fresh = (regdir / "status.counts").read_bytes()
+    (regdir / "status.counts").write_bytes(before)
+    assert _status_in_a_fresh_interpreter(regdir) == (settled, True)
+    # unreadable: read the table
+    (regdir / "status.counts").write_bytes(b"{not json")
+    assert _status_in_a_fresh_interpreter(regdir) == (settled, True)
+    # a node's report not merged yet: read the table (and merge it in memory)
+    (regdir / "status.counts").write_bytes(fresh)
+    assert _status_in_a_fresh_interpreter(regdir) == (settled, False)
+    (regdir / "updates" / "feedbeef-1.pkl").write_bytes(b"")
+    assert _status_in_a_fresh_interpreter(regdir)[1] is True

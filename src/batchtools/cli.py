@@ -266,10 +266,16 @@ def _check_code(status) -> int:
 
 # ----------------------------------------------------------------- commands
 def cmd_status(args) -> int:
-    from .api.status import get_status
+    import time
 
-    reg = _open(args)
-    status = get_status(reg=reg)
+    from .core.counts import counts_from_summary
+
+    # a configuration file asked for runs, as when the table is read
+    status = counts_from_summary(args.registry, time.time()) if args.conf is None else None
+    if status is None:  # the table must be read (and the backend asked)
+        from .api.status import get_status
+
+        status = get_status(reg=_open(args))
     if args.json:
         import json
 

@@ -6,24 +6,9 @@ The data stays as it is (times are UTC ``Timestamp`` columns, as the API promise
 
 from __future__ import annotations
 
-import time
-
 import pandas as pd
 
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-
-
-def local_time(t: float | None) -> str:
-    """Seconds since the epoch as local time to the second ('' for missing).
-
-    >>> local_time(None)
-    ''
-    >>> len(local_time(0.0))
-    19
-    """
-    if t is None or t != t:
-        return ""
-    return time.strftime(TIME_FORMAT, time.localtime(t))
+from .clock import TIME_FORMAT, local_time  # noqa: F401  (re-exported: display's names)
 
 
 def local_times(col: pd.Series) -> pd.Series:

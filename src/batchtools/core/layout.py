@@ -47,6 +47,11 @@ class Layout:
         return self.file_dir / f"{name}.pkl"
 
     @property
+    def status_summary(self) -> Path:
+        """Counts of the status table as last saved (see :mod:`batchtools.core.counts`)."""
+        return self.file_dir / "status.counts"
+
+    @property
     def journal(self) -> Path:
         """The submission journal (see :mod:`batchtools.core.journal`)."""
         return self.file_dir / "submissions.log"

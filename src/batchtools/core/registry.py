@@ -24,6 +24,7 @@ import pandas as pd
 
 from .backend import run_hook
 from .config import KEYS
+from .counts import summary_bytes
 from .errors import LeaseError, ReadOnlyRegistryError
 from .files import atomic_write_bytes, keep_previous, read_table, unlink_quietly
 from .ids import as_id_array, check_ids
@@ -31,7 +32,7 @@ from .kinds import definitions_for
 from .layout import Layout
 from .lease import Lease
 from .pool import sync_pool
-from .state import masks
+from .state import masks, table_counts
 from .store import FolderStore, ResultStore
 from .sync import sync_updates
 from .tables import TABLES, upgrade_status
@@ -300,6 +301,7 @@ class RegistryState:
             self.write_bytes(path, data)
             self._dirty.discard(name)
             if name == "status":
+                self._save_summary(path)
                 self._last_state_save = time.time()
                 if self._merged_unsaved:  # what they said is saved now: the files can go
                     self.delete_after(self._merged_unsaved)
@@ -308,6 +310,14 @@ class RegistryState:
             self._keep_previous(self.layout.meta)
             self.write_pickle(self.layout.meta, self.meta())
         self._save_failed = False
+
+    def _save_summary(self, status_path: Path) -> None:
+        """The counts beside the status table just saved; unwritable, it is left stale, and a stale
+        summary is never used (it names the table version it describes)."""
+        try:
+            self.write_bytes(self.layout.status_summary, summary_bytes(status_path, table_counts(self.status)))
+        except OSError as e:
+            log.debug("status summary not written: %s", e)
 
     def save_state(self) -> bool:
         """Save the status of a query (sync): on a full disk or lost permission, warn once and keep

@@ -98,6 +98,17 @@ def masks(reg, pos: np.ndarray | None = None, system: tuple[set, set] | None = N
     }
 
 
+def table_counts(st) -> dict[str, int]:
+    """What the status table ``st`` alone says (:data:`batchtools.core.counts.TABLE_COUNTS`): counts
+    as :func:`masks` gives them, and how many submitted jobs have not finished."""
+    submitted = ~np.isnan(st["submitted"].to_numpy())
+    done_t = ~np.isnan(st["done"].to_numpy())
+    error = st["error"].notna().to_numpy()
+    return {"defined": int(submitted.size), "submitted": int(submitted.sum()),
+            "started": int((~np.isnan(st["started"].to_numpy())).sum()), "done": int((done_t & ~error).sum()),
+            "error": int(error.sum()), "unfinished": int((submitted & ~done_t).sum())}
+
+
 def adopt_results(reg, rows: np.ndarray) -> np.ndarray:
     """Jobs at status ``rows`` that left the system without reporting but whose result exists
     finished: their run wrote the result, then died before its status row was flushed (a result
