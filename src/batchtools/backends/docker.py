@@ -22,7 +22,8 @@ def make_cluster_functions_docker(image: str, docker_args: Sequence[str] = (), i
     ``timeout``. Containers carry the labels ``batchtools=<job hash>`` and ``user=<you>``;
     ``docker ps`` lists them, ``docker kill`` stops them, exited ones are removed.
 
-    ``scheduler_latency``: seconds to sleep after submitting or killing; ``fs_latency``: seconds a
+    ``scheduler_latency``: seconds a new job may take to appear in the listing (it counts as queued
+    meanwhile; no sleep after submitting) and seconds slept after killing; ``fs_latency``: seconds a
     job may be missing from the listing before it counts as expired (shared file system delay).
     """
     if not isinstance(image, str) or not image:

@@ -11,7 +11,8 @@ def make_cluster_functions_openlava(template: str = "openlava", scheduler_latenc
                                     fs_latency: float = 65) -> ClusterFunctions:
     """``bsub`` / ``bjobs`` / ``bkill`` as for LSF, with the OpenLava template.
 
-    ``scheduler_latency``: seconds to sleep after submitting or killing; ``fs_latency``: seconds a
+    ``scheduler_latency``: seconds a new job may take to appear in the listing (it counts as queued
+    meanwhile; no sleep after submitting) and seconds slept after killing; ``fs_latency``: seconds a
     job may be missing from the listing before it counts as expired (shared file system delay).
     """
     return make_bsub_cluster_functions("OpenLava", template, scheduler_latency, fs_latency)

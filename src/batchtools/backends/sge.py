@@ -80,7 +80,8 @@ def make_cluster_functions_sge(template: str = "sge", nodename: str = "localhost
     """Submit with ``qsub`` (the id is the first number of "Your job 123 (...) has been submitted");
     ``qstat -u USER -s p`` / ``-s rs`` list queued / running jobs; ``qdel`` kills. No array jobs.
 
-    ``scheduler_latency``: seconds to sleep after submitting or killing; ``fs_latency``: seconds a
+    ``scheduler_latency``: seconds a new job may take to appear in the listing (it counts as queued
+    meanwhile; no sleep after submitting) and seconds slept after killing; ``fs_latency``: seconds a
     job may be missing from the listing before it counts as expired (shared file system delay).
     Why a job ended (for :class:`~batchtools.RetryPolicy`) comes from ``qacct``; the shipped
     template's soft limit ``s_rt`` warns a checkpointing job (SIGUSR1) before ``h_rt``.

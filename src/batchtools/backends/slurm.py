@@ -112,7 +112,8 @@ def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = Tru
     array throttle ``--array=1-N%K``. A ``nodename`` other than localhost runs the
     Slurm commands there over ssh (the registry must be on a shared file system).
 
-    ``scheduler_latency``: seconds to sleep after submitting or killing; ``fs_latency``: seconds a
+    ``scheduler_latency``: seconds a new job may take to appear in the listing (it counts as queued
+    meanwhile; no sleep after submitting) and seconds slept after killing; ``fs_latency``: seconds a
     job may be missing from the listing before it counts as expired (shared file system delay).
 
     Why a job ended (for :class:`~batchtools.RetryPolicy`) comes from ``sacct`` (state,

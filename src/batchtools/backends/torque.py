@@ -20,7 +20,8 @@ def make_cluster_functions_torque(template: str = "torque", scheduler_latency: f
     """Submit with ``qsub``; ``qselect -s QW`` / ``-s EHRT`` list queued / running jobs; ``qdel`` kills.
     Array jobs use ``PBS_ARRAYID``; their batch ids are ``ID[i]``.
 
-    ``scheduler_latency``: seconds to sleep after submitting or killing; ``fs_latency``: seconds a
+    ``scheduler_latency``: seconds a new job may take to appear in the listing (it counts as queued
+    meanwhile; no sleep after submitting) and seconds slept after killing; ``fs_latency``: seconds a
     job may be missing from the listing before it counts as expired (shared file system delay).
     """
     tmpl = cf_read_brew_template(template)

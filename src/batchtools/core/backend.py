@@ -211,8 +211,9 @@ def make_cluster_functions(
     instead. ``capabilities`` declares what it can do (default: nothing special); array jobs
     need ``array_var``, the environment variable holding the task number on the node.
 
-    Times are in seconds: ``scheduler_latency`` is slept after submitting and killing (for
-    schedulers slow to list new jobs); ``fs_latency`` is how long a job may be missing from
+    Times are in seconds: ``scheduler_latency`` is how long a newly submitted job may be missing
+    from the listing (it counts as queued meanwhile, so ``submit_jobs`` returns at once), and it is
+    slept after killing; ``fs_latency`` is how long a job may be missing from
     the listing without an update on disk before it counts as expired (a shared file system's
     delay); ``poll`` is :func:`wait_for_jobs`' first polling interval, growing to ``poll_max``.
     ``wait(seconds)``, if given, blocks until something may have changed (at most that long)
