@@ -58,3 +58,27 @@ def test_wait_exit_returns_when_the_server_died_and_its_child_ended(reg):
     assert server.wait_exit(request) == 0  # its exit code is unknown: the node reported its own status
     assert time.monotonic() - t0 < 10
     assert reg.store.get(1)[0] == 1.0
+
+
+def test_a_collection_carried_by_the_task_runs_and_an_unreadable_one_is_reported_in_its_registry(reg):
+    """What a Dask task does: the pickled collection travels with the task, no file in jobs/."""
+    import glob
+    import os
+
+    import pytest
+
+    from batchtools.core.files import cloud_dumps
+    from batchtools.jobs import engine_task
+
+    bt.batch_map(nap, s=[0.0, 0.0])
+    jc = bt.make_job_collection([1], reg=reg)
+    assert engine_task.run_collection_process(cloud_dumps(jc), "k1", str(reg.file_dir), jc.job_hash) == 0
+    assert reg.store.get(1)[0] == 0.0
+    assert not os.listdir(reg.layout.dir("jobs"))
+    with pytest.raises(RuntimeError, match="exited with 1"):
+        engine_task.run_collection_process(b"not a pickle", "k2", str(reg.file_dir), "jobdeadbeef")
+    assert "cannot be read" in reg.layout.log("jobdeadbeef").read_text()
+    assert glob.glob(str(reg.layout.dir("updates") / "jobdeadbeef-*.pkl"))  # its jobs fail, not expire
+    left = [p for d in ("/dev/shm", __import__("tempfile").gettempdir())
+            for p in glob.glob(os.path.join(d, "batchtools-task-*", "*.pkl"))]
+    assert not [p for p in left if jc.job_hash in p or "jobdeadbeef" in p]  # the task's copies are gone

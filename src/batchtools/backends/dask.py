@@ -5,7 +5,7 @@ Any Dask deployment runs a registry's jobs: a ``distributed.LocalCluster``, dask
 the collection in a process forked from a warm fork server of the worker's
 (:mod:`batchtools.jobs.engine_task`), so the node owns its process (log, signals, environment)
 and writes results and status like on any backend; the registry must be on a file system the
-workers share. Tasks are fire-and-forget: they run on when this session ends.
+workers share. The task carries the pickled collection itself: the master writes no collection file. Tasks are fire-and-forget: they run on when this session ends.
 
 Listing asks the scheduler once per poll for the states of the ``batchtools-*`` tasks (waiting,
 queued, no-worker, or processing = sent to a worker; such a task counts as running once one of
@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 
 from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions
+from ..core.files import cloud_dumps
 from ..core.state import started_batches
 from ..jobs.engine_task import kill_collection_process, run_collection_process
 
@@ -119,7 +120,7 @@ def make_cluster_functions_dask(client_or_address, timeout: float = 10) -> Clust
         key = f"{PREFIX}{jc.job_hash}"
         gpus = jc.resources.get("gpus")
         try:
-            fut = client.submit(run_collection_process, str(reg.layout.job_collection(jc.job_hash)), key, key=key,
+            fut = client.submit(run_collection_process, cloud_dumps(jc), key, str(reg.file_dir), jc.job_hash, key=key,
                                 pure=False, resources={"GPU": gpus} if gpus else None)
         except Exception as e:
             return SubmitJobResult(101, None, None, f"Dask refused the task: {type(e).__name__}: {e}")
@@ -158,7 +159,7 @@ def make_cluster_functions_dask(client_or_address, timeout: float = 10) -> Clust
         conn.client()
 
     return make_cluster_functions(
-        "Dask", submit_job, kill_job=kill_job, list_jobs=list_jobs, store_job_collection=True,
+        "Dask", submit_job, kill_job=kill_job, list_jobs=list_jobs, store_job_collection=False,
         poll=0.05, poll_max=1.0, info=conn.address, wait=conn.wait, resource_check=resource_check,
         capabilities=Capabilities(start_reports=True, gpus=True),
     )

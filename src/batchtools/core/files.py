@@ -150,9 +150,14 @@ def open_append(path: str | os.PathLike, encoding: str | None = "utf-8"):
     return open(fd, "a", encoding=encoding, errors="replace") if encoding else open(fd, "ab")
 
 
+def cloud_dumps(obj: Any) -> bytes:
+    """Pickle ``obj`` with cloudpickle: functions of ``__main__``, lambdas and closures by value."""
+    return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
 def write_pickle(path: str | os.PathLike, obj: Any, fsync: bool = False) -> None:
     """Pickle ``obj`` with cloudpickle (so lambdas and closures work) and write it atomically."""
-    atomic_write_bytes(path, cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), fsync=fsync)
+    atomic_write_bytes(path, cloud_dumps(obj), fsync=fsync)
 
 
 def read_pickle(path: str | os.PathLike) -> Any:

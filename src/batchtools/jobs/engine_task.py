@@ -1,6 +1,7 @@
 """A job collection as the process of an engine's task (Dask): the node code owns its process.
 
-:func:`run_collection_process` is what a Dask task runs on a worker: the collection runs in a
+:func:`run_collection_process` is what a Dask task runs on a worker: the task carries the pickled
+collection (no collection file on the shared file system), and the collection runs in a
 process of a warm fork server that the worker process starts on first use
 (:mod:`batchtools.jobs.forkserver`, with the worker's interpreter and environment), and the
 task's thread waits for that process to end, so results, logs and status updates are written as
@@ -13,6 +14,9 @@ engine cannot interrupt a running task's thread, but it can end the process that
 from __future__ import annotations
 
 import collections
+import contextlib
+import os
+import tempfile
 import threading
 
 from .forkclient import ForkServer
@@ -35,16 +39,41 @@ def _server() -> ForkServer:
         return _SERVER
 
 
-def run_collection_process(path: str, key: str) -> int:
-    """Run the job collection file ``path`` in a process of its own; its exit code (negative: a
-    signal). Raises RuntimeError if the node could not read the collection (its log says why)."""
+def _local_copy(collection: bytes, job_hash: str) -> str:
+    """The collection the task carries, as a private file on this worker (in memory where there is
+    /dev/shm): the master writes no collection file for an engine that carries it."""
+    shm = "/dev/shm"
+    where = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else tempfile.gettempdir()
+    # named <hash>.pkl, as the node names a collection by its file (in a private folder of its own)
+    path = os.path.join(tempfile.mkdtemp(prefix="batchtools-task-", dir=where), f"{job_hash}.pkl")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        view = memoryview(collection)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+    return path
+
+
+def run_collection_process(collection: str | bytes, key: str, file_dir: str | None = None,
+                           job_hash: str | None = None) -> int:
+    """Run a job collection in a process of its own; its exit code (negative: a signal).
+    ``collection``: its file, or the pickled collection itself (then ``file_dir`` and ``job_hash``
+    name its registry and hash). Raises RuntimeError if the node could not read the collection (its
+    log says why)."""
     with _LOCK:
         if _KILLED.pop(key, 0) is None:
             return -15
         _RUNNING[key] = None
+    path = collection if isinstance(collection, str) else None
     server = _server()
     try:
-        request = server.start_watched(path)
+        if path is None:
+            path = _local_copy(collection, job_hash or "collection")
+            request = server.start_watched(path, file_dir)
+        else:
+            request = server.start_watched(path)
         with _LOCK:
             _RUNNING[key] = request
             killed_meanwhile = key in _KILLED
@@ -53,12 +82,16 @@ def run_collection_process(path: str, key: str) -> int:
             server.kill_collection(request)
         code = server.wait_exit(request)
     finally:
+        if path is not None and path is not collection:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+                os.rmdir(os.path.dirname(path))
         with _LOCK:
             _RUNNING.pop(key, None)
             killed = _KILLED.pop(key, 0) is None
             _CHANGED.notify_all()
     if code > 0 and not killed:
-        raise RuntimeError(f"the node running {path} exited with {code}; its log tells why")
+        raise RuntimeError(f"the node running {key} exited with {code}; its log tells why")
     return code
 
 

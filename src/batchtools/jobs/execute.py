@@ -54,10 +54,11 @@ class MemorySampler:
         return self.peak / 2**20
 
 
-def report_unreadable(path: str, error: BaseException) -> None:
+def report_unreadable(path: str, error: BaseException, file_dir: str | None = None) -> None:
     """A collection file that cannot be read: say so in its log and fail all its jobs (the master
-    knows which jobs carry its hash; this process does not)."""
-    layout = Layout(os.path.dirname(os.path.dirname(os.path.abspath(path))))
+    knows which jobs carry its hash; this process does not). ``file_dir``: the registry (default:
+    the one whose ``jobs/`` folder holds ``path``); the file is named ``<hash>.pkl``."""
+    layout = Layout(file_dir or os.path.dirname(os.path.dirname(os.path.abspath(path))))
     job_hash = os.path.basename(path).rsplit(".", 1)[0]
     msg = (f"Job collection file {path} cannot be read ({type(error).__name__}: {error}); "
            "submit the jobs again")

@@ -126,12 +126,14 @@ class ForkServer:
         has not imported yet before it forks (once per server, not once per child)."""
         return self._spawn(path, preload, gpus, watch=False)[0]
 
-    def start_watched(self, path: str) -> int:
+    def start_watched(self, path: str, file_dir: str | None = None) -> int:
         """Start a child running the collection at ``path`` (as :meth:`spawn`); the request id
-        that names this collection to :meth:`wait_exit` and :meth:`kill_collection`."""
-        return self._spawn(path, (), 0, watch=True)[1]
+        that names this collection to :meth:`wait_exit` and :meth:`kill_collection`.
+        ``file_dir``: the registry, for a collection file kept outside it (the node reports an
+        unreadable one there)."""
+        return self._spawn(path, (), 0, watch=True, file_dir=file_dir)[1]
 
-    def _spawn(self, path: str, preload, gpus: int, watch: bool) -> tuple[int, int]:
+    def _spawn(self, path: str, preload, gpus: int, watch: bool, file_dir: str | None = None) -> tuple[int, int]:
         with self.cond:
             while True:
                 self._prune_orphans()
@@ -150,7 +152,7 @@ class ForkServer:
                     proc.stdin.write(f"import {' '.join(new)}\n".encode())
                 devices = self.gpus.take(("spawn", request), gpus) if self.gpus else None
                 proc.stdin.write(f"run {request} {','.join(devices) if devices else '-' if devices is None else '+'} "
-                                 f"{path}\n".encode())
+                                 f"{path}{chr(9) + file_dir if file_dir else ''}\n".encode())
                 proc.stdin.flush()
             except OSError:
                 pass  # a dead server: found out below

@@ -149,7 +149,7 @@ def _silence(devnull: int) -> None:
 
 
 def _read_path(fd: int) -> str | None:
-    """The next ``DEVICES PATH`` line sent to this child, or None when the server retires it."""
+    """The next ``DEVICES PATH[<tab>FILE_DIR]`` line sent to this child, or None when the server retires it."""
     buf = b""
     while not buf.endswith(b"\n"):
         part = os.read(fd, 4096)
@@ -176,6 +176,7 @@ def _child(cmd_r: int, report_w: int, close: list[int]) -> None:
             if line is None:  # retired, or the server died before it reported this process
                 break
             devices, _, path = line.partition(" ")
+            path, _, file_dir = path.partition("\t")  # a registry folder never holds a tab
             if devices == "-":  # as the process started (a reused process may have had others)
                 if cuda is None:
                     os.environ.pop("CUDA_VISIBLE_DEVICES", None)
@@ -190,7 +191,7 @@ def _child(cmd_r: int, report_w: int, close: list[int]) -> None:
                 pool_worker = bool(getattr(read_pickle(path), "pool", None))
             except Exception:  # unreadable: the node reports that for its jobs; no reuse after it
                 pool_worker = True
-            code = node.run_file(path)
+            code = node.run_file(path, file_dir or None)
             runs += 1
             sys.stdout.flush()
             _silence(devnull)

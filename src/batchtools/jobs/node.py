@@ -109,12 +109,13 @@ def watch_cancel(markers: list[str], interval: float = CANCEL_INTERVAL) -> bool:
     return False
 
 
-def run_file(path: str) -> int:
-    """Run the job collection stored at ``path`` as this process; 0 if it ran (jobs may have failed)."""
+def run_file(path: str, file_dir: str | None = None) -> int:
+    """Run the job collection stored at ``path`` as this process; 0 if it ran (jobs may have failed).
+    ``file_dir``: its registry, if the file is not the registry's ``jobs/<hash>.pkl``."""
     try:
         jc = read_pickle(path)
     except Exception as e:
-        report_unreadable(path, e)
+        report_unreadable(path, e, file_dir)
         return 1
     if os.environ.get(CANCEL_ENV) == "1" and watch_cancel(cancel_markers(jc)):
         return 0  # cancelled while it waited for the engine: start nothing
