@@ -312,12 +312,10 @@ class RegistryState:
         self._save_failed = False
 
     def _save_summary(self, status_path: Path) -> None:
-        """The counts beside the status table just saved; unwritable, it is left stale, and a stale
-        summary is never used (it names the table version it describes)."""
-        try:
-            self.write_bytes(self.layout.status_summary, summary_bytes(status_path, table_counts(self.status)))
-        except OSError as e:
-            log.debug("status summary not written: %s", e)
+        """The counts beside the status table just saved. Written like any registry file (a failed
+        write fails the save, undone with the change); a summary left stale by a crash between
+        the two writes is never used: it names the table version it describes."""
+        self.write_bytes(self.layout.status_summary, summary_bytes(status_path, table_counts(self.status)))
 
     def save_state(self) -> bool:
         """Save the status of a query (sync): on a full disk or lost permission, warn once and keep
