@@ -2,7 +2,8 @@
 
 Each scenario runs in fresh processes (Python: ``bench/py_scenarios.py``, R:
 ``bench/r_baseline.R``), both with their registries in the same scratch folder
-(``bench/.work``), and the table shows both times, R / Python, and our target.
+(``bench/.work``, deleted when the bench ends, not between runs), and the table shows both
+times, R / Python, and our target.
 ``--only SCENARIO`` (repeatable) runs only those scenarios; ``--no-r`` skips R (figures from the issues are shown instead);
 The engine scenarios (``hq_*``, ``dask_*``) run HyperQueue's / Dask's own submission of the
 same work first, on the same local cluster, and print our time / the engine's (``ratio``).
@@ -137,7 +138,6 @@ def run_peers(only: list[str] | None, scratch: Path, repeat: int = 3) -> list[st
             for _ in range(repeat):
                 work = tempfile.mkdtemp(dir=scratch)
                 out = run([sys.executable, str(HERE / "py_peers.py"), scen, variant, str(n)], work)
-                shutil.rmtree(work, ignore_errors=True)
                 if variant in out:
                     times.append(out[variant])
             if times:
@@ -214,9 +214,19 @@ def main() -> int:
                     help="runs of each Python scenario; the best is shown (this machine's disk is noisy)")
     ap.add_argument("--no-peers", action="store_true", help="skip the peer tools (joblib, Dask, submitit, dask-jobqueue)")
     args = ap.parse_args()
+    (HERE / ".work").mkdir(exist_ok=True)
+    # every run's registries stay until the bench ends: deleting tens of thousands of files stalls
+    # the next run's file creation for seconds (disks mounted with discard), which charged whichever
+    # run came next
+    scratch = Path(tempfile.mkdtemp(dir=HERE / ".work", prefix="bench-"))
+    try:
+        return _bench(args, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _bench(args, scratch: Path) -> int:
     have_r = not args.no_r and ensure_r()
-    scratch = HERE / ".work"
-    scratch.mkdir(exist_ok=True)
     rows = []
     ml60_lines: list[str] = []
     for scen, n in SCENARIOS:
@@ -226,7 +236,6 @@ def main() -> int:
             print("running ml60 (sequential, joblib, multicore, socket, pool; 3 rounds) ...", flush=True)
             work = tempfile.mkdtemp(dir=scratch)
             ml60_lines = run_ml60(work, max(1, args.repeat))
-            shutil.rmtree(work, ignore_errors=True)
             continue
         if scen == "ssh" and not ensure_sshd():
             continue
@@ -239,7 +248,6 @@ def main() -> int:
         py = {k: min(r[k] for r in runs if k in r) for k in runs[0]}
         in_r = have_r and scen in {s for s, _ in SCENARIOS[:5]} | {"socket", "experiments"}
         r = run(["Rscript", str(HERE / "r_baseline.R"), scen, str(n)], work) if in_r else {}
-        shutil.rmtree(work, ignore_errors=True)
         for step, value in py.items():
             quoted, target = TARGETS.get((scen, n, step), (None, None))
             rows.append((scen, n, step, r.get(step, quoted), value, target, step in r))
