@@ -211,7 +211,12 @@ def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = Tru
         now = time.time()
         for b in {f"{b}@{int(r)}" for b, r in zip(st["batch_id"].to_numpy()[waiting].tolist(),
                                                   restart[waiting].tolist())}:
-            last = released.get(b, 0.0)
+            if b not in released:
+                # first try 3 s after it was first seen waiting: a run started within the second of the
+                # requeue is killed by slurmd ("Job credential revoked") and the job is gone
+                released[b] = now + 1.0
+                continue
+            last = released[b]
             if last is None or now - last < 2.0:
                 continue
             out = run_os_command("scontrol", ["update", f"JobId={b.split('@')[0]}", "StartTime=now", *clusters(reg)],

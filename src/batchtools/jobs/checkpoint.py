@@ -35,6 +35,8 @@ from .session import say
 
 # set when the job should checkpoint and stop (time limit near, or the scheduler's warning signal)
 STOP = threading.Event()
+# seconds a requeued Slurm job waits before it may start again (see requeue_if_asked)
+REQUEUE_START_DELAY = 3
 # set when a job of this process stopped to be requeued: the node requeues its scheduler job at the end
 REQUEUE = threading.Event()
 WARNING_SIGNAL = signal.SIGUSR1
@@ -240,8 +242,11 @@ def requeue_if_asked() -> bool:
                 "the master resubmits it")
             return False
         say(f"Requeued Slurm job {jid}: the next run goes on from the checkpoint")
-        # a requeued job is held for a while (BeginTime); it may start as soon as the node is free
-        subprocess.run(["scontrol", "update", f"JobId={jid}", "StartTime=now"], capture_output=True, timeout=60)
+        # a requeued job is held for a while (BeginTime); it may start soon, but not within the second
+        # of the requeue: slurmd revokes the old run's credential by the second, and a run started in
+        # that same second is killed ("Job credential revoked") and the job is gone
+        subprocess.run(["scontrol", "update", f"JobId={jid}", f"StartTime=now+{REQUEUE_START_DELAY}"],
+                       capture_output=True, timeout=60)
         return True
     except (OSError, subprocess.SubprocessError) as e:
         say(f"Could not requeue Slurm job {jid} ({e}); the master resubmits it")
