@@ -11,7 +11,7 @@ a run ended.
   (:class:`Interrupt`).
 - A job stopped this way, or ended by ``SIGTERM`` (time limit, preemption) while it has a
   checkpoint, did not fail: on Slurm the node requeues its own scheduler job (``scontrol
-  requeue``, and ``StartTime=now``, as Slurm otherwise holds a requeued job for two minutes) and
+  requeue``, and ``StartTime=now+3``, as Slurm otherwise holds a requeued job for two minutes) and
   the run reports ``requeued``; elsewhere (or if Slurm refuses) it reports ``checkpointed`` and the
   master resubmits it. A ``SIGTERM`` after which Slurm shows the job pending again (someone,
   e.g. preemption, requeued it) reports ``requeued`` too.
