@@ -8,7 +8,7 @@ import time
 
 from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
 from ..core.layout import Layout
-from ..core.retry import Accounting
+from ..core.retry import REQUEUE_START_DELAY, Accounting
 from .commands import (
     cf_handle_unknown_submit_error,
     cf_kill_job,
@@ -28,6 +28,7 @@ TEMP_ERRORS = (
     "Resource temporarily unavailable",
     "Unable to contact slurm controller",
 )
+RELEASE_EVERY = 2.0  # seconds between two tries to let a requeued job start (release_requeued)
 QUEUED = {"PD", "CF", "RF", "RH", "RQ", "SE"}
 RUNNING = {"R", "S", "CG", "RS", "SI", "SO", "ST"}
 # what a Slurm job state says about why a job ended (core.retry's reasons); others name no cause
@@ -212,12 +213,12 @@ def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = Tru
         for b in {f"{b}@{int(r)}" for b, r in zip(st["batch_id"].to_numpy()[waiting].tolist(),
                                                   restart[waiting].tolist())}:
             if b not in released:
-                # first try 3 s after it was first seen waiting: a run started within the second of the
-                # requeue is killed by slurmd ("Job credential revoked") and the job is gone
-                released[b] = now + 1.0
+                # first try REQUEUE_START_DELAY after it was first seen waiting, as the node asks: a run
+                # started within the second of the requeue is killed by slurmd ("Job credential revoked")
+                released[b] = now - RELEASE_EVERY + REQUEUE_START_DELAY
                 continue
             last = released[b]
-            if last is None or now - last < 2.0:
+            if last is None or now - last < RELEASE_EVERY:
                 continue
             out = run_os_command("scontrol", ["update", f"JobId={b.split('@')[0]}", "StartTime=now", *clusters(reg)],
                                  nodename=nodename, timeout=30)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .clock import local_time
-from .layout import Layout
+from .layout import Layout, is_data_file
 
 
 @dataclass
@@ -128,11 +128,11 @@ def counts_from_summary(file_dir: str | os.PathLike, now: float) -> Status | Non
         counts = {k: int(summary["counts"][k]) for k in TABLE_COUNTS}
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if counts.pop("unfinished") or (lay.file_dir / ".txn").exists() or lay.pool_state.exists():
+    if counts.pop("unfinished") or lay.txn.exists() or lay.pool_state.exists():
         return None
     try:
         with os.scandir(lay.dir("updates")) as it:
-            if any(e.name.endswith(".pkl") and not e.name.startswith(".") for e in it):
+            if any(is_data_file(e.name) for e in it):
                 return None
     except FileNotFoundError:
         pass

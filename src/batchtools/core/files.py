@@ -150,6 +150,13 @@ def open_append(path: str | os.PathLike, encoding: str | None = "utf-8"):
     return open(fd, "a", encoding=encoding, errors="replace") if encoding else open(fd, "ab")
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to the file descriptor ``fd`` (``os.write`` may write less than asked)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def cloud_dumps(obj: Any) -> bytes:
     """Pickle ``obj`` with cloudpickle: functions of ``__main__``, lambdas and closures by value."""
     return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)

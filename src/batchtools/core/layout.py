@@ -15,6 +15,16 @@ from pathlib import Path
 SUBDIRS = ("jobs", "results", "logs", "updates", "exports", "external", "problems", "algorithms")
 
 
+def is_data_file(name: str) -> bool:
+    """Whether a file name in a registry folder is a finished data file (``*.pkl``; files being
+    written or set aside start with a dot).
+
+    >>> is_data_file("7.pkl"), is_data_file(".tmp-7.pkl"), is_data_file("7.log")
+    (True, False, False)
+    """
+    return name.endswith(".pkl") and not name.startswith(".")
+
+
 @functools.lru_cache(maxsize=64)
 def layout_of(file_dir: str) -> Layout:
     """The (cached) Layout of a registry folder given as a string: for hot paths."""
@@ -45,6 +55,11 @@ class Layout:
 
     def table(self, name: str) -> Path:
         return self.file_dir / f"{name}.pkl"
+
+    @property
+    def txn(self) -> Path:
+        """The undo log of a change in progress (see :mod:`batchtools.core.txn`)."""
+        return self.file_dir / ".txn"
 
     @property
     def status_summary(self) -> Path:

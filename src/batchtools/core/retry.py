@@ -47,6 +47,10 @@ CHOOSABLE = ("error", "timeout", "memory", "node_fail", "preempted", "cancelled"
 DEFINITE = ("timeout", "memory", "node_fail", "preempted", "cancelled")
 # runs that stopped to go on later: resubmitted whatever the policy's reasons, up to max_requeues
 CONTINUED = ("checkpointed", "requeued")
+# seconds a job that Slurm requeued waits before it may start again (asked by the node, and by the
+# master releasing Slurm's longer hold): slurmd revokes the old run's credential by the second and
+# kills a run started within the second of the requeue
+REQUEUE_START_DELAY = 3
 
 
 def _positive(name: str, value: Any, integer: bool = False, allow_none: bool = False, example: str = "") -> Any:

@@ -35,6 +35,13 @@ def started_batches(reg) -> set[str]:
     return set(st["batch_id"].to_numpy()[st["started"].notna().to_numpy()].tolist())
 
 
+def _table_masks(st, take=lambda a: a) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(submitted, started, ended, failed) as the status table ``st`` alone says them (over the
+    rows ``take`` picks)."""
+    return (~np.isnan(take(st["submitted"].to_numpy())), ~np.isnan(take(st["started"].to_numpy())),
+            ~np.isnan(take(st["done"].to_numpy())), take(st["error"].notna().to_numpy()))
+
+
 def masks(reg, pos: np.ndarray | None = None, system: tuple[set, set] | None = None) -> dict[str, np.ndarray]:
     """Boolean arrays (over the ``pos`` rows of the status table, default all) for every state.
 
@@ -49,10 +56,7 @@ def masks(reg, pos: np.ndarray | None = None, system: tuple[set, set] | None = N
     """
     st = reg.status
     take = (lambda a: a) if pos is None else (lambda a: a[pos])
-    submitted = ~np.isnan(take(st["submitted"].to_numpy()))
-    started_t = ~np.isnan(take(st["started"].to_numpy()))
-    done_t = ~np.isnan(take(st["done"].to_numpy()))
-    error = take(st["error"].notna().to_numpy())
+    submitted, started_t, done_t, error = _table_masks(st, take)
     done = done_t & ~error
     queued = np.zeros(submitted.size, bool)
     running = np.zeros(submitted.size, bool)
@@ -101,12 +105,10 @@ def masks(reg, pos: np.ndarray | None = None, system: tuple[set, set] | None = N
 def table_counts(st) -> dict[str, int]:
     """What the status table ``st`` alone says (:data:`batchtools.core.counts.TABLE_COUNTS`): counts
     as :func:`masks` gives them, and how many submitted jobs have not finished."""
-    submitted = ~np.isnan(st["submitted"].to_numpy())
-    done_t = ~np.isnan(st["done"].to_numpy())
-    error = st["error"].notna().to_numpy()
-    return {"defined": int(submitted.size), "submitted": int(submitted.sum()),
-            "started": int((~np.isnan(st["started"].to_numpy())).sum()), "done": int((done_t & ~error).sum()),
-            "error": int(error.sum()), "unfinished": int((submitted & ~done_t).sum())}
+    submitted, started_t, done_t, error = _table_masks(st)
+    return {"defined": int(submitted.size), "submitted": int(submitted.sum()), "started": int(started_t.sum()),
+            "done": int((done_t & ~error).sum()), "error": int(error.sum()),
+            "unfinished": int((submitted & ~done_t).sum())}
 
 
 def adopt_results(reg, rows: np.ndarray) -> np.ndarray:

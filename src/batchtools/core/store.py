@@ -26,8 +26,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .errors import CorruptFileError
-from .files import dumps, unlink_quietly
-from .layout import Layout
+from .files import dumps, unlink_quietly, write_all
+from .layout import Layout, is_data_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -190,9 +190,7 @@ class FolderStore(ResultStore):
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             try:
-                view = memoryview(data)
-                while view:  # os.write may write less than asked
-                    view = view[os.write(fd, view):]
+                write_all(fd, data)
             finally:
                 os.close(fd)
         except BaseException:
@@ -286,7 +284,7 @@ class FolderStore(ResultStore):
 
         try:
             with os.scandir(self.layout.dir("results")) as it:
-                names = [e.name[:-4] for e in it if e.name.endswith(".pkl") and not e.name.startswith(".")]
+                names = [e.name[:-4] for e in it if is_data_file(e.name)]
         except FileNotFoundError:
             return np.empty(0, np.int64)
         return np.sort(np.array([int(n) for n in names if n.isdigit()], dtype=np.int64))

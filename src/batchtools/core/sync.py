@@ -11,6 +11,7 @@ import numpy as np
 
 from . import attempts
 from .files import make_dir
+from .layout import is_data_file
 from .protocol import ALL_JOBS, DONE, ENDED, FLOAT_FIELDS, JOB_ID, REASON, RESTART, TEXT_FIELDS, full_row, valid_rows
 from .tables import set_rows
 
@@ -23,7 +24,7 @@ def list_updates(reg) -> list[os.DirEntry]:
     try:
         with os.scandir(directory) as it:
             return sorted(
-                (e for e in it if e.name.endswith(".pkl") and not e.name.startswith(".")),
+                (e for e in it if is_data_file(e.name)),
                 key=lambda e: e.name,
             )
     except FileNotFoundError:

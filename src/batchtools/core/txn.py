@@ -13,9 +13,9 @@ import logging
 import os
 import shutil
 from collections.abc import Callable
-from pathlib import Path
 
 from .files import make_dir, named_error, open_append
+from .layout import Layout
 
 log = logging.getLogger("batchtools")
 
@@ -26,7 +26,7 @@ class Transaction:
     """File-level undo log of one mutating call (see the module docstring)."""
 
     def __init__(self, file_dir: str | os.PathLike):
-        self.dir = Path(file_dir) / ".txn"
+        self.dir = Layout(file_dir).txn
         self.entries: list[tuple[str, str | None]] = []
         self.after: list[Callable[[], None]] = []
         self.undo: list[Callable[[], None]] = []
@@ -104,7 +104,7 @@ def _undo(entries: list[tuple[str, str | None]]) -> None:
 def committed_versions(file_dir: str | os.PathLike) -> dict[str, str | None]:
     """For a reader: path -> the file holding its last committed version (None: it did not exist)
     of every file an unfinished change (live or crashed) has written so far."""
-    manifest = Path(file_dir) / ".txn" / MANIFEST
+    manifest = Layout(file_dir).txn / MANIFEST
     try:
         lines = manifest.read_text(encoding="utf-8", errors="replace").splitlines()
     except FileNotFoundError:
@@ -119,7 +119,7 @@ def committed_versions(file_dir: str | os.PathLike) -> dict[str, str | None]:
 
 def recover(file_dir: str | os.PathLike) -> bool:
     """Roll back a transaction a crashed session left unfinished; True if there was one."""
-    d = Path(file_dir) / ".txn"
+    d = Layout(file_dir).txn
     manifest = d / MANIFEST
     if not manifest.exists():
         if d.exists():

@@ -30,13 +30,11 @@ from typing import Any
 
 from ..core.files import atomic_write_bytes, dumps, make_dir, read_pickle
 from ..core.layout import layout_of
-from ..core.retry import DEFAULT_POLICY, RetryPolicy, node_reason, warning_lead
+from ..core.retry import DEFAULT_POLICY, REQUEUE_START_DELAY, RetryPolicy, node_reason, warning_lead
 from .session import say
 
 # set when the job should checkpoint and stop (time limit near, or the scheduler's warning signal)
 STOP = threading.Event()
-# seconds a requeued Slurm job waits before it may start again (see requeue_if_asked)
-REQUEUE_START_DELAY = 3
 # set when a job of this process stopped to be requeued: the node requeues its scheduler job at the end
 REQUEUE = threading.Event()
 WARNING_SIGNAL = signal.SIGUSR1

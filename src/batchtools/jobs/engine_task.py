@@ -19,6 +19,7 @@ import os
 import tempfile
 import threading
 
+from ..core.files import write_all
 from .forkclient import ForkServer
 
 _LOCK = threading.Lock()
@@ -48,9 +49,7 @@ def _local_copy(collection: bytes, job_hash: str) -> str:
     path = os.path.join(tempfile.mkdtemp(prefix="batchtools-task-", dir=where), f"{job_hash}.pkl")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        view = memoryview(collection)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, collection)
     finally:
         os.close(fd)
     return path

@@ -18,7 +18,7 @@ from typing import Any
 from .._version import __version__
 from ..core.collection import JobCollection
 from ..core.files import read_pickle
-from ..core.layout import Layout
+from ..core.layout import Layout, is_data_file
 from ..core.protocol import MARK
 
 THREAD_VARS = {
@@ -81,7 +81,7 @@ def prepare_namespace(jc: JobCollection, namespace: dict) -> None:
     exports = Layout(jc.file_dir).dir("exports")
     if exports.is_dir():
         for entry in os.scandir(exports):
-            if entry.name.endswith(".pkl") and not entry.name.startswith("."):
+            if is_data_file(entry.name):
                 namespace[entry.name[:-4]] = load_cached(entry.path)
 
 
