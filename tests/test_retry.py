@@ -22,8 +22,10 @@ import pytest
 import batchtools as bt
 from batchtools.backends.sge import parse_qacct
 from batchtools.backends.slurm import parse_sacct, parse_scontrol_job
+from batchtools.core.files import write_pickle
 from batchtools.core.protocol import new_row
 from batchtools.core.retry import decide
+from batchtools.jobs import checkpoint
 from conftest import running_jobs, snapshot, wait_until
 
 
@@ -550,3 +552,28 @@ def test_gpus_reach_the_job_scripts(tmp_path, template, line):
         assert "--signal" not in open(cf_brew_template(reg, cf_read_brew_template(template), short)).read()
     if template == "sge":
         assert "#$ -l s_rt=3300" in text
+
+
+def test_a_job_ending_well_deletes_its_checkpoint_even_after_jobs_that_found_no_checkpoints(tmp_path):
+    """The node looks for the checkpoints folder at most once a second; a checkpoint saved in this
+    process since, or one a job of this process restored, is deleted all the same."""
+    reg = bt.make_registry(file_dir=tmp_path / "r", seed=1, conf_file=None)
+    reg.cluster_functions = bt.make_cluster_functions_interactive()
+
+    def step(x, job):
+        if x == 2:
+            job.checkpoint("saved here")
+        if x == 3:
+            return job.restored
+        return x
+
+    bt.batch_map(step, x=[1, 2, 3])
+    bt.submit_jobs([1, 2])  # job 1 finds no checkpoints folder, job 2 saves one and ends well
+    assert bt.reduce_results_list() == [1, 2]
+    assert not reg.layout.checkpoint(2).exists()
+    # a checkpoint of job 3 saved by another process, just after a job here found no checkpoints
+    checkpoint._NO_CHECKPOINTS[str(reg.file_dir)] = time.monotonic()
+    write_pickle(reg.layout.checkpoint(3), "left by an earlier run elsewhere")
+    bt.submit_jobs([3])
+    assert bt.load_result(3) == "left by an earlier run elsewhere"
+    assert not reg.layout.checkpoint(3).exists()

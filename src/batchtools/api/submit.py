@@ -25,7 +25,7 @@ from ..core.registry import RegistryState, resolve
 from ..core.resources import PER_JOB, check_resources, resource_id
 from ..core.retry import RetryPolicy
 from ..core.state import forget_runs, masks, select, terminated_ids
-from ..core.submission import build_collection, sleep_function, submit_with_retries
+from ..core.submission import build_collection, collection_fields, sleep_function, submit_with_retries
 from ..core.tables import set_rows
 
 log = logging.getLogger("batchtools")
@@ -140,6 +140,7 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
     journal = Journal(reg.layout.journal) if not cf.capabilities.in_process else None
     specs = reg.definitions.specs(ids)  # everything per job is looked up once, not per chunk
     names = reg.status["job_name"].to_numpy()[pos].tolist()
+    common = collection_fields(reg)
     previous = set(terminated_ids(reg, pos).tolist())  # jobs whose earlier run may have left a result
     run_hook(reg, "pre_submit")
     last_save = time.time()
@@ -160,7 +161,7 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
                     # an array job only occupies as many slots as its throttle lets run
                     n_new = min(b - a, max_jobs) if chunk_res[k].get("chunks_as_arrayjobs") else b - a
                     _throttle(reg, max_jobs, n_new, sleep_fn, new_batches)
-                jc = build_collection(reg, ids[a:b], chunk_res[k], specs=specs[a:b], names=names[a:b])
+                jc = build_collection(reg, ids[a:b], chunk_res[k], specs=specs[a:b], names=names[a:b], common=common)
                 if cf.store_job_collection:
                     write_pickle(reg.layout.job_collection(jc.job_hash), jc)
                 t0 = time.time()

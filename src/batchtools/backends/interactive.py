@@ -39,13 +39,14 @@ def make_cluster_functions_interactive(external: bool = False, write_logs: bool 
             write_pickle(path, jc)
             subprocess.run([sys.executable, "-m", "batchtools.worker", str(path)], check=False)
             return SubmitJobResult(0, "cfInteractive", jc.log_file, "OK")
-        log_file = str(reg.layout.log_named(session_log)) if write_logs else None
-        out = None
-        if log_file is not None:
-            out = handle.get(log_file)
+        out = log_file = None
+        if write_logs:
+            log_file, out = handle.get(reg.file_dir) or (None, None)
             if out is None or out.closed:
-                handle.clear()
-                out = handle[log_file] = open_append(log_file)
+                close_log(reg)
+                log_file = str(reg.layout.log_named(session_log))
+                out = open_append(log_file)
+                handle[reg.file_dir] = (log_file, out)
         # the master is running the jobs itself: status rows go straight to its sync queue
         try:
             do_job_collection(jc, output=out, sink=reg.pending_updates)
@@ -55,7 +56,7 @@ def make_cluster_functions_interactive(external: bool = False, write_logs: bool 
         return SubmitJobResult(0, "cfInteractive", log_file, "OK")
 
     def close_log(reg) -> None:  # after a submission: no file of the registry stays open
-        for out in handle.values():
+        for _, out in handle.values():
             out.close()
         handle.clear()
 

@@ -41,12 +41,16 @@ class Layout:
 
     def __init__(self, file_dir: str | os.PathLike):
         self.file_dir = Path(file_dir).absolute()
+        self._dirs: dict[str, Path] = {}
 
     def __repr__(self) -> str:
         return f"Layout({str(self.file_dir)!r})"
 
     def dir(self, name: str) -> Path:
-        return self.file_dir / name
+        d = self._dirs.get(name)
+        if d is None:
+            d = self._dirs[name] = self.file_dir / name
+        return d
 
     # -------------------------------------------------------- master's files
     @property
@@ -103,11 +107,11 @@ class Layout:
         return self.file_dir / "jobs" / f"{name}.cancel"
 
     def log(self, job_hash: str) -> Path:
-        return self.file_dir / "logs" / f"{job_hash}.log"
+        return self.dir("logs") / f"{job_hash}.log"
 
     def log_named(self, name: str) -> Path:
         """A log file by its name (as ``status.log_file`` records it)."""
-        return self.file_dir / "logs" / name
+        return self.dir("logs") / name
 
     @staticmethod
     def array_log_name(job_hash: str, task: int | str) -> str:

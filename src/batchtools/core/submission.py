@@ -29,26 +29,33 @@ def sleep_function(sleep, default: Callable[[int], float]) -> Callable[[int], fl
     raise TypeError(f"sleep: must be None, a number of seconds >= 0, or a function of the iteration; got {sleep!r}")
 
 
-def build_collection(reg, sel: np.ndarray, resources: dict, job_hash: str | None = None,
-                     specs: list | None = None, names: list | None = None) -> JobCollection:
-    """JobCollection of checked, sorted ids ``sel`` with final ``resources`` (``specs`` and
-    ``names``: the jobs' specs and names, if the caller has them already)."""
-    job_hash = job_hash or f"job{uuid.uuid4().hex}"
+def collection_fields(reg) -> dict:
+    """The fields every job collection of ``reg`` shares (a submission computes them once)."""
     cf = reg.cluster_functions
-    if names is None:
-        names = reg.status["job_name"].to_numpy()[reg.pos(sel)].tolist()
-    return JobCollection(
-        file_dir=str(reg.file_dir), work_dir=reg.work_dir, job_hash=job_hash,
-        jobs=reg.definitions.specs(sel) if specs is None else specs,
-        seed=reg.seed, kind=reg.kind, resources=resources, packages=reg.packages, source=reg.source,
-        load=reg.load, positional=list(reg.positional), pass_job=reg.pass_job,
-        log_file=str(reg.layout.log(job_hash)), array_var=getattr(cf, "array_var", None),
-        array_jobs=bool(resources.get("chunks_as_arrayjobs")), job_names=names, python=sys.executable,
+    return dict(
+        file_dir=str(reg.file_dir), work_dir=reg.work_dir, seed=reg.seed, kind=reg.kind, packages=reg.packages,
+        source=reg.source, load=reg.load, positional=list(reg.positional), pass_job=reg.pass_job,
+        array_var=getattr(cf, "array_var", None), python=sys.executable,
         code_files=dict(reg.extra.get("code_files", {})),
         hooks={k: v for k, v in getattr(cf, "hooks", {}).items() if k in NODE_HOOKS},
         store=reg.store, start_reports=bool(getattr(getattr(cf, "capabilities", None), "start_reports", False)),
         preload=tuple(dict.fromkeys([*(p.partition(" as ")[0].strip() for p in reg.packages),
                                      *reg.extra.get("preload", ())])),
+    )
+
+
+def build_collection(reg, sel: np.ndarray, resources: dict, job_hash: str | None = None,
+                     specs: list | None = None, names: list | None = None, common: dict | None = None) -> JobCollection:
+    """JobCollection of checked, sorted ids ``sel`` with final ``resources`` (``specs`` and
+    ``names``: the jobs' specs and names, if the caller has them already; ``common``: the
+    registry's :func:`collection_fields`, if the caller has them already)."""
+    job_hash = job_hash or f"job{uuid.uuid4().hex}"
+    if names is None:
+        names = reg.status["job_name"].to_numpy()[reg.pos(sel)].tolist()
+    return JobCollection(
+        job_hash=job_hash, jobs=reg.definitions.specs(sel) if specs is None else specs, resources=resources,
+        log_file=str(reg.layout.log(job_hash)), array_jobs=bool(resources.get("chunks_as_arrayjobs")),
+        job_names=names, **(collection_fields(reg) if common is None else common),
     )
 
 

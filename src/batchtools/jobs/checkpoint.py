@@ -134,6 +134,7 @@ def save(file_dir: str, job_id: int, obj: Any) -> None:
     """Save ``obj`` as the job's checkpoint; then stop the job if the node asked it to."""
     path = layout_of(file_dir).checkpoint(job_id)
     data = dumps(obj)
+    _NO_CHECKPOINTS.pop(file_dir, None)
     try:
         atomic_write_bytes(path, data)
     except FileNotFoundError:
@@ -147,19 +148,35 @@ def save(file_dir: str, job_id: int, obj: Any) -> None:
 def load(file_dir: str, job_id: int) -> Any:
     """The job's last checkpoint, or None."""
     try:
-        return read_pickle(layout_of(file_dir).checkpoint(job_id))
+        obj = read_pickle(layout_of(file_dir).checkpoint(job_id))
     except FileNotFoundError:
         return None
+    _NO_CHECKPOINTS.pop(file_dir, None)  # saved by another process: drop() must look again
+    return obj
 
 
 def exists(file_dir: str, job_id: int) -> bool:
     return layout_of(file_dir).checkpoint(job_id).exists()
 
 
+# file_dir -> when its checkpoints/ folder was last seen missing (the folder is made by the first
+# checkpoint saved in the registry, never removed while it lives): a node running thousands of
+# jobs that never checkpoint looks for it once a second, not once per job
+_NO_CHECKPOINTS: dict[str, float] = {}
+NO_CHECKPOINTS_RECHECK = 1.0
+
+
 def drop(file_dir: str, job_id: int) -> None:
+    """Delete the job's checkpoint (it ended for good), if it has one."""
+    seen_missing = _NO_CHECKPOINTS.get(file_dir)
+    now = time.monotonic()
+    if seen_missing is not None and now - seen_missing < NO_CHECKPOINTS_RECHECK:
+        return  # a checkpoint saved by this process since then would have cleared the entry
     layout = layout_of(file_dir)
-    if not os.path.isdir(layout.dir("checkpoints")):  # made by the first checkpoint saved: one stat per job
+    if not os.path.isdir(layout.dir("checkpoints")):
+        _NO_CHECKPOINTS[file_dir] = now
         return
+    _NO_CHECKPOINTS.pop(file_dir, None)
     try:
         os.unlink(layout.checkpoint(job_id))
     except FileNotFoundError:
@@ -176,8 +193,9 @@ def _usage() -> tuple[float, float]:
 class Evidence:
     """What one run of a job leaves as evidence of how it ended (see the module docstring)."""
 
-    def __init__(self, file_dir: str, job_id: int, resources: dict[str, Any]):
+    def __init__(self, file_dir: str, job_id: int, resources: dict[str, Any], restart: int | None = None):
         self.file_dir, self.job_id, self.resources = file_dir, job_id, resources
+        self.restart = restart_count() if restart is None else restart
         self.cpu0 = _usage()[0]
 
     def finish(self, exc: BaseException | None) -> tuple[dict[str, Any], bool]:
@@ -185,7 +203,7 @@ class Evidence:
         requeued run of this scheduler job)."""
         cpu, rss = _usage()
         now = time.time()
-        fields: dict[str, Any] = {"cpu_time": cpu - self.cpu0, "max_rss": rss, "restart": restart_count(),
+        fields: dict[str, Any] = {"cpu_time": cpu - self.cpu0, "max_rss": rss, "restart": self.restart,
                                   "ended": now}
         if exc is None:
             drop(self.file_dir, self.job_id)
@@ -197,7 +215,7 @@ class Evidence:
             fields["reason"] = "requeued"  # preempted (or requeued by hand): Slurm runs it again
             return fields, False
         interrupted = isinstance(exc, Interrupt) or (signum is not None and exists(self.file_dir, self.job_id))
-        if interrupted and NODE.may_requeue and restart_count() < NODE.max_requeues:
+        if interrupted and NODE.may_requeue and self.restart < NODE.max_requeues:
             fields["reason"] = "requeued"
             REQUEUE.set()
             return fields, False

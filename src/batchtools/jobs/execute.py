@@ -86,11 +86,11 @@ def run_job(jc: JobCollection, spec: dict[str, Any], runner, store: ResultStore,
     """
     job_id = spec["job_id"]
     job = make_job(jc, spec)
-    say(job_started(job_id))
-    say(f"Setting seed to {job.seed} ...")
+    say(f"{job_started(job_id)}\n{MARK}Setting seed to {job.seed} ...")
     job.seed_rngs()
-    buffer.set(job_id, started=time.time(), restart=restart_count())
-    evidence = Evidence(jc.file_dir, job_id, jc.resources)
+    restart = restart_count()
+    buffer.set(job_id, started=time.time(), restart=restart)
+    evidence = Evidence(jc.file_dir, job_id, jc.resources, restart)
     sampler = MemorySampler() if measure else None
     error = exc = None
     try:

@@ -5,6 +5,7 @@ The one place on the node that looks at a collection's kind.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from typing import Any
@@ -53,23 +54,31 @@ KINDS: dict[str, tuple[Callable, Callable]] = {
 _runners: dict[tuple, Callable] = {}
 
 
+@functools.lru_cache(maxsize=16)
+def _setup_paths(file_dir: str, kind: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """The folders and files a runner of ``kind`` is prepared from (as strings: a hot path)."""
+    lay = layout_of(file_dir)
+    dirs = ("exports",) if kind == "map" else ("exports", "problems", "algorithms")
+    return (tuple(os.fspath(lay.dir(d)) for d in dirs),
+            tuple((p.name, os.fspath(p)) for p in (lay.user_function, lay.more_args)))
+
+
 def _runner_key(jc: JobCollection) -> tuple | None:
     """What a prepared runner depends on: the collection's set-up and the registry's function,
     problem/algorithm and export files as they are now (a process running many collections, like
     Interactive or a Socket process, then prepares each only once)."""
-    lay = layout_of(jc.file_dir)
-    dirs = ("exports",) if jc.kind == "map" else ("exports", "problems", "algorithms")
+    dirs, named = _setup_paths(jc.file_dir, jc.kind)
     files = []
     try:
         for d in dirs:
-            with os.scandir(lay.dir(d)) as it:
+            with os.scandir(d) as it:
                 files += sorted((e.name, e.inode(), e.stat().st_mtime_ns) for e in it)
-        for p in (lay.user_function, lay.more_args):
+        for name, p in named:
             try:
                 st = os.stat(p)
-                files.append((p.name, st.st_ino, st.st_mtime_ns, st.st_size))
+                files.append((name, st.st_ino, st.st_mtime_ns, st.st_size))
             except FileNotFoundError:
-                files.append((p.name, None))
+                files.append((name, None))
     except FileNotFoundError:
         return None
     return (jc.kind, jc.file_dir, jc.work_dir, tuple(jc.packages), tuple(jc.source), tuple(jc.load),
