@@ -17,7 +17,6 @@ them aside durably, like :class:`FolderStore`, overrides these.)
 
 from __future__ import annotations
 
-import errno
 import itertools
 import os
 import pickle
@@ -27,7 +26,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .errors import CorruptFileError
-from .files import dumps, unlink_quietly, write_all
+from .files import dumps, link_unnamed, unlink_quietly, write_all, write_unnamed
 from .layout import Layout, is_data_file
 
 if TYPE_CHECKING:
@@ -148,17 +147,6 @@ class ResultStore(ABC):
 
 
 _HOST = socket.gethostname().split(".")[0]
-_PROC: list[int] = []  # a descriptor of /proc, to link unnamed files through /proc/self/fd
-
-
-def _proc_dir() -> int:
-    if not _PROC:
-        _PROC.append(os.open("/proc", os.O_RDONLY | os.O_DIRECTORY))
-    return _PROC[0]
-
-
-if hasattr(os, "register_at_fork"):  # a forked child opens its own
-    os.register_at_fork(after_in_child=_PROC.clear)
 
 
 class FolderStore(ResultStore):
@@ -197,28 +185,19 @@ class FolderStore(ResultStore):
         data = dumps(value)
         if self.compress is not None:
             data = COMPRESSORS[self.compress]().compress(data)
-        final = self.path(job_id)
         if self._unnamed:
-            # an unnamed file in results/ (Linux O_TMPFILE), linked under its name when committed:
-            # one directory change instead of two, and a node killed before that leaves nothing behind
-            try:
-                fd = os.open(self._dir, os.O_WRONLY | os.O_TMPFILE, 0o600)
-            except OSError as e:
-                if e.errno == errno.ENOENT:
-                    raise
-                self._unnamed = False  # NFS and some file systems have no unnamed files
-            else:
-                try:
-                    write_all(fd, data)
-                except BaseException:
-                    os.close(fd)
-                    raise
-                return fd, final, data
-        return self._stage_named(job_id, data), final, None
+            fd = write_unnamed(self._dir, data)
+            if fd is not None:
+                return fd, job_id, data
+            self._unnamed = False  # NFS and some file systems have no unnamed files
+        return self._stage_named(job_id, data), job_id, None
+
+    def _tmp_name(self, job_id: int) -> str:
+        # a name no other process uses (host and pid), so O_EXCL never has to retry
+        return f"{self._dir}.tmp-{_HOST}-{os.getpid()}-{next(self._counter)}-{int(job_id)}"
 
     def _stage_named(self, job_id: int, data: bytes) -> str:
-        # a name no other process uses (host and pid), so O_EXCL never has to retry
-        tmp = f"{self._dir}.tmp-{_HOST}-{os.getpid()}-{next(self._counter)}-{int(job_id)}"
+        tmp = self._tmp_name(job_id)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             try:
@@ -231,26 +210,22 @@ class FolderStore(ResultStore):
         return tmp
 
     def commit(self, token: tuple) -> None:
-        staged, final, data = token
-        if isinstance(staged, str):
-            os.replace(staged, final)
-            return
-        try:
+        staged, job_id, data = token
+        final = self.path(job_id)
+        if not isinstance(staged, str):  # an unnamed file
+            fd = staged
             try:
-                os.link(f"self/fd/{staged}", final, src_dir_fd=_proc_dir(), follow_symlinks=True)
-                return
-            except FileExistsError:  # the result of an earlier run: replaced atomically
-                tmp = f"{self._dir}.tmp-{_HOST}-{os.getpid()}-{next(self._counter)}-link"
-                os.link(f"self/fd/{staged}", tmp, src_dir_fd=_proc_dir(), follow_symlinks=True)
-            except OSError as e:
-                if e.errno not in (errno.ENOENT, errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP, errno.EACCES) \
-                        or not os.path.isdir(self._dir):
-                    raise
-                self._unnamed = False  # no /proc to link through: named files from now on
-                tmp = self._stage_named(int(os.path.basename(final)[:-4]), data)
-        finally:
-            os.close(staged)
-        os.replace(tmp, final)
+                try:
+                    if link_unnamed(fd, final):
+                        return
+                    self._unnamed = False  # no /proc to link through: named files from now on
+                    staged = self._stage_named(job_id, data)
+                except FileExistsError:  # the result of an earlier run: replaced atomically
+                    staged = self._tmp_name(job_id)
+                    link_unnamed(fd, staged)
+            finally:
+                os.close(fd)
+        os.replace(staged, final)
 
     def discard(self, token: tuple) -> None:
         staged = token[0]

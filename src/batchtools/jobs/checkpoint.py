@@ -130,6 +130,13 @@ def _warned(signum, frame) -> None:
 
 
 # ------------------------------------------------------------------ checkpoints
+# file_dir -> when its checkpoints/ folder was last seen missing (the folder is made by the first
+# checkpoint saved in the registry, never removed while it lives): a node running thousands of
+# jobs that never checkpoint looks for it once a second, not once per job
+_NO_CHECKPOINTS: dict[str, float] = {}
+NO_CHECKPOINTS_RECHECK = 1.0
+
+
 def save(file_dir: str, job_id: int, obj: Any) -> None:
     """Save ``obj`` as the job's checkpoint; then stop the job if the node asked it to."""
     path = layout_of(file_dir).checkpoint(job_id)
@@ -157,13 +164,6 @@ def load(file_dir: str, job_id: int) -> Any:
 
 def exists(file_dir: str, job_id: int) -> bool:
     return layout_of(file_dir).checkpoint(job_id).exists()
-
-
-# file_dir -> when its checkpoints/ folder was last seen missing (the folder is made by the first
-# checkpoint saved in the registry, never removed while it lives): a node running thousands of
-# jobs that never checkpoint looks for it once a second, not once per job
-_NO_CHECKPOINTS: dict[str, float] = {}
-NO_CHECKPOINTS_RECHECK = 1.0
 
 
 def drop(file_dir: str, job_id: int) -> None:
