@@ -178,7 +178,7 @@ def test_job_killed_after_writing_its_result_counts_as_done(tmp_path, caplog):
         reg.cluster_functions = bt.make_cluster_functions_multicore(1)
         bt.batch_map(first_fast_then_slow, x=[1, 2], reg=reg)
         bt.submit_jobs(bt.find_jobs(reg=reg).assign(chunk=1), reg=reg)  # one process runs 1, then 2
-        wait_until(lambda: reg.layout.result(1).exists(), what="job 1's result", poll=0.001)
+        wait_until(lambda: reg.store.exists(1), what="job 1's result", poll=0.001)
         pid = int(bt.get_job_status(reg=reg)["batch_id"][0])
         os.kill(pid, signal.SIGKILL)
         wait_until(lambda: gone(pid), what="the job process to die")

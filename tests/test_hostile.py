@@ -403,5 +403,5 @@ def test_registry_pickles_are_trusted_like_code(tmp_path):
     reg.cluster_functions = bt.make_cluster_functions_interactive()
     bt.batch_map(inc, x=[1])
     bt.submit_jobs()
-    assert pickle.loads(reg.layout.result(1).read_bytes()) == 2
+    assert pickle.loads(reg.store.raw(1)) == 2
     assert np.isclose(bt.load_result(1), 2)

@@ -230,7 +230,7 @@ def test_conf_file_keys(tmp_path, monkeypatch):
     assert reg.expire_after == 2 and reg.compress == "gzip" and callable(reg.sleep)
     bt.batch_map(lambda x: {"x": x}, x=[1, 2])
     bt.submit_jobs()
-    data = reg.layout.result(1).read_bytes()
+    data = reg.store.raw(1)
     assert data[:2] == b"\x1f\x8b" and bt.load_result(1) == {"x": 1}  # results are gzip files
     # expire_after: a job the backend lost expires after two polls, with one sleep between them
     bt.reset_jobs([2])
@@ -248,7 +248,7 @@ def test_conf_file_compress_variants_are_readable(tmp_path):
         reg = bt.make_registry(file_dir=tmp_path / f"r-{value}", conf_file=str(conf))
         bt.batch_map(lambda x: list(range(x)), x=[5])
         bt.submit_jobs()
-        assert reg.layout.result(1).read_bytes().startswith(magic)
+        assert reg.store.raw(1).startswith(magic)
         assert bt.load_result(1) == [0, 1, 2, 3, 4]
     # a registry whose results were written with another setting still reads them all
     reg = bt.load_registry(tmp_path / "r-xz", conf_file=None)

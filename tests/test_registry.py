@@ -153,10 +153,10 @@ def test_clear_sweep_remove(reg):
     (reg.layout.dir("results") / "2.pkl").write_bytes(b"stale")
     swept = bt.sweep_registry()
     assert swept["results"] == 1
-    assert sorted(os.listdir(reg.layout.dir("results"))) == ["1.pkl", "3.pkl"]
+    assert os.listdir(reg.layout.dir("results")) == [] and reg.store.ids().tolist() == [1, 3]
     bt.clear_registry()
     assert len(bt.find_jobs()) == 0
-    assert os.listdir(reg.layout.dir("results")) == []
+    assert os.listdir(reg.layout.dir("results")) == [] and os.listdir(reg.layout.dir("packs")) == []
     bt.batch_map(lambda x: -x, x=[5])
     bt.submit_jobs()
     assert bt.reduce_results_list() == [-5]

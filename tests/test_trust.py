@@ -328,9 +328,19 @@ def test_truncated_table_names_the_file_and_repair_rebuilds_the_state(reg):
 def test_corrupt_result_names_file_and_job_and_the_rest_stays_readable(reg, caplog):
     bt.batch_map(double, x=[1, 2, 3])
     bt.submit_jobs()
-    reg.layout.result(2).write_bytes(b"garbage")
-    with pytest.raises(bt.CorruptFileError, match=r"results/2\.pkl.*job 2.*reset_jobs\(\[2\]\)"):
+    pf, k = reg.store._record(2)  # a bit flips inside the packed result of job 2
+    with open(pf.path, "r+b") as fh:
+        fh.seek(pf.offsets[k] + 1)
+        fh.write(bytes([fh.read(1)[0] ^ 0x10]))
+    with pytest.raises(bt.CorruptFileError, match=r"\.pack: the result of job 2 .*reset_jobs\(\[2\]\)"):
         bt.reduce_results_list()
+    # a result file of its own that cannot be unpickled says so too
+    reg.store.put(2, None)
+    reg.layout.result(2).write_bytes(b"garbage")
+    reg.store.job_hashes = lambda ids: np.array([None] * len(ids), dtype=object)  # only files count now
+    with pytest.raises(bt.CorruptFileError, match=r"results/2\.pkl.*job 2.*reset_jobs\(\[2\]\)"):
+        bt.load_result(2)
+    reg.store.job_hashes = reg.job_hashes
     with caplog.at_level(logging.WARNING, logger="batchtools"):
         assert bt.reduce_results_list(missing_val=None) == [2, None, 6]
     assert bt.load_result(3) == 6
@@ -377,8 +387,9 @@ def test_corrupt_job_collection_fails_its_jobs_with_a_message(mreg):
 
 def test_missing_result_of_a_done_job_is_found_by_repair(reg):
     bt.batch_map(double, x=[1, 2])
-    bt.submit_jobs()
-    os.remove(reg.layout.result(1))
+    bt.submit_jobs([1])
+    bt.submit_jobs([2])
+    os.remove(reg.store.location(1))
     report = bt.repair_registry(reg.file_dir)
     assert report["missing_results"] == [1]
     again = bt.load_registry(reg.file_dir, writeable=True)

@@ -16,6 +16,7 @@ from ..core.pickling import pickle_by_value
 from ..core.pool import pool_state
 from ..core.registry import RegistryState, resolve
 from ..core.state import done_mask, masks
+from ..core.store import FolderStore
 from .heal import heal, wanted
 from .wait import wait_for_jobs
 
@@ -49,8 +50,9 @@ def sync_registry(reg: RegistryState | None = None) -> bool:
 
 
 def sweep_registry(reg: RegistryState | None = None) -> dict[str, int]:
-    """Remove files no job needs any more: results of jobs not done, orphaned logs,
-    job collection files and stale temporary files. Returns the counts removed."""
+    """Remove files no job needs any more: results of jobs not done, result packs of which no
+    record counts any more (their collection was reset or submitted again), orphaned logs, job
+    collection files and stale temporary files. Returns the counts removed."""
     reg = resolve(reg)
     reg.assert_writeable("sweep the registry")
     reg.sync()
@@ -71,6 +73,7 @@ def sweep_registry(reg: RegistryState | None = None) -> dict[str, int]:
     stale = time.time() - 3600
     removed = {
         "results": reg.store.delete(i for i in reg.store.ids().tolist() if i not in keep_results),
+        "packs": reg.store.drop_packs(hashes | reg.inflight) if isinstance(reg.store, FolderStore) else 0,
         "logs": unlink_quietly(e.path for e in files("logs") if e.name.split(".")[0].rsplit("-", 1)[0] not in hashes
                                and e.name.split(".")[0] not in hashes and e.name not in log_names),
         "jobs": unlink_quietly(e.path for e in files("jobs") if e.name.split(".")[0] not in active_hashes
@@ -96,7 +99,7 @@ def clear_registry(reg: RegistryState | None = None) -> None:
 
 
 def _remove_job_files(reg: RegistryState) -> None:
-    for sub in ("results", "logs", "jobs", "updates", "problems", "algorithms", "external"):
+    for sub in ("results", "packs", "logs", "jobs", "updates", "problems", "algorithms", "external"):
         d = reg.layout.dir(sub)
         if d.is_dir():
             unlink_quietly(e.path for e in os.scandir(d) if e.is_file())

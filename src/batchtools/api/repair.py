@@ -8,6 +8,7 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ..core.errors import CorruptFileError, RegistryNotFoundError
 from ..core.files import read_table
@@ -18,6 +19,7 @@ from ..core.protocol import DONE, ERROR, JOB_ID, valid_rows
 from ..core.recovery import replay_journal, settle_stashes
 from ..core.registry import RegistryState
 from ..core.state import adopt_results
+from ..core.store import FolderStore
 from ..core.tables import TABLES, new_status, set_rows
 from ..core.txn import recover as recover_unfinished_change
 
@@ -93,8 +95,8 @@ def repair_registry(file_dir: str | os.PathLike) -> dict:
     >>> import batchtools as bt
     >>> reg = bt.make_registry(file_dir=None)
     >>> reg.cluster_functions = bt.make_cluster_functions_interactive()
-    >>> _ = bt.batch_map(lambda x: x, x=[1, 2]); _ = bt.submit_jobs()
-    >>> import os; os.remove(reg.layout.result(2))
+    >>> _ = bt.batch_map(lambda x: x, x=[1, 2]); _ = bt.submit_jobs([1]); _ = bt.submit_jobs([2])
+    >>> import os; os.remove(reg.store.location(2))
     >>> bt.repair_registry(reg.file_dir)["missing_results"]
     [2]
     """
@@ -137,6 +139,7 @@ def repair_registry(file_dir: str | os.PathLike) -> dict:
         reg.sync()  # merges what applies, quarantines garbage files
         st = reg.status
         open_ = np.flatnonzero(st["done"].isna().to_numpy())  # a result is evidence even if no submission is known
+        _adopt_packed_hashes(reg, open_)
         if open_.size:
             found = open_[adopt_results(reg, open_)]
             submitted = st["submitted"].to_numpy()[found]
@@ -156,3 +159,17 @@ def repair_registry(file_dir: str | os.PathLike) -> dict:
     log.warning("repaired registry %s: %s", layout.file_dir, report)
     return report
 
+
+def _adopt_packed_hashes(reg: RegistryState, rows: np.ndarray) -> None:
+    """Jobs at status ``rows`` with no submission on record but a packed result: their table lost
+    the submission (an older table version), so the hash of their last record becomes theirs (a
+    packed record counts only for its job's current hash)."""
+    if not rows.size or not isinstance(reg.store, FolderStore):
+        return
+    st = reg.status
+    hashes = st["job_hash"].to_numpy()
+    rows = rows[pd.isna(hashes[rows])]
+    found = reg.store.orphans(st["job_id"].to_numpy()[rows].tolist())
+    if found:
+        hit = rows[np.isin(st["job_id"].to_numpy()[rows], list(found))]
+        set_rows(st, hit, "job_hash", np.array([found[i] for i in st["job_id"].to_numpy()[hit].tolist()], dtype=object))

@@ -210,6 +210,8 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
                 if time.time() - last_save > 10:
                     record()
     finally:
+        if hasattr(reg.store, "close_packs"):
+            reg.store.close_packs()  # the pack collections run in this process shared, also if one was refused
         if accepted > recorded or stashes:
             record()
         Journal(reg.layout.journal).clear()  # every accepted chunk is in the saved status now

@@ -82,6 +82,8 @@ class JobCollection:
     # installed modules the jobs will import (packages, and what the pickled functions refer to):
     # a backend that keeps a warm process (Multicore's fork server) imports them there once
     preload: tuple[str, ...] = ()
+    # the submit_jobs call that made this collection (its collections run with the same set-up)
+    submission: str = ""
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

@@ -8,6 +8,7 @@ reader never sees half a file and a crash leaves either the old or the new versi
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import pickle
@@ -156,6 +157,37 @@ def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+
+
+# file systems whose clients may hold back appended data from other clients until the writer
+# closes the file (close-to-open consistency): results are not packed there
+NETWORK_FS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "fuse.sshfs", "davfs"})
+
+
+@functools.lru_cache(maxsize=1)
+def _mounts() -> tuple[tuple[str, str], ...]:
+    """(mount point, file system type) of this process's mounts, longest mount point first."""
+    out = []
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                left, _, right = line.partition(" - ")
+                fields = left.split()
+                if len(fields) > 4 and right:
+                    out.append((fields[4].replace("\\040", " "), right.split()[0]))
+    except OSError:
+        pass
+    return tuple(sorted(out, key=lambda m: len(m[0]), reverse=True))
+
+
+@functools.lru_cache(maxsize=64)
+def file_system_type(path: str) -> str | None:
+    """The type of the file system ``path`` is on (``ext4``, ``nfs4``, ...), None if unknown."""
+    real = os.path.realpath(path)
+    for mount, kind in _mounts():
+        if real == mount or real.startswith(mount.rstrip("/") + "/"):
+            return kind
+    return None
 
 
 _PROC: list[int] = []  # a descriptor of /proc, to name unnamed files through /proc/self/fd

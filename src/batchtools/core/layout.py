@@ -12,7 +12,7 @@ import os
 import pickle
 from pathlib import Path
 
-SUBDIRS = ("jobs", "results", "logs", "updates", "exports", "external", "problems", "algorithms")
+SUBDIRS = ("jobs", "results", "packs", "logs", "updates", "exports", "external", "problems", "algorithms")
 
 
 def is_data_file(name: str) -> bool:

@@ -31,6 +31,7 @@ from .ids import as_id_array, check_ids
 from .kinds import definitions_for
 from .layout import Layout
 from .lease import Lease
+from .packs import hash_lookup
 from .pool import sync_pool
 from .state import masks, table_counts
 from .store import FolderStore, ResultStore
@@ -79,7 +80,7 @@ class RegistryState:
         self.definitions = definitions_for(self)
         self.extra: dict[str, Any] = self.definitions.initial_extra()
         self.tables: dict[str, pd.DataFrame] = self.definitions.empty_tables()
-        self.store: ResultStore = FolderStore(self.layout.file_dir)
+        self.store: ResultStore = self._bind(FolderStore(self.layout.file_dir))
         self._dirty: set[str] = set()
         # status rows of jobs run inside this process (Interactive), merged by sync like update files
         self.pending_updates: list[tuple[str, list]] = []
@@ -244,7 +245,16 @@ class RegistryState:
         """Point a registry that has written nothing yet at another folder."""
         compress = self.compress
         self.layout = Layout(file_dir)
-        self.store = FolderStore(self.layout.file_dir, compress=compress)
+        self.store = self._bind(FolderStore(self.layout.file_dir, compress=compress))
+
+    def _bind(self, store: FolderStore) -> FolderStore:
+        """``store`` with packed results decided by this session's status table."""
+        store.job_hashes = self.job_hashes
+        return store
+
+    def job_hashes(self, ids: np.ndarray) -> np.ndarray:
+        """The current ``job_hash`` of ``ids`` (object array; None where a job has none or is unknown)."""
+        return hash_lookup(self.job_ids, self.status["job_hash"].to_numpy())(ids)
 
     # ------------------------------------------------------ cluster functions
     @property

@@ -9,6 +9,10 @@ through the same object the master reads through.
 worker asks the claim log whether it was fenced) stages the result, checks, then commits or
 discards it, so a superseded run can never replace the accepted result.
 
+A node that runs many jobs in one collection writes through :meth:`FolderStore.packed`: small
+results are appended to one pack file of the collection (:mod:`.packs`), and the status table's
+``job_hash`` decides which record counts. Readers see both kinds through the same methods.
+
 ``stash``/``restore``/``drop`` set the results of a previous run aside while a resubmission is
 being handed to the backend: a refused submission restores them, an accepted one drops them once
 the new state is saved. (The base class keeps stashed results in memory; a store that can move
@@ -22,12 +26,22 @@ import os
 import pickle
 import socket
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .errors import CorruptFileError
-from .files import dumps, link_unnamed, unlink_quietly, write_all, write_unnamed
+from .files import (
+    NETWORK_FS,
+    dumps,
+    file_system_type,
+    link_unnamed,
+    read_pickle,
+    unlink_quietly,
+    write_all,
+    write_unnamed,
+)
 from .layout import Layout, is_data_file
+from .packs import PACK_LIMIT, DamagedRecord, PackIndex, PackWriter, hash_lookup, read_record
 
 if TYPE_CHECKING:
     import numpy as np
@@ -171,6 +185,13 @@ class FolderStore(ResultStore):
             raise ValueError(f"compress: must be one of {sorted(k for k in COMPRESSORS if k)} or None, got {compress!r}")
         self.compress = compress
         self._unnamed = hasattr(os, "O_TMPFILE")
+        # the jobs' current hashes (ids -> object array), which decide which packed record counts:
+        # bound by the registry to its status table; unbound, the saved status table decides
+        self.job_hashes: Callable[[np.ndarray], np.ndarray] | None = None
+        self.own_hash: str | None = None  # a node's view: only its own collection's records count
+        self._packs: PackIndex | None = None
+        self._saved_hashes: tuple | None = None
+        self._writer: PackWriter | None = None  # shared by the collections run in this process
 
     def __repr__(self) -> str:
         return f"FolderStore({str(self.layout.dir('results'))!r})"
@@ -181,10 +202,35 @@ class FolderStore(ResultStore):
     def path(self, job_id: int) -> str:
         return f"{self._dir}{int(job_id)}.pkl"
 
-    def stage(self, job_id: int, value: Any) -> tuple:
+    def encode(self, value: Any) -> bytes:
+        """``value`` as the bytes of a result (pickled, compressed as configured)."""
         data = dumps(value)
-        if self.compress is not None:
-            data = COMPRESSORS[self.compress]().compress(data)
+        return data if self.compress is None else COMPRESSORS[self.compress]().compress(data)
+
+    def packed(self, job_hash: str, shared: bool = False) -> ResultStore:
+        """The store a node writes through while it runs the collection ``job_hash`` of many jobs:
+        results up to 64 KiB are appended to a pack, larger ones get their own file. ``shared``:
+        the collections run in this process one after another append to one pack (Interactive),
+        until :meth:`close_packs`. On a network file system (NFS, SMB: another client may not see
+        appended data before the writer closes the file) this store itself: one file per result."""
+        if file_system_type(os.fspath(self.layout.file_dir)) in NETWORK_FS:
+            return self
+        if not shared:
+            return PackedStore(self, job_hash, PackWriter(os.fspath(self.layout.dir("packs")), job_hash))
+        if self._writer is None:
+            self._writer = PackWriter(os.fspath(self.layout.dir("packs")), job_hash)
+        return PackedStore(self, job_hash, self._writer)
+
+    def close_packs(self) -> None:
+        """Close the pack shared by the collections run in this process (the next one starts a new pack)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def stage(self, job_id: int, value: Any) -> tuple:
+        return self.stage_bytes(job_id, self.encode(value))
+
+    def stage_bytes(self, job_id: int, data: bytes) -> tuple:
         if self._unnamed:
             fd = write_unnamed(self._dir, data)
             if fd is not None:
@@ -211,6 +257,9 @@ class FolderStore(ResultStore):
 
     def commit(self, token: tuple) -> None:
         staged, job_id, data = token
+        if isinstance(staged, PackWriter):
+            staged.append(job_id, *data)
+            return
         final = self.path(job_id)
         if not isinstance(staged, str):  # an unnamed file
             fd = staged
@@ -229,12 +278,116 @@ class FolderStore(ResultStore):
 
     def discard(self, token: tuple) -> None:
         staged = token[0]
+        if isinstance(staged, PackWriter):
+            return
         if isinstance(staged, str):
             unlink_quietly([staged])
         else:
             os.close(staged)
 
+    # ------------------------------------------------------------------ packs
+    def _current_hashes(self, job_ids: list[int]) -> list | None:
+        """The current hash of each of ``job_ids`` (None: no packed record counts for it), or None
+        if every record counts (a folder without a status table)."""
+        if self.own_hash is not None:
+            return [self.own_hash] * len(job_ids)
+        hashes = self.job_hashes or self._saved_job_hashes()
+        if hashes is None:
+            return None
+        import numpy as np
+
+        return hashes(np.array(job_ids, dtype=np.int64)).tolist()
+
+    def _vector_hashes(self) -> Callable | None:
+        if self.own_hash is not None:
+            import numpy as np
+
+            own = self.own_hash
+            return lambda ids: np.full(len(ids), own, dtype=object)
+        return self.job_hashes or self._saved_job_hashes()
+
+    def _saved_job_hashes(self) -> Callable | None:
+        """The hashes of the saved status table (a store used without its registry's session)."""
+        path = self.layout.table("status")
+        try:
+            stamp = os.stat(path).st_mtime_ns
+        except FileNotFoundError:
+            return None
+        if self._saved_hashes is None or self._saved_hashes[0] != stamp:
+            st = read_pickle(path)
+            self._saved_hashes = (stamp, hash_lookup(st["job_id"].to_numpy(), st["job_hash"].to_numpy()))
+        return self._saved_hashes[1]
+
+    def pack_index(self, refresh: bool = True) -> PackIndex:
+        """The index of the registry's packs (read on since the last call if ``refresh``)."""
+        if self._packs is None:
+            self._packs = PackIndex(os.fspath(self.layout.dir("packs")))
+            refresh = True
+        if refresh:
+            self._packs.refresh()
+        return self._packs
+
+    def _record(self, job_id: int):
+        """(pack, record number) of the packed result of ``job_id`` that counts, or None."""
+        hashes = self._current_hashes([job_id])
+        current = hashes[0] if hashes is not None else None
+        found = self.pack_index(refresh=False).lookup(job_id, current, hashes is None)
+        if found is None and (hashes is None or current is not None):
+            found = self.pack_index().lookup(job_id, current, hashes is None)
+        return found
+
+    def _read_record(self, job_id: int, found, cache: dict | None = None) -> Any:
+        try:
+            data = read_record(*found, cache)
+        except FileNotFoundError:  # its pack was swept meanwhile: its result, if any, is elsewhere now
+            self.pack_index()
+            found = self._record(job_id)
+            return self._read_record(job_id, found) if found else self.read(self.path(job_id))
+        except DamagedRecord as e:
+            data = e
+        try:
+            if isinstance(data, Exception):
+                raise data
+            return pickle.loads(decompress(data))
+        except Exception as e:
+            pf, k = found
+            raise CorruptFileError(
+                f"{pf.path}: the result of job {job_id} (at byte {pf.offsets[k]}) cannot be read "
+                f"({type(e).__name__}: {e}). Run the job again: reset_jobs([{job_id}]) and "
+                f"submit_jobs([{job_id}]); or pass missing_val=... to reduce the others") from e
+
+    def drop_packs(self, keep: set[str]) -> int:
+        """Remove the packs of collections whose hash is not in ``keep`` (none of their records can
+        count any more); how many were removed."""
+        index = self.pack_index()
+        gone = unlink_quietly(index.dead(keep))
+        index.refresh()
+        return gone
+
+    def orphans(self, job_ids: Iterable[int]) -> dict[int, str]:
+        """For those of ``job_ids`` with a packed result: the hash of their last record, whatever
+        the status table says (``repair_registry`` adopts results whose submission it lost)."""
+        last = self.pack_index().last_hashes()
+        return {int(i): last[int(i)] for i in job_ids if int(i) in last}
+
+    def location(self, job_id: int) -> str:
+        """The file that holds the result of ``job_id`` (its pack, or its own file)."""
+        found = self._record(job_id)
+        return found[0].path if found is not None else self.path(job_id)
+
+    # ------------------------------------------------------------------ reading
+    def raw(self, job_id: int) -> bytes:
+        """The bytes stored for the result of ``job_id`` (pickled, compressed as it was written)."""
+        found = self._record(job_id)
+        if found is not None:
+            return read_record(*found)
+        with open(self.path(job_id), "rb") as fh:
+            return fh.read()
+
     def get(self, job_id: int) -> Any:
+        found = self._record(job_id)
+        if found is not None:
+            return self._read_record(job_id, found)
         return self.read(self.path(job_id))
 
     @staticmethod
@@ -259,9 +412,23 @@ class FolderStore(ResultStore):
                 f"missing_val=... to reduce the others") from e
 
     def get_many(self, job_ids: Iterable[int]) -> list[Any]:
-        return [self.read(f"{self._dir}{int(i)}.pkl") for i in job_ids]
+        index = self.pack_index()
+        if not index.files:
+            return [self.read(f"{self._dir}{int(i)}.pkl") for i in job_ids]
+        ids = [int(i) for i in job_ids]
+        hashes = self._current_hashes(ids)
+        any_hash = hashes is None
+        cache: dict[str, bytes] = {}
+        out = []
+        for i, current in zip(ids, hashes or ids):
+            found = index.lookup(i, current, any_hash)
+            out.append(self.read(f"{self._dir}{i}.pkl") if found is None else self._read_record(i, found, cache))
+        return out
 
     def delete(self, job_ids: Iterable[int]) -> int:
+        """Remove the result files of ``job_ids``. Packed results are not removed here: they stop
+        counting when the job's hash in the status table changes (reset, resubmission, removal),
+        and :meth:`drop_packs` removes packs of which no record counts."""
         return unlink_quietly(self.path(i) for i in job_ids)
 
     def stash_path(self, job_id: int, tag: str) -> str:
@@ -301,9 +468,12 @@ class FolderStore(ResultStore):
         return out
 
     def exists(self, job_id: int) -> bool:
-        return os.path.exists(self.path(job_id))
+        return self._record(job_id) is not None or os.path.exists(self.path(job_id))
 
     def modified(self, job_id: int) -> float | None:
+        found = self._record(job_id)
+        if found is not None:
+            return found[0].times[found[1]]
         try:
             return os.stat(self.path(job_id)).st_mtime
         except FileNotFoundError:
@@ -316,5 +486,63 @@ class FolderStore(ResultStore):
             with os.scandir(self.layout.dir("results")) as it:
                 names = [e.name[:-4] for e in it if is_data_file(e.name)]
         except FileNotFoundError:
-            return np.empty(0, np.int64)
-        return np.sort(np.array([int(n) for n in names if n.isdigit()], dtype=np.int64))
+            names = []
+        files = np.sort(np.array([int(n) for n in names if n.isdigit()], dtype=np.int64))
+        index = self.pack_index()
+        if not index.files:
+            return files
+        hashes = self._vector_hashes()
+        packed = index.valid_ids(hashes)
+        return np.union1d(files, packed)
+
+
+class PackedStore(ResultStore):
+    """A node's view of a :class:`FolderStore` while it runs the collection ``job_hash``: results
+    up to 64 KiB are appended to the collection's pack, larger ones are written as their own file;
+    reading sees only this collection's records (a restarted collection skips jobs it finished)."""
+
+    def __init__(self, base: FolderStore, job_hash: str, writer: PackWriter):
+        self.base = base
+        self.job_hash = job_hash
+        self.writer = writer
+        self._view: FolderStore | None = None
+
+    @property
+    def view(self) -> FolderStore:
+        """The store as this collection reads it (made when first needed: most collections never read)."""
+        if self._view is None:
+            self._view = FolderStore(self.base.layout.file_dir, self.base.compress)
+            self._view.own_hash = self.job_hash
+        return self._view
+
+    def __repr__(self) -> str:
+        return f"PackedStore({self.base!r}, {self.job_hash!r})"
+
+    def stage(self, job_id: int, value: Any) -> tuple:
+        data = self.base.encode(value)
+        if len(data) <= PACK_LIMIT:
+            return self.writer, job_id, (self.job_hash, data)
+        return self.base.stage_bytes(job_id, data)
+
+    def commit(self, token: tuple) -> None:
+        self.base.commit(token)
+
+    def discard(self, token: tuple) -> None:
+        self.base.discard(token)
+
+    def close(self) -> None:
+        """Close this collection's pack (a shared one stays open for the next collection)."""
+        if self.writer is not self.base._writer:
+            self.writer.close()
+
+    def get(self, job_id: int) -> Any:
+        return self.view.get(job_id)
+
+    def delete(self, job_ids: Iterable[int]) -> int:
+        return self.view.delete(job_ids)
+
+    def exists(self, job_id: int) -> bool:
+        return self.view.exists(job_id)
+
+    def ids(self) -> np.ndarray:
+        return self.view.ids()

@@ -38,7 +38,7 @@ def collection_fields(reg) -> dict:
         array_var=getattr(cf, "array_var", None), python=sys.executable,
         code_files=dict(reg.extra.get("code_files", {})),
         hooks={k: v for k, v in getattr(cf, "hooks", {}).items() if k in NODE_HOOKS},
-        store=reg.store, start_reports=bool(getattr(getattr(cf, "capabilities", None), "start_reports", False)),
+        store=reg.store, submission=uuid.uuid4().hex, start_reports=bool(getattr(getattr(cf, "capabilities", None), "start_reports", False)),
         preload=tuple(dict.fromkeys([*(p.partition(" as ")[0].strip() for p in reg.packages),
                                      *reg.extra.get("preload", ())])),
     )

@@ -19,7 +19,7 @@ from ..core.collection import JobCollection
 from ..core.files import open_append
 from ..core.layout import Layout, layout_of
 from ..core.protocol import ALL_JOBS, FINISHED, MARK, job_ended, job_started
-from ..core.store import FolderStore, ResultStore
+from ..core.store import FolderStore, PackedStore, ResultStore
 from .checkpoint import REQUEUE, Evidence, Interrupt, restart_count
 from .runners import make_job, make_runner
 from .session import TERMINATING, node_session, say, user_traceback
@@ -73,8 +73,12 @@ def report_unreadable(path: str, error: BaseException, file_dir: str | None = No
         pass
 
 
-def store_of(jc: JobCollection) -> ResultStore:
-    return jc.store if jc.store is not None else FolderStore(jc.file_dir)
+def store_of(jc: JobCollection, packed: bool = False, shared: bool = False) -> ResultStore:
+    """The store the collection's jobs write to; with ``packed``, small results of the registry's
+    own folder store are appended to a pack (for collections of many jobs; ``shared``: one pack
+    for the collections this process runs one after another)."""
+    store = jc.store if jc.store is not None else FolderStore(jc.file_dir)
+    return store.packed(jc.job_hash, shared) if packed and isinstance(store, FolderStore) else store
 
 
 def run_job(jc: JobCollection, spec: dict[str, Any], runner, store: ResultStore, buffer: UpdateBuffer,
@@ -143,13 +147,14 @@ def run_chunk(jc: JobCollection, update_interval: float | None, sink: list | Non
     # costs a forked process milliseconds)
     report_starts = len(jobs) > 1 or getattr(jc, "start_reports", False)
     buffer = UpdateBuffer(layout_of(jc.file_dir), jc.job_hash, update_interval if report_starts else None, sink)
-    store = store_of(jc)
+    # in the master's process (Interactive) every collection appends to the session's pack
+    store = store_of(jc, packed=len(jobs) > 1 or sink is not None, shared=sink is not None)
     measure = bool(jc.resources.get("measure_memory"))
     try:
         with node_session(jc, f"Starting calculation of {len(jobs)} jobs"):
             say("Memory measurement " + ("enabled" if measure else "disabled"))
             try:
-                runner = make_runner(jc)
+                runner = make_runner(jc, in_process=sink is not None)
             except Exception as e:  # set-up failed: every job of the chunk errors
                 traceback.print_exc(file=sys.stdout)
                 msg = f"Set-up failed: {type(e).__name__}: {e}"
@@ -175,5 +180,7 @@ def run_chunk(jc: JobCollection, update_interval: float | None, sink: list | Non
                 jc.hooks["post_do_collection"](jc)
             say(FINISHED)
     finally:
+        if isinstance(store, PackedStore):
+            store.close()
         buffer.close()
     return counts

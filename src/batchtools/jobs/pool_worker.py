@@ -20,6 +20,7 @@ from ..core.claims import ClaimLog, Fenced
 from ..core.collection import JobCollection
 from ..core.files import atomic_write_bytes, make_dir, read_pickle
 from ..core.layout import Layout
+from ..core.store import PackedStore, ResultStore
 from .checkpoint import STOP
 from .execute import report_unreadable, run_job, store_of
 from .runners import make_runner
@@ -30,6 +31,8 @@ from .walltime import TimeBudget
 # a claim takes at most this much expected work, so trivial jobs are claimed in bulk (one lock per
 # many jobs) while long ones are claimed one at a time (the others keep the rest)
 CLAIM_SECONDS = 0.05
+# how often a worker running a claim of quick jobs reads the claim log for fences and cancellations
+LOOK_INTERVAL = 0.02
 
 
 @dataclass
@@ -37,6 +40,7 @@ class Batch:
     jc: JobCollection
     runner: object
     buffer: UpdateBuffer
+    store: ResultStore
 
 
 class PoolWorker:
@@ -145,14 +149,19 @@ class PoolWorker:
             else:
                 if jc.hooks.get("pre_do_collection"):
                     jc.hooks["pre_do_collection"](jc)
-            self.batches[queue] = Batch(jc, runner, UpdateBuffer(self.layout, jc.job_hash, None, self.sink))
+            self.batches[queue] = Batch(jc, runner, UpdateBuffer(self.layout, jc.job_hash, None, self.sink),
+                                        store_of(jc, packed=True))
         return self.batches[queue]
 
     def run_claim(self, claim) -> bool:
         """Run the claimed jobs; False if this worker was fenced meanwhile."""
         b = self.batch(claim.queue)
+        next_look = 0.0
         for spec in b.jc.jobs[claim.start:claim.start + claim.count]:
-            self.claims.refresh()  # cheap: reads only new lines
+            now = time.monotonic()
+            if now >= next_look:  # fenced? cancelled? (the commit checks the fence again where it matters)
+                self.claims.refresh()
+                next_look = now + LOOK_INTERVAL
             if self.claims.is_dead(self.worker) or TERMINATING.is_set():
                 return False
             job_id = spec["job_id"]
@@ -167,7 +176,7 @@ class PoolWorker:
                 continue
             t0 = time.perf_counter()
             try:
-                ok = run_job(b.jc, spec, b.runner, self.store, b.buffer, self.measure, commit=self.commit)
+                ok = run_job(b.jc, spec, b.runner, b.store, b.buffer, self.measure, commit=self.commit)
             except Fenced:
                 say(f"Job {job_id} finished, but this worker was declared dead meanwhile: its result is discarded")
                 return False
@@ -227,6 +236,8 @@ class PoolWorker:
             self._stop.set()
             ticker.join()
             for b in self.batches.values():
+                if isinstance(b.store, PackedStore):
+                    b.store.close()
                 b.buffer.close()
             atomic_write_bytes(self.layout.worker_exit(self.worker),
                                f"{self.counts['done']} {self.counts['error']} {reason}\n".encode())

@@ -52,6 +52,7 @@ KINDS: dict[str, tuple[Callable, Callable]] = {
 
 
 _runners: dict[tuple, Callable] = {}
+_submission_keys: dict[str, tuple] = {}
 
 
 @functools.lru_cache(maxsize=16)
@@ -85,9 +86,19 @@ def _runner_key(jc: JobCollection) -> tuple | None:
             tuple(jc.positional), jc.pass_job, tuple(sorted(jc.code_files.items())), tuple(files))
 
 
-def make_runner(jc: JobCollection) -> Callable[[Job], Any]:
-    """The function that runs one job of ``jc`` and returns its result."""
-    key = _runner_key(jc)
+def make_runner(jc: JobCollection, in_process: bool = False) -> Callable[[Job], Any]:
+    """The function that runs one job of ``jc`` and returns its result.
+
+    ``in_process``: ``jc`` runs inside the master's ``submit_jobs`` (Interactive), which blocks
+    until the submission's last collection ran, so nothing changes the registry's files meanwhile:
+    the set-up is looked at once per submission, not once per collection."""
+    key = _submission_keys.get(jc.submission) if in_process and jc.submission else None
+    if key is None:
+        key = _runner_key(jc)
+        if in_process and jc.submission and key is not None:
+            if len(_submission_keys) > 8:
+                _submission_keys.clear()
+            _submission_keys[jc.submission] = key
     runner = _runners.get(key) if key is not None else None
     if runner is None:
         runner = KINDS[jc.kind][0](jc)
