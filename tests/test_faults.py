@@ -411,3 +411,32 @@ def test_read_only_file_system(small_disk):
         assert bt.reduce_results_list(reg=ro) == [1, 2, 3, 4, 5]
     finally:
         subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+
+
+def blob(x, disk):
+    from pathlib import Path
+
+    if x == 10 and not (Path(disk) / "once").exists():  # the disk fills up (another user's file) ...
+        (Path(disk) / "once").touch()
+        fill(Path(disk))
+    if x == 50:  # ... and is freed again
+        (Path(disk) / "filler").unlink()
+    return bytes([x]) * 30_000
+
+
+def test_disk_filling_up_while_jobs_append_packed_results(small_disk):
+    """The disk fills up while jobs append their results to a pack: the jobs whose result did not
+    fit fail saying so, every job reported done has its whole result, and once there is room
+    again the failed ones run again and all results are there."""
+    reg = bt.make_registry(file_dir=small_disk / "reg", seed=1, conf_file=None)
+    reg.cluster_functions = bt.make_cluster_functions_interactive(write_logs=False)
+    bt.batch_map(blob, x=range(60), more_args={"disk": str(small_disk)})
+    bt.submit_jobs()
+    errors = bt.get_error_messages()
+    assert bt.find_done()["job_id"].tolist() == list(range(1, 11)) + list(range(51, 61))
+    assert errors["job_id"].tolist() == list(range(11, 51))
+    assert errors["message"].str.contains("No space left").all()
+    assert bt.reduce_results_list() == [bytes([x]) * 30_000 for x in list(range(10)) + list(range(50, 60))]
+    bt.submit_jobs(bt.find_errors())
+    assert bt.get_status().done == 60
+    assert bt.reduce_results_list() == [bytes([x]) * 30_000 for x in range(60)]

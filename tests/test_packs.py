@@ -235,7 +235,7 @@ def test_a_node_killed_while_appending_leaves_whole_records_only(tmp_path):
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     store = FolderStore(tmp_path)
-    index = store.pack_index()
+    index = store._pack_index()
     assert len(index.files) == 5
     for pf in index.files.values():
         assert pf.ids == list(range(1, len(pf.ids) + 1))  # no gap: only a tail can be torn

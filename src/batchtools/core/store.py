@@ -318,7 +318,7 @@ class FolderStore(ResultStore):
             self._saved_hashes = (stamp, hash_lookup(st["job_id"].to_numpy(), st["job_hash"].to_numpy()))
         return self._saved_hashes[1]
 
-    def pack_index(self, refresh: bool = True) -> PackIndex:
+    def _pack_index(self, refresh: bool = True) -> PackIndex:
         """The index of the registry's packs (read on since the last call if ``refresh``)."""
         if self._packs is None:
             self._packs = PackIndex(os.fspath(self.layout.dir("packs")))
@@ -331,16 +331,16 @@ class FolderStore(ResultStore):
         """(pack, record number) of the packed result of ``job_id`` that counts, or None."""
         hashes = self._current_hashes([job_id])
         current = hashes[0] if hashes is not None else None
-        found = self.pack_index(refresh=False).lookup(job_id, current, hashes is None)
+        found = self._pack_index(refresh=False).lookup(job_id, current, hashes is None)
         if found is None and (hashes is None or current is not None):
-            found = self.pack_index().lookup(job_id, current, hashes is None)
+            found = self._pack_index().lookup(job_id, current, hashes is None)
         return found
 
     def _read_record(self, job_id: int, found, cache: dict | None = None) -> Any:
         try:
             data = read_record(*found, cache)
         except FileNotFoundError:  # its pack was swept meanwhile: its result, if any, is elsewhere now
-            self.pack_index()
+            self._pack_index()
             found = self._record(job_id)
             return self._read_record(job_id, found) if found else self.read(self.path(job_id))
         except DamagedRecord as e:
@@ -359,7 +359,7 @@ class FolderStore(ResultStore):
     def drop_packs(self, keep: set[str]) -> int:
         """Remove the packs of collections whose hash is not in ``keep`` (none of their records can
         count any more); how many were removed."""
-        index = self.pack_index()
+        index = self._pack_index()
         gone = unlink_quietly(index.dead(keep))
         index.refresh()
         return gone
@@ -367,7 +367,7 @@ class FolderStore(ResultStore):
     def orphans(self, job_ids: Iterable[int]) -> dict[int, str]:
         """For those of ``job_ids`` with a packed result: the hash of their last record, whatever
         the status table says (``repair_registry`` adopts results whose submission it lost)."""
-        last = self.pack_index().last_hashes()
+        last = self._pack_index().last_hashes()
         return {int(i): last[int(i)] for i in job_ids if int(i) in last}
 
     def location(self, job_id: int) -> str:
@@ -412,7 +412,7 @@ class FolderStore(ResultStore):
                 f"missing_val=... to reduce the others") from e
 
     def get_many(self, job_ids: Iterable[int]) -> list[Any]:
-        index = self.pack_index()
+        index = self._pack_index()
         if not index.files:
             return [self.read(f"{self._dir}{int(i)}.pkl") for i in job_ids]
         ids = [int(i) for i in job_ids]
@@ -488,7 +488,7 @@ class FolderStore(ResultStore):
         except FileNotFoundError:
             names = []
         files = np.sort(np.array([int(n) for n in names if n.isdigit()], dtype=np.int64))
-        index = self.pack_index()
+        index = self._pack_index()
         if not index.files:
             return files
         hashes = self._vector_hashes()
