@@ -340,7 +340,7 @@ def test_corrupt_result_names_file_and_job_and_the_rest_stays_readable(reg, capl
     reg.store.job_hashes = lambda ids: np.array([None] * len(ids), dtype=object)  # only files count now
     with pytest.raises(bt.CorruptFileError, match=r"results/2\.pkl.*job 2.*reset_jobs\(\[2\]\)"):
         bt.load_result(2)
-    reg.store.job_hashes = reg.job_hashes
+    reg.store.job_hashes = reg._job_hashes
     with caplog.at_level(logging.WARNING, logger="batchtools"):
         assert bt.reduce_results_list(missing_val=None) == [2, None, 6]
     assert bt.load_result(3) == 6

@@ -249,10 +249,10 @@ class RegistryState:
 
     def _bind(self, store: FolderStore) -> FolderStore:
         """``store`` with packed results decided by this session's status table."""
-        store.job_hashes = self.job_hashes
+        store.job_hashes = self._job_hashes
         return store
 
-    def job_hashes(self, ids: np.ndarray) -> np.ndarray:
+    def _job_hashes(self, ids: np.ndarray) -> np.ndarray:
         """The current ``job_hash`` of ``ids`` (object array; None where a job has none or is unknown)."""
         return hash_lookup(self.job_ids, self.status["job_hash"].to_numpy())(ids)
 
