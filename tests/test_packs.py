@@ -238,7 +238,7 @@ def test_a_node_killed_while_appending_leaves_whole_records_only(tmp_path):
     index = store._pack_index()
     assert len(index.files) == 5
     for pf in index.files.values():
-        assert pf.ids == list(range(1, len(pf.ids) + 1))  # no gap: only a tail can be torn
+        assert list(pf.ids) == list(range(1, len(pf.ids) + 1))  # no gap: only a tail can be torn
     for i in np.unique(np.concatenate([pf.ids for pf in index.files.values()])).tolist():
         assert store.get(i) == bytes([i % 256]) * 60000
 

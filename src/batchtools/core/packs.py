@@ -29,6 +29,7 @@ import socket
 import struct
 import time
 import zlib
+from array import array
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -126,19 +127,27 @@ def _record_at(buf, pos: int, hashes: dict) -> tuple | None:
 
 
 class PackFile:
-    """What has been read of one pack: its whole records' job ids, hashes, offsets, lengths, times."""
+    """What has been read of one pack: its whole records' job ids, hashes, offsets, lengths and
+    times (compact arrays: an index of a million results stays small)."""
 
     __slots__ = ("path", "parsed", "ids", "hashes", "offsets", "lengths", "times", "_names")
 
     def __init__(self, path: str):
         self.path = path
         self.parsed = 0
-        self.ids: list[int] = []
-        self.hashes: list[str] = []
-        self.offsets: list[int] = []
-        self.lengths: list[int] = []
-        self.times: list[float] = []
-        self._names: dict[bytes, str] = {}  # one string per hash
+        self.ids = array("q")
+        self.hashes: list[str] = []  # one shared string per hash
+        self.offsets = array("q")
+        self.lengths = array("q")  # -1: a record damaged in place
+        self.times = array("d")
+        self._names: dict[bytes, str] = {}
+
+    def _add(self, job_id: int, job_hash: str, offset: int, length: int, when: float) -> None:
+        self.ids.append(job_id)
+        self.hashes.append(job_hash)
+        self.offsets.append(offset)
+        self.lengths.append(length)
+        self.times.append(when)
 
     def read_on(self, size: int) -> bool:
         """Read the records written since the last call (the file is now ``size`` bytes); whether
@@ -160,19 +169,12 @@ class PackFile:
                 # damaged in place, but a whole record follows: kept as a damaged result of the job
                 # its header names (length -1), which reading reports as corrupt, as a damaged file
                 _, _, job_id, when, _, hlen = HEADER.unpack_from(buf, pos)
-                self.ids.append(job_id)
-                self.hashes.append(bytes(buf[pos + HEADER.size:pos + HEADER.size + hlen]).decode(errors="replace"))
-                self.offsets.append(self.parsed + pos)
-                self.lengths.append(-1)
-                self.times.append(when)
+                h = bytes(buf[pos + HEADER.size:pos + HEADER.size + hlen]).decode(errors="replace")
+                self._add(job_id, h, self.parsed + pos, -1, when)
                 pos, found = nxt, True
                 continue
             job_id, when, job_hash, start, length, pos = rec
-            self.ids.append(job_id)
-            self.hashes.append(job_hash)
-            self.offsets.append(self.parsed + start)
-            self.lengths.append(length)
-            self.times.append(when)
+            self._add(job_id, job_hash, self.parsed + start, length, when)
             found = True
         self.parsed += pos
         return found
@@ -189,13 +191,13 @@ class PackIndex:
     """The records of every pack in a registry's ``packs/`` folder, read incrementally.
 
     ``lookup(job_id, current)`` finds the job's record that counts, given the job's current hash in
-    the status table (None: none counts).
+    the status table (None: none counts); ``lookup_many`` does it for many jobs at once.
     """
 
     def __init__(self, directory: str):
         self.directory = directory
         self.files: dict[str, PackFile] = {}
-        self._by_id: dict[int, list[tuple[PackFile, int]]] | None = None
+        self._flat: tuple | None = None
 
     def refresh(self) -> None:
         """Read what nodes appended since the last refresh (new packs, longer packs, deleted ones)."""
@@ -221,47 +223,80 @@ class PackIndex:
             del self.files[name]
             changed = True
         if changed:
-            self._by_id = None
+            self._flat = None
 
-    def records(self) -> dict[int, list[tuple[PackFile, int]]]:
-        """job id -> [(pack, record number)], oldest first (pack names carry the writer's clock)."""
-        if self._by_id is None:
-            by_id: dict[int, list[tuple[PackFile, int]]] = {}
-            for name in sorted(self.files, key=lambda n: n.split(".", 1)[-1]):
-                pf = self.files[name]
-                for k, job_id in enumerate(pf.ids):
-                    by_id.setdefault(job_id, []).append((pf, k))
-            self._by_id = by_id
-        return self._by_id
+    def flat(self) -> tuple:
+        """All records as arrays sorted by job id, each job's oldest first (pack names carry the
+        writer's clock): (job ids, pack numbers, record numbers, hashes, packs)."""
+        if self._flat is None:
+            import numpy as np
+
+            packs = [self.files[n] for n in sorted(self.files, key=lambda n: n.split(".", 1)[-1])]
+            packs = [pf for pf in packs if len(pf.ids)]
+            if packs:
+                ids = np.concatenate([np.frombuffer(pf.ids, dtype=np.int64) for pf in packs])
+                pack_no = np.repeat(np.arange(len(packs), dtype=np.int32), [len(pf.ids) for pf in packs])
+                rec_no = np.concatenate([np.arange(len(pf.ids), dtype=np.int64) for pf in packs])
+                hashes = np.empty(ids.size, dtype=object)
+                hashes[:] = [h for pf in packs for h in pf.hashes]
+                order = np.argsort(ids, kind="stable")
+                self._flat = (ids[order], pack_no[order], rec_no[order], hashes[order], packs)
+            else:
+                empty = np.empty(0, dtype=np.int64)
+                self._flat = (empty, empty.astype(np.int32), empty, np.empty(0, dtype=object), [])
+        return self._flat
 
     def lookup(self, job_id: int, current: str | None, any_hash: bool = False) -> tuple[PackFile, int] | None:
         """(pack, record number) of the record of ``job_id`` that counts: the last of those of the
         job's ``current`` hash (``any_hash``: the last of all)."""
-        found = self.records().get(job_id)
-        if not found:
-            return None
-        for pf, k in reversed(found):
-            if any_hash or pf.hashes[k] == current:
-                return pf, k
-        return None
+        return self.lookup_many([job_id], None if any_hash else [current])[0]
+
+    def lookup_many(self, job_ids: list[int], current: list | None) -> list[tuple[PackFile, int] | None]:
+        """:meth:`lookup` of each of ``job_ids`` with its current hash (``current`` None: any hash)."""
+        import numpy as np
+
+        ids, pack_no, rec_no, hashes, packs = self.flat()
+        out: list[tuple[PackFile, int] | None] = [None] * len(job_ids)
+        if not ids.size or not job_ids:
+            return out
+        q = np.asarray(job_ids, dtype=np.int64)
+        lo, hi = np.searchsorted(ids, q, "left"), np.searchsorted(ids, q, "right")
+        has = np.flatnonzero(hi > lo)
+        last = hi[has] - 1
+        if current is None:
+            ok = np.ones(has.size, dtype=bool)
+        else:
+            cur = np.empty(len(job_ids), dtype=object)
+            cur[:] = current
+            ok = hashes[last] == cur[has]
+        for i, j in zip(has[ok].tolist(), last[ok].tolist()):
+            out[i] = (packs[pack_no[j]], int(rec_no[j]))
+        for i in has[~ok].tolist():  # the last record is of another run: an earlier one may count
+            for j in range(int(hi[i]) - 2, int(lo[i]) - 1, -1):
+                if hashes[j] == current[i]:
+                    out[i] = (packs[pack_no[j]], int(rec_no[j]))
+                    break
+        return out
 
     def valid_ids(self, job_hashes: Callable | None) -> np.ndarray:
         """Sorted ids of the jobs with a record that counts; ``job_hashes(ids)`` gives the jobs'
         current hashes (an object array; None: every record counts)."""
         import numpy as np
 
-        parts = []
-        for pf in self.files.values():
-            if pf.ids:
-                ids = np.array(pf.ids, dtype=np.int64)
-                if job_hashes is not None:
-                    ids = ids[job_hashes(ids) == np.array(pf.hashes, dtype=object)]
-                parts.append(ids)
-        return np.unique(np.concatenate(parts)) if parts else np.empty(0, np.int64)
+        ids, _, _, hashes, _ = self.flat()
+        if job_hashes is not None and ids.size:
+            ids = ids[hashes == job_hashes(ids)]
+        return np.unique(ids)
 
     def last_hashes(self) -> dict[int, str]:
         """job id -> the hash of its last record (of any hash)."""
-        return {job_id: found[-1][0].hashes[found[-1][1]] for job_id, found in self.records().items()}
+        import numpy as np
+
+        ids, _, _, hashes, _ = self.flat()
+        if not ids.size:
+            return {}
+        last = np.flatnonzero(np.append(ids[1:] != ids[:-1], True))
+        return dict(zip(ids[last].tolist(), hashes[last].tolist()))
 
     def dead(self, keep: set[str]) -> list[str]:
         """Paths of the packs none of whose records has a hash in ``keep``."""

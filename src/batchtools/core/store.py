@@ -416,12 +416,9 @@ class FolderStore(ResultStore):
         if not index.files:
             return [self.read(f"{self._dir}{int(i)}.pkl") for i in job_ids]
         ids = [int(i) for i in job_ids]
-        hashes = self._current_hashes(ids)
-        any_hash = hashes is None
         cache: dict[str, bytes] = {}
         out = []
-        for i, current in zip(ids, hashes or ids):
-            found = index.lookup(i, current, any_hash)
+        for i, found in zip(ids, index.lookup_many(ids, self._current_hashes(ids))):
             out.append(self.read(f"{self._dir}{i}.pkl") if found is None else self._read_record(i, found, cache))
         return out
 
