@@ -163,6 +163,14 @@ class ResultStore(ABC):
 _HOST = socket.gethostname().split(".")[0]
 
 
+def _unreadable(where: str, job_id, e: Exception, at: str = "") -> CorruptFileError:
+    """The error for a result that cannot be read (its file, or its record in a pack), and the way out."""
+    return CorruptFileError(
+        f"{where}: the result of job {job_id}{at} cannot be read ({type(e).__name__}: {e}). "
+        f"Run the job again: reset_jobs([{job_id}]) and submit_jobs([{job_id}]); or pass "
+        f"missing_val=... to reduce the others")
+
+
 class FolderStore(ResultStore):
     """Results as ``results/<job_id>.pkl`` files in the registry folder, pickled and optionally
     compressed (``compress``: None, ``"gzip"``, ``"bz2"`` or ``"xz"``, R's ``compress``). Reading
@@ -289,9 +297,7 @@ class FolderStore(ResultStore):
     def _current_hashes(self, job_ids: list[int]) -> list | None:
         """The current hash of each of ``job_ids`` (None: no packed record counts for it), or None
         if every record counts (a folder without a status table)."""
-        if self.own_hash is not None:
-            return [self.own_hash] * len(job_ids)
-        hashes = self.job_hashes or self._saved_job_hashes()
+        hashes = self._vector_hashes()
         if hashes is None:
             return None
         import numpy as np
@@ -299,6 +305,7 @@ class FolderStore(ResultStore):
         return hashes(np.array(job_ids, dtype=np.int64)).tolist()
 
     def _vector_hashes(self) -> Callable | None:
+        """``ids -> their current hashes`` (see :meth:`_current_hashes`)."""
         if self.own_hash is not None:
             import numpy as np
 
@@ -337,24 +344,20 @@ class FolderStore(ResultStore):
         return found
 
     def _read_record(self, job_id: int, found, cache: dict | None = None) -> Any:
+        pf, k = found
+        at = f" (at byte {pf.offsets[k]})"
         try:
-            data = read_record(*found, cache)
+            data = read_record(pf, k, cache)
         except FileNotFoundError:  # its pack was swept meanwhile: its result, if any, is elsewhere now
             self._pack_index()
             found = self._record(job_id)
             return self._read_record(job_id, found) if found else self.read(self.path(job_id))
         except DamagedRecord as e:
-            data = e
+            raise _unreadable(pf.path, job_id, e, at) from e
         try:
-            if isinstance(data, Exception):
-                raise data
             return pickle.loads(decompress(data))
         except Exception as e:
-            pf, k = found
-            raise CorruptFileError(
-                f"{pf.path}: the result of job {job_id} (at byte {pf.offsets[k]}) cannot be read "
-                f"({type(e).__name__}: {e}). Run the job again: reset_jobs([{job_id}]) and "
-                f"submit_jobs([{job_id}]); or pass missing_val=... to reduce the others") from e
+            raise _unreadable(pf.path, job_id, e, at) from e
 
     def drop_packs(self, keep: set[str]) -> int:
         """Remove the packs of collections whose hash is not in ``keep`` (none of their records can
@@ -405,11 +408,7 @@ class FolderStore(ResultStore):
         try:
             return pickle.loads(decompress(chunks[0] if len(chunks) == 1 else b"".join(chunks)))
         except Exception as e:
-            job_id = os.path.basename(path)[:-4]
-            raise CorruptFileError(
-                f"{path}: the result of job {job_id} cannot be read ({type(e).__name__}: {e}). "
-                f"Run the job again: reset_jobs([{job_id}]) and submit_jobs([{job_id}]); or pass "
-                f"missing_val=... to reduce the others") from e
+            raise _unreadable(path, os.path.basename(path)[:-4], e) from e
 
     def get_many(self, job_ids: Iterable[int]) -> list[Any]:
         index = self._pack_index()
