@@ -143,3 +143,55 @@ def test_unreachable_scheduler_and_bad_arguments_change_nothing(tmp_path, dask_c
         bt.make_cluster_functions_dask(42)
     with pytest.raises(ValueError, match="timeout: must be a positive number"):
         bt.make_cluster_functions_dask("tcp://127.0.0.1:9", timeout=0)
+
+
+def test_tasks_go_to_the_scheduler_in_batches(dreg, dask_cluster, monkeypatch):
+    client = dask_cluster[1]
+    sizes = []
+    real_map = client.map
+
+    def counting_map(func, *columns, **kwargs):
+        sizes.append(len(kwargs["key"]))
+        return real_map(func, *columns, **kwargs)
+
+    monkeypatch.setattr(client, "map", counting_map)
+    bt.batch_map(lambda x: x * 2, x=range(450))
+    bt.submit_jobs()
+    assert sum(sizes) == 450 and max(sizes) <= 200 and len(sizes) >= 3  # up to HOLD_TASKS per batch
+    assert bt.wait_for_jobs(timeout=300)
+    assert bt.reduce_results_list() == [x * 2 for x in range(450)]
+
+
+def test_a_task_killed_before_it_was_sent_never_runs(dreg, dask_cluster, monkeypatch):
+    from batchtools.backends import dask as dask_backend
+
+    monkeypatch.setattr(dask_backend, "HOLD_TASKS", 10**6)
+    monkeypatch.setattr(dask_backend, "HOLD_SECONDS", 1e9)
+    bt.batch_map(lambda x: x, x=[1, 2])
+    cf = dreg.cluster_functions
+    keys = [cf.submit_job(dreg, bt.make_job_collection([i])).batch_id for i in (1, 2)]
+    assert not set(keys) & set(dask_cluster[1].run_on_scheduler(
+        lambda dask_scheduler: [str(k) for k in dask_scheduler.tasks]))  # held, not sent yet
+    cf.kill_job(dreg, keys[0])
+    cf.send_held()
+    wait_until(lambda: dreg.store.exists(2), 60, "the task that was not killed to run")
+    time.sleep(0.5)
+    assert not dreg.store.exists(1)
+    assert not list(dreg.layout.dir("updates").glob(keys[0].removeprefix("batchtools-") + "-*"))
+
+
+def test_tasks_dask_refused_when_sent_expire_and_are_submitted_again(dreg, dask_cluster, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError("the client lost its scheduler")
+
+    monkeypatch.setattr(dask_cluster[1], "map", refuse)
+    bt.batch_map(lambda x: x + 1, x=[1, 2])
+    with pytest.raises(RuntimeError, match=r"Dask refused 2 task\(s\) .* submit_jobs\(find_expired\(\)\)"):
+        bt.submit_jobs()
+    monkeypatch.undo()
+    assert bt.find_submitted()["job_id"].tolist() == [1, 2]  # accepted, so recorded
+    assert bt.wait_for_jobs(timeout=60) is False
+    assert bt.find_expired()["job_id"].tolist() == [1, 2]  # never sent: expired, never "running"
+    bt.submit_jobs(bt.find_expired())
+    assert bt.wait_for_jobs(timeout=60)
+    assert bt.reduce_results_list() == [2, 3]

@@ -269,7 +269,7 @@ def test_fork_server_child_runs_nothing_without_its_path(reg):
         report_r, report_w = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child
-            forkserver._child(r, report_w, [w, report_r])
+            forkserver.run_collections(r, report_w, [w, report_r])
         os.close(r)
         os.close(report_w)
         if handed:

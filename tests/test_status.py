@@ -116,3 +116,31 @@ def test_job_table(reg):
     wide = bt.unwrap(tab[["job_id", "job_pars"]])
     assert wide.columns.tolist() == ["job_id", "x", "y"]
     assert wide["y"].tolist() == ["a", "b"]
+
+
+def test_a_backend_that_wakes_the_wait_all_the_time_does_not_make_it_spin(reg, monkeypatch):
+    """wait_for_jobs takes a turn at most once per BUSY_RATIO times what its last turn cost, however
+    often the backend's wait returns (Multicore's wakes at every job's end)."""
+    from batchtools.api import wait as wait_module
+
+    turns = []
+    real_masks = wait_module.masks
+
+    def timed_masks(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return real_masks(*args, **kwargs)
+        finally:
+            turns.append(time.perf_counter() - t0)
+
+    reg.cluster_functions = bt.make_cluster_functions(
+        "Restless", lambda reg, jc: bt.make_submit_job_result(0, "b1"), list_jobs=lambda reg: ([], ["b1"]),
+        wait=lambda timeout: None, poll=0.05, poll_max=0.05)
+    bt.batch_map(lambda x: x, x=range(20_000))
+    bt.submit_jobs(bt.find_jobs().assign(chunk=1))
+    monkeypatch.setattr(wait_module, "masks", timed_masks)
+    t0 = time.perf_counter()
+    assert bt.wait_for_jobs(timeout=2) is False
+    elapsed = time.perf_counter() - t0
+    assert len(turns) > 5
+    assert sum(turns) < 0.3 * elapsed, (len(turns), sum(turns), elapsed)

@@ -210,12 +210,15 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
                 if time.time() - last_save > 10:
                     record()
     finally:
-        if hasattr(reg.store, "close_packs"):
-            reg.store.close_packs()  # the pack collections run in this process shared, also if one was refused
-        if accepted > recorded or stashes:
-            record()
-        Journal(reg.layout.journal).clear()  # every accepted chunk is in the saved status now
-        log.debug("submitted %d of %d jobs in %d chunks", accepted, ids.size, len(groups))
+        try:
+            cf.send_held()  # what the backend held back to send in batches (raises if it cannot)
+        finally:
+            if hasattr(reg.store, "close_packs"):
+                reg.store.close_packs()  # the pack collections run in this process shared, also if one was refused
+            if accepted > recorded or stashes:
+                record()
+            Journal(reg.layout.journal).clear()  # every accepted chunk is in the saved status now
+            log.debug("submitted %d of %d jobs in %d chunks", accepted, ids.size, len(groups))
     # no sleep for the scheduler_latency (R sleeps): a job the scheduler does not list yet counts as
     # queued for that long (core.state.masks), so the caller may poll at once
     run_hook(reg, "post_submit")

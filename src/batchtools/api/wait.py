@@ -16,6 +16,8 @@ from .heal import heal, wanted
 log = logging.getLogger("batchtools")
 # how often wait_for_jobs looks at the nodes' reports (a listing of updates/, only read when it changed)
 EVIDENCE_POLL = 0.05
+# the loop waits at least this many times as long as its last turn took (<= 1/10 of a CPU)
+BUSY_RATIO = 9
 
 
 def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: int | None = None,
@@ -23,8 +25,9 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
                   reg: RegistryState | None = None) -> bool:
     """Block until the jobs ``ids`` (default: all submitted) have left the system.
 
-    The jobs' own reports are looked at every 50 ms, so the wait ends at once when the last job
-    finishes; the scheduler is asked every ``sleep`` seconds (a number, or a function of the poll
+    The jobs' own reports are looked at every 50 ms (or when the backend says a job ended, but
+    then at most once per nine times what the last look took), so the wait ends at once when the
+    last job finishes; the scheduler is asked every ``sleep`` seconds (a number, or a function of the poll
     number; default: the configuration's ``sleep``, else the backend's interval, growing) what is
     still queued or running. Waits at most ``timeout`` seconds (default a week; then it returns
     False). ``stop_on_error`` / ``stop_on_expire`` return False as soon as a job fails / expires.
@@ -73,6 +76,7 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
     next_ask = None  # set (from sleep(i)) when the loop first has to pause after a poll
     asked, i = True, 0
     healing = wanted(reg)  # retry policies, checkpoints, a healing pool (api/heal.py)
+    busy_since = time.perf_counter()
     with progress(total=sel.size, desc="Waiting", reg=reg) as bar:
         while True:
             m = masks(reg, pos, system)
@@ -111,10 +115,16 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
                 next_ask = now + sleep_fn(i)
                 i += 1
             pause = max(0.0, min(EVIDENCE_POLL, next_ask - now, deadline - now))
+            # a backend's wait wakes the loop at every job's end; a loop over many jobs costs
+            # milliseconds, so it takes a turn at most once per BUSY_RATIO times its own cost
+            calm = min(pause, BUSY_RATIO * (time.perf_counter() - busy_since))
+            woke = time.perf_counter()
             if cf.wait is not None:
                 cf.wait(pause)
+                time.sleep(max(0.0, calm - (time.perf_counter() - woke)))
             else:
                 time.sleep(pause)
+            busy_since = time.perf_counter()
             reg.sync()
             asked = time.time() >= next_ask
             if asked:

@@ -208,6 +208,7 @@ def _submit_worker(reg: RegistryState, pool: PoolState, wid: str, k: int, resour
     pool.workers[wid] = {"batch_id": None, "log_file": f"{wid}.log", "submitted": time.time(),
                          "heartbeat": float(heartbeat), "state": "submitted"}
     result = submit_with_retries(reg, wjc, sleep_fn)
+    cf.send_held()  # a worker goes at once (a few of them: nothing to gain from sending them together)
     batch = result.batch_id
     if isinstance(batch, (list, tuple, np.ndarray)):
         batch = batch[0]

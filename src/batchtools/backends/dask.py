@@ -2,14 +2,19 @@
 
 Any Dask deployment runs a registry's jobs: a ``distributed.LocalCluster``, dask-jobqueue's
 ``SLURMCluster``/``PBSCluster``, dask-kubernetes, dask-gateway, a cloud cluster. A task runs
-the collection in a process forked from a warm fork server of the worker's
-(:mod:`batchtools.jobs.engine_task`), so the node owns its process (log, signals, environment)
-and writes results and status like on any backend; the registry must be on a file system the
-workers share. The task carries the pickled collection itself: the master writes no collection file. Tasks are fire-and-forget: they run on when this session ends.
+the collection in a runner process of the worker's (:mod:`batchtools.jobs.engine_task`), so the
+node owns its process (log, signals, environment) and writes results and status like on any
+backend; the registry must be on a file system the workers share. The task carries the pickled
+collection itself (compressed): the master writes no collection file. ``submit_job`` holds tasks
+back and sends them in batches, one ``client.map`` each (``HOLD_TASKS``, ``HOLD_SECONDS``);
+``submit_jobs`` sends the rest before it returns (``flush``), and listing and killing send first.
+Tasks are fire-and-forget: they run on when this session ends, and the scheduler forgets each
+one once it ended.
 
 Listing asks the scheduler once per poll for the states of the ``batchtools-*`` tasks (waiting,
 queued, no-worker, or processing = sent to a worker; such a task counts as running once one of
-its jobs started). Killing cancels the task on the
+its jobs started); a task this session sent in the last ``SENT_GRACE`` seconds that the scheduler
+does not list yet counts as queued. Killing cancels the task on the
 scheduler and ends its process on the worker (``Client.run``), since Dask cannot interrupt a
 task's thread. ``gpus`` becomes the Dask worker resource ``GPU`` (start workers with
 ``--resources GPU=n``); other resources are the deployment's business (worker sizes).
@@ -18,6 +23,8 @@ task's thread. ``gpus`` becomes the Dask worker resource ``GPU`` (start workers 
 from __future__ import annotations
 
 import threading
+import time
+import zlib
 
 from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions
 from ..core.files import cloud_dumps
@@ -28,6 +35,14 @@ INSTALL = 'pip install "pybatchtools[engines]" (the PyPI package distributed)'
 PREFIX = "batchtools-"
 RUNNING = {"processing"}
 QUEUED = {"released", "waiting", "queued", "no-worker"}
+# submit_job holds tasks back and sends them with one client.map (a third of client.submit's cost
+# per task) once this many wait or the oldest waited this long; listing, killing and the end of
+# submit_jobs send them at once
+HOLD_TASKS = 200
+HOLD_SECONDS = 0.02
+# a task sent this recently that the scheduler does not list is queued: the submission travels on
+# the client's batched stream, which a listing can overtake
+SENT_GRACE = 10.0
 
 
 def _import_distributed():
@@ -39,9 +54,15 @@ def _import_distributed():
 
 
 def _states_function(prefix: str):
-    # a closure is pickled by value, so the scheduler needs no batchtools to run it
+    # a closure is pickled by value, so the scheduler needs no batchtools to run it. It answers
+    # {state: the keys in it, one per line}: one string per state is sent at once, where a dict of
+    # 10,000 keys costs the scheduler's event loop tens of milliseconds to serialize
     def states(dask_scheduler=None) -> dict[str, str]:
-        return {k: ts.state for k, ts in dask_scheduler.tasks.items() if isinstance(k, str) and k.startswith(prefix)}
+        out: dict[str, list[str]] = {}
+        for k, ts in dask_scheduler.tasks.items():
+            if isinstance(k, str) and k.startswith(prefix):
+                out.setdefault(ts.state, []).append(k)
+        return {state: "\n".join(keys) for state, keys in out.items()}
 
     return states
 
@@ -54,22 +75,59 @@ class DaskConnection:
         self.timeout = timeout
         self.lock = threading.Lock()
         self._client = target if type(target).__name__ == "Client" else None
-        self.futures: dict[str, object] = {}  # tasks of this session not known to be finished
-        self.cond = threading.Condition()
-        self.changes = 0
+        self.held: dict[str, tuple] = {}  # key -> the task's arguments and GPUs, not sent yet
+        self.held_since = 0.0
+        self.sent: dict[str, float] = {}  # key -> when this session sent it (for SENT_GRACE)
 
-    def finished(self, future) -> None:
-        """Done callback of a task: forget it, wake a waiting ``wait``."""
-        with self.cond:
-            self.futures.pop(future.key, None)
-            self.changes += 1
-            self.cond.notify_all()
+    def hold(self, key: str, args: tuple, gpus) -> None:
+        """Accept a task to send with others (:meth:`send`)."""
+        with self.lock:
+            if not self.held:
+                self.held_since = time.monotonic()
+            self.held[key] = (args, gpus)
+            due = len(self.held) >= HOLD_TASKS or time.monotonic() - self.held_since >= HOLD_SECONDS
+        if due:
+            self.send()
 
-    def wait(self, timeout: float) -> None:
-        """Return when a task of this session ends, or after ``timeout`` seconds."""
-        with self.cond:
-            seen = self.changes
-            self.cond.wait_for(lambda: self.changes != seen, timeout)
+    def drop(self, key: str) -> bool:
+        """Forget a task not sent yet (killed before it left); True if it was held."""
+        with self.lock:
+            return self.held.pop(key, None) is not None
+
+    def send(self) -> None:
+        """Send the held tasks: one ``client.map`` per GPU request. They are fired and forgotten:
+        they run on when this session ends, and the scheduler forgets each one once it ended (a
+        result held for a client is computed again when its worker leaves, and a job collection
+        must not run again)."""
+        with self.lock:
+            held, self.held = self.held, {}
+        if not held:
+            return
+        distributed = _import_distributed()
+        try:
+            client = self.client()
+            groups: dict[object, list[str]] = {}
+            for key, (_, gpus) in held.items():
+                groups.setdefault(gpus, []).append(key)
+            for gpus, keys in groups.items():
+                columns = list(zip(*(held[k][0] for k in keys)))
+                distributed.fire_and_forget(client.map(run_collection_process, *columns, key=keys, pure=False,
+                                                       resources={"GPU": gpus} if gpus else None))
+                now = time.monotonic()
+                for key in keys:
+                    self.sent[key] = now
+                    held.pop(key)
+        except Exception as e:
+            raise RuntimeError(
+                f"Dask refused {len(held)} task(s) accepted by submit_jobs ({type(e).__name__}: {e}); their jobs "
+                "show as expired once wait_for_jobs looks: submit_jobs(find_expired()) submits them again") from e
+
+    def unheard(self) -> list[str]:
+        """Tasks of this session the scheduler may not know yet: held, or sent within SENT_GRACE."""
+        with self.lock:
+            limit = time.monotonic() - SENT_GRACE
+            self.sent = {k: t for k, t in self.sent.items() if t >= limit}
+            return [*self.held, *self.sent]
 
     @property
     def address(self) -> str:
@@ -115,32 +173,25 @@ def make_cluster_functions_dask(client_or_address, timeout: float = 10) -> Clust
     conn = DaskConnection(client_or_address, float(timeout))
 
     def submit_job(reg, jc) -> SubmitJobResult:
-        distributed = _import_distributed()
-        client = conn.client()
+        conn.client()  # reachable, or a ConnectionError before anything is accepted
         key = f"{PREFIX}{jc.job_hash}"
-        gpus = jc.resources.get("gpus")
-        try:
-            fut = client.submit(run_collection_process, cloud_dumps(jc), key, str(reg.file_dir), jc.job_hash, key=key,
-                                pure=False, resources={"GPU": gpus} if gpus else None)
-        except Exception as e:
-            return SubmitJobResult(101, None, None, f"Dask refused the task: {type(e).__name__}: {e}")
-        distributed.fire_and_forget(fut)  # runs on when this session ends
-        conn.futures[key] = fut
-        # let go of a finished task at once: a result held in memory is recomputed when its worker
-        # leaves, and a job collection must not run again
-        fut.add_done_callback(conn.finished)
+        # compressed: a pickle naming __main__ (the user's script, in code_files) makes Dask pickle
+        # the whole task again with cloudpickle, on the client and on the scheduler
+        payload = zlib.compress(cloud_dumps(jc), 1)
+        conn.hold(key, (payload, key, str(reg.file_dir), jc.job_hash), jc.resources.get("gpus"))
         return SubmitJobResult(0, key, jc.log_file)
 
     def list_jobs(reg) -> tuple[list[str], list[str]]:
+        conn.send()
         try:
-            states = conn.client().run_on_scheduler(_states_function(PREFIX))
+            by_state = conn.client().run_on_scheduler(_states_function(PREFIX))
         except ConnectionError:
             raise
         except Exception as e:
             raise conn._unreachable(f"{type(e).__name__}: {e}") from e
-        # tasks this session submitted that the scheduler has not heard of yet (a submission travels
-        # on the client's batched stream, which this call can overtake) are queued, not gone
-        for key in list(conn.futures):
+        states = {k: state for state, keys in by_state.items() for k in keys.split("\n")}
+        # tasks this session sent that the scheduler has not heard of yet are queued, not gone
+        for key in conn.unheard():
             states.setdefault(key, "released")
         # "processing" means sent to a worker, perhaps still waiting there: running once it started
         started = started_batches(reg)
@@ -149,10 +200,12 @@ def make_cluster_functions_dask(client_or_address, timeout: float = 10) -> Clust
         return queued, running
 
     def kill_job(reg, batch_id: str) -> None:
+        if conn.drop(batch_id):  # never sent: nothing runs
+            return
         distributed = _import_distributed()
         client = conn.client()
-        fut = conn.futures.pop(batch_id, None) or distributed.Future(batch_id, client)
-        client.cancel([fut], force=True)  # also tasks another session fired and forgot
+        # also tasks another session fired and forgot
+        client.cancel([distributed.Future(batch_id, client)], force=True)
         client.run(kill_collection_process, batch_id)  # the process a running task waits for
 
     def resource_check(res: dict) -> None:
@@ -160,6 +213,6 @@ def make_cluster_functions_dask(client_or_address, timeout: float = 10) -> Clust
 
     return make_cluster_functions(
         "Dask", submit_job, kill_job=kill_job, list_jobs=list_jobs, store_job_collection=False,
-        poll=0.05, poll_max=1.0, info=conn.address, wait=conn.wait, resource_check=resource_check,
+        poll=0.05, poll_max=1.0, info=conn.address, resource_check=resource_check, flush=conn.send,
         capabilities=Capabilities(start_reports=True, gpus=True),
     )

@@ -124,6 +124,9 @@ class ClusterFunctions:
     # optional: the scheduler's accounting of ended jobs, reg, batch ids -> {batch id: core.retry.Accounting}
     # (one call for many jobs; jobs it knows nothing about are left out; it never raises)
     account: Callable | None = None
+    # optional: send the collections submit_job accepted but held back to send many at once;
+    # submit_jobs and submit_workers call it before they return
+    flush: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         extra = f", {self.info}" if self.info else ""
@@ -137,6 +140,11 @@ class ClusterFunctions:
     def ncpus(self) -> int | None:
         """Job slots of the local processes this backend manages (None: not a local backend)."""
         return getattr(self.processes, "ncpus", None)
+
+    def send_held(self) -> None:
+        """Send what ``submit_job`` accepted but held back (a backend that sends in batches)."""
+        if self.flush is not None:
+            self.flush()
 
     def list_on_system(self, reg) -> tuple[set[str], set[str]]:
         """(queued, running) batch ids, from one listing call."""
@@ -203,6 +211,7 @@ def make_cluster_functions(
     path_check: Callable[[str], Any] | None = None,
     processes: Any = None,
     account: Callable | None = None,
+    flush: Callable[[], None] | None = None,
 ) -> ClusterFunctions:
     """Make your own backend.
 
@@ -224,6 +233,9 @@ def make_cluster_functions(
     ``pre_do_collection``, ``post_do_collection``). ``account(reg, batch_ids)``, if given,
     returns the scheduler's accounting of ended jobs (``{batch_id: bt.Accounting}``): why they
     ended, their peak memory and CPU time; retries use it (see :class:`~batchtools.RetryPolicy`).
+    ``flush()``, if given, sends what ``submit_job`` accepted but held back, for a backend that
+    hands its engine many collections at once: ``submit_jobs`` calls it before it returns (also
+    when it fails), and the backend sends them itself before it lists or kills jobs.
 
     >>> import batchtools as bt
     >>> def submit(reg, jc):
@@ -240,7 +252,7 @@ def make_cluster_functions(
     for arg, fn in (("submit_job", submit_job), ("kill_job", kill_job), ("list_jobs_queued", list_jobs_queued),
                     ("list_jobs_running", list_jobs_running), ("list_jobs", list_jobs), ("wait", wait),
                     ("max_array_size", max_array_size), ("resource_check", resource_check),
-                    ("path_check", path_check), ("account", account)):
+                    ("path_check", path_check), ("account", account), ("flush", flush)):
         if fn is not None and not callable(fn):
             raise TypeError(f"{arg}: must be callable (or None), got {type(fn).__name__}")
     if list_jobs is not None and (list_jobs_queued is not None or list_jobs_running is not None):
@@ -268,7 +280,7 @@ def make_cluster_functions(
         scheduler_latency=float(scheduler_latency), fs_latency=float(fs_latency), hooks=hooks,
         poll=float(poll), poll_max=float(max(poll, poll_max)), info=info, wait=wait,
         max_array_size=max_array_size, capabilities=capabilities, resource_check=resource_check,
-        path_check=path_check, processes=processes, account=account,
+        path_check=path_check, processes=processes, account=account, flush=flush,
     )
 
 

@@ -35,6 +35,14 @@ def started_batches(reg) -> set[str]:
     return set(st["batch_id"].to_numpy()[st["started"].notna().to_numpy()].tolist())
 
 
+def _member(values: np.ndarray, names: set[str]) -> np.ndarray:
+    """Which of ``values`` are in ``names``: a hash lookup each (np.isin sorts both, which costs
+    ~40x more for 10,000 batch ids, and wait_for_jobs asks many times a second)."""
+    if not names:
+        return np.zeros(len(values), bool)
+    return np.fromiter(map(names.__contains__, values), bool, len(values))
+
+
 def _table_masks(st, take=lambda a: a) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(submitted, started, ended, failed) as the status table ``st`` alone says them (over the
     rows ``take`` picks)."""
@@ -64,9 +72,9 @@ def masks(reg, pos: np.ndarray | None = None, system: tuple[set, set] | None = N
     if candidates.size:
         q, r = on_system(reg) if system is None else system
         if q or r:
-            batch = take(st["batch_id"].to_numpy())[candidates].astype(str)
-            in_q = np.isin(batch, list(q)) if q else np.zeros(candidates.size, bool)
-            in_r = np.isin(batch, list(r)) if r else np.zeros(candidates.size, bool)
+            batch = np.array(list(map(str, take(st["batch_id"].to_numpy())[candidates])), dtype=object)
+            in_q = _member(batch, q)
+            in_r = _member(batch, r)
             if in_r.any():
                 names, inverse, counts = np.unique(batch[in_r], return_inverse=True, return_counts=True)
                 alone = np.zeros(candidates.size, bool)

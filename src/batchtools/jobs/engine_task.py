@@ -1,14 +1,20 @@
 """A job collection as the process of an engine's task (Dask): the node code owns its process.
 
 :func:`run_collection_process` is what a Dask task runs on a worker: the task carries the pickled
-collection (no collection file on the shared file system), and the collection runs in a
-process of a warm fork server that the worker process starts on first use
-(:mod:`batchtools.jobs.forkserver`, with the worker's interpreter and environment), and the
-task's thread waits for that process to end, so results, logs and status updates are written as
-for any backend, at the cost of a fork (or of nothing: a process whose collection ended runs the
-next one, as on Multicore) rather than a new interpreter.
+collection (no collection file on the shared file system), and the collection runs in a *runner*,
+a process of the worker's own (``python -m batchtools.jobs.engine_task``, with the worker's
+interpreter and environment) that runs one collection after another, as a Multicore process
+does (:func:`batchtools.jobs.forkserver.run_collections`). The task's thread hands the runner
+the collection's path on its pipe and reads the answer from its pipe: no thread or other process
+passes anything on, which matters when thousands of one-job tasks run. Results, logs and status
+updates are written as for any backend. A runner is reused while its collections end without
+being stopped; it ends after ``MAX_RUNS`` collections, after a pool worker, or after
+``IDLE_SECONDS`` idle.
+
 :func:`kill_collection_process` ends it from outside the task (``Client.run`` on the workers): an
 engine cannot interrupt a running task's thread, but it can end the process that thread waits for.
+A runner that was signalled never gets another collection, so a late kill cannot reach a
+collection its process would run next.
 """
 
 from __future__ import annotations
@@ -16,28 +22,119 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
+import time
+import zlib
 
 from ..core.files import write_all
-from .forkclient import ForkServer
 
 _LOCK = threading.Lock()
-_CHANGED = threading.Condition(_LOCK)  # notified when a task's process started or it let go of it
-_RUNNING: dict[str, int | None] = {}  # key -> its fork-server request (None while it starts)
-# keys killed before their process started here (bounded: a kill is sent to every worker)
+_CHANGED = threading.Condition(_LOCK)  # notified when a task let go of its runner
+_RUNNING: dict[str, _Runner | None] = {}  # key -> the runner it runs in (None while it gets one)
+# keys killed before their collection started here (bounded: a kill is sent to every worker)
 _KILLED: collections.OrderedDict[str, None] = collections.OrderedDict()
 _KILLED_MAX = 100_000
-_SERVER: ForkServer | None = None
-UNBOUNDED = 1 << 30  # the engine decides how many tasks run at once, not the server
+_IDLE: list[_Runner] = []  # runners waiting for a collection, the last one idle at the end
+IDLE_SECONDS = 10.0  # an idle runner ends after this long without a collection
+_REAPER: threading.Thread | None = None
 
 
-def _server() -> ForkServer:
-    global _SERVER
+class _Runner:
+    """One runner process: the task's thread writes it a line and reads its answer."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "batchtools.jobs.engine_task"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+        self.doomed = False  # signalled by a kill: never handed another collection
+        self.idle_since = time.monotonic()
+        self.buf = b""
+
+    def send(self, path: str, file_dir: str | None) -> bool:
+        """Hand it a collection (``-``: the environment as the process started); False if it is gone."""
+        try:
+            os.write(self.proc.stdin.fileno(), f"- {path}{chr(9) + file_dir if file_dir else ''}\n".encode())
+        except OSError:
+            return False
+        return True
+
+    def answer(self) -> int | None:
+        """Wait until the collection ended: 0 if the runner is ready for the next one, None if it
+        ends (then :meth:`end` tells its exit code)."""
+        fd = self.proc.stdout.fileno()
+        while True:
+            while b"\n" in self.buf:
+                line, self.buf = self.buf.split(b"\n", 1)
+                kind = line.split(b" ", 1)[0]
+                if kind == b"i":
+                    return 0
+                if kind == b"d":
+                    return None
+            part = os.read(fd, 4096)
+            if not part:  # it died (a kill, or a signal from elsewhere)
+                return None
+            self.buf += part
+
+    def end(self) -> int:
+        """Let it go and wait for it; its exit code (negative: a signal)."""
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
+        code = self.proc.wait()
+        with contextlib.suppress(OSError):
+            self.proc.stdout.close()
+        return code
+
+    def signal(self, signum: int) -> None:
+        with contextlib.suppress(OSError):
+            self.proc.send_signal(signum)
+
+
+def _take_runner() -> _Runner:
     with _LOCK:
-        if _SERVER is None:
-            _SERVER = ForkServer(UNBOUNDED, name="Dask worker's")
-        return _SERVER
+        while _IDLE:
+            runner = _IDLE.pop()
+            if runner.proc.poll() is None:
+                return runner
+    _start_reaper()
+    return _Runner()
+
+
+def _give_back(runner: _Runner) -> None:
+    runner.idle_since = time.monotonic()
+    with _LOCK:
+        _IDLE.append(runner)
+
+
+def _reap() -> None:
+    """Let go of runners idle for ``IDLE_SECONDS`` (a worker that waits keeps no memory for them)."""
+    while True:
+        time.sleep(min(1.0, IDLE_SECONDS / 4))
+        with _LOCK:
+            now = time.monotonic()
+            old = [r for r in _IDLE if now - r.idle_since >= IDLE_SECONDS]
+            _IDLE[:] = [r for r in _IDLE if r not in old]
+        for runner in old:
+            runner.end()
+
+
+def end_idle_runners() -> int:
+    """End the runners that wait for a collection now; how many there were."""
+    with _LOCK:
+        idle, _IDLE[:] = list(_IDLE), []
+    for runner in idle:
+        runner.end()
+    return len(idle)
+
+
+def _start_reaper() -> None:
+    global _REAPER
+    with _LOCK:
+        if _REAPER is None:
+            _REAPER = threading.Thread(target=_reap, name="batchtools-runner-reaper", daemon=True)
+            _REAPER.start()
 
 
 def _local_copy(collection: bytes, job_hash: str) -> str:
@@ -58,37 +155,51 @@ def _local_copy(collection: bytes, job_hash: str) -> str:
 def run_collection_process(collection: str | bytes, key: str, file_dir: str | None = None,
                            job_hash: str | None = None) -> int:
     """Run a job collection in a process of its own; its exit code (negative: a signal).
-    ``collection``: its file, or the pickled collection itself (then ``file_dir`` and ``job_hash``
-    name its registry and hash). Raises RuntimeError if the node could not read the collection (its
+    ``collection``: its file, or the pickled collection itself, perhaps zlib-compressed (then
+    ``file_dir`` and ``job_hash`` name its registry and hash). Raises RuntimeError if the node could not read the collection (its
     log says why)."""
     with _LOCK:
         if _KILLED.pop(key, 0) is None:
             return -15
         _RUNNING[key] = None
     path = collection if isinstance(collection, str) else None
-    server = _server()
+    runner = None
+    code, killed = -15, True
     try:
         if path is None:
+            if collection[:1] != b"\x80":  # not a pickle (they start with PROTO): compressed
+                with contextlib.suppress(zlib.error):  # or damaged: the node reports it unreadable
+                    collection = zlib.decompress(collection)
             path = _local_copy(collection, job_hash or "collection")
-            request = server.start_watched(path, file_dir)
         else:
-            request = server.start_watched(path)
-        with _LOCK:
-            _RUNNING[key] = request
-            killed_meanwhile = key in _KILLED
-            _CHANGED.notify_all()
-        if killed_meanwhile:
-            server.kill_collection(request)
-        code = server.wait_exit(request)
+            file_dir = None
+        while True:
+            runner = _take_runner()
+            with _LOCK:  # started, or killed before it started: a kill sees one or the other
+                if key in _KILLED:
+                    break
+                _RUNNING[key] = runner
+                sent = runner.send(path, file_dir)
+            if sent:
+                break
+            runner.end()  # gone while idle: take another
+        if _RUNNING.get(key) is runner:
+            code = runner.answer()
     finally:
         if path is not None and path is not collection:
             with contextlib.suppress(OSError):
                 os.unlink(path)
                 os.rmdir(os.path.dirname(path))
         with _LOCK:
-            _RUNNING.pop(key, None)
+            started = _RUNNING.pop(key, None) is runner and runner is not None
             killed = _KILLED.pop(key, 0) is None
+            doomed = runner is not None and runner.doomed
             _CHANGED.notify_all()
+        if runner is not None:
+            if not started or (code == 0 and not doomed):
+                _give_back(runner)
+            else:
+                code = runner.end()
     if code > 0 and not killed:
         raise RuntimeError(f"the node running {key} exited with {code}; its log tells why")
     return code
@@ -96,16 +207,29 @@ def run_collection_process(collection: str | bytes, key: str, file_dir: str | No
 
 def kill_collection_process(key: str, grace: float = 2.0) -> bool:
     """End the process of ``key`` on this worker (SIGTERM, then SIGKILL after ``grace`` seconds);
-    a process not started yet never starts. True if one was running here."""
+    a collection not started yet never starts. True if one was running here."""
     with _CHANGED:
         _KILLED[key] = None
         while len(_KILLED) > _KILLED_MAX:
             _KILLED.popitem(last=False)
-        _CHANGED.wait_for(lambda: _RUNNING.get(key, 0) is not None, grace)  # its process is starting
-        request = _RUNNING.get(key)
-    if request is None:
-        return False
-    _server().kill_collection(request, grace)
-    with _CHANGED:  # its task lets go of it right after the process ended
-        _CHANGED.wait_for(lambda: key not in _RUNNING, grace)
+        runner = _RUNNING.get(key)
+        if runner is None:
+            return False
+        runner.doomed = True
+        runner.signal(signal.SIGTERM)
+        if not _CHANGED.wait_for(lambda: _RUNNING.get(key) is not runner, grace):
+            runner.signal(signal.SIGKILL)
     return True
+
+
+def main() -> int:
+    """A runner: collections arrive on stdin, one ``DEVICES PATH[<tab>FILE_DIR]`` line each."""
+    from .forkserver import run_collections
+
+    cmd_r, report_w = os.dup(0), os.dup(1)
+    run_collections(cmd_r, report_w, [], report_modules=False)
+    return 0  # not reached: run_collections ends the process
+
+
+if __name__ == "__main__":
+    sys.exit(main())

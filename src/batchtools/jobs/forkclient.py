@@ -1,9 +1,8 @@
 """The master's side of the fork server (:mod:`batchtools.jobs.forkserver`): start it, have it
 run job collections in forked processes, and learn when they end.
 
-Multicore runs every collection this way; a Dask task does too, on its worker (one server per
-worker process, see :mod:`batchtools.jobs.engine_task`), so a collection there costs a fork of a
-warm process rather than a new interpreter.
+Multicore runs every collection this way, so a collection costs a fork of a warm process (or
+nothing: a process whose collection ended runs the next one) rather than a new interpreter.
 """
 
 from __future__ import annotations
@@ -45,14 +44,10 @@ class ForkServer:
         self.running: dict[int, float | None] = {}  # pid -> start time, children of the live server
         self.orphans: dict[int, float | None] = {}  # children of a server that died
         self.replies: dict[int, int] = {}  # request id -> pid
-        self.request_of: dict[int, int] = {}  # pid -> the request whose collection it runs
         self.requests = itertools.count(1)
         self.deaths = 0  # servers that died under us
         self.preloaded: set[str] = set()  # modules the live server was already asked to import
         self.changes = 0
-        # collections started with start_watched(): request -> pid while it runs, -> exit code once ended
-        self.watched: dict[int, int | None] = {}
-        self.exit_codes: dict[int, int] = {}
         self._atexit = False
 
     def alive(self) -> bool:
@@ -82,23 +77,14 @@ class ForkServer:
                     request, _, pid = rest.partition(" ")
                     self.replies[int(request)] = int(pid)
                     self.running[int(pid)] = _start_time(int(pid))
-                    self.request_of[int(pid)] = int(request)
-                    if int(request) in self.watched:
-                        self.watched[int(request)] = int(pid)
                 elif kind == "exit":
                     pid, _, code = rest.partition(" ")
                     self.running.pop(int(pid), None)
-                    request = self.request_of.pop(int(pid), None)
                     self.gpus.give_back(int(pid))
-                    if request in self.watched:
-                        del self.watched[request]
-                        self.exit_codes[request] = int(code)
                 self.changes += 1
                 self.cond.notify_all()
         with self.cond:  # the server ended: its children now have to be watched directly
             if proc is self.proc:
-                for pid in self.running:
-                    self.request_of.pop(pid, None)
                 self.orphans.update(self.running)
                 self.running.clear()
                 self.deaths += 1
@@ -124,16 +110,6 @@ class ForkServer:
 
         ``preload``: installed modules the collection's jobs import; the server imports those it
         has not imported yet before it forks (once per server, not once per child)."""
-        return self._spawn(path, preload, gpus, watch=False)[0]
-
-    def start_watched(self, path: str, file_dir: str | None = None) -> int:
-        """Start a child running the collection at ``path`` (as :meth:`spawn`); the request id
-        that names this collection to :meth:`wait_exit` and :meth:`kill_collection`.
-        ``file_dir``: the registry, for a collection file kept outside it (the node reports an
-        unreadable one there)."""
-        return self._spawn(path, (), 0, watch=True, file_dir=file_dir)[1]
-
-    def _spawn(self, path: str, preload, gpus: int, watch: bool, file_dir: str | None = None) -> tuple[int, int]:
         with self.cond:
             while True:
                 self._prune_orphans()
@@ -143,8 +119,6 @@ class ForkServer:
             self.ensure_started()
             proc = self.proc
             request = next(self.requests)
-            if watch:
-                self.watched[request] = None
             new = [m for m in preload if m not in self.preloaded and m.replace(".", "").replace("_", "").isalnum()]
             try:
                 if new:
@@ -152,15 +126,13 @@ class ForkServer:
                     proc.stdin.write(f"import {' '.join(new)}\n".encode())
                 devices = self.gpus.take(("spawn", request), gpus) if self.gpus else None
                 proc.stdin.write(f"run {request} {','.join(devices) if devices else '-' if devices is None else '+'} "
-                                 f"{path}{chr(9) + file_dir if file_dir else ''}\n".encode())
+                                 f"{path}\n".encode())
                 proc.stdin.flush()
             except OSError:
                 pass  # a dead server: found out below
             while request not in self.replies and proc is self.proc and proc.poll() is None:
                 self.cond.wait(0.5)
             pid = self.replies.pop(request, None)
-            if pid is None:
-                self.watched.pop(request, None)
             if self.gpus:  # the child holds the devices until it ends
                 held = self.gpus.held.pop(("spawn", request), [])
                 if pid is not None:
@@ -170,48 +142,7 @@ class ForkServer:
         if pid is None:
             raise RuntimeError(f"the {self.name} fork server died before it started the job (nothing was started); "
                                "submitting again starts a new server")
-        return pid, request
-
-    def wait_exit(self, request: int) -> int:
-        """Wait until the collection of ``request`` (from :meth:`start_watched`) ends; its
-        process's exit code (0 if the server died meanwhile: the node's own status reports tell
-        how its jobs ended)."""
-        with self.cond:
-            while request not in self.exit_codes:
-                pid = self.watched.get(request)
-                if pid not in self.running:  # its server died: an orphan, watched until it ends
-                    self._prune_orphans()
-                    if pid not in self.orphans:
-                        self.watched.pop(request, None)
-                        return 0
-                self.cond.wait(0.2 if self.orphans else None)
-            return self.exit_codes.pop(request)
-
-    def kill_collection(self, request: int, grace: float = 2.0) -> bool:
-        """End the collection of ``request`` (SIGTERM, SIGKILL after ``grace`` seconds), never
-        one its process runs later: the server signals a process only while it runs that
-        collection. True if it was running."""
-        with self.cond:
-            pid = self.watched.get(request)
-        if pid is None:  # ended (or never started)
-            return False
-        deadline = time.monotonic() + grace
-        for signum in (signal.SIGTERM, signal.SIGKILL):
-            with self.cond:
-                if self.watched.get(request) != pid or pid in self.orphans:
-                    break
-                try:
-                    self.proc.stdin.write(f"signal {request} {int(signum)}\n".encode())
-                    self.proc.stdin.flush()
-                except OSError:  # the server died: its _read thread makes the child an orphan
-                    pass
-                self.cond.wait_for(lambda: self.watched.get(request) != pid or pid in self.orphans,
-                                   max(0.0, deadline - time.monotonic()))
-        with self.cond:
-            orphan = pid in self.orphans
-        if orphan:  # its server died: nobody hands it another collection, so its pid is safe to use
-            kill_pid(pid, max(0.0, deadline - time.monotonic()))
-        return True
+        return pid
 
     def running_pids(self) -> list[int]:
         with self.cond:

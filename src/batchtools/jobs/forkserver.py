@@ -1,7 +1,6 @@
 """A small pre-warmed process that forks the processes that run job collections.
 
-Started once per Multicore backend (and once per Dask worker process that runs collections) as
-``python -m batchtools.jobs.forkserver`` by ``batchtools.jobs.forkclient.ForkServer``.
+Started once per Multicore backend as ``python -m batchtools.jobs.forkserver`` by ``batchtools.jobs.forkclient.ForkServer``.
 It imports the node code (and numpy, cloudpickle) once, so a job collection
 costs a ``fork()`` instead of a new interpreter, and it is single-threaded,
 so forking is safe (forking the user's session would not be: it may hold
@@ -11,9 +10,7 @@ Protocol on stdin/stdout, one line each: ``run ID DEVICES PATH`` -> ``pid ID N``
 process now running the collection; ``DEVICES``: the GPUs it may see, comma-separated, ``+``
 for none, ``-`` to leave its environment as it is); when that collection ends: ``exit N CODE``;
 ``import MOD ...`` (no answer) asks the server to import installed modules
-before its next fork; ``signal ID SIGNUM`` (no answer) signals the process running request ``ID``
-if it still runs that collection (a process runs one collection after another, so its pid alone
-could name the next one). On end of input it exits; running children carry on and
+before its next fork. On end of input it exits; running children carry on and
 still write their results.
 
 A process gets the path of its next collection on its own pipe only after the
@@ -159,8 +156,11 @@ def _read_path(fd: int) -> str | None:
     return buf.decode().strip()
 
 
-def _child(cmd_r: int, report_w: int, close: list[int]) -> None:
-    """Run the collections whose paths arrive on ``cmd_r``, until end of input or reuse ends."""
+def run_collections(cmd_r: int, report_w: int, close: list[int], report_modules: bool = True) -> None:
+    """Run the collections whose paths arrive on ``cmd_r``, until end of input or reuse ends, then
+    end the process. After each one, ``i PID`` on ``report_w`` says this process waits for the next
+    one, ``d PID CODE`` that it ends; ``report_modules``: also ``m NAME`` for each installed module
+    it imported (a fork server imports those before its next fork)."""
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for fd in close:
@@ -185,7 +185,7 @@ def _child(cmd_r: int, report_w: int, close: list[int]) -> None:
             else:
                 os.environ["CUDA_VISIBLE_DEVICES"] = "" if devices == "+" else devices
             checkpoint.new_run()
-            before = set(sys.modules)
+            before = set(sys.modules) if WARM and report_modules else set()
             # a pool worker's process is not reused: the pool tells workers apart by their batch ids
             try:
                 pool_worker = bool(getattr(read_pickle(path), "pool", None))
@@ -195,7 +195,7 @@ def _child(cmd_r: int, report_w: int, close: list[int]) -> None:
             runs += 1
             sys.stdout.flush()
             _silence(devnull)
-            lines = _new_modules(before) if WARM else []
+            lines = _new_modules(before) if WARM and report_modules else []
             if not WARM or pool_worker or TERMINATING.is_set() or runs >= MAX_RUNS:
                 _write_lines(report_w, [*lines, f"d {os.getpid()} {code}\n"])
                 break
@@ -215,7 +215,6 @@ class Child:
     busy: bool = True
     idle_since: float = 0.0
     runs: int = 1
-    request: str = ""  # the request whose collection it runs while busy
 
 
 def main() -> int:
@@ -241,7 +240,6 @@ def main() -> int:
     def hand_over(child: Child, job: str, request: str) -> bool:
         """Report the pid, then give the process its ``DEVICES PATH`` (a dead server's process gets none)."""
         out.write(f"pid {request} {child.pid}\n")
-        child.request = request
         try:
             os.write(child.cmd_w, f"{job}\n".encode())
         except OSError:  # it died meanwhile: the master sees it end
@@ -264,7 +262,7 @@ def main() -> int:
         gc.freeze()  # the child's collector then leaves the inherited objects (and their pages) alone
         pid = os.fork()
         if pid == 0:
-            _child(cmd_r, report_w, [out_fd, wake_r, wake_w, report_r, cmd_w]
+            run_collections(cmd_r, report_w, [out_fd, wake_r, wake_w, report_r, cmd_w]
                    + [c.cmd_w for c in children.values() if c.cmd_w >= 0])
         os.close(cmd_r)
         children[pid] = child = Child(pid, cmd_w)
@@ -285,13 +283,13 @@ def main() -> int:
                     preloader.want([arg])
                 elif kind == "i" and int(arg) in children and children[int(arg)].busy:
                     child = children[int(arg)]
-                    child.busy, child.idle_since, child.request = False, time.monotonic(), ""
+                    child.busy, child.idle_since = False, time.monotonic()
                     out.write(f"exit {child.pid} 0\n")
                 elif kind == "d":  # a process that ends: its work is written, its slot is free
                     pid_s, _, code = arg.partition(" ")
                     child = children.get(int(pid_s))
                     if child is not None and child.busy:
-                        child.busy, child.request = False, ""
+                        child.busy = False
                         retire(child)
                         out.write(f"exit {pid_s} {code}\n")
         while True:
@@ -326,14 +324,6 @@ def main() -> int:
                 elif cmd == "run":
                     request, _, job = arg.partition(" ")
                     start(request, job)
-                elif cmd == "signal":
-                    request, _, signum = arg.partition(" ")
-                    for child in children.values():
-                        if child.busy and child.request == request:
-                            try:
-                                os.kill(child.pid, int(signum))
-                            except ProcessLookupError:
-                                pass
     return 0
 
 
