@@ -3,9 +3,10 @@
 A backend is a :class:`ClusterFunctions` record made with :func:`make_cluster_functions`:
 a ``submit_job(reg, jc)`` returning a :class:`SubmitJobResult` (status 0 submitted, 1-100
 temporary error retried with the ``sleep`` backoff, 101-200 permanent error raised), and
-optionally ``kill_job(reg, batch_id)`` and one listing call ``list_jobs(reg) -> (queued,
-running)``. What it can do is declared in :class:`Capabilities` and checked by ``submit_jobs``
-before anything is written. The backends themselves live in :mod:`batchtools.backends`.
+optionally ``kill_job(reg, batch_id)``, one listing call ``list_jobs(reg) -> (queued,
+running)`` and ``flush()`` for a backend that sends its submissions in batches. What it can do
+is declared in :class:`Capabilities` and checked by ``submit_jobs`` before anything is written.
+The backends themselves live in :mod:`batchtools.backends`.
 """
 
 from __future__ import annotations
