@@ -14,6 +14,7 @@ import pytest
 import batchtools as bt
 from batchtools.core.files import cloud_dumps
 from batchtools.jobs import engine_task
+from batchtools.jobs.forkclient import _same_process
 from conftest import wait_until
 
 
@@ -98,12 +99,4 @@ def test_tasks_at_once_get_runners_of_their_own_and_idle_runners_end(reg, monkey
     pids = [r.proc.pid for r in engine_task._IDLE]
     monkeypatch.setattr(engine_task, "IDLE_SECONDS", 0.5)
     wait_until(lambda: not engine_task._IDLE, 10, "idle runners to be let go")
-    wait_until(lambda: not any(_alive(p) for p in pids), 10, "idle runners to end")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+    wait_until(lambda: not any(_same_process(p, None) for p in pids), 10, "idle runners to end")

@@ -112,21 +112,18 @@ def _reap() -> None:
     """Let go of runners idle for ``IDLE_SECONDS`` (a worker that waits keeps no memory for them)."""
     while True:
         time.sleep(min(1.0, IDLE_SECONDS / 4))
-        with _LOCK:
-            now = time.monotonic()
-            old = [r for r in _IDLE if now - r.idle_since >= IDLE_SECONDS]
-            _IDLE[:] = [r for r in _IDLE if r not in old]
-        for runner in old:
-            runner.end()
+        end_idle_runners(IDLE_SECONDS)
 
 
-def end_idle_runners() -> int:
-    """End the runners that wait for a collection now; how many there were."""
+def end_idle_runners(idle_for: float = 0.0) -> int:
+    """End the runners that have waited for a collection at least ``idle_for`` seconds; how many."""
     with _LOCK:
-        idle, _IDLE[:] = list(_IDLE), []
-    for runner in idle:
+        now = time.monotonic()
+        old = [r for r in _IDLE if now - r.idle_since >= idle_for]
+        _IDLE[:] = [r for r in _IDLE if r not in old]
+    for runner in old:
         runner.end()
-    return len(idle)
+    return len(old)
 
 
 def _start_reaper() -> None:

@@ -169,6 +169,7 @@ def run_collections(cmd_r: int, report_w: int, close: list[int], report_modules:
     code = 0
     runs = 0
     cuda = os.environ.get("CUDA_VISIBLE_DEVICES")
+    report_modules = WARM and report_modules
     try:
         _silence(devnull)
         while True:
@@ -185,7 +186,7 @@ def run_collections(cmd_r: int, report_w: int, close: list[int], report_modules:
             else:
                 os.environ["CUDA_VISIBLE_DEVICES"] = "" if devices == "+" else devices
             checkpoint.new_run()
-            before = set(sys.modules) if WARM and report_modules else set()
+            before = set(sys.modules) if report_modules else set()
             # a pool worker's process is not reused: the pool tells workers apart by their batch ids
             try:
                 pool_worker = bool(getattr(read_pickle(path), "pool", None))
@@ -195,7 +196,7 @@ def run_collections(cmd_r: int, report_w: int, close: list[int], report_modules:
             runs += 1
             sys.stdout.flush()
             _silence(devnull)
-            lines = _new_modules(before) if WARM and report_modules else []
+            lines = _new_modules(before) if report_modules else []
             if not WARM or pool_worker or TERMINATING.is_set() or runs >= MAX_RUNS:
                 _write_lines(report_w, [*lines, f"d {os.getpid()} {code}\n"])
                 break
