@@ -109,3 +109,51 @@ def test_exist_ok_is_refused_while_another_live_session_writes(tmp_path):
     finally:
         other.stdin.close()
         other.wait(timeout=60)
+
+
+def _design(learners, tasks=None, resamplings=3):
+    return bt.benchmark_grid(tasks or {"iris": IRIS, "wine": WINE}, learners, resamplings)
+
+
+# ------------------------------------------------------------------------------------ task / learner
+def test_task_and_learner_are_accepted_wherever_problem_and_algorithm_are(tmp_path):
+    reg = ereg(tmp_path, cf=bt.make_cluster_functions_multicore(2))
+    bt.batchmark(_design({"dummy": DummyClassifier(), "tree": DecisionTreeClassifier(random_state=0)}),
+                 scoring="accuracy")
+    by_words = bt.summarize_experiments(by=["task", "learner"])
+    by_names = bt.summarize_experiments(by=["problem", "algorithm"])
+    assert by_words.columns.tolist() == ["task", "learner", "count"]
+    assert by_words.to_numpy().tolist() == by_names.to_numpy().tolist()
+    assert bt.find_experiments(task="wine", learner=["tree"])["job_id"].tolist() == [10, 11, 12]
+    assert bt.find_experiments(task="wine", learner="tree").equals(bt.find_experiments(prob_name="wine",
+                                                                                       algo_name="tree"))
+    assert bt.find_jobs("learner == 'tree' and fold == 1")["job_id"].tolist() == [4, 10]
+    with pytest.raises(ValueError, match="task: is another name for prob_name; give one of them"):
+        bt.find_experiments(task="wine", prob_name="wine")
+    bt.submit_jobs()
+    assert bt.wait_for_jobs()
+    pytest.importorskip("matplotlib")
+    fig = bt.plot_timeline(color_by="learner")
+    legend = fig.axes[0].get_legend()
+    assert legend.get_title().get_text() == "learner"
+    assert {"dummy", "tree"} <= {t.get_text().split(" (")[0] for t in legend.get_texts()}  # "tree (6)"
+    out = tmp_path / "timeline.png"
+    cli = subprocess.run([sys.executable, "-m", "batchtools.cli", "timeline", str(reg.file_dir), "--color-by", "task",
+                          "-o", str(out)], capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 0, cli.stderr
+    assert out.stat().st_size > 1000
+
+
+def test_the_benchmark_words_are_not_taken_for_columns_elsewhere(tmp_path):
+    r = ereg(tmp_path, "plain")
+    bt.add_problem("p", data=1)
+    bt.add_algorithm("a", fun=lambda instance, learner: learner)
+    bt.add_experiments(algo_designs={"a": pd.DataFrame({"learner": ["x", "y"]})})
+    # a plain experiment registry: "learner" is the parameter, "task" nothing
+    assert bt.summarize_experiments(by="learner")["learner"].tolist() == ["x", "y"]
+    with pytest.raises(ValueError, match=r"by: unknown column\(s\) \['task'\]"):
+        bt.summarize_experiments(by="task")
+    bt.submit_jobs()
+    pytest.importorskip("matplotlib")
+    with pytest.raises(ValueError, match="color_by: 'task' is neither a job parameter"):
+        bt.plot_timeline(color_by="task", reg=r)

@@ -384,6 +384,10 @@ def batchmark(design: pd.DataFrame, scoring: Any = None, store_models: bool = Fa
         register(reg, "problem", name, prob, prob.fun, pickled, quiet=True)
     for name, (algo, pickled) in algorithms.items():
         register(reg, "algorithm", name, algo, algo.fun, pickled, quiet=True)
+    if not reg.extra.get("benchmark"):
+        with reg.mutation("add a benchmark"):
+            reg.extra = {**reg.extra, "benchmark": True}  # task/learner name problem/algorithm (core.kinds)
+            reg.save(())
     # one add_experiments per group of learners that share the same (task, resampling) pairs
     pairs: dict[str, list[tuple[str, str]]] = {}
     for t, lr, r in rows:

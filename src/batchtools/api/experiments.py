@@ -306,10 +306,12 @@ def _add(reg: RegistryState, prob_rows, algo_rows, repls: dict[str, int], combin
 # ----------------------------------------------------------------- queries
 def find_experiments(ids=None, prob_name: str | None = None, prob_pattern: str | None = None,
                      algo_name: str | None = None, algo_pattern: str | None = None, prob_pars=None,
-                     algo_pars=None, repls=None, reg: RegistryState | None = None) -> pd.DataFrame:
+                     algo_pars=None, repls=None, task=None, learner=None,
+                     reg: RegistryState | None = None) -> pd.DataFrame:
     """Experiments by problem/algorithm name (exact or regex pattern), parameters
     (a pandas query string like ``"n > 5"`` or a callable on the parameter dict)
-    and replication numbers.
+    and replication numbers. ``task`` / ``learner`` are ``prob_name`` / ``algo_name`` in the words
+    of ML benchmarks (:func:`batchmark`): ``find_experiments(task="iris", learner=["tree", "forest"])``.
 
     >>> import batchtools as bt, pandas as pd
     >>> reg = bt.make_experiment_registry(file_dir=None, seed=1)
@@ -320,6 +322,11 @@ def find_experiments(ids=None, prob_name: str | None = None, prob_pattern: str |
     [4]
     """
     reg = _exp_reg(reg, "find_experiments")
+    for word, value, other, name in (("task", task, prob_name, "prob_name"), ("learner", learner, algo_name, "algo_name")):
+        if value is not None and other is not None:
+            raise ValueError(f"{word}: is another name for {name}; give one of them")
+    prob_name = task if task is not None else prob_name
+    algo_name = learner if learner is not None else algo_name
     defs = reg.definitions
     sel = reg.ids(ids)
     jobs = defs.job_frame(sel)
