@@ -111,8 +111,130 @@ def test_exist_ok_is_refused_while_another_live_session_writes(tmp_path):
         other.wait(timeout=60)
 
 
+# ------------------------------------------------------------------------------------ replace=True
 def _design(learners, tasks=None, resamplings=3):
     return bt.benchmark_grid(tasks or {"iris": IRIS, "wine": WINE}, learners, resamplings)
+
+
+def test_a_broken_learner_is_fixed_in_place_with_replace(tmp_path, caplog):
+    reg = ereg(tmp_path)
+    broken = _design({"tree": DecisionTreeClassifier(random_state=0), "flaky": Flaky()})
+    assert bt.batchmark(broken, scoring="accuracy")["job_id"].tolist() == list(range(1, 13))
+    bt.submit_jobs()
+    flaky = bt.find_experiments(learner="flaky")["job_id"].tolist()
+    assert bt.find_errors()["job_id"].tolist() == flaky == [4, 5, 6, 10, 11, 12]
+    kept = bt.get_job_table(bt.find_done())[["job_id", "done", "job_hash"]]
+    fixed = _design({"tree": DecisionTreeClassifier(random_state=0), "flaky": Flaky(broken=False)})
+
+    before = snapshot(reg.file_dir)
+    with pytest.raises(ValueError, match=r"learner 'flaky' is already in this registry with other settings .*"
+                                         r"pass replace=True to replace its jobs"):
+        bt.batchmark(fixed, scoring="accuracy")
+    assert snapshot(reg.file_dir) == before
+
+    with caplog.at_level(logging.WARNING, logger="batchtools"):
+        ids = bt.batchmark(fixed, scoring="accuracy", replace=True)
+    assert ids["job_id"].tolist() == flaky  # the same jobs, to run again
+    assert "learner 'flaky' has other settings (replace=True): its 6 jobs will run again; 0 results and 6 errors " \
+           "discarded" in caplog.text
+    assert bt.find_not_submitted()["job_id"].tolist() == flaky and len(bt.find_errors()) == 0
+    pd.testing.assert_frame_equal(bt.get_job_table(kept["job_id"])[["job_id", "done", "job_hash"]], kept)  # kept
+    assert bt.submit_jobs()["job_id"].tolist() == flaky
+    res = bt.reduce_results_batchmark()
+    assert len(res.scores) == 12 and res.scores["accuracy"].notna().all()
+    # the same fixed design again: nothing to add, nothing replaced, nothing to submit
+    assert len(bt.batchmark(fixed, scoring="accuracy", replace=True)) == 0
+    assert len(bt.submit_jobs()) == 0
+
+
+def test_replace_counts_discarded_results_and_keeps_unchanged_tasks(tmp_path, caplog):
+    reg = ereg(tmp_path)
+    bt.batchmark(_design({"tree": DecisionTreeClassifier(random_state=0)}), scoring="accuracy")
+    bt.submit_jobs()
+    deeper = _design({"tree": DecisionTreeClassifier(random_state=0, max_depth=1)})
+    with caplog.at_level(logging.WARNING, logger="batchtools"):
+        assert bt.batchmark(deeper, scoring="accuracy", replace=True)["job_id"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert "6 results and 0 errors discarded" in caplog.text
+    assert not any(reg.store.exists(i) for i in range(1, 7))
+    bt.submit_jobs()
+    assert bt.reduce_results_batchmark().scores["params"].map(lambda p: p["max_depth"]).tolist() == [1] * 6
+    # scoring is part of a learner's settings too
+    with pytest.raises(ValueError, match="pass replace=True"):
+        bt.batchmark(deeper, scoring="balanced_accuracy")
+
+
+def test_replace_a_task_with_other_data_or_other_folds(tmp_path, caplog):
+    reg = ereg(tmp_path)
+    learners = {"dummy": DummyClassifier(), "tree": DecisionTreeClassifier(random_state=0)}
+    bt.batchmark(_design(learners), scoring="accuracy")
+    bt.submit_jobs()
+    with pytest.raises(ValueError, match="task 'iris' is already in this registry with other data; pass replace=True"):
+        bt.batchmark(_design(learners, {"iris": (IRIS[0][:120], IRIS[1][:120])}), scoring="accuracy")
+    # the iris jobs run again on the new data, wine's are kept
+    wine_done = bt.get_job_table(bt.find_experiments(task="wine"))[["job_id", "done"]]
+    with caplog.at_level(logging.WARNING, logger="batchtools"):
+        ids = bt.batchmark(_design(learners, {"iris": (IRIS[0][:120], IRIS[1][:120])}), scoring="accuracy",
+                           replace=True)
+    assert ids["job_id"].tolist() == bt.find_experiments(task="iris")["job_id"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert "task 'iris' has other data (replace=True): its 6 jobs will run again; 6 results" in caplog.text
+    pd.testing.assert_frame_equal(bt.get_job_table(wine_done["job_id"])[["job_id", "done"]], wine_done)
+    bt.submit_jobs()
+    assert (bt.reduce_results_batchmark().scores.query("task == 'iris'")["n_test"] == 40).all()
+
+    # other folds under the same resampling name: 5 instead of 3, then 2
+    with pytest.raises(ValueError, match="'cv3' of task 'wine' is already in this registry with other folds; "
+                                         "pass replace=True"):
+        bt.batchmark(_design(learners, {"wine": WINE}, {"cv3": 5}), scoring="accuracy")
+    ids = bt.batchmark(_design(learners, {"wine": WINE}, {"cv3": 5}), scoring="accuracy", replace=True)
+    assert len(ids) == 10 and bt.summarize_experiments(by=["task", "learner"])["count"].tolist() == [3, 3, 5, 5]
+    bt.submit_jobs()
+    before = set(bt.find_experiments(task="wine")["job_id"])
+    with caplog.at_level(logging.WARNING, logger="batchtools"):
+        ids = bt.batchmark(_design(learners, {"wine": WINE}, {"cv3": 2}), scoring="accuracy", replace=True)
+    assert "6 removed (folds it no longer has)" in caplog.text
+    after = set(bt.find_experiments(task="wine")["job_id"])
+    assert after < before and len(after) == 4 and set(ids["job_id"]) == after
+    bt.submit_jobs()
+    s = bt.reduce_results_batchmark().scores
+    assert s.groupby(["task", "learner"]).size().tolist() == [3, 3, 2, 2]
+    assert len(reg.store.ids()) == 10  # the removed jobs' results went with them
+
+
+def test_replace_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    reg = ereg(tmp_path)
+    learners = {"dummy": DummyClassifier(), "tree": DecisionTreeClassifier(random_state=0)}
+    bt.batchmark(_design(learners, {"iris": IRIS}, {"cv3": 3, "holdout": KFold(2, shuffle=True)}), scoring="accuracy")
+    bt.submit_jobs(bt.find_experiments(learner="tree"))
+    before = snapshot(reg.file_dir)
+    # a replaced task must be split again for every resampling it has jobs of
+    with pytest.raises(ValueError, match=r"task 'iris' has other data, and it has jobs of the resampling\(s\) "
+                                         r"\['holdout'\] that this design does not split again"):
+        bt.batchmark(_design(learners, {"iris": (IRIS[0][:99], IRIS[1][:99])}), scoring="accuracy", replace=True)
+    assert snapshot(reg.file_dir) == before
+    # a failure half-way (after the learner was stored) leaves files and memory as they were
+    import batchtools.api.benchmark as benchmark
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(benchmark, "add_experiments", fail)
+    status = reg.status.copy()
+    with pytest.raises(OSError, match="disk full"):
+        bt.batchmark(_design({"dummy": DummyClassifier(strategy="uniform"), "new": GaussianNB()}, {"iris": IRIS}),
+                     scoring="accuracy", replace=True)
+    assert snapshot(reg.file_dir) == before
+    pd.testing.assert_frame_equal(reg.status, status)
+    assert reg.algorithms == ["dummy", "tree"]
+    monkeypatch.undo()
+    # jobs to replace that are queued or running: refused, naming them
+    reg.cluster_functions = held_backend()
+    bt.submit_jobs(bt.find_experiments(learner="dummy"))
+    before = snapshot(reg.file_dir)
+    with pytest.raises(ValueError, match=r"replace: 5 job\(s\) to replace are queued or running, e.g. \[1, 2, 3, 4, 5\]; "
+                                         r"wait_for_jobs\(\) or kill_jobs\(\) them first"):
+        bt.batchmark(_design({"dummy": DummyClassifier(strategy="uniform")}, {"iris": IRIS}), scoring="accuracy",
+                     replace=True)
+    assert snapshot(reg.file_dir) == before
 
 
 # ------------------------------------------------------------------------------------ task / learner
