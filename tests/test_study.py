@@ -279,3 +279,52 @@ def test_the_benchmark_words_are_not_taken_for_columns_elsewhere(tmp_path):
     pytest.importorskip("matplotlib")
     with pytest.raises(ValueError, match="color_by: 'task' is neither a job parameter"):
         bt.plot_timeline(color_by="task", reg=r)
+
+
+# ------------------------------------------------------------------------------------ the aggregate
+SCORERS = ["accuracy", "balanced_accuracy", "f1_macro", "precision_macro"]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """4 tasks x 3 learners x 3 folds, 4 scorers, run in this process."""
+    reg = bt.make_experiment_registry(tmp_path_factory.mktemp("agg") / "reg", seed=1, conf_file=None,
+                                      make_default=False)
+    reg.cluster_functions = bt.make_cluster_functions_interactive()
+    tasks = {"iris": IRIS, "wine": WINE, "cancer": CANCER, "iris_half": (IRIS[0][::2], IRIS[1][::2])}
+    learners = {"featureless": DummyClassifier(), "tree": DecisionTreeClassifier(random_state=0),
+                "bayes": GaussianNB()}
+    bt.batchmark(bt.benchmark_grid(tasks, learners, 3), scoring=SCORERS, reg=reg)
+    bt.submit_jobs(reg=reg)
+    return bt.reduce_results_batchmark(reg=reg)
+
+
+def test_aggregate_has_every_score_first_and_times_only_on_request(study):
+    agg = study.aggregate()
+    means = [c for s in SCORERS for c in (f"{s}_mean", f"{s}_sd")]
+    assert agg.columns.tolist() == ["task", "learner", "resampling"] + means + ["n"]
+    timed = study.aggregate(times=True)
+    assert timed.columns.tolist() == agg.columns.tolist() + ["fit_time_mean", "fit_time_sd", "score_time_mean",
+                                                             "score_time_sd"]
+    pd.testing.assert_frame_equal(pd.DataFrame(timed[agg.columns]), pd.DataFrame(agg))
+    with pytest.raises(TypeError, match="times: must be True or False"):
+        study.aggregate(times="yes")
+    assert type(agg[["task", "accuracy_mean"]]) is pd.DataFrame  # what is made from it is a plain DataFrame
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_printed_aggregate_shows_every_scorer_at_80_columns(study, monkeypatch, terminal):
+    import shutil
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: terminal, raising=False)
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda fallback=(80, 24): os.terminal_size((80, 24)))
+    with pd.option_context("display.max_columns", 0 if terminal else 20, "display.width", 80):
+        text = str(study.aggregate())
+    assert "..." not in text
+    assert max(map(len, text.splitlines())) <= 80
+    for s in SCORERS:
+        assert f"{s}_mean" in text and f"{s}_sd" in text
+    first = text.splitlines()[0].split()
+    assert first[:4] == ["task", "learner", "resampling", "accuracy_mean"]  # the scores come first
+    assert "fit_time" not in text
+    assert f"{study.aggregate()['accuracy_mean'].iloc[0]:.6f}" in text

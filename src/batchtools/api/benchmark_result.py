@@ -3,10 +3,14 @@ its aggregate per task x learner, predictions and models when stored, and a figu
 
 from __future__ import annotations
 
+import shutil
+import sys
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from ..core.checks import check_flag
 
 KEYS = ["task", "learner", "resampling", "fold"]
 TIMES = ["fit_time", "score_time"]
@@ -38,32 +42,40 @@ class BenchmarkResult:
     def __len__(self) -> int:
         return len(self.scores)
 
-    def aggregate(self, by=None) -> pd.DataFrame:
-        """Mean and standard deviation of every score (and of the fit time) per task x learner x
-        resampling, or per the columns ``by`` (e.g. ``["task", "learner", "test_subset"]``);
-        ``n`` counts the folds.
+    def aggregate(self, by=None, times: bool = False) -> pd.DataFrame:
+        """Mean and standard deviation of every score per task x learner x resampling, or per the
+        columns ``by`` (e.g. ``["task", "learner", "test_subset"]``): the keys, then
+        ``<scorer>_mean`` and ``<scorer>_sd`` for every scorer, then ``n`` (the number of folds);
+        ``times=True`` adds ``fit_time`` and ``score_time`` (mean and sd, seconds) after them.
+
+        Printed, the table shows every column, wrapped to the terminal's width (80 columns in a
+        log), rather than eliding the middle ones as pandas does; the table is a DataFrame.
 
         >>> import pandas as pd
         >>> s = pd.DataFrame({"task": "t", "learner": ["a", "a", "b", "b"], "resampling": "cv2",
         ...                   "fold": [1, 2, 1, 2], "acc": [0.5, 0.7, 0.9, 0.9], "fit_time": 0.1,
         ...                   "score_time": 0.0, "job_id": [1, 2, 3, 4]})
-        >>> BenchmarkResult(s, ["acc"], []).aggregate()[["learner", "acc_mean", "acc_sd", "n"]]
-          learner  acc_mean    acc_sd  n
-        0       a       0.6  0.141421  2
-        1       b       0.9  0.000000  2
+        >>> print(BenchmarkResult(s, ["acc"], []).aggregate())
+          task learner resampling  acc_mean    acc_sd  n
+        0    t       a        cv2       0.6  0.141421  2
+        1    t       b        cv2       0.9  0.000000  2
         """
+        check_flag("times", times)
         by = ["task", "learner", "resampling"] if by is None else ([by] if isinstance(by, str) else list(by))
         unknown = [c for c in by if c not in self.scores.columns]
         if unknown:
             raise ValueError(f"by: no column(s) {unknown}; choose among {list(self.scores.columns)}")
-        values = [c for c in self.scorers + ["fit_time"] if c in self.scores.columns]
+        scores = [c for c in self.scorers if c in self.scores.columns]
+        timing = [c for c in TIMES if c in self.scores.columns] if times else []
+        columns = by + [f"{v}_{s}" for v in scores for s in ("mean", "sd")] + ["n"] + \
+            [f"{v}_{s}" for v in timing for s in ("mean", "sd")]
         if not len(self.scores):
-            return pd.DataFrame(columns=by + [f"{v}_{s}" for v in values for s in ("mean", "sd")] + ["n"])
+            return ScoreTable(columns=columns)
         grouped = self.scores.groupby(by, sort=False, dropna=False)
-        out = grouped[values].agg(["mean", "std"])
+        out = grouped[scores + timing].agg(["mean", "std"])
         out.columns = [f"{v}_{'sd' if s == 'std' else s}" for v, s in out.columns]
         out["n"] = grouped.size()
-        return out.reset_index()
+        return ScoreTable(out.reset_index()[columns])
 
     @property
     def predictions(self) -> pd.DataFrame:
@@ -132,3 +144,16 @@ class BenchmarkResult:
             axes[0].set_title("no scores yet")
         fig.tight_layout()
         return fig
+
+
+class ScoreTable(pd.DataFrame):
+    """A DataFrame that prints every column, wrapped to the width of the terminal (or of
+    ``pandas.options.display.width``, 80, when the output is not a terminal, as in a log), so the
+    scores of a wide aggregate are never elided. What is made from it is a plain DataFrame."""
+
+    def __repr__(self) -> str:
+        width = pd.get_option("display.width") or 80
+        if sys.stdout.isatty():
+            width = shutil.get_terminal_size((width, 24)).columns
+        return self.to_string(line_width=width, max_rows=pd.get_option("display.max_rows"),
+                              min_rows=pd.get_option("display.min_rows"), show_dimensions="truncate")
