@@ -328,3 +328,91 @@ def test_printed_aggregate_shows_every_scorer_at_80_columns(study, monkeypatch, 
     assert first[:4] == ["task", "learner", "resampling", "accuracy_mean"]  # the scores come first
     assert "fit_time" not in text
     assert f"{study.aggregate()['accuracy_mean'].iloc[0]:.6f}" in text
+
+
+# ------------------------------------------------------------------------------------ the figures
+def test_critical_difference_follows_demsar(study):
+    from batchtools.api.benchmark_plots import critical_difference
+
+    cd = critical_difference(study.scores, "accuracy")
+    k, n = 3, 4
+    means = study.scores.groupby(["task", "learner"])["accuracy"].mean().unstack()
+    ranks = means.rank(axis=1, ascending=False).mean()
+    pd.testing.assert_series_equal(cd.mean_ranks.sort_index(), ranks.sort_index(), check_names=False)
+    assert cd.n_blocks == n and cd.left_out == []
+    # Friedman's statistic by its formula (no ties here) and the Nemenyi CD with Demsar's q_0.05 = 2.343 (k = 3)
+    chi2 = 12 * n / (k * (k + 1)) * (np.sum(ranks.to_numpy() ** 2) - k * (k + 1) ** 2 / 4)
+    assert cd.statistic == pytest.approx(chi2)
+    from scipy.stats import chi2 as chi2_dist
+
+    assert cd.p_value == pytest.approx(chi2_dist.sf(chi2, k - 1))
+    assert cd.cd == pytest.approx(2.343 * np.sqrt(k * (k + 1) / (6 * n)), abs=1e-3)
+    assert cd.mean_ranks.index[-1] == "featureless"
+    five = critical_difference(pd.concat([study.scores.assign(learner=study.scores["learner"] + s)
+                                          for s in ("", "2")]), "accuracy", alpha=0.1)
+    q = five.cd / np.sqrt(6 * 7 / (6 * 4))
+    assert q == pytest.approx(2.589, abs=1e-3)  # Demsar's table: q_0.10 for k = 6
+    # groups: runs of learners within cd of each other, every such pair in one, none inside another
+    for res in (cd, five):
+        r = res.mean_ranks
+        for g in res.groups:
+            assert len(g) >= 2 and r[g[-1]] - r[g[0]] < res.cd
+            assert list(r.index).index(g[-1]) - list(r.index).index(g[0]) == len(g) - 1  # a run
+            assert not any(set(g) < set(h) for h in res.groups)
+        for i, a in enumerate(r.index):
+            for b in r.index[i + 1:]:
+                assert (r[b] - r[a] < res.cd) == any({a, b} <= set(g) for g in res.groups)
+    assert five.groups  # the duplicated learners (equal ranks) are joined
+
+
+def test_critical_difference_is_refused_without_enough_learners_or_tasks(study, caplog):
+    from batchtools.api.benchmark_result import BenchmarkResult
+
+    s = study.scores
+    two = BenchmarkResult(s[s["learner"] != "bayes"], study.scorers, study.info)
+    with pytest.raises(ValueError, match="compares 3 or more learners"):
+        two.plot(kind="cd")
+    gaps = s[~((s["learner"] == "tree") & (s["task"] != "iris"))]
+    with pytest.raises(ValueError, match=r"needs scores of every learner on 2 or more tasks; 1 task\(s\) have them "
+                                         r"\(3 left out"):
+        BenchmarkResult(gaps, study.scorers, study.info).plot(kind="cd")
+    one_gap = s[~((s["learner"] == "tree") & (s["task"] == "iris"))]
+    pytest.importorskip("matplotlib")
+    with caplog.at_level(logging.WARNING, logger="batchtools"):
+        fig = BenchmarkResult(one_gap, study.scorers, study.info).plot(kind="cd")
+    assert "task(s) ['iris'] left out" in caplog.text
+    assert "mean rank over 3 tasks" in fig.axes[0].get_title(loc="left")
+    with pytest.raises(ValueError, match="kind: one of"):
+        study.plot(kind="violin")
+    with pytest.raises(ValueError, match="by: the critical-difference diagram ranks learners per task"):
+        study.plot(kind="cd", by="fold")
+
+
+def test_cd_diagram_and_box_plot(study, tmp_path):
+    pytest.importorskip("matplotlib")
+    from batchtools.api.benchmark_plots import critical_difference
+
+    fig = study.plot(kind="cd", score="balanced_accuracy")
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    cd = critical_difference(study.scores, "balanced_accuracy")
+    assert f"CD = {cd.cd:.2f}" in texts
+    for learner, rank in cd.mean_ranks.items():
+        assert f"{learner} ({rank:.2f})" in texts
+    title = ax.get_title(loc="left")
+    assert f"Friedman \u03c7\u00b2 = {cd.statistic:.2f}, p = {cd.p_value:.3g}" in title
+    assert "mean rank over 4 tasks (1 = best)" in title
+    fig.savefig(tmp_path / "cd.pdf")
+    worse = study.plot(kind="cd", score="balanced_accuracy", greater_is_better=False)
+    assert f"featureless ({4 - cd.mean_ranks['featureless']:.2f})" in [t.get_text() for t in worse.axes[0].texts]
+
+    box = study.plot(kind="box")
+    assert [a.get_title(loc="left") for a in box.axes] == ["task iris", "task wine", "task cancer", "task iris_half"]
+    assert [t.get_text() for t in box.axes[0].get_yticklabels()] == ["featureless", "tree", "bayes"]
+    assert "accuracy per fold" in box.axes[-1].get_xlabel()
+    # each panel has one box per learner: the median line lies at the learner's median score
+    iris = study.scores.query("task == 'iris'")
+    medians = [line.get_xdata()[0] for line in box.axes[0].lines if len(line.get_xdata()) == 2
+               and line.get_color() == "black" and line.get_linewidth() == 1.5]
+    assert sorted(medians) == pytest.approx(sorted(iris.groupby("learner")["accuracy"].median()))
+    box.savefig(tmp_path / "box.png")

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.checks import check_flag
+from .benchmark_plots import KINDS, box_figure, cd_figure, scores_figure
 
 KEYS = ["task", "learner", "resampling", "fold"]
 TIMES = ["fit_time", "score_time"]
@@ -103,47 +104,38 @@ class BenchmarkResult:
         out["model"] = pd.Series([self._models[j] for j in out["job_id"]], index=out.index, dtype=object)
         return out.reset_index(drop=True)
 
-    def plot(self, score: str | None = None, by: str | None = None):
-        """A matplotlib Figure comparing the learners on each task: one panel per task, one row
-        per learner (per learner and value of the column ``by``, e.g. ``"train_subsets"``), every
-        fold as a dot, mean +- sd as a bar. ``score``: which scorer (default: the first). Save it
-        with ``fig.savefig("scores.png")``."""
-        try:
-            from matplotlib.figure import Figure
-        except ImportError as e:  # pragma: no cover - matplotlib is the 'plot' extra
-            raise ImportError("BenchmarkResult.plot needs matplotlib: pip install 'pybatchtools[plot]'") from e
+    def plot(self, score: str | None = None, by: str | None = None, kind: str = "scores",
+             greater_is_better: bool = True, alpha: float = 0.05):
+        """A matplotlib Figure comparing the learners (save it with ``fig.savefig("scores.pdf")``).
+
+        ``kind``:
+
+        - ``"scores"`` (default): one panel per task, one row per learner (per learner and value of
+          the column ``by``, e.g. ``"train_subsets"``), every fold as a dot, mean +- sd as a bar;
+        - ``"box"``: the same panels with a box plot of the folds' scores per learner;
+        - ``"cd"``: the critical-difference diagram of the learners across tasks (Demšar 2006, as
+          mlr3benchmark's ``autoplot(type = "cd")``): each task ranks the learners by their mean
+          score (1 = best), the axis shows the mean ranks, the title the Friedman test, and thick
+          bars join learners whose mean ranks differ by less than the Nemenyi critical difference
+          at level ``alpha`` (drawn above the axis), which the data cannot tell apart. It needs 3 or
+          more learners and 2 or more tasks scored by every learner (SciPy computes the tests);
+          ``greater_is_better=False`` for a score where lower is better (scikit-learn's scorers are
+          all greater-is-better: losses are negated, ``neg_log_loss``).
+
+        ``score``: which scorer (default: the first).
+        """
+        if kind not in KINDS:
+            raise ValueError(f"kind: one of {KINDS}, got {kind!r}")
+        check_flag("greater_is_better", greater_is_better)
         score = (self.scorers[0] if self.scorers else None) if score is None else score
         if score not in self.scorers:
             raise ValueError(f"score: {score!r} is not a scorer of this benchmark; choose among {self.scorers}")
-        s = self.scores
-        if by is not None and by not in s.columns:
-            raise ValueError(f"by: no column {by!r}; choose among {list(s.columns)}")
-        row = s["learner"] if by is None else s["learner"].astype(str) + " | " + s[by].astype(str)
-        s = s.assign(_row=row.to_numpy())
-        tasks = list(dict.fromkeys(s["task"]))
-        learners = list(dict.fromkeys(s["_row"]))
-        fig = Figure(figsize=(7, 0.6 + (0.35 * len(learners) + 0.5) * max(len(tasks), 1)))
-        axes = fig.subplots(max(len(tasks), 1), 1, squeeze=False, sharex=True)[:, 0]
-        for ax, task in zip(axes, tasks):
-            sub = s[s["task"] == task]
-            for y, learner in enumerate(learners):
-                vals = sub.loc[sub["_row"] == learner, score].dropna().to_numpy()
-                if not vals.size:
-                    continue
-                ax.plot(vals, np.full(vals.size, y), "o", color="0.6", markersize=4, alpha=0.7)
-                mean, sd = vals.mean(), vals.std(ddof=1) if vals.size > 1 else 0.0
-                ax.errorbar([mean], [y], xerr=[sd], fmt="D", color="black", capsize=3, markersize=5)
-            ax.set_yticks(range(len(learners)))
-            ax.set_yticklabels(learners)
-            ax.set_ylim(-0.6, len(learners) - 0.4)
-            ax.invert_yaxis()
-            ax.set_title(f"task {task}", fontsize=10, loc="left")
-            ax.grid(axis="x", alpha=0.3)
-        axes[-1].set_xlabel(f"{score} (dots: folds; diamond and bar: mean +- sd)")
-        if not tasks:
-            axes[0].set_title("no scores yet")
-        fig.tight_layout()
-        return fig
+        if kind == "cd":
+            if by is not None:
+                raise ValueError("by: the critical-difference diagram ranks learners per task; filter res.scores "
+                                 "instead (BenchmarkResult(res.scores[...], res.scorers, res.info))")
+            return cd_figure(self.scores, score, greater_is_better, alpha)
+        return (box_figure if kind == "box" else scores_figure)(self.scores, score, by)
 
 
 class ScoreTable(pd.DataFrame):
