@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -416,3 +417,123 @@ def test_cd_diagram_and_box_plot(study, tmp_path):
                and line.get_color() == "black" and line.get_linewidth() == 1.5]
     assert sorted(medians) == pytest.approx(sorted(iris.groupby("learner")["accuracy"].median()))
     box.savefig(tmp_path / "box.png")
+
+
+# ------------------------------------------------------------------------------------ the study, run twice
+STUDY = '''
+import numpy as np
+from sklearn import datasets, dummy, naive_bayes
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+import batchtools as bt
+
+class Nearest(BaseEstimator, ClassifierMixin):
+    """Nearest centroid."""
+    def __init__(self, shrink=0.0):
+        self.shrink = shrink
+    def fit(self, X, y):
+        FIT_BODY
+        self.classes_ = np.unique(y)
+        self.centroids_ = np.array([X[y == c].mean(axis=0) for c in self.classes_]) * (1 - self.shrink)
+        return self
+    def predict(self, X):
+        d = ((X[:, None, :] - self.centroids_[None]) ** 2).sum(axis=2)
+        return self.classes_[d.argmin(axis=1)]
+
+reg = bt.make_experiment_registry("study", seed=1, conf_file=None, exist_ok=True)
+reg.cluster_functions = bt.make_cluster_functions_multicore(2)
+tasks = {"iris": datasets.load_iris(return_X_y=True), "wine": datasets.load_wine(return_X_y=True),
+         "cancer": datasets.load_breast_cancer(return_X_y=True), "digits": datasets.load_digits(return_X_y=True)}
+learners = {"featureless": dummy.DummyClassifier(), "bayes": naive_bayes.GaussianNB(),
+            "nearest": Nearest(shrink=0.1)}
+design = bt.benchmark_grid(tasks, learners, 3)
+ids = bt.batchmark(design, scoring=["accuracy", "balanced_accuracy", "f1_macro"], replace=True)
+print("to run:", len(ids))
+todo = bt.find_not_submitted()
+workers = bt.submit_workers(2, ids=todo, idle_timeout=0) if len(todo) else []
+print("queued for the pool:", len(workers))
+bt.wait_for_jobs()
+print(bt.get_status())
+res = bt.reduce_results_batchmark()
+print(res.aggregate())
+'''
+
+
+def test_the_study_script_run_again_fixes_a_learner_and_then_adds_nothing(tmp_path):
+    script = tmp_path / "study.py"
+
+    def run(fit_body: str) -> str:
+        script.write_text(textwrap.dedent(STUDY).replace("FIT_BODY", fit_body))
+        env = dict(os.environ, BATCHTOOLS_PROGRESS="0", COLUMNS="80")
+        out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=600)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout + out.stderr
+
+    first = run("raise RuntimeError('a bug in Nearest.fit')")
+    assert "to run: 36" in first and "queued for the pool: 36" in first
+    assert "Error   : 12" in first  # nearest, on 4 tasks x 3 folds
+    reg = bt.load_registry(tmp_path / "study")
+    assert bt.find_errors(reg=reg)["job_id"].tolist() == bt.find_experiments(learner="nearest", reg=reg)["job_id"].tolist()
+    done = bt.get_job_table(bt.find_done(reg=reg), reg=reg)[["job_id", "started", "done", "job_hash"]]
+
+    second = run("pass")  # the bug fixed (same parameters, other code): replace=True replaces its jobs
+    assert "learner 'nearest' has other settings (replace=True): its 12 jobs will run again; 0 results and 12 errors" \
+        in second
+    assert "to run: 12" in second and "queued for the pool: 12" in second and "Done    : 36" in second
+    reg = bt.load_registry(tmp_path / "study")
+    pd.testing.assert_frame_equal(bt.get_job_table(done["job_id"], reg=reg)[done.columns], done)  # kept, not rerun
+    table = bt.get_job_table(reg=reg)[["job_id", "started", "done", "job_hash"]]
+
+    third = run("pass")  # the same script again: adds and submits nothing
+    assert "to run: 0" in third and "queued for the pool: 0" in third and "Done    : 36" in third
+    assert "replace=True" not in third
+    reg = bt.load_registry(tmp_path / "study")
+    pd.testing.assert_frame_equal(bt.get_job_table(reg=reg)[table.columns], table)
+    # the printed aggregate (80 columns, not a terminal) shows every scorer's mean and sd
+    printed = third[third.index("task"):]
+    for scorer in ("accuracy", "balanced_accuracy", "f1_macro"):
+        assert f"{scorer}_mean" in printed and f"{scorer}_sd" in printed
+    assert "..." not in printed and max(map(len, printed.splitlines())) <= 80
+    res = bt.reduce_results_batchmark(reg=reg)
+    assert len(res.scores) == 36 and res.scores[["accuracy", "balanced_accuracy", "f1_macro"]].notna().all().all()
+    assert set(res.scores.query("learner == 'nearest'")["params"].map(lambda p: p["shrink"])) == {0.1}
+
+
+# ------------------------------------------------------------------------------------ README
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _readme_blocks() -> list[str]:
+    text = README.read_text()
+    return [b.split("\n", 1)[1] for b in text.split("```")[1::2]]
+
+
+def test_readme_starts_with_the_two_setup_commands():
+    first = _readme_blocks()[0].strip().splitlines()
+    assert [line.split("#")[0].strip() for line in first] == ["make demo", "make test"]
+
+
+def test_readme_benchmark_run_twice_adds_and_submits_nothing_the_second_time(tmp_path):
+    code = next(b for b in _readme_blocks() if "batchmark(" in b)
+    assert "exist_ok=True" in code
+    script = tmp_path / "benchmark.py"
+    script.write_text(code)
+    env = dict(os.environ, BATCHTOOLS_PROGRESS="0")
+
+    def run() -> str:
+        out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=600)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout
+
+    first = run()
+    reg = bt.load_registry(tmp_path / "benchmark")
+    table = bt.get_job_table(reg=reg)[["job_id", "submitted", "started", "done", "job_hash"]]
+    assert len(table) == 60 and table["done"].notna().all()
+    second = run()
+    reg = bt.load_registry(tmp_path / "benchmark")
+    pd.testing.assert_frame_equal(bt.get_job_table(reg=reg)[table.columns], table)  # nothing added or run again
+    assert second == first  # the same aggregate, every scorer shown
+    for scorer in ("accuracy", "balanced_accuracy"):
+        assert f"{scorer}_mean" in second and f"{scorer}_sd" in second
