@@ -30,74 +30,61 @@ def _rows(s: pd.DataFrame, by: str | None) -> pd.DataFrame:
     return s.assign(_row=row.to_numpy())
 
 
-def _task_panels(Figure, s: pd.DataFrame, per_row: float, sharex: bool = True):
+def _task_figure(s: pd.DataFrame, score: str, by: str | None, per_row: float, sharex: bool, draw, xlabel: str):
+    """One panel per task, one row per learner (and value of ``by``); ``draw(ax, {row: scores})``
+    draws a panel's rows that have scores."""
+    Figure = _figure_class()
+    s = _rows(s, by)
     tasks = list(dict.fromkeys(s["task"]))
     learners = list(dict.fromkeys(s["_row"]))
     fig = Figure(figsize=(7, 0.6 + (per_row * len(learners) + 0.5) * max(len(tasks), 1)))
     axes = fig.subplots(max(len(tasks), 1), 1, squeeze=False, sharex=sharex)[:, 0]
-    return fig, axes, tasks, learners
-
-
-def _finish_panel(ax, task: str, learners: list[str]) -> None:
-    ax.set_yticks(range(len(learners)))
-    ax.set_yticklabels(learners)
-    ax.set_ylim(-0.6, len(learners) - 0.4)
-    ax.invert_yaxis()
-    ax.set_title(f"task {task}", fontsize=10, loc="left")
-    ax.grid(axis="x", alpha=0.3)
+    for ax, task in zip(axes, tasks):
+        sub = s[s["task"] == task]
+        values = {y: sub.loc[sub["_row"] == learner, score].dropna().to_numpy() for y, learner in enumerate(learners)}
+        draw(ax, {y: v for y, v in values.items() if v.size})
+        ax.set_yticks(range(len(learners)))
+        ax.set_yticklabels(learners)
+        ax.set_ylim(-0.6, len(learners) - 0.4)
+        ax.invert_yaxis()
+        ax.set_title(f"task {task}", fontsize=10, loc="left")
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1].set_xlabel(xlabel)
+    if not tasks:
+        axes[0].set_title("no scores yet")
+    fig.tight_layout()
+    return fig
 
 
 def scores_figure(s: pd.DataFrame, score: str, by: str | None):
     """One panel per task, one row per learner: every fold as a dot, mean +- sd as a bar."""
-    Figure = _figure_class()
-    s = _rows(s, by)
-    fig, axes, tasks, learners = _task_panels(Figure, s, 0.35)
-    for ax, task in zip(axes, tasks):
-        sub = s[s["task"] == task]
-        for y, learner in enumerate(learners):
-            vals = sub.loc[sub["_row"] == learner, score].dropna().to_numpy()
-            if not vals.size:
-                continue
+    def draw(ax, values: dict[int, np.ndarray]) -> None:
+        for y, vals in values.items():
             ax.plot(vals, np.full(vals.size, y), "o", color="0.6", markersize=4, alpha=0.7)
             mean, sd = vals.mean(), vals.std(ddof=1) if vals.size > 1 else 0.0
             ax.errorbar([mean], [y], xerr=[sd], fmt="D", color="black", capsize=3, markersize=5)
-        _finish_panel(ax, task, learners)
-    axes[-1].set_xlabel(f"{score} (dots: folds; diamond and bar: mean +- sd)")
-    if not tasks:
-        axes[0].set_title("no scores yet")
-    fig.tight_layout()
-    return fig
+
+    return _task_figure(s, score, by, 0.35, True, draw, f"{score} (dots: folds; diamond and bar: mean +- sd)")
 
 
 def box_figure(s: pd.DataFrame, score: str, by: str | None):
-    """One panel per task, one box per learner (median, quartiles, 1.5 IQR whiskers) over its folds."""
-    Figure = _figure_class()
-    s = _rows(s, by)
-    fig, axes, tasks, learners = _task_panels(Figure, s, 0.45, sharex=False)  # each task its own scale
-    for ax, task in zip(axes, tasks):
-        sub = s[s["task"] == task]
-        data, where = [], []
-        for y, learner in enumerate(learners):
-            vals = sub.loc[sub["_row"] == learner, score].dropna().to_numpy()
-            if vals.size:
-                data.append(vals)
-                where.append(y)
-        if data:
-            style = {"positions": where, "widths": 0.6, "patch_artist": True, "manage_ticks": False,
-                     "boxprops": {"facecolor": "#dbe8f5", "edgecolor": "black"},
-                     "medianprops": {"color": "black", "linewidth": 1.5}, "flierprops": {"markersize": 3}}
-            try:
-                ax.boxplot(data, orientation="horizontal", **style)
-            except TypeError:  # matplotlib < 3.10
-                ax.boxplot(data, vert=False, **style)
-            for y, vals in zip(where, data):
-                ax.plot(vals, np.full(vals.size, y), "o", color="0.35", markersize=3, alpha=0.6)
-        _finish_panel(ax, task, learners)
-    axes[-1].set_xlabel(f"{score} per fold (box: median and quartiles; dots: folds; each task its own scale)")
-    if not tasks:
-        axes[0].set_title("no scores yet")
-    fig.tight_layout()
-    return fig
+    """One panel per task (each on its own scale), one box per learner (median, quartiles, 1.5 IQR
+    whiskers) over its folds, the folds as dots."""
+    def draw(ax, values: dict[int, np.ndarray]) -> None:
+        if not values:
+            return
+        style = {"positions": list(values), "widths": 0.6, "patch_artist": True, "manage_ticks": False,
+                 "boxprops": {"facecolor": "#dbe8f5", "edgecolor": "black"},
+                 "medianprops": {"color": "black", "linewidth": 1.5}, "flierprops": {"markersize": 3}}
+        try:
+            ax.boxplot(list(values.values()), orientation="horizontal", **style)
+        except TypeError:  # matplotlib < 3.10
+            ax.boxplot(list(values.values()), vert=False, **style)
+        for y, vals in values.items():
+            ax.plot(vals, np.full(vals.size, y), "o", color="0.35", markersize=3, alpha=0.6)
+
+    return _task_figure(s, score, by, 0.45, False, draw,
+                        f"{score} per fold (box: median and quartiles; dots: folds; each task its own scale)")
 
 
 @dataclass
