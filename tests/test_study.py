@@ -143,9 +143,11 @@ def test_a_broken_learner_is_fixed_in_place_with_replace(tmp_path, caplog):
     assert bt.submit_jobs()["job_id"].tolist() == flaky
     res = bt.reduce_results_batchmark()
     assert len(res.scores) == 12 and res.scores["accuracy"].notna().all()
-    # the same fixed design again: nothing to add, nothing replaced, nothing to submit
+    # the same fixed design again: nothing to add, nothing replaced, nothing to submit, nothing written
+    before = {k: v for k, v in snapshot(reg.file_dir).items() if k != "lease.json"}
     assert len(bt.batchmark(fixed, scoring="accuracy", replace=True)) == 0
     assert len(bt.submit_jobs()) == 0
+    assert {k: v for k, v in snapshot(reg.file_dir).items() if k != "lease.json"} == before
 
 
 def test_replace_counts_discarded_results_and_keeps_unchanged_tasks(tmp_path, caplog):

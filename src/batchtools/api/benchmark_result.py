@@ -145,7 +145,8 @@ class ScoreTable(pd.DataFrame):
 
     def __repr__(self) -> str:
         width = pd.get_option("display.width") or 80
-        if sys.stdout.isatty():
+        isatty = getattr(sys.stdout, "isatty", None)
+        if isatty is not None and isatty():
             width = shutil.get_terminal_size((width, 24)).columns
         return self.to_string(line_width=width, max_rows=pd.get_option("display.max_rows"),
                               min_rows=pd.get_option("display.min_rows"), show_dimensions="truncate")
