@@ -315,7 +315,8 @@ def batchmark(design: pd.DataFrame, scoring: Any = None, store_models: bool = Fa
     so a script that defines and submits its benchmark can run again.
 
     A learner already in the registry under the same name with other settings (parameters,
-    scoring, what is stored), or a task with other data or other folds, is refused, unless
+    scoring, what is stored, or the source code of your own estimator class or scorer in it), or a
+    task with other data or other folds, is refused, saying what differs, unless
     ``replace=True``: then its jobs are replaced (reset to run again with the new settings; their
     results and errors are discarded, and a warning says how many), and unchanged learners and
     tasks keep theirs. This is how a broken learner is fixed in place. A replaced task must be split
@@ -542,7 +543,10 @@ def _user_code(est: Any, scorers: dict[str, Any]) -> str:
     """A digest of the source of the user's own code in a learner: the classes of the estimator and
     of the estimators nested in it (pipeline steps, wrapped models), and scorer functions; "" if
     none (or its source cannot be read, e.g. typed into an interpreter)."""
-    nested = est.get_params(deep=True).values() if callable(getattr(est, "get_params", None)) else ()
+    try:
+        nested = list(est.get_params(deep=True).values()) if callable(getattr(est, "get_params", None)) else []
+    except Exception:  # an estimator whose parameters cannot be listed: its own class still counts
+        nested = []
     objects = [type(o) for o in (est, *nested) if callable(getattr(o, "fit", None))] + \
         [getattr(s, "_score_func", s) for s in scorers.values() if callable(s)]  # make_scorer keeps the metric
     sources = []
