@@ -1,12 +1,21 @@
-"""Result packs after ordinary mishaps (issue 24, items 3, 6, 8): a lost or damaged packed result
-is named with its job and the remedy, and repair makes the job run again; damage of any byte of a
-record never passes another job's value off; reading a result of a huge pack costs the memory of
-the result."""
+"""Result packs and in-process runs after ordinary mishaps (issue 24, items 3, 5, 6, 8): a lost or
+damaged packed result is named with its job and the remedy, and repair makes the job run again;
+damage of any byte of a record never passes another job's value off; reading a result of a huge
+pack costs the memory of the result; an Interactive master killed mid-submit, or stopped by a full
+disk, forgets no job that finished.
 
+``BATCHTOOLS_FAULT_TRIALS`` sets the number of kills (default 10).
+"""
+
+import collections
 import os
 import pickle
+import random
+import signal
 import subprocess
 import sys
+import textwrap
+import time
 import zlib
 from pathlib import Path
 
@@ -18,6 +27,9 @@ from batchtools.api.repair import DAMAGED_RESULT, MISSING_RESULT
 from batchtools.core.errors import CorruptFileError, ResultNotFoundError
 from batchtools.core.packs import HEADER2, MAGIC2, PackWriter
 from batchtools.core.store import FolderStore
+from conftest import fill
+
+TRIALS = int(os.environ.get("BATCHTOOLS_FAULT_TRIALS", "10"))
 
 
 def value(x):
@@ -230,3 +242,187 @@ def test_reading_one_result_of_a_100_mb_pack_takes_the_memory_of_the_result(reg,
     print(f"\n104 MB pack: one result peak {peak_one / 2**20:.1f} MiB, three {peak_three / 2**20:.1f} MiB, "
           f"RSS +{rss / 2**20:.1f} MiB")
     assert peak_one < 4 * 2**20 and peak_three < 4 * 2**20 and rss < 20 * 2**20
+
+
+# ------------------------------------------------------------------ item 5: in-process runs journalled
+def ran_and_squared(x, log_dir, sleep):
+    """Records each execution (one file per job), then returns x*x (x divisible by 17: fails)."""
+    import os
+    import time
+
+    time.sleep(sleep)
+    with open(os.path.join(log_dir, f"{x}.run"), "a") as fh:
+        fh.write(f"{os.getpid()}\n")
+    if x % 17 == 0:
+        raise ValueError(f"job {x} fails")
+    return x * x
+
+
+def _runs(log_dir: Path) -> collections.Counter:
+    return collections.Counter({int(p.stem): len(p.read_text().split()) for p in log_dir.glob("*.run")})
+
+
+def test_killed_interactive_master_forgets_no_finished_job(tmp_path):
+    """SIGKILL an Interactive master at a random moment of ``submit_jobs`` (400 jobs, saves every
+    10 s, so the kill falls between saves): after a writeable load every job whose result (or
+    failure) reached the disk is done (or failed) with its true value, none is expired, and
+    submitting the rest runs every other job once. At most the one job running at the kill, whose
+    result was not stored yet, runs again."""
+    rng = random.Random(24)
+    n, stats = 400, []
+    for trial in range(TRIALS):
+        path, log_dir = tmp_path / f"reg{trial}", tmp_path / f"runs{trial}"
+        log_dir.mkdir()
+        reg = bt.make_registry(file_dir=path, seed=1, conf_file=None, make_default=False)
+        bt.batch_map(ran_and_squared, x=range(1, n + 1), more_args={"log_dir": str(log_dir), "sleep": 0.004}, reg=reg)
+        reg.lease.release()
+        master = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+            import batchtools as bt
+            reg = bt.load_registry({str(path)!r}, writeable=True)
+            reg.cluster_functions = bt.make_cluster_functions_interactive()
+            print("loaded", flush=True)
+            bt.submit_jobs()
+            print("finished", flush=True)
+        """)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert master.stdout.readline().strip() == "loaded"
+        time.sleep(rng.uniform(0.3, 1.5))
+        master.send_signal(signal.SIGKILL)
+        master.wait()
+        ran = {x for x, k in _runs(log_dir).items() if k}  # (a file created, its line not written: not run)
+        reg = bt.load_registry(path, writeable=True, make_default=False)
+        reg.cluster_functions = bt.make_cluster_functions_interactive()
+        done = set(bt.find_done(reg=reg)["job_id"].tolist())
+        failed = set(bt.find_errors(reg=reg)["job_id"].tolist())
+        assert set(reg.store.ids().tolist()) == done
+        assert bt.find_expired(reg=reg).empty
+        assert bt.reduce_results_list(sorted(done), reg=reg) == [x * x for x in sorted(done)]
+        forgotten = ran - done - failed  # ran, but its result or failure had not reached the disk
+        assert forgotten <= {max(ran, default=0)}, sorted(forgotten)
+        assert done == {x for x in ran if x % 17} - forgotten
+        assert failed == {x for x in ran if x % 17 == 0} - forgotten
+        assert bt.find_not_submitted(reg=reg)["job_id"].tolist() == sorted(set(range(1, n + 1)) - done - failed)
+        bt.submit_jobs(reg=reg)  # the rest: never submitted ones only
+        assert bt.reduce_results_list(reg=reg) == [x * x for x in range(1, n + 1) if x % 17]
+        twice = sorted(x for x, k in _runs(log_dir).items() if k > 1)
+        assert twice == sorted(forgotten), (twice, forgotten)
+        stats.append((len(done) + len(failed), len(forgotten)))
+        reg.lease.release()
+    print(f"\n{TRIALS} kills: jobs recorded after reload {[s[0] for s in stats]}, "
+          f"the job running at the kill ran again in {sum(s[1] for s in stats)}")
+    assert any(0 < s[0] < n for s in stats)  # the kills fell in the middle of submissions
+
+
+def fills_the_disk(x, disk, log_dir):
+    from pathlib import Path
+
+    with open(Path(log_dir) / f"{x}.run", "a") as fh:
+        fh.write("ran\n")
+    if x == 10 and not (Path(log_dir) / "filled").exists():
+        (Path(log_dir) / "filled").touch()
+        fill(Path(disk))  # another user's file: no room from here on, not even for the status
+    return bytes([x]) * 30_000
+
+
+def test_full_disk_during_an_interactive_run_forgets_no_finished_job(small_disk, tmp_path):
+    """The disk fills up during an Interactive run, so the results of the later jobs and the
+    status at its end cannot be written, and the session ends: once there is room again, the
+    jobs whose results reached the pack are done (none runs again), the others run."""
+    log_dir = tmp_path / "runs"
+    log_dir.mkdir()
+    reg = bt.make_registry(file_dir=small_disk / "reg", seed=1, conf_file=None, make_default=False)
+    bt.batch_map(fills_the_disk, x=range(1, 61), more_args={"disk": str(small_disk), "log_dir": str(log_dir)},
+                 reg=reg)
+    reg.lease.release()
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import batchtools as bt
+        reg = bt.load_registry({str(reg.file_dir)!r}, writeable=True)
+        reg.cluster_functions = bt.make_cluster_functions_interactive(write_logs=False)
+        try:
+            bt.submit_jobs()
+        except OSError as e:
+            print("failed:", e)
+    """)], capture_output=True, text=True, cwd=tmp_path)
+    assert "failed: [Errno 28] No space left" in out.stdout, out.stdout + out.stderr
+    (small_disk / "filler").unlink()
+    reg = bt.load_registry(reg.file_dir, writeable=True, make_default=False)
+    reg.cluster_functions = bt.make_cluster_functions_interactive()
+    assert bt.find_done(reg=reg)["job_id"].tolist() == list(range(1, 10))
+    assert bt.reduce_results_list(reg=reg) == [bytes([x]) * 30_000 for x in range(1, 10)]
+    assert bt.find_expired(reg=reg).empty
+    assert bt.find_not_submitted(reg=reg)["job_id"].tolist() == list(range(10, 61))
+    bt.submit_jobs(reg=reg)
+    assert bt.reduce_results_list(reg=reg) == [bytes([x]) * 30_000 for x in range(1, 61)]
+    runs = _runs(log_dir)
+    assert all(runs[x] == 1 for x in range(1, 10)) and sorted(runs) == list(range(1, 61))  # 10-60: twice
+
+
+def value_or_file(x):
+    return value(x) if x < 7 else bytes(packs.PACK_LIMIT + x)  # 7, 8: a result file each
+
+
+def test_a_dead_in_process_session_is_replayed_by_the_evidence_its_runs_left(reg, caplog):
+    """What a dead session's in-process chunks left decides which of their jobs are recorded: a
+    packed record (jobs 1, 2), a failed job's update file (3), a result file of a job that had
+    none (6) or whose previous one was set aside for the chunk (8); not a chunk the backend
+    raised on (4), nor one that left nothing (5), nor a previous run's result never set aside (7)."""
+    from batchtools.core.journal import Journal, chunk_hash, inprocess_prefix
+    from batchtools.jobs.updates import UpdateBuffer
+
+    bt.batch_map(value_or_file, x=range(1, 9))
+    bt.submit_jobs([7, 8])
+    old = bt.get_job_table([7, 8])["job_hash"].tolist()
+    reg.lease.release()
+    # the dead session: chunks [1, 2], [3], [4], [5], [6], [7], [8], journalled before any ran
+    prefix = inprocess_prefix("feedfacefeedfacefeedfacefeedface")
+    h = [chunk_hash(prefix, k) for k in range(7)]
+    journal = Journal(reg.layout.journal)
+    journal.begin()
+    journal.inprocess(prefix, [1, 2, 3, 4, 5, 6, 7, 8], [(0, 2), (2, 3), (3, 4), (4, 5), (5, 6), (6, 7), (7, 8)],
+                      time.time(), [{}] * 7)
+    store = FolderStore(reg.file_dir)
+    ran = store.packed(h[0])
+    ran.put(1, value(1))
+    ran.put(2, value(2))
+    ran.close()
+    journal.ran(prefix, 0, "cfX", "x.log")
+    failed = UpdateBuffer(reg.layout, h[1])
+    failed.set(3, started=time.time(), done=time.time(), error="ValueError: boom")
+    failed.close()
+    raised = store.packed(h[2])  # a chunk of two jobs whose backend raised after the first one
+    raised.put(4, value(4))
+    raised.close()
+    journal.refused(h[2])
+    store.put(6, value(6))  # a large result of its own
+    store.stash([8], h[6])  # chunk 6 was reached: the previous result of 8 set aside, a new one written
+    store.put(8, "new")
+    journal.close()
+    with caplog.at_level("WARNING", logger="batchtools"):
+        reg = bt.load_registry(reg.file_dir, writeable=True)
+    assert "recorded 5 job(s)" in caplog.text
+    assert bt.find_done()["job_id"].tolist() == [1, 2, 6, 7, 8]
+    assert bt.find_errors()["job_id"].tolist() == [3] and bt.find_not_submitted()["job_id"].tolist() == [4, 5]
+    assert bt.find_expired().empty
+    table = bt.get_job_table().set_index("job_id")
+    assert table.loc[[1, 2, 3, 6, 8], "job_hash"].tolist() == [h[0], h[0], h[1], h[4], h[6]]
+    assert table.loc[7, "job_hash"] == old[0] and table.loc[1, "batch_id"] == "cfX"
+    assert bt.reduce_results_list() == [value(1), value(2), value(6), bytes(packs.PACK_LIMIT + 7), "new"]
+    assert not reg.store.stashed() and not reg.layout.journal.exists()
+
+
+def test_a_journal_line_cut_by_a_full_disk_is_cut_off(tmp_path, monkeypatch):
+    import batchtools.core.journal as journal
+
+    j = journal.Journal(tmp_path / "submissions.log")
+    j.intent("h1", [1, 2])
+    real = journal.write_all
+
+    def half(fd, data):
+        os.write(fd, data[:len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(journal, "write_all", half)
+    with pytest.raises(OSError, match="No space left.*submissions.log"):
+        j.intent("h2", [3])
+    monkeypatch.setattr(journal, "write_all", real)
+    j.intent("h3", [4])
+    assert [r["intent"] for r in journal.read(tmp_path / "submissions.log")] == ["h1", "h3"]

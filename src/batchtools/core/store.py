@@ -140,6 +140,10 @@ class ResultStore(ABC):
         """When the result of ``job_id`` was written (seconds since the epoch), if the store knows."""
         return None
 
+    def modified_many(self, job_ids: Iterable[int]) -> list[float | None]:
+        """:meth:`modified` of each of ``job_ids``."""
+        return [self.modified(i) for i in job_ids]
+
     def stash(self, job_ids: Iterable[int], tag: str) -> list[int]:
         """Set the results of ``job_ids`` aside under ``tag`` (readers no longer see them); the ids moved."""
         kept = self.__dict__.setdefault("_stashed", {})
@@ -409,6 +413,11 @@ class FolderStore(ResultStore):
             "or damaged as failed, to be submitted again (bt.submit_jobs(bt.find_errors())); or pass "
             "missing_val=... to reduce the others")
 
+    def packed_by(self, job_ids: list[int], job_hashes: list[str]) -> list[bool]:
+        """Which of ``job_ids`` have a packed record of the collection ``job_hashes`` says (one
+        each), whatever the status table says: evidence that the collection ran them."""
+        return [f is not None for f in self._pack_index().lookup_many(job_ids, job_hashes)]
+
     def damaged(self, job_ids: Iterable[int]) -> list[int]:
         """Those of ``job_ids`` whose packed result that counts was damaged where it lies
         (``repair_registry`` marks them as failed)."""
@@ -551,15 +560,24 @@ class FolderStore(ResultStore):
         return self._record(job_id) is not None or os.path.exists(self.path(job_id))
 
     def modified(self, job_id: int) -> float | None:
-        found = self._record(job_id)
-        if found is not None:
-            return found[0].times[found[1]]
-        try:
-            return os.stat(self.path(job_id)).st_mtime
-        except FileNotFoundError:
-            return None
+        return self.modified_many([job_id])[0]
 
-    def ids(self) -> np.ndarray:
+    def modified_many(self, job_ids: Iterable[int]) -> list[float | None]:
+        ids = [int(i) for i in job_ids]
+        found = self._pack_index().lookup_many(ids, self._current_hashes(ids))
+        out: list[float | None] = []
+        for i, f in zip(ids, found):
+            if f is not None:
+                out.append(f[0].times[f[1]])
+                continue
+            try:
+                out.append(os.stat(self.path(i)).st_mtime)
+            except FileNotFoundError:
+                out.append(None)
+        return out
+
+    def file_ids(self) -> np.ndarray:
+        """Sorted ids of the jobs with a result file (not a packed result)."""
         import numpy as np  # here, not at the top: the node path starts faster without NumPy
 
         try:
@@ -567,7 +585,12 @@ class FolderStore(ResultStore):
                 names = [e.name[:-4] for e in it if is_data_file(e.name)]
         except FileNotFoundError:
             names = []
-        files = np.sort(np.array([int(n) for n in names if n.isdigit()], dtype=np.int64))
+        return np.sort(np.array([int(n) for n in names if n.isdigit()], dtype=np.int64))
+
+    def ids(self) -> np.ndarray:
+        import numpy as np
+
+        files = self.file_ids()
         index = self._pack_index()
         if not index.files:
             return files
