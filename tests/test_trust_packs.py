@@ -1,8 +1,8 @@
-"""Result packs and in-process runs after ordinary mishaps (issue 24, items 3, 5, 6, 8): a lost or
-damaged packed result is named with its job and the remedy, and repair makes the job run again;
+"""Result packs and in-process runs after ordinary mishaps (issue 24, items 3, 5, 6, 8, 15): a lost
+or damaged packed result is named with its job and the remedy, and repair makes the job run again;
 damage of any byte of a record never passes another job's value off; reading a result of a huge
 pack costs the memory of the result; an Interactive master killed mid-submit, or stopped by a full
-disk, forgets no job that finished.
+disk, forgets no job that finished; a collection run by hand is recorded, as in R.
 
 ``BATCHTOOLS_FAULT_TRIALS`` sets the number of kills (default 10).
 """
@@ -426,3 +426,36 @@ def test_a_journal_line_cut_by_a_full_disk_is_cut_off(tmp_path, monkeypatch):
     monkeypatch.setattr(journal, "write_all", real)
     j.intent("h3", [4])
     assert [r["intent"] for r in journal.read(tmp_path / "submissions.log")] == ["h1", "h3"]
+
+
+# ------------------------------------------------------------------ item 15: collections run by hand
+def test_a_collection_run_by_hand_is_recorded_as_r_does(reg, caplog):
+    bt.batch_map(value, x=range(1, 6))
+    jc = bt.make_job_collection([1, 2])
+    assert bt.do_job_collection(jc, output=jc.log_file) == {"done": 2, "error": 0}
+    assert bt.sync_registry() is True
+    assert bt.find_done()["job_id"].tolist() == [1, 2]
+    assert bt.reduce_results_list() == [value(1), value(2)]
+    assert "Starting job" in "\n".join(bt.get_log(2))
+    # a collection file run by the node's entry point, as a scheduler would
+    jc = bt.make_job_collection([3])
+    path = reg.layout.job_collection(jc.job_hash)
+    from batchtools.core.files import write_pickle
+
+    write_pickle(path, jc)
+    proc = subprocess.run([sys.executable, "-m", "batchtools.worker", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert bt.find_done()["job_id"].tolist() == [1, 2, 3] and bt.load_result(3) == value(3)
+    # a done job run by hand again: the new run replaces it; a job with a run pending keeps it
+    reg.cluster_functions = bt.make_cluster_functions(
+        "Holds", lambda r, jc: bt.make_submit_job_result(0, "held"), list_jobs_queued=lambda r: ["held"])
+    bt.submit_jobs([4])
+    before = bt.get_job_table([1])["job_hash"].iloc[0]
+    jc = bt.make_job_collection([1, 4])
+    with caplog.at_level("WARNING", logger="batchtools"):
+        bt.do_job_collection(jc)
+        bt.sync_registry()
+    assert "jobs [4] were run by hand" in caplog.text
+    assert bt.get_job_table([1])["job_hash"].iloc[0] == jc.job_hash != before
+    assert bt.find_queued()["job_id"].tolist() == [4] and bt.load_result(1) == value(1)
+    assert bt.find_not_submitted()["job_id"].tolist() == [5]
