@@ -99,13 +99,31 @@ def test_repair_finds_a_record_damaged_in_place_and_the_job_runs_again(reg):
         bt.load_result(3, reg=other)
     assert bt.reduce_results_list(missing_val=None, reg=other) == [value(1), value(2), None, value(4), value(5)]
     report = bt.repair_registry(reg.file_dir)
-    assert report["damaged_results"] == [3] and report["missing_results"] == []
+    assert report["damaged_results"] == [3] and report["missing_results"] == [] and report["damaged_packs"] == {}
     reg = bt.load_registry(reg.file_dir, writeable=True)
     reg.cluster_functions = bt.make_cluster_functions_interactive()
     assert bt.find_errors()["job_id"].tolist() == [3]
     assert bt.get_error_messages()["message"].tolist() == [DAMAGED_RESULT]
     bt.submit_jobs(bt.find_errors())
     assert bt.reduce_results_list() == [value(x) for x in range(1, 6)]
+
+
+def test_a_damaged_header_is_reported_and_its_job_runs_again(reg, caplog):
+    bt.batch_map(value, x=range(1, 6))
+    bt.submit_jobs(_chunked(reg))
+    (pack,) = _pack_paths(reg)
+    data = bytearray(pack.read_bytes())
+    at = data.index(value(3).encode())
+    data[data.rindex(b"BTR3", 0, at) + 12] ^= 0x01  # in the job id of job 3's record
+    pack.write_bytes(bytes(data))
+    with caplog.at_level("WARNING", logger="batchtools"):
+        other = bt.load_registry(reg.file_dir)
+        with pytest.raises(ResultNotFoundError, match=rf"job 3 is lost.*{pack.name} has \d+ unreadable bytes"):
+            bt.load_result(3, reg=other)
+    assert f"{pack}: " in caplog.text and "hold no readable record" in caplog.text
+    assert bt.reduce_results_list(ids=[2, 4], reg=other) == [value(2), value(4)]  # its neighbours
+    report = bt.repair_registry(reg.file_dir)
+    assert report["missing_results"] == [3] and list(report["damaged_packs"]) == [str(pack)]
 
 
 # ------------------------------------------------------------------ item 8: damage never shadows

@@ -91,8 +91,10 @@ def repair_registry(file_dir: str | os.PathLike) -> dict:
     submission journal, merges every status update file (quarantining garbage ones), records
     jobs with a result file as done, and marks jobs recorded as done whose result file (or packed
     record) is gone or whose packed record was damaged where it lies as failed ("result file
-    missing", "packed result damaged"), so ``find_errors()`` lists them for resubmission.
-    Returns a report of what it did.
+    missing", "packed result damaged"), so ``find_errors()`` lists them for resubmission (packs
+    with stretches of no known job, a record whose header was damaged, are listed under
+    ``damaged_packs``: the jobs whose results were there are among the missing ones). Returns a
+    report of what it did.
 
     >>> import batchtools as bt
     >>> reg = bt.make_registry(file_dir=None)
@@ -106,7 +108,7 @@ def repair_registry(file_dir: str | os.PathLike) -> dict:
     if not layout.meta.exists():
         raise RegistryNotFoundError(f"file_dir: {str(file_dir)!r} holds no registry (no registry.pkl)")
     report: dict = {"unreadable": [], "from_previous": [], "journal": 0, "from_updates": 0, "adopted": 0,
-                    "missing_results": [], "damaged_results": []}
+                    "missing_results": [], "damaged_results": [], "damaged_packs": {}}
     lease = Lease(layout.file_dir)
     lease.acquire()
     try:
@@ -158,6 +160,7 @@ def repair_registry(file_dir: str | os.PathLike) -> dict:
             if damaged:
                 set_rows(st, reg.pos(np.array(damaged, dtype=np.int64)), "error", DAMAGED_RESULT)
                 report["damaged_results"] = damaged
+            report["damaged_packs"] = reg.store.pack_damage()  # bytes of no known job (their results: missing)
         settle_stashes(reg)
         reg.save(tuple(reg.tables))
         Journal(layout.journal).clear()

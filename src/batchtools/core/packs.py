@@ -39,6 +39,7 @@ apart from a damaged header, so it is skipped like one.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import socket
 import struct
@@ -75,6 +76,7 @@ BLOCK = 1 << 20
 # the collections of one in-process submission: see ``journal.chunk_hash``)
 NAME_PREFIX = 27
 
+log = logging.getLogger("batchtools")
 _HOST = socket.gethostname().split(".")[0]
 _SERIAL = itertools.count()  # two writers of one process never pick the same name
 
@@ -311,6 +313,9 @@ class PackFile:
                         stop = True  # garbage at the end: a torn tail, or a header being written
                         break
                     self.damage.append((pos + p, nxt - pos - p))
+                    log.warning("%s: %d bytes at byte %d hold no readable record (damaged where they lie); a "
+                                "result that was there is reported lost. bt.repair_registry() marks such jobs as "
+                                "failed, to be submitted again", self.path, nxt - pos - p, pos + p)
                     p, found = nxt - pos, True
             pos += p
             if stop:

@@ -418,6 +418,11 @@ class FolderStore(ResultStore):
         each), whatever the status table says: evidence that the collection ran them."""
         return [f is not None for f in self._pack_index().lookup_many(job_ids, job_hashes)]
 
+    def pack_damage(self) -> dict[str, int]:
+        """Packs holding bytes that are no readable record (a damaged header: the job whose result
+        was there cannot be told), and how many such bytes each holds."""
+        return {pf.path: sum(n for _, n in pf.damage) for pf in self._pack_index().files.values() if pf.damage}
+
     def damaged(self, job_ids: Iterable[int]) -> list[int]:
         """Those of ``job_ids`` whose packed result that counts was damaged where it lies
         (``repair_registry`` marks them as failed)."""
