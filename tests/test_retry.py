@@ -155,6 +155,8 @@ def test_memory_is_retried_and_an_exception_is_not(ereg):
     tab = bt.get_job_table()
     assert tab["deaths"].tolist() == [["memory", "memory"], []]
     assert [r["memory"] for r in bt.get_job_attempts(1)["resources"]] == [100, 200, 400]
+    bt.sweep_registry()  # resource rows only earlier attempts refer to are kept
+    assert [r["memory"] for r in bt.get_job_attempts(1)["resources"]] == [100, 200, 400]
 
 
 def test_errors_are_not_retried_unless_asked(tmp_path):
