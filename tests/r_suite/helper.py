@@ -20,8 +20,6 @@ MIGRATION_GUIDE = Path(__file__).resolve().parents[2] / "docs" / "migrating-from
 
 # blocks that pass once issue 24 (another branch) is merged; strict: they then fail as XPASS, and
 # the mark is to be removed
-HAND_RUN_COLLECTION = pytest.mark.xfail(strict=True, reason="issue 24 item 15: the status rows of a job collection "
-                                        "run by hand with do_job_collection are dropped by sync")
 PROBLEM_CACHE = pytest.mark.xfail(strict=True, reason="issue 24 item 14: remove_problems keeps the problem's cached "
                                   "instances")
 

@@ -11,7 +11,6 @@ import batchtools as bt
 from batchtools.core.files import read_pickle
 
 from .helper import (
-    HAND_RUN_COLLECTION,
     check_new_registry,
     check_tables,
     differs,
@@ -123,7 +122,6 @@ def test_loadRegistry_with_missing_dependencies_is_still_usable_122(tmp_path, ca
         bt.test_job(1, external=False, reg=reg)
 
 
-@HAND_RUN_COLLECTION
 def test_loadRegistry_after_early_node_error_still_usable_135():
     """R: test_that("loadRegistry after early node error still usable (#135)")"""
     reg = make_test_registry()

@@ -4,7 +4,7 @@ import warnings
 
 import batchtools as bt
 
-from .helper import HAND_RUN_COLLECTION, differs, make_test_registry, submit_and_wait
+from .helper import differs, make_test_registry, submit_and_wait
 
 
 def test_doJobCollection_handles_bulky_log_output(tmp_path):
@@ -18,7 +18,6 @@ def test_doJobCollection_handles_bulky_log_output(tmp_path):
     assert any(len(line) >= n for line in fn.read_text().splitlines())
 
 
-@HAND_RUN_COLLECTION
 def test_doJobCollection_truncates_error_messages(tmp_path):
     """R: test_that("doJobCollection truncates error messages")"""
     n = 5000

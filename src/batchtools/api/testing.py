@@ -39,7 +39,7 @@ def make_job_collection(ids=None, resources: dict | None = None, reg: RegistrySt
     reg = resolve(reg)
     sel = reg.ids(ids)
     resources = {**reg.default_resources, **check_resources(resources)}
-    return build_collection(reg, sel, resources, job_hash or f"{BY_HAND}{uuid.uuid4().hex}")
+    return build_collection(reg, sel, resources, job_hash or f"{BY_HAND}{uuid.uuid4().hex[:31]}")
 
 
 def _single(id, reg: RegistryState, job_hash: str | None = None) -> JobCollection:

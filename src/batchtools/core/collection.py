@@ -17,8 +17,9 @@ from .layout import layout_of
 
 PACK_MIN = 1000  # array collections of at least this many jobs keep each job spec pickled on its own
 # the hashes of collections made to be run by hand (make_job_collection, do_job_collection) start
-# so: the master records what such a run reports for jobs with no run pending, as R does
-BY_HAND = "hand"
+# so: the master records what such a run reports for jobs with no run pending, as R does. Like every
+# hash, "job" and 32 letters or digits (R's pattern); the upper-case H never occurs in a hex uuid
+BY_HAND = "jobH"
 
 
 class PackedJobs(Sequence):
