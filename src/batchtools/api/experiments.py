@@ -7,6 +7,8 @@ import inspect
 import logging
 import pickle
 import re
+import shutil
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -60,6 +62,16 @@ def register(reg: RegistryState, kind: str, name: str, obj: Any, fun: Callable |
         preload = sorted(set(reg.extra.get("preload", ())) | pickled.modules)
         reg.extra = {**reg.extra, key: names, "code_files": files, "preload": preload}
         reg.save(())
+        if kind == "problem":  # instances of an earlier definition are never read again (R deletes them too)
+            _drop_instance_cache(reg, name)
+
+
+def _drop_instance_cache(reg: RegistryState, name: str) -> None:
+    """Delete the cached instances of problem ``name`` once the running change succeeded. New
+    definitions cache under a new version (``Problem.version``), so an instance an older job
+    writes late is never read either."""
+    folder = reg.layout.problem_cache(name)
+    reg.after_commit(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
 def add_problem(name: str, data: Any = None, fun: Callable | None = None, seed: int | None = None,
@@ -87,7 +99,7 @@ def add_problem(name: str, data: Any = None, fun: Callable | None = None, seed: 
         raise TypeError("cache: must be True or False")
     if cache and seed is None:
         raise ValueError("cache: caching instances needs a problem seed (else instances differ per run); pass seed=...")
-    prob = Problem(name, data, fun, seed, cache)
+    prob = Problem(name, data, fun, seed, cache, version=uuid.uuid4().hex)
     register(reg, "problem", name, prob, fun)
     return prob
 
@@ -415,6 +427,9 @@ def _remove_defs(reg: RegistryState, kind: str, names) -> pd.DataFrame:
         reg.mark_dirty("designs")
         reg.save()
         reg.delete_after(reg.layout.problem(n) if kind == "prob" else reg.layout.algorithm(n) for n in names)
+        if kind == "prob":
+            for n in names:
+                _drop_instance_cache(reg, n)
     return ids_frame(gone)
 
 
