@@ -5,8 +5,24 @@ problem's cached instances go with the problem. (The Dask worker killed mid-task
 
 import os
 import pickle
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
 
 import batchtools as bt
+from conftest import snapshot
+
+
+def run_script(code: str, cwd, timeout: float = 120) -> str:
+    """Run ``code`` in a fresh interpreter (another session), with batchtools imported as bt; its output."""
+    proc = subprocess.run([sys.executable, "-c", "import batchtools as bt\n" + textwrap.dedent(code)], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"script failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
 
 
 # ---------------------------------------------------------- problems and their cached instances
@@ -86,3 +102,68 @@ def test_old_registries_keep_reading_instances_cached_without_a_version(tmp_path
     old = pickle.loads(pickle.dumps(old))
     assert old.version == ""
     assert reg.layout.instance_cache("p", {"n": 1}, 2, old.version).parent == reg.layout.problem_cache("p")
+
+
+# ---------------------------------------------------------- values that pickle but cannot be read back
+def _cannot_rebuild():
+    raise RuntimeError("cannot rebuild")
+
+
+class Unreadable:
+    """Pickles fine; unpickling it raises (a broken __reduce__, as some C-extension objects have)."""
+
+    def __reduce__(self):
+        return (_cannot_rebuild, ())
+
+
+def test_batch_map_refuses_a_value_that_cannot_be_read_back_naming_argument_and_job(tmp_path):
+    reg = bt.make_registry(file_dir=tmp_path / "r", seed=1, conf_file=None)
+    before = snapshot(reg.file_dir)
+    with pytest.raises(TypeError, match=r"x: the value of job 2 \(Unreadable\) can be pickled but not read back "
+                                        r"\(RuntimeError: cannot rebuild\)"):
+        bt.batch_map(lambda x, y: x, x=[1, Unreadable(), 3], y=["a", "b", "c"])
+    with pytest.raises(TypeError, match=r"more_args: can be pickled but not read back"):
+        bt.batch_map(lambda x, k: x, x=[1, 2], more_args={"k": Unreadable()})
+    with pytest.raises(TypeError, match=r"x: the value of job 3 \(list\) cannot be stored"):
+        bt.batch_map(lambda x: x, x=[[1], [2], [__import__("threading").Lock()]])
+    assert snapshot(reg.file_dir) == before  # nothing written
+    assert len(reg.status) == 0
+    # what can be read back (containers, the string "__main__", NumPy scalars) is accepted, and reloads
+    bt.batch_map(lambda x, y: x, x=[(1, 2), "__main__", np.float32(3)], y=[{"a": [1]}, None, b"z"])
+    again = bt.load_registry(reg.file_dir)
+    assert again.defs["x"].tolist() == [(1, 2), "__main__", np.float32(3)]
+
+
+def test_add_experiments_refuses_a_design_value_that_cannot_be_read_back(tmp_path):
+    reg = bt.make_experiment_registry(file_dir=tmp_path / "e", seed=1, conf_file=None)
+    bt.add_problem("p", fun=lambda data, job, n: n)
+    bt.add_algorithm("a", fun=lambda instance, k: instance * k)
+    before = snapshot(reg.file_dir)
+    with pytest.raises(TypeError, match=r"algo_designs\['a'\]: parameter 'k' of design row 2 \(Unreadable\) "
+                                        r"can be pickled but not read back"):
+        bt.add_experiments({"p": pd.DataFrame({"n": [1, 2]})}, {"a": [{"k": 1}, {"k": Unreadable()}]})
+    assert snapshot(reg.file_dir) == before
+    assert len(reg.status) == 0 and len(reg.tables["designs"]) == 0
+    assert len(bt.add_experiments({"p": pd.DataFrame({"n": [1, 2]})}, {"a": [{"k": 1}, {"k": (2, 3)}]})) == 4
+
+
+def test_a_value_of_a_class_in_the_users_script_is_refused(tmp_path):
+    """Such a value pickles and reads back in the script's own process, but no other session (a
+    reload, the command line) can read the registry's definitions: refused before anything is written."""
+    out = run_script(f"""
+        import dataclasses, os
+        @dataclasses.dataclass
+        class Config:
+            k: int
+        reg = bt.make_registry(file_dir={str(tmp_path / "r")!r}, seed=1, conf_file=None)
+        before = sorted(os.listdir(reg.file_dir))
+        try:
+            bt.batch_map(lambda c: c.k, c=[Config(1), Config(2)])
+        except TypeError as e:
+            print("REFUSED", e)
+        print("UNCHANGED", sorted(os.listdir(reg.file_dir)) == before and len(reg.status) == 0)
+        bt.batch_map(lambda k: k, k=[dataclasses.astuple(Config(1))[0]])  # its plain values are fine
+    """, tmp_path)
+    assert "REFUSED c: the value of job 1 (Config) refers to __main__.Config, defined in your script" in out
+    assert "UNCHANGED True" in out
+    assert bt.load_registry(tmp_path / "r").defs["k"].tolist() == [1]

@@ -18,7 +18,7 @@ import pandas as pd
 from ..core import attempts
 from ..core.files import make_dir
 from ..core.ids import ids_frame
-from ..core.pickling import Pickled, pickle_by_value
+from ..core.pickling import Pickled, check_stored_values, pickle_by_value
 from ..core.registry import RegistryState, require_kind, resolve
 from ..core.state import masks
 from ..core.tables import new_status
@@ -237,6 +237,11 @@ def add_experiments(prob_designs: dict | None = None, algo_designs: dict | None 
         _accepted(load_cached(reg.layout.problem(p)).fun, set().union(*rows), "prob_designs", p, rows)
     for a, rows in algo_rows.items():
         _accepted(load_cached(reg.layout.algorithm(a)).fun, set().union(*rows), "algo_designs", a, rows)
+    for arg, designs in (("prob_designs", prob_rows), ("algo_designs", algo_rows)):
+        for name, rows in designs.items():  # the designs are stored with the registry: refuse what cannot be
+            where = [(k, col) for k, r in enumerate(rows) for col in r]
+            check_stored_values([rows[k][col] for k, col in where], f"{arg}[{name!r}]",
+                                lambda i: f"parameter {where[i][1]!r} of design row {where[i][0] + 1}")
 
     with reg.mutation("add experiments"):
         return _add(reg, prob_rows, algo_rows, counts, combine)
