@@ -5,16 +5,19 @@ problem's cached instances go with the problem. (The Dask worker killed mid-task
 
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import textwrap
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 
 import batchtools as bt
-from conftest import snapshot
+from batchtools.core import lease as lease_mod
+from conftest import snapshot, wait_until
 
 
 def run_script(code: str, cwd, timeout: float = 120) -> str:
@@ -167,3 +170,152 @@ def test_a_value_of_a_class_in_the_users_script_is_refused(tmp_path):
     assert "REFUSED c: the value of job 1 (Config) refers to __main__.Config, defined in your script" in out
     assert "UNCHANGED True" in out
     assert bt.load_registry(tmp_path / "r").defs["k"].tolist() == [1]
+
+
+# ---------------------------------------------------------- a forced take-over while the holder submits
+TAKEOVER_TRIALS = int(os.environ.get("BATCHTOOLS_TAKEOVER_TRIALS", "3"))
+
+
+def recorded_job(x, log_dir, sleep):
+    """Records each execution (one line per run in one file per job), then returns its value."""
+    import os
+    import time
+
+    with open(os.path.join(log_dir, f"{x}.run"), "a") as fh:
+        fh.write(f"{os.getpid()}\n")
+    time.sleep(sleep)
+    return x * x
+
+
+def executions(log_dir) -> dict[int, int]:
+    return {int(p.stem): len(p.read_text().split()) for p in log_dir.glob("*.run")}
+
+
+def test_forced_take_over_mid_submit_runs_no_job_twice(tmp_path):
+    """Session A submits 300 single jobs on Multicore(2) (each hand-over waits for a free CPU);
+    meanwhile this session takes the lease with force=True and submits what A had not. A stops
+    before its next hand-over, saying who took the lease; no job A handed over is submitted again
+    (at most those running at take-over could run twice, and none do)."""
+    n = 300
+    report = []
+    for trial in range(TAKEOVER_TRIALS):
+        path, log_dir = tmp_path / f"reg{trial}", tmp_path / f"runs{trial}"
+        log_dir.mkdir()
+        reg = bt.make_registry(file_dir=path, seed=1, conf_file=None, make_default=False)
+        bt.batch_map(recorded_job, x=range(1, n + 1), more_args={"log_dir": str(log_dir), "sleep": 0.02}, reg=reg)
+        reg.lease.release()
+        holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+            import batchtools as bt
+            reg = bt.load_registry({str(path)!r}, writeable=True)
+            reg.cluster_functions = bt.make_cluster_functions_multicore(2)
+            print("loaded", flush=True)
+            try:
+                bt.submit_jobs()
+                print("FINISHED", flush=True)
+            except bt.LeaseError as e:
+                print("STOPPED", e, flush=True)
+        """)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert holder.stdout.readline().strip() == "loaded"
+        wait_until(lambda: len(executions(log_dir)) >= 20 + 20 * trial, 120, "the holder's first jobs")
+        ours = bt.load_registry(path, writeable=True, force=True, make_default=False)
+        ours.cluster_functions = bt.make_cluster_functions_multicore(2)
+        out, err = holder.communicate(timeout=120)
+        assert "STOPPED submit_jobs stopped after handing" in out, out + err
+        assert f"the lease was taken by pid {os.getpid()} on host" in out and "read-only" in out
+        assert "was loaded read-only" not in out + err
+        handed = int(out.split("after handing ")[1].split()[0])
+        # the jobs A handed over are A's (running or done, whatever this session's view); the rest are ours
+        assert len(bt.find_submitted(reg=ours)) >= handed - 2
+        bt.submit_jobs(reg=ours)
+        bt.wait_for_jobs(reg=ours, timeout=180)
+        psutil.wait_procs([p for p in psutil.process_iter() if _runs_in(p, path)], timeout=60)
+        todo = bt.find_not_done(reg=ours)  # a chunk A was handing over at take-over and never started
+        if len(todo):
+            bt.submit_jobs(todo, reg=ours)
+            assert bt.wait_for_jobs(reg=ours, timeout=180)
+        assert bt.reduce_results_list(reg=ours) == [x * x for x in range(1, n + 1)]
+        ran = executions(log_dir)
+        assert sorted(ran) == list(range(1, n + 1))
+        twice = sorted(x for x, k in ran.items() if k > 1)
+        assert len(twice) <= 2, f"jobs that ran twice: {twice}"
+        report.append((handed, len(twice)))
+        ours.cluster_functions.close()
+        ours.lease.release()
+    print(f"\nforced take-over: {TAKEOVER_TRIALS} trials, (jobs A handed over, jobs run twice): {report}")
+
+
+def _runs_in(proc, path) -> bool:
+    """Whether ``proc`` is a job process of the registry at ``path`` (writes into its logs)."""
+    try:
+        return any(f.path.startswith(str(path / "logs")) for f in proc.open_files())
+    except (psutil.Error, OSError):
+        return False
+
+
+HOLD = """
+import batchtools as bt, sys, time
+bt.load_registry(sys.argv[1], writeable=True, force=True)
+print("holding", flush=True)
+time.sleep(120)
+"""
+
+
+def take_over_at(x, at, path, log_dir):
+    """A job that, when it is job ``at``, has another process take the registry's lease (force=True)
+    and hold it; returns that process's pid."""
+    import os
+    import subprocess
+    import sys
+
+    open(os.path.join(log_dir, f"{x}.run"), "a").close()
+    if x == at:
+        proc = subprocess.Popen([sys.executable, "-c", HOLD, path], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "holding"
+        return proc.pid
+    return x
+
+
+def test_a_session_stops_submitting_the_moment_it_lost_its_lease(tmp_path):
+    """Interactive runs each job in submit_jobs: job 3 has another process take the lease. Job 4
+    is never started, and the error says who took the lease, not that the registry was loaded
+    read-only; later calls say the same."""
+    reg = bt.make_registry(file_dir=tmp_path / "r", seed=1, conf_file=None)
+    reg.cluster_functions = bt.make_cluster_functions_interactive()
+    log_dir = tmp_path / "runs"
+    log_dir.mkdir()
+    bt.batch_map(take_over_at, x=range(1, 11), more_args={"at": 3, "path": str(reg.file_dir), "log_dir": str(log_dir)})
+    with pytest.raises(bt.LeaseError, match=r"submit_jobs stopped after handing 3 of 10 job\(s\) to the backend: "
+                                            r"Cannot submit jobs: this session lost the writeable lease of .*: the "
+                                            r"lease was taken by pid \d+ on host .*the other 7 were not submitted") as e:
+        bt.submit_jobs()
+    holder = int(str(e.value).split("the lease was taken by pid ")[1].split()[0])
+    assert holder != os.getpid() and psutil.pid_exists(holder)
+    assert sorted(executions(log_dir)) == [1, 2, 3]
+    assert not reg.writeable
+    for call in (bt.submit_jobs, lambda: bt.add_job_tags([1], "x"), lambda: bt.reset_jobs([1])):
+        with pytest.raises(bt.LeaseError, match="the lease was taken by pid") as e:
+            call()
+        assert "loaded read-only" not in str(e.value)
+    assert bt.get_status().defined == 10  # queries still work
+    os.kill(holder, signal.SIGKILL)
+    os.waitpid(holder, 0)  # it is a child of this process (job 3 ran in it)
+
+
+def test_the_lease_check_is_one_stat_and_never_touches_a_lease_it_lost(tmp_path, monkeypatch):
+    reg = bt.make_registry(file_dir=tmp_path / "r", seed=1, conf_file=None)
+    lease = reg.lease
+    reads = []
+    real = lease_mod.read_lease
+    monkeypatch.setattr(lease_mod, "read_lease", lambda d: reads.append(d) or real(d))
+    for _ in range(100):
+        reg.assert_writeable("submit jobs")
+    assert reads == []  # the lease file is not read while this session holds it
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(reg.file_dir)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "holding"
+    theirs = (tmp_path / "r" / lease_mod.FILE).stat().st_mtime_ns
+    lease.beat()
+    assert (tmp_path / "r" / lease_mod.FILE).stat().st_mtime_ns == theirs
+    with pytest.raises(bt.LeaseError, match=f"the lease was taken by pid {holder.pid}"):
+        reg.assert_writeable("submit jobs")
+    holder.kill()
+    holder.wait()
