@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pandas as pd
@@ -319,3 +320,84 @@ def test_the_lease_check_is_one_stat_and_never_touches_a_lease_it_lost(tmp_path,
         reg.assert_writeable("submit jobs")
     holder.kill()
     holder.wait()
+
+
+# ---------------------------------------------------------- a reader whose clock is off judges pool workers
+SKEWED = """
+import time
+_real = time.time
+time.time = lambda: _real() + {skew}  # this machine's clock is {skew} s off
+import batchtools as bt
+"""
+
+
+def sleeper(s):
+    import time
+
+    time.sleep(s)
+    return s
+
+
+def test_a_read_only_session_judges_pool_workers_by_the_file_system_not_its_clock(tmp_path):
+    """Two pool workers run a long job each (heartbeat 0.5 s). A read-only session whose clock is
+    5 minutes ahead shows them running, not expired. One worker is paused: a read-only session
+    whose clock is 5 minutes behind still sees its heartbeat stop (by the other worker's newer
+    heartbeats, and by watching it not change) and its job expire; the other job keeps running."""
+    reg = bt.make_registry(file_dir=tmp_path / "r", seed=1, conf_file=None)
+    reg.cluster_functions = bt.make_cluster_functions_multicore(2)
+    bt.batch_map(sleeper, s=[60, 60])
+    bt.submit_workers(2, heartbeat=0.5)
+    wait_until(lambda: len(bt.find_running()) == 2, 60, "both jobs running")
+    ahead = run_script(SKEWED.format(skew=300) + textwrap.dedent(f"""
+        reg = bt.load_registry({str(reg.file_dir)!r})
+        assert not reg.writeable
+        print("RUNNING", bt.find_running()["job_id"].tolist(), "EXPIRED", bt.find_expired()["job_id"].tolist())
+    """), tmp_path)
+    assert "RUNNING [1, 2] EXPIRED []" in ahead
+    table = bt.get_job_table()
+    paused_job = 1
+    pid = int(table.loc[table["job_id"] == paused_job, "batch_id"].iloc[0])  # Multicore: the worker's pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        behind = run_script(SKEWED.format(skew=-300) + textwrap.dedent(f"""
+            import time
+            reg = bt.load_registry({str(reg.file_dir)!r})
+            t0 = time.monotonic()
+            while bt.find_expired().empty and time.monotonic() - t0 < 60:
+                time.sleep(0.2)
+            print("EXPIRED", bt.find_expired()["job_id"].tolist(), "RUNNING", bt.find_running()["job_id"].tolist())
+        """), tmp_path)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert f"EXPIRED [{paused_job}] RUNNING [{3 - paused_job}]" in behind
+    bt.kill_jobs()
+
+
+def test_a_read_only_session_sees_a_stopped_heartbeat_by_watching_it(tmp_path):
+    """No other file changes (one worker, paused; no master): only watching the heartbeat not change
+    tells; the first look, which cannot know, says running rather than expired."""
+    reg = bt.make_registry(file_dir=tmp_path / "r", seed=1, conf_file=None)
+    reg.cluster_functions = bt.make_cluster_functions_multicore(1)
+    bt.batch_map(sleeper, s=[60])
+    bt.submit_workers(1, heartbeat=0.5)
+    wait_until(lambda: len(bt.find_running()) == 1, 60, "the job running")
+    pid = int(bt.get_job_table()["batch_id"].iloc[0])
+    reg.lease.release()  # no master: nothing else touches a file of the registry
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        time.sleep(3)  # the heartbeat is stale by now (3 x 0.5 s + 1 s), by any clock
+        out = run_script(SKEWED.format(skew=-300) + textwrap.dedent(f"""
+            import time
+            reg = bt.load_registry({str(reg.file_dir)!r})
+            print("FIRST", bt.find_running()["job_id"].tolist(), bt.find_expired()["job_id"].tolist())
+            t0 = time.monotonic()
+            while bt.find_expired().empty and time.monotonic() - t0 < 60:
+                time.sleep(0.2)
+            print("WATCHED", round(time.monotonic() - t0, 1), bt.find_expired()["job_id"].tolist())
+        """), tmp_path)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert "FIRST [1] []" in out and "WATCHED" in out and out.strip().endswith("[1]"), out
+    watched = float(out.split("WATCHED ")[1].split()[0])
+    assert 2.5 <= watched < 60
+    bt.kill_jobs(reg=bt.load_registry(reg.file_dir, writeable=True))
