@@ -11,6 +11,7 @@ import sys
 import textwrap
 import time
 
+import cloudpickle
 import numpy as np
 import pandas as pd
 import psutil
@@ -401,3 +402,41 @@ def test_a_read_only_session_sees_a_stopped_heartbeat_by_watching_it(tmp_path):
     watched = float(out.split("WATCHED ")[1].split()[0])
     assert 2.5 <= watched < 60
     bt.kill_jobs(reg=bt.load_registry(reg.file_dir, writeable=True))
+
+
+# ---------------------------------------------------------- a collection an engine runs again
+def finished_job(x, log_dir, sleep):
+    """Records each execution once it finished (one line per run in one file per job)."""
+    import os
+    import time
+
+    time.sleep(sleep)
+    with open(os.path.join(log_dir, f"{x}.run"), "a") as fh:
+        fh.write(f"{os.getpid()}\n")
+    return x * x
+
+
+def test_a_collection_run_again_while_its_first_run_lives_waits_for_it(tmp_path):
+    """The engine runs a task again while its first run's process still lives (the worker was
+    declared dead, not killed): the second run waits for the first (a lock on the collection's
+    log), then runs only what the first did not finish. No Dask needed: two node processes."""
+    from batchtools.jobs.node import RERUN_ENV
+
+    log_dir = tmp_path / "runs"
+    log_dir.mkdir()
+    bt.make_registry(file_dir=tmp_path / "reg", seed=1, conf_file=None)
+    bt.batch_map(finished_job, x=range(1, 5), more_args={"log_dir": str(log_dir), "sleep": 0.5})
+    jc = bt.make_job_collection([1, 2, 3, 4])
+    path = tmp_path / f"{jc.job_hash}.pkl"
+    path.write_bytes(cloudpickle.dumps(jc))
+    env = {**os.environ, RERUN_ENV: "1"}
+    cmd = [sys.executable, "-m", "batchtools.worker", str(path)]
+    first = subprocess.Popen(cmd, env=env)
+    wait_until(lambda: (log_dir / "1.run").exists(), 60, "the first run's first job")
+    second = subprocess.Popen(cmd, env=env)
+    assert first.wait(timeout=60) == 0 and second.wait(timeout=60) == 0
+    ran = {int(p.stem): len(p.read_text().split()) for p in log_dir.glob("*.run")}
+    assert ran == {1: 1, 2: 1, 3: 1, 4: 1}
+    log = open(jc.log_file).read()
+    assert "An earlier run of this collection is still going on" in log
+    assert log.count("finished in an earlier run of this collection") == 4
