@@ -12,6 +12,7 @@ import pytest
 
 import batchtools as bt
 from conftest import cancel_own_jobs, require_daemon, snapshot, wait_until
+from test_faults import job, runs
 
 pytestmark = pytest.mark.dask
 
@@ -198,19 +199,8 @@ def test_tasks_dask_refused_when_sent_expire_and_are_submitted_again(dreg, dask_
     assert bt.reduce_results_list() == [2, 3]
 
 
-def recorded_job(x, log_dir, sleep):
-    """Records each execution once it finished (one line per run in one file per job)."""
-    import os
-    import time
-
-    time.sleep(sleep)
-    with open(os.path.join(log_dir, f"{x}.run"), "a") as fh:
-        fh.write(f"{os.getpid()}\n")
-    return x * x
-
-
 def test_a_worker_killed_mid_task_runs_only_the_unfinished_jobs_again(dask_cluster, tmp_path, request):
-    """SIGKILL the Dask worker process whose runner is in the middle of an 8-job collection (two
+    """SIGKILL the Dask worker process whose runner is in the middle of an 8-job collection (three
     trials). Dask runs the task again on a worker; that run skips the jobs the first one finished,
     and the first run's runner, orphaned, stops at once instead of finishing the collection too:
     at most the job running at the kill runs twice."""
@@ -218,12 +208,12 @@ def test_a_worker_killed_mid_task_runs_only_the_unfinished_jobs_again(dask_clust
 
     client = dask_cluster[1]
     n, twice_total = 8, []
-    for trial in range(2):
+    for trial in range(3):
         log_dir = tmp_path / f"runs{trial}"
         log_dir.mkdir()
         reg = bt.make_registry(file_dir=tmp_path / f"killreg{trial}", seed=1, conf_file=None)
         reg.cluster_functions = bt.make_cluster_functions_dask(client)
-        bt.batch_map(recorded_job, x=range(1, n + 1), more_args={"log_dir": str(log_dir), "sleep": 0.7})
+        bt.batch_map(job, x=range(1, n + 1), more_args={"log_dir": str(log_dir), "sleep": 0.7})
         bt.submit_jobs(bt.find_jobs().assign(chunk=1))
         request.addfinalizer(lambda reg=reg: cancel_own_jobs(reg))
         wait_until(lambda: len(list(log_dir.glob("*.run"))) >= 2 + trial, 120, "the first jobs")
@@ -235,7 +225,7 @@ def test_a_worker_killed_mid_task_runs_only_the_unfinished_jobs_again(dask_clust
                    10, "the orphaned runner to stop")
         assert bt.wait_for_jobs(timeout=180)
         assert bt.reduce_results_list() == [x * x for x in range(1, n + 1)]
-        ran = {int(p.stem): len(p.read_text().split()) for p in log_dir.glob("*.run")}
+        ran = runs(log_dir)
         assert sorted(ran) == list(range(1, n + 1))
         twice = [x for x, k in ran.items() if k > 1]
         assert len(twice) <= 1, f"jobs that ran twice: {twice}"
@@ -244,5 +234,5 @@ def test_a_worker_killed_mid_task_runs_only_the_unfinished_jobs_again(dask_clust
         assert "The worker process running this collection is gone" in log  # what the orphan said
         twice_total.append(len(twice))
         client.wait_for_workers(2, timeout=60)
-    print(f"\nDask worker killed mid-task: 2 trials, jobs run twice: {twice_total}")
+    print(f"\nDask worker killed mid-task: 3 trials, jobs run twice: {twice_total}")
 
