@@ -159,7 +159,6 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
     try:
         with progress(total=ids.size, desc="Submitting", reg=reg) as bar:
             for k, (a, b) in enumerate(groups):
-                reg.assert_writeable("submit jobs")  # one stat; again before every hand-over
                 if max_jobs:
                     # an array job only occupies as many slots as its throttle lets run
                     n_new = min(b - a, max_jobs) if chunk_res[k].get("chunks_as_arrayjobs") else b - a
