@@ -31,6 +31,7 @@ log = logging.getLogger("batchtools")
 
 BEAT = 10.0
 TIMEOUT = 60.0
+REREAD = 1.0  # a session holding the lease reads it at least this often (else one stat per check)
 FILE = "lease.json"
 
 
@@ -106,6 +107,7 @@ class Lease:
         self._file: tuple[int, int] | None = None  # (device, inode) of the lease file this session wrote
         self._holder: dict | None = None  # the lease found when this session saw it was not its own
         self.took_over_live = False  # taken with force=True from a session that still runs
+        self._read_at = time.monotonic()  # when this session last read the lease file itself
 
     def acquire(self, force: bool = False) -> None:
         """Take the lease; LeaseError naming the holder if a live session holds it (unless ``force``)."""
@@ -196,13 +198,17 @@ class Lease:
     def _held(self) -> bool:
         """Whether ``lease.json`` is still this session's: one ``stat`` (a take-over replaces the file
         by a new one, made while the old one is still linked elsewhere, so the new one never has the
-        old one's inode); the file's session id only if its inode changed."""
+        old one's inode); the file's session id if its inode changed, and at least every
+        :data:`REREAD` seconds (opening a file revalidates what an NFS client cached about its name;
+        a ``stat`` may answer from that cache for up to a minute)."""
+        now = time.monotonic()
         try:
             st = os.stat(self.path)
-            if (st.st_dev, st.st_ino) == self._file:
+            if (st.st_dev, st.st_ino) == self._file and now - self._read_at < REREAD:
                 return True
         except OSError:
             pass
+        self._read_at = now
         current = read_lease(self.dir)
         if current is not None and current.get("session") == self.session:
             with contextlib.suppress(OSError):  # a file system whose inode numbers are not stable
