@@ -118,7 +118,8 @@ def claim_run(logged_before: bool) -> bool:
     An earlier run of the collection that still goes on (an engine declared its worker dead and
     ran the task again, while the process lives on) is waited for, so two runs never overlap.
     True if the collection ran before (its log existed before this run opened it, or a run held
-    it): the jobs that have a result are then skipped. A file system without locks only tells."""
+    it): the jobs that have a result are then skipped. On a file system without locks only the
+    log tells."""
     import fcntl
 
     try:
