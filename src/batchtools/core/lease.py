@@ -123,7 +123,8 @@ class Lease:
                         "other session read-only.")
                 if not same_process:
                     self.took_over_live = force and holder_alive(self.dir, current)
-                    why = "taking it over (force=True)" if self.took_over_live else "its session is gone"
+                    why = ("force=True; that session still runs and stops before it hands the backend more jobs"
+                           if self.took_over_live else "its session is gone")
                     log.warning("registry %s: the writeable lease of %s is taken over: %s", self.dir,
                                 describe(current), why)
                 # only one taker can claim a given old lease (link fails if the claim exists)
