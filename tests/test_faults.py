@@ -46,9 +46,10 @@ def runs(log_dir: Path) -> collections.Counter:
     return collections.Counter({int(p.stem): len(p.read_text().split()) for p in log_dir.glob("*.run")})
 
 
-def start_master(code: str, cwd: Path) -> subprocess.Popen:
+def start_master(code: str, cwd: Path, stderr=subprocess.DEVNULL) -> subprocess.Popen:
+    """Run ``code`` (bt imported) in another process; returns once it printed "loaded"."""
     proc = subprocess.Popen([sys.executable, "-c", "import sys, batchtools as bt\n" + textwrap.dedent(code)],
-                            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                            cwd=cwd, stdout=subprocess.PIPE, stderr=stderr, text=True)
     assert proc.stdout.readline().strip() == "loaded"
     return proc
 

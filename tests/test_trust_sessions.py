@@ -20,7 +20,7 @@ import pytest
 import batchtools as bt
 from batchtools.core import lease as lease_mod
 from conftest import snapshot, wait_until
-from test_faults import check_registry, job, runs
+from test_faults import check_registry, job, prepare, runs, start_master
 
 
 def run_script(code: str, cwd, timeout: float = 120) -> str:
@@ -187,13 +187,8 @@ def test_forced_take_over_mid_submit_runs_no_job_twice(tmp_path):
     n = 300
     report = []
     for trial in range(TAKEOVER_TRIALS):
-        path, log_dir = tmp_path / f"reg{trial}", tmp_path / f"runs{trial}"
-        log_dir.mkdir()
-        reg = bt.make_registry(file_dir=path, seed=1, conf_file=None, make_default=False)
-        bt.batch_map(job, x=range(1, n + 1), more_args={"log_dir": str(log_dir), "sleep": 0.02}, reg=reg)
-        reg.lease.release()
-        holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-            import batchtools as bt
+        path, log_dir = prepare(tmp_path, n, 0.02, trial)
+        holder = start_master(f"""
             reg = bt.load_registry({str(path)!r}, writeable=True)
             reg.cluster_functions = bt.make_cluster_functions_multicore(2)
             print("loaded", flush=True)
@@ -202,8 +197,7 @@ def test_forced_take_over_mid_submit_runs_no_job_twice(tmp_path):
                 print("FINISHED", flush=True)
             except bt.LeaseError as e:
                 print("STOPPED", e, flush=True)
-        """)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert holder.stdout.readline().strip() == "loaded"
+        """, tmp_path, stderr=subprocess.PIPE)
         wait_until(lambda: len(runs(log_dir)) >= 20 + 20 * trial, 120, "the holder's first jobs")
         ours = bt.load_registry(path, writeable=True, force=True, make_default=False)
         ours.cluster_functions = bt.make_cluster_functions_multicore(2)
