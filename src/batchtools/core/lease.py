@@ -14,6 +14,7 @@ session, which only one taker can do, and then removed.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ log = logging.getLogger("batchtools")
 
 BEAT = 10.0
 TIMEOUT = 60.0
+REREAD = 1.0  # a session holding the lease reads it at least this often (else one stat per check)
 FILE = "lease.json"
 
 
@@ -101,6 +103,11 @@ class Lease:
         self.info = {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": _process_start(os.getpid()),
                      "session": self.session, "taken": time.time()}
         self.lost = False
+        self.taken_by: str | None = None  # who took the lease from this session, once it noticed
+        self._file: tuple[int, int] | None = None  # (device, inode) of the lease file this session wrote
+        self._holder: dict | None = None  # the lease found when this session saw it was not its own
+        self.took_over_live = False  # taken with force=True from a session that still runs
+        self._read_at = time.monotonic()  # when this session last read the lease file itself
 
     def acquire(self, force: bool = False) -> None:
         """Take the lease; LeaseError naming the holder if a live session holds it (unless ``force``)."""
@@ -115,8 +122,9 @@ class Lease:
                         f"with load_registry({str(self.dir)!r}, writeable=True, force=True), which turns the "
                         "other session read-only.")
                 if not same_process:
-                    why = "taking it over (force=True)" if force and holder_alive(self.dir, current) else \
-                        "its session is gone"
+                    self.took_over_live = force and holder_alive(self.dir, current)
+                    why = ("force=True; that session still runs and stops before it hands the backend more jobs"
+                           if self.took_over_live else "its session is gone")
                     log.warning("registry %s: the writeable lease of %s is taken over: %s", self.dir,
                                 describe(current), why)
                 # only one taker can claim a given old lease (link fails if the claim exists)
@@ -144,6 +152,8 @@ class Lease:
                 fh.write(json.dumps(self.info))
             try:
                 os.link(tmp, self.path)
+                st = os.stat(tmp)
+                self._file = (st.st_dev, st.st_ino)
                 return self._start()
             except FileExistsError:
                 continue  # someone else was faster: look again
@@ -179,24 +189,53 @@ class Lease:
                 lease.beat()
 
     def beat(self) -> None:
-        if self.lost:
+        if self.lost or not self._held():  # never touch the lease of the session that took it
             return
         try:
             os.utime(self.path)
         except OSError:
             pass
 
-    def check(self) -> None:
-        """LeaseError if another session took the lease meanwhile (this session is then read-only)."""
-        if self.lost:
-            raise LeaseError(f"this session lost the writeable lease of {self.dir}; it is read-only now")
+    def _held(self) -> bool:
+        """Whether ``lease.json`` is still this session's: one ``stat`` (a take-over replaces the file
+        by a new one, made while the old one is still linked elsewhere, so the new one never has the
+        old one's inode); the file's session id if its inode changed, and at least every
+        :data:`REREAD` seconds (opening a file revalidates what an NFS client cached about its name;
+        a ``stat`` may answer from that cache for up to a minute)."""
+        now = time.monotonic()
+        try:
+            st = os.stat(self.path)
+            if (st.st_dev, st.st_ino) == self._file and now - self._read_at < REREAD:
+                return True
+        except OSError:
+            pass
+        self._read_at = now
         current = read_lease(self.dir)
-        if current is None or current.get("session") != self.session:
+        if current is not None and current.get("session") == self.session:
+            with contextlib.suppress(OSError):  # a file system whose inode numbers are not stable
+                st = os.stat(self.path)
+                self._file = (st.st_dev, st.st_ino)
+            return True
+        self._holder = current
+        return False
+
+    def check(self) -> None:
+        """LeaseError if another session took the lease meanwhile (this session is then read-only).
+        Cheap enough to call before every hand-over to a backend: one ``stat`` while the lease is held."""
+        if not self.lost:
+            if self._held():
+                return
             self.lost = True
             Lease._beating.discard(self)
-            holder = f" to {describe(current)}" if current else ""
-            raise LeaseError(f"this session lost the writeable lease of {self.dir}{holder}; it is read-only now. "
-                             f"Load the registry again with writeable=True to change it from here.")
+            current = self._holder
+            self.taken_by = f"the lease was taken by {describe(current)}" if current else \
+                f"its lease file {self.path} is gone (another session took the lease and ended, or it was deleted)"
+        raise LeaseError(self.lost_message())
+
+    def lost_message(self) -> str:
+        why = self.taken_by or "it gave the lease up"
+        return (f"this session lost the writeable lease of {self.dir}: {why}; it is read-only now. "
+                "Load the registry again with writeable=True to change it from here.")
 
     def release(self) -> None:
         """Give the lease up (if this session still holds it)."""

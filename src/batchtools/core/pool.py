@@ -17,6 +17,7 @@ import numpy as np
 
 from .claims import ClaimLog, fs_now, slot_of, worker_of
 from .files import read_pickle
+from .lease import FILE as LEASE_FILE
 from .tables import set_rows
 
 log = logging.getLogger("batchtools")
@@ -41,6 +42,8 @@ class PoolState:
         # a pool that heals itself (submit_workers(heal=True)): workers to keep alive and their settings
         self.heal: dict[str, Any] | None = None
         self.last_states: dict[str, str] | None = None  # worker states of the last adjust (one listing)
+        # read-only sessions: worker -> (heartbeat time, when this session first saw it), to see it not change
+        self._beats_seen: dict[str, tuple[float, float]] = {}
         path = self.layout.pool_state
         if path.exists():
             state = read_pickle(path)
@@ -87,30 +90,62 @@ class PoolState:
         cf = self.reg.cluster_functions
         can_list = cf is not None and cf.list_jobs is not None
         fs_latency = getattr(cf, "fs_latency", 0) or 0
-        now = None
         states: dict[str, str] = {}
+        beats: dict[str, float | None] = {}  # worker -> when its heartbeat file was last touched
         for wid, w in self.workers.items():
             if w.get("state") in ("exited", "stale"):
                 states[wid] = w["state"]
-                continue
-            if self.layout.worker_exit(wid).exists():
+            elif self.layout.worker_exit(wid).exists():
                 states[wid] = w["state"] = "exited"
-                continue
-            if now is None:
-                now = fs_now(self.layout.fs_clock) if self.reg.writeable else time.time()
+            else:
+                try:
+                    beats[wid] = os.stat(self.layout.worker_beat(wid)).st_mtime
+                except FileNotFoundError:
+                    beats[wid] = None
+        if not beats:
+            return states
+        now = self._fs_now(beats)
+        for wid, mtime in beats.items():
+            w = self.workers[wid]
             listed = w["batch_id"] in q or w["batch_id"] in r
-            try:
-                age = now - os.stat(self.layout.worker_beat(wid)).st_mtime
-            except FileNotFoundError:
-                age = None
-            if age is None:  # not started yet
+            if mtime is None:  # not started yet
                 alive = listed if can_list else now - w["submitted"] < START_GRACE
                 states[wid] = "queued" if alive else "gone"
-            elif age > 3 * w["heartbeat"] + fs_latency + 1.0:
+            elif self._beat_age(wid, mtime, now) > 3 * w["heartbeat"] + fs_latency + 1.0:
                 states[wid] = "stale"
             else:
                 states[wid] = "running" if (listed or not can_list) else "gone"
         return states
+
+    def _fs_now(self, beats: dict[str, float | None]) -> float:
+        """The file server's clock, never this machine's (whose clock may be off: a reader minutes
+        ahead took every running worker for stale). The writeable session touches a probe and reads
+        its time; a read-only one writes nothing, so it takes the newest time of the files that live
+        sessions and workers keep touching (heartbeats, the master's probe, its lease, the claim log,
+        the folder of status updates): the file server's clock was at least there."""
+        if self.reg.writeable:
+            return fs_now(self.layout.fs_clock)
+        newest = max((t for t in beats.values() if t is not None), default=0.0)
+        for path in (self.layout.fs_clock, self.layout.file_dir / LEASE_FILE, self.claims.path,
+                     self.layout.dir("updates")):
+            try:
+                newest = max(newest, os.stat(path).st_mtime)
+            except OSError:
+                pass
+        return newest
+
+    def _beat_age(self, wid: str, mtime: float, now: float) -> float:
+        """How long the heartbeat of ``wid`` has not changed: by the file server's clock, and, in a
+        read-only session (whose ``now`` is only a lower bound), also by how long this session has
+        watched it not change (elapsed time needs no agreeing clocks). Never more than the truth."""
+        age = now - mtime
+        if self.reg.writeable:
+            return age
+        seen = self._beats_seen.get(wid)
+        if seen is None or seen[0] != mtime:
+            self._beats_seen[wid] = (mtime, time.monotonic())
+            return age
+        return max(age, time.monotonic() - seen[1])
 
     def current_states(self) -> dict[str, str]:
         """Worker states, asking the scheduler once."""

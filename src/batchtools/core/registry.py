@@ -136,8 +136,11 @@ class RegistryState:
         return np.searchsorted(self.job_ids, ids)
 
     def assert_writeable(self, action: str) -> None:
-        """Raise unless this session may change the registry: loaded writeable and still holding the lease."""
+        """Raise unless this session may change the registry: loaded writeable and still holding the
+        lease (one ``stat``, so it is checked before every hand-over to a backend)."""
         if not self.writeable:
+            if self.lease is not None and self.lease.taken_by is not None:  # not loaded read-only: taken over
+                raise LeaseError(f"Cannot {action}: {self.lease.lost_message()}")
             raise ReadOnlyRegistryError(
                 f"Cannot {action}: the registry at {self.file_dir} was loaded read-only. "
                 f"Load it with load_registry({str(self.file_dir)!r}, writeable=True) to change it."

@@ -55,6 +55,8 @@ class _Node:
         self.max_requeues = DEFAULT_POLICY.max_requeues
         self.run_start: float | None = None  # set by a process that runs one collection after another
         self.generation = 0
+        # an engine ran this collection before (its worker was lost): skip the jobs that have a result
+        self.rerun = False
 
 
 NODE = _Node()
@@ -68,6 +70,7 @@ def new_run() -> None:
     NODE.signal = None
     NODE.run_start = time.time()
     NODE.generation += 1
+    NODE.rerun = False
 
 
 def process_start() -> float:

@@ -42,9 +42,11 @@ def say(msg: str) -> None:
 
 
 def load_cached(path: str | os.PathLike) -> Any:
-    """Unpickle ``path`` once per process (keyed by path, mtime and size)."""
+    """Unpickle ``path`` once per process (keyed by path, inode, mtime and size: a file rewritten
+    within the file system's timestamp granularity, at the same size, is still read again, since
+    every registry write replaces the file by a new one)."""
     st = os.stat(path)
-    key = (os.fspath(path), st.st_mtime_ns, st.st_size)
+    key = (os.fspath(path), st.st_ino, st.st_mtime_ns, st.st_size)
     if key not in _cache:
         _cache[key] = read_pickle(path)
     return _cache[key]
