@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 import numpy as np
@@ -11,6 +12,8 @@ from ..core.display import DisplayFrame
 from ..core.protocol import END, START
 from ..core.registry import RegistryState, resolve
 from ..core.state import select
+
+log = logging.getLogger("batchtools")
 
 
 def _log_path(reg: RegistryState, job_id: int):
@@ -48,10 +51,17 @@ def get_log(id: int, reg: RegistryState | None = None) -> list[str]:
     if path is None:
         raise FileNotFoundError(f"id: job {job_id} was never submitted, so it has no log yet")
     if not path.exists():
+        if reg.status["started"].notna().to_numpy()[reg.pos(np.array([job_id]))[0]]:
+            raise FileNotFoundError(f"id: the log of job {job_id} ({path}) is missing: the job started, so the file "
+                                    "was deleted or not copied with the registry")
         raise FileNotFoundError(f"id: the log of job {job_id} ({path}) does not exist (yet); "
                                 "it appears once the job starts")
     lines = path.read_text(errors="replace").splitlines()
-    return extract_job_section(lines, job_id) or lines
+    section = extract_job_section(lines, job_id)
+    if not section and lines:
+        log.warning("%s: the log has no part marked for job %d (damaged, or written by something else); "
+                    "showing it whole", path, job_id)
+    return section or lines
 
 
 def show_log(id: int, reg: RegistryState | None = None) -> None:

@@ -22,11 +22,11 @@ from ..core import registry as core
 from ..core.backend import ClusterFunctions, make_cluster_functions
 from ..core.config import apply_conf_file, find_conf_file
 from ..core.errors import RegistryNotFoundError
-from ..core.files import read_table, writable_by_others
+from ..core.files import read_table, table_error, writable_by_others
 from ..core.layout import Layout
 from ..core.lease import Lease
 from ..core.recovery import recover
-from ..core.registry import RegistryState
+from ..core.registry import FORMAT_VERSION, RegistryState, check_format
 from ..core.txn import committed_versions
 from ..core.txn import recover as recover_unfinished_change
 
@@ -184,6 +184,28 @@ def create_registry(cls: type[RegistryState], file_dir, work_dir=None, conf_file
     return reg
 
 
+def _registry_files(layout: Layout) -> list[Path]:
+    """The files of a registry in ``layout``'s folder besides its settings (whose loss is then an
+    error naming them, not "no registry here")."""
+    return [p for p in (Path(f"{layout.meta}.prev"), layout.table("status"), layout.table("defs")) if p.exists()]
+
+
+def read_settings(layout: Layout) -> dict:
+    """The registry's settings (``registry.pkl``) as last committed, checked: a missing, damaged or
+    foreign file, or a format this version cannot read, is an error naming the file."""
+    path = committed_versions(layout.file_dir).get(str(layout.meta), layout.meta) or layout.meta
+    try:
+        try:
+            meta = read_table(path, "settings")
+        except FileNotFoundError:
+            meta = read_table(layout.meta, "settings")
+    except FileNotFoundError:
+        raise table_error(layout.meta, "settings", "is missing (the folder holds a registry's other files: "
+                          f"{', '.join(p.name for p in _registry_files(layout))})") from None
+    check_format(meta, layout.meta)
+    return meta
+
+
 def open_registry(classes: dict[str, type[RegistryState]], file_dir: str | os.PathLike, work_dir: str | None = None,
                   conf_file: Any = ..., make_default: bool = True, writeable: bool = False,
                   force: bool = False) -> RegistryState:
@@ -198,7 +220,7 @@ def open_registry(classes: dict[str, type[RegistryState]], file_dir: str | os.Pa
     layout = Layout(file_dir)
     if not layout.file_dir.is_dir():
         raise RegistryNotFoundError(f"file_dir: {str(file_dir)!r} does not exist; create a registry with make_registry()")
-    if not layout.meta.is_file():
+    if not layout.meta.is_file() and not _registry_files(layout):
         raise RegistryNotFoundError(f"file_dir: {str(file_dir)!r} holds no registry (no registry.pkl)")
     exposed = writable_by_others(layout.file_dir)
     if exposed and os.environ.get("BATCHTOOLS_ALLOW_WORLD_WRITABLE") != "1":
@@ -207,18 +229,14 @@ def open_registry(classes: dict[str, type[RegistryState]], file_dir: str | os.Pa
             f"file_dir: {len(exposed)} entr{'y' if len(exposed) == 1 else 'ies'} of the registry can be changed by any "
             f"user ({shown}). A registry holds pickles, which run code when read, so it is as trusted as code: "
             f"fix it with `chmod -R o-w {layout.file_dir}`, or set BATCHTOOLS_ALLOW_WORLD_WRITABLE=1 to open it anyway")
+    meta = read_settings(layout)  # a format this version cannot read is refused before anything is written
     lease = None
     if writeable:  # the lease first: from here on no other session changes anything
         lease = Lease(layout.file_dir)
         lease.acquire(force=force)
     try:
-        if writeable:
-            recover_unfinished_change(layout.file_dir)
-        meta_path = committed_versions(layout.file_dir).get(str(layout.meta), layout.meta) or layout.meta
-        try:
-            meta = read_table(meta_path, "settings")
-        except FileNotFoundError:
-            meta = read_table(layout.meta, "settings")
+        if writeable and recover_unfinished_change(layout.file_dir):
+            meta = read_settings(layout)
         reg = classes[meta.get("kind", "map")](layout.file_dir, writeable=writeable)
         reg.lease = lease
         reg.set_meta(meta)
@@ -231,6 +249,8 @@ def open_registry(classes: dict[str, type[RegistryState]], file_dir: str | os.Pa
         reg.source, reg.load = meta.get("source", ()), meta.get("load", ())
         if writeable:
             reg.layout.make_dirs()
+            if reg.format_version < FORMAT_VERSION:
+                reg.save((), meta=True)  # upgraded in place: what the current format has and the older may lack
         recover(reg)
         reg.sync()
     except BaseException:

@@ -17,6 +17,7 @@ from typing import Any
 
 from .._version import __version__
 from ..core.collection import JobCollection
+from ..core.errors import CorruptFileError
 from ..core.files import read_pickle
 from ..core.layout import Layout, is_data_file
 from ..core.protocol import MARK
@@ -42,11 +43,18 @@ def say(msg: str) -> None:
 
 
 def load_cached(path: str | os.PathLike) -> Any:
-    """Unpickle ``path`` once per process (keyed by path, mtime and size)."""
-    st = os.stat(path)
-    key = (os.fspath(path), st.st_mtime_ns, st.st_size)
-    if key not in _cache:
-        _cache[key] = read_pickle(path)
+    """Unpickle ``path``, a file of the registry's set-up (its function and arguments, an export,
+    a problem, an algorithm), once per process (keyed by path, mtime and size). A missing or
+    unreadable one is a CorruptFileError naming it: no job runs without a part of its set-up."""
+    try:
+        st = os.stat(path)
+        key = (os.fspath(path), st.st_mtime_ns, st.st_size)
+        if key not in _cache:
+            _cache[key] = read_pickle(path)
+    except Exception as e:
+        what = "is missing" if isinstance(e, FileNotFoundError) else f"cannot be read ({type(e).__name__}: {e})"
+        raise CorruptFileError(f"{path}: this file of the registry's set-up {what}; no job can run without it. Put "
+                               "it back (e.g. from the copy the registry came from), or define it again") from e
     return _cache[key]
 
 

@@ -1,0 +1,278 @@
+"""Trust, round 2 (issue 24), the registry's files: a missing or damaged file is named, never
+taken for an empty table; repair rebuilds what the evidence proves and refuses what it cannot;
+the format version is checked; a copy is a new folder; the command line gives a clear message
+and a non-zero exit, never a traceback, a false answer or a terminal escape from the registry."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import pickle
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import batchtools as bt
+from batchtools import cli
+from conftest import snapshot
+
+
+# ------------------------------------------------------------------------------------ helpers
+@contextlib.contextmanager
+def kept_logging():
+    """The command's logging set-up (a handler, no propagation) is undone afterwards."""
+    logger = logging.getLogger("batchtools")
+    saved = (list(logger.handlers), logger.propagate, logger.level)
+    try:
+        yield
+    finally:
+        logger.handlers[:], logger.propagate, logger.level = saved[0], saved[1], saved[2]
+
+
+def command(*args) -> tuple[int, str, str]:
+    """``batchtools ARGS`` in this process (faster than a subprocess per call): (exit, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with kept_logging(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()
+
+
+def damage(path: Path, how: str) -> None:
+    if how == "delete":
+        path.unlink()
+    elif how == "truncate":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    else:
+        path.write_bytes(b"garbage\x00\x01" + os.urandom(8))
+
+
+def g(x=0):
+    return 2 * x
+
+
+def ten_jobs(path: Path, run=(1, 2, 3)):
+    reg = bt.make_registry(file_dir=path, seed=1, conf_file=None, make_default=False)
+    reg.cluster_functions = bt.make_cluster_functions_interactive()
+    bt.batch_map(g, x=range(1, 11), reg=reg)
+    if run:
+        bt.submit_jobs(list(run), reg=reg)
+    return reg
+
+
+def double(x):
+    return 2 * x
+
+
+# --------------------------------------------------------------- 1, 2: tables that must exist
+def test_missing_definitions_are_named_and_no_job_runs_without_its_parameters(tmp_path, caplog):
+    """Issue 24, 1: an rsync that missed defs.pkl. The remaining jobs ran without parameters
+    ([2, 4, 6, 0, 0, ...], all "done"); now every writeable use is refused naming the file,
+    read-only shows what the other tables know (loudly), and repair does not replace the
+    10 definitions by the empty version make_registry left in defs.pkl.prev."""
+    reg = ten_jobs(tmp_path / "reg")
+    reg.lease.release()
+    (tmp_path / "reg" / "defs.pkl").unlink()
+    with pytest.raises(bt.CorruptFileError, match=r"defs\.pkl: the registry's defs table is missing.*repair_registry"):
+        bt.load_registry(tmp_path / "reg", writeable=True)
+    with caplog.at_level(logging.WARNING, logger="batchtools"):
+        ro = bt.load_registry(tmp_path / "reg", make_default=False)
+    assert "defs table is missing" in caplog.text and "Opened read-only" in caplog.text
+    assert bt.get_status(reg=ro).done == 3 and bt.reduce_results_list(reg=ro) == [2, 4, 6]
+    with pytest.raises(bt.CorruptFileError, match=r"defs\.pkl"):
+        bt.get_job_pars(reg=ro)
+    assert ro.lost_tables == ["defs"]
+    before = snapshot(tmp_path / "reg")
+    with pytest.raises(bt.CorruptFileError, match=r"defs\.pkl: .* the definitions of jobs \[1, 2, 3, 4, 5, 6, 7, 8, "
+                                                  r"9, 10\] are missing.*never guessed"):
+        bt.repair_registry(tmp_path / "reg")
+    assert snapshot(tmp_path / "reg") == before
+    code, out, err = command("submit", tmp_path / "reg", "--no-conf")
+    assert code == cli.FAILED and "defs.pkl" in err and "Traceback" not in err
+    assert snapshot(tmp_path / "reg") == before
+
+
+def test_a_damaged_table_with_an_older_previous_version_is_never_made_shorter(tmp_path):
+    """Repair takes a table's previous version only if it still holds every row the other tables
+    refer to: an experiment registry whose designs.pkl is cut keeps its error, not fewer designs."""
+    reg = bt.make_experiment_registry(file_dir=tmp_path / "reg", seed=1, conf_file=None, make_default=False)
+    bt.add_problem("p", data=1, reg=reg)
+    bt.add_algorithm("a", fun=lambda data, job, instance, k: instance * k, reg=reg)
+    bt.add_experiments(algo_designs={"a": pd.DataFrame({"k": [1, 2]})}, reg=reg)
+    bt.add_experiments(algo_designs={"a": pd.DataFrame({"k": [3]})}, reg=reg)  # designs.pkl.prev lacks k=3
+    reg.lease.release()
+    designs = tmp_path / "reg" / "designs.pkl"
+    designs.write_bytes(designs.read_bytes()[:30])
+    before = snapshot(tmp_path / "reg")
+    with pytest.raises(bt.CorruptFileError, match=r"designs\.pkl: .*the parameters of design rows \[\d+\] are missing"):
+        bt.repair_registry(tmp_path / "reg")
+    assert snapshot(tmp_path / "reg") == before
+
+
+def test_lost_status_and_its_previous_version_are_rebuilt_from_definitions_and_evidence(tmp_path):
+    """Issue 24, 2: without status.pkl and status.pkl.prev the registry was empty and `status
+    --check` said "all done" (exit 0); repair saved the empty table. Now every command names the
+    lost table, and repair rebuilds the status from the definitions and the evidence: packed
+    results, result files, the journal, update files and logs (a failed job's message)."""
+    def f(x):
+        if x == 6:
+            raise ValueError("six is not allowed")
+        return 2 * x
+
+    reg = bt.make_registry(file_dir=tmp_path / "reg", seed=1, conf_file=None, make_default=False)
+    reg.cluster_functions = bt.make_cluster_functions_interactive()
+    bt.batch_map(f, x=range(1, 11), reg=reg)
+    bt.submit_jobs([1, 2, 3, 6], reg=reg)  # packed results, and an error whose update file is merged
+    reg.cluster_functions = bt.make_cluster_functions_multicore(1)
+    bt.submit_jobs([7], reg=reg)  # a result file of its own
+    bt.wait_for_jobs(reg=reg)
+    reg.cluster_functions.close()
+    reg.lease.release()
+    for name in ("status.pkl", "status.pkl.prev"):
+        (tmp_path / "reg" / name).unlink()
+    for args in (("status", "--check"), ("status",), ("errors",), ("submit", "--no-conf")):
+        code, out, err = command(args[0], tmp_path / "reg", *args[1:])
+        assert code == cli.FAILED and "status.pkl: the registry's status table is missing" in err, (args, out, err)
+        assert "Traceback" not in err and "Status for 0 jobs" not in out
+    report = bt.repair_registry(tmp_path / "reg")
+    assert report["rebuilt"] == ["status of jobs [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] (from the definitions and the "
+                                 "evidence on disk)"] and report["from_logs"] >= 1
+    again = bt.load_registry(tmp_path / "reg", writeable=True, make_default=False)
+    assert bt.find_done(reg=again)["job_id"].tolist() == [1, 2, 3, 7]
+    assert bt.reduce_results_list(reg=again) == [2, 4, 6, 14]
+    errors = bt.get_error_messages(reg=again)
+    assert errors["job_id"].tolist() == [6] and errors["message"].tolist() == ["ValueError: six is not allowed"]
+    assert bt.find_not_submitted(reg=again)["job_id"].tolist() == [4, 5, 8, 9, 10]
+    assert "six is not allowed" in "\n".join(bt.get_log(6, reg=again))
+    again.cluster_functions = bt.make_cluster_functions_interactive()
+    bt.submit_jobs(bt.find_not_submitted(reg=again), reg=again)
+    assert bt.reduce_results_list(reg=again) == [2 * x for x in range(1, 11) if x != 6]
+
+
+def test_a_previous_status_older_than_the_jobs_gains_their_rows(tmp_path):
+    """status.pkl lost right after batch_map: its previous version is make_registry's empty table.
+    Repair never saves it as it is (an empty registry): the ten jobs get their rows back."""
+    ten_jobs(tmp_path / "reg", run=()).lease.release()
+    (tmp_path / "reg" / "status.pkl").unlink()
+    assert len(pickle.loads((tmp_path / "reg" / "status.pkl.prev").read_bytes())) == 0
+    report = bt.repair_registry(tmp_path / "reg")
+    assert "status" in report["from_previous"] and report["rebuilt"]
+    again = bt.load_registry(tmp_path / "reg", writeable=True, make_default=False)
+    assert bt.get_status(reg=again).defined == 10
+    again.cluster_functions = bt.make_cluster_functions_interactive()
+    bt.submit_jobs(reg=again)
+    assert bt.reduce_results_list(reg=again) == [2 * x for x in range(1, 11)]
+
+
+def test_experiments_no_status_version_knows_are_an_error_naming_the_table(tmp_path):
+    """An experiment's job id and replication live only in the status table: repair does not make
+    them up when no version of it knows the jobs of some definitions."""
+    reg = bt.make_experiment_registry(file_dir=tmp_path / "reg", seed=1, conf_file=None, make_default=False)
+    bt.add_problem("p", data=1, reg=reg)
+    bt.add_algorithm("a", reg=reg)
+    bt.add_experiments(repls=3, reg=reg)
+    reg.lease.release()
+    (tmp_path / "reg" / "status.pkl").unlink()  # its previous version is make_registry's, with no job
+    before = snapshot(tmp_path / "reg")
+    with pytest.raises(bt.CorruptFileError, match=r"status\.pkl: .*job ids and replications of the experiments of "
+                                                  r"definitions \[1\] are lost"):
+        bt.repair_registry(tmp_path / "reg")
+    assert snapshot(tmp_path / "reg") == before
+
+
+def test_lost_settings_are_restored_from_their_previous_version_only_if_it_knows_the_jobs(tmp_path):
+    """registry.pkl missing: load names it (not "no registry here"); repair restores the previous
+    version, unless that predates batch_map (how the jobs call the function would be lost)."""
+    def h(x, *rest):
+        return x + sum(rest)
+
+    reg = bt.make_registry(file_dir=tmp_path / "reg", seed=1, conf_file=None, make_default=False)
+    reg.cluster_functions = bt.make_cluster_functions_interactive()  # saved: the settings' previous version
+    bt.batch_map(h, [1, 2], [10, 20], reg=reg)  # positional arguments: kept in the settings only
+    reg.lease.release()
+    meta = tmp_path / "reg" / "registry.pkl"
+    saved = meta.read_bytes()
+    meta.unlink()
+    with pytest.raises(bt.CorruptFileError, match=r"registry\.pkl: the registry's settings table is missing \(the "
+                                                  r"folder holds a registry's other files"):
+        bt.load_registry(tmp_path / "reg")
+    before = snapshot(tmp_path / "reg")
+    with pytest.raises(bt.CorruptFileError, match=r"registry\.pkl: .*previous version predates batch_map"):
+        bt.repair_registry(tmp_path / "reg")
+    assert snapshot(tmp_path / "reg") == before
+    meta.write_bytes(saved)  # a save after batch_map: now the previous version knows the jobs
+    again = bt.load_registry(tmp_path / "reg", writeable=True, make_default=False)
+    bt.save_registry(reg=again)
+    again.lease.release()
+    meta.unlink()
+    assert bt.repair_registry(tmp_path / "reg")["from_previous"] == ["settings"]
+    again = bt.load_registry(tmp_path / "reg", writeable=True, make_default=False)
+    again.cluster_functions = bt.make_cluster_functions_interactive()
+    bt.submit_jobs(reg=again)
+    assert bt.reduce_results_list(reg=again) == [11, 22]
+
+
+def test_a_lost_set_up_file_fails_the_job_naming_it(tmp_path):
+    """more_args.pkl lost: jobs ran without the constant arguments (their defaults), silently.
+    Every set-up file (function, arguments, exports, problems, algorithms) is now required."""
+    def k(x, factor=0):
+        return factor * x
+
+    reg = bt.make_registry(file_dir=tmp_path / "reg", seed=1, conf_file=None, make_default=False)
+    reg.cluster_functions = bt.make_cluster_functions_interactive()
+    bt.batch_map(k, x=[1, 2], more_args={"factor": 5}, reg=reg)
+    bt.submit_jobs([1], reg=reg)
+    reg.layout.more_args.unlink()
+    bt.submit_jobs([2], reg=reg)
+    assert bt.find_done(reg=reg)["job_id"].tolist() == [1]
+    errors = bt.get_error_messages(reg=reg)
+    assert errors["job_id"].tolist() == [2]
+    assert re.search(r"more_args\.pkl: this file of the registry's set-up is missing; no job can run without it",
+                     errors["message"].iloc[0])
+
+
+# --------------------------------------------------------------------- 12: the format version
+def test_a_newer_format_is_refused_naming_both_versions_and_an_older_one_is_upgraded(tmp_path):
+    reg = ten_jobs(tmp_path / "reg")
+    reg.lease.release()
+    meta_path = reg.layout.meta
+    meta = pickle.loads(meta_path.read_bytes())
+    assert meta["version"] == 2
+    meta_path.write_bytes(pickle.dumps({**meta, "version": 99}))
+    before = snapshot(tmp_path / "reg")
+    message = r"registry\.pkl: the registry has format version 99, .* reads format versions up to 2\. Upgrade"
+    for call in (lambda: bt.load_registry(tmp_path / "reg"), lambda: bt.load_registry(tmp_path / "reg", writeable=True),
+                 lambda: bt.repair_registry(tmp_path / "reg")):
+        with pytest.raises(RuntimeError, match=message):
+            call()
+    for args in (("status",), ("submit", "--no-conf")):
+        code, out, err = command(args[0], tmp_path / "reg", *args[1:])
+        assert code == cli.FAILED and re.search(message, err), err
+    assert snapshot(tmp_path / "reg") == before
+    # format 1: registries older than the attempts table; read as they are, upgraded by a writeable load
+    meta_path.write_bytes(pickle.dumps({**meta, "version": 1}))
+    reg.layout.table("attempts").unlink()
+    assert not reg.layout.table("attempts").with_suffix(".pkl.prev").exists()
+    old = bt.load_registry(tmp_path / "reg", make_default=False)
+    assert old.format_version == 1 and len(old.tables["attempts"]) == 0
+    assert bt.reduce_results_list(reg=old) == [2, 4, 6]
+    upgraded = bt.load_registry(tmp_path / "reg", writeable=True, make_default=False)
+    assert pickle.loads(meta_path.read_bytes())["version"] == 2 and reg.layout.table("attempts").exists()
+    assert upgraded.format_version == 2
+    upgraded.lease.release()
+    reg.layout.table("attempts").unlink()  # now it is lost, not "older"
+    with pytest.raises(bt.CorruptFileError, match=r"attempts\.pkl: the registry's attempts table is missing"):
+        bt.load_registry(tmp_path / "reg", writeable=True)
+
+
+def test_settings_that_are_no_registry_s_are_named(tmp_path):
+    reg = ten_jobs(tmp_path / "reg")
+    reg.lease.release()
+    reg.layout.meta.write_bytes(pickle.dumps(["not", "settings"]))
+    with pytest.raises(bt.CorruptFileError, match=r"registry\.pkl: the registry's settings table cannot be read \(it "
+                                                  r"holds a list"):
+        bt.load_registry(tmp_path / "reg")
