@@ -276,3 +276,62 @@ def test_settings_that_are_no_registry_s_are_named(tmp_path):
     with pytest.raises(bt.CorruptFileError, match=r"registry\.pkl: the registry's settings table cannot be read \(it "
                                                   r"holds a list"):
         bt.load_registry(tmp_path / "reg")
+
+
+# ------------------------------------------------------------------------ 7: the pool's state
+ALL_COMMANDS = [("status",), ("status", "--check"), ("status", "--json"), ("watch", "-n", "0.1"), ("errors",),
+                ("errors", "--list"), ("log", "1"), ("workers",), ("timeline", "-o", "t.png"),
+                ("submit", "--no-conf"), ("resubmit", "--errors", "--no-conf"), ("kill", "--no-conf"),
+                ("reset", "--all", "--no-conf")]
+
+
+@pytest.mark.parametrize("how", ["garbage", "truncate", "delete"])
+def test_a_damaged_pool_state_is_named_by_every_command_and_repair_rebuilds_it(tmp_path, how):
+    """Issue 24, 7: a damaged pool/state.pkl made the registry unopenable and unrepairable, and
+    all the commands printed a traceback. Now it is named like every table, and repair rebuilds
+    it from the claim log, the queue files and the workers' files."""
+    reg = ten_jobs(tmp_path / "reg", run=())
+    reg.cluster_functions = bt.make_cluster_functions_multicore(2)
+    bt.submit_workers(2, ids=range(1, 8), reg=reg)
+    assert bt.wait_for_jobs(reg=reg)
+    workers = bt.get_workers(reg=reg)[["worker_id", "batch_id", "claimed"]]
+    reg.cluster_functions.close()
+    reg.lease.release()
+    damage(reg.layout.pool_state, how)
+    with pytest.raises(bt.CorruptFileError, match=r"pool/state\.pkl: the registry's pool state table .*repair_registry"):
+        bt.load_registry(tmp_path / "reg")
+    for args in ALL_COMMANDS:
+        code, out, err = command(args[0], tmp_path / "reg", *args[1:])
+        assert code == cli.FAILED and "pool/state.pkl" in err and "Traceback" not in err, (args, code, out, err)
+    report = bt.repair_registry(tmp_path / "reg")
+    assert report["pool"][0] == "rebuilt pool/state.pkl: 2 worker(s), 1 queue(s)"
+    again = bt.load_registry(tmp_path / "reg", writeable=True, make_default=False)
+    rebuilt = bt.get_workers(reg=again)
+    assert set(rebuilt["state"]) == {"exited"}
+    # a worker's batch id is known from the jobs it claimed (one that claimed none: unknown)
+    workers = workers.sort_values("worker_id", ignore_index=True)
+    rebuilt = rebuilt.sort_values("worker_id", ignore_index=True)
+    assert rebuilt["worker_id"].tolist() == workers["worker_id"].tolist()
+    assert rebuilt["claimed"].tolist() == workers["claimed"].tolist() and sum(workers["claimed"]) == 7
+    assert [b if c else None for b, c in zip(workers["batch_id"], workers["claimed"])] == \
+        [None if pd.isna(b) else b for b in rebuilt["batch_id"]]
+    again.cluster_functions = bt.make_cluster_functions_interactive()
+    bt.submit_workers(1, reg=again)  # the pool goes on
+    assert bt.reduce_results_list(reg=again) == [2 * x for x in range(1, 11)]
+
+
+def test_a_worker_the_rebuilt_pool_state_cannot_follow_is_fenced(tmp_path):
+    """A worker whose batch id no evidence gives (it claimed nothing the status recorded, it said
+    no goodbye) cannot be listed: it is fenced, so it never starts a job nobody would see."""
+    reg = ten_jobs(tmp_path / "reg", run=())
+    bt.submit_workers(1, ids=[1, 2], reg=reg)
+    reg.lease.release()
+    ghost = "worker" + "ab" * 16
+    reg.layout.worker_beat(ghost).touch()  # a worker that started and beats, of which nothing else is known
+    reg.layout.pool_state.unlink()
+    report = bt.repair_registry(tmp_path / "reg")
+    assert any(f"worker {ghost}: its batch id is not known; fenced" in note for note in report["pool"])
+    assert f"D {ghost}" in (reg.layout.pool / "claims.log").read_text().splitlines()
+    again = bt.load_registry(tmp_path / "reg", make_default=False)
+    states = dict(zip(*(bt.get_workers(reg=again)[c].tolist() for c in ("worker_id", "state"))))
+    assert states[ghost] == "stale" and list(states.values()).count("exited") == 1

@@ -16,6 +16,7 @@ from ..core.files import read_table
 from ..core.journal import Journal
 from ..core.layout import Layout
 from ..core.lease import Lease
+from ..core.pool import pool_state, rebuild
 from ..core.protocol import DONE, ERROR, JOB_ID, log_outcomes, valid_rows
 from ..core.recovery import replay_journal, settle_stashes
 from ..core.registry import RegistryState, check_format
@@ -231,10 +232,10 @@ def repair_registry(file_dir: str | os.PathLike) -> dict:
     registry's status is rebuilt from its definitions where no version knows a job. Then it
     replays the submission journal, merges every status update file (quarantining garbage
     ones), records jobs with a result as done (and jobs whose status was rebuilt as their logs
-    say: started, or failed with the log's message), and marks jobs recorded as done whose result
-    is gone as failed ("result file missing", so ``find_errors()`` lists them for resubmission).
-    Returns a report of what it did (``from_previous``, ``rebuilt``, ``lost``: what was not as
-    saved).
+    say: started, or failed with the log's message), marks jobs recorded as done whose result is
+    gone as failed ("result file missing", so ``find_errors()`` lists them for resubmission), and
+    rebuilds a missing or damaged worker-pool state from the pool's files. Returns a report of
+    what it did (``from_previous``, ``rebuilt``, ``lost``, ``pool``: what was not as saved).
 
     >>> import batchtools as bt
     >>> reg = bt.make_registry(file_dir=None)
@@ -248,7 +249,7 @@ def repair_registry(file_dir: str | os.PathLike) -> dict:
     if not layout.meta.exists() and not Path(f"{layout.meta}.prev").exists():
         raise RegistryNotFoundError(f"file_dir: {str(file_dir)!r} holds no registry (no registry.pkl)")
     report: dict = {"unreadable": [], "from_previous": [], "rebuilt": [], "lost": [], "journal": 0,
-                    "from_updates": 0, "from_logs": 0, "adopted": 0, "missing_results": []}
+                    "from_updates": 0, "from_logs": 0, "adopted": 0, "missing_results": [], "pool": []}
     first = _read_or_previous(layout.meta, "settings", {"unreadable": [], "from_previous": []})
     if first is not None:  # a newer format is refused before anything is written
         check_format(first, layout.meta)
@@ -281,6 +282,7 @@ def repair_registry(file_dir: str | os.PathLike) -> dict:
             set_rows(st, found_, "submitted", np.where(np.isnan(submitted), st["done"].to_numpy()[found_], submitted))
             report["adopted"] = int(found_.size)
         _logs_evidence(reg, rebuilt, report)
+        pool = _repair_pool(reg, report)
         reg.sync()  # merges what applies, quarantines garbage files
         done = np.flatnonzero(st["done"].notna().to_numpy() & st["error"].isna().to_numpy())
         have = np.isin(st["job_id"].to_numpy()[done], reg.store.ids())
@@ -290,11 +292,29 @@ def repair_registry(file_dir: str | os.PathLike) -> dict:
             report["missing_results"] = st["job_id"].to_numpy()[lost].tolist()
         settle_stashes(reg)
         reg.save(tuple(reg.tables))
+        if pool is not None:
+            pool.save()
         Journal(layout.journal).clear()
     finally:
         lease.release()
     log.warning("repaired registry %s: %s", layout.file_dir, report)
     return report
+
+
+def _repair_pool(reg: RegistryState, report: dict):
+    """The worker pool's state rebuilt from its evidence if it is missing (while the pool has
+    queues) or unreadable; None if it is fine or there is no pool."""
+    try:
+        pool_state(reg)
+        return None
+    except CorruptFileError as e:
+        report["unreadable"].append(str(reg.layout.pool_state))
+        log.warning("%s", e)
+    state, notes = rebuild(reg)
+    reg._pool = state
+    report["pool"] = [f"rebuilt {reg.layout.pool_state.relative_to(reg.file_dir)}: {len(state.workers)} worker(s), "
+                      f"{len(state.queues)} queue(s)", *notes]
+    return state
 
 
 def _adopt_packed_hashes(reg: RegistryState, rows: np.ndarray) -> None:

@@ -124,9 +124,9 @@ def counts_from_summary(file_dir: str | os.PathLike, now: float) -> Status | Non
     """The registry's :class:`Status` from its summary file, or None if the table must be read: the
     summary is missing, describes another version of the status table, of another table or of the
     settings, or another format (a missing or damaged file: opening says so), a change is under
-    way (``.txn``), the nodes' reports wait to be merged, a worker pool keeps its own claims, or
-    some submitted job has not finished (only the backend can say if it is queued, running or
-    gone)."""
+    way (``.txn``), the nodes' reports wait to be merged, the registry has a worker pool (which
+    keeps its own claims), or some submitted job has not finished (only the backend can say if
+    it is queued, running or gone)."""
     lay = Layout(file_dir)
     try:
         summary = json.loads(lay.status_summary.read_bytes())
@@ -137,7 +137,7 @@ def counts_from_summary(file_dir: str | os.PathLike, now: float) -> Status | Non
             return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    if counts.pop("unfinished") or lay.txn.exists() or lay.pool_state.exists():
+    if counts.pop("unfinished") or lay.txn.exists() or lay.pool.exists():
         return None
     try:
         with os.scandir(lay.dir("updates")) as it:
