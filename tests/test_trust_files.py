@@ -11,6 +11,10 @@ import logging
 import os
 import pickle
 import re
+import shutil
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +22,8 @@ import pytest
 
 import batchtools as bt
 from batchtools import cli
+from batchtools.core import txn
+from batchtools.core.files import atomic_write_bytes
 from conftest import snapshot
 
 
@@ -335,3 +341,72 @@ def test_a_worker_the_rebuilt_pool_state_cannot_follow_is_fenced(tmp_path):
     again = bt.load_registry(tmp_path / "reg", make_default=False)
     states = dict(zip(*(bt.get_workers(reg=again)[c].tolist() for c in ("worker_id", "state"))))
     assert states[ghost] == "stale" and list(states.values()).count("exited") == 1
+
+
+# ---------------------------- 13: a copy is a new folder; 16: a folder that cannot be written
+def test_a_copy_of_a_registry_whose_session_lives_opens_writeable_and_the_original_stays_held(reg, tmp_path):
+    """Issue 24, 13: the copy inherited the live lease of the original's session (same host, a
+    live pid): it could not be opened writeable. A lease names the folder it was taken for."""
+    bt.batch_map(double, x=[1, 2, 3])
+    bt.submit_jobs([1])
+    shutil.copytree(reg.file_dir, tmp_path / "copy")
+    code = f"""
+        import batchtools as bt
+        r = bt.load_registry({str(tmp_path / 'copy')!r}, writeable=True)
+        r.cluster_functions = bt.make_cluster_functions_interactive()
+        bt.submit_jobs([2], reg=r)
+        print(bt.reduce_results_list(reg=r))
+    """
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["[2,", "4]"]
+    assert "it was taken for" in proc.stderr and "this folder is a copy" in proc.stderr
+    proc = subprocess.run([sys.executable, "-c", f"import batchtools as bt; bt.load_registry({str(reg.file_dir)!r}, "
+                                                 "writeable=True)"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "is open for writing in another session" in proc.stderr
+    assert bt.reduce_results_list() == [2]  # the original's session goes on, unaffected
+    bt.submit_jobs([3])
+    assert bt.reduce_results_list() == [2, 6]
+
+
+def test_a_copy_made_in_the_middle_of_a_change_rolls_back_its_own_files_only(reg, tmp_path):
+    """The undo log of a change in progress named absolute paths: the copy's next writeable load
+    rolled back the original's files (and left its own). Its paths are the folder's own now."""
+    bt.batch_map(double, x=[1, 2])
+    status = reg.layout.table("status")
+    change = txn.Transaction(reg.file_dir)
+    change.before_write(status)  # a change that has backed up status.pkl, then is copied mid-way
+    committed = status.read_bytes()
+    atomic_write_bytes(status, b"the change's version")  # registry files are replaced, never written in place
+    shutil.copytree(reg.file_dir, tmp_path / "copy")
+    change.commit()  # the original's change commits
+    original = snapshot(reg.file_dir)
+    assert txn.recover(tmp_path / "copy")
+    assert (tmp_path / "copy" / "status.pkl").read_bytes() == committed
+    assert snapshot(reg.file_dir) == original
+
+
+def test_a_writeable_load_of_an_unwritable_copy_says_the_folder_is_not_writeable(reg, tmp_path):
+    bt.batch_map(double, x=[1, 2])
+    bt.submit_jobs([1])
+    shutil.copytree(reg.file_dir, tmp_path / "ro")
+    os.chmod(tmp_path / "ro", 0o555)
+    code = textwrap.dedent(f"""
+        import batchtools as bt
+        try:
+            bt.load_registry({str(tmp_path / 'ro')!r}, writeable=True)
+        except Exception as e:
+            print(type(e).__name__, e)
+        print(bt.reduce_results_list(reg=bt.load_registry({str(tmp_path / 'ro')!r})))
+    """)
+    # root may write anywhere: drop that power (CAP_DAC_OVERRIDE) as an ordinary user does not have it
+    prefix = ["setpriv", "--inh-caps=-dac_override", "--bounding-set=-dac_override"] if os.geteuid() == 0 else []
+    if prefix and not shutil.which("setpriv"):
+        pytest.skip("running as root without setpriv: every folder is writeable")
+    proc = subprocess.run([*prefix, sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    os.chmod(tmp_path / "ro", 0o755)
+    assert proc.returncode == 0, proc.stderr
+    first, second = proc.stdout.splitlines()
+    assert first.startswith("ReadOnlyRegistryError the registry at ") and "cannot be opened for writing: you may not " \
+        "write there (Permission denied). Load it read-only" in first and ".lease" not in first
+    assert second == "[2]"

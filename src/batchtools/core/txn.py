@@ -26,6 +26,7 @@ class Transaction:
     """File-level undo log of one mutating call (see the module docstring)."""
 
     def __init__(self, file_dir: str | os.PathLike):
+        self.root = os.fspath(Layout(file_dir).file_dir)
         self.dir = Layout(file_dir).txn
         self.entries: list[tuple[str, str | None]] = []
         self.after: list[Callable[[], None]] = []
@@ -50,7 +51,9 @@ class Transaction:
             except FileNotFoundError:
                 backup = None
             self.entries.append((path, backup))
-            self._manifest.write(f"{path}\t{backup or ''}\n")
+            # relative to the registry folder: a copy of the folder rolls back its own files
+            self._manifest.write(f"{os.path.relpath(path, self.root)}\t"
+                                 f"{os.path.relpath(backup, self.root) if backup else ''}\n")
             self._manifest.flush()
         except OSError as e:  # e.g. a full disk: name the file the call was about to write
             raise named_error(e, path) from None
@@ -101,35 +104,53 @@ def _undo(entries: list[tuple[str, str | None]]) -> None:
             pass
 
 
+def _manifest_entries(file_dir: str | os.PathLike) -> list[tuple[str, str | None]] | None:
+    """(absolute path, backup or None) of each line of the undo log's manifest, None if there is
+    none. Paths are relative to the registry folder; an absolute one (written by an older
+    version) counts only inside this folder: a copied undo log never touches the original."""
+    layout = Layout(file_dir)
+    try:
+        lines = (layout.txn / MANIFEST).read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return None
+    root = os.fspath(layout.file_dir)
+
+    def inside(p: str) -> str | None:
+        full = os.path.normpath(os.path.join(root, p))
+        return full if full == root or full.startswith(root + os.sep) else None
+
+    out = []
+    for line in lines:
+        path, _, backup = line.partition("\t")
+        if not path:
+            continue
+        full, saved = inside(path), inside(backup) if backup else None
+        if full is None or (backup and saved is None):
+            log.warning("%s: ignoring an undo entry for a file outside the registry (%s): the folder was copied "
+                        "in the middle of a change", layout.txn / MANIFEST, path)
+            continue
+        out.append((full, saved))
+    return out
+
+
 def committed_versions(file_dir: str | os.PathLike) -> dict[str, str | None]:
     """For a reader: path -> the file holding its last committed version (None: it did not exist)
     of every file an unfinished change (live or crashed) has written so far."""
-    manifest = Layout(file_dir).txn / MANIFEST
-    try:
-        lines = manifest.read_text(encoding="utf-8", errors="replace").splitlines()
-    except FileNotFoundError:
-        return {}
     out: dict[str, str | None] = {}
-    for line in lines:
-        path, _, backup = line.partition("\t")
-        if path and path not in out:
-            out[path] = backup or None
+    for path, backup in _manifest_entries(file_dir) or ():
+        if path not in out:
+            out[path] = backup
     return out
 
 
 def recover(file_dir: str | os.PathLike) -> bool:
     """Roll back a transaction a crashed session left unfinished; True if there was one."""
     d = Layout(file_dir).txn
-    manifest = d / MANIFEST
-    if not manifest.exists():
+    entries = _manifest_entries(file_dir)
+    if entries is None:
         if d.exists():
             shutil.rmtree(d, ignore_errors=True)
         return False
-    entries = []
-    for line in manifest.read_text(encoding="utf-8", errors="replace").splitlines():
-        path, _, backup = line.partition("\t")
-        if path:
-            entries.append((path, backup or None))
     _undo(entries)
     shutil.rmtree(d, ignore_errors=True)
     log.warning("rolled back an unfinished change to the registry in %s (a session died in the middle of it)",
