@@ -23,8 +23,9 @@ import pytest
 import batchtools as bt
 from batchtools import cli
 from batchtools.core import txn
-from batchtools.core.files import atomic_write_bytes
-from conftest import snapshot
+from batchtools.core.files import atomic_write_bytes, write_pickle
+from conftest import require_daemon, snapshot
+from test_slurm import slurm_problem
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -410,3 +411,54 @@ def test_a_writeable_load_of_an_unwritable_copy_says_the_folder_is_not_writeable
     assert first.startswith("ReadOnlyRegistryError the registry at ") and "cannot be opened for writing: you may not " \
         "write there (Permission denied). Load it read-only" in first and ".lease" not in first
     assert second == "[2]"
+
+
+# --------------------------------------------------------------- 16: scripts, logs, terminals
+def test_a_list_of_partitions_reaches_the_script_as_slurm_takes_it(reg):
+    """partition=["a", "b"] was dropped from the script without a word; a list of plain values is
+    joined by commas (Slurm's list of partitions), an unsafe element refused like a plain value."""
+    bt.batch_map(double, x=[1])
+    script = bt.cf_brew_template(reg, bt.cf_read_brew_template("slurm"),
+                                 bt.make_job_collection([1], resources={"partition": ["short", "long"]}))
+    assert "#SBATCH --partition=short,long\n" in Path(script).read_text()
+    with pytest.raises(ValueError, match=r"resources: partition='a;reboot' has characters that are not allowed"):
+        bt.make_cluster_functions_slurm().check_resources({"partition": ["short", "a;reboot"]})
+
+
+def test_the_node_makes_its_log_unwritable_by_others_whatever_made_it(tmp_path):
+    """Under umask 000 a scheduler creates the job's log 0666 (Slurm's --output); the node takes
+    write access from group and world before it writes a line."""
+    reg = bt.make_registry(file_dir=tmp_path / "reg", seed=1, conf_file=None, make_default=False)
+    bt.batch_map(double, x=[1], reg=reg)
+    jc = bt.make_job_collection([1], reg=reg)
+    path = reg.layout.job_collection(jc.job_hash)
+    write_pickle(path, jc)
+    log = Path(jc.log_file)
+    log.touch()
+    os.chmod(log, 0o666)  # as the scheduler made it
+    subprocess.run([sys.executable, "-m", "batchtools.worker", str(path)], check=True, timeout=60,
+                   preexec_fn=lambda: os.umask(0))
+    assert log.stat().st_mode & 0o777 == 0o644 and "Calculation finished" in log.read_text()
+
+
+@pytest.mark.slurm
+def test_slurm_job_logs_are_not_writable_by_others_under_umask_000(tmp_path):
+    require_daemon(slurm_problem(), "BATCHTOOLS_TEST_SLURM")
+    code = textwrap.dedent(f"""
+        import os, batchtools as bt
+        os.umask(0)
+        reg = bt.make_registry(file_dir={str(tmp_path / 'reg')!r}, seed=1, conf_file=None)
+        reg.cluster_functions = bt.make_cluster_functions_slurm(scheduler_latency=0, fs_latency=5)
+        reg.cluster_functions.poll, reg.cluster_functions.poll_max = 0.5, 2
+        bt.batch_map(lambda x: 2 * x, x=[1, 2])
+        bt.submit_jobs([1], resources={{"walltime": 120}})  # a job's log, and an array task's
+        bt.submit_jobs(bt.find_jobs(ids=[2]).assign(chunk=1), resources={{"walltime": 120, "chunks_as_arrayjobs": True}})
+        ok = bt.wait_for_jobs(timeout=600)
+        print(ok, bt.reduce_results_list())
+        if not ok:
+            bt.kill_jobs()
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=700, cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.split() == ["True", "[2,", "4]"], proc.stdout + proc.stderr
+    logs = list((tmp_path / "reg" / "logs").glob("*.log"))
+    assert logs and all(p.stat().st_mode & 0o022 == 0 for p in logs), [oct(p.stat().st_mode) for p in logs]

@@ -188,6 +188,12 @@ def node_session(jc: JobCollection, what: str):
 def redirect_output(log_file: str) -> None:
     """Send this process's file descriptors 1 and 2 (and ``sys.stdout``/``sys.stderr``) to the end of ``log_file``."""
     fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:  # a scheduler may have made it (Slurm's --output) under a umask that lets anyone write it
+        mode = os.fstat(fd).st_mode & 0o7777
+        if mode & 0o022:
+            os.fchmod(fd, mode & ~0o022)
+    except OSError:  # not ours to change: leave it as it is
+        pass
     sys.stdout.flush()
     sys.stderr.flush()
     os.dup2(fd, 1)
