@@ -462,3 +462,38 @@ def test_slurm_job_logs_are_not_writable_by_others_under_umask_000(tmp_path):
     assert proc.returncode == 0 and proc.stdout.split() == ["True", "[2,", "4]"], proc.stdout + proc.stderr
     logs = list((tmp_path / "reg" / "logs").glob("*.log"))
     assert logs and all(p.stat().st_mode & 0o022 == 0 for p in logs), [oct(p.stat().st_mode) for p in logs]
+
+
+def test_the_command_line_shows_text_from_the_registry_literally(reg):
+    """An error message, a job's output or a tag with terminal escapes (a title change, clearing
+    the screen, a carriage return hiding text) reached the terminal raw: they are shown escaped."""
+    def evil(x):
+        print("\x1b]0;owned\x07 output\x1b[2J\rhidden")
+        raise ValueError("\x1b[31mred\x1b[0m \u202eevil")
+
+    bt.batch_map(evil, x=[1])
+    bt.submit_jobs()
+    reg.lease.release()
+    for args in (("errors",), ("errors", "--list"), ("log", "1")):
+        code, out, err = command(args[0], reg.file_dir, *args[1:])
+        assert code == 0 and "\x1b" not in out + err and "\r" not in out and "\u202e" not in out, (args, out)
+        assert "\\x1b[31mred\\x1b[0m \\u202eevil" in out
+    assert "\\x1b]0;owned\\x07 output\\x1b[2J\nhidden" in command("log", reg.file_dir, "1")[1]  # a CR ends a line
+
+
+def test_no_command_prints_a_traceback_even_for_a_failure_nothing_names(regdir_map, monkeypatch):
+    def broken(args):
+        raise KeyError("something nobody foresaw")
+
+    monkeypatch.setitem(cli.COMMANDS, "errors", broken)
+    code, out, err = command("errors", regdir_map)
+    assert code == cli.FAILED and "Traceback" not in err
+    assert "errors failed: KeyError: 'something nobody foresaw'" in err and "repair_registry" in err and "-v" in err
+    code, out, err = command("-v", "errors", regdir_map)
+    assert code == cli.FAILED and "Traceback" in err  # asked for: where it failed
+
+
+@pytest.fixture
+def regdir_map(tmp_path):
+    ten_jobs(tmp_path / "reg").lease.release()
+    return tmp_path / "reg"
