@@ -570,6 +570,34 @@ def templates(tmp_path_factory):
     return {"map": make(MAP, root / "map"), "experiment": make(EXPERIMENTS, root / "experiment")}
 
 
+def every_command(path: Path, conf: Path) -> list[tuple[int, str, str]]:
+    """Each of the 13 commands in turn on the registry at ``path`` (the acting ones run their jobs
+    here, with the Interactive backend of the configuration file ``conf``)."""
+    out = []
+    for args in ALL_COMMANDS:
+        args = [a if a != "--no-conf" else "--conf" for a in args] + ([str(conf)] if "--no-conf" in args else [])
+        out.append(command(args[0], path, *args[1:]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def interactive_conf(tmp_path_factory):
+    conf = tmp_path_factory.mktemp("conf") / "batchtools.conf.py"
+    conf.write_text("cluster_functions = bt.make_cluster_functions_interactive()\n")
+    return conf
+
+
+@pytest.fixture(scope="module")
+def base_codes(templates, interactive_conf, tmp_path_factory):
+    """The exit codes of every command on an undamaged copy of each registry."""
+    out = {}
+    for kind, template in templates.items():
+        copy = tmp_path_factory.mktemp("undamaged") / kind
+        shutil.copytree(template, copy)
+        out[kind] = [code for code, _, _ in every_command(copy, interactive_conf)]
+    return out
+
+
 def cli_answers(path: Path) -> dict:
     """What each looking command says of the registry at ``path``, normalised (no times)."""
     out = {}
@@ -631,7 +659,8 @@ def expected(kind: str, reg) -> dict:
 
 
 @pytest.mark.parametrize("kind,pattern,how", list(cases()))
-def test_each_registry_file_missing_or_damaged_gives_the_truth_or_a_named_error(templates, tmp_path, kind,
+def test_each_registry_file_missing_or_damaged_gives_the_truth_or_a_named_error(templates, base_codes,
+                                                                                  interactive_conf, tmp_path, kind,
                                                                                   pattern, how):
     """Every file of the registry directory, deleted, cut in half or overwritten with garbage: load
     (read-only and writeable), status, reduce, every looking command and repair each give the
@@ -675,6 +704,13 @@ def test_each_registry_file_missing_or_damaged_gives_the_truth_or_a_named_error(
             if (code, stdout) != base_cli[name][:2]:  # else an error, or at least a warning, naming the file
                 assert code in (cli.FAILED, base_cli[name][0]) and named(stderr, rel, what), \
                     f"`batchtools {name}` said {code} {stdout!r} {stderr!r} instead of {base_cli[name][:2]}"
+    # all 13 commands, the acting ones too (on a copy of their own): their usual exit, or 1 naming the file
+    shutil.copytree(path, tmp_path / "commands")
+    for args, base, (code, out, err) in zip(ALL_COMMANDS, base_codes[kind], every_command(tmp_path / "commands",
+                                                                                           interactive_conf)):
+        assert "Traceback" not in err, (args, err)
+        assert code == base or (code == cli.FAILED and named(err, rel, what)), \
+            f"`batchtools {' '.join(args)}` said {code} {out[:200]!r} {err[:300]!r}, undamaged {base}"
     # repair: refuses naming the file and changes nothing, or every answer is true afterwards
     before = snapshot(path)
     report = true_or_named(lambda: bt.repair_registry(path), lambda r: None)

@@ -54,7 +54,7 @@ def check_format(meta: dict, path: str | os.PathLike) -> int:
                           "settings)")
     version = meta.get("version", 1)
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise table_error(path, "settings", f"name no valid format version ({version!r})")
+        raise table_error(path, "settings", f"names no valid format version ({version!r})")
     if version > FORMAT_VERSION:
         raise RuntimeError(
             f"{path}: the registry has format version {version}, written by a newer pybatchtools; this is "
@@ -64,8 +64,9 @@ def check_format(meta: dict, path: str | os.PathLike) -> int:
 
 
 class LostTable:
-    """Stands in for a table whose file is missing, in a read-only session (which shows what the
-    other tables know): any use of it raises the error that names the file and the way out."""
+    """Stands in for a table whose file is missing or unreadable, in a read-only session (which
+    shows what the other tables know): any use of it raises the error that names the file and
+    the way out."""
 
     def __init__(self, error: CorruptFileError):
         self.message = str(error)
@@ -401,12 +402,13 @@ class RegistryState:
     def read_tables(self) -> None:
         """Read the tables as last committed (a change in progress elsewhere is not seen half-done).
 
-        A table whose file is missing is an error naming it (CorruptFileError), never an empty
-        table: a writeable session would save the empty one over the evidence. A read-only
-        session shows what the other tables know, warning once: the lost table stands in as a
-        :class:`LostTable` that raises the same error when used (the status table is needed for
-        everything, so its loss is always an error). An unreadable table is treated alike. A table a registry of an older format may
-        predate (:data:`TABLE_SINCE`) is empty when neither it nor its previous version exists."""
+        A table whose file is missing (or unreadable) is an error naming it (CorruptFileError),
+        never an empty table: a writeable session would save the empty one over the evidence. A
+        read-only session (unless ``show_partial`` is off, as for the command line) shows what
+        the other tables know, warning once: the lost table stands in as a :class:`LostTable`
+        that raises the same error when used (the status table is needed for everything, so its
+        loss is always an error). A table a registry of an older format may predate
+        (:data:`TABLE_SINCE`) is empty when neither it nor its previous version exists."""
         committed = committed_versions(self.file_dir)
         lost: dict[str, CorruptFileError] = {}
         for name in [t for t in TABLES if t in self.tables]:
