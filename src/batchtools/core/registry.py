@@ -136,6 +136,7 @@ class RegistryState:
         self._save_failed = False  # a query's save failed (e.g. disk full): warned once, state kept in memory
         self._persist_cf = False  # set once the registry exists on disk: cluster functions changes are saved
         self._merged_unsaved: list[str] = []  # update files merged into memory, deleted after the next save
+        self._saved_counts: dict[str, int] | None = None  # counts of the status table on disk (status.counts)
         self._last_state_save = 0.0
 
     # ------------------------------------------------------------------ state
@@ -360,6 +361,7 @@ class RegistryState:
             self._dirty.discard(name)
             if name == "status":
                 self._last_state_save = time.time()
+                self._saved_counts = table_counts(self.tables["status"])
                 if self._merged_unsaved:  # what they said is saved now: the files can go
                     self.delete_after(self._merged_unsaved)
                     self._merged_unsaved = []
@@ -370,17 +372,17 @@ class RegistryState:
                 log.info("registry %s: upgraded from format version %d to %d", self.file_dir, self.format_version,
                          FORMAT_VERSION)
                 self.format_version = FORMAT_VERSION
-        if (names or meta) and "status" not in self._dirty:  # the table on disk is the one in memory
+        if (names or meta) and self._saved_counts is not None:
             self._save_summary()
         self._save_failed = False
 
     def _save_summary(self) -> None:
-        """The counts of the status table as saved, after each save (of any table: the summary
-        names the version of every file it describes). Written like any registry file (a failed
-        write fails the save, undone with the change); a summary left stale by a crash between
-        the writes is never used."""
+        """The counts of the status table on disk (as this session read or last saved it), after
+        each save (of any table: the summary names the version of every file it describes).
+        Written like any registry file (a failed write fails the save, undone with the change); a
+        summary left stale by a crash between the writes is never used."""
         files = [self.layout.meta.name, *(self.layout.table(t).name for t in self.tables)]
-        self.write_bytes(self.layout.status_summary, summary_bytes(self.file_dir, table_counts(self.status), files))
+        self.write_bytes(self.layout.status_summary, summary_bytes(self.file_dir, self._saved_counts, files))
 
     def save_state(self) -> bool:
         """Save the status of a query (sync): on a full disk or lost permission, warn once and keep
@@ -435,6 +437,7 @@ class RegistryState:
             log.warning("%s. Opened read-only: what the other tables say is shown, anything that needs the %s "
                         "table fails with this error", error, name)
         self.tables["status"] = upgrade_status(self.tables["status"])  # a registry of an older version
+        self._saved_counts = table_counts(self.tables["status"])
         self._dirty.clear()
 
     def sync(self) -> int:
