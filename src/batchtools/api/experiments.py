@@ -247,6 +247,7 @@ def _check_repls(repls, problems: list[str]) -> dict[str, int]:
 
 
 def _add(reg: RegistryState, prob_rows, algo_rows, repls: dict[str, int], combine: str) -> pd.DataFrame:
+    n_designs = len(reg.tables["designs"])
     prob_ids = {p: np.array(_row_ids(reg, "prob", p, rows), dtype=np.int64) for p, rows in prob_rows.items()}
     algo_ids = {a: np.array(_row_ids(reg, "algo", a, rows), dtype=np.int64) for a, rows in algo_rows.items()}
     parts = []
@@ -291,7 +292,8 @@ def _add(reg: RegistryState, prob_rows, algo_rows, repls: dict[str, int], combin
     cand = cand.sort_values(["block", "def_id", "repl"], kind="stable")
     total = len(cand)
     if total == 0:
-        reg.save(("designs", "defs"))
+        if fresh.any() or len(reg.tables["designs"]) != n_designs:  # adding nothing again writes nothing
+            reg.save(("designs", "defs"))
         return ids_frame(np.empty(0, np.int64))
     start = int(st["job_id"].max()) + 1 if len(st) else 1
     job_ids = np.arange(start, start + total, dtype=np.int64)
@@ -306,10 +308,12 @@ def _add(reg: RegistryState, prob_rows, algo_rows, repls: dict[str, int], combin
 # ----------------------------------------------------------------- queries
 def find_experiments(ids=None, prob_name: str | None = None, prob_pattern: str | None = None,
                      algo_name: str | None = None, algo_pattern: str | None = None, prob_pars=None,
-                     algo_pars=None, repls=None, reg: RegistryState | None = None) -> pd.DataFrame:
+                     algo_pars=None, repls=None, task=None, learner=None,
+                     reg: RegistryState | None = None) -> pd.DataFrame:
     """Experiments by problem/algorithm name (exact or regex pattern), parameters
     (a pandas query string like ``"n > 5"`` or a callable on the parameter dict)
-    and replication numbers.
+    and replication numbers. ``task`` / ``learner`` are ``prob_name`` / ``algo_name`` in the words
+    of ML benchmarks (:func:`batchmark`): ``find_experiments(task="iris", learner=["tree", "forest"])``.
 
     >>> import batchtools as bt, pandas as pd
     >>> reg = bt.make_experiment_registry(file_dir=None, seed=1)
@@ -320,6 +324,11 @@ def find_experiments(ids=None, prob_name: str | None = None, prob_pattern: str |
     [4]
     """
     reg = _exp_reg(reg, "find_experiments")
+    for word, value, other, name in (("task", task, prob_name, "prob_name"), ("learner", learner, algo_name, "algo_name")):
+        if value is not None and other is not None:
+            raise ValueError(f"{word}: is another name for {name}; give one of them")
+    prob_name = task if task is not None else prob_name
+    algo_name = learner if learner is not None else algo_name
     defs = reg.definitions
     sel = reg.ids(ids)
     jobs = defs.job_frame(sel)
@@ -348,7 +357,8 @@ def find_experiments(ids=None, prob_name: str | None = None, prob_pattern: str |
 
 
 def summarize_experiments(ids=None, by=("problem", "algorithm"), reg: RegistryState | None = None) -> pd.DataFrame:
-    """Number of experiments per ``by`` group (names, ``repl`` or parameter names)."""
+    """Number of experiments per ``by`` group (names, ``repl`` or parameter names; in an ML
+    benchmark also ``task`` and ``learner``, the problem and algorithm in the benchmark's words)."""
     reg = _exp_reg(reg, "summarize_experiments")
     by = [by] if isinstance(by, str) else list(by)
     sel = reg.ids(ids)

@@ -28,6 +28,7 @@ from ..core.txn import recover as recover_unfinished_change
 log = logging.getLogger("batchtools")
 
 MISSING_RESULT = "result file missing (found by repair_registry); submit the job again"
+DAMAGED_RESULT = "packed result damaged where it lies (found by repair_registry); submit the job again"
 # a log named after its job collection: logs/<job_hash>.log, or <job_hash>-<task>.log of an array task
 HASH_LOG = re.compile(r"^(job[0-9a-f]{32})(?:-\d+)?\.log$")
 
@@ -232,10 +233,14 @@ def repair_registry(file_dir: str | os.PathLike) -> dict:
     registry's status is rebuilt from its definitions where no version knows a job. Then it
     replays the submission journal, merges every status update file (quarantining garbage
     ones), records jobs with a result as done (and jobs whose status was rebuilt as their logs
-    say: started, or failed with the log's message), marks jobs recorded as done whose result is
-    gone as failed ("result file missing", so ``find_errors()`` lists them for resubmission), and
-    rebuilds a missing or damaged worker-pool state from the pool's files. Returns a report of
-    what it did (``from_previous``, ``rebuilt``, ``lost``, ``pool``: what was not as saved).
+    say: started, or failed with the log's message), marks jobs recorded as done whose result
+    file (or packed record) is gone or whose packed record was damaged where it lies as failed
+    ("result file missing", "packed result damaged", so ``find_errors()`` lists them for
+    resubmission; packs with stretches of no known job, a record whose header was damaged, are
+    listed under ``damaged_packs``: the jobs whose results were there are among the missing
+    ones), and rebuilds a missing or damaged worker-pool state from the pool's files. Returns a
+    report of what it did (``from_previous``, ``rebuilt``, ``lost``, ``pool``: what was not as
+    saved).
 
     >>> import batchtools as bt
     >>> reg = bt.make_registry(file_dir=None)
@@ -249,7 +254,8 @@ def repair_registry(file_dir: str | os.PathLike) -> dict:
     if not layout.meta.exists() and not Path(f"{layout.meta}.prev").exists():
         raise RegistryNotFoundError(f"file_dir: {str(file_dir)!r} holds no registry (no registry.pkl)")
     report: dict = {"unreadable": [], "from_previous": [], "rebuilt": [], "lost": [], "journal": 0,
-                    "from_updates": 0, "from_logs": 0, "adopted": 0, "missing_results": [], "pool": []}
+                    "from_updates": 0, "from_logs": 0, "adopted": 0, "missing_results": [], "damaged_results": [],
+                    "damaged_packs": {}, "pool": []}
     first = _read_or_previous(layout.meta, "settings", {"unreadable": [], "from_previous": []})
     if first is not None:  # a newer format is refused before anything is written
         check_format(first, layout.meta)
@@ -290,6 +296,12 @@ def repair_registry(file_dir: str | os.PathLike) -> dict:
         if lost.size:
             set_rows(st, lost, "error", MISSING_RESULT)
             report["missing_results"] = st["job_id"].to_numpy()[lost].tolist()
+        if isinstance(reg.store, FolderStore):  # a packed record damaged in place is listed, not readable
+            damaged = reg.store.damaged(st["job_id"].to_numpy()[done[have]].tolist())
+            if damaged:
+                set_rows(st, reg.pos(np.array(damaged, dtype=np.int64)), "error", DAMAGED_RESULT)
+                report["damaged_results"] = damaged
+            report["damaged_packs"] = reg.store.pack_damage()  # bytes of no known job (their results: missing)
         settle_stashes(reg)
         reg.save(tuple(reg.tables))
         if pool is not None:

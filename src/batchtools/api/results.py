@@ -88,8 +88,8 @@ def _results(reg: RegistryState, sel: np.ndarray, missing_val: Any, fun: Callabl
 
 
 def _read_results(reg: RegistryState, ids: np.ndarray, missing_val: Any) -> list:
-    """Results of ``ids``; a corrupt one raises (naming file, job and remedy), or, with ``missing_val``
-    given, counts as missing with a warning, so one bad file never hides the others."""
+    """Results of ``ids``; a corrupt or lost one raises (naming file, job and remedy), or, with
+    ``missing_val`` given, counts as missing with a warning, so one bad file never hides the others."""
     try:
         out: list = []
         step = max(1, min(1000, ids.size // 200))  # a few hundred progress steps at most
@@ -98,14 +98,14 @@ def _read_results(reg: RegistryState, ids: np.ndarray, missing_val: Any) -> list
                 out.extend(reg.store.get_many(ids[a:a + step].tolist()))
                 bar.update(min(step, ids.size - a))
         return out
-    except CorruptFileError:
+    except (CorruptFileError, FileNotFoundError):  # a custom store says "lost" with FileNotFoundError
         if missing_val is _RAISE:
             raise
     out = []
     for job_id in ids.tolist():
         try:
             out.append(reg.store.get(job_id))
-        except CorruptFileError as e:
+        except (CorruptFileError, FileNotFoundError) as e:
             log.warning("%s; using missing_val for it", e)
             out.append(missing_val)
     return out

@@ -20,6 +20,7 @@ from typing import Any
 from ..backends.multicore import make_cluster_functions_multicore
 from ..core import registry as core
 from ..core.backend import ClusterFunctions, make_cluster_functions
+from ..core.checks import check_flag
 from ..core.config import apply_conf_file, find_conf_file
 from ..core.errors import RegistryNotFoundError
 from ..core.files import read_table, table_error, writable_by_others
@@ -83,7 +84,8 @@ def _check_new_dir(file_dir) -> Path:
         if Layout(path).meta.exists():
             raise FileExistsError(
                 f"file_dir: {str(path)!r} already holds a registry. Open it with "
-                f"load_registry({str(path)!r}, writeable=True), or remove it with remove_registry()."
+                f"load_registry({str(path)!r}, writeable=True), pass exist_ok=True to open it when it is of the same "
+                "kind and seed (a script that runs again), or remove it with remove_registry()."
             )
         if not path.is_dir() or any(path.iterdir()):
             raise FileExistsError(
@@ -147,9 +149,74 @@ def _finish_setup(reg: RegistryState, work_dir, conf_file, packages, source, loa
     reg.work_dir = str(Path(reg.work_dir).absolute())
 
 
+def _registry_files(layout: Layout) -> list[Path]:
+    """The files of a registry in ``layout``'s folder besides its settings (whose loss is then an
+    error naming them, not "no registry here")."""
+    return [p for p in (Path(f"{layout.meta}.prev"), layout.table("status"), layout.table("defs")) if p.exists()]
+
+
+def read_settings(layout: Layout) -> dict:
+    """The registry's settings (``registry.pkl``) as last committed, checked: a missing, damaged or
+    foreign file, or a format this version cannot read, is an error naming the file."""
+    path = committed_versions(layout.file_dir).get(str(layout.meta), layout.meta) or layout.meta
+    try:
+        try:
+            meta = read_table(path, "settings")
+        except FileNotFoundError:
+            meta = read_table(layout.meta, "settings")
+    except FileNotFoundError:
+        raise table_error(layout.meta, "settings", "is missing (the folder holds a registry's other files: "
+                          f"{', '.join(p.name for p in _registry_files(layout))})") from None
+    check_format(meta, layout.meta)
+    return meta
+
+
+KIND_MAKERS = {"map": "make_registry", "experiment": "make_experiment_registry"}
+
+
+def _a(kind: str) -> str:
+    return f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind}"
+
+
+def _check_existing(cls: type[RegistryState], path: Path, seed, packages, source, load) -> None:
+    """``make_*registry(exist_ok=True)`` on a folder holding a registry: it must be of the kind and
+    seed asked for (and node set-up), else the call is refused naming the difference; nothing is written."""
+    meta = read_settings(Layout(path))
+    kind = meta.get("kind", "map")
+    if kind != cls.kind:
+        raise FileExistsError(
+            f"file_dir: {str(path)!r} holds {_a(kind)} registry (made by {KIND_MAKERS.get(kind, kind)}), not "
+            f"{_a(cls.kind)} registry; exist_ok=True opens only a registry of "
+            f"the same kind. Use {KIND_MAKERS.get(kind, kind)}(...) or load_registry({str(path)!r}, writeable=True), "
+            "or choose another file_dir")
+    if seed is not None and seed != meta.get("seed"):
+        raise ValueError(
+            f"seed: the registry in {str(path)!r} has seed={meta.get('seed')}, this call asks seed={seed}; its jobs' "
+            f"seeds cannot change. Pass seed={meta.get('seed')} (or seed=None), or choose another file_dir")
+    asked = {"packages": _check_strings(packages, "packages"), "source": _check_strings(source, "source", files=True),
+             "load": _check_strings(load, "load", files=True)}
+    for key, value in asked.items():
+        stored = tuple(meta.get(key, ()))
+        if value != stored:
+            raise ValueError(
+                f"{key}: the registry in {str(path)!r} has {key}={stored!r}, this call asks {key}={value!r}; "
+                f"pass the same {key} (or choose another file_dir)")
+
+
 def create_registry(cls: type[RegistryState], file_dir, work_dir=None, conf_file: Any = ..., packages=(), source=(),
-                    load=(), seed: int | None = None, make_default: bool = True) -> RegistryState:
-    """A new registry of class ``cls`` in ``file_dir`` (None: a temporary one); see ``make_registry``."""
+                    load=(), seed: int | None = None, make_default: bool = True, exist_ok: bool = False,
+                    classes: dict[str, type[RegistryState]] | None = None) -> RegistryState:
+    """A new registry of class ``cls`` in ``file_dir`` (None: a temporary one); see ``make_registry``.
+    ``exist_ok``: a registry already in ``file_dir`` of the same kind (and seed, packages, source,
+    load) is opened writeable instead, as ``classes[kind]``."""
+    check_flag("exist_ok", exist_ok)
+    if exist_ok and file_dir is not None and Layout(check_file_dir(file_dir)).meta.is_file():
+        if seed is not None:
+            _check_seed(seed)
+        _check_existing(cls, Path(file_dir), seed, packages, source, load)
+        reg = open_registry(classes or {cls.kind: cls}, file_dir, work_dir, conf_file, make_default, writeable=True)
+        log.info("Opened the existing registry in '%s' (exist_ok=True)", reg.file_dir)
+        return reg
     seed = _check_seed(seed)
     temporary = file_dir is None
     if not temporary:
@@ -182,28 +249,6 @@ def create_registry(cls: type[RegistryState], file_dir, work_dir=None, conf_file
         core.set_default_registry(reg)
     log.info("Created registry in '%s' using cluster functions '%s'", reg.file_dir, reg.cluster_functions.name)
     return reg
-
-
-def _registry_files(layout: Layout) -> list[Path]:
-    """The files of a registry in ``layout``'s folder besides its settings (whose loss is then an
-    error naming them, not "no registry here")."""
-    return [p for p in (Path(f"{layout.meta}.prev"), layout.table("status"), layout.table("defs")) if p.exists()]
-
-
-def read_settings(layout: Layout) -> dict:
-    """The registry's settings (``registry.pkl``) as last committed, checked: a missing, damaged or
-    foreign file, or a format this version cannot read, is an error naming the file."""
-    path = committed_versions(layout.file_dir).get(str(layout.meta), layout.meta) or layout.meta
-    try:
-        try:
-            meta = read_table(path, "settings")
-        except FileNotFoundError:
-            meta = read_table(layout.meta, "settings")
-    except FileNotFoundError:
-        raise table_error(layout.meta, "settings", "is missing (the folder holds a registry's other files: "
-                          f"{', '.join(p.name for p in _registry_files(layout))})") from None
-    check_format(meta, layout.meta)
-    return meta
 
 
 def open_registry(classes: dict[str, type[RegistryState]], file_dir: str | os.PathLike, work_dir: str | None = None,

@@ -6,9 +6,10 @@ import os
 import subprocess
 import sys
 import tempfile
+import uuid
 from typing import Any
 
-from ..core.collection import JobCollection
+from ..core.collection import BY_HAND, JobCollection
 from ..core.files import read_pickle, write_pickle
 from ..core.registry import RegistryState, resolve
 from ..core.resources import check_resources
@@ -23,6 +24,12 @@ def make_job_collection(ids=None, resources: dict | None = None, reg: RegistrySt
     """Everything a node needs to run ``ids`` (default: all jobs) in one chunk, with
     ``resources`` (``walltime`` in seconds, ``memory`` in MB, ...; merged over the defaults).
 
+    Run by hand (:func:`~batchtools.do_job_collection`, ``python -m batchtools.worker``), its
+    jobs' results and status are recorded by the next sync, as R does, for jobs with no run
+    pending (not submitted, or ended); a job submitted and not ended keeps its pending run (the
+    hand-run's report is ignored with a warning). ``job_hash``: the collection's hash (default: a
+    new one marking it as run by hand).
+
     >>> import batchtools as bt
     >>> reg = bt.make_registry(file_dir=None)
     >>> _ = bt.batch_map(lambda x: x, x=[1, 2])
@@ -32,7 +39,7 @@ def make_job_collection(ids=None, resources: dict | None = None, reg: RegistrySt
     reg = resolve(reg)
     sel = reg.ids(ids)
     resources = {**reg.default_resources, **check_resources(resources)}
-    return build_collection(reg, sel, resources, job_hash)
+    return build_collection(reg, sel, resources, job_hash or f"{BY_HAND}{uuid.uuid4().hex}")
 
 
 def _single(id, reg: RegistryState, job_hash: str | None = None) -> JobCollection:

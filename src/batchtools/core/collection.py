@@ -14,6 +14,9 @@ from typing import Any
 import cloudpickle
 
 PACK_MIN = 1000  # array collections of at least this many jobs keep each job spec pickled on its own
+# the hashes of collections made to be run by hand (make_job_collection, do_job_collection) start
+# so: the master records what such a run reports for jobs with no run pending, as R does
+BY_HAND = "hand"
 
 
 class PackedJobs(Sequence):

@@ -90,6 +90,11 @@ class Definitions:
         """Ids among ``ids`` whose parameters match ``expr`` (query string or callable)."""
         return ids[filter_pars(self.pars_frame(ids), expr, arg)]
 
+    def column(self, name: str, columns=()) -> str:
+        """The column a user's word ``name`` stands for, among ``columns`` (where a column of that
+        name wins): the name itself, except in an ML benchmark registry (see ExperimentDefinitions)."""
+        return name
+
 
 class MapDefinitions(Definitions):
     kind = "map"
@@ -124,9 +129,23 @@ class MapDefinitions(Definitions):
         return [{"job_id": i, "pars": p} for i, p in zip(ids.tolist(), self._dicts(ids))]
 
 
+# the words of ML benchmarks (batchmark) for the experiment columns: results say task and learner
+BENCHMARK_WORDS = {"task": "problem", "learner": "algorithm"}
+
+
 class ExperimentDefinitions(Definitions):
     kind = "experiment"
     status_columns = ("repl",)
+
+    @property
+    def benchmark(self) -> bool:
+        """Did ``batchmark`` add jobs to this registry? Then ``task``/``learner`` name ``problem``/``algorithm``."""
+        return bool(self.reg.extra.get("benchmark"))
+
+    def column(self, name: str, columns=()) -> str:
+        if name in columns or not self.benchmark:
+            return name
+        return BENCHMARK_WORDS.get(name, name)
 
     def empty_tables(self) -> dict[str, pd.DataFrame]:
         empty = np.empty(0, dtype=np.int64)
@@ -161,7 +180,8 @@ class ExperimentDefinitions(Definitions):
         return pd.DataFrame(out)
 
     def pars_frame(self, ids: np.ndarray) -> pd.DataFrame:
-        """``job_id``, ``problem``, ``algorithm``, ``repl`` and one column per parameter."""
+        """``job_id``, ``problem``, ``algorithm``, ``repl`` and one column per parameter (in an ML
+        benchmark registry also ``task`` and ``learner``, the same as ``problem`` and ``algorithm``)."""
         jobs = self.job_frame(ids)
         out = jobs[["job_id", "problem", "algorithm", "repl"]].copy()
         for kind, col in (("prob", "prob_row"), ("algo", "algo_row")):
@@ -170,6 +190,10 @@ class ExperimentDefinitions(Definitions):
             for c in wide.columns[1:]:
                 name = c if c not in out.columns else f"{kind}.{c}"
                 out[name] = wide[c].to_numpy()[pos] if len(wide) else []
+        if self.benchmark:
+            for word, col in BENCHMARK_WORDS.items():
+                if word not in out.columns:
+                    out[word] = out[col]
         return out
 
     def _pars_of(self, rows: np.ndarray) -> list[dict]:
