@@ -56,7 +56,7 @@ def _merge_all_updates(reg: RegistryState, report: dict) -> None:
     if not directory.is_dir():
         return
     st = reg.status
-    hashes = st["job_hash"].to_numpy(copy=True)  # kept current as rows are applied
+    hashes = st["job_hash"].to_numpy(copy=True)  # kept current as rows are applied (a view is read-only)
     done = st["done"].to_numpy()
     for entry in sorted(os.scandir(directory), key=lambda e: e.stat().st_mtime):
         if not entry.is_file() or not entry.name.endswith(".pkl") or entry.name.startswith("."):

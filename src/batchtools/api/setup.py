@@ -23,7 +23,7 @@ from ..core.backend import ClusterFunctions, make_cluster_functions
 from ..core.checks import check_flag
 from ..core.config import apply_conf_file, find_conf_file
 from ..core.errors import RegistryNotFoundError
-from ..core.files import read_table, table_error, writable_by_others
+from ..core.files import read_table, table_error, user_path, writable_by_others
 from ..core.layout import Layout
 from ..core.lease import Lease
 from ..core.recovery import recover
@@ -38,16 +38,21 @@ def _check_strings(value, arg: str, files: bool = False) -> tuple[str, ...]:
     if isinstance(value, (str, os.PathLike)):
         value = [value]
     try:
-        items = tuple(os.fspath(v) for v in value)
+        return tuple(os.fspath(v) for v in value)
     except TypeError:
         raise TypeError(f"{arg}: expected a list of {'file paths' if files else 'module names'}, "
                         f"got {type(value).__name__}") from None
-    if files:
-        missing = [p for p in items if not Path(p).is_file()]
-        if missing:
-            raise FileNotFoundError(f"{arg}: file(s) not found: {missing}")
-        items = tuple(str(Path(p).absolute()) for p in items)
-    return items
+
+
+def _check_files(items: tuple[str, ...], arg: str, work_dir: Path) -> tuple[str, ...]:
+    """``source`` / ``load`` files as absolute paths: ``~`` expanded, a relative path taken from the
+    work dir (as R does); a missing file is refused."""
+    paths = [work_dir / user_path(p) for p in items]  # an absolute path stays as it is
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{arg}: file(s) not found: {missing} (a relative path is taken from the "
+                                f"work dir {str(work_dir)!r})")
+    return tuple(str(p) for p in paths)
 
 
 def _check_seed(seed) -> int:
@@ -70,7 +75,7 @@ def check_file_dir(file_dir, arg: str = "file_dir") -> Path:
     if bad:
         raise ValueError(f"{arg}: {text!r} contains the control character(s) {bad}, which cannot be passed to "
                          "job processes and scheduler scripts; choose a folder name without them")
-    path = Path(text)
+    path = user_path(text)
     for parent in [path, *path.absolute().parents]:
         if parent.exists() and not parent.is_dir():
             raise NotADirectoryError(f"{arg}: {str(parent)!r} is a file, so {text!r} cannot be a folder; "
@@ -143,10 +148,13 @@ def _finish_setup(reg: RegistryState, work_dir, conf_file, packages, source, loa
         log.warning("configuration file %s sets the cluster functions %r, overriding %r saved with the registry",
                     conf_file, reg.cluster_functions, saved)
     if work_dir is not None:
-        reg.work_dir = str(work_dir)
-    if not Path(reg.work_dir).is_dir():
+        reg.work_dir = os.fspath(work_dir)
+    wd = user_path(reg.work_dir)
+    if not wd.is_dir():
         raise FileNotFoundError(f"work_dir: {reg.work_dir!r} is not an existing directory")
-    reg.work_dir = str(Path(reg.work_dir).absolute())
+    reg.work_dir = str(wd.absolute())
+    reg.source = _check_files(reg.source, "source", wd.absolute())
+    reg.load = _check_files(reg.load, "load", wd.absolute())
 
 
 def _registry_files(layout: Layout) -> list[Path]:
@@ -292,6 +300,11 @@ def open_registry(classes: dict[str, type[RegistryState]], file_dir: str | os.Pa
         _finish_setup(reg, work_dir, conf_file, reg.packages, [], [],
                       saved=restore_cluster_functions(meta.get("cluster_functions")))
         reg.source, reg.load = meta.get("source", ()), meta.get("load", ())
+        for arg in ("source", "load"):  # R warns "Failed to source"; the registry stays usable
+            missing = [p for p in getattr(reg, arg) if not os.path.isfile(p)]
+            if missing:
+                log.warning("%s: the registry's file(s) %s do not exist (any more); its jobs fail until they are "
+                            "back", arg, missing)
         if writeable:
             reg.layout.make_dirs()
             if reg.format_version < FORMAT_VERSION:

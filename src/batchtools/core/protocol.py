@@ -86,6 +86,10 @@ FINISHED = "Calculation finished!"
 START = re.compile(r"^### \[bt\]: Starting job \[batchtools job\.id=(\d+)\]$")
 JOB_END = re.compile(r"^### \[bt\]: Job terminated (successfully|with an exception) \[batchtools job\.id=(\d+)\]$")
 END = MARK + FINISHED
+# a line about one job ends with its id (its start and end markers); R's readLog reads them the same way
+JOB_LINE = re.compile(r"\[batchtools job\.id=(\d+)\]$")
+# the first line a node writes for a job collection (a log may hold several: a requeued run, Interactive)
+BANNER = "This is batchtools v"
 
 
 def log_outcomes(lines) -> dict[int, tuple[bool | None, str | None]]:
