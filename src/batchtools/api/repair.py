@@ -23,6 +23,7 @@ from ..core.registry import RegistryState, check_format
 from ..core.state import adopt_results
 from ..core.store import FolderStore
 from ..core.tables import TABLES, new_status, set_rows, upgrade_status
+from ..core.txn import MANIFEST, damaged_lines
 from ..core.txn import recover as recover_unfinished_change
 
 log = logging.getLogger("batchtools")
@@ -226,7 +227,8 @@ def repair_registry(file_dir: str | os.PathLike) -> dict:
     For a registry whose table is missing or unreadable (a crash of the file system, a full
     disk, a copy that missed a file, a file edited by hand), or whose status no longer matches
     its files: takes the writeable lease (refused while another live session holds it), rolls
-    back an unfinished change, reads each table or, if it is missing or unreadable, its previous
+    back an unfinished change (as far as its undo log names files, if that was damaged: it is then
+    listed under ``unreadable``), reads each table or, if it is missing or unreadable, its previous
     version (``<table>.pkl.prev``), and checks each against the tables it describes. What cannot
     be rebuilt is an error naming the file (never an empty table in place of one with rows):
     the job definitions, and the job ids of experiments, live only in their tables. A plain
@@ -262,7 +264,9 @@ def repair_registry(file_dir: str | os.PathLike) -> dict:
     lease = Lease(layout.file_dir)
     lease.acquire()
     try:
-        recover_unfinished_change(layout.file_dir)
+        if damaged_lines(layout.file_dir):  # undone as far as it names files; the tables are checked below
+            report["unreadable"].append(str(layout.txn / MANIFEST))
+        recover_unfinished_change(layout.file_dir, damaged_ok=True)
         meta = _read_or_previous(layout.meta, "settings", report)
         if meta is None:
             raise CorruptFileError(f"{layout.meta}: the registry's settings are unreadable and have no readable "
