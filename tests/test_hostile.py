@@ -195,7 +195,7 @@ def try_path(tmp_path: Path, name: str, backend: str, make_cf) -> str:
             bt.submit_workers(2, idle_timeout=0, reg=reg)
         else:
             bt.submit_jobs(bt.find_jobs(reg=reg).assign(chunk=[1, 1, 2]), reg=reg)
-        assert bt.wait_for_jobs(reg=reg, timeout=120), bt.get_error_messages(reg=reg)
+        assert bt.wait_for_jobs(reg=reg, timeout=600), bt.get_error_messages(reg=reg)
         assert bt.reduce_results_list(reg=reg) == [2, 3, 4]
         assert "Starting job" in "\n".join(bt.get_log(3, reg=reg))
         return "ok"
