@@ -12,6 +12,11 @@ import os
 import pickle
 from pathlib import Path
 
+# The format of the registry folder. 2: every table of the registry's kind is written when it is
+# made, so a missing one is lost, never "empty" (format 1 registries may predate ``attempts.pkl``).
+# A newer format is refused; an older one is read, and upgraded by the first writeable load.
+FORMAT_VERSION = 2
+
 SUBDIRS = ("jobs", "results", "packs", "logs", "updates", "exports", "external", "problems", "algorithms")
 
 

@@ -1,11 +1,14 @@
 """The writeable-session lease: at most one session may change a registry at a time.
 
 ``lease.json`` in the registry folder names the holder: host, pid, the process's start time (so
-a reused pid is not mistaken for the holder), a session id and when the lease was taken. The
-holder touches the file every :data:`BEAT` seconds from a background thread. A lease counts as
-alive while its holder process exists (same host: checked directly) or, for a holder on another
-host, while the file was touched within :data:`TIMEOUT` seconds (measured against the file
-server's clock, so the hosts' clocks need not agree). Taking a lease is atomic on NFS too: the
+a reused pid is not mistaken for the holder), a session id, when the lease was taken, and the
+folder it was taken for (its path, device and inode). The holder touches the file every
+:data:`BEAT` seconds from a background thread. A lease counts as alive while its holder process
+exists (same host: checked directly) or, for a holder on another host, while the file was
+touched within :data:`TIMEOUT` seconds (measured against the file server's clock, so the hosts'
+clocks need not agree), and only for the folder it names: a copy of a registry (``cp -a``,
+``rsync``) is a new folder, whose copied lease holds nothing (the same folder seen from another
+host of a shared file system has the same inode). Taking a lease is atomic on NFS too: the
 new lease is written to a private file and hard-linked into place (``link`` fails if the name
 exists); a dead holder's lease is first claimed by hard-linking it to a name derived from its
 session, which only one taker can do, and then removed.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -25,7 +29,7 @@ import uuid
 import weakref
 from pathlib import Path
 
-from .errors import LeaseError
+from .errors import LeaseError, ReadOnlyRegistryError
 
 log = logging.getLogger("batchtools")
 
@@ -76,9 +80,30 @@ def read_lease(file_dir: str | os.PathLike) -> dict | None:
         return {"host": "?", "pid": None, "session": None, "taken": 0, "mtime": 0.0, "corrupt": True}
 
 
+def _folder_id(file_dir: str | os.PathLike) -> dict:
+    st = os.stat(file_dir)
+    return {"dir": os.path.realpath(file_dir), "dev": st.st_dev, "ino": st.st_ino}
+
+
+def same_folder(file_dir: str | os.PathLike, info: dict) -> bool:
+    """Whether the lease ``info`` was taken for the folder ``file_dir`` (not for the folder it was
+    copied from). Same host: the same device and inode; another host (a shared file system: its
+    device numbers differ): the same inode. A lease of a version that did not name its folder
+    counts as this folder's."""
+    if "ino" not in info:
+        return True
+    try:
+        here = _folder_id(file_dir)
+    except OSError:
+        return True
+    if info.get("host") == socket.gethostname():
+        return (info.get("dev"), info.get("ino")) == (here["dev"], here["ino"])
+    return info.get("ino") == here["ino"]
+
+
 def holder_alive(file_dir: str | os.PathLike, info: dict) -> bool:
-    """Whether the session named by ``info`` still runs (see the module docstring)."""
-    if info.get("corrupt"):
+    """Whether the session named by ``info`` still runs and holds this folder (see the module docstring)."""
+    if info.get("corrupt") or not same_folder(file_dir, info):
         return False
     if info.get("host") == socket.gethostname():
         pid = info.get("pid")
@@ -110,7 +135,21 @@ class Lease:
         self._read_at = time.monotonic()  # when this session last read the lease file itself
 
     def acquire(self, force: bool = False) -> None:
-        """Take the lease; LeaseError naming the holder if a live session holds it (unless ``force``)."""
+        """Take the lease; LeaseError naming the holder if a live session holds it (unless ``force``),
+        ReadOnlyRegistryError if the folder cannot be written."""
+        try:
+            self.info.update(_folder_id(self.dir))
+            self._acquire(force)
+        except OSError as e:
+            if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS) or isinstance(e, ReadOnlyRegistryError):
+                raise
+            why = "the file system is read-only" if e.errno == errno.EROFS else "you may not write there"
+            raise ReadOnlyRegistryError(
+                f"the registry at {self.dir} cannot be opened for writing: {why} ({e.strerror}). Load it read-only "
+                f"(load_registry({str(self.dir)!r}), the default) to look at it, or copy the folder to one you can "
+                "write to") from None
+
+    def _acquire(self, force: bool) -> None:
         for _ in range(5):
             current = read_lease(self.dir)
             if current is not None:
@@ -122,9 +161,14 @@ class Lease:
                         f"with load_registry({str(self.dir)!r}, writeable=True, force=True), which turns the "
                         "other session read-only.")
                 if not same_process:
-                    self.took_over_live = force and holder_alive(self.dir, current)
-                    why = ("force=True; that session still runs and stops before it hands the backend more jobs"
-                           if self.took_over_live else "its session is gone")
+                    self.took_over_live = bool(force and same_folder(self.dir, current)
+                                               and holder_alive(self.dir, current))
+                    if not same_folder(self.dir, current):
+                        why = f"it was taken for {current.get('dir')} (this folder is a copy of that one)"
+                    elif self.took_over_live:
+                        why = "force=True; that session still runs and stops before it hands the backend more jobs"
+                    else:
+                        why = "its session is gone"
                     log.warning("registry %s: the writeable lease of %s is taken over: %s", self.dir,
                                 describe(current), why)
                 # only one taker can claim a given old lease (link fails if the claim exists)

@@ -156,10 +156,16 @@ def save(file_dir: str, job_id: int, obj: Any) -> None:
 
 
 def load(file_dir: str, job_id: int) -> Any:
-    """The job's last checkpoint, or None."""
+    """The job's last checkpoint, or None. A checkpoint that cannot be read (damaged, cut short)
+    is None too, and the job's log says so: the job starts over, which costs time but gives the
+    true result (there is nothing else to go on from)."""
+    path = layout_of(file_dir).checkpoint(job_id)
     try:
-        obj = read_pickle(layout_of(file_dir).checkpoint(job_id))
+        obj = read_pickle(path)
     except FileNotFoundError:
+        return None
+    except Exception as e:  # whatever unpickling garbage raises
+        say(f"{path}: the checkpoint of job {job_id} cannot be read ({type(e).__name__}: {e}); the job starts over")
         return None
     _NO_CHECKPOINTS.pop(file_dir, None)  # saved by another process: drop() must look again
     return obj
