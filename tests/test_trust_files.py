@@ -770,7 +770,7 @@ MAP_FILES = ["registry.pkl", "registry.pkl.prev", "defs.pkl", "defs.pkl.prev", "
              "updates/*.pkl", "pool/queue/*.pkl", "pool/claims.log", "pool/claims.lock",
              "pool/workers/*.beat", "pool/workers/*.exit", "pool/state.pkl", "attempts.pkl.prev"]
 EXPERIMENT_FILES = ["registry.pkl", "designs.pkl", "designs.pkl.prev", "defs.pkl", "defs.pkl.prev", "status.pkl",
-                    "status.pkl.prev", "problems/*.pkl", "algorithms/*.pkl", "external/cache/*/*.pkl"]
+                    "status.pkl.prev", "problems/*.pkl", "algorithms/*.pkl", "external/cache/*/*/*.pkl"]
 DEAD_FILES = [".txn/manifest", ".txn/*.bak", "submissions.log", "results/.prev-*.pkl", "results/[0-9]*.pkl",
               "checkpoints/*.pkl", "jobs/*.sh", "updates/job*.pkl", "updates/quarantine/*.pkl", "external/*/note.txt",
               "tags.pkl", "tags.pkl.prev", "status.pkl", "lease.json"]
