@@ -221,8 +221,7 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
         try:
             cf.send_held()  # what the backend held back to send in batches (raises if it cannot)
         finally:
-            if hasattr(reg.store, "close_packs"):
-                reg.store.close_packs()  # the pack collections run in this process shared, also if one was refused
+            reg.store.close_packs()  # the pack collections run in this process shared, also if one was refused
             if accepted > recorded or stashes:
                 record()
             journal.clear()  # every accepted chunk is in the saved status now

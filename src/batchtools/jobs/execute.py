@@ -19,7 +19,7 @@ from ..core.collection import JobCollection
 from ..core.files import open_append
 from ..core.layout import Layout, layout_of
 from ..core.protocol import ALL_JOBS, FINISHED, MARK, job_ended, job_started
-from ..core.store import FolderStore, PackedStore, ResultStore
+from ..core.store import ResultStore, store_from_spec
 from .checkpoint import REQUEUE, Evidence, Interrupt, restart_count
 from .runners import make_job, make_runner
 from .session import TERMINATING, node_session, say, user_traceback
@@ -75,10 +75,10 @@ def report_unreadable(path: str, error: BaseException, file_dir: str | None = No
 
 def store_of(jc: JobCollection, packed: bool = False, shared: bool = False) -> ResultStore:
     """The store the collection's jobs write to; with ``packed``, small results of the registry's
-    own folder store are appended to a pack (for collections of many jobs; ``shared``: one pack
-    for the collections this process runs one after another)."""
-    store = jc.store if jc.store is not None else FolderStore(jc.file_dir)
-    return store.packed(jc.job_hash, shared) if packed and isinstance(store, FolderStore) else store
+    store are appended to a pack if it packs them (for collections of many jobs; ``shared``: one
+    pack for the collections this process runs one after another)."""
+    store = jc.store if jc.store is not None else store_from_spec(None, jc.file_dir)
+    return store.packed(jc.job_hash, shared) if packed else store
 
 
 def run_job(jc: JobCollection, spec: dict[str, Any], runner, store: ResultStore, buffer: UpdateBuffer,
@@ -180,7 +180,6 @@ def run_chunk(jc: JobCollection, update_interval: float | None, sink: list | Non
                 jc.hooks["post_do_collection"](jc)
             say(FINISHED)
     finally:
-        if isinstance(store, PackedStore):
-            store.close()
+        store.close()
         buffer.close()
     return counts
