@@ -288,6 +288,12 @@ class ResultStore(ABC):
         (``shared``: one for the collections this process runs one after another); by default this store."""
         return self
 
+    def own_view(self, job_hash: str) -> ResultStore:
+        """The results an earlier run of the collection ``job_hash`` left, as the node running it
+        reads them (a store that packs: that collection's own records, not the saved status table's
+        view, which may not know the collection yet); by default this store."""
+        return self
+
     def close(self) -> None:
         """A node is done with the store ``packed()`` gave it."""
         return None
@@ -448,6 +454,13 @@ class FolderStore(ResultStore):
             # start of their hashes), so a job's hash names the packs its result may be in
             self._writer = PackWriter(os.fspath(self.layout.dir("packs")), job_hash[:NAME_PREFIX])
         return PackedStore(self, job_hash, self._writer)
+
+    def own_view(self, job_hash: str) -> FolderStore:
+        """This store as the node running collection ``job_hash`` reads it: only that collection's
+        packed records count (and result files)."""
+        view = FolderStore(self.layout.file_dir, self.compress)
+        view.own_hash = job_hash
+        return view
 
     def close_packs(self) -> None:
         """Close the pack shared by the collections run in this process (the next one starts a new pack)."""
@@ -823,8 +836,7 @@ class PackedStore(ResultStore):
     def view(self) -> FolderStore:
         """The store as this collection reads it (made when first needed: most collections never read)."""
         if self._view is None:
-            self._view = FolderStore(self.base.layout.file_dir, self.base.compress)
-            self._view.own_hash = self.job_hash
+            self._view = self.base.own_view(self.job_hash)
         return self._view
 
     def __repr__(self) -> str:

@@ -20,7 +20,7 @@ from ..core.files import open_append
 from ..core.layout import Layout, layout_of
 from ..core.protocol import ALL_JOBS, FINISHED, MARK, job_ended, job_started
 from ..core.store import ResultStore, store_from_spec
-from .checkpoint import REQUEUE, Evidence, Interrupt, restart_count
+from .checkpoint import NODE, REQUEUE, Evidence, Interrupt, restart_count
 from .runners import make_job, make_runner
 from .session import TERMINATING, node_session, say, user_traceback
 from .updates import UpdateBuffer
@@ -165,13 +165,14 @@ def run_chunk(jc: JobCollection, update_interval: float | None, sink: list | Non
                 return counts
             if jc.hooks.get("pre_do_collection"):
                 jc.hooks["pre_do_collection"](jc)
-            restarted = restart_count() > 0
+            # a requeued (Slurm) or re-run (Dask: its worker was lost) collection: what did it finish?
+            earlier = store.own_view(jc.job_hash) if restart_count() > 0 or NODE.rerun else None
             for spec in jobs:
                 if TERMINATING.is_set() or REQUEUE.is_set():
                     say("Terminating: the remaining jobs of this collection are not started" if TERMINATING.is_set()
                         else "Requeued: the remaining jobs of this collection run in the next run")
                     break
-                if restarted and store.exists(spec["job_id"]):  # finished in an earlier run of this submission
+                if earlier is not None and earlier.exists(spec["job_id"]):  # finished in an earlier run of it
                     say(f"Job {spec['job_id']} finished in an earlier run of this collection")
                     continue
                 ok = run_job(jc, spec, runner, store, buffer, measure)
