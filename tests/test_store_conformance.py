@@ -27,6 +27,7 @@ STORES = {
     "sqlite": lambda d: SQLiteStore(d),
 }
 HASH = "job" + "ab12" * 8  # a collection's hash, as submissions make them
+BIG = 100_000  # results larger than a packed record, also compressed: a file of their own in every store
 
 
 @pytest.fixture(params=list(STORES))
@@ -206,6 +207,18 @@ def test_nodes_in_other_processes_write_through_the_registry_s_store(reg):
     assert reg.store.ids().tolist() == list(range(1, 13))
 
 
+def test_repair_registry_finds_a_lost_result_in_every_store(reg):
+    bt.batch_map(lambda x: __import__("random").Random(x).randbytes(BIG), x=[1, 2, 3], reg=reg)
+    bt.submit_jobs(reg=reg)
+    assert reg.store.delete([2]) == 1  # lost behind the registry's back
+    reg.lease.release()
+    report = bt.repair_registry(reg.file_dir)
+    assert report["missing_results"] == [2] and report["damaged_results"] == []
+    again = bt.load_registry(reg.file_dir, conf_file=None, make_default=False)
+    assert bt.find_errors(reg=again)["job_id"].tolist() == [2]
+    assert bt.reduce_results_list([1, 3], reg=again) == [random.Random(x).randbytes(BIG) for x in (1, 3)]
+
+
 def test_a_registry_refuses_a_store_once_results_exist_or_for_another_folder(tmp_path, make, reg):
     with pytest.raises(ValueError, match="reg.file_dir"):
         reg.store = make(tmp_path)
@@ -247,8 +260,6 @@ def test_a_store_that_cannot_be_made_again_refuses_with_the_reason(tmp_path):
     with pytest.raises(RuntimeError, match="no_such_module_here:Store"):
         bt.load_result(1, reg=ro)
 
-
-BIG = 100_000  # results larger than a packed record, also compressed: set aside by every store
 
 MASTER = """
 import sys, batchtools as bt
