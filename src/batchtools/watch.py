@@ -92,7 +92,9 @@ class Watcher:
         self.refresh()
         reg = self.reg
         now = time.time()
-        m = masks(reg, None, on_system(reg))
+        system = on_system(reg)
+        reg.sync()  # a job that ended after the refresh and before the listing reported before it ended
+        m = masks(reg, None, system)
         counts = {k: int(v.sum()) for k, v in m.items() if k != "terminated"}
         status = Status(defined=len(reg.status), timestamp=now, **counts)
         st = reg.status
