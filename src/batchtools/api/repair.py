@@ -21,7 +21,6 @@ from ..core.protocol import DONE, ERROR, JOB_ID, log_outcomes, valid_rows
 from ..core.recovery import replay_journal, settle_stashes
 from ..core.registry import RegistryState, check_format
 from ..core.state import adopt_results
-from ..core.store import FolderStore
 from ..core.tables import TABLES, new_status, set_rows, upgrade_status
 from ..core.txn import MANIFEST, damaged_lines
 from ..core.txn import recover as recover_unfinished_change
@@ -300,12 +299,12 @@ def repair_registry(file_dir: str | os.PathLike) -> dict:
         if lost.size:
             set_rows(st, lost, "error", MISSING_RESULT)
             report["missing_results"] = st["job_id"].to_numpy()[lost].tolist()
-        if isinstance(reg.store, FolderStore):  # a packed record damaged in place is listed, not readable
-            damaged = reg.store.damaged(st["job_id"].to_numpy()[done[have]].tolist())
-            if damaged:
-                set_rows(st, reg.pos(np.array(damaged, dtype=np.int64)), "error", DAMAGED_RESULT)
-                report["damaged_results"] = damaged
-            report["damaged_packs"] = reg.store.pack_damage()  # bytes of no known job (their results: missing)
+        # a (packed) result damaged in place is listed, not readable
+        damaged = reg.store.damaged(st["job_id"].to_numpy()[done[have]].tolist())
+        if damaged:
+            set_rows(st, reg.pos(np.array(damaged, dtype=np.int64)), "error", DAMAGED_RESULT)
+            report["damaged_results"] = damaged
+        report["damaged_packs"] = reg.store.pack_damage()  # bytes of no known job (their results: missing)
         settle_stashes(reg)
         reg.save(tuple(reg.tables))
         if pool is not None:
@@ -337,7 +336,7 @@ def _adopt_packed_hashes(reg: RegistryState, rows: np.ndarray) -> None:
     """Jobs at status ``rows`` with no submission on record but a packed result: their table lost
     the submission (an older table version), so the hash of their last record becomes theirs (a
     packed record counts only for its job's current hash)."""
-    if not rows.size or not isinstance(reg.store, FolderStore):
+    if not rows.size:
         return
     st = reg.status
     hashes = st["job_hash"].to_numpy()

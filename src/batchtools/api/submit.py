@@ -234,8 +234,7 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
         try:
             cf.send_held()  # what the backend held back (and the journal names) goes, also when the lease went
         finally:
-            if hasattr(reg.store, "close_packs"):
-                reg.store.close_packs()  # the pack collections run in this process shared, also if one was refused
+            reg.store.close_packs()  # the pack collections run in this process shared, also if one was refused
             if lost is None:  # else the journal and the tables are the new holder's
                 if accepted > recorded or stashes:
                     record()

@@ -178,7 +178,7 @@ def cf_brew_template(reg, template: jinja2.Template, jc, **extra: Any) -> str:
         "resources": check_script_resources(jc.resources), "array_jobs": jc.array_jobs,
         "array_var": jc.array_var, "jobs": jc.job_ids, "file_dir": jc.file_dir, "work_dir": jc.work_dir,
         "seed": jc.seed, "packages": tuple(jc.packages), "namespaces": (), "source": tuple(jc.source),
-        "load": tuple(jc.load), "compress": getattr(jc.store, "compress", None), "hooks": dict(jc.hooks),
+        "load": tuple(jc.load), "compress": jc.store.compress if jc.store is not None else None, "hooks": dict(jc.hooks),
         # and ours
         "n_array_jobs": len(jc.jobs), "array_throttle": None, "python": python,
         "debug": os.environ.get("BATCHTOOLS_DEBUG", ""),

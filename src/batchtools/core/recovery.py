@@ -136,13 +136,12 @@ class RunEvidence:
                 self.updated.update((job_hash, r[JOB_ID]) for r in rows)
         store = reg.store
         self.stashed = set(store.stashed())
-        self.files = store.file_ids() if hasattr(store, "file_ids") else store.ids()
+        self.files = store.unpacked_ids()
         self.ended = ~np.isnan(reg.status["done"].to_numpy())
 
     def __call__(self, ids: np.ndarray, pos: np.ndarray, hashes: np.ndarray) -> np.ndarray:
         """Which of ``ids`` (at status rows ``pos``) ran in the chunks ``hashes`` (one per job)."""
-        packed = getattr(self.reg.store, "packed_by", None)
-        out = np.array(packed(ids.tolist(), hashes.tolist()), dtype=bool) if packed else np.zeros(ids.size, bool)
+        out = np.array(self.reg.store.packed_by(ids.tolist(), hashes.tolist()), dtype=bool)
         if self.updated:
             for k in np.flatnonzero(~out).tolist():
                 out[k] = (hashes[k], int(ids[k])) in self.updated

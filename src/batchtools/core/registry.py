@@ -35,7 +35,7 @@ from .lease import Lease
 from .packs import hash_lookup
 from .pool import sync_pool
 from .state import masks, table_counts
-from .store import FolderStore, ResultStore
+from .store import ResultStore, store_from_spec
 from .sync import sync_updates
 from .tables import TABLES, upgrade_status
 from .txn import Transaction, committed_versions
@@ -124,7 +124,7 @@ class RegistryState:
         self.format_version = FORMAT_VERSION  # of the folder as read (an older one is upgraded when saved)
         self.lost_tables: list[str] = []  # tables whose file is missing (read-only sessions only: see read_tables)
         self.show_partial = True  # a read-only session shows what is known when a table is lost (read_tables)
-        self.store: ResultStore = self._bind(FolderStore(self.layout.file_dir))
+        self._store: ResultStore = self._bind(store_from_spec(None, self.layout.file_dir))  # the default
         self._dirty: set[str] = set()
         # status rows of jobs run inside this process (Interactive), merged by sync like update files
         self.pending_updates: list[tuple[str, list]] = []
@@ -276,7 +276,7 @@ class RegistryState:
     @property
     def compress(self) -> str | None:
         """Compression of the result files jobs write (None, 'gzip', 'bz2', 'xz'; R's ``compress``)."""
-        return getattr(self.store, "compress", None)
+        return self.store.compress
 
     @compress.setter
     def compress(self, value: str | None) -> None:
@@ -284,21 +284,66 @@ class RegistryState:
             value = KEYS["compress"].check(value)  # R's spellings too: "bzip2", True
         except ValueError as e:
             raise ValueError(f"compress: {e}") from None
-        if value is not None and not hasattr(self.store, "compress"):
+        if value is not None and not self.store.compresses:
             raise ValueError(f"compress: the result store {self.store!r} does not compress; set compress=None")
-        if hasattr(self.store, "compress"):
-            self.store.compress = value
+        self.store.compress = value
 
     def _relocate(self, file_dir: str | os.PathLike) -> None:
         """Point a registry that has written nothing yet at another folder."""
         compress = self.compress
         self.layout = Layout(file_dir)
-        self.store = self._bind(FolderStore(self.layout.file_dir, compress=compress))
+        self._store = self._bind(store_from_spec(self._store.spec, self.layout.file_dir))
+        self._store.compress = compress
 
-    def _bind(self, store: FolderStore) -> FolderStore:
+    def _bind(self, store: ResultStore) -> ResultStore:
         """``store`` with packed results decided by this session's status table."""
         store.job_hashes = self._job_hashes
         return store
+
+    @property
+    def store(self) -> ResultStore:
+        """Where the jobs' results live (a :class:`~batchtools.ResultStore`; default a
+        :class:`~batchtools.FolderStore`, ``results/`` of the registry folder; or a
+        :class:`~batchtools.SQLiteStore`). Set it before any job has a result; it is saved with the
+        registry, which reopens with it.
+
+        >>> import batchtools as bt
+        >>> reg = bt.make_registry(file_dir=None)
+        >>> reg.store = bt.SQLiteStore(reg.file_dir)
+        >>> type(bt.load_registry(reg.file_dir).store).__name__
+        'SQLiteStore'
+        """
+        return self._store
+
+    @store.setter
+    def store(self, store: ResultStore) -> None:
+        if not isinstance(store, ResultStore):
+            raise TypeError(f"store: expected a ResultStore (e.g. FolderStore(reg.file_dir)), got {type(store).__name__}")
+        if not isinstance(getattr(store, "layout", None), Layout):
+            raise TypeError(f"store: {store!r} knows no registry folder; its __init__ must call "
+                            "super().__init__(file_dir)")
+        if os.path.realpath(store.layout.file_dir) != os.path.realpath(self.file_dir):
+            raise ValueError(f"store: {store!r} is made for the folder {str(store.layout.file_dir)!r}, not for this "
+                             f"registry's {str(self.file_dir)!r}; make it with {type(store).__name__}(reg.file_dir)")
+        try:
+            cloudpickle.dumps(store.spec)
+        except Exception as e:
+            raise TypeError(f"store: its spec {store.spec!r} cannot be saved with the registry ({e}); "
+                            "give the store's constructor arguments that can be pickled") from None
+        old = self._store
+        if store is not old and (old.ids().size or old.stashed()):
+            raise ValueError(f"store: the registry's results are in {old!r}; a new store would not see them. "
+                             "Choose the store before jobs run, or clear_registry() first")
+        self.assert_writeable("change the result store")
+        if store.compresses and store.compress is None:
+            store.compress = old.compress  # the session's setting (the configuration's compress)
+        self._store = self._bind(store)
+        if self._persist_cf:
+            try:
+                self.save((), meta=True)  # saved with the registry: later sessions and nodes use it
+            except BaseException:
+                self._store = old
+                raise
 
     def _job_hashes(self, ids: np.ndarray) -> np.ndarray:
         """The current ``job_hash`` of ``ids`` (object array; None where a job has none or is unknown)."""
@@ -336,6 +381,7 @@ class RegistryState:
             "pass_job": self.pass_job,
             "extra": self.extra,
             "cluster_functions": _storable(getattr(self.cluster_functions, "spec", None)),
+            "store": self.store.spec,
             "saved": time.time(),
         }
 
@@ -344,6 +390,8 @@ class RegistryState:
             if key in meta:
                 setattr(self, key, meta[key])
         self.format_version = meta.get("version", 1)
+        # the store it was made with (a registry of an older version has none saved: a FolderStore)
+        self._store = self._bind(store_from_spec(meta.get("store"), self.file_dir))
 
     def save(self, tables: tuple[str, ...] | None = None, meta: bool = True) -> None:
         """Write the settings and the changed tables atomically.

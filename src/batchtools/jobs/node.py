@@ -53,7 +53,7 @@ def do_job_collection(
 
     ``output``: a file (a path, or a file open for writing) the jobs' printed output is
     appended to (Python-level redirection); ``None`` writes to the current ``sys.stdout``. Returns counts
-    ``{"done": ..., "error": ...}``. Results go to ``results/<job_id>.pkl`` and
+    ``{"done": ..., "error": ...}``. Results go to the registry's store (``results/``) and
     status updates to ``updates/``; call ``sync_registry()`` on the master to see them.
 
     >>> import batchtools as bt
