@@ -71,7 +71,7 @@ def bad_calls(tmp_path: Path) -> list[tuple[str, object, type, str]]:
             {"p": pd.DataFrame([[1, 2]], columns=["n", "n"])}, {"a": None}, reg=make_exp(tmp_path)),
          ValueError, r"duplicate column.*\['n'\]"),
         ("batch_map over locks", lambda: bt.batch_map(inc, x=[lock, lock], reg=fresh(tmp_path)), TypeError,
-         "x: its values cannot be stored"),
+         "x: the value of job 1 .lock. cannot be stored"),
         ("batch_export with a lock", lambda: bt.batch_export({"a": 1, "lk": lock}), TypeError,
          "export: 'lk' cannot be serialised.*nothing was exported"),
         ("submit_workers(heartbeat=nan)", lambda: bt.submit_workers(1, heartbeat=float("nan")), ValueError,

@@ -1,3 +1,4 @@
+import os
 import time
 
 import numpy as np
@@ -147,3 +148,22 @@ def test_a_backend_that_wakes_the_wait_all_the_time_does_not_make_it_spin(reg, m
     for (start, end), (next_start, _) in zip(turns[:-2], turns[1:-1]):
         least = min(wait_module.EVIDENCE_POLL, wait_module.BUSY_RATIO * (end - start))
         assert next_start - end >= 0.95 * least, (end - start, next_start - end)
+
+
+def test_a_job_that_ends_between_the_merge_and_the_listing_is_not_expired(reg):
+    """The nodes' reports are merged, then the backend is asked what runs: a job that ends in
+    between (its report written before it ended) is in neither. It is never counted expired."""
+    held = []
+
+    def list_jobs(reg):
+        if held:  # the job ends while the backend is being asked
+            bt.do_job_collection(held.pop(), output=open(os.devnull, "w"))
+            return [], []
+        return [], ["b1"]
+
+    reg.cluster_functions = bt.make_cluster_functions(
+        "Racy", lambda reg, jc: held.append(jc) or bt.make_submit_job_result(0, "b1"), list_jobs=list_jobs)
+    bt.batch_map(lambda x: 1 / x, x=[0])  # an error leaves no result to adopt: only its report tells
+    bt.submit_jobs()
+    status = bt.get_status()
+    assert (status.expired, status.error) == (0, 1), status

@@ -250,7 +250,8 @@ def get_workers(reg: RegistryState | None = None) -> pd.DataFrame:
             done, error = int(fields[0]), int(fields[1])
         except (FileNotFoundError, IndexError, ValueError):
             pass
-        rows.append([wid, w["batch_id"], states[wid], w["submitted"], beat, int((batch == w["batch_id"]).sum()),
+        claimed = int((batch == w["batch_id"]).sum()) if w["batch_id"] is not None else 0  # unknown: none seen
+        rows.append([wid, w["batch_id"], states[wid], w["submitted"], beat, claimed,
                      done, error, w["log_file"]])
     df = DisplayFrame(rows, columns=cols)
     for c in ("submitted", "last_beat"):

@@ -61,12 +61,16 @@ def build_collection(reg, sel: np.ndarray, resources: dict, job_hash: str | None
 
 
 def submit_with_retries(reg, jc: JobCollection, sleep_fn: Callable[[int], float]) -> SubmitJobResult:
-    """Hand ``jc`` to the backend, retrying temporary errors; SubmitError on a permanent one.
+    """Hand ``jc`` to the backend, retrying temporary errors; SubmitError on a permanent one,
+    LeaseError once another session took the registry's lease (checked before every attempt).
     The ``pre_submit_job`` hook runs before every attempt (the caller runs ``post_submit_job`` once
     it has recorded the accepted submission)."""
     cf = reg.cluster_functions
     i = 0
     while True:
+        # this session may still start jobs (one stat): a session that took the lease over may
+        # submit the same jobs (issue 24: hundreds ran twice when this was checked only at saves)
+        reg.assert_writeable("submit jobs")
         run_hook(reg, "pre_submit_job")
         result = cf.submit_job(reg, jc)
         if not isinstance(result, SubmitJobResult):
