@@ -74,6 +74,18 @@ def require_daemon(problem: str | None, env_var: str) -> None:
         pytest.skip(problem)
 
 
+def countdown(n, job):
+    """A job of ``n`` steps of 0.25 s that checkpoints after each and goes on from its checkpoint."""
+    import time
+
+    i = job.restored or 0
+    while i < n:
+        time.sleep(0.25)
+        i += 1
+        job.checkpoint(i)
+    return i
+
+
 def wait_until(cond, timeout: float = 30.0, what: str = "condition", poll: float = 0.05):
     """Poll ``cond()`` until it returns something truthy, and return that."""
     deadline = time.time() + timeout

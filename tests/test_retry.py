@@ -26,7 +26,7 @@ from batchtools.core.files import write_pickle
 from batchtools.core.protocol import new_row
 from batchtools.core.retry import decide
 from batchtools.jobs import checkpoint
-from conftest import running_jobs, snapshot, wait_until
+from conftest import countdown, running_jobs, snapshot, wait_until
 
 
 def enforcing_multicore(ncpus=2):
@@ -334,17 +334,6 @@ def test_reasons_from_recorded_qacct_output():
 
 
 # ------------------------------------------------------------------ checkpoints
-def countdown(n, job):
-    import time
-
-    i = job.restored or 0
-    while i < n:
-        time.sleep(0.25)
-        i += 1
-        job.checkpoint(i)
-    return i
-
-
 def test_a_checkpointing_job_stops_before_its_walltime_and_goes_on(tmp_path):
     reg = bt.make_registry(file_dir=tmp_path / "r", seed=1, conf_file=None)
     reg.cluster_functions = bt.make_cluster_functions_multicore(2)

@@ -14,6 +14,7 @@ from collections import Counter
 from typing import Any
 
 from ..core.backend import SubmitJobResult
+from ..core.layout import Layout
 
 log = logging.getLogger("batchtools")
 # how often each external command ran in this process (the benchmark reports commands per job)
@@ -114,6 +115,25 @@ def cf_handle_unknown_submit_error(cmd: str, exit_code: int, output: list[str] |
     """
     text = output if isinstance(output, str) else "\n".join(output)
     return SubmitJobResult(101, None, None, f"Command '{cmd}' produced exit code {exit_code}; output:\n{text}")
+
+
+def qsub_result(out: dict[str, Any], jc, temp_errors: tuple[str, ...]) -> SubmitJobResult:
+    """What a PBS-style ``qsub`` (TORQUE, PBS Pro) answered, from its :func:`run_os_command` result:
+    the job id it printed ("123.server"); for an array collection the tasks' ids ("123[].server"
+    becomes "123[1].server", ...; an id without "[]", an array PBS Pro got as one ordinary job,
+    stays as it is); a temporary error if the output names one of ``temp_errors``."""
+    if out["exit_code"] != 0:
+        temp = temporary_error(out["output"], temp_errors)
+        return SubmitJobResult(1, None, None, temp) if temp else \
+            cf_handle_unknown_submit_error("qsub", out["exit_code"], out["output"])
+    batch = out["output"][0].strip() if out["output"] else ""
+    if not batch:
+        return cf_handle_unknown_submit_error("qsub", 0, out["output"])
+    if jc.array_jobs:
+        tasks = range(1, len(jc.jobs) + 1)
+        return SubmitJobResult(0, [batch.replace("[]", f"[{i}]") for i in tasks],
+                               [Layout.array_log_name(jc.job_hash, i) for i in tasks], "OK")
+    return SubmitJobResult(0, batch, jc.log_file, "OK")
 
 
 def cf_kill_job(reg, cmd: str, args: list[str] = (), max_tries: int = 3, nodename: str = "localhost") -> None:

@@ -39,8 +39,6 @@ from ..core.retry import warning_lead
 log = logging.getLogger("batchtools")
 
 SHIPPED = Path(__file__).resolve().parent.parent / "templates"
-DEFAULT_NAMES = {"slurm": "slurm-simple", "torque": "torque-lido", "sge": "sge-simple", "lsf": "lsf-simple",
-                 "openlava": "openlava-simple"}
 SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.,:=@/+%-]*$")
 UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -76,6 +74,20 @@ def _shell_word(value: Any) -> str:
     return shlex.quote(str(value))
 
 
+def shipped_default(name: str) -> Path:
+    """The template shipped for scheduler ``name``: ``<name>-simple.tmpl``, else the one shipped
+    ``<name>-*.tmpl`` (TORQUE's ``torque-lido.tmpl``), so a new backend's template needs no list.
+
+    >>> shipped_default("torque").name, shipped_default("pbspro").name
+    ('torque-lido.tmpl', 'pbspro-simple.tmpl')
+    """
+    simple = SHIPPED / f"{name}-simple.tmpl"
+    if simple.is_file():
+        return simple
+    found = [p for p in SHIPPED.iterdir() if p.name.startswith(f"{name}-") and p.suffix == ".tmpl"]
+    return found[0] if len(found) == 1 else simple
+
+
 def find_template_file(template: str) -> str:
     """Path of the template called (or at) ``template``; FileNotFoundError naming where it looked.
 
@@ -90,7 +102,7 @@ def find_template_file(template: str) -> str:
         raise FileNotFoundError(f"template: {template!r} is not a readable file")
     xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     candidates = [Path(f"batchtools.{template}.tmpl"), Path(xdg) / "batchtools" / f"{template}.tmpl",
-                  Path.home() / f".batchtools.{template}.tmpl", SHIPPED / f"{DEFAULT_NAMES.get(template, template)}.tmpl",
+                  Path.home() / f".batchtools.{template}.tmpl", shipped_default(template),
                   SHIPPED / f"{template}.tmpl"]
     for c in candidates:
         if c.is_file():

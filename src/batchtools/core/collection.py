@@ -73,6 +73,8 @@ class JobCollection:
     log_file: str = ""
     array_var: str | None = None
     array_jobs: bool = False
+    # the backend's node half, "module:qualname" of a batchtools.jobs.environment.NodeEnvironment
+    node_environment: str | None = None
     job_names: list[str | None] = field(default_factory=list)
     python: str = ""
     # module name -> source file of functions pickled by value (cloudpickle drops co_filename)

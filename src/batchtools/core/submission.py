@@ -36,6 +36,7 @@ def collection_fields(reg) -> dict:
         file_dir=str(reg.file_dir), work_dir=reg.work_dir, seed=reg.seed, kind=reg.kind, packages=reg.packages,
         source=reg.source, load=reg.load, positional=list(reg.positional), pass_job=reg.pass_job,
         array_var=getattr(cf, "array_var", None), python=sys.executable,
+        node_environment=getattr(cf, "node_environment_ref", None),
         code_files=dict(reg.extra.get("code_files", {})),
         hooks={k: v for k, v in getattr(cf, "hooks", {}).items() if k in NODE_HOOKS},
         store=reg.store, submission=uuid.uuid4().hex, start_reports=bool(getattr(getattr(cf, "capabilities", None), "start_reports", False)),

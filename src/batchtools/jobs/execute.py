@@ -21,6 +21,7 @@ from ..core.layout import Layout, layout_of
 from ..core.protocol import ALL_JOBS, FINISHED, MARK, job_ended, job_started
 from ..core.store import ResultStore, store_from_spec
 from .checkpoint import NODE, REQUEUE, Evidence, Interrupt, restart_count
+from .environment import array_index
 from .runners import make_job, make_runner
 from .session import TERMINATING, node_session, say, user_traceback
 from .updates import UpdateBuffer
@@ -131,10 +132,10 @@ def run_job(jc: JobCollection, spec: dict[str, Any], runner, store: ResultStore,
 def select_jobs(jc: JobCollection) -> list[dict[str, Any]]:
     """All jobs, or the one picked by the array task variable (1-based) on the node."""
     if jc.array_var and jc.array_jobs:
-        value = os.environ.get(jc.array_var)
-        if value is None:
+        task = array_index(jc)
+        if task is None:
             raise RuntimeError(f"array job: environment variable {jc.array_var} is not set")
-        return [jc.jobs[int(value) - 1]]
+        return [jc.jobs[task - 1]]
     return jc.jobs
 
 

@@ -21,6 +21,7 @@ from ..core.collection import JobCollection
 from ..core.files import open_append, read_pickle, user_path
 from ..core.layout import Layout
 from . import checkpoint
+from .environment import array_index, environment_of
 from .execute import report_unreadable, run_chunk
 from .session import TERMINATING, redirect_output, say
 
@@ -83,17 +84,17 @@ def _terminated(signum, frame) -> None:
 
 def log_file_of(jc: JobCollection) -> str:
     """The log this process writes: the collection's, or its array task's."""
-    if jc.array_jobs and jc.array_var and os.environ.get(jc.array_var):
-        return str(Layout(jc.file_dir).array_log(jc.job_hash, os.environ[jc.array_var]))
-    return jc.log_file
+    task = array_index(jc)
+    return jc.log_file if task is None else str(Layout(jc.file_dir).array_log(jc.job_hash, task))
 
 
 def cancel_markers(jc: JobCollection) -> list[str]:
     """The files whose existence cancels this process's collection (or array task)."""
     lay = Layout(jc.file_dir)
     out = [str(lay.cancel_marker(jc.job_hash))]
-    if jc.array_jobs and jc.array_var and os.environ.get(jc.array_var):
-        out.append(str(lay.cancel_marker(jc.job_hash, os.environ[jc.array_var])))
+    task = array_index(jc)
+    if task is not None:
+        out.append(str(lay.cancel_marker(jc.job_hash, task)))
     return out
 
 
@@ -153,7 +154,8 @@ def run_file(path: str, file_dir: str | None = None) -> int:
         if os.environ.get(RERUN_ENV) == "1":
             checkpoint.NODE.rerun = claim_run(logged_before)
     signal.signal(signal.SIGTERM, _terminated)
-    checkpoint.arm(jc.resources, pool=bool(jc.pool))  # the time limit's warning, requeues
+    # the time limit's warning; the scheduler's node half: restarts, requeues
+    checkpoint.arm(jc.resources, pool=bool(jc.pool), env=environment_of(jc.node_environment, jc.array_var))
     if os.environ.get("BATCHTOOLS_DEBUG"):
         from ..core.debug import enable_debug
 

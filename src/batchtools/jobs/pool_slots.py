@@ -24,6 +24,7 @@ from ..core.files import atomic_write_bytes, make_dir
 from ..core.layout import Layout
 from . import checkpoint
 from .devices import VAR, slots, visible_devices
+from .environment import environment_of
 from .session import TERMINATING, redirect_output, say
 
 
@@ -55,7 +56,7 @@ def run_slots(jc: JobCollection, update_interval: float | None, groups: list[lis
                 os.close(r)
                 os.environ[VAR] = ",".join(devices)
                 redirect_output(str(layout.array_log(wid, k)))
-                checkpoint.arm(jc.resources, pool=True)
+                checkpoint.arm(jc.resources, pool=True, env=environment_of(jc.node_environment, jc.array_var))
                 say(f"Device slot {k} of pool worker {wid}: {VAR}={os.environ[VAR]}")
                 # claims leave the other slots (of every worker) their share
                 sub = dataclasses.replace(jc, pool={**jc.pool, "worker": f"{wid}{SLOT}{k}",
