@@ -401,9 +401,8 @@ def cmd_workers(args) -> int:
         "worker": df["worker_id"], "batch_id": df["batch_id"], "state": df["state"],
         "submitted": local_times(df["submitted"]),
         "last beat": [ago(now - t.timestamp()) if pd.notna(t) else "-" for t in df["last_beat"]],
-        "claimed": df["claimed"],
-        "done": df["done"].map(lambda v: "" if pd.isna(v) else str(int(v))),
-        "error": df["error"].map(lambda v: "" if pd.isna(v) else str(int(v))),
+        "claimed": df["claimed"], "done": df["done"], "error": df["error"],
+        "start-up": [f"{t.total_seconds():.1f}s" if pd.notna(t) else "-" for t in df["time_startup"]],
         "log": df["log_file"]})
     print(out.to_string(index=False))
     return OK

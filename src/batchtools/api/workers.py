@@ -222,8 +222,11 @@ def _submit_worker(reg: RegistryState, pool: PoolState, wid: str, k: int, resour
 def get_workers(reg: RegistryState | None = None) -> pd.DataFrame:
     """The pool's workers: ``worker_id``, ``batch_id``, ``state`` (queued, running, exited,
     stale = stopped beating, gone = left the scheduler without a goodbye), ``submitted``,
-    ``last_beat``, jobs ``claimed``, ``done`` and ``error``, and ``log_file``. The times are
-    UTC Timestamps; printed (and in Jupyter) they are shown in local time, to the second.
+    ``last_beat``, jobs ``claimed``, ``done`` and ``error`` (whole numbers: the jobs whose
+    current run is the worker's, so far), ``time_startup`` (its start-up: the process starting,
+    imports, loading the jobs' function, data, problems and algorithms, a Timedelta; part of no
+    job's run time) and ``log_file``. The times are UTC Timestamps; printed (and in Jupyter)
+    they are shown in local time, to the second.
 
     >>> import batchtools as bt
     >>> reg = bt.make_registry(file_dir=None)
@@ -232,29 +235,35 @@ def get_workers(reg: RegistryState | None = None) -> pd.DataFrame:
     """
     reg = resolve(reg)
     reg.sync()
-    cols = ["worker_id", "batch_id", "state", "submitted", "last_beat", "claimed", "done", "error", "log_file"]
+    cols = ["worker_id", "batch_id", "state", "submitted", "last_beat", "claimed", "done", "error", "time_startup",
+            "log_file"]
     pool = pool_state(reg)
     if pool is None or not pool.workers:
         return DisplayFrame({c: pd.Series(dtype=object) for c in cols})
     states = pool.current_states()
-    batch = reg.status["batch_id"].to_numpy()
+    st = reg.status
+    batch = st["batch_id"].to_numpy()
+    done = st["done"].notna().to_numpy()
+    failed = st["error"].notna().to_numpy()
+    startup = st["startup"].to_numpy()
     rows = []
     for wid, w in pool.workers.items():
         try:
             beat = os.stat(reg.layout.worker_beat(wid)).st_mtime
         except FileNotFoundError:
             beat = np.nan
-        done = error = np.nan
-        try:
-            fields = reg.layout.worker_exit(wid).read_text().split()
-            done, error = int(fields[0]), int(fields[1])
-        except (FileNotFoundError, IndexError, ValueError):
-            pass
-        rows.append([wid, w["batch_id"], states[wid], w["submitted"], beat, int((batch == w["batch_id"]).sum()),
-                     done, error, w["log_file"]])
+        mine = batch == w["batch_id"]
+        spent = startup[mine]
+        spent = spent[~np.isnan(spent)]
+        rows.append([wid, w["batch_id"], states[wid], w["submitted"], beat, int(mine.sum()),
+                     int((mine & done & ~failed).sum()), int((mine & failed).sum()),
+                     float(spent.sum()) if spent.size else np.nan, w["log_file"]])
     df = DisplayFrame(rows, columns=cols)
     for c in ("submitted", "last_beat"):
         df[c] = pd.to_datetime(df[c].astype(float), unit="s", utc=True)
+    for c in ("claimed", "done", "error"):
+        df[c] = df[c].astype(np.int64)
+    df["time_startup"] = pd.to_timedelta(df["time_startup"].astype(float), unit="s")
     return df
 
 
