@@ -5,19 +5,25 @@ under an emulated cap of 3 (Slurm's own refusal), on the fake scheduler and on t
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import pickle
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 import batchtools as bt
-from conftest import wait_until
+from conftest import cancel_own_jobs, wait_until
 
 sklearn = pytest.importorskip("sklearn")
 from sklearn.dummy import DummyClassifier  # noqa: E402
 
+FAKES = Path(__file__).parent / "fakes"
+FAKE_COMMANDS = ["sbatch", "squeue", "scancel", "scontrol", "sacct"]
 LOAD_SECONDS = 1.0  # what loading a task takes in these tests (start-up, never a job's run time)
 
 
@@ -108,3 +114,114 @@ def test_rows_of_an_older_node_without_start_up_are_read(tmp_path):
     got = bt.get_job_status()
     assert got["time_running"][0].total_seconds() == pytest.approx(1.0)
     assert got["max_rss"][0] == 12.0 and pd.isna(got["time_startup"][0])
+
+
+# ------------------------------------------------------------------------------------ the cap
+def nap(s):
+    import time
+
+    time.sleep(s)
+    return s
+
+
+@pytest.fixture
+def capped(tmp_path, monkeypatch):
+    """Slurm's commands on the fake scheduler, jobs running in the background, behind an
+    ``sbatch`` that refuses a 4th live job with Slurm's own words (tests/fakes/capped_sbatch.py)."""
+    fakebin, capbin, state, cap = (tmp_path / d for d in ("fakebin", "capbin", "sched", "cap"))
+    for d in (fakebin, capbin, state, cap):
+        d.mkdir()
+    for c in FAKE_COMMANDS:
+        (fakebin / c).symlink_to(FAKES / "fake_scheduler.py")
+    (capbin / "sbatch").symlink_to(FAKES / "capped_sbatch.py")
+    monkeypatch.setenv("PATH", os.pathsep.join([str(capbin), str(fakebin), os.environ["PATH"]]))
+    monkeypatch.setenv("FAKE_SCHED_DIR", str(state))
+    monkeypatch.setenv("FAKE_SCHED_BACKGROUND", "1")
+    monkeypatch.setenv("FAKE_CAP", "3")
+    monkeypatch.setenv("FAKE_CAP_DIR", str(cap))
+    regs = []
+
+    class Capped:
+        def registry(self, name="r", make=bt.make_registry, **kw):
+            cf = bt.make_cluster_functions_slurm(scheduler_latency=0, fs_latency=2)
+            cf.poll, cf.poll_max = 0.2, 1.0
+            reg = make(file_dir=tmp_path / name, seed=1, conf_file=None, **kw)
+            reg.cluster_functions = cf
+            regs.append(reg)
+            return reg
+
+        def calls(self) -> list[dict]:
+            path = cap / "sbatch.log"
+            return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+    yield Capped()
+    for reg in regs:  # whatever a failed test left running
+        cancel_own_jobs(reg)
+
+
+def test_submit_workers_never_blocks_on_a_cap_and_tops_up_later(capped, caplog):
+    """Two jobs of another registry hold 2 of the 3 slots: submit_workers(3) gets one worker,
+    returns at once saying what the scheduler refused, and wait_for_jobs submits the others as
+    the slots free up, each of them finding work; no job runs twice."""
+    other = capped.registry("other")
+    bt.batch_map(nap, s=[4.0, 4.0], reg=other)
+    bt.submit_jobs(reg=other)
+    reg = capped.registry()
+    bt.batch_map(nap, s=[0.5] * 16, reg=reg)
+    t0 = time.time()
+    with caplog.at_level(logging.INFO, logger="batchtools"):
+        bt.submit_workers(3, reg=reg)
+    took = time.time() - t0
+    during = [c["outcome"] for c in capped.calls()[2:]]
+    assert during == ["accepted", "refused"]  # asked once more after the cap, then returned
+    assert took < 4.0 and len(bt.find_done(reg=reg)) == 0  # it did not wait for a slot
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(said) == 1 and "accepted 1 of 3 worker(s)" in said[0]
+    assert "QOSMaxSubmitJobPerUserLimit" in said[0] and "Job violates accounting/QOS policy" in said[0]
+    assert bt.wait_for_jobs(timeout=120, reg=reg) and bt.wait_for_jobs(timeout=60, reg=other)
+    workers = bt.get_workers(reg=reg)
+    assert len(workers) == 3 and (workers["claimed"] >= 1).all()  # topped up; every worker found work
+    assert all(c["live"] < 3 for c in capped.calls() if c["outcome"] == "accepted")
+    assert bt.reduce_results_list(reg=reg) == [0.5] * 16
+    assert (bt.get_job_table(reg=reg)["attempt"] == 1).all()
+
+
+def test_a_pool_the_scheduler_refuses_entirely_waits_queued_not_expired(capped, caplog):
+    other = capped.registry("other")
+    bt.batch_map(nap, s=[3.0] * 3, reg=other)
+    bt.submit_jobs(reg=other)  # the cap is full
+    reg = capped.registry()
+    bt.batch_map(nap, s=[0.2] * 4, reg=reg)
+    with caplog.at_level(logging.WARNING, logger="batchtools"):
+        out = bt.submit_workers(2, reg=reg)
+    assert out["job_id"].tolist() == [1, 2, 3, 4]
+    assert "accepted 0 of 2 worker(s)" in caplog.text and "wait_for_jobs() and sync_registry() submit" in caplog.text
+    assert len(bt.get_workers(reg=reg)) == 0
+    seen = bt.load_registry(reg.file_dir, make_default=False)  # another session (batchtools status) sees
+    seen.cluster_functions = reg.cluster_functions
+    status = bt.get_status(reg=seen)
+    assert status.queued == 4 and status.expired == 0  # waiting for workers, not lost
+    assert bt.wait_for_jobs(timeout=120, reg=reg)
+    assert 1 <= len(bt.get_workers(reg=reg)) <= 2 and bt.reduce_results_list(reg=reg) == [0.2] * 4
+
+
+def test_no_more_workers_than_jobs_none_for_nothing_and_max_workers(tmp_path, caplog):
+    reg = bt.make_registry(file_dir=tmp_path / "r", seed=1, conf_file=None)
+    reg.cluster_functions = bt.make_cluster_functions_multicore(2)
+    bt.batch_map(nap, s=[0.3, 0.3])
+    bt.submit_workers(5)
+    assert bt.wait_for_jobs(timeout=60)
+    assert len(bt.get_workers()) == 2  # two jobs: two workers, not five
+    with caplog.at_level(logging.WARNING, logger="batchtools"):
+        assert len(bt.submit_workers(3)) == 0
+    assert "no job to claim" in caplog.text and "no worker was submitted" in caplog.text
+    assert len(bt.get_workers()) == 2
+    reg = bt.make_registry(file_dir=tmp_path / "r2", seed=1, conf_file=None)
+    reg.cluster_functions = bt.make_cluster_functions_multicore(2)
+    bt.batch_map(nap, s=[0.3] * 6)
+    reg.max_concurrent_jobs = 1  # the default of max_workers: never more than one worker at once
+    bt.submit_workers(3)
+    assert bt.wait_for_jobs(timeout=60)
+    assert len(bt.get_workers()) == 1  # the others were owed, then not needed: nothing was left
+    with pytest.raises(ValueError, match="max_workers"):
+        bt.submit_workers(1, max_workers=0)

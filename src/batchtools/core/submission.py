@@ -59,24 +59,35 @@ def build_collection(reg, sel: np.ndarray, resources: dict, job_hash: str | None
     )
 
 
-def submit_with_retries(reg, jc: JobCollection, sleep_fn: Callable[[int], float]) -> SubmitJobResult:
+def submit_once(reg, jc: JobCollection) -> SubmitJobResult:
+    """Hand ``jc`` to the backend once (the ``pre_submit_job`` hook first): its answer, status 0
+    (accepted) or 1-100 (refused for now: a full queue, a cap on jobs per user, a busy
+    scheduler); SubmitError on a permanent error (101-200)."""
+    cf = reg.cluster_functions
+    run_hook(reg, "pre_submit_job")
+    result = cf.submit_job(reg, jc)
+    if not isinstance(result, SubmitJobResult):
+        raise TypeError(f"cluster functions {cf.name}: submit_job must return a SubmitJobResult, "
+                        f"got {type(result).__name__}")
+    if result.status > 100:
+        raise SubmitError(f"Fatal error occurred while submitting with {cf.name}: {result.msg}")
+    return result
+
+
+def submit_with_retries(reg, jc: JobCollection, sleep_fn: Callable[[int], float],
+                        waiting: Callable[[str, float], None] | None = None) -> SubmitJobResult:
     """Hand ``jc`` to the backend, retrying temporary errors; SubmitError on a permanent one.
     The ``pre_submit_job`` hook runs before every attempt (the caller runs ``post_submit_job`` once
-    it has recorded the accepted submission)."""
-    cf = reg.cluster_functions
+    it has recorded the accepted submission). ``waiting(message, seconds)`` is told of every
+    temporary error (the scheduler's words) before the wait for the next try."""
     i = 0
     while True:
-        run_hook(reg, "pre_submit_job")
-        result = cf.submit_job(reg, jc)
-        if not isinstance(result, SubmitJobResult):
-            raise TypeError(f"cluster functions {cf.name}: submit_job must return a SubmitJobResult, "
-                            f"got {type(result).__name__}")
+        result = submit_once(reg, jc)
         if result.status == 0:
             return result
-        if result.status <= 100:
-            wait = sleep_fn(i)
-            log.info("temporary submit error (%s), retrying in %.1fs", result.msg, wait)
-            time.sleep(wait)
-            i += 1
-            continue
-        raise SubmitError(f"Fatal error occurred while submitting with {cf.name}: {result.msg}")
+        wait = sleep_fn(i)
+        log.info("temporary submit error (%s), retrying in %.1fs", result.msg, wait)
+        if waiting is not None:
+            waiting(result.msg, wait)
+        time.sleep(wait)
+        i += 1
