@@ -225,3 +225,21 @@ def test_no_more_workers_than_jobs_none_for_nothing_and_max_workers(tmp_path, ca
     assert len(bt.get_workers()) == 1  # the others were owed, then not needed: nothing was left
     with pytest.raises(ValueError, match="max_workers"):
         bt.submit_workers(1, max_workers=0)
+
+
+def test_submit_jobs_under_a_cap_says_why_it_waits_once(capped, caplog):
+    """submit_jobs retries the cap's refusals until slots free up: one warning, in Slurm's words,
+    with where it stands and what to do; the jobs run once each."""
+    reg = capped.registry()
+    bt.batch_map(nap, s=[3.0] * 5, reg=reg)
+    with caplog.at_level(logging.INFO, logger="batchtools"):
+        bt.submit_jobs(sleep=0.2, reg=reg)
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    outcomes = [c["outcome"] for c in capped.calls()]
+    assert outcomes.count("refused") >= 2  # it waited, asking again
+    assert len(said) == 1, said
+    before = outcomes.index("refused")  # 3, unless a job ended while the first ones were submitted
+    assert "QOSMaxSubmitJobPerUserLimit" in said[0] and f"{before} of 5 jobs are submitted" in said[0]
+    assert "submit_workers(n)" in said[0] and "max_concurrent_jobs" in said[0]
+    assert "accepts jobs again" in caplog.text
+    assert bt.wait_for_jobs(timeout=60, reg=reg) and bt.reduce_results_list(reg=reg) == [3.0] * 5

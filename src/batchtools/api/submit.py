@@ -71,7 +71,13 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
     ``blas_threads``, ``measure_memory``, ``inner_backend``, ``chunks_as_arrayjobs``,
     ``max_concurrent_jobs``, and anything the backend's template uses (``partition``, ...).
     Temporary backend errors are retried, waiting ``sleep(i)`` seconds (``sleep``: a number
-    of seconds or a function of the attempt ``i``; default: the backend's backoff).
+    of seconds or a function of the attempt ``i``; default: the backend's backoff, from its
+    polling interval up to a minute), until the backend accepts: a scheduler that refuses more
+    jobs for now (Slurm's ``QOSMaxSubmitJobPerUserLimit``, a cap on jobs per user) makes the call
+    wait, and it says so once, in the scheduler's words (a warning on the ``batchtools``
+    logger). Under such a cap run the jobs on a few pool workers (:func:`submit_workers`), or
+    set ``max_concurrent_jobs`` to the cap so the call waits for free slots instead of being
+    refused; Ctrl-C stops the wait and keeps what was submitted.
     ``retry``: a :class:`~batchtools.RetryPolicy`, stored with the jobs; ``wait_for_jobs`` and
     ``sync_registry`` resubmit jobs that die of a timeout, out-of-memory, node failure or
     preemption (as the policy says), with scaled resources.
@@ -144,6 +150,7 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
     previous = set(terminated_ids(reg, pos).tolist())  # jobs whose earlier run may have left a result
     run_hook(reg, "pre_submit")
     last_save = time.time()
+    refused: dict[str, float] = {}  # the scheduler's words -> when it first refused with them
 
     def record() -> None:
         nonlocal recorded, last_save
@@ -171,7 +178,8 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
                 try:
                     if journal is not None:
                         journal.intent(jc.job_hash, ids[a:b])
-                    result = submit_with_retries(reg, jc, sleep_fn)
+                    result = submit_with_retries(reg, jc, sleep_fn,
+                                                 lambda msg, wait: _waiting(refused, msg, accepted, ids.size, max_jobs))
                 except BaseException:
                     if journal is not None:
                         with contextlib.suppress(OSError):
@@ -180,6 +188,9 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
                     reg.store.restore(moved, jc.job_hash)
                     unlink_quietly([reg.layout.job_collection(jc.job_hash), reg.layout.script(jc.job_hash)])
                     raise
+                if refused:
+                    log.info("submit_jobs: the scheduler accepts jobs again (after %.0fs)", time.time() - min(refused.values()))
+                    refused.clear()
                 stashes.append((moved, jc.job_hash))
                 if not cf.store_job_files and "script" in jc.__dict__:  # rendered by cf_brew_template
                     unlink_quietly([jc.__dict__["script"]])
@@ -224,6 +235,25 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
     run_hook(reg, "post_submit")
     order_back = np.argsort(ids, kind="stable")
     return pd.DataFrame({"job_id": ids[order_back], "chunk": chunks[order_back]})
+
+
+def _waiting(refused: dict[str, float], msg: str, accepted: int, total: int, max_jobs) -> None:
+    """Say once (per wait, per message) why the submission waits: the scheduler's words, where it
+    stands, and what to do under a cap on jobs per user."""
+    if msg in refused:
+        return
+    first = not refused
+    refused[msg] = time.time()
+    if not first:
+        log.info("submit_jobs: the scheduler still refuses: %s", msg)
+        return
+    advice = ("; submit_workers(n) runs all of them on n pool workers, or set max_concurrent_jobs to the cap "
+              "(reg.max_concurrent_jobs = N, or resources={'max_concurrent_jobs': N}) so that submit_jobs waits "
+              "for free slots instead of being refused" if not max_jobs else
+              f"; max_concurrent_jobs is {max_jobs}: the scheduler's cap is lower, or other jobs of yours fill it")
+    log.warning("submit_jobs: the scheduler refuses more jobs for now (%s). %d of %d jobs are submitted; the "
+                "rest are submitted as it accepts them (retrying; Ctrl-C stops and keeps what was submitted)%s",
+                msg, accepted, total, advice)
 
 
 def _plain(value):

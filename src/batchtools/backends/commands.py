@@ -60,8 +60,8 @@ def temporary_error(output: list[str], patterns: tuple[str, ...]) -> str | None:
     (errors that go away: a cap on jobs per user, a busy controller), else None.
 
     >>> temporary_error(["sbatch: error: QOSMaxSubmitJobPerUserLimit", "sbatch: error: Batch job submission "
-    ...                  "failed: Job violates accounting/QOS policy"], ("QOSMaxSubmitJobPerUserLimit",))[-40:]
-    'failed: Job violates accounting/QOS policy'
+    ...                  "failed: Job violates accounting/QOS policy"], ("QOSMaxSubmitJobPerUserLimit",))
+    'sbatch: error: QOSMaxSubmitJobPerUserLimit / sbatch: error: Batch job submission failed: Job violates...
     """
     text = "\n".join(output)
     if not any(p in text for p in patterns):
