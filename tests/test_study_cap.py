@@ -243,3 +243,24 @@ def test_submit_jobs_under_a_cap_says_why_it_waits_once(capped, caplog):
     assert "submit_workers(n)" in said[0] and "max_concurrent_jobs" in said[0]
     assert "accepts jobs again" in caplog.text
     assert bt.wait_for_jobs(timeout=60, reg=reg) and bt.reduce_results_list(reg=reg) == [3.0] * 5
+
+
+def test_scheduler_job_names_say_registry_and_job_chunk_or_worker(capped):
+    reg = capped.registry("my study")
+    bt.batch_map(nap, s=[0.1] * 6, reg=reg)
+    bt.submit_jobs([1], reg=reg)
+    bt.submit_jobs(bt.find_jobs(ids=[2, 3, 4], reg=reg).assign(chunk=5), reg=reg)
+    assert bt.wait_for_jobs(timeout=60, reg=reg)
+    bt.set_job_names([6], ["mine"], reg=reg)
+    bt.submit_jobs([6], reg=reg)
+    bt.submit_workers(1, ids=[5], reg=reg)
+    assert bt.wait_for_jobs(timeout=60, reg=reg)
+    names = sorted(line.split("=", 1)[1] for p in reg.layout.dir("jobs").glob("*.sh")
+                   for line in p.read_text().splitlines() if line.startswith("#SBATCH --job-name="))
+    assert names == ["mine", "my_study-1", "my_study-chunk5", "my_study-worker1"]
+    long = bt.make_registry(file_dir=reg.file_dir.parent / ("x" * 80), conf_file=None, make_default=False)
+    bt.batch_map(nap, s=[0.1], reg=long)
+    from batchtools.backends.templates import job_name
+
+    name = job_name(bt.make_job_collection([1], reg=long))
+    assert len(name) == 64 and name.endswith("-1")

@@ -168,7 +168,8 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
                     # an array job only occupies as many slots as its throttle lets run
                     n_new = min(b - a, max_jobs) if chunk_res[k].get("chunks_as_arrayjobs") else b - a
                     _throttle(reg, max_jobs, n_new, sleep_fn, new_batches)
-                jc = build_collection(reg, ids[a:b], chunk_res[k], specs=specs[a:b], names=names[a:b], common=common)
+                jc = build_collection(reg, ids[a:b], chunk_res[k], specs=specs[a:b], names=names[a:b], common=common,
+                                      chunk=int(chunks[a]))
                 if cf.store_job_collection:
                     write_pickle(reg.layout.job_collection(jc.job_hash), jc)
                 t0 = time.time()

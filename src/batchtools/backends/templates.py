@@ -122,10 +122,36 @@ def check_script_resources(resources: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+MAX_NAME = 64  # characters of a job name (schedulers show fewer; Slurm's squeue 8 by default)
+
+
 def job_name(jc) -> str:
+    """The scheduler's name of ``jc``'s job: a name given with ``set_job_names`` (the first of the
+    collection's), else the registry's folder name and what the job runs: ``<registry>-<job id>``
+    for one job, ``-chunk<k>`` for a chunk of ``submit_jobs``, ``-worker<k>`` for a pool worker.
+    Letters, digits, ``_.-`` only, at most 64 characters (the registry's name is cut, never the
+    id), starting with a letter.
+
+    >>> from batchtools.core.collection import JobCollection
+    >>> jc = JobCollection(file_dir="/home/me/study 2", work_dir=".", job_hash="job1a2b", jobs=[{"job_id": 7}], seed=1)
+    >>> job_name(jc)
+    'study_2-7'
+    """
     names = [n for n in jc.job_names if n]
-    name = names[0] if names else jc.job_hash
-    return UNSAFE_NAME.sub("_", name)[:64] or jc.job_hash
+    if names and not jc.pool:
+        return UNSAFE_NAME.sub("_", names[0])[:MAX_NAME] or jc.job_hash
+    if jc.pool:
+        what = names[0] if names else "worker"
+    elif len(jc.jobs) == 1:
+        what = str(jc.jobs[0]["job_id"])
+    elif jc.chunk is not None:
+        what = f"chunk{jc.chunk}"
+    else:
+        what = f"{jc.jobs[0]['job_id']}-and-{len(jc.jobs) - 1}-more" if len(jc.jobs) else "none"
+    what = UNSAFE_NAME.sub("_", what)
+    registry = UNSAFE_NAME.sub("_", os.path.basename(os.path.normpath(jc.file_dir)))
+    name = f"{registry[:max(0, MAX_NAME - len(what) - 1)]}-{what}"
+    return (name if name[:1].isalpha() else f"bt{name}")[:MAX_NAME]
 
 
 def cf_brew_template(reg, template: jinja2.Template, jc, **extra: Any) -> str:

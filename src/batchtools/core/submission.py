@@ -45,17 +45,19 @@ def collection_fields(reg) -> dict:
 
 
 def build_collection(reg, sel: np.ndarray, resources: dict, job_hash: str | None = None,
-                     specs: list | None = None, names: list | None = None, common: dict | None = None) -> JobCollection:
+                     specs: list | None = None, names: list | None = None, common: dict | None = None,
+                     chunk: int | None = None) -> JobCollection:
     """JobCollection of checked, sorted ids ``sel`` with final ``resources`` (``specs`` and
     ``names``: the jobs' specs and names, if the caller has them already; ``common``: the
-    registry's :func:`collection_fields`, if the caller has them already)."""
+    registry's :func:`collection_fields`, if the caller has them already; ``chunk``: its chunk
+    number in a submission)."""
     job_hash = job_hash or f"job{uuid.uuid4().hex}"
     if names is None:
         names = reg.status["job_name"].to_numpy()[reg.pos(sel)].tolist()
     return JobCollection(
         job_hash=job_hash, jobs=reg.definitions.specs(sel) if specs is None else specs, resources=resources,
         log_file=str(reg.layout.log(job_hash)), array_jobs=bool(resources.get("chunks_as_arrayjobs")),
-        job_names=names, **(collection_fields(reg) if common is None else common),
+        job_names=names, chunk=chunk, **(collection_fields(reg) if common is None else common),
     )
 
 
