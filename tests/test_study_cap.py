@@ -264,3 +264,72 @@ def test_scheduler_job_names_say_registry_and_job_chunk_or_worker(capped):
 
     name = job_name(bt.make_job_collection([1], reg=long))
     assert len(name) == 64 and name.endswith("-1")
+
+
+# ------------------------------------------------------------------------------------ the timeline
+def ran(reg, runs):
+    """Pretend jobs ran: ``runs`` maps job id -> (start, seconds, start-up seconds); odd and even
+    jobs ran in two scheduler jobs (rows)."""
+    st = reg.status
+    for job_id, (start, seconds, startup) in runs.items():
+        i = job_id - 1
+        st.loc[i, ["submitted", "started", "done", "startup"]] = [start - startup - 1, start, start + seconds, startup]
+        st.loc[i, "batch_id"] = f"b{job_id % 2}"
+        st.loc[i, "job_hash"] = f"h{job_id % 2}"
+
+
+def labels(fig):
+    return [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+
+
+def test_timeline_cuts_idle_gaps_between_sessions_and_counts_what_it_shows(tmp_path):
+    pytest.importorskip("matplotlib")
+    reg = bt.make_registry(file_dir=tmp_path / "r", seed=1, conf_file=None)
+    bt.batch_map(lambda x: x, x=range(1, 9))
+    # two sessions 6 minutes apart, ~40 s of work; job 3 lasts 2 ms right before job 5 (same row)
+    ran(reg, {1: (1000.0, 20.0, 2.0), 2: (1000.0, 18.0, 2.5), 3: (1020.0, 0.002, 0.0), 4: (1018.0, 2.0, 0.0),
+              5: (1020.002, 5.0, 0.0), 6: (1400.0, 0.001, 2.1), 7: (1400.0, 8.0, 2.2), 8: (1400.001, 10.0, 0.0)})
+    fig = bt.plot_timeline()
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "seconds from the first start (idle gaps cut)"
+    assert ax.get_xlim()[1] < 60  # ~40 s of work and a narrow band, not 6.9 minutes
+    assert "6.2 min idle cut out" in ax.get_title()
+    assert [t.get_text() for t in ax.texts] == ["6.2 min idle"]
+    ticks = [float(t.get_text()) for t in ax.get_xticklabels()]
+    assert ticks[0] == 0 and max(ticks) >= 400  # the real time from the first start
+    fig.canvas.draw()
+    for c in ax.collections:  # every bar at least a pixel wide
+        for p in c.get_paths():
+            x = ax.transData.transform(p.vertices)[:, 0]
+            assert x.max() - x.min() >= 1.0 or c.get_gid() == "startup"
+    # job 3 (2 ms) is covered by job 5 starting 2 ms later, and job 6 (1 ms) by job 8: counted as unseen
+    assert labels(fig) == ["done (6)", "error (0)", "start-up (4)"]
+    assert "(2 too short to see)" in ax.get_title()
+    kept = bt.plot_timeline(gaps="keep").axes[0]
+    assert kept.get_xlim()[1] > 400 and kept.get_xlabel() == "seconds from the first start"
+    with pytest.raises(ValueError, match="gaps: one of"):
+        bt.plot_timeline(gaps="squeeze")
+
+
+def test_timeline_draws_start_up_bars_and_the_cli_takes_ids(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("BATCHTOOLS_WARM", "0")
+    reg = study_registry(tmp_path / "r", bt.make_cluster_functions_multicore(2))
+    bt.submit_workers(1)
+    assert bt.wait_for_jobs(timeout=120)
+    ax = bt.plot_timeline().axes[0]
+    startup = [c for c in ax.collections if c.get_gid() == "startup"]
+    assert len(startup) == 1 and len(startup[0].get_paths()) >= 1
+    bar = startup[0].get_paths()[0].vertices[:, 0]
+    assert bar.max() - bar.min() >= LOAD_SECONDS  # the worker's start-up, before its first job
+    assert labels(ax.figure)[-1].startswith("start-up (")
+    out = tmp_path / "t.png"
+    cli = [sys.executable, "-m", "batchtools.cli", "timeline", str(reg.file_dir), "-o", str(out)]
+    proc = subprocess.run([*cli, "--ids", "1-3"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    proc = subprocess.run([*cli, "--ids", "99"], capture_output=True, text=True)
+    assert proc.returncode == 1 and "99" in proc.stderr

@@ -8,7 +8,7 @@ unless ``--conf FILE``):
     batchtools errors   [REGISTRY] [--list]             errors grouped by message
     batchtools log      [REGISTRY] JOB_ID               the log of one job
     batchtools workers  [REGISTRY]                      the worker pool
-    batchtools timeline [REGISTRY] -o FILE              timeline figure (PNG, PDF or SVG)
+    batchtools timeline [REGISTRY] -o FILE [--ids IDS]  timeline figure (PNG, PDF or SVG)
 
 Acting (takes the registry's writeable lease; refused while another live session holds it,
 unless ``--force``; the configuration file is found as ``load_registry`` finds it):
@@ -172,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image file to write, PNG, PDF or SVG by its suffix (default timeline.png)")
     p.add_argument("--color-by", default=None, metavar="COLUMN",
                    help="colour the jobs by a job parameter or experiment column, e.g. algorithm")
+    p.add_argument("--ids", type=parse_ids, metavar="IDS", help="only these jobs, e.g. 1,3,5-8")
+    p.add_argument("--keep-gaps", action="store_true",
+                   help="draw idle stretches (between sessions, in a queue) as they were, not cut out")
 
     def acting(p: argparse.ArgumentParser) -> None:
         registry_arg(p)
@@ -416,7 +419,7 @@ def cmd_timeline(args) -> int:
 
     reg = _open(args)
     try:
-        fig = plot_timeline(reg=reg, color_by=args.color_by)
+        fig = plot_timeline(args.ids, reg=reg, color_by=args.color_by, gaps="keep" if args.keep_gaps else "cut")
     except ValueError as e:
         raise CliError(str(e)) from None
     fig.savefig(args.output, dpi=120)
