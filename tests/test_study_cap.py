@@ -333,3 +333,28 @@ def test_timeline_draws_start_up_bars_and_the_cli_takes_ids(tmp_path, monkeypatc
     assert out.read_bytes()[:4] == b"\x89PNG"
     proc = subprocess.run([*cli, "--ids", "99"], capture_output=True, text=True)
     assert proc.returncode == 1 and "99" in proc.stderr
+
+
+# ------------------------------------------------------------------------------------ smaller things
+def test_an_eta_known_to_be_wrong_is_not_shown():
+    """A 150-s job runs after jobs of 0.13 s: no 'ETA 0s', and no ETA counted down to nothing."""
+    import io
+
+    from batchtools.core import progress as pg
+
+    nan = float("nan")
+    started = np.array([0.0, 0.2, 0.4, 0.6])
+    ended = np.array([0.13, 0.33, 0.53, nan])
+    left, running = np.isnan(ended), np.isnan(ended)
+    assert pg.eta_from_runtimes(started, ended, left, running, now=0.7) == pytest.approx(0.03)
+    assert pg.eta_from_runtimes(started, ended, left, running, now=150.0) is None
+    out = io.StringIO()
+    bar = pg.Progress(4, "Waiting", mode="lines", interval=3600, file=out)
+    bar.set(3, {"running": 1, "eta": None})
+    assert "ETA" not in bar.line() and "1 running" in bar.line()
+    bar._detail_at -= pg.Progress.REFRESH  # details are taken at most once a second
+    bar.set(3, {"running": 1, "eta": 2.0})
+    assert "ETA 2s" in bar.line()
+    bar._detail_at -= 10  # ten seconds later, the job still runs: the estimate ran out
+    assert "ETA" not in bar.line()
+    bar.close()
