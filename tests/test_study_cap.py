@@ -358,3 +358,33 @@ def test_an_eta_known_to_be_wrong_is_not_shown():
     bar._detail_at -= 10  # ten seconds later, the job still runs: the estimate ran out
     assert "ETA" not in bar.line()
     bar.close()
+
+
+def test_cli_suggests_the_nearest_command_or_option_and_log_says_what_is_missing(tmp_path):
+    import subprocess
+    import sys
+
+    from batchtools import cli
+
+    reg = bt.make_registry(file_dir=tmp_path / "reg", seed=1, conf_file=None)
+    reg.cluster_functions = bt.make_cluster_functions_interactive()
+    bt.batch_map(lambda x: print("hello", x), x=[1])
+    bt.submit_jobs()
+    del reg
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "batchtools.cli", *map(str, args)], capture_output=True,
+                              text=True, cwd=tmp_path)
+
+    proc = run("stauts", "reg")
+    assert proc.returncode == cli.USAGE and "did you mean 'status'?" in proc.stderr
+    proc = run("reset", "reg", "--erors")
+    assert proc.returncode == cli.USAGE and "unrecognized arguments: --erors; did you mean --errors?" in proc.stderr
+    proc = run("log", "reg")
+    assert proc.returncode == cli.USAGE and "which job?" in proc.stderr and "batchtools log reg JOB_ID" in proc.stderr
+    proc = run("log", "reg", "one")
+    assert proc.returncode == cli.USAGE and "JOB_ID must be a job id" in proc.stderr
+    proc = run("log", "1")  # a job id of ./registry: the default registry is named
+    assert proc.returncode == cli.FAILED and "no registry at ./registry" in proc.stderr
+    proc = run("log", "reg", "1")
+    assert proc.returncode == cli.OK and "hello 1" in proc.stdout
