@@ -205,6 +205,22 @@ def test_a_pool_the_scheduler_refuses_entirely_waits_queued_not_expired(capped, 
     assert 1 <= len(bt.get_workers(reg=reg)) <= 2 and bt.reduce_results_list(reg=reg) == [0.2] * 4
 
 
+def test_a_worker_still_queued_when_nothing_is_left_is_cancelled(capped, monkeypatch):
+    """The scheduler starts a second worker only late (held in its queue): once the first took
+    every job, the master cancels it instead of letting it start to find nothing."""
+    reg = capped.registry()
+    bt.batch_map(nap, s=[0.4] * 8, reg=reg)
+    bt.submit_workers(1, reg=reg)
+    wait_until(lambda: len(bt.find_running(reg=reg)), what="the first worker to run a job")
+    monkeypatch.setenv("FAKE_SCHED_HOLD", "1")  # the next worker waits in the scheduler's queue
+    bt.submit_workers(1, reg=reg)
+    assert bt.wait_for_jobs(timeout=60, reg=reg)
+    workers = bt.get_workers(reg=reg).sort_values("submitted")
+    assert workers["state"].tolist() == ["exited", "cancelled"] and workers["claimed"].tolist() == [8, 0]
+    fake = [json.loads(x) for x in (Path(os.environ["FAKE_SCHED_DIR"]) / "calls.log").read_text().splitlines()]
+    assert ["scancel", workers["batch_id"].iloc[1]] in fake
+
+
 def test_no_more_workers_than_jobs_none_for_nothing_and_max_workers(tmp_path, caplog):
     reg = bt.make_registry(file_dir=tmp_path / "r", seed=1, conf_file=None)
     reg.cluster_functions = bt.make_cluster_functions_multicore(2)

@@ -13,7 +13,7 @@ import pandas as pd
 from ..core import registry as core
 from ..core.files import make_dir, unlink_quietly
 from ..core.pickling import pickle_by_value
-from ..core.pool import pool_state
+from ..core.pool import FINAL, pool_state
 from ..core.registry import RegistryState, resolve
 from ..core.state import done_mask, masks
 from ..core.store import FolderStore
@@ -63,7 +63,7 @@ def sweep_registry(reg: RegistryState | None = None) -> dict[str, int]:
     log_names = set(st["log_file"].dropna())  # pooled jobs log into their worker's file
     active_hashes = set(st.loc[masks(reg)["system"], "job_hash"].dropna())
     pool = pool_state(reg)
-    live_workers = ({w for w, info in pool.workers.items() if info.get("state") not in ("exited", "stale")}
+    live_workers = ({w for w, info in pool.workers.items() if info.get("state") not in FINAL}
                     if pool else set())
 
     def files(sub):

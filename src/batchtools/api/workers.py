@@ -17,7 +17,7 @@ from ..core.checks import check_number
 from ..core.display import DisplayFrame
 from ..core.files import unlink_quietly
 from ..core.ids import as_id_array
-from ..core.pool import ALIVE, PoolState, pool_state
+from ..core.pool import ALIVE, FINAL, PoolState, pool_state
 from ..core.registry import RegistryState, resolve
 from ..core.resources import check_resources, resource_id
 from ..core.retry import CONTINUED, DEFAULT_POLICY
@@ -318,7 +318,7 @@ def _submit_worker(reg: RegistryState, pool: PoolState, wid: str, k: int, plan: 
         reg.write_pickle(path, wjc)
     # record the worker before it can claim (Interactive runs it inside submit_job)
     pool.workers[wid] = {"batch_id": None, "log_file": f"{wid}.log", "submitted": time.time(),
-                         "heartbeat": plan["heartbeat"], "state": "submitted"}
+                         "heartbeat": plan["heartbeat"], "idle_timeout": plan["idle_timeout"], "state": "submitted"}
     result = submit_once(reg, wjc)
     cf.send_held()  # a worker goes at once (a few of them: nothing to gain from sending them together)
     if result.status != 0:
@@ -337,7 +337,8 @@ def _submit_worker(reg: RegistryState, pool: PoolState, wid: str, k: int, plan: 
 
 def get_workers(reg: RegistryState | None = None) -> pd.DataFrame:
     """The pool's workers: ``worker_id``, ``batch_id``, ``state`` (queued, running, exited,
-    stale = stopped beating, gone = left the scheduler without a goodbye), ``submitted``,
+    stale = stopped beating, gone = left the scheduler without a goodbye, cancelled = still
+    queued when no job was left to claim), ``submitted``,
     ``last_beat``, jobs ``claimed``, ``done`` and ``error`` (whole numbers: the jobs whose
     current run is the worker's, so far), ``time_startup`` (its start-up: the process starting,
     imports, loading the jobs' function, data, problems and algorithms, a Timedelta; part of no
@@ -389,10 +390,40 @@ POOL_RERUN = ("worker_lost", "timeout", "node_fail", "preempted", "unknown", "ch
 
 
 def pool_wants_healing(reg: RegistryState) -> bool:
-    """Whether the registry's pool may need workers submitted while the master waits or syncs
-    (``submit_workers(heal=True)``, or workers the scheduler refused so far)."""
+    """Whether the registry's pool needs looking after while the master waits or syncs: workers
+    to submit (``submit_workers(heal=True)``, workers the scheduler refused so far) or workers
+    that may still wait in the scheduler's queue (cancelled if nothing is left for them)."""
     pool = pool_state(reg)
-    return pool is not None and pool.owes_workers()
+    return pool is not None and (pool.owes_workers() or any(
+        w.get("state") not in FINAL and w.get("idle_timeout") == 0 for w in pool.workers.values()))
+
+
+def _cancel_unneeded(reg: RegistryState, pool: PoolState) -> None:
+    """Cancel the workers that still wait in the scheduler's queue once no job is left to claim:
+    they would start only to find nothing (workers that wait for more jobs, ``idle_timeout`` > 0,
+    are kept)."""
+    states = pool.last_states or {}
+    waiting = [wid for wid, w in pool.workers.items() if states.get(wid) == "queued" and w.get("batch_id")
+               and w.get("idle_timeout") == 0 and w.get("state") not in FINAL]
+    if not waiting or pool.unclaimed():
+        return
+    cf = reg.cluster_functions
+    gone = []
+    with reg.mutation("cancel unneeded pool workers"):
+        for wid in waiting:
+            if reg.layout.worker_beat(wid).exists():
+                continue  # it started meanwhile: it leaves by itself
+            try:
+                cf.kill_job(reg, pool.workers[wid]["batch_id"])
+            except Exception as e:  # it starts, finds nothing and leaves
+                log.info("pool: could not cancel worker %s: %s", pool.workers[wid]["batch_id"], e)
+                continue
+            pool.workers[wid]["state"] = states[wid] = "cancelled"
+            gone.append(pool.workers[wid]["batch_id"])
+        if gone:
+            pool.save()
+    if gone:
+        log.info("pool: no job left to claim: cancelled %d worker(s) still queued (%s)", len(gone), ", ".join(gone))
 
 
 def heal_pool(reg: RegistryState, rows: np.ndarray) -> np.ndarray:
@@ -403,13 +434,16 @@ def heal_pool(reg: RegistryState, rows: np.ndarray) -> np.ndarray:
     waits or syncs (:mod:`batchtools.api.heal`)."""
     pool = pool_state(reg)
     none = np.empty(0, np.int64)
-    if pool is None or not pool.owes_workers() or not reg.writeable:
+    if pool is None or not reg.writeable:
+        return none
+    if pool.last_states is None:
+        pool.current_states()
+    _cancel_unneeded(reg, pool)
+    if not pool.owes_workers():
         return none
     h = pool.plan
     st = reg.status
     lost, reasons, nxt = _lost_jobs(reg, pool, rows) if h["heal"] else (none, [], {})
-    if pool.last_states is None:
-        pool.current_states()
     if not lost.size and not pool.may_ask():
         return none
     t = _round(pool)

@@ -25,6 +25,7 @@ QUEUE_PREFIX = "pool"
 # a worker that has not started yet and cannot be seen on the scheduler counts as alive this long
 START_GRACE = 60.0
 ALIVE = frozenset({"queued", "running"})
+FINAL = frozenset({"exited", "stale", "cancelled"})  # a worker in one of these states stays in it
 
 
 class PoolState:
@@ -131,15 +132,16 @@ class PoolState:
 
     # ------------------------------------------------------------- liveness
     def worker_states(self, q: set[str], r: set[str]) -> dict[str, str]:
-        """worker id -> "queued", "running", "exited", "stale" (stopped beating) or "gone"
-        (not on the scheduler any more, e.g. killed, without a goodbye)."""
+        """worker id -> "queued", "running", "exited", "stale" (stopped beating), "cancelled"
+        (still queued when no job was left for it) or "gone" (not on the scheduler any more, e.g.
+        killed, without a goodbye)."""
         cf = self.reg.cluster_functions
         can_list = cf is not None and cf.list_jobs is not None
         fs_latency = getattr(cf, "fs_latency", 0) or 0
         now = None
         states: dict[str, str] = {}
         for wid, w in self.workers.items():
-            if w.get("state") in ("exited", "stale"):
+            if w.get("state") in FINAL:
                 states[wid] = w["state"]
                 continue
             if self.layout.worker_exit(wid).exists():
@@ -183,7 +185,7 @@ class PoolState:
             self.save()
         q, r = set(q), set(r)
         for wid, s in states.items():
-            if s in ("exited", "stale", "gone"):
+            if s in FINAL or s == "gone":
                 q.discard(self.workers[wid]["batch_id"])
                 r.discard(self.workers[wid]["batch_id"])
         if ALIVE & set(states.values()) or self.awaits_workers():  # waiting for a worker, not lost
