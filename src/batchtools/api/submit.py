@@ -150,7 +150,7 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
     previous = set(terminated_ids(reg, pos).tolist())  # jobs whose earlier run may have left a result
     run_hook(reg, "pre_submit")
     last_save = time.time()
-    refused: dict[str, float] = {}  # the scheduler's words -> when it first refused with them
+    refused: dict = {"since": None, "said": set()}  # when the current wait began; the refusals told so far
 
     def record() -> None:
         nonlocal recorded, last_save
@@ -189,9 +189,9 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
                     reg.store.restore(moved, jc.job_hash)
                     unlink_quietly([reg.layout.job_collection(jc.job_hash), reg.layout.script(jc.job_hash)])
                     raise
-                if refused:
-                    log.info("submit_jobs: the scheduler accepts jobs again (after %.0fs)", time.time() - min(refused.values()))
-                    refused.clear()
+                if refused["since"] is not None:
+                    log.info("submit_jobs: the scheduler accepts jobs again (after %.0fs)", time.time() - refused["since"])
+                    refused["since"] = None
                 stashes.append((moved, jc.job_hash))
                 if not cf.store_job_files and "script" in jc.__dict__:  # rendered by cf_brew_template
                     unlink_quietly([jc.__dict__["script"]])
@@ -238,15 +238,17 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
     return pd.DataFrame({"job_id": ids[order_back], "chunk": chunks[order_back]})
 
 
-def _waiting(refused: dict[str, float], msg: str, accepted: int, total: int, max_jobs) -> None:
-    """Say once (per wait, per message) why the submission waits: the scheduler's words, where it
-    stands, and what to do under a cap on jobs per user."""
-    if msg in refused:
+def _waiting(refused: dict, msg: str, accepted: int, total: int, max_jobs) -> None:
+    """Say why the submission waits: the first time in a call as a warning (the scheduler's
+    words, where it stands, what to do under a cap on jobs per user), other refusals as info."""
+    if refused["since"] is None:
+        refused["since"] = time.time()
+    if msg in refused["said"]:
         return
-    first = not refused
-    refused[msg] = time.time()
+    first = not refused["said"]
+    refused["said"].add(msg)
     if not first:
-        log.info("submit_jobs: the scheduler still refuses: %s", msg)
+        log.info("submit_jobs: the scheduler refuses again: %s (%d of %d jobs submitted)", msg, accepted, total)
         return
     advice = ("; submit_workers(n) runs all of them on n pool workers, or set max_concurrent_jobs to the cap "
               "(reg.max_concurrent_jobs = N, or resources={'max_concurrent_jobs': N}) so that submit_jobs waits "
