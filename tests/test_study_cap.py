@@ -205,6 +205,25 @@ def test_a_pool_the_scheduler_refuses_entirely_waits_queued_not_expired(capped, 
     assert 1 <= len(bt.get_workers(reg=reg)) <= 2 and bt.reduce_results_list(reg=reg) == [0.2] * 4
 
 
+def test_a_permanent_error_while_topping_up_stops_it_and_the_jobs_expire(capped, monkeypatch, caplog):
+    """Workers owed after a refusal, then sbatch fails for good (a wrong partition): the pool stops
+    asking, says so, and the queued jobs no worker can take are reported expired, not waited for."""
+    other = capped.registry("other")
+    bt.batch_map(nap, s=[2.0] * 3, reg=other)
+    bt.submit_jobs(reg=other)  # the cap is full
+    reg = capped.registry()
+    bt.batch_map(nap, s=[0.1] * 4, reg=reg)
+    bt.submit_workers(2, reg=reg)
+    assert len(bt.get_workers(reg=reg)) == 0
+    monkeypatch.setenv("FAKE_SCHED_FAIL", "1:sbatch: error: invalid partition specified: gpu")
+    monkeypatch.setenv("FAKE_SCHED_FAIL_TIMES", "100")
+    with caplog.at_level(logging.WARNING, logger="batchtools"):
+        assert bt.wait_for_jobs(timeout=60, reg=reg) is False
+    assert "could not submit a new worker" in caplog.text and "invalid partition" in caplog.text
+    assert bt.find_expired(reg=reg)["job_id"].tolist() == [1, 2, 3, 4]
+    assert bt.wait_for_jobs(timeout=60, reg=other)
+
+
 def test_a_worker_still_queued_when_nothing_is_left_is_cancelled(capped, monkeypatch):
     """The scheduler starts a second worker only late (held in its queue): once the first took
     every job, the master cancels it instead of letting it start to find nothing."""

@@ -37,7 +37,9 @@ def sync_registry(reg: RegistryState | None = None) -> bool:
     around every sync. An explicit sync also saves the merged status at once (queries save it
     at most every second) and removes the merged update files, and it does what
     ``wait_for_jobs`` does for jobs that died: resubmits those a :class:`~batchtools.RetryPolicy`
-    covers, lets checkpointed jobs go on, and keeps a healing pool going.
+    covers, lets checkpointed jobs go on, and looks after the worker pool (submits the workers
+    the scheduler refused so far as it accepts them, keeps a healing pool going, cancels workers
+    still queued once no job is left to claim).
     """
     reg = resolve(reg)
     changed = reg.sync() > 0
