@@ -224,6 +224,19 @@ def test_a_permanent_error_while_topping_up_stops_it_and_the_jobs_expire(capped,
     assert bt.wait_for_jobs(timeout=60, reg=other)
 
 
+def test_a_healing_pool_of_an_older_registry_keeps_healing(tmp_path):
+    """pool/state.pkl written before plans held a ``heal`` dict: it is read as a healing plan."""
+    from batchtools.core.files import write_pickle
+    from batchtools.core.pool import PoolState
+
+    reg = bt.make_registry(file_dir=tmp_path / "r", seed=1, conf_file=None)
+    reg.layout.make_pool_dirs()
+    heal = {"n": 2, "resources": {}, "heartbeat": 10.0, "idle_timeout": 0.0, "max_claim": None, "max_attempts": 3}
+    write_pickle(reg.layout.pool_state, {"workers": {}, "queues": {}, "heal": heal})
+    pool = PoolState(reg)
+    assert pool.plan["heal"] and pool.plan["n"] == 2 and pool.owes_workers() and not pool.awaits_workers()
+
+
 def test_a_worker_still_queued_when_nothing_is_left_is_cancelled(capped, monkeypatch):
     """The scheduler starts a second worker only late (held in its queue): once the first took
     every job, the master cancels it instead of letting it start to find nothing."""
