@@ -205,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="timeline.png", metavar="FILE",
                    help="image file to write, PNG, PDF or SVG by its suffix (default timeline.png)")
     p.add_argument("--color-by", default=None, metavar="COLUMN",
-                   help="colour the jobs by a job parameter or experiment column, e.g. algorithm")
+                   help="colour the jobs by a job parameter or experiment column, e.g. algorithm "
+                        "(in an ML benchmark also task or learner)")
     p.add_argument("--ids", type=parse_ids, metavar="IDS", help="only these jobs, e.g. 1,3,5-8")
     p.add_argument("--keep-gaps", action="store_true",
                    help="draw idle stretches (between sessions, in a queue) as they were, not cut out")
