@@ -439,10 +439,10 @@ def test_cli_suggests_the_nearest_command_or_option_and_log_says_what_is_missing
 
 
 # ------------------------------------------------------------------------------------ the study
-STUDY = '''
-"""The study of issue 25: 4 data sets x 3 learners x 3 folds on a Slurm cluster that caps jobs per
-user, run on the worker pool. ``python study.py REGISTRY REPORT.json``; run it again and it adds and
-submits nothing."""
+STUDY = """
+\"\"\"The study of issue 25: 4 data sets x 3 learners x 3 folds on a Slurm cluster that caps jobs per
+user, run on the worker pool. ``python study.py REGISTRY REPORT.json``; run it again after a fix and
+it replaces the fixed learner's jobs, run it once more and it adds and submits nothing.\"\"\"
 import json
 import os
 import sys
@@ -461,10 +461,11 @@ def iris():
 
 
 class Slow(DummyClassifier):
-    """A learner whose fit takes 0.3 s."""
+    \"\"\"A learner whose fit takes 0.3 s.\"\"\"
 
     def fit(self, X, y, sample_weight=None):
         time.sleep(0.3)
+        raise RuntimeError("a bug in Slow.fit")  # BUG
         return super().fit(X, y, sample_weight)
 
 
@@ -476,92 +477,120 @@ def design():
 
 
 def main(path, report):
-    # TODO(study-ml, issue 25 item 7): bt.make_experiment_registry(path, seed=1, exist_ok=True) once it exists
-    if os.path.isdir(path):
-        reg = bt.load_registry(path, writeable=True)
-    else:
-        reg = bt.make_experiment_registry(path, seed=1)
+    reg = bt.make_experiment_registry(path, seed=1, exist_ok=True)
     cf = bt.make_cluster_functions_slurm(scheduler_latency=0, fs_latency=5)
     cf.poll, cf.poll_max = 0.5, 2.0
     reg.cluster_functions = cf
-    # TODO(study-ml, issue 25 item 5): the acceptance study breaks one learner and fixes it with
-    # bt.batchmark(design(), ..., replace=True); that name is on the study-ml branch
-    new = bt.batchmark(design(), scoring=["accuracy", "balanced_accuracy"])
+    new = bt.batchmark(design(), scoring=["accuracy", "balanced_accuracy"], replace=True)
     began = time.time()
     queued = bt.submit_workers(5, resources={"walltime": 900, "memory": 1024})
     returned = time.time()
     ok = bt.wait_for_jobs(timeout=900)
     agg = bt.reduce_results_batchmark().aggregate()
     print(agg.to_string())
-    bt.plot_timeline(color_by="algorithm").savefig(os.path.join(os.path.dirname(report), "timeline.png"))
+    bt.plot_timeline(color_by="learner").savefig(os.path.join(os.path.dirname(report), "timeline.png"))
     with open(report, "w") as fh:
-        json.dump({"new": len(new), "queued": len(queued), "began": began, "returned": returned, "ok": ok,
-                   "aggregate": agg.to_dict("records")}, fh)
+        json.dump({"new": new["job_id"].tolist(), "queued": len(queued), "began": began, "returned": returned,
+                   "ok": ok, "errors": bt.find_errors()["job_id"].tolist(), "aggregate": agg.to_dict("records")}, fh)
 
 
 if __name__ == "__main__":
     main(sys.argv[1], sys.argv[2])
-'''
+"""
+BUG = '        raise RuntimeError("a bug in Slow.fit")  # BUG\n'
 
 
-def run_study(tmp_path, env):
-    """The study script run twice, as a user runs it: the two reports and what each printed on stderr."""
+def log_starts(registry: Path) -> dict[str, list[int]]:
+    """The jobs each log file of ``registry`` says were started, in order."""
+    return {p.name: [int(line.split("job.id=")[1].rstrip("]")) for line in p.read_text().splitlines()
+                     if "### [bt]: Starting job [batchtools" in line]
+            for p in (registry / "logs").glob("*.log")}
+
+
+def run_study(tmp_path, env) -> list[dict]:
+    """The study script run as a user runs it: with a bug in a learner, again once it is fixed, and
+    once more unchanged. Per run: its report, what it printed, the jobs started in it (the
+    log lines it added), the job table after it and the pool's workers it submitted (as
+    get_workers showed them after it)."""
     import subprocess
     import sys
 
-    (tmp_path / "study.py").write_text(STUDY)
-    out = []
-    for k in (1, 2):
+    script, registry = tmp_path / "study.py", tmp_path / "registry"
+    script.write_text(STUDY)
+    runs, seen = [], {}
+    for k in (1, 2, 3):
+        if k == 2:  # the user fixes the learner's code; batchmark(replace=True) replaces its jobs
+            script.write_text(STUDY.replace(BUG, ""))
         report = tmp_path / f"run{k}.json"
-        proc = subprocess.run([sys.executable, str(tmp_path / "study.py"), str(tmp_path / "registry"), str(report)],
+        proc = subprocess.run([sys.executable, str(script), str(registry), str(report)],
                               cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        out.append((json.loads(report.read_text()), proc.stderr))
-    return out
+        now = log_starts(registry)
+        started = [i for name, ids in now.items() for i in ids[len(seen.get(name, [])):]]
+        seen = now
+        reg = bt.load_registry(registry, make_default=False)
+        workers = bt.get_workers(reg=reg)
+        workers = workers[~workers["batch_id"].isin([b for run in runs for b in run["workers"]["batch_id"]])]
+        runs.append({**json.loads(report.read_text()), "stdout": proc.stdout, "stderr": proc.stderr,
+                     "started": started, "table": bt.get_job_table(reg=reg), "workers": workers})
+    return runs
 
 
 def check_study(tmp_path, runs, calls):
-    """What the acceptance asks of the study run twice under a cap of 3."""
+    """What the acceptance asks of the study under a cap of 3: a learner broken, fixed with
+    replace=True, and the script run once more."""
     import importlib.util
 
-    (first, err1), (second, err2) = runs
-    assert first["ok"] and second["ok"]
-    assert (first["new"], first["queued"]) == (36, 36) and (second["new"], second["queued"]) == (0, 0)
+    first, second, third = runs
+    reg = bt.load_registry(tmp_path / "registry", make_default=False)
+    slow = bt.find_experiments(learner="slow", reg=reg)["job_id"].tolist()
+    assert len(slow) == 12
+    # 1: 36 jobs added and queued, the slow learner's 12 fail; 2: the fix replaces those 12 (same
+    # ids), the other 24 results are kept; 3: nothing added, nothing submitted, and it says so
+    assert first["new"] == list(range(1, 37)) and first["queued"] == 36
+    assert first["ok"] is False and first["errors"] == slow
+    assert second["new"] == slow and second["queued"] == 12 and second["ok"] and second["errors"] == []
+    assert ("learner 'slow' has other settings (replace=True): its 12 jobs will run again; 0 results and 12 "
+            "errors discarded") in second["stderr"]
+    assert third["new"] == [] and third["queued"] == 0 and third["ok"] and third["errors"] == []
+    assert "no job to claim" in third["stderr"] and "no worker was submitted" in third["stderr"]
+    assert not [c for c in calls if c["time"] >= third["began"]]
     # the session never blocked on the cap: submit_workers asked for workers until the first
     # refusal and returned at once (before any job could have finished), saying so
-    during = [c["outcome"] for c in calls if first["began"] <= c["time"] <= first["returned"]]
-    assert during == ["accepted"] * 3 + ["refused"], during
-    assert first["returned"] - first["began"] < 10
-    assert "the scheduler accepted 3 of 5 worker(s) and refused the next" in err1
-    assert "QOSMaxSubmitJobPerUserLimit" in err1
+    for run in (first, second):
+        during = [c["outcome"] for c in calls if run["began"] <= c["time"] <= run["returned"]]
+        assert during == ["accepted"] * 3 + ["refused"], during
+        assert run["returned"] - run["began"] < 10
+        assert "the scheduler accepted 3 of 5 worker(s) and refused the next" in run["stderr"]
+        assert "QOSMaxSubmitJobPerUserLimit" in run["stderr"]
     assert all(c["live"] < 3 for c in calls if c["outcome"] == "accepted")  # the cap held
-    # run twice: nothing added, nothing submitted, and it says so; the same aggregate
-    assert not [c for c in calls if c["time"] > first["returned"] + 1 and c["time"] >= second["began"]]
-    assert "no job to claim" in err2 and "no worker was submitted" in err2
-    assert second["aggregate"] == first["aggregate"]
-
-    reg = bt.load_registry(tmp_path / "registry", make_default=False)
-    table = bt.get_job_table(reg=reg)
-    workers = bt.get_workers(reg=reg)
+    # no job ran twice: each run started the jobs it had to run once each, in one attempt
+    assert sorted(first["started"]) == list(range(1, 37))
+    assert sorted(second["started"]) == slow and third["started"] == []
+    assert (third["table"]["attempt"] == 1).all()
+    kept = ["job_id", "submitted", "started", "done", "batch_id", "job_hash"]
+    others = ~third["table"]["job_id"].isin(slow)
+    pd.testing.assert_frame_equal(third["table"].loc[others, kept], first["table"].loc[others, kept])
+    pd.testing.assert_frame_equal(third["table"][kept], second["table"][kept])
     # no worker ran without work: every worker claimed jobs, but one the master cancelled while it
     # still waited in the scheduler's queue (the node's CPUs were busy) with nothing left for it
-    assert len(workers) == 3
-    assert ((workers["claimed"] >= 1) | (workers["state"] == "cancelled")).all(), workers
-    assert workers["claimed"].sum() == 36  # (on a busy Slurm one worker may have run them all)
-    # no job ran twice: one start per job in all the logs, one attempt each
-    starts = pd.Series([int(line.split("job.id=")[1].rstrip("]")) for p in reg.layout.dir("logs").glob("*.log")
-                        for line in p.read_text().splitlines() if "### [bt]: Starting job [batchtools" in line])
-    assert sorted(starts) == list(range(1, 37)) and (table["attempt"] == 1).all()
+    # (on a busy Slurm one worker may have run them all)
+    for run, n_jobs in ((first, 36), (second, 12), (third, 0)):
+        workers = run["workers"]
+        assert len(workers) == (3 if n_jobs else 0), workers
+        assert ((workers["claimed"] >= 1) | (workers["state"] == "cancelled")).all(), workers
+        assert workers["claimed"].sum() == n_jobs, workers
     # a job's time is the job's: each worker's first job (a task loaded in 1 s, the interpreter and
     # scikit-learn imported) holds none of its start-up, and no job holds a task's loading
-    assert (table["time_running"].dt.total_seconds() < LOAD_SECONDS).all()
-    for batch, jobs in table.groupby("batch_id"):
-        first_job = jobs.sort_values("started").iloc[0]
-        assert first_job["time_startup"].total_seconds() >= LOAD_SECONDS, (batch, first_job["job_id"])
-    # the aggregate: every task x learner over 3 folds, the scores those computed here give
-    agg = pd.DataFrame(first["aggregate"])
-    assert len(agg) == 12 and (agg["n"] == 3).all()
-    spec = importlib.util.spec_from_file_location("study_here", tmp_path / "study.py")
+    for run, ids in ((first, list(range(1, 37))), (second, slow)):
+        table = run["table"][run["table"]["job_id"].isin(ids)]
+        assert (table["time_running"].dt.total_seconds() < LOAD_SECONDS).all()
+        for batch, jobs in table.groupby("batch_id"):
+            first_job = jobs.sort_values("started").iloc[0]
+            assert first_job["time_startup"].total_seconds() >= LOAD_SECONDS, (batch, first_job["job_id"])
+    # the aggregate: every task x learner over 3 folds, the scores those computed here give (the
+    # broken learner left out of the first run's), every scorer shown; the same when run again
+    spec = importlib.util.spec_from_file_location("study_here", tmp_path / "study.py")  # the fixed script
     study = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(study)
     here = bt.make_experiment_registry(file_dir=tmp_path / "here", seed=1, conf_file=None, make_default=False)
@@ -569,9 +598,16 @@ def check_study(tmp_path, runs, calls):
     bt.batchmark(study.design(), scoring=["accuracy", "balanced_accuracy"], reg=here)
     bt.submit_jobs(reg=here)
     expected = bt.reduce_results_batchmark(reg=here).aggregate()
-    cols = ["task", "learner", "accuracy_mean", "accuracy_sd", "balanced_accuracy_mean", "n"]
-    pd.testing.assert_frame_equal(agg[cols].reset_index(drop=True), expected[cols].reset_index(drop=True),
-                                  check_dtype=False)
+    cols = ["task", "learner", "accuracy_mean", "accuracy_sd", "balanced_accuracy_mean", "balanced_accuracy_sd", "n"]
+    for run, learners in ((first, ["featureless", "tree"]), (second, ["featureless", "tree", "slow"])):
+        agg = pd.DataFrame(run["aggregate"])
+        want = expected[expected["learner"].isin(learners)]
+        assert len(agg) == len(want) == 4 * len(learners) and (agg["n"] == 3).all()
+        pd.testing.assert_frame_equal(agg[cols].reset_index(drop=True), want[cols].reset_index(drop=True),
+                                      check_dtype=False)
+        for scorer in ("accuracy", "balanced_accuracy"):  # printed in full
+            assert f"{scorer}_mean" in run["stdout"] and f"{scorer}_sd" in run["stdout"]
+    assert third["aggregate"] == second["aggregate"]
     assert (tmp_path / "timeline.png").read_bytes()[:4] == b"\x89PNG"
 
 
