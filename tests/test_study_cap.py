@@ -18,6 +18,7 @@ import pytest
 
 import batchtools as bt
 from conftest import cancel_own_jobs, require_daemon, wait_until
+from test_slurm import slurm_problem
 
 sklearn = pytest.importorskip("sklearn")
 from sklearn.dummy import DummyClassifier  # noqa: E402
@@ -616,18 +617,6 @@ def test_the_study_on_the_pool_under_a_cap_of_3_fake_scheduler(capped, tmp_path)
     scheduler (Slurm's commands and words; jobs run in the background)."""
     runs = run_study(tmp_path, dict(os.environ, BATCHTOOLS_PROGRESS="0"))
     check_study(tmp_path, runs, capped.calls())
-
-
-def slurm_problem() -> str | None:
-    import shutil
-    import subprocess
-
-    if not shutil.which("sinfo"):
-        return "Slurm is not installed (run: sudo bash ci/start-slurm.sh)"
-    proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
-    if proc.returncode != 0 or not {"idle", "mixed", "allocated", "completing"} & set(proc.stdout.split()):
-        return f"no usable Slurm node: {proc.stdout.strip()} {proc.stderr.strip()}"
-    return None
 
 
 @pytest.mark.slurm
