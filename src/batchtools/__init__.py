@@ -33,6 +33,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
                                 "make_submit_job_result", "run_hook"),
     "batchtools.core.collection": ("JobCollection",),
     "batchtools.core.store": ("ResultStore", "FolderStore"),
+    "batchtools.core.store_sqlite": ("SQLiteStore",),
     "batchtools.core.retry": ("RetryPolicy", "Accounting"),
     "batchtools.api.maintenance": ("save_registry", "sync_registry", "sweep_registry", "clear_registry",
                                    "remove_registry", "batch_export"),

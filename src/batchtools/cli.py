@@ -40,6 +40,14 @@ EXIT_CODES = {
 DEFAULT_REGISTRY = "registry"
 
 
+def say(*values, file=None, flush: bool = False) -> None:
+    """``print``, with what a terminal would act on (escape sequences, carriage returns) shown
+    literally: the command shows text from the registry (job names, tags, error messages, logs)."""
+    from .core.text import printable
+
+    print(*(printable(str(v)) for v in values), file=sys.stdout if file is None else file, flush=flush)
+
+
 class CliError(Exception):
     """A failure to report on stderr with an exit code."""
 
@@ -263,7 +271,12 @@ def _state_class(kind: str):
     (the verbs are called as functions with ``reg=``)."""
     from .core.registry import RegistryState
 
-    return lambda file_dir, writeable: RegistryState(file_dir, writeable=writeable, kind=kind)
+    def make(file_dir, writeable):
+        reg = RegistryState(file_dir, writeable=writeable, kind=kind)
+        reg.show_partial = False  # a lost table fails the command (exit 1), naming it
+        return reg
+
+    return make
 
 
 def _open(args, writeable: bool = False):
@@ -317,9 +330,9 @@ def cmd_status(args) -> int:
     if args.json:
         import json
 
-        print(json.dumps({**status.to_dict(), "timestamp": status.timestamp}))
+        say(json.dumps({**status.to_dict(), "timestamp": status.timestamp}))
     else:
-        print(status)
+        say(status)
     return _check_code(status) if args.check else OK
 
 
@@ -342,11 +355,11 @@ def cmd_watch(args) -> int:
                 snap = watcher.snapshot()
                 live.update(render(snap, args.registry, args.interval), refresh=True)
     else:
-        print(status_line(snap), flush=True)
+        say(status_line(snap), flush=True)
         while snap.left:
             _sleep(args.interval)
             snap = watcher.snapshot()
-            print(status_line(snap), flush=True)
+            say(status_line(snap), flush=True)
     return JOBS_FAILED if snap.status.error or snap.status.expired else OK
 
 
@@ -363,14 +376,14 @@ def cmd_errors(args) -> int:
     df = get_error_messages(reg=reg)
     df = df[df["error"]]
     if not len(df):
-        print("no errors")
+        say("no errors")
         return OK
     if args.list:
         for job_id, msg in zip(df["job_id"].tolist(), df["message"].tolist()):
-            print(f"{job_id}: {msg}")
+            say(f"{job_id}: {msg}")
         return OK
     for line in group_errors(df["job_id"].tolist(), df["message"].tolist()):
-        print(line)
+        say(line)
     return OK
 
 
@@ -426,7 +439,7 @@ def cmd_log(args) -> int:
         lines = get_log(job_id, reg=reg)
     except (ValueError, FileNotFoundError) as e:
         raise CliError(str(e)) from None
-    print("\n".join(lines))
+    say("\n".join(lines))
     return OK
 
 
@@ -440,7 +453,7 @@ def cmd_workers(args) -> int:
     reg = _open(args)
     df = get_workers(reg=reg)
     if not len(df):
-        print("no pool workers")
+        say("no pool workers")
         return OK
     import pandas as pd
 
@@ -452,7 +465,7 @@ def cmd_workers(args) -> int:
         "claimed": df["claimed"], "done": df["done"], "error": df["error"],
         "start-up": [f"{t.total_seconds():.1f}s" if pd.notna(t) else "-" for t in df["time_startup"]],
         "log": df["log_file"]})
-    print(out.to_string(index=False))
+    say(out.to_string(index=False))
     return OK
 
 
@@ -468,7 +481,7 @@ def cmd_timeline(args) -> int:
     except ValueError as e:
         raise CliError(str(e)) from None
     fig.savefig(args.output, dpi=120)
-    print(f"wrote {args.output}")
+    say(f"wrote {args.output}")
     return OK
 
 
@@ -493,12 +506,12 @@ def _submit(args, reg, ids, what: str) -> int:
     from .api.submit import submit_jobs
 
     if len(ids) == 0:
-        print(f"nothing to submit: {what}")
+        say(f"nothing to submit: {what}")
         return OK
     plan, resources = _chunked(args, ids)
     out = submit_jobs(plan, resources=resources, reg=reg)
     n_chunks = out["chunk"].nunique()
-    print(f"submitted {len(out)} job{'s' if len(out) != 1 else ''} in {n_chunks} "
+    say(f"submitted {len(out)} job{'s' if len(out) != 1 else ''} in {n_chunks} "
           f"scheduler job{'s' if n_chunks != 1 else ''} ({reg.cluster_functions.name})")
     if args.wait:
         from .api.status import get_status
@@ -506,7 +519,7 @@ def _submit(args, reg, ids, what: str) -> int:
 
         wait_for_jobs(out["job_id"], reg=reg)
         status = get_status(out["job_id"], reg=reg)
-        print(status)
+        say(status)
         return JOBS_FAILED if status.error or status.expired else OK
     return OK
 
@@ -556,10 +569,10 @@ def cmd_kill(args) -> int:
     reg = _open(args, writeable=True)
     out = kill_jobs(args.ids, reg=reg)
     if not len(out):
-        print("nothing to kill: no job is queued or running" + (" among those ids" if args.ids else ""))
+        say("nothing to kill: no job is queued or running" + (" among those ids" if args.ids else ""))
         return OK
     ok = int(out["killed"].sum())
-    print(f"killed {ok} job{'s' if ok != 1 else ''} (reset, ready to submit again)")
+    say(f"killed {ok} job{'s' if ok != 1 else ''} (reset, ready to submit again)")
     if ok < len(out):
         bad = out.loc[~out["killed"], "job_id"].tolist()
         raise CliError(f"could not kill {len(bad)} job(s), e.g. {bad[:5]}; see the warnings above")
@@ -580,7 +593,7 @@ def cmd_reset(args) -> int:
 
         ids = ids[~np.isin(ids, select(reg, "system"))]
     out = reset_jobs(ids, reg=reg)
-    print(f"reset {len(out)} job{'s' if len(out) != 1 else ''}")
+    say(f"reset {len(out)} job{'s' if len(out) != 1 else ''}")
     return OK
 
 
@@ -592,10 +605,16 @@ COMMANDS = {"status": cmd_status, "watch": cmd_watch, "errors": cmd_errors, "log
 def _setup_logging(verbose: bool) -> None:
     import logging
 
+    from .core.text import printable
+
+    class Printable(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return printable(super().format(record))
+
     log = logging.getLogger("batchtools")
     if not log.handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("batchtools: %(message)s"))
+        handler.setFormatter(Printable("batchtools: %(message)s"))
         log.addHandler(handler)
         log.propagate = False
     log.setLevel(logging.INFO if verbose else logging.WARNING)
@@ -617,13 +636,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except CliError as e:
-        print(f"batchtools: {e}", file=sys.stderr)
+        say(f"batchtools: {e}", file=sys.stderr)
         return e.code
     except KeyboardInterrupt:
-        print("batchtools: interrupted", file=sys.stderr)
+        say("batchtools: interrupted", file=sys.stderr)
         return INTERRUPTED
     except (ValueError, TypeError, OSError, NotImplementedError, RuntimeError) as e:
-        print(f"batchtools: {e}", file=sys.stderr)
+        say(f"batchtools: {e}", file=sys.stderr)
+        return FAILED
+    except Exception as e:  # nothing above names it (a bug, or damage no check knows): still no traceback
+        if getattr(args, "verbose", False):
+            import traceback
+
+            traceback.print_exc()
+        say(f"batchtools: {args.command} failed: {type(e).__name__}: {e}. If the registry's files were damaged, "
+            f"repair_registry({args.registry!r}) rebuilds its state; run with -v to see where it failed "
+            "(and please report it if the registry is fine)", file=sys.stderr)
         return FAILED
 
 

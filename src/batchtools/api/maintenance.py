@@ -17,7 +17,6 @@ from ..core.pickling import pickle_by_value
 from ..core.pool import FINAL, pool_state
 from ..core.registry import RegistryState, resolve
 from ..core.state import done_mask, masks
-from ..core.store import FolderStore
 from .heal import heal, wanted
 from .wait import wait_for_jobs
 
@@ -90,14 +89,15 @@ def sweep_registry(reg: RegistryState | None = None) -> dict[str, int]:
     stale = time.time() - 3600
     removed = {
         "results": reg.store.delete(i for i in reg.store.ids().tolist() if i not in keep_results),
-        "packs": reg.store.drop_packs(hashes | reg.inflight) if isinstance(reg.store, FolderStore) else 0,
+        "packs": reg.store.drop_packs(hashes | reg.inflight),
         "logs": unlink_quietly(obsolete_logs(reg)),
         "jobs": unlink_quietly(e.path for e in files("jobs") if e.name.split(".")[0] not in active
                                and e.name.split(".")[0] not in live_workers),
         "external": remove_dirs(obsolete_external_dirs(reg)),
         "resources": unused,
-        "tmp": unlink_quietly(e.path for sub in ("results", "updates", "jobs", "logs", ".")
-                              for e in files(sub) if e.name.startswith(".tmp-") and e.stat().st_mtime < stale),
+        "tmp": reg.store.sweep(stale) + unlink_quietly(
+            e.path for sub in ("updates", "jobs", "logs", ".")
+            for e in files(sub) if e.name.startswith(".tmp-") and e.stat().st_mtime < stale),
     }
     log.info("sweep_registry removed %s", removed)
     return removed
@@ -117,7 +117,8 @@ def clear_registry(reg: RegistryState | None = None) -> None:
 
 
 def _remove_job_files(reg: RegistryState) -> None:
-    for sub in ("results", "packs", "logs", "jobs", "updates", "problems", "algorithms", "external"):
+    reg.store.clear()  # results, packed and set aside, through the store whatever it is
+    for sub in ("logs", "jobs", "updates", "problems", "algorithms", "external"):
         d = reg.layout.dir(sub)
         if d.is_dir():
             unlink_quietly(e.path for e in os.scandir(d) if e.is_file())

@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..core import attempts
 from ..core.backend import run_hook
+from ..core.errors import LeaseError
 from ..core.files import unlink_quietly, write_pickle
 from ..core.ids import as_id_array
 from ..core.journal import Journal, chunk_hash, inprocess_prefix
@@ -167,6 +168,7 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
         stashes.clear()
         last_save = time.time()
 
+    lost: LeaseError | None = None  # another session took the lease: this one starts and records nothing more
     try:
         with progress(total=ids.size, desc="Submitting", reg=reg) as bar:
             for k, (a, b) in enumerate(groups):
@@ -229,15 +231,28 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
                 bar.update(b - a)
                 if time.time() - last_save > 10:
                     record()
+    except LeaseError as e:
+        lost = e
+        handed = (f"The session that took it over records those {accepted} from the submission journal"
+                  if prefix is None else
+                  f"Those {accepted} ran in this process: the session that took it over recorded, from the "
+                  "submission journal, those that had finished when it did; a job still running then runs again "
+                  "when it is submitted there")
+        raise LeaseError(
+            f"submit_jobs stopped after handing {accepted} of {ids.size} job(s) to the backend: {e} {handed}; "
+            f"the other {ids.size - accepted} were not submitted: submit them from the session that holds the "
+            "lease.") from None
     finally:
         try:
-            cf.send_held()  # what the backend held back to send in batches (raises if it cannot)
+            cf.send_held()  # what the backend held back (and the journal names) goes, also when the lease went
         finally:
-            if hasattr(reg.store, "close_packs"):
-                reg.store.close_packs()  # the pack collections run in this process shared, also if one was refused
-            if accepted > recorded or stashes:
-                record()
-            journal.clear()  # every accepted chunk is in the saved status now
+            reg.store.close_packs()  # the pack collections run in this process shared, also if one was refused
+            if lost is None:  # else the journal and the tables are the new holder's
+                if accepted > recorded or stashes:
+                    record()
+                journal.clear()  # every accepted chunk is in the saved status now
+            else:
+                journal.close()  # the new holder replayed and removed it: nothing more is written to it
             log.debug("submitted %d of %d jobs in %d chunks", accepted, ids.size, len(groups))
     # no sleep for the scheduler_latency (R sleeps): a job the scheduler does not list yet counts as
     # queued for that long (core.state.masks), so the caller may poll at once

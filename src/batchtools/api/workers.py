@@ -369,7 +369,7 @@ def get_workers(reg: RegistryState | None = None) -> pd.DataFrame:
             beat = os.stat(reg.layout.worker_beat(wid)).st_mtime
         except FileNotFoundError:
             beat = np.nan
-        mine = batch == w["batch_id"]
+        mine = batch == w["batch_id"] if w["batch_id"] is not None else np.zeros(len(batch), bool)  # none seen
         spent = startup[mine]
         spent = spent[~np.isnan(spent)]
         rows.append([wid, w["batch_id"], states[wid], w["submitted"], beat, int(mine.sum()),

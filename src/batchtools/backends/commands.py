@@ -71,10 +71,12 @@ def temporary_error(output: list[str], patterns: tuple[str, ...]) -> str | None:
 
 
 def run_os_command(sys_cmd: str, sys_args: list[str] | tuple[str, ...] = (), stdin: str | os.PathLike | None = "",
-                   nodename: str = "localhost", timeout: float | None = None) -> dict[str, Any]:
+                   nodename: str = "localhost", timeout: float | None = None,
+                   env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run a command (over ssh if ``nodename`` is not localhost), giving up after ``timeout``
     seconds (default: never); return ``sys_cmd``, ``sys_args``, its ``exit_code`` and ``output``
-    lines (stdout and stderr), as R's ``runOSCommand``.
+    lines (stdout and stderr), as R's ``runOSCommand``. ``env``: variables to set for the
+    command (on ``nodename`` too).
 
     ``stdin`` names a file whose content is fed to the command (R's ``stdin``); ``""`` or None
     feeds nothing. A command that is not found gives exit code 127.
@@ -93,18 +95,22 @@ def run_os_command(sys_cmd: str, sys_args: list[str] | tuple[str, ...] = (), std
         raise FileNotFoundError(f"stdin: {os.fspath(stdin)!r} is not a file; stdin names a file whose content "
                                 "is fed to the command (as in R)")
     argv = [sys_cmd, *map(str, sys_args)]
+    if env:
+        argv = ["env", *(f"{k}={v}" for k, v in env.items()), *argv]
     if nodename not in ("localhost", "127.0.0.1", "", None):
         if nodename.startswith("-") or any(c.isspace() for c in nodename):
             raise ValueError(f"nodename: {nodename!r} is not a host name")
         argv = ["ssh", "-q", "-o", "BatchMode=yes", "--", nodename, " ".join(map(shlex.quote, argv))]
     log.debug("OS command: %s", shlex.join(argv))
     command_counts[sys_cmd] += 1
-    result = {"sys_cmd": argv[0], "sys_args": argv[1:]}
+    result = {"sys_cmd": sys_cmd if argv[0] == "env" else argv[0], "sys_args": argv[1:]}
     try:
         with open(stdin, "rb") if stdin not in ("", None) else contextlib.nullcontext(subprocess.DEVNULL) as fh:
             proc = subprocess.run(argv, stdin=fh, capture_output=True, timeout=timeout)
     except FileNotFoundError:
         return {**result, "exit_code": 127, "output": ["command not found"]}  # as R (sys_cmd names it)
+    if env and proc.returncode == 127 and nodename in ("localhost", "127.0.0.1", "", None):  # env ran, the command is missing
+        return {**result, "exit_code": 127, "output": ["command not found"]}
     output = (proc.stdout.decode(errors="replace") + proc.stderr.decode(errors="replace")).splitlines()
     log.debug("exit code %d, output: %s", proc.returncode, output[:20])
     return {**result, "exit_code": proc.returncode, "output": output}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 import re
 import time
 
@@ -102,6 +103,21 @@ def parse_scontrol_job(text: str) -> Accounting | None:
     return rec
 
 
+def job_umask() -> str:
+    """The umask a Slurm job gets (``SLURM_UMASK``): this process's, without group or world write.
+
+    >>> old = os.umask(0); job_umask(), os.umask(old) == 0
+    ('0022', True)
+    """
+    try:  # read, not set and reset: other threads may be creating files meanwhile
+        with open("/proc/self/status") as fh:
+            mask = next(int(line.split()[1], 8) for line in fh if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return f"{mask | 0o022:04o}"
+
+
 @restorable
 def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = True, nodename: str = "localhost",
                                  scheduler_latency: float = 1, fs_latency: float = 65) -> ClusterFunctions:
@@ -146,7 +162,9 @@ def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = Tru
             extra = {"log_file": str(reg.layout.array_log(jc.job_hash, "@@")).replace("%", "%%").replace("@@", "%a"),
                      "array_throttle": jc.resources.get("max_concurrent_jobs")}
         script = cf_brew_template(reg, tmpl, jc, **extra)
-        out = run_os_command("sbatch", [script], nodename=nodename)
+        # Slurm creates the job's log (--output) and runs the job with the umask sbatch passes on:
+        # never one that lets other users write the log (the node would only fix it once it runs)
+        out = run_os_command("sbatch", [script], nodename=nodename, env={"SLURM_UMASK": job_umask()})
         if out["exit_code"] != 0:
             temp = temporary_error(out["output"], TEMP_ERRORS)
             if temp:

@@ -128,22 +128,38 @@ def cf_read_brew_template(template: str) -> jinja2.Template:
 
 
 def check_script_resources(resources: dict[str, Any]) -> dict[str, Any]:
-    """Resources as they may appear in a job script: numbers, booleans or safe strings."""
+    """Resources as they may appear in a job script: numbers, booleans or safe strings, and lists
+    of them joined by commas, as schedulers take lists (Slurm's ``--partition=a,b``, SGE's
+    ``-q a,b``). Dicts and nested lists are for the node, not for the script header.
+
+    >>> check_script_resources({"partition": ["short", "long"], "walltime": 60, "retry": {"max": 2}})
+    {'partition': 'short,long', 'walltime': 60}
+    """
     out = {}
     for key, value in resources.items():
-        if value is None or isinstance(value, (bool, int, float)):
-            out[key] = value
-        elif isinstance(value, str):
-            if not SAFE_VALUE.match(value):
-                raise ValueError(f"resources: {key}={value!r} has characters that are not allowed in a job script "
-                                 "(allowed: letters, digits and _.,:=@/+%-)")
-            out[key] = value
+        if isinstance(value, (list, tuple)) and all(_scalar(v) for v in value):
+            out[key] = ",".join(str(_script_value(key, v)) for v in value)
         elif isinstance(value, (list, tuple, dict)):
             continue  # structured resources are for the node, not for the script header
         else:
-            raise TypeError(f"resources: {key} must be a number, bool or string to reach a job script, "
-                            f"got {type(value).__name__}")
+            out[key] = _script_value(key, value)
     return out
+
+
+def _scalar(value: Any) -> bool:
+    return value is not None and isinstance(value, (bool, int, float, str))
+
+
+def _script_value(key: str, value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str):
+        if not SAFE_VALUE.match(value):
+            raise ValueError(f"resources: {key}={value!r} has characters that are not allowed in a job script "
+                             "(allowed: letters, digits and _.,:=@/+%-)")
+        return value
+    raise TypeError(f"resources: {key} must be a number, bool or string (or a list of them) to reach a job script, "
+                    f"got {type(value).__name__}")
 
 
 MAX_NAME = 64  # characters of a job name (schedulers show fewer; Slurm's squeue 8 by default)
@@ -189,7 +205,7 @@ def cf_brew_template(reg, template: jinja2.Template, jc, **extra: Any) -> str:
         "resources": check_script_resources(jc.resources), "array_jobs": jc.array_jobs,
         "array_var": jc.array_var, "jobs": jc.job_ids, "file_dir": jc.file_dir, "work_dir": jc.work_dir,
         "seed": jc.seed, "packages": tuple(jc.packages), "namespaces": (), "source": tuple(jc.source),
-        "load": tuple(jc.load), "compress": getattr(jc.store, "compress", None), "hooks": dict(jc.hooks),
+        "load": tuple(jc.load), "compress": jc.store.compress if jc.store is not None else None, "hooks": dict(jc.hooks),
         # and ours
         "n_array_jobs": len(jc.jobs), "array_throttle": None, "python": python,
         "debug": os.environ.get("BATCHTOOLS_DEBUG", ""),

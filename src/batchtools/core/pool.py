@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from .claims import ClaimLog, fs_now, slot_of, worker_of
-from .files import read_pickle
+from .files import read_pickle, read_table, table_error
+from .layout import is_data_file
+from .lease import FILE as LEASE_FILE
 from .tables import set_rows
+from .txn import committed_versions
 
 log = logging.getLogger("batchtools")
 
@@ -47,13 +52,20 @@ class PoolState:
         # workers were alive then, how many times in a row, and the wait before asking again
         self.refusal: tuple[float, int, int] | None = None
         self.backoff = lambda i: min(1.5**i, 60.0)
-        path = self.layout.pool_state
-        if path.exists():
-            state = read_pickle(path)
-            self.workers, self.queues = state["workers"], state["queues"]
-            self.plan = state.get("plan")
-            if self.plan is None and state.get("heal"):  # written before plans: a healing pool
-                self.plan = {**state["heal"], "heal": True, "owed": 0, "max_workers": None}
+        # read-only sessions: worker -> (heartbeat time, when this session first saw it), to see it not change
+        self._beats_seen: dict[str, tuple[float, float]] = {}
+        try:
+            state = read_table(self.layout.pool_state, "pool state", reg.file_dir)
+        except FileNotFoundError:
+            return
+        if not (isinstance(state, dict) and isinstance(state.get("workers"), dict)
+                and isinstance(state.get("queues"), dict)):
+            raise table_error(self.layout.pool_state, "pool state", "cannot be read (it holds no pool state)",
+                              reg.file_dir)
+        self.workers, self.queues = state["workers"], state["queues"]
+        self.plan = state.get("plan")
+        if self.plan is None and state.get("heal"):  # written before plans: a healing pool
+            self.plan = {**state["heal"], "heal": True, "owed": 0, "max_workers": None}
 
     def save(self) -> None:
         self.reg.write_pickle(self.layout.pool_state, {"workers": self.workers, "queues": self.queues,
@@ -138,30 +150,62 @@ class PoolState:
         cf = self.reg.cluster_functions
         can_list = cf is not None and cf.list_jobs is not None
         fs_latency = getattr(cf, "fs_latency", 0) or 0
-        now = None
         states: dict[str, str] = {}
+        beats: dict[str, float | None] = {}  # worker -> when its heartbeat file was last touched
         for wid, w in self.workers.items():
             if w.get("state") in FINAL:
                 states[wid] = w["state"]
-                continue
-            if self.layout.worker_exit(wid).exists():
+            elif self.layout.worker_exit(wid).exists():
                 states[wid] = w["state"] = "exited"
-                continue
-            if now is None:
-                now = fs_now(self.layout.fs_clock) if self.reg.writeable else time.time()
+            else:
+                try:
+                    beats[wid] = os.stat(self.layout.worker_beat(wid)).st_mtime
+                except FileNotFoundError:
+                    beats[wid] = None
+        if not beats:
+            return states
+        now = self._fs_now(beats)
+        for wid, mtime in beats.items():
+            w = self.workers[wid]
             listed = w["batch_id"] in q or w["batch_id"] in r
-            try:
-                age = now - os.stat(self.layout.worker_beat(wid)).st_mtime
-            except FileNotFoundError:
-                age = None
-            if age is None:  # not started yet
+            if mtime is None:  # not started yet
                 alive = listed if can_list else now - w["submitted"] < START_GRACE
                 states[wid] = "queued" if alive else "gone"
-            elif age > 3 * w["heartbeat"] + fs_latency + 1.0:
+            elif self._beat_age(wid, mtime, now) > 3 * w["heartbeat"] + fs_latency + 1.0:
                 states[wid] = "stale"
             else:
                 states[wid] = "running" if (listed or not can_list) else "gone"
         return states
+
+    def _fs_now(self, beats: dict[str, float | None]) -> float:
+        """The file server's clock, never this machine's (whose clock may be off: a reader minutes
+        ahead took every running worker for stale). The writeable session touches a probe and reads
+        its time; a read-only one writes nothing, so it takes the newest time of the files that live
+        sessions and workers keep touching (heartbeats, the master's probe, its lease, the claim log,
+        the folder of status updates): the file server's clock was at least there."""
+        if self.reg.writeable:
+            return fs_now(self.layout.fs_clock)
+        newest = max((t for t in beats.values() if t is not None), default=0.0)
+        for path in (self.layout.fs_clock, self.layout.file_dir / LEASE_FILE, self.claims.path,
+                     self.layout.dir("updates")):
+            try:
+                newest = max(newest, os.stat(path).st_mtime)
+            except OSError:
+                pass
+        return newest
+
+    def _beat_age(self, wid: str, mtime: float, now: float) -> float:
+        """How long the heartbeat of ``wid`` has not changed: by the file server's clock, and, in a
+        read-only session (whose ``now`` is only a lower bound), also by how long this session has
+        watched it not change (elapsed time needs no agreeing clocks). Never more than the truth."""
+        age = now - mtime
+        if self.reg.writeable:
+            return age
+        seen = self._beats_seen.get(wid)
+        if seen is None or seen[0] != mtime:
+            self._beats_seen[wid] = (mtime, time.monotonic())
+            return age
+        return max(age, time.monotonic() - seen[1])
 
     def current_states(self) -> dict[str, str]:
         """Worker states, asking the scheduler once."""
@@ -200,13 +244,114 @@ class PoolState:
 
 
 def pool_state(reg) -> PoolState | None:
-    """The registry's pool state, or None if it never used workers (one ``stat``)."""
+    """The registry's pool state, or None if it never used workers (one ``stat``). A damaged state,
+    or a missing one while the pool has queues, is an error naming ``pool/state.pkl`` (which
+    ``repair_registry`` rebuilds from the pool's evidence, :func:`rebuild`)."""
     state = getattr(reg, "_pool", None)
     if state is None:
         if not reg.layout.pool_state.exists():
+            if committed_queues(reg.layout):
+                raise table_error(reg.layout.pool_state, "pool state", "is missing (the pool's queues are in "
+                                  f"{reg.layout.pool / 'queue'})", reg.file_dir)
             return None
         state = reg._pool = PoolState(reg)
     return state
+
+
+def committed_queues(layout) -> list[str]:
+    """Names of the pool's queue files, except those of a change still under way (or rolled back
+    by the next writeable load)."""
+    try:
+        with os.scandir(layout.pool / "queue") as it:
+            names = [e.name for e in it if is_data_file(e.name)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    if not names:
+        return []
+    pending = {p for p, backup in committed_versions(layout.file_dir).items() if backup is None}
+    return [n[:-4] for n in names if str(layout.pool / "queue" / n) not in pending]
+
+
+WORKER_ID = re.compile(r"^(worker[0-9a-f]{32})")
+
+
+def rebuild(reg) -> tuple[PoolState, list[str]]:
+    """The pool state of ``reg`` rebuilt from the pool's evidence, for ``repair_registry`` (whose
+    status table is already repaired): the queues from their files, the workers from the claim
+    log, their heartbeat and goodbye files, job collections and logs, a worker's batch id and log
+    from the status rows of jobs it claimed. A worker that has not said goodbye and whose batch id
+    cannot be found cannot be followed: it is fenced (it claims nothing more; a job it runs now
+    is not accepted) and its jobs count as expired. Returns the state (not saved) and notes on
+    what could not be rebuilt."""
+    lay = reg.layout
+    state = PoolState.__new__(PoolState)
+    state.reg, state.layout, state.dir = reg, lay, lay.pool
+    state.claims = ClaimLog(lay.pool)
+    state.workers, state.queues, state.unresolved, state.plan, state.last_states = {}, {}, [], None, None
+    state.refusal, state.backoff, state._beats_seen = None, lambda i: min(1.5**i, 60.0), {}
+    notes = ["the pool's healing settings (submit_workers(heal=True)), if it had any, are not known: "
+             "call submit_workers(0, heal=True, ...) to heal it again"]
+    for queue in committed_queues(lay):
+        try:
+            state.queues[queue] = np.asarray(read_pickle(lay.pool_queue(queue)).job_ids, dtype=np.int64)
+        except Exception as e:
+            notes.append(f"queue {queue}: its file cannot be read ({type(e).__name__}); its unfinished jobs count "
+                         "as expired")
+    st = reg.status
+    hashes = st["job_hash"].to_numpy()
+    queued_hashes = {h for h in pd.unique(hashes[pd.notna(hashes)]) if str(h).startswith(QUEUE_PREFIX)}
+    for queue in sorted(queued_hashes - set(state.queues)):
+        notes.append(f"queue {queue}: its file is lost; its unfinished jobs count as expired")
+    # every worker the evidence names, with what the status says of the jobs it claimed
+    found: dict[str, dict[str, Any]] = {}
+    state.claims.refresh()
+    batch, logs = st["batch_id"].to_numpy(), st["log_file"].to_numpy()
+    for c in state.claims.take_claims():
+        w = found.setdefault(worker_of(c.worker), {})
+        ids = state.queues.get(c.queue)
+        if ids is None:
+            continue
+        pos = reg.pos(ids[c.start:c.start + c.count])
+        pos = pos[(hashes[pos] == c.queue) & (batch[pos] != c.queue) & pd.notna(batch[pos])]
+        if pos.size:
+            w.setdefault("batch_id", str(batch[pos[0]]))
+            if slot_of(c.worker) is None:
+                w.setdefault("log_file", logs[pos[0]])
+    for folder, pattern in ((lay.pool / "workers", None), (lay.dir("jobs"), ".pkl"), (lay.dir("logs"), ".log")):
+        try:
+            with os.scandir(folder) as it:
+                for e in it:
+                    m = WORKER_ID.match(e.name)
+                    if m and (pattern is None or e.name.endswith(pattern)):
+                        found.setdefault(m.group(1), {})
+        except FileNotFoundError:
+            pass
+    for wid, seen in sorted(found.items()):
+        try:
+            settings = read_pickle(lay.job_collection(wid)).pool or {}
+        except Exception:
+            settings = {}
+        times = []
+        for path in (lay.job_collection(wid), lay.log(wid), lay.worker_beat(wid)):
+            try:
+                times.append(os.stat(path).st_mtime)
+            except OSError:
+                pass
+        w = {"batch_id": seen.get("batch_id"), "log_file": seen.get("log_file") or f"{wid}.log",
+             "submitted": min(times) if times else time.time(), "heartbeat": float(settings.get("heartbeat", 10.0)),
+             "state": "submitted"}
+        if lay.worker_exit(wid).exists():
+            w["state"] = "exited"
+        elif "heartbeat" not in settings and w["batch_id"] is not None:
+            notes.append(f"worker {wid}: its heartbeat interval is not known; taken as 10 s (if it beats less often "
+                         "it is declared dead, and its jobs expire)")
+        elif w["batch_id"] is None:
+            w["state"] = "stale"
+            state.claims.fence([wid])
+            notes.append(f"worker {wid}: its batch id is not known; fenced (it claims nothing more and a job it runs "
+                         "now is not accepted), its unfinished jobs count as expired")
+        state.workers[wid] = w
+    return state, notes
 
 
 def sync_pool(reg) -> int:

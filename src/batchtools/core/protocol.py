@@ -89,8 +89,39 @@ def job_ended(job_id: int, ok: bool) -> str:
 
 FINISHED = "Calculation finished!"
 START = re.compile(r"^### \[bt\]: Starting job \[batchtools job\.id=(\d+)\]$")
+JOB_END = re.compile(r"^### \[bt\]: Job terminated (successfully|with an exception) \[batchtools job\.id=(\d+)\]$")
 END = MARK + FINISHED
 # a line about one job ends with its id (its start and end markers); R's readLog reads them the same way
 JOB_LINE = re.compile(r"\[batchtools job\.id=(\d+)\]$")
 # the first line a node writes for a job collection (a log may hold several: a requeued run, Interactive)
 BANNER = "This is batchtools v"
+
+
+def log_outcomes(lines) -> dict[int, tuple[bool | None, str | None]]:
+    """What a log's markers say of each job's last run in it: job id -> (ok, error), ``ok`` None
+    for a run that started and has no end marker (still running, or killed), ``error`` the last
+    line of output before a failed run's end marker (the exception, as a traceback ends).
+
+    >>> log_outcomes([MARK + job_started(1), MARK + job_ended(1, True), MARK + job_started(2),
+    ...               "Traceback (most recent call last):", "ValueError: six", MARK + job_ended(2, False),
+    ...               MARK + job_started(3)])
+    {1: (True, None), 2: (False, 'ValueError: six'), 3: (None, None)}
+    """
+    out: dict[int, tuple[bool | None, str | None]] = {}
+    last = None
+    for line in lines:
+        line = line.rstrip("\n")
+        if not line.startswith(MARK):
+            if line.strip():
+                last = line.strip()
+            continue
+        m = START.match(line)
+        if m:
+            out[int(m.group(1))] = (None, None)
+            last = None
+            continue
+        m = JOB_END.match(line)
+        if m:
+            ok = m.group(1) == "successfully"
+            out[int(m.group(2))] = (ok, None if ok else error_message(last or "failed (no message in the log)"))
+    return out

@@ -66,6 +66,9 @@ def submit_once(reg, jc: JobCollection) -> SubmitJobResult:
     (accepted) or 1-100 (refused for now: a full queue, a cap on jobs per user, a busy
     scheduler); SubmitError on a permanent error (101-200)."""
     cf = reg.cluster_functions
+    # this session may still start jobs (one stat): a session that took the lease over may
+    # submit the same jobs (issue 24: hundreds ran twice when this was checked only at saves)
+    reg.assert_writeable("submit jobs")
     run_hook(reg, "pre_submit_job")
     result = cf.submit_job(reg, jc)
     if not isinstance(result, SubmitJobResult):
@@ -78,7 +81,8 @@ def submit_once(reg, jc: JobCollection) -> SubmitJobResult:
 
 def submit_with_retries(reg, jc: JobCollection, sleep_fn: Callable[[int], float],
                         waiting: Callable[[str, float], None] | None = None) -> SubmitJobResult:
-    """Hand ``jc`` to the backend, retrying temporary errors; SubmitError on a permanent one.
+    """Hand ``jc`` to the backend, retrying temporary errors; SubmitError on a permanent one,
+    LeaseError once another session took the registry's lease (checked before every attempt).
     The ``pre_submit_job`` hook runs before every attempt (the caller runs ``post_submit_job`` once
     it has recorded the accepted submission). ``waiting(message, seconds)`` is told of every
     temporary error (the scheduler's words) before the wait for the next try."""

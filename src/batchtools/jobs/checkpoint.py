@@ -55,6 +55,8 @@ class _Node:
         self.max_requeues = DEFAULT_POLICY.max_requeues
         self.run_start: float | None = None  # set by a process that runs one collection after another
         self.generation = 0
+        # an engine ran this collection before (its worker was lost): skip the jobs that have a result
+        self.rerun = False
 
 
 NODE = _Node()
@@ -68,6 +70,7 @@ def new_run() -> None:
     NODE.signal = None
     NODE.run_start = time.time()
     NODE.generation += 1
+    NODE.rerun = False
 
 
 def process_start() -> float:
@@ -153,10 +156,16 @@ def save(file_dir: str, job_id: int, obj: Any) -> None:
 
 
 def load(file_dir: str, job_id: int) -> Any:
-    """The job's last checkpoint, or None."""
+    """The job's last checkpoint, or None. A checkpoint that cannot be read (damaged, cut short)
+    is None too, and the job's log says so: the job starts over, which costs time but gives the
+    true result (there is nothing else to go on from)."""
+    path = layout_of(file_dir).checkpoint(job_id)
     try:
-        obj = read_pickle(layout_of(file_dir).checkpoint(job_id))
+        obj = read_pickle(path)
     except FileNotFoundError:
+        return None
+    except Exception as e:  # whatever unpickling garbage raises
+        say(f"{path}: the checkpoint of job {job_id} cannot be read ({type(e).__name__}: {e}); the job starts over")
         return None
     _NO_CHECKPOINTS.pop(file_dir, None)  # saved by another process: drop() must look again
     return obj

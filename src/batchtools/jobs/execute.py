@@ -19,8 +19,8 @@ from ..core.collection import JobCollection
 from ..core.files import open_append
 from ..core.layout import Layout, layout_of
 from ..core.protocol import ALL_JOBS, FINISHED, MARK, job_ended, job_started
-from ..core.store import FolderStore, PackedStore, ResultStore
-from .checkpoint import REQUEUE, Evidence, Interrupt, restart_count
+from ..core.store import ResultStore, store_from_spec
+from .checkpoint import NODE, REQUEUE, Evidence, Interrupt, restart_count
 from .runners import make_job, make_runner
 from .session import TERMINATING, node_session, say, user_traceback
 from .updates import UpdateBuffer
@@ -75,10 +75,10 @@ def report_unreadable(path: str, error: BaseException, file_dir: str | None = No
 
 def store_of(jc: JobCollection, packed: bool = False, shared: bool = False) -> ResultStore:
     """The store the collection's jobs write to; with ``packed``, small results of the registry's
-    own folder store are appended to a pack (for collections of many jobs; ``shared``: one pack
-    for the collections this process runs one after another)."""
-    store = jc.store if jc.store is not None else FolderStore(jc.file_dir)
-    return store.packed(jc.job_hash, shared) if packed and isinstance(store, FolderStore) else store
+    store are appended to a pack if it packs them (for collections of many jobs; ``shared``: one
+    pack for the collections this process runs one after another)."""
+    store = jc.store if jc.store is not None else store_from_spec(None, jc.file_dir)
+    return store.packed(jc.job_hash, shared) if packed else store
 
 
 def run_job(jc: JobCollection, spec: dict[str, Any], runner, store: ResultStore, buffer: UpdateBuffer,
@@ -182,13 +182,14 @@ def run_chunk(jc: JobCollection, update_interval: float | None, sink: list | Non
                 return counts
             if jc.hooks.get("pre_do_collection"):
                 jc.hooks["pre_do_collection"](jc)
-            restarted = restart_count() > 0
+            # a requeued (Slurm) or re-run (Dask: its worker was lost) collection: what did it finish?
+            earlier = store.own_view(jc.job_hash) if restart_count() > 0 or NODE.rerun else None
             for spec in jobs:
                 if TERMINATING.is_set() or REQUEUE.is_set():
                     say("Terminating: the remaining jobs of this collection are not started" if TERMINATING.is_set()
                         else "Requeued: the remaining jobs of this collection run in the next run")
                     break
-                if restarted and store.exists(spec["job_id"]):  # finished in an earlier run of this submission
+                if earlier is not None and earlier.exists(spec["job_id"]):  # finished in an earlier run of it
                     say(f"Job {spec['job_id']} finished in an earlier run of this collection")
                     continue
                 ok = run_job(jc, spec, runner, store, buffer, measure,
@@ -199,7 +200,6 @@ def run_chunk(jc: JobCollection, update_interval: float | None, sink: list | Non
                 jc.hooks["post_do_collection"](jc)
             say(FINISHED)
     finally:
-        if isinstance(store, PackedStore):
-            store.close()
+        store.close()
         buffer.close()
     return counts

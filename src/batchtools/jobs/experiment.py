@@ -23,6 +23,9 @@ class Problem:
     fun: Callable | None = None
     seed: int | None = None
     cache: bool = False
+    # names this definition of the problem: cached instances live under it, so an instance of a
+    # removed or overwritten problem (even one a late node writes) is never read for the new one
+    version: str = field(default="", compare=False)
 
     def __repr__(self) -> str:
         return f"Problem({self.name!r}, seed={self.seed}, cache={self.cache}, fun={'yes' if self.fun else 'no'})"
@@ -109,7 +112,8 @@ class ExperimentJob(Job):
             self._say(f"Generating problem instance for problem '{self.problem}' ...")
         if prob.fun is None:
             return prob.data
-        cache = Layout(self.file_dir).instance_cache(self.problem, self.prob_pars, self.repl) if prob.cache else None
+        cache = Layout(self.file_dir).instance_cache(self.problem, self.prob_pars, self.repl,
+                                                     prob.version) if prob.cache else None
         if cache and cache.exists():
             return read_pickle(cache)
         if prob.seed is not None:

@@ -22,13 +22,16 @@ from ..core.files import open_append, read_pickle, user_path
 from ..core.layout import Layout
 from . import checkpoint
 from .execute import report_unreadable, run_chunk
-from .session import TERMINATING, redirect_output
+from .session import TERMINATING, redirect_output, say
 
 UPDATE_INTERVAL = 1.0
 # set (to "1") by a backend whose engine cannot cancel a running task (HyperQueue's Python API):
 # the node then obeys the master's cancel markers (``Layout.cancel_marker``)
 CANCEL_ENV = "BATCHTOOLS_WATCH_CANCEL"
 CANCEL_INTERVAL = 1.0
+# set (to "1") by a backend whose engine runs a task again when its worker is lost (Dask): the node
+# then claims its collection's run with a lock on the log (see :func:`claim_run`)
+RERUN_ENV = "BATCHTOOLS_ENGINE_RERUNS"
 
 
 def run_collection(jc: JobCollection, update_interval: float | None, sink: list | None = None,
@@ -53,7 +56,7 @@ def do_job_collection(
 
     ``output``: a file (a path, or a file open for writing) the jobs' printed output is
     appended to (Python-level redirection); ``None`` writes to the current ``sys.stdout``. Returns counts
-    ``{"done": ..., "error": ...}``. Results go to ``results/<job_id>.pkl`` and
+    ``{"done": ..., "error": ...}``. Results go to the registry's store (``results/``) and
     status updates to ``updates/``; call ``sync_registry()`` on the master to see them.
 
     >>> import batchtools as bt
@@ -112,6 +115,29 @@ def watch_cancel(markers: list[str], interval: float = CANCEL_INTERVAL) -> bool:
     return False
 
 
+def claim_run(logged_before: bool) -> bool:
+    """Claim this collection's run for this process: an exclusive lock on its log (file descriptor
+    1, after :func:`redirect_output`), held until the output goes elsewhere or the process ends.
+    An earlier run of the collection that still goes on (an engine declared its worker dead and
+    ran the task again, while the process lives on) is waited for, so two runs never overlap.
+    True if the collection ran before (its log existed before this run opened it, or a run held
+    it): the jobs that have a result are then skipped. On a file system without locks only the
+    log tells."""
+    import fcntl
+
+    try:
+        fcntl.flock(1, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        say("An earlier run of this collection is still going on (its engine lost the worker running it); "
+            "waiting until it ends, then running the jobs it did not finish")
+        sys.stdout.flush()
+        fcntl.flock(1, fcntl.LOCK_EX)
+        return True
+    except OSError:
+        pass
+    return logged_before
+
+
 def run_file(path: str, file_dir: str | None = None) -> int:
     """Run the job collection stored at ``path`` as this process; 0 if it ran (jobs may have failed).
     ``file_dir``: its registry, if the file is not the registry's ``jobs/<hash>.pkl``."""
@@ -124,7 +150,11 @@ def run_file(path: str, file_dir: str | None = None) -> int:
         return 0  # cancelled while it waited for the engine: start nothing
     log_file = log_file_of(jc)
     if log_file:
+        # an engine that runs a task again: the log, made by the first run, tells a run again
+        logged_before = os.environ.get(RERUN_ENV) == "1" and os.path.exists(log_file)
         redirect_output(log_file)
+        if os.environ.get(RERUN_ENV) == "1":
+            checkpoint.NODE.rerun = claim_run(logged_before)
     signal.signal(signal.SIGTERM, _terminated)
     checkpoint.arm(jc.resources, pool=bool(jc.pool))  # the time limit's warning, requeues
     if os.environ.get("BATCHTOOLS_DEBUG"):

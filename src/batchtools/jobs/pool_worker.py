@@ -20,7 +20,7 @@ from ..core.claims import ClaimLog, Fenced
 from ..core.collection import JobCollection
 from ..core.files import atomic_write_bytes, make_dir, read_pickle
 from ..core.layout import Layout
-from ..core.store import PackedStore, ResultStore
+from ..core.store import ResultStore
 from .checkpoint import STOP
 from .execute import report_unreadable, run_job, store_of
 from .runners import make_runner
@@ -246,8 +246,7 @@ class PoolWorker:
             self._stop.set()
             ticker.join()
             for b in self.batches.values():
-                if isinstance(b.store, PackedStore):
-                    b.store.close()
+                b.store.close()
                 b.buffer.close()
             atomic_write_bytes(self.layout.worker_exit(self.worker),
                                f"{self.counts['done']} {self.counts['error']} {reason}\n".encode())
