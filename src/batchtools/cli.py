@@ -6,9 +6,9 @@ unless ``--conf FILE``):
     batchtools status   [REGISTRY] [--check] [--json]   job counts
     batchtools watch    [REGISTRY] [--interval S]       live counts, running jobs, workers, ETA
     batchtools errors   [REGISTRY] [--list]             errors grouped by message
-    batchtools log      [REGISTRY] JOB_ID               the log of one job
+    batchtools log      [REGISTRY] JOB_ID               the log of one job (a typo gets the nearest command or option)
     batchtools workers  [REGISTRY]                      the worker pool
-    batchtools timeline [REGISTRY] -o FILE              timeline figure (PNG, PDF or SVG)
+    batchtools timeline [REGISTRY] -o FILE [--ids IDS]  timeline figure (PNG, PDF or SVG)
 
 Acting (takes the registry's writeable lease; refused while another live session holds it,
 unless ``--force``; the configuration file is found as ``load_registry`` finds it):
@@ -126,9 +126,43 @@ def _seconds(text: str) -> float:
     return x
 
 
+def nearest(word: str, choices) -> str | None:
+    """The choice nearest to a mistyped ``word`` (options compared without their dashes), or None.
+
+    >>> nearest("stauts", ["status", "watch"]), nearest("--erors", ["--errors", "--verbose"]), nearest("--x", ["--ids"])
+    ('status', '--errors', None)
+    """
+    import difflib
+
+    choices = list(choices)
+    bare = {c.lstrip("-"): c for c in choices}
+    close = difflib.get_close_matches(word.lstrip("-"), list(bare), n=1, cutoff=0.75)
+    return bare[close[0]] if close else None
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors suggest the nearest command for a mistyped one."""
+
+    def error(self, message: str):
+        import re
+
+        m = re.search(r"invalid choice: '([^']*)'", message)
+        if m:
+            choices = next((a.choices for a in self._actions if isinstance(a, argparse._SubParsersAction)), None)
+            if choices:
+                near = nearest(m.group(1), choices)
+                message = (message.split(" (choose from")[0] + (f"; did you mean {near!r}?" if near else "") +
+                           f" The commands: {', '.join(choices)}")
+        super().error(message)
+
+
+def _options(parser: argparse.ArgumentParser) -> list[str]:
+    return [o for a in parser._actions for o in a.option_strings]
+
+
 def build_parser() -> argparse.ArgumentParser:
     codes = "\n".join(f"  {k:>3}  {v}" for k, v in EXIT_CODES.items())
-    ap = argparse.ArgumentParser(
+    ap = _Parser(
         prog="batchtools", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Look at a pybatchtools registry, and act on it, from the shell.",
         epilog=f"REGISTRY defaults to ./registry.\n\nexit status:\n{codes}")
@@ -140,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--conf", metavar="FILE", default=None,
                     help="run this configuration file (batchtools.conf.py) when opening the registry")
     ap.add_argument("-v", "--verbose", action="store_true", help="also show the library's informational messages")
-    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     def command(name: str, text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text, parents=[conf])
@@ -169,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("log", "the log of one job")
     registry_arg(p)
-    p.add_argument("job_id", type=int, metavar="JOB_ID")
+    p.add_argument("job_id", nargs="?", default=None, metavar="JOB_ID", help="the job's id")
 
     p = command("workers", "the worker pool's workers")
     registry_arg(p)
@@ -181,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--color-by", default=None, metavar="COLUMN",
                    help="colour the jobs by a job parameter or experiment column, e.g. algorithm "
                         "(in an ML benchmark also task or learner)")
+    p.add_argument("--ids", type=parse_ids, metavar="IDS", help="only these jobs, e.g. 1,3,5-8")
+    p.add_argument("--keep-gaps", action="store_true",
+                   help="draw idle stretches (between sessions, in a queue) as they were, not cut out")
 
     def acting(p: argparse.ArgumentParser) -> None:
         registry_arg(p)
@@ -387,9 +424,19 @@ def group_errors(job_ids: list[int], messages: list[str], examples: int = 5) -> 
 def cmd_log(args) -> int:
     from .api.logs import get_log
 
+    if args.job_id is None:  # one word: a job id of ./registry, or a registry without the job
+        if args.registry.isdigit() and not os.path.isdir(args.registry):
+            args.registry, args.job_id = DEFAULT_REGISTRY, args.registry
+        else:
+            raise CliError(f"log: which job? Give its id after the registry: `batchtools log {args.registry} JOB_ID` "
+                           f"(`batchtools errors {args.registry} --list` lists the failed ones)", USAGE)
+    try:
+        job_id = int(args.job_id)
+    except ValueError:
+        raise CliError(f"log: JOB_ID must be a job id (a whole number), got {args.job_id!r}", USAGE) from None
     reg = _open(args)
     try:
-        lines = get_log(args.job_id, reg=reg)
+        lines = get_log(job_id, reg=reg)
     except (ValueError, FileNotFoundError) as e:
         raise CliError(str(e)) from None
     say("\n".join(lines))
@@ -415,9 +462,8 @@ def cmd_workers(args) -> int:
         "worker": df["worker_id"], "batch_id": df["batch_id"], "state": df["state"],
         "submitted": local_times(df["submitted"]),
         "last beat": [ago(now - t.timestamp()) if pd.notna(t) else "-" for t in df["last_beat"]],
-        "claimed": df["claimed"],
-        "done": df["done"].map(lambda v: "" if pd.isna(v) else str(int(v))),
-        "error": df["error"].map(lambda v: "" if pd.isna(v) else str(int(v))),
+        "claimed": df["claimed"], "done": df["done"], "error": df["error"],
+        "start-up": [f"{t.total_seconds():.1f}s" if pd.notna(t) else "-" for t in df["time_startup"]],
         "log": df["log_file"]})
     say(out.to_string(index=False))
     return OK
@@ -431,7 +477,7 @@ def cmd_timeline(args) -> int:
 
     reg = _open(args)
     try:
-        fig = plot_timeline(reg=reg, color_by=args.color_by)
+        fig = plot_timeline(args.ids, reg=reg, color_by=args.color_by, gaps="keep" if args.keep_gaps else "cut")
     except ValueError as e:
         raise CliError(str(e)) from None
     fig.savefig(args.output, dpi=120)
@@ -580,7 +626,12 @@ def main(argv: list[str] | None = None) -> int:
     >>> main(["status", "no/such/folder"])
     1
     """
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # options the command does not know: name the nearest ones
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[args.command]
+        near = [n for n in (nearest(x.split("=")[0], _options(sub)) for x in extra if x.startswith("-")) if n]
+        sub.error(f"unrecognized arguments: {' '.join(extra)}" + (f"; did you mean {', '.join(near)}?" if near else ""))
     _setup_logging(getattr(args, "verbose", False))
     try:
         return COMMANDS[args.command](args)

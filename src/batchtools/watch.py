@@ -109,14 +109,6 @@ class Watcher:
             from .api.workers import get_workers
 
             workers = pd.DataFrame(get_workers(reg=reg))
-            if len(workers):  # a worker still at work says its counts when it leaves: count them here
-                batch = st["batch_id"].to_numpy()
-                for k, b in enumerate(workers["batch_id"].tolist()):
-                    mine = batch == b
-                    if pd.isna(workers.at[k, "done"]):
-                        workers.at[k, "done"] = int((mine & m["done"]).sum())
-                    if pd.isna(workers.at[k, "error"]):
-                        workers.at[k, "error"] = int((mine & m["error"]).sum())
         cf = reg.cluster_functions
         return Snapshot(status, repr(cf).removeprefix("ClusterFunctions") if cf is not None else "(none)", eta,
                         running, workers, now, self.submitting)
@@ -205,9 +197,8 @@ def render(snap: Snapshot, registry: str, interval: float):
         shown = snap.workers.iloc[order.argsort(kind="stable")].head(MAX_RUNNING_ROWS)
         for r in shown.itertuples():
             beat = r.last_beat.timestamp() if pd.notna(r.last_beat) else float("nan")
-            w.add_row(literal(str(r.worker_id)[:14]), literal(r.batch_id), str(r.state), str(r.claimed),
-                      "" if pd.isna(r.done) else str(int(r.done)), "" if pd.isna(r.error) else str(int(r.error)),
-                      ago(snap.time - beat))
+            w.add_row(literal(str(r.worker_id)[:14]), literal(r.batch_id), str(r.state), str(r.claimed), str(r.done),
+                      str(r.error), ago(snap.time - beat))
         if len(snap.workers) > len(shown):
             w.add_row("…", f"and {len(snap.workers) - len(shown)} more", "", "", "", "", "")
         parts.append(w)

@@ -13,13 +13,18 @@ shown by ``qstat``, and runs a job again (run_count + 1) that ``qrerun`` requeue
 
 Submitted scripts run at once, synchronously (array tasks one after another with the
 scheduler's task variable set), unless $FAKE_SCHED_HOLD=1: then jobs stay queued, so
-listing and killing can be checked. $FAKE_SCHED_FAIL="exit:message" makes the next N
-submissions fail (N = $FAKE_SCHED_FAIL_TIMES, default 1) with that exit code and message.
+listing and killing can be checked. With $FAKE_SCHED_BACKGROUND=1 they run in the background
+(a process group each, array tasks side by side) and are listed as running until their
+processes end, as a scheduler with free nodes runs them. $FAKE_SCHED_FAIL="exit:message" makes
+the next N submissions fail (N = $FAKE_SCHED_FAIL_TIMES, default 1) with that exit code and
+message. Calls are serialized by a lock file, as a scheduler's controller serializes them.
 """
 
+import fcntl
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -58,7 +63,8 @@ def submit(script_text, array_var=None, n_tasks=0):
     jid = state["next"]
     state["next"] += 1
     hold = os.environ.get("FAKE_SCHED_HOLD") == "1"
-    state["jobs"][str(jid)] = {"state": "Q" if hold else "done", "tasks": n_tasks}
+    background = os.environ.get("FAKE_SCHED_BACKGROUND") == "1"
+    job = state["jobs"][str(jid)] = {"state": "Q" if hold else "R" if background else "done", "tasks": n_tasks}
     save(state)
     if not hold:
         path = Path(os.environ["FAKE_SCHED_DIR"]) / f"job{jid}.sh"
@@ -67,7 +73,14 @@ def submit(script_text, array_var=None, n_tasks=0):
             env = dict(os.environ)
             if task is not None:
                 env[array_var] = str(task)
-            subprocess.run(["bash", str(path)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if background:
+                proc = subprocess.Popen(["bash", str(path)], env=env, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, start_new_session=True)
+                job.setdefault("procs", []).append([proc.pid, start_ticks(proc.pid)])
+            else:
+                subprocess.run(["bash", str(path)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if background:
+            save(state)
     return jid
 
 
@@ -184,11 +197,34 @@ def pbs_kill(ident):
     save(state)
 
 
+def start_ticks(pid):
+    """A process's start time (clock ticks since boot), to tell it from a later one with its pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return None if fields[0] in ("Z", "X") else int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def active(state):
+    changed = False
+    for j in state["jobs"].values():  # a background job runs while one of its processes lives
+        if j["state"] == "R" and j.get("procs") and not any(start_ticks(p) == t for p, t in j["procs"]):
+            j["state"] = "done"
+            changed = True
+    if changed:
+        save(state)
     return [(jid, j) for jid, j in state["jobs"].items() if j["state"] in ("Q", "R")]
 
 
 def main():
+    with open(Path(os.environ["FAKE_SCHED_DIR"]) / "lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        command()
+
+
+def command():
     name = Path(sys.argv[0]).name
     args = sys.argv[1:]
     with CALLS.open("a") as fh:
@@ -232,6 +268,9 @@ def main():
     elif name in ("qdel", "bkill", "scancel"):
         jid = re.match(r"\d+", args[-1]).group(0)
         if jid in state["jobs"]:
+            for pid, ticks in state["jobs"][jid].get("procs", []):
+                if start_ticks(pid) == ticks:
+                    os.killpg(pid, signal.SIGTERM)
             state["jobs"][jid]["state"] = "killed"
             save(state)
         print(f"{args[-1]} killed" if name != "scancel" else "", end="")

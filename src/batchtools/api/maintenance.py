@@ -14,7 +14,7 @@ from ..core import registry as core
 from ..core.cleanup import drop_unused_resources, obsolete_external_dirs, obsolete_logs, remove_dirs
 from ..core.files import make_dir, unlink_quietly
 from ..core.pickling import pickle_by_value
-from ..core.pool import pool_state
+from ..core.pool import FINAL, pool_state
 from ..core.registry import RegistryState, resolve
 from ..core.state import done_mask, masks
 from .heal import heal, wanted
@@ -37,7 +37,9 @@ def sync_registry(reg: RegistryState | None = None) -> bool:
     around every sync. An explicit sync also saves the merged status at once (queries save it
     at most every second) and removes the merged update files, and it does what
     ``wait_for_jobs`` does for jobs that died: resubmits those a :class:`~batchtools.RetryPolicy`
-    covers, lets checkpointed jobs go on, and keeps a healing pool going.
+    covers, lets checkpointed jobs go on, and looks after the worker pool (submits the workers
+    the scheduler refused so far as it accepts them, keeps a healing pool going, cancels workers
+    still queued once no job is left to claim).
     """
     reg = resolve(reg)
     changed = reg.sync() > 0
@@ -73,7 +75,7 @@ def sweep_registry(reg: RegistryState | None = None) -> dict[str, int]:
     hashes = set(st["job_hash"].dropna())
     active = set(st.loc[masks(reg)["system"], "job_hash"].dropna())
     pool = pool_state(reg)
-    live_workers = ({w for w, info in pool.workers.items() if info.get("state") not in ("exited", "stale")}
+    live_workers = ({w for w, info in pool.workers.items() if info.get("state") not in FINAL}
                     if pool else set())
 
     def files(sub):

@@ -20,8 +20,11 @@ def get_job_status(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
     attempt ended, if it did not succeed: ``error``, ``timeout``, ``memory``, ``node_fail``,
     ``preempted``, ...; see :class:`RetryPolicy`), ``max_rss`` (peak resident memory in MiB)
     and ``cpu_time`` (Timedelta), from the scheduler's accounting where it has them and
-    measured by the node otherwise. Printed (and in Jupyter) the times are shown in local
-    time, to the second."""
+    measured by the node otherwise; ``time_startup`` (Timedelta): the start-up of its chunk or
+    pool worker the job waited for just before it started (the process starting, imports,
+    loading its function, data, problem and algorithm; zero for the jobs after the first, unless
+    they needed something not loaded yet), which is part of no job's ``time_running``. Printed
+    (and in Jupyter) the times are shown in local time, to the second."""
     reg = resolve(reg)
     reg.sync()
     sel = reg.ids(ids)
@@ -42,6 +45,7 @@ def get_job_status(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
     out["reason"] = st["reason"].to_numpy()
     out["max_rss"] = st["max_rss"].to_numpy()
     out["cpu_time"] = pd.to_timedelta(st["cpu_time"], unit="s")
+    out["time_startup"] = pd.to_timedelta(st["startup"], unit="s")
     return out
 
 
@@ -70,7 +74,7 @@ def get_job_pars(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
 
 def get_job_table(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
     """Status, parameters, resources and tags of each job, in one DataFrame (times, ``attempt``,
-    ``reason``, ``max_rss`` and ``cpu_time`` as in :func:`get_job_status`), and ``deaths``: the
+    ``reason``, ``max_rss``, ``cpu_time`` and ``time_startup`` as in :func:`get_job_status`), and ``deaths``: the
     reasons of every attempt that did not succeed, oldest first (``[]`` if none)."""
     reg = resolve(reg)
     out = get_job_status(ids, reg)

@@ -57,8 +57,18 @@ def first_number(output: list[str]) -> str | None:
 
 
 def temporary_error(output: list[str], patterns: tuple[str, ...]) -> str | None:
+    """The scheduler's own words (its output, one line) if they contain one of ``patterns``
+    (errors that go away: a cap on jobs per user, a busy controller), else None.
+
+    >>> temporary_error(["sbatch: error: QOSMaxSubmitJobPerUserLimit", "sbatch: error: Batch job submission "
+    ...                  "failed: Job violates accounting/QOS policy"], ("QOSMaxSubmitJobPerUserLimit",))
+    'sbatch: error: QOSMaxSubmitJobPerUserLimit / sbatch: error: Batch job submission failed: Job violates...
+    """
     text = "\n".join(output)
-    return next((p for p in patterns if p in text), None)
+    if not any(p in text for p in patterns):
+        return None
+    words = " / ".join(line.strip() for line in output if line.strip())
+    return words if len(words) <= 400 else words[:397] + "..."
 
 
 def run_os_command(sys_cmd: str, sys_args: list[str] | tuple[str, ...] = (), stdin: str | os.PathLike | None = "",

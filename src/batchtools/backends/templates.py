@@ -174,9 +174,36 @@ def _script_value(key: str, value: Any) -> Any:
                     f"got {type(value).__name__}")
 
 
+MAX_NAME = 64  # characters of a job name (schedulers show fewer; Slurm's squeue 8 by default)
+
+
 def job_name(jc) -> str:
-    """The collection's job name (R's ``jc$job.name``) as it may appear in a job script."""
-    return UNSAFE_NAME.sub("_", jc.job_name)[:64] or jc.job_hash
+    """The scheduler's name of ``jc``'s job: the collection's name (R's ``jc$job.name``) where
+    ``set_job_names`` gave each of its jobs one, else the registry's folder name and what the job
+    runs: ``<registry>-<job id>`` for one job, ``-chunk<k>`` for a chunk of ``submit_jobs``,
+    ``-worker<k>`` for a pool worker. Letters, digits, ``_.-`` only, at most 64 characters (the registry's name is cut, never the
+    id), starting with a letter.
+
+    >>> from batchtools.core.collection import JobCollection
+    >>> jc = JobCollection(file_dir="/home/me/study 2", work_dir=".", job_hash="job1a2b", jobs=[{"job_id": 7}], seed=1)
+    >>> job_name(jc)
+    'study_2-7'
+    """
+    names = [n for n in jc.job_names if n]
+    if not jc.pool and jc.job_name != jc.job_hash:
+        return UNSAFE_NAME.sub("_", jc.job_name)[:MAX_NAME] or jc.job_hash
+    if jc.pool:
+        what = names[0] if names else "worker"
+    elif len(jc.jobs) == 1:
+        what = str(jc.jobs[0]["job_id"])
+    elif jc.chunk is not None:
+        what = f"chunk{jc.chunk}"
+    else:
+        what = f"{jc.jobs[0]['job_id']}-and-{len(jc.jobs) - 1}-more" if len(jc.jobs) else "none"
+    what = UNSAFE_NAME.sub("_", what)
+    registry = UNSAFE_NAME.sub("_", os.path.basename(os.path.normpath(jc.file_dir)))
+    name = f"{registry[:max(0, MAX_NAME - len(what) - 1)]}-{what}"
+    return (name if name[:1].isalpha() else f"bt{name}")[:MAX_NAME]
 
 
 def cf_brew_template(reg, template: jinja2.Template, jc, **extra: Any) -> str:

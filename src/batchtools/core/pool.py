@@ -30,6 +30,7 @@ QUEUE_PREFIX = "pool"
 # a worker that has not started yet and cannot be seen on the scheduler counts as alive this long
 START_GRACE = 60.0
 ALIVE = frozenset({"queued", "running"})
+FINAL = frozenset({"exited", "stale", "cancelled"})  # a worker in one of these states stays in it
 
 
 class PoolState:
@@ -43,9 +44,14 @@ class PoolState:
         self.workers: dict[str, dict[str, Any]] = {}
         self.queues: dict[str, np.ndarray] = {}  # queue -> job ids in claim order
         self.unresolved: list = []  # claims by workers this master has not recorded yet
-        # a pool that heals itself (submit_workers(heal=True)): workers to keep alive and their settings
-        self.heal: dict[str, Any] | None = None
+        # what the last submit_workers asked for: n workers (kept alive with heal=True, else
+        # "owed": those not submitted yet), max_workers at once, and the workers' settings
+        self.plan: dict[str, Any] | None = None
         self.last_states: dict[str, str] | None = None  # worker states of the last adjust (one listing)
+        # this session's asking for workers the scheduler refused: when it refused, how many
+        # workers were alive then, how many times in a row, and the wait before asking again
+        self.refusal: tuple[float, int, int] | None = None
+        self.backoff = lambda i: min(1.5**i, 60.0)
         # read-only sessions: worker -> (heartbeat time, when this session first saw it), to see it not change
         self._beats_seen: dict[str, tuple[float, float]] = {}
         try:
@@ -57,11 +63,55 @@ class PoolState:
             raise table_error(self.layout.pool_state, "pool state", "cannot be read (it holds no pool state)",
                               reg.file_dir)
         self.workers, self.queues = state["workers"], state["queues"]
-        self.heal = state.get("heal")
+        self.plan = state.get("plan")
+        if self.plan is None and state.get("heal"):  # written before plans: a healing pool
+            self.plan = {**state["heal"], "heal": True, "owed": 0, "max_workers": None}
 
     def save(self) -> None:
         self.reg.write_pickle(self.layout.pool_state, {"workers": self.workers, "queues": self.queues,
-                                                       "heal": self.heal})
+                                                       "plan": self.plan})
+
+    # ------------------------------------------------------------------ plan
+    def owes_workers(self) -> bool:
+        """Whether the plan may want workers submitted: a healing pool, or workers still owed (the
+        scheduler refused them so far)."""
+        return bool(self.plan) and bool(self.plan["heal"] or self.plan["owed"] > 0)
+
+    def awaits_workers(self) -> bool:
+        """Whether the queued jobs wait for workers the scheduler refused so far (they are queued,
+        not lost, even while no worker lives)."""
+        return bool(self.plan) and bool(self.plan["owed"] > 0 or self.plan.get("refused"))
+
+    def unclaimed(self) -> int:
+        """Queued jobs no worker has claimed, cancelled ones left out."""
+        self.claims.refresh()
+        total = 0
+        for name, q in self.claims.queues.items():
+            left = q.left
+            ids = self.queues.get(name)
+            if q.cancelled and left and ids is not None:
+                rest = np.setdiff1d(np.arange(q.cursor, q.n), np.fromiter(q.taken, np.int64, len(q.taken)))
+                left = int((~np.isin(ids[rest], list(q.cancelled))).sum())
+            total += left
+        return total
+
+    def note_refusal(self, refused: str | None, alive: int) -> None:
+        """Remember a refused worker (the next ask waits), or forget the last refusal (accepted)."""
+        if refused is None:
+            self.refusal = None
+            return
+        tries = self.refusal[2] + 1 if self.refusal else 0
+        self.refusal = (time.time(), alive, tries)
+
+    def may_ask(self) -> bool:
+        """Whether to ask the scheduler for workers now: not refused lately, or refused longer than
+        ``backoff(tries)`` ago, or a worker left since (a freed slot under a cap)."""
+        if self.refusal is None:
+            return True
+        when, alive, tries = self.refusal
+        states = self.last_states or {}
+        now_alive = sum(states.get(wid, "queued") in ALIVE for wid in self.workers)
+        return now_alive < alive or time.time() - when >= self.backoff(tries)
 
     # ---------------------------------------------------------------- claims
     def apply_claims(self) -> int:
@@ -94,15 +144,16 @@ class PoolState:
 
     # ------------------------------------------------------------- liveness
     def worker_states(self, q: set[str], r: set[str]) -> dict[str, str]:
-        """worker id -> "queued", "running", "exited", "stale" (stopped beating) or "gone"
-        (not on the scheduler any more, e.g. killed, without a goodbye)."""
+        """worker id -> "queued", "running", "exited", "stale" (stopped beating), "cancelled"
+        (still queued when no job was left for it) or "gone" (not on the scheduler any more, e.g.
+        killed, without a goodbye)."""
         cf = self.reg.cluster_functions
         can_list = cf is not None and cf.list_jobs is not None
         fs_latency = getattr(cf, "fs_latency", 0) or 0
         states: dict[str, str] = {}
         beats: dict[str, float | None] = {}  # worker -> when its heartbeat file was last touched
         for wid, w in self.workers.items():
-            if w.get("state") in ("exited", "stale"):
+            if w.get("state") in FINAL:
                 states[wid] = w["state"]
             elif self.layout.worker_exit(wid).exists():
                 states[wid] = w["state"] = "exited"
@@ -178,10 +229,10 @@ class PoolState:
             self.save()
         q, r = set(q), set(r)
         for wid, s in states.items():
-            if s in ("exited", "stale", "gone"):
+            if s in FINAL or s == "gone":
                 q.discard(self.workers[wid]["batch_id"])
                 r.discard(self.workers[wid]["batch_id"])
-        if ALIVE & set(states.values()):
+        if ALIVE & set(states.values()) or self.awaits_workers():  # waiting for a worker, not lost
             q.update(self.queues)
         return q, r
 
@@ -236,7 +287,8 @@ def rebuild(reg) -> tuple[PoolState, list[str]]:
     state = PoolState.__new__(PoolState)
     state.reg, state.layout, state.dir = reg, lay, lay.pool
     state.claims = ClaimLog(lay.pool)
-    state.workers, state.queues, state.unresolved, state.heal, state.last_states = {}, {}, [], None, None
+    state.workers, state.queues, state.unresolved, state.plan, state.last_states = {}, {}, [], None, None
+    state.refusal, state.backoff, state._beats_seen = None, lambda i: min(1.5**i, 60.0), {}
     notes = ["the pool's healing settings (submit_workers(heal=True)), if it had any, are not known: "
              "call submit_workers(0, heal=True, ...) to heal it again"]
     for queue in committed_queues(lay):

@@ -1,15 +1,18 @@
 """What the node and the master agree on: the status update row and the log markers.
 
 A node reports each job as one row ``[job_id, started, done, error, mem_used, reason, signal,
-max_rss, cpu_time, restart, ended]`` (times in seconds since the epoch, NaN for "not yet" or
+max_rss, cpu_time, restart, ended, startup]`` (times in seconds since the epoch, NaN for "not yet" or
 "nothing new"; ``error`` a message or None; ``mem_used`` in MiB, measured with the
 ``measure_memory`` resource), written in batches to ``updates/<job_hash>-<tag>.pkl`` and merged
 by the master's sync. The rest is the evidence of how a run ended: ``reason`` (see
 :mod:`.retry`), the ``signal`` that ended it, its peak resident memory ``max_rss`` (MiB) and
 ``cpu_time`` (seconds), the scheduler's ``restart`` count of the collection (0 unless the
 scheduler requeued it, e.g. ``SLURM_RESTART_COUNT``) and when the run ``ended`` (a run that
-stopped to go on after a requeue has ``ended`` but no ``done``). Rows of the first five fields
-only (an older node) are still read. Its log carries one marker line per job, so one log file
+stopped to go on after a requeue has ``ended`` but no ``done``). ``startup`` is the start-up of
+its collection the job waited for just before it ``started`` (seconds: the process starting,
+imports, loading its function, problem and algorithm; 0 for a job that waited for none), so no
+job's run time holds it. Rows of the first five fields (an older node) or without ``startup``
+are still read. Its log carries one marker line per job, so one log file
 can hold many jobs.
 
 >>> row = new_row(3); row[STARTED] = 1.0; row[JOB_ID], row[STARTED]
@@ -24,12 +27,13 @@ import math
 import re
 
 FIELDS = ("job_id", "started", "done", "error", "mem_used", "reason", "signal", "max_rss", "cpu_time", "restart",
-          "ended")
-JOB_ID, STARTED, DONE, ERROR, MEM_USED, REASON, SIGNAL, MAX_RSS, CPU_TIME, RESTART, ENDED = range(len(FIELDS))
+          "ended", "startup")
+JOB_ID, STARTED, DONE, ERROR, MEM_USED, REASON, SIGNAL, MAX_RSS, CPU_TIME, RESTART, ENDED, STARTUP = range(len(FIELDS))
 LEGACY_LENGTH = 5  # rows of nodes before the evidence fields
+LENGTHS = (LEGACY_LENGTH, STARTUP, len(FIELDS))  # rows of older nodes: without the evidence, without startup
 # status columns filled from a row: (column, index); NaN / None means "nothing new"
 FLOAT_FIELDS = (("started", STARTED), ("done", DONE), ("mem_used", MEM_USED), ("signal", SIGNAL),
-                ("max_rss", MAX_RSS), ("cpu_time", CPU_TIME))
+                ("max_rss", MAX_RSS), ("cpu_time", CPU_TIME), ("startup", STARTUP))
 TEXT_FIELDS = (("error", ERROR), ("reason", REASON))
 
 
@@ -55,13 +59,14 @@ def error_message(text: str) -> str:
 
 
 def new_row(job_id: int) -> list:
-    return [job_id, math.nan, math.nan, None, math.nan, None, math.nan, math.nan, math.nan, math.nan, math.nan]
+    return [job_id, math.nan, math.nan, None, math.nan, None, math.nan, math.nan, math.nan, math.nan, math.nan,
+            math.nan]
 
 
 def valid_rows(data) -> bool:
     """Whether an update file's content has the shape of a list of rows."""
     return isinstance(data, list) and all(
-        isinstance(r, (list, tuple)) and len(r) in (LEGACY_LENGTH, len(FIELDS)) and isinstance(r[JOB_ID], int)
+        isinstance(r, (list, tuple)) and len(r) in LENGTHS and isinstance(r[JOB_ID], int)
         for r in data)
 
 

@@ -224,7 +224,7 @@ class RegistryState:
         saved["inflight"] = set(self.inflight)
         saved["default_resources"] = dict(self.default_resources)
         pool = self._pool
-        pool_saved = (copy.deepcopy(pool.workers), dict(pool.queues), pool.heal) if pool is not None else None
+        pool_saved = (copy.deepcopy(pool.workers), dict(pool.queues), pool.plan) if pool is not None else None
         self._txn = txn = Transaction(self.file_dir)
         try:
             yield
@@ -233,7 +233,7 @@ class RegistryState:
             self.__dict__.clear()
             self.__dict__.update(saved)
             if pool is not None:
-                pool.workers, pool.queues, pool.heal = pool_saved
+                pool.workers, pool.queues, pool.plan = pool_saved
             raise
         finally:
             self._txn = None

@@ -169,7 +169,7 @@ def forget_runs(reg, pos: np.ndarray) -> None:
     """
     st = reg.status
     for col in ("submitted", "started", "done", "mem_used", "resource_id", "attempt", "restart", "signal", "max_rss",
-                "cpu_time"):
+                "cpu_time", "startup"):
         set_rows(st, pos, col, np.nan)
     for col in ("error", "batch_id", "log_file", "job_hash", "reason"):
         set_rows(st, pos, col, None)

@@ -83,22 +83,36 @@ def store_of(jc: JobCollection, packed: bool = False, shared: bool = False) -> R
 
 
 def run_job(jc: JobCollection, spec: dict[str, Any], runner, store: ResultStore, buffer: UpdateBuffer,
-            measure: bool, commit=None) -> bool:
+            measure: bool, commit=None, startup: float = 0.0) -> bool:
     """Run one job: seed, call, store the result, report its status. True if it succeeded.
 
     ``commit(job_id, token)`` decides whether a staged result becomes the job's result (a pool
-    worker checks it was not fenced meanwhile); default: always.
+    worker checks it was not fenced meanwhile); default: always. ``startup``: seconds of the
+    collection's start-up this job waited for (reported with it, never in its run time), to which
+    the runner's ``prepare(job)`` adds, if it has one: loading what the job needs and no earlier
+    job of this process loaded (a problem, an algorithm, a task's data), before the job's clock starts.
     """
     job_id = spec["job_id"]
     job = make_job(jc, spec)
     say(f"{job_started(job_id)}\n{MARK}Setting seed to {job.seed} ...")
+    prepare = getattr(runner, "prepare", None)
+    failed = None
+    if prepare is not None:
+        t0 = time.time()
+        try:
+            prepare(job)
+        except Exception as e:  # the job fails with it, as it would have while running
+            failed = e
+        startup += time.time() - t0
     job.seed_rngs()
     restart = restart_count()
-    buffer.set(job_id, started=time.time(), restart=restart)
+    buffer.set(job_id, started=time.time(), restart=restart, startup=startup)
     evidence = Evidence(jc.file_dir, job_id, jc.resources, restart)
     sampler = MemorySampler() if measure else None
     error = exc = None
     try:
+        if failed is not None:
+            raise failed
         token = store.stage(job_id, runner(job))
         if commit is None:
             store.commit(token)
@@ -139,8 +153,11 @@ def select_jobs(jc: JobCollection) -> list[dict[str, Any]]:
     return jc.jobs
 
 
-def run_chunk(jc: JobCollection, update_interval: float | None, sink: list | None = None) -> dict[str, int]:
-    """Run the jobs of an ordinary collection (a chunk, or one array task) one after another."""
+def run_chunk(jc: JobCollection, update_interval: float | None, sink: list | None = None,
+              began: float | None = None) -> dict[str, int]:
+    """Run the jobs of an ordinary collection (a chunk, or one array task) one after another.
+    ``began``: when the collection's start-up began (default: now), reported with its first job."""
+    began = time.time() if began is None else began
     counts = {"done": 0, "error": 0}
     jobs = select_jobs(jc)
     # a collection of one job needs no background flushing: the master counts a job alone in its
@@ -160,8 +177,8 @@ def run_chunk(jc: JobCollection, update_interval: float | None, sink: list | Non
                 traceback.print_exc(file=sys.stdout)
                 msg = f"Set-up failed: {type(e).__name__}: {e}"
                 now = time.time()
-                for spec in jobs:
-                    buffer.set(spec["job_id"], started=now, done=now, error=msg)
+                for k, spec in enumerate(jobs):
+                    buffer.set(spec["job_id"], started=now, done=now, error=msg, startup=0.0 if k else now - began)
                 counts["error"] = len(jobs)
                 return counts
             if jc.hooks.get("pre_do_collection"):
@@ -176,7 +193,9 @@ def run_chunk(jc: JobCollection, update_interval: float | None, sink: list | Non
                 if earlier is not None and earlier.exists(spec["job_id"]):  # finished in an earlier run of it
                     say(f"Job {spec['job_id']} finished in an earlier run of this collection")
                     continue
-                ok = run_job(jc, spec, runner, store, buffer, measure)
+                ok = run_job(jc, spec, runner, store, buffer, measure,
+                             startup=0.0 if began is None else time.time() - began)
+                began = None  # the collection's start-up is its first job's to report
                 counts["done" if ok else "error"] += 1
             if jc.hooks.get("post_do_collection"):
                 jc.hooks["post_do_collection"](jc)

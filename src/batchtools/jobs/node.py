@@ -35,13 +35,16 @@ CANCEL_INTERVAL = 1.0
 RERUN_ENV = "BATCHTOOLS_ENGINE_RERUNS"
 
 
-def run_collection(jc: JobCollection, update_interval: float | None, sink: list | None = None) -> dict[str, int]:
-    """Run ``jc`` here: its chunk of jobs, or, for a pool worker, the jobs it claims."""
+def run_collection(jc: JobCollection, update_interval: float | None, sink: list | None = None,
+                   began: float | None = None) -> dict[str, int]:
+    """Run ``jc`` here: its chunk of jobs, or, for a pool worker, the jobs it claims. ``began``:
+    when its start-up began (default: now; a process started for it: the process's start)."""
+    began = time.time() if began is None else began
     if jc.pool:
         from .pool_worker import run_pool_worker  # here: a chunk's node starts faster without it
 
-        return run_pool_worker(jc, update_interval, sink)
-    return run_chunk(jc, update_interval, sink)
+        return run_pool_worker(jc, update_interval, sink, began)
+    return run_chunk(jc, update_interval, sink, began)
 
 
 def do_job_collection(
@@ -161,7 +164,9 @@ def run_file(path: str, file_dir: str | None = None) -> int:
 
         enable_debug()
     try:
-        run_collection(jc, UPDATE_INTERVAL)
+        # the start-up counts from the process's start (or, in a process running one collection
+        # after another, from this collection's), as the node's walltime clock does
+        run_collection(jc, UPDATE_INTERVAL, began=checkpoint.NODE.start)
         checkpoint.requeue_if_asked()  # a job stopped to go on: its rows are written, now requeue
     finally:
         sys.stdout.flush()
