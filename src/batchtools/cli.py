@@ -349,24 +349,17 @@ def group_errors(job_ids: list[int], messages: list[str], examples: int = 5) -> 
     1 job (3):
         KeyError: 'a'
     """
-    import re
+    from .api.logs import error_groups
 
-    number = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
-    groups: dict[str, tuple[list[int], set[str]]] = {}
-    for job_id, msg in zip(job_ids, messages):
-        msg = str(msg)
-        ids, texts = groups.setdefault(number.sub("<n>", msg), ([], set()))
-        ids.append(int(job_id))
-        texts.add(msg)
-    order = sorted(groups.items(), key=lambda kv: -len(kv[1][0]))
+    order = error_groups(job_ids, messages)
     n = len(job_ids)
     out = [f"{n} failed job{'s' if n != 1 else ''}, {len(order)} kind{'s' if len(order) != 1 else ''} of error:"]
-    for key, (ids, texts) in order:
+    for g in order:
+        ids = g.job_ids
         shown = ", ".join(map(str, ids[:examples])) + (f", ... ({len(ids) - examples} more)"
                                                         if len(ids) > examples else "")
         out += ["", f"{len(ids)} job{'s' if len(ids) != 1 else ''} ({shown}):"]
-        text = next(iter(texts)) if len(texts) == 1 else key
-        out += [f"    {line}" for line in text.splitlines() or [""]]
+        out += [f"    {line}" for line in g.text.splitlines() or [""]]
     return out
 
 
