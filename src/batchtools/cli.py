@@ -9,6 +9,7 @@ unless ``--conf FILE``):
     batchtools log      [REGISTRY] JOB_ID               the log of one job
     batchtools workers  [REGISTRY]                      the worker pool
     batchtools timeline [REGISTRY] -o FILE              timeline figure (PNG, PDF or SVG)
+    batchtools report   [REGISTRY] -o FILE              the run report: one self-contained HTML page
 
 Acting (takes the registry's writeable lease; refused while another live session holds it,
 unless ``--force``; the configuration file is found as ``load_registry`` finds it):
@@ -172,6 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image file to write, PNG, PDF or SVG by its suffix (default timeline.png)")
     p.add_argument("--color-by", default=None, metavar="COLUMN",
                    help="colour the jobs by a job parameter or experiment column, e.g. algorithm")
+
+    p = command("report", "the run report: one self-contained HTML page (errors, groups of jobs with "
+                          "resources used vs requested, timeline, worker pool, benchmark scores)")
+    registry_arg(p)
+    p.add_argument("-o", "--output", default="report.html", metavar="FILE",
+                   help="the HTML file to write (default report.html)")
+    p.add_argument("--by", action="append", default=None, metavar="COLUMN",
+                   help="group jobs by this job parameter (repeatable; default: problem and algorithm, or "
+                        "the mapped arguments with few values)")
 
     def acting(p: argparse.ArgumentParser) -> None:
         registry_arg(p)
@@ -418,6 +428,18 @@ def cmd_timeline(args) -> int:
     return OK
 
 
+def cmd_report(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .reports import report
+
+    reg = _open(args)
+    rep = report(args.output, by=args.by, reg=reg)
+    print(f"wrote {args.output} ({rep.size / 1e6:.2f} MB, {rep.n_jobs:,} jobs)")
+    return OK
+
+
 def _chunked(args, ids):
     """``ids`` with the chunking asked for (a DataFrame with a chunk column), and the resources."""
     resources = dict(args.resource)
@@ -531,7 +553,7 @@ def cmd_reset(args) -> int:
 
 
 COMMANDS = {"status": cmd_status, "watch": cmd_watch, "errors": cmd_errors, "log": cmd_log,
-            "workers": cmd_workers, "timeline": cmd_timeline, "submit": cmd_submit, "resubmit": cmd_resubmit,
+            "workers": cmd_workers, "timeline": cmd_timeline, "report": cmd_report, "submit": cmd_submit, "resubmit": cmd_resubmit,
             "kill": cmd_kill, "reset": cmd_reset}
 
 
