@@ -426,3 +426,21 @@ def test_clicking_a_header_sorts_the_table(pooled, browser, tmp_path):
         assert page.problems(own_url=out.resolve().as_uri()) == []
     finally:
         page.close()
+
+
+def test_while_jobs_run_the_report_gives_an_eta(mreg, tmp_path):
+    """Two short jobs done, two long ones running, two waiting in their chunks: elapsed 'so far' and an ETA."""
+    mreg.batch_map(time.sleep, [0.05, 0.05, 30, 30, 30, 30])
+    mreg.submit_jobs(pd.DataFrame({"job_id": range(1, 7), "chunk": [1, 2, 1, 2, 1, 2]}))
+    try:
+        wait_until(lambda: mreg.get_status().done == 2 and mreg.get_status().running == 2, 60,
+                   "two jobs done and two running")
+        _, _, page = write(mreg, tmp_path)
+        assert re.search(r"ETA\s+\S+ for the 4 jobs queued or running", page.text), page.text
+        assert "so far" in page.text
+        arg = page.tables["group-table"]["head"][0]  # grouped by the one argument, 2 values
+        assert page.row("group-table", **{arg: "30"})["left"] == "4"
+        assert page.row("group-table", **{arg: "30"})["run time min"] == "no run ended"
+        assert page.row("group-table", **{arg: "0.05"})["done"] == "2"
+    finally:
+        mreg.kill_jobs()

@@ -472,23 +472,11 @@ def _group_row(g: pd.DataFrame, deaths: pd.DataFrame) -> tuple[list[Cell], list[
     pooled = bool(g["pooled"].all())
     mine = deaths[deaths["job_id"].isin(g["job_id"])]
     reasons = mine["reason"].value_counts()
-    # walltime
-    req = g["req_walltime"].to_numpy()
-    req = req[~np.isnan(req)]
-    if rt.size and req.size:
-        asked = float(req.max())
-        text = f"{duration(rt.max())} / {duration(asked)}" + (" (a worker's)" if pooled else "")
-        ratio = rt.max() / asked
-        flag = None
-        if ratio < FAR_OFF and not pooled:  # a pool worker's walltime is for all the jobs it runs
-            flag = "warn"
-            flags.append(Flag("walltime", False, f"walltime: used at most {duration(rt.max())} of {duration(asked)} "
-                                 f"({share(rt.max(), asked)})"))
-        cells.append(num(ratio, text, flag, f"{share(rt.max(), asked)} of the request"))
-    elif rt.size:
-        cells.append(missing("not requested", "no walltime resource was set"))
-    else:
-        cells.append(missing(""))
+    # walltime: the longest run against the request (a pool worker's walltime is for all its jobs: not flagged)
+    cell, flag = _against_request("walltime", float(rt.max()) if rt.size else None, g["req_walltime"].to_numpy(),
+                                  duration, pooled)
+    cells.append(cell)
+    flags += [flag] if flag else []
     timeouts = int(reasons.get("timeout", 0))
     if timeouts:
         flags.append(Flag("timeout", True, f"{plural(timeouts, 'run')} killed at the walltime (timeout)", timeouts))
@@ -496,27 +484,15 @@ def _group_row(g: pd.DataFrame, deaths: pd.DataFrame) -> tuple[list[Cell], list[
     mem = g["mem_used"].where(g["mem_used"].notna(), g["max_rss"]).to_numpy()
     mem = mem[~np.isnan(mem)]
     source = "sampled peak" if g["mem_used"].notna().any() else "peak RSS of the process"
+    peak = float(mem.max()) if mem.size else np.nan
     if mem.size:
-        peak = float(mem.max())
         cells.append(num(peak, mebibytes(peak), title=source))
     else:
         hint = "set the resource measure_memory=True" if g["ended"].any() else "no run ended"
         cells.append(missing("not measured" if g["ended"].any() else "", hint))
-    mreq = g["req_memory"].to_numpy()
-    mreq = mreq[~np.isnan(mreq)]
-    if mem.size and mreq.size:
-        asked = float(mreq.max())
-        ratio = peak / asked
-        flag = None
-        if ratio < FAR_OFF:
-            flag = "warn"
-            flags.append(Flag("memory", False, f"memory: used at most {mebibytes(peak)} of {mebibytes(asked)} "
-                                 f"({share(peak, asked)})"))
-        cells.append(num(ratio, f"{mebibytes(peak)} / {mebibytes(asked)}", flag, f"{share(peak, asked)} of the request"))
-    elif mem.size:
-        cells.append(missing("not requested", "no memory resource was set"))
-    else:
-        cells.append(missing(""))
+    cell, flag = _against_request("memory", peak if mem.size else None, g["req_memory"].to_numpy(), mebibytes)
+    cells.append(cell)
+    flags += [flag] if flag else []
     ooms = int(reasons.get("memory", 0))
     if ooms:
         flags.append(Flag("oom", True, f"{plural(ooms, 'run')} killed at the memory limit (oom)", ooms))
@@ -541,6 +517,23 @@ def _group_row(g: pd.DataFrame, deaths: pd.DataFrame) -> tuple[list[Cell], list[
     cells.append(Cell(", ".join(f"{r} {k:,}" for r, k in reasons.items()), int(reasons.sum()) if len(reasons) else None))
     cells.append(Cell(""))  # flags, filled in by the caller
     return cells, flags
+
+
+def _against_request(kind: str, used: float | None, requested: np.ndarray, fmt, pooled: bool = False
+                     ) -> tuple[Cell, Flag | None]:
+    """The cell of a group's largest use against its largest request of ``kind``, and the flag if
+    less than 10 % of it was used (``pooled``: a worker's request, for all its jobs: no flag)."""
+    if used is None:
+        return missing(""), None
+    asked = requested[~np.isnan(requested)]
+    if not asked.size:
+        return missing("not requested", f"no {kind} resource was set"), None
+    top = float(asked.max())
+    flag = None
+    if used / top < FAR_OFF and not pooled:
+        flag = Flag(kind, False, f"{kind}: used at most {fmt(used)} of {fmt(top)} ({share(used, top)})")
+    text = f"{fmt(used)} / {fmt(top)}" + (" (a worker's)" if pooled else "")
+    return num(used / top, text, "warn" if flag else None, f"{share(used, top)} of the request"), flag
 
 
 # ------------------------------------------------------------------ the worker pool
