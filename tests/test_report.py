@@ -368,6 +368,21 @@ def test_a_benchmark_has_its_scores(tmp_path):
     assert "benchmark" in page.text
 
 
+def test_an_unreadable_algorithm_is_said_and_the_rest_reported(story, tmp_path):
+    """An algorithm that cannot be unpickled here (e.g. the user's module is missing): the
+    benchmark check says so, every other section is there."""
+    reg = bt.load_registry(story[0].file_dir)
+    path = reg.layout.algorithm("double")
+    saved = path.read_bytes()
+    try:
+        path.write_bytes(b"not a pickle")
+        _, _, page = write(reg, tmp_path)
+    finally:
+        path.write_bytes(saved)
+    assert page.sections == ["glance", "errors", "groups", "timeline", "benchmark"]
+    assert "could not be read" in page.text and "done 8" in page.text
+
+
 def test_the_command_line(pooled, tmp_path, capsys):
     out = tmp_path / "cli.html"
     assert main(["report", str(pooled.file_dir), "-o", str(out)]) == 0

@@ -160,13 +160,13 @@ def render(reg: RegistryState, sel: np.ndarray, by=None) -> str:
     tl, fmt = figures.timeline(reg, sel, color_by)
     timeline_uri = figures.data_uri(tl, fmt, dpi=90) if tl is not None else None
     timeline_size = (int(tl.get_figwidth() * 90), int(tl.get_figheight() * 90)) if tl is not None else None
-    if bench is not None and bench["n"]:
+    if bench is not None and bench["n"] and "result" in bench:
         res = bench["result"]
         bench["plots"] = [(s, figures.data_uri(res.plot(score=s))) for s in res.scorers[:MAX_PLOTS]]
 
     env = _environment()
-    kind = "benchmark" if bench is not None else ("experiments" if reg.kind == "experiment" else "batch_map")
-    g["kind"] = kind
+    g["kind"] = ("benchmark" if bench is not None and "result" in bench else
+                 "experiments" if reg.kind == "experiment" else "batch_map")
     return env.get_template("report.html.j2").render(
         title=f"Run report: {Path(str(reg.file_dir)).name}", version=__version__, g=g, errors=errs, groups=grp,
         findings=findings, curve=figures.data_uri(curve) if curve is not None else None,

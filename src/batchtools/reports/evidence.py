@@ -584,7 +584,10 @@ def benchmark(reg: RegistryState, sel: np.ndarray) -> dict[str, Any] | None:
     from ..api.benchmark import reduce_results_batchmark
     from ..api.benchmark_result import BenchmarkResult
 
-    res = reduce_results_batchmark(reg=reg)
+    try:
+        res = reduce_results_batchmark(reg=reg)
+    except Exception as e:  # e.g. a learner that cannot be unpickled here: say so, report the rest
+        return {"error": f"{type(e).__name__}: {e}", "n": 0}
     if not res.scorers:
         return None
     scores = res.scores[res.scores["job_id"].isin(sel)].reset_index(drop=True) if len(res.scores) else res.scores
@@ -601,4 +604,4 @@ def benchmark(reg: RegistryState, sel: np.ndarray) -> dict[str, Any] | None:
             else:
                 cells.append(Cell(str(v), str(v)))
         rows.append(cells)
-    return {"result": res, "table": Table(columns, rows), "n": len(scores)}
+    return {"result": res, "table": Table(columns, rows), "n": len(scores), "error": None}
