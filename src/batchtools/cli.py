@@ -172,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="timeline.png", metavar="FILE",
                    help="image file to write, PNG, PDF or SVG by its suffix (default timeline.png)")
     p.add_argument("--color-by", default=None, metavar="COLUMN",
-                   help="colour the jobs by a job parameter or experiment column, e.g. algorithm")
+                   help="colour the jobs by a job parameter or experiment column, e.g. algorithm "
+                        "(in an ML benchmark also task or learner)")
 
     p = command("report", "the run report: one self-contained HTML page (errors, groups of jobs with "
                           "resources used vs requested, timeline, worker pool, benchmark scores)")
