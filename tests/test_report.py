@@ -22,7 +22,8 @@ import pytest
 import batchtools as bt
 import chromium
 from batchtools.cli import main
-from conftest import enforcing_multicore, require_daemon, snapshot, wait_until
+from conftest import enforcing_multicore, require_daemon, scheduler_registry, snapshot, wait_until
+from test_slurm import slurm_problem
 
 
 # ------------------------------------------------------------------ reading a page
@@ -252,6 +253,18 @@ def test_the_story_of_a_run(story, tmp_path):
     assert len(page.images) == 2 and all(s.startswith("data:image/") for s in page.images)
 
 
+def test_how_an_expired_job_ended_counts_among_the_deaths(story):
+    """An expired job whose scheduler said how it ended (a retry policy asks it), here a node
+    failure: its group's deaths count it, and the expired jobs' line says it."""
+    reg = bt.load_registry(story[0].file_dir, make_default=False)
+    lost = story[1]["lost"]
+    reg.status.loc[reg.status["job_id"] == lost, "reason"] = "node_fail"  # as the master records it
+    page = Page(reg.report(None).html)
+    deaths = page.row("group-table", algorithm="sleeper")["deaths"]
+    assert sorted(deaths.split(", ")) == ["node_fail 1", "timeout 1"]
+    assert f"(ended: node_fail 1): {lost}." in page.text
+
+
 def test_missing_evidence_is_said_never_zero(tmp_path):
     """Jobs that never ran: no run times, no memory, no curve, no timeline; each says so."""
     reg = bt.make_registry(file_dir=tmp_path / "r", seed=1, conf_file=None, make_default=False)
@@ -345,27 +358,31 @@ def test_registry_shows_itself_at_a_glance_in_jupyter(pooled):
 
 
 def test_a_benchmark_has_its_scores(tmp_path):
+    """Two tasks, three learners: the aggregate table, a score plot per scorer and the
+    critical-difference diagram."""
     pytest.importorskip("sklearn")
-    from sklearn.datasets import load_iris
+    from sklearn.datasets import load_iris, load_wine
     from sklearn.dummy import DummyClassifier
+    from sklearn.naive_bayes import GaussianNB
     from sklearn.tree import DecisionTreeClassifier
 
     reg = bt.make_experiment_registry(file_dir=tmp_path / "bm", seed=1, conf_file=None, make_default=False)
     reg.cluster_functions = bt.make_cluster_functions_interactive()
-    reg.batchmark(bt.benchmark_grid({"iris": load_iris(return_X_y=True)},
-                                    {"dummy": DummyClassifier(), "tree": DecisionTreeClassifier(random_state=1)}, 3),
+    learners = {"dummy": DummyClassifier(), "tree": DecisionTreeClassifier(random_state=1), "bayes": GaussianNB()}
+    reg.batchmark(bt.benchmark_grid({"iris": load_iris(return_X_y=True), "wine": load_wine(return_X_y=True)},
+                                    learners, 3),
                   scoring=["accuracy", "balanced_accuracy"])
     reg.submit_jobs()
     _, text, page = write(reg, tmp_path)
     assert page.sections[-1] == "benchmark"
     agg = page.tables["benchmark-table"]
     assert agg["head"][:3] == ["task", "learner", "resampling"] and "accuracy_mean" in agg["head"]
-    assert page.column("benchmark-table", "learner") == ["dummy", "tree"]
-    assert page.column("benchmark-table", "n") == ["3", "3"]
+    assert sorted(page.column("benchmark-table", "learner")) == sorted(list(learners) * 2)
+    assert page.column("benchmark-table", "n") == ["3"] * 6
     assert page.tables["group-table"]["head"][:2] == ["problem", "algorithm"]
-    assert len(page.images) == 2 + 2  # curve, timeline, one score plot per scorer
+    assert len(page.images) == 2 + 2 + 1  # curve, timeline, one score plot per scorer, the CD diagram
+    assert "Critical-difference diagram" in text and "mean ranks over the tasks" in page.text
     assert external_references(text) == []
-    assert "benchmark" in page.text
 
 
 def test_an_unreadable_algorithm_is_said_and_the_rest_reported(story, tmp_path):
@@ -459,3 +476,47 @@ def test_while_jobs_run_the_report_gives_an_eta(mreg, tmp_path):
         assert page.row("group-table", **{arg: "0.05"})["done"] == "2"
     finally:
         mreg.kill_jobs()
+
+
+# ------------------------------------------------------------------ on a real Slurm
+@pytest.fixture
+def slurm_story(tmp_path):
+    """An experiment registry on the real Slurm: 5 jobs done and 1 failed in two chunks, asking far
+    too much (1 h, 4 GiB)."""
+    require_daemon(slurm_problem(), "BATCHTOOLS_TEST_SLURM")
+    cf = bt.make_cluster_functions_slurm(scheduler_latency=0, fs_latency=5)
+    gen = scheduler_registry(tmp_path / "slurm", cf, make=bt.make_experiment_registry, seed=2)
+    reg = next(gen)
+    try:
+        reg.add_problem("numbers", fun=instance)
+        reg.add_algorithm("double", fun=doubled)
+        reg.add_algorithm("picky", fun=picky)
+        reg.add_experiments({"numbers": pd.DataFrame({"n": [1, 2, 3]})}, {"double": None, "picky": None})
+        reg.submit_jobs(reg.find_jobs().assign(chunk=[1, 1, 1, 2, 2, 2]),
+                        resources={"walltime": 3600, "memory": 4096, "measure_memory": True})
+        # on a Slurm shared with other tests, the jobs may wait in the queue
+        assert reg.wait_for_jobs(timeout=900) is False
+        yield reg
+    finally:
+        next(gen, None)  # cancels what a failed test left on Slurm
+
+
+@pytest.mark.slurm
+def test_a_run_on_slurm(slurm_story, tmp_path):
+    reg = slurm_story
+    status = reg.get_status()
+    assert (status.done, status.error) == (5, 1), status
+    _, text, page = write(reg, tmp_path)
+    assert external_references(text) == []
+    assert "Slurm" in page.text
+    assert "done 5" in page.text and "nothing is queued or running" in page.text
+    assert "ValueError: instance 2 is even, and picky wants odd numbers" in page.text
+    assert page.row("group-table", algorithm="picky")["deaths"] == "error 1"
+    # the jobs ran in well under a second, measured, and asked for an hour and 4 GiB: flagged
+    double = page.row("group-table", algorithm="double")
+    assert (double["n"], double["done"]) == ("3", "3")
+    assert "/ 1h00m" in double["walltime used / requested"] and "/ 4.0 GiB" in double["memory used / requested"]
+    assert double["peak memory"].endswith("MiB") and re.fullmatch(r"\d+ %", double["CPU efficiency"])
+    assert "walltime: used at most" in double["flags"] and "memory: used at most" in double["flags"]
+    assert "walltime requested 10x or more above the longest run" in page.text
+    assert len(page.images) == 2 and all(s.startswith("data:image/") for s in page.images)

@@ -20,7 +20,7 @@ from ..core.registry import RegistryState, resolve
 HERE = Path(__file__).resolve().parent / "page"
 STATE_COLORS = {"done": "#4c9a2a", "error": "#c0392b", "expired": "#8c8c8c", "running": "#e0a526",
                 "queued": "#3b82c4", "not submitted": "#c9d1d6"}
-MAX_PLOTS = 3  # score plots of a benchmark (one per scorer)
+MAX_PLOTS = 3  # score plots of a benchmark (one per scorer), then its critical-difference diagram
 
 
 class Report:
@@ -162,7 +162,14 @@ def render(reg: RegistryState, sel: np.ndarray, by=None) -> str:
     timeline_size = (int(tl.get_figwidth() * 90), int(tl.get_figheight() * 90)) if tl is not None else None
     if bench is not None and bench["n"] and "result" in bench:
         res = bench["result"]
-        bench["plots"] = [(s, figures.data_uri(res.plot(score=s))) for s in res.scorers[:MAX_PLOTS]]
+        bench["plots"] = [(f"Scores ({s}) of the learners on each task", f"{s}: every fold a dot, mean ± sd as a bar.",
+                           figures.data_uri(res.plot(score=s))) for s in res.scorers[:MAX_PLOTS]]
+        cd, bench["cd_note"] = figures.critical_difference(res)
+        if cd is not None:
+            bench["plots"].append((f"Critical-difference diagram of the learners ({res.scorers[0]})",
+                                   f"{res.scorers[0]}: the learners' mean ranks over the tasks (1 = best); learners "
+                                   "joined by a bar are within the Nemenyi critical difference (res.plot(kind='cd')).",
+                                   figures.data_uri(cd)))
 
     env = _environment()
     g["kind"] = ("benchmark" if bench is not None and "result" in bench else

@@ -447,10 +447,12 @@ def _sort_key(label: str) -> float | str:
 
 
 def _deaths(reg: RegistryState, facts: pd.DataFrame) -> pd.DataFrame:
-    """(job_id, reason) of every attempt that did not succeed: earlier attempts and current ones."""
+    """(job_id, reason) of every attempt that did not succeed: earlier attempts and current ones
+    (failed, or expired with a reason the scheduler gave, e.g. cancelled)."""
     t = attempts.table(reg)
     past = t.loc[t["job_id"].isin(facts["job_id"]), ["job_id", "reason"]] if len(t) else None
-    cur = facts.loc[facts["ended"] & facts["reason"].notna(), ["job_id", "reason"]]
+    over = facts["ended"] | (facts["state"] == "expired")
+    cur = facts.loc[over & facts["reason"].notna(), ["job_id", "reason"]]
     out = pd.concat([past, cur], ignore_index=True) if past is not None and len(past) else cur
     return out.assign(reason=out["reason"].fillna("unknown"))
 

@@ -75,3 +75,16 @@ def timeline(reg, sel: np.ndarray, color_by: str | None):
         return None, None
     fig = plot_timeline(sel, color_by=color_by, reg=reg)
     return fig, ("png" if n_started > RASTER_JOBS else "svg")
+
+
+def critical_difference(res):
+    """(the critical-difference diagram of a benchmark's first scorer, None) where it applies: 3 or
+    more learners and 2 or more tasks; (None, why not) when the scores cannot give one (no two tasks
+    scored by every learner); (None, None) for fewer learners or tasks, where it is no question."""
+    s = res.scores
+    if not len(s) or s["learner"].nunique() < 3 or s["task"].nunique() < 2:
+        return None, None
+    try:
+        return res.plot(kind="cd"), None
+    except (ValueError, ImportError) as e:  # e.g. a learner without scores on some task
+        return None, f"No critical-difference diagram: {e}"
