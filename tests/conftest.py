@@ -124,7 +124,9 @@ def enforcing_multicore(ncpus=2):
                 except (psutil.Error, ProcessLookupError):
                     pass
 
-            threading.Timer(walltime + 0.2, limit).start()
+            timer = threading.Timer(walltime + 0.2, limit)
+            timer.daemon = True  # a job asking an hour must not keep the test session alive that long
+            timer.start()
         return result
 
     cf.submit_job = submit_job
