@@ -166,3 +166,25 @@ def test_ml_benchmark_with_user_code_on_slurm_chunks_arrays_and_pool(tmp_path, s
     assert bt.get_job_status()["batch_id"].nunique() >= 5  # two jobs, a chunk, an array's tasks, workers
     got = bt.reduce_results_batchmark().scores[["task", "learner", "fold", "hits"]]
     pd.testing.assert_frame_equal(got, expected)
+
+
+def stall_once(x, job):
+    marker = os.path.join(job.file_dir, f"stalled-{x}")
+    job.progress(0.0, "starting")
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        time.sleep(600)  # a hung call: no progress
+    job.progress(1.0, "done")
+    return x
+
+
+def test_a_stalled_job_is_ended_by_its_node_and_retried_on_slurm(sreg):
+    bt.batch_map(stall_once, x=[1])
+    bt.submit_jobs(resources={"walltime": 600, "stall_timeout": 3}, retry=bt.RetryPolicy(reasons=("stalled",)))
+    assert bt.wait_for_jobs(timeout=900)  # Slurm here is shared: the queue may be long
+    att = bt.get_job_attempts()
+    assert att["reason"].tolist() == ["stalled", None]
+    assert (att["ended"][0] - att["started"][0]).total_seconds() < 60  # ended by its node, not at the walltime
+    assert att["error"][0].startswith("Stalled: no progress for 3s since its last progress (0.0, starting)")
+    tab = bt.get_job_table()
+    assert tab["progress_message"].tolist() == ["done"] and tab["attempt"].tolist() == [2]

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """A stand-in for qsub/qselect/qdel (TORQUE), qsub/qstat/qdel (SGE), bsub/bjobs/bkill
-(LSF, OpenLava), docker and sbatch/squeue/scancel/scontrol (Slurm), dispatched on the name it
-is called by. It replays the output formats of the real tools (from their documentation)
-and keeps its state in $FAKE_SCHED_DIR/state.json.
+(LSF, OpenLava), docker, sbatch/squeue/scancel/scontrol (Slurm) and nvidia-smi, dispatched
+on the name it is called by. It replays the output formats of the real tools (from their
+documentation) and keeps its state in $FAKE_SCHED_DIR/state.json.
+
+nvidia-smi prints the samples in $FAKE_NVIDIA_SMI one after another (samples are separated by
+blank lines; the last one is repeated).
 
 Submitted scripts run at once, synchronously (array tasks one after another with the
 scheduler's task variable set), unless $FAKE_SCHED_HOLD=1: then jobs stay queued, so
@@ -143,6 +146,12 @@ def main():
                 print(f"{jid} {code}")
     elif name == "scontrol":
         print(f"MaxArraySize            = {os.environ.get('FAKE_MAX_ARRAY_SIZE', '1001')}")
+    elif name == "nvidia-smi":
+        samples = Path(os.environ["FAKE_NVIDIA_SMI"]).read_text().split("\n\n")
+        counter = Path(os.environ["FAKE_SCHED_DIR"]) / "nvidia-smi.count"
+        n = int(counter.read_text()) if counter.exists() else 0
+        counter.write_text(str(n + 1))
+        print(samples[min(n, len(samples) - 1)].strip())
     else:
         print(f"fake scheduler: unknown command {name}", file=sys.stderr)
         sys.exit(2)

@@ -1,19 +1,24 @@
 """What the node and the master agree on: the status update row and the log markers.
 
 A node reports each job as one row ``[job_id, started, done, error, mem_used, reason, signal,
-max_rss, cpu_time, restart, ended]`` (times in seconds since the epoch, NaN for "not yet" or
+max_rss, cpu_time, restart, ended, progress_at, progress, progress_message, gpu_mem, gpu_util]``
+(times in seconds since the epoch, NaN for "not yet" or
 "nothing new"; ``error`` a message or None; ``mem_used`` in MiB, measured with the
 ``measure_memory`` resource), written in batches to ``updates/<job_hash>-<tag>.pkl`` and merged
 by the master's sync. The rest is the evidence of how a run ended: ``reason`` (see
 :mod:`.retry`), the ``signal`` that ended it, its peak resident memory ``max_rss`` (MiB) and
 ``cpu_time`` (seconds), the scheduler's ``restart`` count of the collection (0 unless the
 scheduler requeued it, e.g. ``SLURM_RESTART_COUNT``) and when the run ``ended`` (a run that
-stopped to go on after a requeue has ``ended`` but no ``done``). Rows of the first five fields
-only (an older node) are still read. Its log carries one marker line per job, so one log file
-can hold many jobs.
+stopped to go on after a requeue has ``ended`` but no ``done``), the job's last sign of life
+(``progress_at``, with the ``progress`` value and ``progress_message`` it gave ``job.progress``)
+and, where the node could sample its GPUs, their peak memory ``gpu_mem`` (MiB) and mean
+utilization ``gpu_util`` (percent). A row has these last five fields only if it carries one of
+them; rows of the first five fields (an older node) are still read. Its log carries one marker line per job, so one log file can hold many jobs.
 
 >>> row = new_row(3); row[STARTED] = 1.0; row[JOB_ID], row[STARTED]
 (3, 1.0)
+>>> len(full_row(row)) == len(FIELDS) and full_row(row)[PROGRESS_MESSAGE] is None
+True
 >>> START.match(MARK + job_started(12)).group(1)
 '12'
 """
@@ -24,13 +29,18 @@ import math
 import re
 
 FIELDS = ("job_id", "started", "done", "error", "mem_used", "reason", "signal", "max_rss", "cpu_time", "restart",
-          "ended")
-JOB_ID, STARTED, DONE, ERROR, MEM_USED, REASON, SIGNAL, MAX_RSS, CPU_TIME, RESTART, ENDED = range(len(FIELDS))
+          "ended", "progress_at", "progress", "progress_message", "gpu_mem", "gpu_util")
+(JOB_ID, STARTED, DONE, ERROR, MEM_USED, REASON, SIGNAL, MAX_RSS, CPU_TIME, RESTART, ENDED, PROGRESS_AT, PROGRESS,
+ PROGRESS_MESSAGE, GPU_MEM, GPU_UTIL) = range(len(FIELDS))
 LEGACY_LENGTH = 5  # rows of nodes before the evidence fields
+BASE_LENGTH = 11  # rows without the progress and GPU fields (a node adds them to a job's row when it has them)
+OLDER_LENGTHS = (LEGACY_LENGTH, BASE_LENGTH)
 # status columns filled from a row: (column, index); NaN / None means "nothing new"
 FLOAT_FIELDS = (("started", STARTED), ("done", DONE), ("mem_used", MEM_USED), ("signal", SIGNAL),
                 ("max_rss", MAX_RSS), ("cpu_time", CPU_TIME))
+EXTRA_FLOAT_FIELDS = (("gpu_mem", GPU_MEM), ("gpu_util", GPU_UTIL))
 TEXT_FIELDS = (("error", ERROR), ("reason", REASON))
+# progress_at, progress and progress_message are applied together, the latest report winning (core.sync)
 
 
 # a row with this job id speaks for every job of its collection (e.g. the node could not even
@@ -55,19 +65,26 @@ def error_message(text: str) -> str:
 
 
 def new_row(job_id: int) -> list:
+    """A row of ``job_id`` with nothing new, without the progress and GPU fields (:data:`EXTRA`)."""
     return [job_id, math.nan, math.nan, None, math.nan, None, math.nan, math.nan, math.nan, math.nan, math.nan]
+
+
+# the progress and GPU fields, nothing new: appended to a row that gets one of them
+EXTRA = (math.nan, math.nan, None, math.nan, math.nan)
 
 
 def valid_rows(data) -> bool:
     """Whether an update file's content has the shape of a list of rows."""
     return isinstance(data, list) and all(
-        isinstance(r, (list, tuple)) and len(r) in (LEGACY_LENGTH, len(FIELDS)) and isinstance(r[JOB_ID], int)
+        isinstance(r, (list, tuple)) and len(r) in (*OLDER_LENGTHS, len(FIELDS)) and isinstance(r[JOB_ID], int)
         for r in data)
 
 
-def full_row(row) -> list:
-    """A row with every field (an older node's short row padded with "nothing new")."""
-    return list(row) if len(row) == len(FIELDS) else [*row, *new_row(0)[len(row):]]
+def full_row(row, extra: bool = True) -> list:
+    """A row with every field (a short row padded with "nothing new"); without ``extra``, every
+    field but the progress and GPU fields (for a batch of rows none of which has them)."""
+    n = len(FIELDS) if extra else BASE_LENGTH
+    return list(row) if len(row) == n else [*row, *(new_row(0) + list(EXTRA))[len(row):n]]
 
 
 MARK = "### [bt]: "

@@ -1,0 +1,201 @@
+"""Issue 28 without the report, on the node: jobs that report progress and are ended when they
+stall (``stall_timeout``), and GPU use sampled with ``nvidia-smi`` (a fake one)."""
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import batchtools as bt
+from batchtools.core.protocol import PROGRESS_AT, PROGRESS_MESSAGE, full_row, new_row
+from conftest import snapshot, wait_until
+
+
+# ------------------------------------------------------------------ progress and stalls
+def report_then_wait(x, job):
+    """Reports its progress, then waits for the test's go (a file)."""
+    job.progress(0.5, "half way")
+    go = os.path.join(job.file_dir, f"go-{x}")
+    while not os.path.exists(go):
+        time.sleep(0.02)
+    job.progress(1.0, "all done")
+    return x
+
+
+def test_progress_shows_while_the_job_runs_and_after(mreg):
+    bt.batch_map(report_then_wait, x=[1])
+    bt.submit_jobs()
+    def reported():
+        t = bt.get_job_table()
+        return [t] if t["progress"].notna().all() else None
+
+    row = wait_until(reported, timeout=60, what="the running job's progress in the table")[0]
+    assert row["progress"].tolist() == [0.5] and row["progress_message"].tolist() == ["half way"]
+    assert bt.find_running()["job_id"].tolist() == [1]
+    seen = row["progress_at"][0]
+    open(os.path.join(mreg.file_dir, "go-1"), "w").close()
+    assert bt.wait_for_jobs(timeout=60)
+    tab = bt.get_job_table()
+    assert tab["progress"].tolist() == [1.0] and tab["progress_message"].tolist() == ["all done"]
+    assert tab["progress_at"][0] > seen and tab["reason"].isna().all()
+
+
+def sleep_until_stopped(x, job):
+    job.progress(x, "about to hang")
+    time.sleep(300)
+
+
+def test_a_silent_job_is_ended_as_stalled(mreg):
+    bt.batch_map(sleep_until_stopped, x=[1])
+    t0 = time.time()
+    bt.submit_jobs(resources={"stall_timeout": 2})
+    assert not bt.wait_for_jobs(timeout=120)
+    assert time.time() - t0 < 60
+    tab = bt.get_job_table()
+    assert tab["reason"].tolist() == ["stalled"]
+    assert tab["error"][0].startswith("Stalled: no progress for 2s since its last progress (1.0, about to hang)")
+    assert tab["progress_message"].tolist() == ["about to hang"]
+    log = "\n".join(bt.get_log(1))
+    assert "made no progress for 2s (stall_timeout): ending it" in log and "time.sleep(300)" in log
+
+
+def stubborn(x, job):
+    if x == 1:  # catches the node's Stalled, as a careless `except BaseException` would
+        while True:
+            try:
+                time.sleep(300)
+            except BaseException:
+                pass
+    return x
+
+
+def test_a_job_that_ignores_the_stop_is_ended_with_its_process(mreg):
+    bt.batch_map(stubborn, x=[1, 2])
+    bt.submit_jobs(bt.find_jobs().assign(chunk=1), resources={"stall_timeout": 2})
+    assert not bt.wait_for_jobs(timeout=120)
+    tab = bt.get_job_table()
+    assert tab["reason"][0] == "stalled" and "so its process was ended" in tab["error"][0]
+    # the process is gone: the chunk's other job never started, and expired as after a scheduler's kill
+    assert bt.find_expired()["job_id"].tolist() == [2] and pd.isna(tab["started"][1])
+
+
+def slow_first_attempt(x, job):
+    marker = os.path.join(job.file_dir, f"tried-{x}")
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        time.sleep(300)  # silent: stalled
+    job.heartbeat()
+    return x * 10
+
+
+def test_a_retry_policy_may_retry_stalled_jobs(mreg):
+    bt.batch_map(slow_first_attempt, x=[1, 2])
+    bt.submit_jobs(resources={"stall_timeout": 2}, retry=bt.RetryPolicy(reasons=("stalled",)))
+    assert bt.wait_for_jobs(timeout=120)
+    assert bt.reduce_results_list() == [10, 20]
+    att = bt.get_job_attempts()
+    assert att["reason"].tolist() == ["stalled", None, "stalled", None]
+    assert bt.get_job_table()["deaths"].tolist() == [["stalled"], ["stalled"]]
+
+
+def hang_quietly(x):
+    if x == 1:
+        time.sleep(300)  # blocked: in the main thread, a signal interrupts it
+    while True:  # polling for something that never comes
+        time.sleep(0.05)
+
+
+def test_stalls_in_the_masters_process_end_the_job_not_the_process(reg):
+    """Interactive runs jobs in this process: the job ends (in the main thread, and in another
+    thread once it runs Python code again), the process goes on."""
+    bt.batch_map(hang_quietly, x=[1, 2])
+    bt.submit_jobs(1, resources={"stall_timeout": 1})
+    errors = []
+    worker = threading.Thread(target=lambda: errors.append(bt.submit_jobs(2, resources={"stall_timeout": 1})))
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive() and len(errors) == 1
+    tab = bt.get_job_table()
+    assert tab["reason"].tolist() == ["stalled", "stalled"]
+    assert signal.getsignal(signal.SIGUSR2) in (signal.SIG_DFL, None)  # this process's handler is restored
+
+
+def test_progress_outside_a_node_and_bad_values(reg):
+    bt.batch_map(lambda x: x, x=[1])
+    job = bt.make_job(1)
+    job.progress(0.25, "testing")
+    job.heartbeat()
+    assert job._watch.value == 0.25 and job._watch.message == "testing"
+    with pytest.raises(TypeError, match="value must be a number"):
+        job.progress("half")
+
+
+def test_stall_timeout_is_checked_before_anything_is_written(reg):
+    bt.batch_map(lambda x: x, x=[1])
+    before = snapshot(reg.file_dir)
+    with pytest.raises(ValueError, match="stall_timeout must be a finite positive number"):
+        bt.submit_jobs(resources={"stall_timeout": 0})
+    assert snapshot(reg.file_dir) == before
+    assert "stalled" in bt.RetryPolicy(reasons=("stalled", "timeout")).reasons
+
+
+def test_progress_reports_read_out_of_order_keep_the_latest(reg):
+    bt.batch_map(lambda x: x, x=[1])
+    bt.submit_jobs()
+    h = reg.status["job_hash"][0]
+    late, early = full_row(new_row(1)), full_row(new_row(1))
+    late[PROGRESS_AT:PROGRESS_MESSAGE + 1] = [200.0, 0.9, "late"]
+    early[PROGRESS_AT:PROGRESS_MESSAGE + 1] = [100.0, 0.1, "early"]
+    reg.pending_updates.append((h, [late, early]))  # the later report first, as files may be read
+    reg.pending_updates.append((h, [early]))
+    reg.sync()
+    row = reg.status.iloc[0]
+    assert (row["progress_at"], row["progress"], row["progress_message"]) == (200.0, 0.9, "late")
+
+
+# ------------------------------------------------------------------ GPUs
+NVIDIA_SMI = """\
+0, GPU-aaaa, 1000, 40
+1, GPU-bbbb, 7000, 100
+
+0, GPU-aaaa, 3000, 80
+1, GPU-bbbb, 7000, 100
+"""
+
+
+def gpu_job(x):
+    time.sleep(1.5)
+    return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def test_gpu_use_is_sampled_where_nvidia_smi_answers(fake, tmp_path, monkeypatch):
+    samples = tmp_path / "nvidia-smi.txt"
+    samples.write_text(NVIDIA_SMI)
+    monkeypatch.setenv("FAKE_NVIDIA_SMI", str(samples))
+    r = bt.make_registry(file_dir=tmp_path / "g", seed=1, conf_file=None)
+    r.cluster_functions = bt.make_cluster_functions_multicore(1, gpus=["0"])
+    bt.batch_map(gpu_job, x=[1, 2])
+    bt.submit_jobs(1, resources={"gpus": 1})
+    bt.submit_jobs(2)  # asks for no GPU: not sampled
+    assert bt.wait_for_jobs(timeout=60)
+    assert bt.reduce_results_list() == ["0", ""]
+    tab = bt.get_job_table()
+    # device 0 only (the job's CUDA_VISIBLE_DEVICES): peak 3000 MiB; utilization the mean of its samples
+    assert tab["gpu_mem"][0] == 3000.0 and 40 <= tab["gpu_util"][0] <= 80
+    assert np.isnan(tab["gpu_mem"][1]) and np.isnan(tab["gpu_util"][1])
+    r.cluster_functions.close()
+
+
+def test_no_gpu_use_is_made_up_without_nvidia_smi(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no nvidia-smi here
+    r = bt.make_registry(file_dir=tmp_path / "g", seed=1, conf_file=None)
+    r.cluster_functions = bt.make_cluster_functions_multicore(1, gpus=["0"])
+    bt.batch_map(lambda x: x, x=[1])
+    bt.submit_jobs(resources={"gpus": 1})
+    assert bt.wait_for_jobs(timeout=60)
+    assert bt.get_job_table()[["gpu_mem", "gpu_util"]].isna().all().all()
+    r.cluster_functions.close()
