@@ -30,7 +30,7 @@ def mreg(tmp_path):
 
 FAKE = Path(__file__).parent / "fakes" / "fake_scheduler.py"
 COMMANDS = ["qsub", "qselect", "qstat", "qdel", "bsub", "bjobs", "bkill", "docker", "sbatch", "squeue",
-            "scancel", "scontrol", "nvidia-smi"]
+            "scancel", "scontrol", "sacct", "nvidia-smi"]
 
 
 @pytest.fixture

@@ -1,5 +1,7 @@
-"""Issue 28 without the report, on the node: jobs that report progress and are ended when they
-stall (``stall_timeout``), and GPU use sampled with ``nvidia-smi`` (a fake one)."""
+"""Issue 28 without the report: the scheduler's accounting read once per poll (``sacct``, recorded
+outputs replayed by the fake commands; the real Slurm here keeps no accounting, see
+test_slurm.py), GPU use sampled with ``nvidia-smi`` (a fake one), and jobs that report progress
+and are ended when they stall (``stall_timeout``)."""
 
 import os
 import signal
@@ -11,6 +13,7 @@ import pandas as pd
 import pytest
 
 import batchtools as bt
+from batchtools.backends.slurm import parse_sacct
 from batchtools.core.protocol import PROGRESS_AT, PROGRESS_MESSAGE, full_row, new_row
 from conftest import snapshot, wait_until
 
@@ -199,3 +202,81 @@ def test_no_gpu_use_is_made_up_without_nvidia_smi(tmp_path, monkeypatch):
     assert bt.wait_for_jobs(timeout=60)
     assert bt.get_job_table()[["gpu_mem", "gpu_util"]].isna().all().all()
     r.cluster_functions.close()
+
+
+# ------------------------------------------------------------------ Slurm's accounting (recorded sacct output)
+SACCT_RUNS = """\
+501|REQUEUED|0:0||00:00:03|00:00:04|
+501.batch|CANCELLED|0:15|900M|00:00:03|00:00:04|cpu=00:00:03,mem=900M
+501.extern|COMPLETED|0:0|1M|00:00:00|00:00:04|
+501|COMPLETED|0:0||00:01:30|00:02:05|
+501.batch|COMPLETED|0:0|51200K|00:00:20|00:02:05|cpu=00:00:20,mem=51200K,gres/gpumem=2G,gres/gpuutil=35
+501.extern|COMPLETED|0:0|1M|00:00:00|00:02:05|
+501.0|COMPLETED|0:0|80M|00:01:10|00:01:50|cpu=00:01:10,mem=80M,gres/gpumem=3G,gres/gpuutil=90
+502_3|RUNNING|0:0||00:00:00|00:00:10|
+502_3.batch|RUNNING|0:0|||00:00:10|
+503|TIMEOUT|0:0||00:00:00|00:01:01|
+503.batch|CANCELLED|0:15|2048K|00:00:02.500|00:01:01|
+503.extern|COMPLETED|0:0|4K|00:00:01|00:01:01|
+"""
+
+
+def test_sacct_steps_and_runs_are_folded():
+    acc = parse_sacct(SACCT_RUNS.splitlines())
+    a = acc["501"]  # requeued once: the last run counts, with its own steps only
+    assert a.state == "COMPLETED" and a.elapsed == 125.0 and a.cpu_time == 90.0
+    assert a.max_rss == 80.0 and a.gpu_mem == 3072.0 and a.gpu_util == 90.0
+    assert acc["502_3"].state == "RUNNING" and np.isnan(acc["502_3"].max_rss)
+    t = acc["503"]  # the job line has no TotalCPU: the steps' sum
+    assert t.reason == "timeout" and t.elapsed == 61.0 and t.cpu_time == pytest.approx(3.5) and t.max_rss == 2.0
+    assert np.isnan(t.gpu_mem)
+
+
+SACCT_USED = """\
+{job}|COMPLETED|0:0||00:00:02.400|00:00:03|
+{job}.batch|COMPLETED|0:0|51200K|00:00:02.400|00:00:03|cpu=00:00:02,mem=51200K
+{job}.extern|COMPLETED|0:0|0|00:00:00|00:00:03|
+"""
+
+
+def fake_slurm(tmp_path):
+    r = bt.make_registry(file_dir=tmp_path / "r", seed=1, conf_file=None)
+    cf = bt.make_cluster_functions_slurm()
+    cf.scheduler_latency = cf.fs_latency = 0
+    cf.poll = cf.poll_max = 0.05
+    r.cluster_functions = cf
+    return r
+
+
+def test_accounting_is_read_once_per_poll_and_replaces_the_nodes_measurement(fake, tmp_path, monkeypatch):
+    recorded = tmp_path / "sacct.txt"
+    recorded.write_text(SACCT_USED)
+    monkeypatch.setenv("FAKE_SACCT", str(recorded))
+    reg = fake_slurm(tmp_path)
+    bt.batch_map(lambda x: x, x=range(1, 6))
+    bt.submit_jobs([1, 2, 3], resources={"walltime": 3600, "memory": 4096})
+    bt.submit_jobs(bt.find_jobs(ids=[4, 5]).assign(chunk=1))  # one scheduler job for two jobs
+    assert bt.wait_for_jobs(timeout=60)
+    calls = [c for c in fake.calls() if c[0] == "sacct"]
+    asked = [next(a for a in c if a.startswith("--jobs=")) for c in calls]
+    batches = reg.status["batch_id"].tolist()
+    assert asked[0] == "--jobs=" + ",".join(sorted(batches[:3], reverse=True))  # one call for all, latest first
+    assert len(calls) == 1  # every lone job was answered: nothing left to ask
+    tab = bt.get_job_table()
+    assert tab["elapsed"][:3].dt.total_seconds().tolist() == [3.0] * 3
+    assert tab["max_rss"][:3].tolist() == [50.0] * 3 and tab["cpu_time"][:3].dt.total_seconds().tolist() == [2.4] * 3
+    # a chunk's scheduler job used what the chunk used: its jobs keep the node's measurement of each
+    assert tab["elapsed"][3:].isna().all() and (tab["max_rss"][3:] != 50.0).all()
+    bt.sync_registry()
+    assert len([c for c in fake.calls() if c[0] == "sacct"]) == 1  # accounted jobs are not asked about again
+
+
+def test_without_accounting_sacct_is_asked_once_per_session(fake, tmp_path):
+    reg = fake_slurm(tmp_path)
+    bt.batch_map(lambda x: x, x=[1, 2])
+    bt.submit_jobs()
+    assert bt.wait_for_jobs(timeout=60)
+    bt.sync_registry()
+    assert len([c for c in fake.calls() if c[0] == "sacct"]) == 1
+    assert bt.get_job_table()["elapsed"].isna().all()
+    assert reg.status["max_rss"].notna().all()  # the node's measurement stands

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """A stand-in for qsub/qselect/qdel (TORQUE), qsub/qstat/qdel (SGE), bsub/bjobs/bkill
-(LSF, OpenLava), docker, sbatch/squeue/scancel/scontrol (Slurm) and nvidia-smi, dispatched
+(LSF, OpenLava), docker, sbatch/squeue/scancel/scontrol/sacct (Slurm) and nvidia-smi, dispatched
 on the name it is called by. It replays the output formats of the real tools (from their
 documentation) and keeps its state in $FAKE_SCHED_DIR/state.json.
 
+sacct answers with the recorded output in the file $FAKE_SACCT once per job asked about (its
+``{job}`` replaced by the job's id), or, without it, as a Slurm without accounting does;
 nvidia-smi prints the samples in $FAKE_NVIDIA_SMI one after another (samples are separated by
 blank lines; the last one is repeated).
 
@@ -146,6 +148,15 @@ def main():
                 print(f"{jid} {code}")
     elif name == "scontrol":
         print(f"MaxArraySize            = {os.environ.get('FAKE_MAX_ARRAY_SIZE', '1001')}")
+    elif name == "sacct":
+        recorded = os.environ.get("FAKE_SACCT")
+        if not recorded:
+            print("Slurm accounting storage is disabled", file=sys.stderr)
+            sys.exit(1)
+        jobs = next(a.split("=", 1)[1] for a in args if a.startswith("--jobs="))
+        text = Path(recorded).read_text()
+        for jid in jobs.split(","):
+            print(text.replace("{job}", jid), end="")
     elif name == "nvidia-smi":
         samples = Path(os.environ["FAKE_NVIDIA_SMI"]).read_text().split("\n\n")
         counter = Path(os.environ["FAKE_SCHED_DIR"]) / "nvidia-smi.count"

@@ -17,6 +17,7 @@ from ..core.pool import pool_state
 from ..core.registry import RegistryState, resolve
 from ..core.state import done_mask, masks
 from ..core.store import FolderStore
+from ..core.usage import record_usage
 from .heal import heal, wanted
 from .wait import wait_for_jobs
 
@@ -37,10 +38,12 @@ def sync_registry(reg: RegistryState | None = None) -> bool:
     around every sync. An explicit sync also saves the merged status at once (queries save it
     at most every second) and removes the merged update files, and it does what
     ``wait_for_jobs`` does for jobs that died: resubmits those a :class:`~batchtools.RetryPolicy`
-    covers, lets checkpointed jobs go on, and keeps a healing pool going.
+    covers, lets checkpointed jobs go on, and keeps a healing pool going. With a scheduler that
+    keeps accounting (Slurm's ``sacct``), it records what ended jobs used (one call).
     """
     reg = resolve(reg)
     changed = reg.sync() > 0
+    changed |= record_usage(reg) > 0  # what ended jobs used, as the scheduler accounted it
     if wanted(reg):  # retries by reason, checkpointed jobs, a healing pool: needs the scheduler's word
         m = masks(reg)
         changed |= heal(reg, None, m["error"] | m["expired"]).size > 0

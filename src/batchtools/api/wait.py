@@ -11,6 +11,7 @@ from ..core.progress import job_detail, progress
 from ..core.registry import RegistryState, resolve
 from ..core.state import masks, on_system, select
 from ..core.submission import sleep_function
+from ..core.usage import record_usage
 from .heal import heal, wanted
 
 log = logging.getLogger("batchtools")
@@ -101,6 +102,7 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
                 log.warning("wait_for_jobs: stopping, %d job(s) expired", int(expired.sum()))
                 return False
             if finished.all():
+                record_usage(reg)  # what the last jobs used, if the scheduler accounted it already
                 if reg.writeable and "status" in reg._dirty:
                     reg.save_state()  # what the jobs reported is on disk when the wait returns
                 if expired.any():
@@ -129,4 +131,5 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
             asked = time.time() >= next_ask
             if asked:
                 system = on_system(reg)
+                record_usage(reg)  # one accounting call per poll, for the jobs that ended
                 next_ask = None
