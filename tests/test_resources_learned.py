@@ -1,8 +1,10 @@
-"""Issue 28 without the report: the scheduler's accounting read once per poll (``sacct``, recorded
-outputs replayed by the fake commands; the real Slurm here keeps no accounting, see
-test_slurm.py), GPU use sampled with ``nvidia-smi`` (a fake one), and jobs that report progress
-and are ended when they stall (``stall_timeout``)."""
+"""Issue 28 without the report: resources learned from what jobs used (``recommend_resources``),
+the scheduler's accounting read once per poll (``sacct``, recorded outputs replayed by the fake
+commands; the real Slurm here keeps no accounting, see test_slurm.py), GPU use sampled with
+``nvidia-smi`` (a fake one), and jobs that report progress and are ended when they stall
+(``stall_timeout``)."""
 
+import logging
 import os
 import signal
 import threading
@@ -269,6 +271,10 @@ def test_accounting_is_read_once_per_poll_and_replaces_the_nodes_measurement(fak
     assert tab["elapsed"][3:].isna().all() and (tab["max_rss"][3:] != 50.0).all()
     bt.sync_registry()
     assert len([c for c in fake.calls() if c[0] == "sacct"]) == 1  # accounted jobs are not asked about again
+    # ... and the acceptance: used 50 MB and 3 s of 4 GB and 1 h asked: ~60 MB, a minute (Slurm's unit)
+    rec = bt.recommend_resources([1, 2, 3])
+    assert rec["walltime"].tolist() == [60] * 3 and rec["memory"].tolist() == [64] * 3
+    assert rec.groups["evidence"].tolist() == ["scheduler+node"]
 
 
 def test_without_accounting_sacct_is_asked_once_per_session(fake, tmp_path):
@@ -280,3 +286,103 @@ def test_without_accounting_sacct_is_asked_once_per_session(fake, tmp_path):
     assert len([c for c in fake.calls() if c[0] == "sacct"]) == 1
     assert bt.get_job_table()["elapsed"].isna().all()
     assert reg.status["max_rss"].notna().all()  # the node's measurement stands
+
+
+# ------------------------------------------------------------------ recommend_resources
+def use(mb, seconds, job):
+    block = bytearray(int(mb * 2**20))  # touched: resident
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    t0 = time.time()
+    while time.time() - t0 < seconds:
+        job.heartbeat()
+        time.sleep(0.01)
+    return len(block)
+
+
+def spin(seconds):
+    t0 = time.process_time()
+    while time.process_time() - t0 < seconds:
+        pass
+    return seconds
+
+
+def test_recommendations_follow_the_groups_evidence(tmp_path, caplog):
+    reg = bt.make_experiment_registry(file_dir=tmp_path / "e", seed=1, conf_file=None)
+    reg.cluster_functions = bt.make_cluster_functions_multicore(2)
+    bt.add_problem("p", data=None)
+    bt.add_algorithm("small", lambda data, job, instance, n: use(5, 0.2, job))
+    bt.add_algorithm("big", lambda data, job, instance, n: use(120, 0.2, job))
+    bt.add_algorithm("never", lambda data, job, instance, n: n)
+    bt.add_experiments(algo_designs={"small": pd.DataFrame({"n": [1, 2, 3]}), "big": pd.DataFrame({"n": [1, 2]}),
+                                     "never": pd.DataFrame({"n": [1, 2]})})
+    done = bt.find_experiments(algo_pattern="small|big")
+    bt.submit_jobs(done, resources={"walltime": 3600, "memory": 4096})
+    assert bt.wait_for_jobs(timeout=120)
+    with caplog.at_level(logging.WARNING, logger="batchtools"):
+        rec = bt.recommend_resources()
+    g = rec.groups.set_index("algorithm")
+    assert g.loc["small", "done"] == 3 and g.loc["big", "done"] == 2 and g.loc["never", "done"] == 0
+    assert g.loc["big", "memory_used"] > g.loc["small", "memory_used"] + 100
+    mem = dict(zip(bt.unwrap(bt.get_job_pars())["algorithm"], rec["memory"]))
+    assert mem["big"] >= round(1.2 * g.loc["big", "memory_used"]) and mem["small"] < mem["big"]
+    assert pd.isna(mem["never"])  # no evidence of memory: left to the default resources
+    # no done job: the walltime is estimated from the others' run times, and the group is named
+    never = rec[rec["job_id"].isin(bt.find_experiments(algo_name="never")["job_id"])]
+    assert never["walltime"].notna().all() and g.loc["never", "evidence"] == "estimated"
+    assert rec.too_little == ["problem=p, algorithm=big", "problem=p, algorithm=never"]
+    assert "algorithm=never" in caplog.text and "algorithm=small" not in caplog.text
+    assert (rec["walltime"] < 60).all()  # Multicore counts seconds
+    assert "ncpus" not in rec.columns  # one CPU asked, one used: nothing to change
+    reg.cluster_functions.close()
+
+
+def test_a_chunk_gets_the_sum_of_its_jobs_walltimes(reg):
+    bt.batch_map(lambda x: time.sleep(0.3), x=range(6))
+    bt.submit_jobs([1, 2, 3])
+    plan = bt.find_not_done().assign(chunk=[1, 1, 2])
+    rec = bt.recommend_resources(plan)
+    assert rec.columns.tolist() == ["job_id", "chunk", "walltime", "memory"]
+    one = rec.groups["walltime"][0] - 10  # the group's walltime without the start-up allowance
+    w = rec.groups["runtime"][0] * 1.2
+    assert rec["walltime"].tolist() == [int(np.ceil(2 * w + 10))] * 2 + [int(np.ceil(w + 10))]
+    assert one == int(np.ceil(w))
+    assert bt.submit_jobs(rec)["chunk"].tolist() == [1, 1, 2]
+
+
+def test_ncpus_follow_cpu_efficiency(mreg):
+    bt.batch_map(spin, seconds=[1.2, 1.2, 1.2, 1.2])
+    bt.submit_jobs([1, 2, 3], resources={"ncpus": 2})
+    assert bt.wait_for_jobs(timeout=120)
+    rec = bt.recommend_resources(4)
+    assert rec["ncpus"].tolist() == [1]  # asked for 2, kept one busy
+    assert rec.groups["cpus_used"][0] <= 1.1
+
+
+def die_at_the_limit(x):
+    time.sleep(1.2)
+    os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler ends a job at its walltime
+    time.sleep(10)
+
+
+def test_jobs_killed_at_a_limit_raise_the_recommendation(mreg):
+    bt.batch_map(die_at_the_limit, x=[1, 2])
+    bt.submit_jobs(resources={"walltime": 2})
+    assert not bt.wait_for_jobs(timeout=60)
+    assert bt.get_job_table()["reason"].tolist() == ["timeout", "timeout"]
+    rec = bt.recommend_resources()
+    assert rec["walltime"].tolist() == [14, 14]  # twice the limit (and the start-up allowance)
+    assert "2 died at the walltime limit" in rec.groups["note"][0]
+
+
+def test_bad_arguments_are_refused(reg):
+    bt.batch_map(lambda x: x, x=[1])
+    with pytest.raises(ValueError, match="q: must be a quantile"):
+        bt.recommend_resources(q=1.5)
+    with pytest.raises(ValueError, match="margin: must be a finite factor >= 1"):
+        bt.recommend_resources(margin=0.5)
+    with pytest.raises(ValueError, match=r"by: unknown column\(s\) \['y'\]; available: \['x'\]"):
+        bt.recommend_resources(by="y")
+    with pytest.raises(TypeError, match="by: column names must be strings"):
+        bt.recommend_resources(by=[1])
+    assert reg.recommend_resources(by=None)["memory"].isna().all()  # nothing done: nothing known

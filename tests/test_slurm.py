@@ -188,3 +188,35 @@ def test_a_stalled_job_is_ended_by_its_node_and_retried_on_slurm(sreg):
     assert att["error"][0].startswith("Stalled: no progress for 3s since its last progress (0.0, starting)")
     tab = bt.get_job_table()
     assert tab["progress_message"].tolist() == ["done"] and tab["attempt"].tolist() == [2]
+
+
+def hold_memory(x, mb=30, seconds=2.0):
+    block = bytearray(mb * 2**20)
+    for i in range(0, len(block), 4096):  # touched: resident
+        block[i] = 1
+    time.sleep(seconds)
+    return x
+
+
+def test_resources_learned_from_use_resubmit_on_slurm(sreg):
+    """Jobs that use ~50 MB and 2 s of the 4 GB and 1 h they asked for: the recommendation is a
+    minute (Slurm counts --time in minutes) and ~1.2 x the peak memory, and Slurm runs the rest with
+    it. This Slurm keeps no accounting (ci/start-slurm.sh): the evidence is the node's measurement,
+    and sacct is asked once (test_resources_learned.py replays recorded sacct output)."""
+    from batchtools.api.recommend import round_memory
+
+    bt.batch_map(hold_memory, x=range(6))
+    bt.submit_jobs([1, 2, 3, 4], resources={"walltime": 3600, "memory": 4096})
+    assert bt.wait_for_jobs(timeout=900)  # Slurm here is shared: the queue may be long
+    rec = bt.recommend_resources(bt.find_not_done())
+    group = rec.groups.iloc[0]
+    assert group["done"] == 4 and group["evidence"] == "node" and 2 <= group["runtime"] < 30
+    assert 30 <= group["memory_used"] <= 200  # the node process with its 30 MB block
+    assert rec["job_id"].tolist() == [5, 6] and rec["walltime"].tolist() == [60, 60]
+    assert rec["memory"].tolist() == [round_memory(1.2 * group["memory_used"])] * 2 and rec["memory"][0] <= 256
+    bt.submit_jobs(rec)
+    assert bt.wait_for_jobs(timeout=900)
+    assert bt.reduce_results_list() == list(range(6))
+    for job_hash in bt.get_job_status([5, 6])["job_hash"]:
+        script = (sreg.file_dir / "jobs" / f"{job_hash}.sh").read_text()
+        assert "#SBATCH --time=1:00" in script and f"#SBATCH --mem-per-cpu={rec['memory'][0]}" in script
