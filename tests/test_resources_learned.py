@@ -1,14 +1,17 @@
 """Issue 28 without the report: resources learned from what jobs used (``recommend_resources``),
 the scheduler's accounting read once per poll (``sacct``, recorded outputs replayed by the fake
 commands; the real Slurm here keeps no accounting, see test_slurm.py), GPU use sampled with
-``nvidia-smi`` (a fake one), and jobs that report progress and are ended when they stall
-(``stall_timeout``)."""
+``nvidia-smi`` (a fake one), jobs that report progress and are ended when they stall
+(``stall_timeout``), and a message when a run ends (``notify``, against a local HTTP server)."""
 
+import json
 import logging
 import os
 import signal
+import sys
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pandas as pd
@@ -386,3 +389,124 @@ def test_bad_arguments_are_refused(reg):
     with pytest.raises(TypeError, match="by: column names must be strings"):
         bt.recommend_resources(by=[1])
     assert reg.recommend_resources(by=None)["memory"].isna().all()  # nothing done: nothing known
+
+
+# ------------------------------------------------------------------ notify
+class Hook:
+    """A web hook on 127.0.0.1 that keeps what it was sent (``status``: its answer)."""
+
+    def __init__(self, status=200):
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append((self.path, self.headers["Content-Type"], json.loads(body)))
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hook():
+    h = Hook()
+    yield h
+    h.close()
+
+
+def fail_odd(x):
+    if x % 2:
+        raise ValueError(f"odd {x}")
+    return x
+
+
+def test_the_end_of_a_wait_is_posted_to_a_web_hook(mreg, hook):
+    bt.batch_map(lambda x: x, x=[1, 2, 3])
+    bt.submit_jobs()
+    assert bt.wait_for_jobs(notify=f"{hook.url}/services/T0/B0/secret")
+    assert len(hook.received) == 1
+    path, ctype, payload = hook.received[0]
+    assert path == "/services/T0/B0/secret" and ctype == "application/json"
+    assert payload["title"] == "batchtools: mreg finished" and payload["text"].startswith("*batchtools: mreg finished*")
+    assert "3 jobs: 3 done" in payload["text"] and payload["batchtools"]["event"] == "done"
+    assert payload["batchtools"]["done"] == 3 and payload["batchtools"]["registry"] == str(mreg.file_dir)
+
+
+def test_failures_passing_a_threshold_and_the_end_are_told(reg, hook):
+    bt.batch_map(fail_odd, x=[1, 2, 3, 4])
+    bt.submit_jobs()
+    assert not bt.wait_for_jobs(notify={"to": hook.url, "failures": 0.5})
+    events = [p["batchtools"]["event"] for _, _, p in hook.received]
+    assert events == ["failures", "failed"]
+    assert "First error: job 1: ValueError: odd 1" in hook.received[1][2]["text"]
+    assert "2 error" in hook.received[1][2]["text"]
+
+
+def test_ntfy_gets_its_json_at_the_servers_root(reg, hook):
+    bt.batch_map(lambda x: x, x=[1])
+    bt.submit_jobs()
+    assert bt.wait_for_jobs(notify=hook.url.replace("http://", "ntfy+http://") + "/my-runs")
+    path, _, payload = hook.received[0]
+    assert path == "/" and payload["topic"] == "my-runs" and payload["title"] == "batchtools: reg finished"
+    assert payload["message"].startswith("1 jobs: 1 done")
+
+
+def test_a_command_gets_the_message_on_stdin_and_in_its_environment(reg, tmp_path):
+    bt.batch_map(lambda x: x, x=[1])
+    bt.submit_jobs()
+    out = tmp_path / "told.txt"
+    cmd = f'cat > {out}; printf "%s|%s" "$BATCHTOOLS_EVENT" "$BATCHTOOLS_MESSAGE" >> {out}'
+    assert bt.wait_for_jobs(notify=cmd)
+    text = out.read_text()
+    assert text.startswith("batchtools: reg finished\n1 jobs: 1 done") and "\ndone|1 jobs: 1 done" in text
+    argv = tmp_path / "argv.txt"
+    bt.wait_for_jobs(notify=[sys.executable, "-c", f"import sys; open({str(argv)!r}, 'w').write(sys.stdin.read())"])
+    assert argv.read_text().startswith("batchtools: reg finished")
+
+
+def test_a_failed_notification_warns_and_the_wait_goes_on(reg, caplog):
+    bt.batch_map(lambda x: x, x=[1])
+    bt.submit_jobs()
+    refusing = Hook(status=500)
+    try:
+        with caplog.at_level(logging.WARNING, logger="batchtools"):
+            assert bt.wait_for_jobs(notify=f"{refusing.url}/hooks/secret-token")
+            assert bt.wait_for_jobs(notify="exit 3")
+    finally:
+        refusing.close()
+    assert len(refusing.received) == 1
+    assert "could not send the notification (done) to http://127.0.0.1/...: HTTP 500" in caplog.text
+    assert "secret-token" not in caplog.text  # a hook's URL is a secret
+    assert "'exit 3': exit status 3" in caplog.text
+
+
+def test_bad_notify_targets_are_refused_first(reg):
+    bt.batch_map(lambda x: x, x=[1])
+    bt.submit_jobs()
+    for bad, match in ((5, "notify: a URL or a command"), ({"to": "x", "failures": 1.5}, "'failures' must be"),
+                       ({"url": "x"}, "a dict needs 'to'"), ("ntfy://ntfy.sh/", "names its server and topic")):
+        with pytest.raises((TypeError, ValueError), match=match):
+            bt.wait_for_jobs(notify=bad)
+
+
+def test_batchtools_watch_notifies(mreg, hook, capsys):
+    from batchtools.cli import USAGE, main
+
+    bt.batch_map(fail_odd, x=[1, 2])
+    bt.submit_jobs()
+    bt.wait_for_jobs()
+    assert main(["watch", str(mreg.file_dir), "-n", "0.1", "--notify", hook.url]) == 3
+    assert [p["batchtools"]["event"] for _, _, p in hook.received] == ["failed"]
+    assert "2 jobs: 1 done, 1 error" in hook.received[0][2]["text"]
+    assert main(["watch", str(mreg.file_dir), "--notify-failures", "2"]) == USAGE
+    assert "--notify-failures needs --notify" in capsys.readouterr().err
