@@ -171,7 +171,7 @@ class Job:
         Each call is a sign of life: with the resource ``stall_timeout`` (seconds), a job that
         gives none for that long (counting from its start) is ended by its node, with the death
         reason ``stalled`` (which a :class:`~batchtools.RetryPolicy` with ``"stalled"`` in its
-        ``reasons`` retries). A call costs about a microsecond: call it as often as you like.
+        ``reasons`` retries). A call costs a fraction of a microsecond: call it as often as you like.
 
         >>> import batchtools as bt
         >>> reg = bt.make_registry(file_dir=None, seed=1)
