@@ -132,6 +132,22 @@ def test_stalls_in_the_masters_process_end_the_job_not_the_process(reg):
     assert signal.getsignal(signal.SIGUSR2) in (signal.SIG_DFL, None)  # this process's handler is restored
 
 
+def swallow_the_stop(x):
+    try:
+        time.sleep(300)
+    except BaseException:  # a node process would be ended 2 s later; this one is the user's
+        time.sleep(3)
+    return "survived"
+
+
+def test_a_stubborn_job_run_in_the_users_process_never_ends_it(reg):
+    bt.batch_map(swallow_the_stop, x=[1])
+    jc = bt.make_job_collection(resources={"stall_timeout": 1})
+    assert bt.do_job_collection(jc, output=jc.log_file) == {"done": 1, "error": 0}
+    with open(jc.log_file) as fh:
+        assert "made no progress for 1s (stall_timeout): ending it" in fh.read()  # ... and this process lives
+
+
 def test_progress_outside_a_node_and_bad_values(reg):
     bt.batch_map(lambda x: x, x=[1])
     job = bt.make_job(1)

@@ -20,7 +20,7 @@ import time
 from ..core.collection import JobCollection
 from ..core.files import open_append, read_pickle
 from ..core.layout import Layout
-from . import checkpoint
+from . import checkpoint, progress
 from .execute import report_unreadable, run_chunk
 from .session import TERMINATING, redirect_output
 
@@ -124,6 +124,7 @@ def run_file(path: str, file_dir: str | None = None) -> int:
         redirect_output(log_file)
     signal.signal(signal.SIGTERM, _terminated)
     checkpoint.arm(jc.resources, pool=bool(jc.pool))  # the time limit's warning, requeues
+    progress.node_process()  # a stalled job that does not end may end this process
     if os.environ.get("BATCHTOOLS_DEBUG"):
         from ..core.debug import enable_debug
 

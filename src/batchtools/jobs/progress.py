@@ -13,7 +13,8 @@
   reason ``stalled``. A job that does not end within :func:`grace` seconds after that (it caught
   the exception, or hangs in code that never returns to Python) is reported stalled by the
   watchdog, which then ends the node's process as a scheduler's kill would (the collection's
-  other jobs are not started); a process of the master (Interactive) is never ended.
+  other jobs are not started); a process that is not a node's own (the user's session running
+  jobs itself: Interactive, ``do_job_collection``) is never ended.
 
 Jobs that never report progress and have no ``stall_timeout`` pay nothing but an attribute write.
 """
@@ -75,7 +76,7 @@ class Watch:
         self.running = True  # in the user's code (a Stalled raised now lands there)
         self.asked: float | None = None  # when the job was asked to stop
         self.lock = threading.Lock()
-        self.may_exit = buffer is not None and buffer.sink is None  # not the master's own process
+        self.may_exit = _NODE_PROCESS[0] and buffer is not None and buffer.sink is None
         self.previous_handler: Any = _NOT_INSTALLED
 
     def silent_for(self, now: float) -> float:
@@ -114,6 +115,14 @@ _WAKE = threading.Event()
 _THREAD: list[threading.Thread] = []
 _PACE = [1.0]  # seconds the thread waits between two looks now
 _HANDLER = [False]  # whether this node process's stall signal handler is installed
+_NODE_PROCESS = [False]  # whether this process is a node's own (which a stalled job may end)
+
+
+def node_process() -> None:
+    """Mark this process as a node's own (``python -m batchtools.worker``, a Multicore child, a
+    Socket process): a stalled job that does not end may end it. Any other process (the user's
+    session running jobs itself: Interactive, ``do_job_collection``) is never ended."""
+    _NODE_PROCESS[0] = True
 
 
 def progress(job, value: Any = None, message: Any = None) -> Watch:
