@@ -296,7 +296,7 @@ def test_accounting_is_read_once_per_poll_and_replaces_the_nodes_measurement(fak
     assert rec.groups["evidence"].tolist() == ["scheduler+node"]
 
 
-def test_without_accounting_sacct_is_asked_once_per_session(fake, tmp_path):
+def test_without_accounting_sacct_is_asked_once_per_session(fake, tmp_path, monkeypatch):
     reg = fake_slurm(tmp_path)
     bt.batch_map(lambda x: x, x=[1, 2])
     bt.submit_jobs()
@@ -305,6 +305,13 @@ def test_without_accounting_sacct_is_asked_once_per_session(fake, tmp_path):
     assert len([c for c in fake.calls() if c[0] == "sacct"]) == 1
     assert bt.get_job_table()["elapsed"].isna().all()
     assert reg.status["max_rss"].notna().all()  # the node's measurement stands
+    # the reasons of dead jobs still come from scontrol while Slurm remembers them
+    monkeypatch.setenv("FAKE_SCONTROL_STATE", "TIMEOUT")
+    monkeypatch.setenv("FAKE_SCONTROL_EXIT", "0:15")
+    batch = reg.status["batch_id"][0]
+    acc = reg.cluster_functions.account(reg, [batch, "999999"])
+    assert list(acc) == [batch] and acc[batch].reason == "timeout" and acc[batch].signal == 15
+    assert len([c for c in fake.calls() if c[0] == "sacct"]) == 1  # not asked again
 
 
 # ------------------------------------------------------------------ recommend_resources

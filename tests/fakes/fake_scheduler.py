@@ -146,6 +146,14 @@ def main():
                     print(f"{jid}_{t} {code}")
             else:
                 print(f"{jid} {code}")
+    elif name == "scontrol" and args[:2] == ["show", "job"]:
+        jid = args[-1]
+        if jid not in state["jobs"]:
+            print("slurm_load_jobs error: Invalid job id specified", file=sys.stderr)
+            sys.exit(1)
+        # what Slurm remembers of an ended job (MinJobAge) when it keeps no accounting
+        print(f"JobId={jid} JobName=batchtools JobState={os.environ.get('FAKE_SCONTROL_STATE', 'COMPLETED')} "
+              f"Reason=None ExitCode={os.environ.get('FAKE_SCONTROL_EXIT', '0:0')} RunTime=00:00:01")
     elif name == "scontrol":
         print(f"MaxArraySize            = {os.environ.get('FAKE_MAX_ARRAY_SIZE', '1001')}")
     elif name == "sacct":

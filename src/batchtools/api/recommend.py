@@ -202,8 +202,8 @@ def recommend_resources(ids=None, by=DEFAULT_BY, q: float = 0.95, margin: float 
     memory = st["max_rss"].to_numpy()
     memory = np.where(np.isnan(memory), st["mem_used"].to_numpy(), memory)
     cpu = st["cpu_time"].to_numpy()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cores = np.where((done - started) >= MIN_CPU_SECONDS, cpu / (done - started), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):  # CPUs kept busy, over the same span as the CPU time
+        cores = np.where(runtime >= MIN_CPU_SECONDS, cpu / runtime, np.nan)
     accounted = ~np.isnan(st["elapsed"].to_numpy())
     wall_asked, mem_asked, cpus_asked = _asked(reg)
     reason = st["reason"].to_numpy()

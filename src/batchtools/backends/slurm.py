@@ -236,6 +236,7 @@ def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = Tru
         found = sacct(reg, batch_ids)
         if found is not None:
             return found
+        found = {}
         for b in batch_ids[:50]:
             out = run_os_command("scontrol", ["show", "job", "-o", b], nodename=nodename, timeout=30)
             rec = parse_scontrol_job(" ".join(out["output"])) if out["exit_code"] == 0 else None
