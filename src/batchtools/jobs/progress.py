@@ -180,7 +180,7 @@ def finish(w: Watch) -> dict[str, Any]:
 def _register(w: Watch) -> None:
     with _ACTIVE_LOCK:
         _ACTIVE[id(w)] = w
-        if not _THREAD or not _THREAD[0].is_alive() or _THREAD[0].ident is None:
+        if not _THREAD or not _THREAD[0].is_alive():
             _THREAD[:] = [threading.Thread(target=_loop, name="batchtools-progress", daemon=True)]
             _THREAD[0].start()
     if w.stall and _pace(w.stall) < _PACE[0]:
