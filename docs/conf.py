@@ -34,7 +34,7 @@ python_display_short_literal_types = True
 # and the internal registry state in signatures, are not documented here)
 nitpicky = True
 nitpick_ignore_regex = [
-    ("py:class", r"(pandas|numpy|np|pd|collections\.abc|os|jinja2(\.\w+)*)\.\w+"),
+    ("py:class", r"(pandas|numpy|np|pd|collections\.abc|os|pathlib|jinja2(\.\w+)*)\.\w+"),
     ("py:class", r"batchtools\.core\.registry\.RegistryState"),
     # short names that autodoc takes from other packages' annotations (matplotlib, pandas typing)
     ("py:class", r"(matplotlib(\.\w+)*\.)?Axes|(pandas\._typing\.)?Dtype"),

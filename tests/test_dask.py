@@ -55,7 +55,7 @@ def test_single_jobs_and_chunks(dreg, dask_cluster):
     workers = set(dask_cluster[1].run(os.getpid).values())
     assert not {r[1] for r in res} & workers
     assert res[2][1] == res[3][1] and res[4][1] == res[5][1] == res[6][1]
-    assert "Starting job [batchtools job.id=5]" in bt.get_log(5)[0]
+    assert "### [bt]: Starting job [batchtools job.id=5]" in bt.get_log(5)
     # nothing of a finished collection stays on the scheduler (it would be run again if its worker left)
     ours = set(st["batch_id"])
     wait_until(lambda: not ours & set(dask_cluster[1].run_on_scheduler(

@@ -100,8 +100,9 @@ def test_resubmitting_overwrites_previous_state(reg):
     bt.submit_jobs([1])
     assert bt.get_job_status()["job_hash"].tolist()[0] != first[0]
     assert bt.reduce_results_list() == [1, 2]
-    log = bt.get_log(1)  # the newest run's part of the shared session log
-    assert log.count("run 1") == 1 and log[0].endswith("job.id=1]")
+    log = bt.get_log(1)  # the newest run's part of the shared session log, with its header (as R)
+    assert log.count("run 1") == 1 and log[0].startswith("### [bt]: This is batchtools")
+    assert sum(line.endswith("[batchtools job.id=1]") for line in log) == 2
 
 
 def test_test_job_in_process_and_external(reg, capsys):

@@ -119,7 +119,7 @@ def test_test_job_messages(ereg, capsys):
     assert bt.test_job(1) == 30
     out = capsys.readouterr().out
     assert "Generating problem instance for problem 'p' ..." in out
-    assert "Applying algorithm 'count' on problem 'p' ..." in out
+    assert "Applying algorithm 'count' on problem 'p' for job 1 (seed = 2) ..." in out
     job = bt.make_job(1)
     assert (job.problem, job.algorithm, job.prob_pars, job.algo_pars, job.repl) == ("p", "count", {"ratio": 0.5},
                                                                                     {"scale": 3}, 1)

@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 import batchtools as bt
-from conftest import running_jobs, snapshot, wait_until
+from conftest import fill, running_jobs, snapshot, wait_until
 
 TRIALS = int(os.environ.get("BATCHTOOLS_FAULT_TRIALS", "10"))
 
@@ -338,32 +338,6 @@ def test_two_sessions_tagging_lose_nothing(tmp_path):
 
 
 # ------------------------------------------------------------------- full disk
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 3 MB tmpfs (needs root; CI runs as root and sets BATCHTOOLS_TEST_FAULTS=1)."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        if os.environ.get("BATCHTOOLS_TEST_FAULTS") == "1":
-            pytest.fail(f"BATCHTOOLS_TEST_FAULTS=1 but a tmpfs cannot be mounted: {proc.stderr.strip()}")
-        pytest.skip(f"cannot mount a tmpfs: {proc.stderr.strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
-
-
-def fill(directory: Path) -> Path:
-    filler = directory / "filler"
-    with open(filler, "wb") as fh:
-        try:
-            while True:
-                fh.write(b"\0" * 65536)
-                fh.flush()
-        except OSError:
-            pass
-    return filler
-
-
 def test_full_disk(small_disk, caplog):
     reg = bt.make_registry(file_dir=small_disk / "reg", seed=1, conf_file=None)
     reg.cluster_functions = bt.make_cluster_functions_interactive()

@@ -59,7 +59,7 @@ def test_single_jobs_chunks_and_arrays(hreg):
     assert batch[6:] == [f"{base}.0@{uid}", f"{base}.1@{uid}", f"{base}.2@{uid}"]
     assert [r[1] for r in res[6:]] == [base] * 3 and [r[2] for r in res[6:]] == ["0", "1", "2"]
     assert res[0][1] == batch[0].split("@")[0]  # one HQ job per collection
-    assert "Starting job [batchtools job.id=8]" in bt.get_log(8)[0]
+    assert "### [bt]: Starting job [batchtools job.id=8]" in bt.get_log(8)
     assert st["log_file"][7].endswith("-2.log")
 
 

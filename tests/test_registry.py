@@ -29,7 +29,7 @@ def test_registry_is_portable(tmp_path):
     shutil.rmtree(tmp_path / "a")
     moved = bt.load_registry(tmp_path / "b", conf_file=None)
     assert bt.reduce_results_list(reg=moved) == [10, 20]
-    assert bt.get_log(1, reg=moved)[0].startswith("### [bt]: Starting job")
+    assert "### [bt]: Starting job [batchtools job.id=1]" in bt.get_log(1, reg=moved)
 
 
 def test_temporary_registry_has_temp_dir():
@@ -170,3 +170,50 @@ def test_methods_are_bound(reg):
     assert reg.reduce_results_list() == [2, 3]
     assert reg.get_status().done == 2
     assert reg.find_done()["job_id"].tolist() == [1, 2]
+
+
+def test_a_leading_tilde_is_the_home_folder_wherever_a_path_is_taken(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    (home / "wd").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    (home / "wd" / "src.py").write_text("from_source = 5\n")
+    (home / "objs.pkl").write_bytes(__import__("pickle").dumps({"from_load": 7}))
+    (home / "conf.py").write_text("default_resources = {'walltime': 60}\n")
+    os.chmod(home / "conf.py", 0o644)
+    reg = bt.make_registry(file_dir="~/reg", work_dir="~/wd", source="~/wd/src.py", load="~/objs.pkl",
+                           conf_file="~/conf.py", seed=1)
+    reg.cluster_functions = bt.make_cluster_functions_interactive()
+    assert reg.file_dir == home / "reg" and reg.work_dir == str(home / "wd")
+    assert reg.source == (str(home / "wd" / "src.py"),) and reg.load == (str(home / "objs.pkl"),)
+    assert reg.default_resources == {"walltime": 60}
+    assert not (tmp_path / "~").exists()
+    bt.batch_map(lambda x: x + globals()["from_source"] + globals()["from_load"], x=[1, 2])
+    bt.submit_jobs([1])
+    assert bt.load_result(1) == 13
+    # a job collection file and an output file given with ~
+    jc = bt.make_job_collection([2])
+    (home / "jc.pkl").write_bytes(__import__("cloudpickle").dumps(jc))
+    bt.do_job_collection("~/jc.pkl", output="~/out.log")
+    assert (home / "out.log").read_text().count("Starting job") == 1
+    assert bt.load_registry("~/reg", conf_file=None).file_dir == home / "reg"
+    (home / "t.tmpl").write_text("#!/bin/sh\n{{ command }}\n")
+    assert bt.find_template_file("~/t.tmpl") == str(home / "t.tmpl")
+    (home / "in.txt").write_text("a\n")
+    assert bt.run_os_command("cat", stdin="~/in.txt")["output"] == ["a"]
+    assert bt.repair_registry("~/reg")  # the registry found at home
+    monkeypatch.setenv("BATCHTOOLS_CONF", "~/conf.py")
+    assert bt.find_conf_file() == str(home / "conf.py")
+
+
+def test_relative_source_and_load_are_taken_from_the_work_dir(tmp_path):
+    wd = tmp_path / "wd"
+    (wd / "sub").mkdir(parents=True)
+    (wd / "src.py").write_text("a = 1\n")
+    (wd / "sub" / "x.pkl").write_bytes(__import__("pickle").dumps({"b": 2}))
+    assert os.getcwd() == str(tmp_path)
+    with pytest.raises(FileNotFoundError, match="taken from the work dir"):
+        bt.make_registry(file_dir=tmp_path / "r0", source="src.py", seed=1, conf_file=None)  # not in the cwd
+    assert not (tmp_path / "r0").exists()
+    reg = bt.make_registry(file_dir=tmp_path / "r", work_dir=wd, source="src.py", load="sub/x.pkl", seed=1,
+                           conf_file=None)
+    assert reg.source == (str(wd / "src.py"),) and reg.load == (str(wd / "sub" / "x.pkl"),)

@@ -83,6 +83,29 @@ def test_logs_of_chunk_are_split_per_job(mreg):
         assert not any(f"job says {j}" in line for j in (1, 2, 3) if j != i for line in lines)
 
 
+def test_a_jobs_log_has_its_collections_header_and_footer_only(reg):
+    """R's getLog: the job's lines and its collection's lines of no job (header, hook output, footer),
+    never another job's; Interactive appends a session's collections to one log."""
+    reg.cluster_functions.hooks = {"pre_do_collection": lambda jc: print("hook of", jc.job_hash)}
+    bt.batch_map(lambda x: print(f"job says {x}") or x, x=[1, 2, 3])
+    ids = bt.find_jobs()
+    ids["chunk"] = [1, 1, 2]
+    bt.submit_jobs(ids)
+    hashes = bt.get_job_status()["job_hash"].tolist()
+    assert len(set(bt.get_job_status()["log_file"])) == 1  # one session log
+    for i in (1, 2, 3):
+        lines = bt.get_log(i)
+        assert lines[0].startswith("### [bt]: This is batchtools") and lines[-1] == "### [bt]: Calculation finished!"
+        assert [line for line in lines if line.startswith("job says")] == [f"job says {i}"]
+        assert [line for line in lines if line.startswith("hook of")] == [f"hook of {hashes[i - 1]}"]
+        assert sum(line.startswith("### [bt]: This is batchtools") for line in lines) == 1
+    with pytest.raises(ValueError, match="exactly one job id, got 2"):
+        bt.get_log([1, 2])
+    # a job run again (here: a new submission into the same session log) shows its newest run
+    bt.submit_jobs([1])
+    assert sum(line == "job says 1" for line in bt.get_log(1)) == 1
+
+
 def test_log_errors(reg):
     bt.batch_map(lambda x: x, x=[1])
     with pytest.raises(FileNotFoundError, match="never submitted"):

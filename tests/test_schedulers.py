@@ -122,7 +122,7 @@ def test_slurm_splits_arrays_over_max_array_size(fake, tmp_path, monkeypatch):
     assert st["batch_id"].tolist() == ["4711_1", "4711_2", "4711_3", "4712_1", "4712_2", "4712_3", "4713_1"]
     script = (reg.layout.dir("jobs") / (st["job_hash"][0] + ".sh")).read_text()
     assert "#SBATCH --array=1-3%2" in script
-    assert bt.get_log(6)[0] == "### [bt]: Starting job [batchtools job.id=6]"
+    assert "### [bt]: Starting job [batchtools job.id=6]" in bt.get_log(6)
 
 
 def test_max_concurrent_jobs_throttles(fake, tmp_path):

@@ -46,7 +46,7 @@ def test_sge_single_jobs_and_chunks(gereg):
     st = bt.get_job_status()
     assert st["batch_id"].tolist() == [r[1] for r in res]  # the batch id is SGE's JOB_ID
     assert st["batch_id"][2] == st["batch_id"][3] != st["batch_id"][4]
-    assert "Starting job [batchtools job.id=4]" in bt.get_log(4)[0]
+    assert "### [bt]: Starting job [batchtools job.id=4]" in bt.get_log(4)
 
 
 def test_sge_kill_running_job(gereg):

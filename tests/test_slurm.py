@@ -66,7 +66,7 @@ def test_single_jobs_chunks_and_arrays(sreg):
     base = st["batch_id"][6].split("_")[0]
     assert st["batch_id"][6:].tolist() == [f"{base}_1", f"{base}_2", f"{base}_3"]
     assert len({r[1] for r in res[6:]}) == 3  # one Slurm job per array task
-    assert "Starting job [batchtools job.id=8]" in bt.get_log(8)[0]
+    assert "### [bt]: Starting job [batchtools job.id=8]" in bt.get_log(8)
 
 
 def test_kill_running_job(sreg):

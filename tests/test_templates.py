@@ -46,3 +46,37 @@ def test_no_shell_injection(reg):
     bt.clear_registry()
     with pytest.raises(TypeError, match="job script"):
         render(reg, {"partition": object()})
+
+
+def test_an_unknown_template_variable_is_an_error_naming_it(reg):
+    with pytest.raises(ValueError, match="'job_hashh' is undefined.*job_hash"):
+        render(reg, {}, template="#!/bin/sh\n# {{ job_hashh }}\n{{ command }}\n")
+
+
+def test_r_template_variables_exist(reg):
+    names = ("job_hash", "job_name", "log_file", "uri", "resources", "array_jobs", "array_var", "jobs", "file_dir",
+             "work_dir", "seed", "packages", "namespaces", "source", "load", "compress", "hooks")
+    text = render(reg, {"walltime": 60}, template="#!/bin/sh\n" + "".join(f"{n}={{{{ {n} }}}}\n" for n in names))
+    values = dict(line.split("=", 1) for line in text.splitlines()[1:])
+    jc_hash = values["job_hash"]
+    assert jc_hash.startswith("job") and values["uri"].endswith(f"jobs/{jc_hash}.pkl")
+    assert values["seed"] == str(reg.seed) and values["file_dir"] == str(reg.file_dir)
+    assert values["log_file"].endswith(f"logs/{jc_hash}.log")
+    # a resource that is not set is None (empty), a resource that is set is there
+    bt.clear_registry()
+    text = render(reg, {"walltime": 60}, template="#!/bin/sh\nA={{ resources.walltime }}\nB={{ resources.nope }}\n")
+    assert text.splitlines()[1:] == ["A=60", "B="]
+
+
+def test_slurm_dortmund_template(reg):
+    text = render(reg, {"walltime": 3600, "memory": 2048, "ncpus": 2}, template="slurm-dortmund")
+    for line in ("#SBATCH --time=60", "#SBATCH --mem-per-cpu=2048", "#SBATCH --cpus-per-task=2", "#SBATCH --ntasks=1",
+                 "#SBATCH --partition=all", "-m batchtools.worker"):
+        assert line in text, line
+    assert "mpirun -np" not in text
+    bt.clear_registry()
+    text = render(reg, {"walltime": 60, "memory": 200, "ncpus": 4, "mpi": True}, template="slurm-dortmund")
+    assert "#SBATCH --ntasks=4" in text and "#SBATCH --cpus-per-task=1" in text and "mpirun -np 1 " in text
+    bt.clear_registry()
+    with pytest.raises(ValueError, match="walltime must be 1 to 172800"):
+        render(reg, {"memory": 200}, template="slurm-dortmund")

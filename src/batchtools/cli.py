@@ -207,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="timeline.png", metavar="FILE",
                    help="image file to write, PNG, PDF or SVG by its suffix (default timeline.png)")
     p.add_argument("--color-by", default=None, metavar="COLUMN",
-                   help="colour the jobs by a job parameter or experiment column, e.g. algorithm")
+                   help="colour the jobs by a job parameter or experiment column, e.g. algorithm "
+                        "(in an ML benchmark also task or learner)")
 
     def acting(p: argparse.ArgumentParser) -> None:
         registry_arg(p)

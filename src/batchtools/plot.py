@@ -36,8 +36,9 @@ def plot_timeline(ids=None, color_by: str | None = None, rows: str = "auto", ax=
     - ``"auto"`` (default): ``"worker"`` if pool workers ran jobs, else ``"slot"``.
 
     Colours: by state (done, error, running, expired; see the legend), or with ``color_by`` by
-    a job parameter or experiment column such as ``"algorithm"`` (any column of
-    ``bt.unwrap(bt.get_job_pars())``, or of :func:`get_job_table`, e.g. ``"tags"``); failed,
+    a job parameter or experiment column such as ``"algorithm"`` (``"learner"`` or ``"task"`` in
+    an ML benchmark; any column of ``bt.unwrap(bt.get_job_pars())``, or of
+    :func:`get_job_table`, e.g. ``"tags"``); failed,
     running and expired jobs are then hatched. Numeric columns with many values get a colour
     scale. Bars are at least a pixel wide and drawn as one collection per state (rasterized
     above 2,000 jobs), so 10,000 jobs draw in well under a second and stay readable.
@@ -206,12 +207,15 @@ def _color_values(reg: RegistryState, sel: np.ndarray, color_by: str | None) -> 
     if color_by is None:
         return None
     pars = unwrap(get_job_pars(sel, reg=reg))
-    if color_by in pars.columns and color_by != "job_id":
-        return pars[color_by].to_numpy()
+    column = reg.definitions.column(color_by, pars.columns)  # a benchmark's "learner" is "algorithm"
+    if column in pars.columns and column != "job_id":
+        return pars[column].to_numpy()
     table = get_job_table(sel, reg=reg)
     if color_by in table.columns and color_by != "job_id":
         return table[color_by].to_numpy()
     names = sorted(set(pars.columns) - {"job_id"}) + [c for c in ("tags", "job_name", "batch_id")]
+    if getattr(reg.definitions, "benchmark", False):
+        names += ["task", "learner"]
     raise ValueError(f"color_by: {color_by!r} is neither a job parameter nor a job table column; "
                      f"choose one of {names}")
 

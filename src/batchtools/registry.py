@@ -175,7 +175,7 @@ CLASSES: dict[str, type[Registry]] = {"map": Registry, "experiment": ExperimentR
 
 def make_registry(file_dir: str | os.PathLike | None = "registry", work_dir: str | None = None,
                   conf_file: Any = ..., packages=(), source=(), load=(), seed: int | None = None,
-                  make_default: bool = True) -> Registry:
+                  make_default: bool = True, exist_ok: bool = False) -> Registry:
     """Create a new registry in ``file_dir`` (``None``: a temporary one, removed at exit).
 
     ``packages`` are imported, ``source`` files executed and ``load`` pickles
@@ -183,19 +183,28 @@ def make_registry(file_dir: str | os.PathLike | None = "registry", work_dir: str
     every job's seed (``seed + job_id``). ``conf_file`` defaults to the first
     ``batchtools.conf.py`` found (see :func:`find_conf_file`); ``None`` uses none.
 
+    ``exist_ok=True`` makes a script re-runnable: a registry already in ``file_dir`` is opened
+    writeable (as ``load_registry(file_dir, writeable=True)``) if it is of the same kind, and its
+    seed (unless ``seed=None``), ``packages``, ``source`` and ``load`` are the ones asked for; otherwise
+    the call is refused naming the difference, and nothing is written. Without it (the default,
+    as in R) an existing registry raises ``FileExistsError``.
+
     >>> import batchtools as bt
     >>> reg = bt.make_registry(file_dir=None, seed=42)
     >>> reg.seed
     42
     """
     return setup.create_registry(Registry, file_dir, work_dir, conf_file, packages, source, load, seed,
-                                 make_default)
+                                 make_default, exist_ok, CLASSES)
 
 
 def make_experiment_registry(file_dir: str | os.PathLike | None = "registry", work_dir: str | None = None,
                              conf_file: Any = ..., packages=(), source=(), load=(), seed: int | None = None,
-                             make_default: bool = True) -> ExperimentRegistry:
-    """Like :func:`make_registry`, for experiments (problems x algorithms).
+                             make_default: bool = True, exist_ok: bool = False) -> ExperimentRegistry:
+    """Like :func:`make_registry`, for experiments (problems x algorithms) and ML benchmarks.
+    ``exist_ok=True`` opens an existing experiment registry of the same seed instead (a script
+    that defines and submits its study can run again: ``batchmark`` of the same design then adds
+    nothing, and ``submit_jobs()`` submits only what was not submitted).
 
     >>> import batchtools as bt
     >>> reg = bt.make_experiment_registry(file_dir=None, seed=1)
@@ -203,7 +212,7 @@ def make_experiment_registry(file_dir: str | os.PathLike | None = "registry", wo
     'experiment'
     """
     return setup.create_registry(ExperimentRegistry, file_dir, work_dir, conf_file, packages, source, load,
-                                 seed, make_default)
+                                 seed, make_default, exist_ok, CLASSES)
 
 
 def load_registry(file_dir: str | os.PathLike, work_dir: str | None = None, conf_file: Any = ...,

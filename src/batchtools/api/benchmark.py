@@ -13,8 +13,10 @@ from __future__ import annotations
 import difflib
 import hashlib
 import inspect
+import logging
 import pickle
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,15 +24,18 @@ import pandas as pd
 
 from ..core.checks import check_flag
 from ..core.ids import ids_frame
-from ..core.pickling import pickle_by_value
+from ..core.pickling import pickle_by_value, user_module
 from ..core.registry import RegistryState, require_kind, resolve
-from ..core.state import done_mask
+from ..core.state import done_mask, masks
 from ..jobs.benchmark import Learner, TaskData, fold_instance, n_rows, params_of, task_arrays
 from ..jobs.experiment import Algorithm, Problem, rng_state_kept
 from ..jobs.job import seed_everything
 from ..jobs.session import load_cached
 from .benchmark_result import KEYS, TIMES, BenchmarkResult
-from .experiments import NAME, add_experiments, register
+from .control import reset_jobs
+from .experiments import NAME, add_experiments, register, remove_experiments
+
+log = logging.getLogger("batchtools")
 
 COLUMNS = ["task", "learner", "resampling", "task_data", "estimator", "splitter"]
 RESERVED = set(KEYS + TIMES + ["n_train", "n_test", "job_id", "params", "n"])
@@ -298,7 +303,7 @@ def _stored(reg: RegistryState, kind: str, name: str):
 
 
 def batchmark(design: pd.DataFrame, scoring: Any = None, store_models: bool = False, store_predictions: bool = False,
-              reg: RegistryState | None = None) -> pd.DataFrame:
+              replace: bool = False, reg: RegistryState | None = None) -> pd.DataFrame:
     """Add an ML benchmark to an experiment registry: one job per task x learner x resampling x fold.
 
     ``design``: from :func:`benchmark_grid` (rows may be filtered or concatenated). Each task is
@@ -306,9 +311,21 @@ def batchmark(design: pd.DataFrame, scoring: Any = None, store_models: bool = Fa
     folds on every backend. ``scoring``: None (the estimator's ``score``), a scikit-learn scorer
     name (``"accuracy"``, ``"neg_root_mean_squared_error"``), a scorer ``f(estimator, X, y)``, a
     list of these or a dict name -> scorer. ``store_models`` / ``store_predictions`` keep the
-    fitted models / test predictions in the results. Adding the same design again adds nothing.
-    Returns the ids of the new jobs; run them with ``submit_jobs`` (or ``submit_workers``) and
-    collect the scores with :func:`reduce_results_batchmark`.
+    fitted models / test predictions in the results. Adding the same design again adds nothing,
+    so a script that defines and submits its benchmark can run again.
+
+    A learner already in the registry under the same name with other settings (parameters,
+    scoring, what is stored, or the source code of your own estimator class or scorer in it), or a
+    task with other data or other folds, is refused, saying what differs, unless
+    ``replace=True``: then its jobs are replaced (reset to run again with the new settings; their
+    results and errors are discarded, and a warning says how many), and unchanged learners and
+    tasks keep theirs. This is how a broken learner is fixed in place. A replaced task must be split
+    again for every resampling it has jobs of, so the design must include them.
+
+    Returns the ids of the jobs to run: those added, and those replaced. Run them with
+    ``submit_jobs`` (or ``submit_workers``) and collect the scores with
+    :func:`reduce_results_batchmark`. Nothing is written unless every check passes; a failure
+    leaves the registry as it was.
 
     >>> import batchtools as bt
     >>> from sklearn.datasets import load_iris
@@ -319,12 +336,16 @@ def batchmark(design: pd.DataFrame, scoring: Any = None, store_models: bool = Fa
     [1, 2, 3]
     >>> len(bt.batchmark(design, scoring="accuracy"))
     0
+    >>> deeper = bt.benchmark_grid({"iris": load_iris(return_X_y=True)}, {"tree": DecisionTreeClassifier(max_depth=3)}, 3)
+    >>> bt.batchmark(deeper, scoring="accuracy", replace=True)["job_id"].tolist()  # the same jobs, to run again
+    [1, 2, 3]
     """
     reg = resolve(reg)
     require_kind(reg, "experiment", "batchmark")
     reg.assert_writeable("add a benchmark")
     check_flag("store_models", store_models)
     check_flag("store_predictions", store_predictions)
+    check_flag("replace", replace)
     _sklearn("batchmark")
     tasks, learners, splitters, rows = _check_design(design)
     scorers = _scoring(scoring)
@@ -332,6 +353,8 @@ def batchmark(design: pd.DataFrame, scoring: Any = None, store_models: bool = Fa
     # every check and every payload first: nothing is written until all of them pass
     problems: dict[str, tuple[Problem, Any]] = {}
     n_folds: dict[tuple[str, str], int] = {}
+    replaced_tasks: dict[str, set[str] | None] = {}  # task -> its resamplings whose jobs are replaced (None: all)
+    replaced_learners: list[str] = []
     for name, td in tasks.items():
         if td.loader is not None:
             try:
@@ -347,46 +370,81 @@ def batchmark(design: pd.DataFrame, scoring: Any = None, store_models: bool = Fa
         new = TaskData(name, None if td.loader else X, None if td.loader else y, None if td.loader else groups,
                        td.loader, n_rows(X), {})
         old = _stored(reg, "problem", name)
-        if old is not None:
-            if not isinstance(old.data, TaskData):
-                raise ValueError(f"tasks: '{name}' is a problem of this registry that batchmark did not add; "
-                                 "give the task another name")
-            if _data_hash(old.data) != _data_hash(new) or old.data.n != new.n:
-                raise ValueError(f"tasks: task '{name}' is already in this registry with other data; give it "
-                                 "another name (or use a new registry)")
-            for r, f in folds.items():
-                if r in old.data.folds and not _same_folds(old.data.folds[r], f):
-                    raise ValueError(f"resamplings: '{r}' of task '{name}' is already in this registry with other "
-                                     "folds; give the resampling another name")
-            if all(r in old.data.folds for r in folds):
+        if old is None:
+            new.folds = folds
+        elif not isinstance(old.data, TaskData):
+            raise ValueError(f"tasks: '{name}' is a problem of this registry that batchmark did not add; "
+                             "give the task another name")
+        elif _data_hash(old.data) != _data_hash(new) or old.data.n != new.n:
+            if not replace:
+                raise ValueError(f"tasks: task '{name}' is already in this registry with other data; pass "
+                                 "replace=True to replace its jobs (their results go), or give it another name")
+            missing = [r for r in old.data.folds if r not in folds]
+            if missing:
+                raise ValueError(f"tasks: task '{name}' has other data, and it has jobs of the resampling(s) "
+                                 f"{missing} that this design does not split again; add them to the design, or "
+                                 f"remove_problems('{name}') first")
+            new.folds = folds
+            replaced_tasks[name] = None
+        else:
+            other = [r for r, f in folds.items() if r in old.data.folds and not _same_folds(old.data.folds[r], f)]
+            if other and not replace:
+                raise ValueError(f"resamplings: '{other[0]}' of task '{name}' is already in this registry with other "
+                                 "folds; pass replace=True to replace its jobs (their results go), or give the "
+                                 "resampling another name")
+            if not other and all(r in old.data.folds for r in folds):
                 continue  # nothing new for this task
             new.folds = {**old.data.folds, **folds}
-        else:
-            new.folds = folds
+            if other:
+                replaced_tasks[name] = set(other)
         prob = Problem(name, new, fold_instance)
         problems[name] = (prob, pickle_by_value(prob, f"tasks['{name}']", also=(td.loader,)))
     algorithms: dict[str, tuple[Algorithm, Any]] = {}
     for name, est in learners.items():
-        learner = Learner(name, est, scorers, store_models, store_predictions)
+        learner = Learner(name, est, scorers, store_models, store_predictions, _user_code(est, scorers))
         old = _stored(reg, "algorithm", name)
         if old is not None:
             if not isinstance(old.fun, Learner):
                 raise ValueError(f"learners: '{name}' is an algorithm of this registry that batchmark did not add; "
                                  "give the learner another name")
-            if _fingerprint(old.fun) != _fingerprint(learner):
+            changed = _difference(old.fun, learner)
+            if not changed:
+                continue
+            if not replace:
                 raise ValueError(f"learners: learner '{name}' is already in this registry with other settings "
-                                 f"({_fingerprint(old.fun)}); give it another name (or use a new registry)")
-            continue
+                                 f"({changed}); pass replace=True to replace its jobs (their results go), or give "
+                                 "it another name")
+            replaced_learners.append(name)
         algo = Algorithm(name, learner)
         algorithms[name] = (algo, pickle_by_value(algo, f"learners['{name}']", also=(est, *scorers.values())))
 
-    for name, (prob, pickled) in problems.items():
-        register(reg, "problem", name, prob, prob.fun, pickled, quiet=True)
-    for name, (algo, pickled) in algorithms.items():
-        register(reg, "algorithm", name, algo, algo.fun, pickled, quiet=True)
-    # one add_experiments per group of learners that share the same (task, resampling) pairs
+    plan = _replacement(reg, replaced_tasks, replaced_learners, n_folds, rows) \
+        if replaced_tasks or replaced_learners else None
+    with reg.mutation("add a benchmark"):
+        for name, (prob, pickled) in problems.items():
+            register(reg, "problem", name, prob, prob.fun, pickled, quiet=True)
+        for name, (algo, pickled) in algorithms.items():
+            register(reg, "algorithm", name, algo, algo.fun, pickled, quiet=True)
+        if not reg.extra.get("benchmark"):
+            reg.extra = {**reg.extra, "benchmark": True}  # task/learner name problem/algorithm (core.kinds)
+            reg.save(())
+        if plan is not None:
+            if plan.surplus.size:
+                remove_experiments(plan.surplus, reg=reg)
+            if plan.reset.size:
+                reset_jobs(plan.reset, reg=reg)
+        new_ids = _add_jobs(reg, rows + (plan.rows if plan is not None else []), n_folds)
+    if plan is not None:
+        for line in plan.messages:
+            log.warning("batchmark: %s", line)
+        new_ids = np.union1d(new_ids, plan.reset)
+    return ids_frame(np.sort(new_ids).astype(np.int64))
+
+
+def _add_jobs(reg: RegistryState, rows: list[tuple[str, str, str]], n_folds: dict[tuple[str, str], int]) -> np.ndarray:
+    """One add_experiments per group of learners that share the same (task, resampling) pairs."""
     pairs: dict[str, list[tuple[str, str]]] = {}
-    for t, lr, r in rows:
+    for t, lr, r in dict.fromkeys(rows):
         pairs.setdefault(lr, []).append((t, r))
     groups: dict[tuple, list[str]] = {}
     for lr, tr in pairs.items():
@@ -398,14 +456,108 @@ def batchmark(design: pd.DataFrame, scoring: Any = None, store_models: bool = Fa
             prob_designs.setdefault(t, []).extend({"resampling": r, "fold": k} for k in range(1, n_folds[t, r] + 1))
         ids = add_experiments({t: pd.DataFrame(d) for t, d in prob_designs.items()}, {lr: None for lr in lrs}, reg=reg)
         new_ids.append(ids["job_id"].to_numpy())
-    return ids_frame(np.sort(np.concatenate(new_ids)) if new_ids else np.empty(0, np.int64))
+    return np.concatenate(new_ids) if new_ids else np.empty(0, np.int64)
 
 
-def _fingerprint(learner: Learner) -> str:
-    """What makes two learners of one name the same: class, parameters, scorers, what is stored."""
+@dataclass
+class _Replacement:
+    reset: np.ndarray  # jobs that run again with the new settings
+    surplus: np.ndarray  # jobs of folds a replaced task no longer has
+    rows: list[tuple[str, str, str]]  # (task, learner, resampling) of learners outside the design on replaced folds
+    messages: list[str]
+
+
+def _replacement(reg: RegistryState, tasks: dict[str, set[str] | None], learners: list[str],
+                 n_folds: dict[tuple[str, str], int], rows: list[tuple[str, str, str]]) -> _Replacement:
+    """Which jobs ``batchmark(replace=True)`` resets or removes; refused (before anything is
+    written) while any of them is queued or running."""
+    reg.sync()
+    sel = reg.job_ids
+    jobs = reg.definitions.job_pars(sel)
+    task = jobs["problem"].to_numpy()
+    learner = jobs["algorithm"].to_numpy()
+    resampling = np.array([p.get("resampling") for p in jobs["prob_pars"]], dtype=object)
+    fold = np.array([p.get("fold", 0) for p in jobs["prob_pars"]], dtype=np.int64)
+    reset = np.zeros(sel.size, bool)
+    surplus = np.zeros(sel.size, bool)
+    extra_rows: list[tuple[str, str, str]] = []
+    what = []
+    for name in learners:
+        hit = learner == name
+        what.append((f"learner '{name}' has other settings", hit))
+        reset |= hit
+    for name, which in tasks.items():
+        hit = (task == name) & (np.isin(resampling, list(which)) if which is not None else True)
+        for r in dict.fromkeys(resampling[hit].tolist()):
+            on = hit & (resampling == r)
+            surplus |= on & (fold > n_folds[name, r])
+            extra_rows += [(name, lr, r) for lr in dict.fromkeys(learner[on].tolist())]
+        what.append((f"task '{name}' has " + (f"other folds of {', '.join(map(repr, sorted(which)))}" if which
+                                               else "other data"), hit))
+        reset |= hit
+    reset &= ~surplus
+    m = masks(reg, reg.pos(sel))
+    busy = sel[(reset | surplus) & m["system"]]
+    if busy.size:
+        raise ValueError(f"replace: {busy.size} job(s) to replace are queued or running, e.g. {busy[:5].tolist()}; "
+                         "wait_for_jobs() or kill_jobs() them first")
+    messages = []
+    for text, hit in what:
+        hit = hit & (reset | surplus)
+        gone = hit & surplus
+        messages.append(f"{text} (replace=True): its {int((hit & reset).sum())} jobs will run again"
+                        + (f", {int(gone.sum())} removed (folds it no longer has)" if gone.any() else "")
+                        + f"; {int((hit & m['done']).sum())} results and {int((hit & m['error']).sum())} errors "
+                        "discarded")
+    known = set(rows)
+    return _Replacement(sel[reset], sel[surplus], [r for r in dict.fromkeys(extra_rows) if r not in known], messages)
+
+
+def _settings(learner: Learner) -> dict[str, Any]:
+    """What makes two learners of one name the same: class, parameters, scorers, what is stored,
+    and the source of the user's own classes and scorers in it (a fixed bug is a change)."""
     est = learner.estimator
-    return (f"{type(est).__module__}.{type(est).__qualname__} {params_of(est)} scoring={list(learner.scoring)} "
-            f"store_model={learner.store_model} store_predictions={learner.store_predictions}")
+    return {"class": f"{type(est).__module__}.{type(est).__qualname__}", "params": params_of(est),
+            "scoring": list(learner.scoring), "store_models": learner.store_model,
+            "store_predictions": learner.store_predictions, "code": learner.code}
+
+
+def _difference(old: Learner, new: Learner) -> str:
+    """What differs between two learners' settings, in words ("" if nothing)."""
+    a, b = _settings(old), _settings(new)
+    out = []
+    for key in a:
+        if a[key] == b[key] or key == "code" and not (a[key] and b[key]):  # code: compared when both are known
+            continue
+        if key == "params":
+            keys = [k for k in dict.fromkeys([*a[key], *b[key]]) if a[key].get(k) != b[key].get(k)]
+            out += [f"{k}={a[key].get(k)!r} -> {b[key].get(k)!r}" for k in keys]
+        elif key == "code":
+            out.append("the source of its own code changed")
+        else:
+            out.append(f"{key} {a[key]!r} -> {b[key]!r}")
+    return "; ".join(out)
+
+
+def _user_code(est: Any, scorers: dict[str, Any]) -> str:
+    """A digest of the source of the user's own code in a learner: the classes of the estimator and
+    of the estimators nested in it (pipeline steps, wrapped models), and scorer functions; "" if
+    none (or its source cannot be read, e.g. typed into an interpreter)."""
+    try:
+        nested = list(est.get_params(deep=True).values()) if callable(getattr(est, "get_params", None)) else []
+    except Exception:  # an estimator whose parameters cannot be listed: its own class still counts
+        nested = []
+    objects = [type(o) for o in (est, *nested) if callable(getattr(o, "fit", None))] + \
+        [getattr(s, "_score_func", s) for s in scorers.values() if callable(s)]  # make_scorer keeps the metric
+    sources = []
+    for obj in dict.fromkeys(objects):
+        if getattr(obj, "__module__", None) != "__main__" and user_module(obj) is None:
+            continue  # installed code: its version is not the benchmark's business
+        try:
+            sources.append(f"{obj.__module__}.{obj.__qualname__}\n{inspect.getsource(obj)}")
+        except (OSError, TypeError):
+            continue
+    return hashlib.sha1("\n".join(sources).encode()).hexdigest()[:12] if sources else ""
 
 
 # ------------------------------------------------------------------------------------ results

@@ -3,10 +3,15 @@ its aggregate per task x learner, predictions and models when stored, and a figu
 
 from __future__ import annotations
 
+import shutil
+import sys
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from ..core.checks import check_flag
+from .benchmark_plots import KINDS, box_figure, cd_figure, scores_figure
 
 KEYS = ["task", "learner", "resampling", "fold"]
 TIMES = ["fit_time", "score_time"]
@@ -38,32 +43,40 @@ class BenchmarkResult:
     def __len__(self) -> int:
         return len(self.scores)
 
-    def aggregate(self, by=None) -> pd.DataFrame:
-        """Mean and standard deviation of every score (and of the fit time) per task x learner x
-        resampling, or per the columns ``by`` (e.g. ``["task", "learner", "test_subset"]``);
-        ``n`` counts the folds.
+    def aggregate(self, by=None, times: bool = False) -> pd.DataFrame:
+        """Mean and standard deviation of every score per task x learner x resampling, or per the
+        columns ``by`` (e.g. ``["task", "learner", "test_subset"]``): the keys, then
+        ``<scorer>_mean`` and ``<scorer>_sd`` for every scorer, then ``n`` (the number of folds);
+        ``times=True`` adds ``fit_time`` and ``score_time`` (mean and sd, seconds) after them.
+
+        Printed, the table shows every column, wrapped to the terminal's width (80 columns in a
+        log), rather than eliding the middle ones as pandas does; the table is a DataFrame.
 
         >>> import pandas as pd
         >>> s = pd.DataFrame({"task": "t", "learner": ["a", "a", "b", "b"], "resampling": "cv2",
         ...                   "fold": [1, 2, 1, 2], "acc": [0.5, 0.7, 0.9, 0.9], "fit_time": 0.1,
         ...                   "score_time": 0.0, "job_id": [1, 2, 3, 4]})
-        >>> BenchmarkResult(s, ["acc"], []).aggregate()[["learner", "acc_mean", "acc_sd", "n"]]
-          learner  acc_mean    acc_sd  n
-        0       a       0.6  0.141421  2
-        1       b       0.9  0.000000  2
+        >>> print(BenchmarkResult(s, ["acc"], []).aggregate())
+          task learner resampling  acc_mean    acc_sd  n
+        0    t       a        cv2       0.6  0.141421  2
+        1    t       b        cv2       0.9  0.000000  2
         """
+        check_flag("times", times)
         by = ["task", "learner", "resampling"] if by is None else ([by] if isinstance(by, str) else list(by))
         unknown = [c for c in by if c not in self.scores.columns]
         if unknown:
             raise ValueError(f"by: no column(s) {unknown}; choose among {list(self.scores.columns)}")
-        values = [c for c in self.scorers + ["fit_time"] if c in self.scores.columns]
+        scores = [c for c in self.scorers if c in self.scores.columns]
+        timing = [c for c in TIMES if c in self.scores.columns] if times else []
+        columns = by + [f"{v}_{s}" for v in scores for s in ("mean", "sd")] + ["n"] + \
+            [f"{v}_{s}" for v in timing for s in ("mean", "sd")]
         if not len(self.scores):
-            return pd.DataFrame(columns=by + [f"{v}_{s}" for v in values for s in ("mean", "sd")] + ["n"])
+            return ScoreTable(columns=columns)
         grouped = self.scores.groupby(by, sort=False, dropna=False)
-        out = grouped[values].agg(["mean", "std"])
+        out = grouped[scores + timing].agg(["mean", "std"])
         out.columns = [f"{v}_{'sd' if s == 'std' else s}" for v, s in out.columns]
         out["n"] = grouped.size()
-        return out.reset_index()
+        return ScoreTable(out.reset_index()[columns])
 
     @property
     def predictions(self) -> pd.DataFrame:
@@ -91,44 +104,49 @@ class BenchmarkResult:
         out["model"] = pd.Series([self._models[j] for j in out["job_id"]], index=out.index, dtype=object)
         return out.reset_index(drop=True)
 
-    def plot(self, score: str | None = None, by: str | None = None):
-        """A matplotlib Figure comparing the learners on each task: one panel per task, one row
-        per learner (per learner and value of the column ``by``, e.g. ``"train_subsets"``), every
-        fold as a dot, mean +- sd as a bar. ``score``: which scorer (default: the first). Save it
-        with ``fig.savefig("scores.png")``."""
-        try:
-            from matplotlib.figure import Figure
-        except ImportError as e:  # pragma: no cover - matplotlib is the 'plot' extra
-            raise ImportError("BenchmarkResult.plot needs matplotlib: pip install 'pybatchtools[plot]'") from e
+    def plot(self, score: str | None = None, by: str | None = None, kind: str = "scores",
+             greater_is_better: bool = True, alpha: float = 0.05):
+        """A matplotlib Figure comparing the learners (save it with ``fig.savefig("scores.pdf")``).
+
+        ``kind``:
+
+        - ``"scores"`` (default): one panel per task, one row per learner (per learner and value of
+          the column ``by``, e.g. ``"train_subsets"``), every fold as a dot, mean +- sd as a bar;
+        - ``"box"``: the same panels with a box plot of the folds' scores per learner;
+        - ``"cd"``: the critical-difference diagram of the learners across tasks (Demšar 2006, as
+          mlr3benchmark's ``autoplot(type = "cd")``): each task ranks the learners by their mean
+          score (1 = best), the axis shows the mean ranks, the title the Friedman test, and thick
+          bars join learners whose mean ranks differ by less than the Nemenyi critical difference
+          at level ``alpha`` (drawn above the axis), which the data cannot tell apart. It needs 3 or
+          more learners and 2 or more tasks scored by every learner (SciPy computes the tests);
+          ``greater_is_better=False`` for a score where lower is better (scikit-learn's scorers are
+          all greater-is-better: losses are negated, ``neg_log_loss``).
+
+        ``score``: which scorer (default: the first).
+        """
+        if kind not in KINDS:
+            raise ValueError(f"kind: one of {KINDS}, got {kind!r}")
+        check_flag("greater_is_better", greater_is_better)
         score = (self.scorers[0] if self.scorers else None) if score is None else score
         if score not in self.scorers:
             raise ValueError(f"score: {score!r} is not a scorer of this benchmark; choose among {self.scorers}")
-        s = self.scores
-        if by is not None and by not in s.columns:
-            raise ValueError(f"by: no column {by!r}; choose among {list(s.columns)}")
-        row = s["learner"] if by is None else s["learner"].astype(str) + " | " + s[by].astype(str)
-        s = s.assign(_row=row.to_numpy())
-        tasks = list(dict.fromkeys(s["task"]))
-        learners = list(dict.fromkeys(s["_row"]))
-        fig = Figure(figsize=(7, 0.6 + (0.35 * len(learners) + 0.5) * max(len(tasks), 1)))
-        axes = fig.subplots(max(len(tasks), 1), 1, squeeze=False, sharex=True)[:, 0]
-        for ax, task in zip(axes, tasks):
-            sub = s[s["task"] == task]
-            for y, learner in enumerate(learners):
-                vals = sub.loc[sub["_row"] == learner, score].dropna().to_numpy()
-                if not vals.size:
-                    continue
-                ax.plot(vals, np.full(vals.size, y), "o", color="0.6", markersize=4, alpha=0.7)
-                mean, sd = vals.mean(), vals.std(ddof=1) if vals.size > 1 else 0.0
-                ax.errorbar([mean], [y], xerr=[sd], fmt="D", color="black", capsize=3, markersize=5)
-            ax.set_yticks(range(len(learners)))
-            ax.set_yticklabels(learners)
-            ax.set_ylim(-0.6, len(learners) - 0.4)
-            ax.invert_yaxis()
-            ax.set_title(f"task {task}", fontsize=10, loc="left")
-            ax.grid(axis="x", alpha=0.3)
-        axes[-1].set_xlabel(f"{score} (dots: folds; diamond and bar: mean +- sd)")
-        if not tasks:
-            axes[0].set_title("no scores yet")
-        fig.tight_layout()
-        return fig
+        if kind == "cd":
+            if by is not None:
+                raise ValueError("by: the critical-difference diagram ranks learners per task; filter res.scores "
+                                 "instead (BenchmarkResult(res.scores[...], res.scorers, res.info))")
+            return cd_figure(self.scores, score, greater_is_better, alpha)
+        return (box_figure if kind == "box" else scores_figure)(self.scores, score, by)
+
+
+class ScoreTable(pd.DataFrame):
+    """A DataFrame that prints every column, wrapped to the width of the terminal (or of
+    ``pandas.options.display.width``, 80, when the output is not a terminal, as in a log), so the
+    scores of a wide aggregate are never elided. What is made from it is a plain DataFrame."""
+
+    def __repr__(self) -> str:
+        width = pd.get_option("display.width") or 80
+        isatty = getattr(sys.stdout, "isatty", None)
+        if isatty is not None and isatty():
+            width = shutil.get_terminal_size((width, 24)).columns
+        return self.to_string(line_width=width, max_rows=pd.get_option("display.max_rows"),
+                              min_rows=pd.get_option("display.min_rows"), show_dimensions="truncate")

@@ -11,6 +11,8 @@ import pandas as pd
 from ..core import attempts
 from ..core.backend import run_hook
 from ..core.checks import check_number
+from ..core.cleanup import drop_unused_resources, obsolete_logs, remove_dirs
+from ..core.files import unlink_quietly
 from ..core.pool import pool_state
 from ..core.registry import RegistryState, resolve
 from ..core.state import forget_runs, masks, select
@@ -20,8 +22,9 @@ log = logging.getLogger("batchtools")
 
 def reset_jobs(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
     """Forget the computational state of jobs (default: none), removing their results,
-    checkpoints and the record of their attempts, so they can be submitted again from scratch.
-    Jobs still on the system must be killed first."""
+    checkpoints, external folders (``job.external_dir``) and the record of their attempts, so they
+    can be submitted again from scratch; logs and resource rows no job refers to any more go too
+    (R sweeps the registry after a reset). Jobs still on the system must be killed first."""
     reg = resolve(reg)
     reg.assert_writeable("reset jobs")
     reg.sync()
@@ -40,10 +43,14 @@ def _forget(reg: RegistryState, sel: np.ndarray) -> None:
     with reg.mutation("reset jobs"):
         forget_runs(reg, reg.pos(sel))
         attempts.drop(reg, sel)
-        reg.save(("status", "attempts"), meta=False)
+        drop_unused_resources(reg)
+        reg.save(("status", "attempts", "resources"), meta=False)
         # after the status: a crash leaves a stray file, not a lost result
         reg.after_commit(lambda: reg.store.delete(sel.tolist()))
         reg.delete_after(reg.layout.checkpoint(i) for i in sel.tolist())
+        # what R's sweep after a reset removes: the jobs' external folders, logs no job refers to any more
+        reg.after_commit(lambda: remove_dirs(reg.layout.external_dir(i) for i in sel.tolist()))
+        reg.after_commit(lambda: unlink_quietly(obsolete_logs(reg)))
 
 
 def kill_jobs(ids=None, kill_timeout: float = 60, reg: RegistryState | None = None) -> pd.DataFrame:

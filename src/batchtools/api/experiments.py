@@ -14,8 +14,10 @@ import numpy as np
 import pandas as pd
 
 from ..core import attempts
-from ..core.files import make_dir
+from ..core.cleanup import drop_unused_resources, obsolete_logs, remove_dirs
+from ..core.files import make_dir, unlink_quietly
 from ..core.ids import ids_frame
+from ..core.kinds import caller_scope
 from ..core.pickling import Pickled, pickle_by_value
 from ..core.registry import RegistryState, require_kind, resolve
 from ..core.state import masks
@@ -89,6 +91,8 @@ def add_problem(name: str, data: Any = None, fun: Callable | None = None, seed: 
         raise ValueError("cache: caching instances needs a problem seed (else instances differ per run); pass seed=...")
     prob = Problem(name, data, fun, seed, cache)
     register(reg, "problem", name, prob, fun)
+    if cache:  # as R: the folder of the cached instances exists once the problem does
+        make_dir(reg.layout.instance_cache(name, {}, 1).parent)
     return prob
 
 
@@ -247,6 +251,7 @@ def _check_repls(repls, problems: list[str]) -> dict[str, int]:
 
 
 def _add(reg: RegistryState, prob_rows, algo_rows, repls: dict[str, int], combine: str) -> pd.DataFrame:
+    n_designs = len(reg.tables["designs"])
     prob_ids = {p: np.array(_row_ids(reg, "prob", p, rows), dtype=np.int64) for p, rows in prob_rows.items()}
     algo_ids = {a: np.array(_row_ids(reg, "algo", a, rows), dtype=np.int64) for a, rows in algo_rows.items()}
     parts = []
@@ -291,7 +296,8 @@ def _add(reg: RegistryState, prob_rows, algo_rows, repls: dict[str, int], combin
     cand = cand.sort_values(["block", "def_id", "repl"], kind="stable")
     total = len(cand)
     if total == 0:
-        reg.save(("designs", "defs"))
+        if fresh.any() or len(reg.tables["designs"]) != n_designs:  # adding nothing again writes nothing
+            reg.save(("designs", "defs"))
         return ids_frame(np.empty(0, np.int64))
     start = int(st["job_id"].max()) + 1 if len(st) else 1
     job_ids = np.arange(start, start + total, dtype=np.int64)
@@ -306,10 +312,13 @@ def _add(reg: RegistryState, prob_rows, algo_rows, repls: dict[str, int], combin
 # ----------------------------------------------------------------- queries
 def find_experiments(ids=None, prob_name: str | None = None, prob_pattern: str | None = None,
                      algo_name: str | None = None, algo_pattern: str | None = None, prob_pars=None,
-                     algo_pars=None, repls=None, reg: RegistryState | None = None) -> pd.DataFrame:
-    """Experiments by problem/algorithm name (exact or regex pattern), parameters
-    (a pandas query string like ``"n > 5"`` or a callable on the parameter dict)
-    and replication numbers.
+                     algo_pars=None, repls=None, task=None, learner=None,
+                     reg: RegistryState | None = None) -> pd.DataFrame:
+    """Experiments by problem/algorithm name (exact or regex pattern; a name or a list of
+    names), parameters (a pandas query string like ``"n > 5"``, where ``@name`` is the caller's
+    variable, or a callable on the parameter dict) and replication numbers. ``task`` / ``learner``
+    are ``prob_name`` / ``algo_name`` in the words of ML benchmarks (:func:`batchmark`):
+    ``find_experiments(task="iris", learner=["tree", "forest"])``.
 
     >>> import batchtools as bt, pandas as pd
     >>> reg = bt.make_experiment_registry(file_dir=None, seed=1)
@@ -320,6 +329,11 @@ def find_experiments(ids=None, prob_name: str | None = None, prob_pattern: str |
     [4]
     """
     reg = _exp_reg(reg, "find_experiments")
+    for word, value, other, name in (("task", task, prob_name, "prob_name"), ("learner", learner, algo_name, "algo_name")):
+        if value is not None and other is not None:
+            raise ValueError(f"{word}: is another name for {name}; give one of them")
+    prob_name = task if task is not None else prob_name
+    algo_name = learner if learner is not None else algo_name
     defs = reg.definitions
     sel = reg.ids(ids)
     jobs = defs.job_frame(sel)
@@ -335,10 +349,11 @@ def find_experiments(ids=None, prob_name: str | None = None, prob_pattern: str |
             except (re.error, TypeError) as e:
                 raise ValueError(f"{arg}: not a valid regular expression: {e}") from None
             keep &= jobs[col].map(lambda s: bool(rx.search(s))).to_numpy(dtype=bool)
+    scope = caller_scope()
     for arg, value, kind, col in (("prob_pars", prob_pars, "prob", "prob_row"),
                                   ("algo_pars", algo_pars, "algo", "algo_row")):
         if value is not None:
-            keep &= np.isin(jobs[col].to_numpy(), defs.matching_rows(kind, value, arg))
+            keep &= np.isin(jobs[col].to_numpy(), defs.matching_rows(kind, value, arg, scope))
     if repls is not None:
         r = np.atleast_1d(np.asarray(repls))
         if r.dtype.kind not in "iu":
@@ -348,7 +363,8 @@ def find_experiments(ids=None, prob_name: str | None = None, prob_pattern: str |
 
 
 def summarize_experiments(ids=None, by=("problem", "algorithm"), reg: RegistryState | None = None) -> pd.DataFrame:
-    """Number of experiments per ``by`` group (names, ``repl`` or parameter names)."""
+    """Number of experiments per ``by`` group (names, ``repl`` or parameter names; in an ML
+    benchmark also ``task`` and ``learner``, the problem and algorithm in the benchmark's words)."""
     reg = _exp_reg(reg, "summarize_experiments")
     by = [by] if isinstance(by, str) else list(by)
     sel = reg.ids(ids)
@@ -376,9 +392,13 @@ def _remove_jobs(reg: RegistryState, job_ids: np.ndarray) -> None:
     tags = reg.tables["tags"]
     reg.tables["tags"] = tags[~tags["job_id"].isin(job_ids)].reset_index(drop=True)
     attempts.drop(reg, job_ids)
+    drop_unused_resources(reg)
     reg.mark_dirty("defs", "status", "tags")
-    reg.save(("status", "defs", "tags", "attempts"), meta=False)
+    reg.save(("status", "defs", "tags", "attempts", "resources"), meta=False)
     reg.after_commit(lambda: reg.store.delete(job_ids.tolist()))
+    # what R's sweep after a removal removes: the jobs' external folders, logs no job refers to any more
+    reg.after_commit(lambda: remove_dirs(reg.layout.external_dir(i) for i in job_ids.tolist()))
+    reg.after_commit(lambda: unlink_quietly(obsolete_logs(reg)))
 
 
 def remove_experiments(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:

@@ -9,6 +9,7 @@ import pandas as pd
 
 from ..core.checks import check_tags
 from ..core.ids import ids_frame
+from ..core.kinds import caller_scope
 from ..core.registry import RegistryState, resolve
 from ..core.state import select
 
@@ -77,19 +78,23 @@ def find_expired(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
 
 def find_jobs(expr: str | Callable | None = None, ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
     """Jobs whose parameters match ``expr``: a pandas query string over the
-    parameter columns (``"x > 5 and y == 'a'"``) or a callable on the parameter dict.
+    parameter columns (``"x > 5 and y == 'a'"``; ``@name`` is the caller's variable ``name``, R's
+    ``findJobs(x == name)``) or a callable on the parameter dict.
 
     >>> import batchtools as bt
     >>> reg = bt.make_registry(file_dir=None)
     >>> _ = bt.batch_map(lambda x: x, x=range(1, 11))
     >>> bt.find_jobs("x > 8")["job_id"].tolist()
     [9, 10]
+    >>> limit = 9
+    >>> bt.find_jobs("x >= @limit")["job_id"].tolist()
+    [9, 10]
     """
     reg = resolve(reg)
     sel = reg.ids(ids)
     if expr is None:
         return ids_frame(sel)
-    return ids_frame(reg.definitions.filter(sel, expr))
+    return ids_frame(reg.definitions.filter(sel, expr, scope=caller_scope()))
 
 
 def find_tagged(tags, ids=None, reg: RegistryState | None = None) -> pd.DataFrame:

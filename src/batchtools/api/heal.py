@@ -25,6 +25,7 @@ import pandas as pd
 from ..core import attempts
 from ..core.pool import pool_state
 from ..core.registry import RegistryState
+from ..core.resources import resources_by_id
 from ..core.retry import CONTINUED, DEFAULT_POLICY, Accounting, decide, policy_of
 from ..core.tables import set_rows
 from .submit import submit_jobs
@@ -66,12 +67,6 @@ def _seen(reg: RegistryState) -> set:
     return reg.__dict__.setdefault("_heal_seen", set())
 
 
-def _resources_of(reg: RegistryState, rid: np.ndarray) -> list[dict | None]:
-    res = reg.tables["resources"]
-    lookup = dict(zip(res["resource_id"].tolist(), res["resources"].tolist()))
-    return [lookup.get(int(r)) if r == r else None for r in rid.tolist()]
-
-
 def _retry(reg: RegistryState, rows: np.ndarray) -> np.ndarray:
     st = reg.status
     pool = pool_state(reg)
@@ -89,7 +84,7 @@ def _retry(reg: RegistryState, rows: np.ndarray) -> np.ndarray:
     if not new.any():
         return np.empty(0, np.int64)
     rows, ids, attempt, keys = rows[new], ids[new], attempt[new], [k for k, n in zip(keys, new) if n]
-    resources = _resources_of(reg, st["resource_id"].to_numpy()[rows])
+    resources = resources_by_id(reg, st["resource_id"].to_numpy()[rows])
     node = st["reason"].to_numpy()[rows].copy()
     # an expired run that was requeued by its node but never came back: it goes on from its checkpoint
     restarts = st["restart"].to_numpy()[rows]

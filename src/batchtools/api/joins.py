@@ -50,8 +50,8 @@ def unwrap(df: pd.DataFrame, cols=None, sep: str | None = None) -> pd.DataFrame:
     A dict cell gives one column per key; a Series (R's named vector) one per index label; a
     one-row DataFrame one per column; a list, tuple or array (R's unnamed vector) and any
     other value give ``<col>.1``, ``<col>.2``, ...; a missing cell gives missing values.
-    ``cols=None`` expands every column that holds such containers (not plain values or
-    strings). With ``sep`` new columns are named ``<col><sep><key>``. A new column whose name
+    ``cols=None`` expands every column that holds such containers (R's list columns; their
+    other values become ``<col>.1``); a column of plain values only is expanded when named. With ``sep`` new columns are named ``<col><sep><key>``. A new column whose name
     is taken already is named ``<col>.<key>``. ``flatten`` is the same function (R's alias).
 
     >>> import pandas as pd
@@ -66,9 +66,8 @@ def unwrap(df: pd.DataFrame, cols=None, sep: str | None = None) -> pd.DataFrame:
         raise TypeError(f"df: expected a DataFrame, got {type(df).__name__}")
     if sep is not None and not isinstance(sep, str):
         raise TypeError(f"sep: must be a string or None, got {type(sep).__name__}")
-    if cols is None:
-        cols = [c for c in df.columns if df[c].dtype == object and len(df) and
-                df[c].map(lambda v: _is_container(v) or _is_missing(v)).all() and df[c].map(_is_container).any()]
+    if cols is None:  # the columns holding containers (R's list columns), whatever else they hold
+        cols = [c for c in df.columns if df[c].dtype == object and len(df) and df[c].map(_is_container).any()]
     elif isinstance(cols, str):
         cols = [cols]
     else:

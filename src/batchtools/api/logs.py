@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import bisect
+import heapq
 import re
 
 import numpy as np
 import pandas as pd
 
 from ..core.display import DisplayFrame
-from ..core.protocol import END, START
+from ..core.protocol import BANNER, JOB_LINE, MARK, START
 from ..core.registry import RegistryState, resolve
 from ..core.state import select
+
+BANNER_LINE = MARK + BANNER
 
 
 def _log_path(reg: RegistryState, job_id: int):
@@ -24,26 +28,68 @@ def _log_path(reg: RegistryState, job_id: int):
     return reg.layout.log_named(name) if name else reg.layout.log(job_hash)
 
 
-def extract_job_section(lines: list[str], job_id: int) -> list[str]:
-    """The lines of one job in a log (from its last start marker to the next marker):
-    a log may hold several jobs, and several runs of the same job."""
-    start = end = None
-    for i, line in enumerate(lines):
-        m = START.match(line)
-        if m and int(m.group(1)) == job_id:
-            start, end = i, None
-        elif start is not None and end is None and (m or line == END):
-            end = i
-    if start is None:
-        return []
-    return lines[start:end] if end is not None else lines[start:]
+class LogIndex:
+    """Which job each line of a log belongs to, read once for many jobs (``grep_logs``).
+
+    As R's ``readLog``: a line ending in ``[batchtools job.id=N]`` (a job's start and end markers)
+    is job N's, and so are the lines between two markers of the same job; the other lines are the
+    job collection's (its header and footer, hook output). A log may hold several collections
+    (a requeued run, Interactive's session), each starting with the node's banner.
+    """
+
+    def __init__(self, lines: list[str]):
+        self.lines = lines
+        self.by_job: dict[int, list[int]] = {}
+        self.free: list[int] = []  # lines of no job
+        self.starts: dict[int, int] = {}  # each job's last start marker
+        self.banners: list[int] = []
+        held: list[int] = []
+        owner = None  # the id of the last marker, and the lines of no marker since
+        for i, line in enumerate(lines):
+            m = JOB_LINE.search(line)
+            if m is None:
+                if line.startswith(BANNER_LINE):
+                    self.banners.append(i)
+                held.append(i)
+                continue
+            job = int(m.group(1))
+            if owner == job:
+                self.by_job[job].extend(held)
+            else:
+                self.free.extend(held)
+            held = []
+            self.by_job.setdefault(job, []).append(i)
+            if START.match(line):
+                self.starts[job] = i
+            owner = job
+        self.free.extend(held)
+
+    def section(self, job_id: int) -> list[str] | None:
+        """The log of one job, as R's ``getLog``: of the collection's part of the log that holds the
+        job's last run, the job's lines and the lines of no job. None if the job never started here."""
+        start = self.starts.get(job_id)
+        if start is None:
+            return None
+        k = bisect.bisect_right(self.banners, start)
+        first = self.banners[k - 1] if k else 0
+        last = self.banners[k] if k < len(self.banners) else len(self.lines)
+
+        def within(idx: list[int]) -> list[int]:
+            return idx[bisect.bisect_left(idx, first):bisect.bisect_left(idx, last)]
+
+        own = sorted(within(self.by_job[job_id]))
+        return [self.lines[i] for i in heapq.merge(own, within(self.free))]
 
 
 def get_log(id: int, reg: RegistryState | None = None) -> list[str]:
-    """The log lines of job ``id`` (its part of the job collection's log)."""
+    """The log lines of job ``id``: its part of the job collection's log, with the collection's
+    header and footer (R's ``getLog``)."""
     reg = resolve(reg)
     reg.sync()
-    job_id = int(reg.ids(id, arg="id")[0])
+    sel = reg.ids(id, arg="id")
+    if sel.size != 1:
+        raise ValueError(f"id: expected exactly one job id, got {sel.size}")
+    job_id = int(sel[0])
     path = _log_path(reg, job_id)
     if path is None:
         raise FileNotFoundError(f"id: job {job_id} was never submitted, so it has no log yet")
@@ -51,7 +97,8 @@ def get_log(id: int, reg: RegistryState | None = None) -> list[str]:
         raise FileNotFoundError(f"id: the log of job {job_id} ({path}) does not exist (yet); "
                                 "it appears once the job starts")
     lines = path.read_text(errors="replace").splitlines()
-    return extract_job_section(lines, job_id) or lines
+    section = LogIndex(lines).section(job_id)
+    return lines if section is None else section  # e.g. a collection that failed before its first job
 
 
 def show_log(id: int, reg: RegistryState | None = None) -> None:
@@ -74,8 +121,9 @@ def show_log(id: int, reg: RegistryState | None = None) -> None:
 
 def grep_logs(ids=None, pattern: str = "", ignore_case: bool = False, fixed: bool = False,
               reg: RegistryState | None = None) -> pd.DataFrame:
-    """Search the logs of ``ids`` (default: all started jobs) for ``pattern`` (a regex,
-    or a literal string with ``fixed=True``). Returns ``job_id`` and matching ``line``;
+    """Search the logs of ``ids`` (default: all started jobs; each job's log as :func:`get_log`
+    gives it) for ``pattern`` (a regex, or a literal string with ``fixed=True``). Returns
+    ``job_id`` and the matching ``line``, one row per line (R: one row per job);
     printed, the lines are shown in full (not cut at pandas' column width).
 
     >>> import batchtools as bt
@@ -106,8 +154,8 @@ def grep_logs(ids=None, pattern: str = "", ignore_case: bool = False, fixed: boo
         if path is None or not path.exists():
             continue
         if path not in cache:
-            cache[path] = path.read_text(errors="replace").splitlines()
-        for line in extract_job_section(cache[path], job_id):
+            cache[path] = LogIndex(path.read_text(errors="replace").splitlines())
+        for line in cache[path].section(job_id) or ():
             if rx.search(line):
                 rows.append((job_id, line))
     return DisplayFrame(rows, columns=["job_id", "line"]).astype({"job_id": np.int64})

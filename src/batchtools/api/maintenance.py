@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from ..core import registry as core
+from ..core.cleanup import drop_unused_resources, obsolete_external_dirs, obsolete_logs, remove_dirs
 from ..core.files import make_dir, unlink_quietly
 from ..core.pickling import pickle_by_value
 from ..core.pool import pool_state
@@ -53,9 +54,20 @@ def sync_registry(reg: RegistryState | None = None) -> bool:
 
 
 def sweep_registry(reg: RegistryState | None = None) -> dict[str, int]:
-    """Remove files no job needs any more: results of jobs not done, result packs of which no
-    record counts any more (their collection was reset or submitted again), orphaned logs, job
-    collection files and stale temporary files. Returns the counts removed."""
+    """Remove what no job needs any more, as R's ``sweepRegistry``: results of jobs not done,
+    result packs of which no record counts any more (their collection was reset or submitted
+    again), logs no job refers to, job collection files, the external folders of jobs not
+    submitted (``job.external_dir``), resource rows no job refers to, and stale temporary files.
+    Returns the counts removed.
+
+    >>> import batchtools as bt
+    >>> reg = bt.make_registry(file_dir=None)
+    >>> reg.cluster_functions = bt.make_cluster_functions_interactive()
+    >>> _ = bt.batch_map(lambda x: x, x=[1])
+    >>> _ = bt.submit_jobs([1], resources={"walltime": 60}); _ = bt.submit_jobs([1], resources={"walltime": 120})
+    >>> bt.sweep_registry()["resources"]  # the first submission's resources
+    1
+    """
     reg = resolve(reg)
     reg.assert_writeable("sweep the registry")
     reg.sync()
@@ -63,8 +75,7 @@ def sweep_registry(reg: RegistryState | None = None) -> dict[str, int]:
     ids = reg.job_ids
     keep_results = set(ids[done_mask(reg, ids)].tolist())
     hashes = set(st["job_hash"].dropna())
-    log_names = set(st["log_file"].dropna())  # pooled jobs log into their worker's file
-    active_hashes = set(st.loc[masks(reg)["system"], "job_hash"].dropna())
+    active = set(st.loc[masks(reg)["system"], "job_hash"].dropna())
     pool = pool_state(reg)
     live_workers = ({w for w, info in pool.workers.items() if info.get("state") not in ("exited", "stale")}
                     if pool else set())
@@ -73,14 +84,19 @@ def sweep_registry(reg: RegistryState | None = None) -> dict[str, int]:
         d = reg.layout.dir(sub)
         return list(os.scandir(d)) if d.is_dir() else []
 
+    with reg.mutation("sweep the registry"):
+        unused = drop_unused_resources(reg)
+        if unused:
+            reg.save(("resources",), meta=False)
     stale = time.time() - 3600
     removed = {
         "results": reg.store.delete(i for i in reg.store.ids().tolist() if i not in keep_results),
         "packs": reg.store.drop_packs(hashes | reg.inflight) if isinstance(reg.store, FolderStore) else 0,
-        "logs": unlink_quietly(e.path for e in files("logs") if e.name.split(".")[0].rsplit("-", 1)[0] not in hashes
-                               and e.name.split(".")[0] not in hashes and e.name not in log_names),
-        "jobs": unlink_quietly(e.path for e in files("jobs") if e.name.split(".")[0] not in active_hashes
+        "logs": unlink_quietly(obsolete_logs(reg)),
+        "jobs": unlink_quietly(e.path for e in files("jobs") if e.name.split(".")[0] not in active
                                and e.name.split(".")[0] not in live_workers),
+        "external": remove_dirs(obsolete_external_dirs(reg)),
+        "resources": unused,
         "tmp": unlink_quietly(e.path for sub in ("results", "updates", "jobs", "logs", ".")
                               for e in files(sub) if e.name.startswith(".tmp-") and e.stat().st_mtime < stale),
     }
@@ -106,6 +122,7 @@ def _remove_job_files(reg: RegistryState) -> None:
         d = reg.layout.dir(sub)
         if d.is_dir():
             unlink_quietly(e.path for e in os.scandir(d) if e.is_file())
+    remove_dirs(obsolete_external_dirs(reg))  # the jobs' external folders
     unlink_quietly([reg.layout.user_function, reg.layout.more_args])
     shutil.rmtree(reg.layout.pool, ignore_errors=True)
 

@@ -26,6 +26,7 @@ from ..core.txn import recover as recover_unfinished_change
 log = logging.getLogger("batchtools")
 
 MISSING_RESULT = "result file missing (found by repair_registry); submit the job again"
+DAMAGED_RESULT = "packed result damaged where it lies (found by repair_registry); submit the job again"
 
 
 def _read_or_previous(path: Path, name: str, report: dict) -> object | None:
@@ -51,7 +52,7 @@ def _merge_all_updates(reg: RegistryState, report: dict) -> None:
     if not directory.is_dir():
         return
     st = reg.status
-    hashes = st["job_hash"].to_numpy()
+    hashes = st["job_hash"].to_numpy(copy=True)  # written below (a view of the table is read-only)
     done = st["done"].to_numpy()
     for entry in sorted(os.scandir(directory), key=lambda e: e.stat().st_mtime):
         if not entry.is_file() or not entry.name.endswith(".pkl") or entry.name.startswith("."):
@@ -88,9 +89,12 @@ def repair_registry(file_dir: str | os.PathLike) -> dict:
     (refused while another live session holds it), rolls back an unfinished change, reads each
     table or, if it is unreadable, its previous version (``<table>.pkl.prev``), replays the
     submission journal, merges every status update file (quarantining garbage ones), records
-    jobs with a result file as done, and marks jobs recorded as done whose result file is gone
-    as failed ("result file missing"), so ``find_errors()`` lists them for resubmission.
-    Returns a report of what it did.
+    jobs with a result file as done, and marks jobs recorded as done whose result file (or packed
+    record) is gone or whose packed record was damaged where it lies as failed ("result file
+    missing", "packed result damaged"), so ``find_errors()`` lists them for resubmission (packs
+    with stretches of no known job, a record whose header was damaged, are listed under
+    ``damaged_packs``: the jobs whose results were there are among the missing ones). Returns a
+    report of what it did.
 
     >>> import batchtools as bt
     >>> reg = bt.make_registry(file_dir=None)
@@ -104,7 +108,7 @@ def repair_registry(file_dir: str | os.PathLike) -> dict:
     if not layout.meta.exists():
         raise RegistryNotFoundError(f"file_dir: {str(file_dir)!r} holds no registry (no registry.pkl)")
     report: dict = {"unreadable": [], "from_previous": [], "journal": 0, "from_updates": 0, "adopted": 0,
-                    "missing_results": []}
+                    "missing_results": [], "damaged_results": [], "damaged_packs": {}}
     lease = Lease(layout.file_dir)
     lease.acquire()
     try:
@@ -151,6 +155,12 @@ def repair_registry(file_dir: str | os.PathLike) -> dict:
         if lost.size:
             set_rows(st, lost, "error", MISSING_RESULT)
             report["missing_results"] = st["job_id"].to_numpy()[lost].tolist()
+        if isinstance(reg.store, FolderStore):  # a packed record damaged in place is listed, not readable
+            damaged = reg.store.damaged(st["job_id"].to_numpy()[done[have]].tolist())
+            if damaged:
+                set_rows(st, reg.pos(np.array(damaged, dtype=np.int64)), "error", DAMAGED_RESULT)
+                report["damaged_results"] = damaged
+            report["damaged_packs"] = reg.store.pack_damage()  # bytes of no known job (their results: missing)
         settle_stashes(reg)
         reg.save(tuple(reg.tables))
         Journal(layout.journal).clear()

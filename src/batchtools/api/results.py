@@ -13,6 +13,7 @@ import pandas as pd
 from ..core.errors import CorruptFileError, ResultNotFoundError
 from ..core.progress import progress
 from ..core.registry import RegistryState, resolve
+from ..core.resources import resources_by_id
 from ..core.state import done_mask
 from ..core.submission import build_collection
 from ..jobs.runners import make_job
@@ -37,15 +38,32 @@ def _takes_job(fun: Callable) -> bool:
         return False
 
 
+def _with_job(fun: Callable) -> Callable:
+    """``call(*values, job=job, **kwargs)``: calls ``fun`` with ``job`` matched by name wherever it
+    stands and ``values`` given to its other positional parameters in order, as R matches a named
+    argument before the positional ones: ``lambda job, aggr, res: ...`` and ``lambda aggr, res,
+    job: ...`` both work."""
+    try:
+        params = list(inspect.signature(fun).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    at = positional.index("job") if "job" in positional else None
+
+    def call(*values: Any, job: Any, **kwargs: Any) -> Any:
+        if at is None or at >= len(values):  # job comes after the values (or is keyword-only)
+            return fun(*values, job=job, **kwargs)
+        return fun(*values[:at], job, *values[at:], **kwargs)
+
+    return call
+
+
 def _jobs(reg: RegistryState, sel: np.ndarray) -> Iterator:
     """The Job objects of ``sel`` (as ``make_job`` builds them, with each job's resources)."""
     jc = build_collection(reg, sel, {}, job_hash="reduce")
-    rid = reg.status["resource_id"].to_numpy()[reg.pos(sel)]
-    table = reg.tables["resources"]
-    lookup = dict(zip(table["resource_id"].tolist(), table["resources"].tolist()))
-    for spec, r in zip(jc.jobs, rid.tolist()):
+    for spec, res in zip(jc.jobs, resources_by_id(reg, reg.status["resource_id"].to_numpy()[reg.pos(sel)])):
         job = make_job(jc, spec)
-        job.resources = dict(lookup.get(int(r)) or {}) if r == r else {}
+        job.resources = dict(res or {})
         yield job
 
 
@@ -55,8 +73,9 @@ def _caller(reg: RegistryState, sel: np.ndarray, fun: Callable | None, kwargs: d
         while True:
             yield lambda value: value
     elif _takes_job(fun):
+        call = _with_job(fun)
         for job in _jobs(reg, sel):
-            yield lambda value, job=job: fun(value, job=job, **kwargs)
+            yield lambda value, job=job: call(value, job=job, **kwargs)
     else:
         while True:
             yield lambda value: fun(value, **kwargs)
@@ -88,8 +107,8 @@ def _results(reg: RegistryState, sel: np.ndarray, missing_val: Any, fun: Callabl
 
 
 def _read_results(reg: RegistryState, ids: np.ndarray, missing_val: Any) -> list:
-    """Results of ``ids``; a corrupt one raises (naming file, job and remedy), or, with ``missing_val``
-    given, counts as missing with a warning, so one bad file never hides the others."""
+    """Results of ``ids``; a corrupt or lost one raises (naming file, job and remedy), or, with
+    ``missing_val`` given, counts as missing with a warning, so one bad file never hides the others."""
     try:
         out: list = []
         step = max(1, min(1000, ids.size // 200))  # a few hundred progress steps at most
@@ -98,14 +117,14 @@ def _read_results(reg: RegistryState, ids: np.ndarray, missing_val: Any) -> list
                 out.extend(reg.store.get_many(ids[a:a + step].tolist()))
                 bar.update(min(step, ids.size - a))
         return out
-    except CorruptFileError:
+    except (CorruptFileError, FileNotFoundError):  # a custom store says "lost" with FileNotFoundError
         if missing_val is _RAISE:
             raise
     out = []
     for job_id in ids.tolist():
         try:
             out.append(reg.store.get(job_id))
-        except CorruptFileError as e:
+        except (CorruptFileError, FileNotFoundError) as e:
             log.warning("%s; using missing_val for it", e)
             out.append(missing_val)
     return out
@@ -136,9 +155,9 @@ def reduce_results_list(ids=None, fun: Callable | None = None, missing_val: Any 
                         reg: RegistryState | None = None, **kwargs: Any) -> list:
     """Results of ``ids`` (default: all done jobs, by job id) as a list, in the order of ``ids``.
 
-    ``fun(result, **kwargs)`` is applied to each (``fun(result, job=job, **kwargs)`` if it has a
-    parameter ``job``; extra keyword arguments are R's ``...``). Jobs without a result raise,
-    unless ``missing_val`` is given.
+    ``fun(result, **kwargs)`` is applied to each (with ``job=job`` too if it has a parameter
+    ``job``, matched by name wherever it stands, as R; extra keyword arguments are R's ``...``).
+    Jobs without a result raise, unless ``missing_val`` is given.
 
     >>> import batchtools as bt
     >>> reg = bt.make_registry(file_dir=None)
@@ -158,9 +177,9 @@ def reduce_results_list(ids=None, fun: Callable | None = None, missing_val: Any 
 def reduce_results(fun: Callable, ids=None, init: Any = _RAISE, reg: RegistryState | None = None,
                    **kwargs: Any) -> Any:
     """Fold results in the order of ``ids`` (default: all done jobs, by job id) with
-    ``fun(aggr, result, **kwargs)`` (``fun(aggr, result, job=job, **kwargs)`` if it has a
-    parameter ``job``), starting at ``init`` (default: the first result). All jobs must be done;
-    no jobs and no ``init`` give None.
+    ``fun(aggr, result, **kwargs)`` (with ``job=job`` too if it has a parameter ``job``, matched
+    by name wherever it stands, as R: ``lambda job, aggr, res: ...`` works), starting at ``init``
+    (default: the first result). All jobs must be done; no jobs and no ``init`` give None.
 
     >>> import batchtools as bt
     >>> reg = bt.make_registry(file_dir=None)
@@ -169,6 +188,8 @@ def reduce_results(fun: Callable, ids=None, init: Any = _RAISE, reg: RegistrySta
     >>> bt.reduce_results(lambda a, b: a + b)
     6
     >>> bt.reduce_results(lambda aggr, res, job: aggr + [job.id], ids=[3, 1], init=[])
+    [3, 1]
+    >>> bt.reduce_results(lambda job, aggr, res: aggr + [job.id], ids=[3, 1], init=[])
     [3, 1]
     >>> bt.reduce_results(lambda a, b: a + b, ids=[]) is None
     True
@@ -188,6 +209,7 @@ def reduce_results(fun: Callable, ids=None, init: Any = _RAISE, reg: RegistrySta
     results = _read_results(reg, sel, _RAISE)
     with_job = _takes_job(fun)
     jobs = _jobs(reg, sel) if with_job else None
+    call = _with_job(fun) if with_job else fun
     if init is _RAISE:
         acc, start = results[0], 1
         if jobs is not None:
@@ -195,7 +217,7 @@ def reduce_results(fun: Callable, ids=None, init: Any = _RAISE, reg: RegistrySta
     else:
         acc, start = init, 0
     for r in results[start:]:
-        acc = fun(acc, r, job=next(jobs), **kwargs) if with_job else fun(acc, r, **kwargs)
+        acc = call(acc, r, job=next(jobs), **kwargs) if with_job else fun(acc, r, **kwargs)
     return acc
 
 

@@ -20,9 +20,10 @@ from typing import Any
 from ..backends.multicore import make_cluster_functions_multicore
 from ..core import registry as core
 from ..core.backend import ClusterFunctions, make_cluster_functions
+from ..core.checks import check_flag
 from ..core.config import apply_conf_file, find_conf_file
 from ..core.errors import RegistryNotFoundError
-from ..core.files import read_table, writable_by_others
+from ..core.files import read_table, user_path, writable_by_others
 from ..core.layout import Layout
 from ..core.lease import Lease
 from ..core.recovery import recover
@@ -37,16 +38,21 @@ def _check_strings(value, arg: str, files: bool = False) -> tuple[str, ...]:
     if isinstance(value, (str, os.PathLike)):
         value = [value]
     try:
-        items = tuple(os.fspath(v) for v in value)
+        return tuple(os.fspath(v) for v in value)
     except TypeError:
         raise TypeError(f"{arg}: expected a list of {'file paths' if files else 'module names'}, "
                         f"got {type(value).__name__}") from None
-    if files:
-        missing = [p for p in items if not Path(p).is_file()]
-        if missing:
-            raise FileNotFoundError(f"{arg}: file(s) not found: {missing}")
-        items = tuple(str(Path(p).absolute()) for p in items)
-    return items
+
+
+def _check_files(items: tuple[str, ...], arg: str, work_dir: Path) -> tuple[str, ...]:
+    """``source`` / ``load`` files as absolute paths: ``~`` expanded, a relative path taken from the
+    work dir (as R does); a missing file is refused."""
+    paths = [work_dir / user_path(p) for p in items]  # an absolute path stays as it is
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{arg}: file(s) not found: {missing} (a relative path is taken from the "
+                                f"work dir {str(work_dir)!r})")
+    return tuple(str(p) for p in paths)
 
 
 def _check_seed(seed) -> int:
@@ -69,7 +75,7 @@ def check_file_dir(file_dir, arg: str = "file_dir") -> Path:
     if bad:
         raise ValueError(f"{arg}: {text!r} contains the control character(s) {bad}, which cannot be passed to "
                          "job processes and scheduler scripts; choose a folder name without them")
-    path = Path(text)
+    path = user_path(text)
     for parent in [path, *path.absolute().parents]:
         if parent.exists() and not parent.is_dir():
             raise NotADirectoryError(f"{arg}: {str(parent)!r} is a file, so {text!r} cannot be a folder; "
@@ -83,7 +89,8 @@ def _check_new_dir(file_dir) -> Path:
         if Layout(path).meta.exists():
             raise FileExistsError(
                 f"file_dir: {str(path)!r} already holds a registry. Open it with "
-                f"load_registry({str(path)!r}, writeable=True), or remove it with remove_registry()."
+                f"load_registry({str(path)!r}, writeable=True), pass exist_ok=True to open it when it is of the same "
+                "kind and seed (a script that runs again), or remove it with remove_registry()."
             )
         if not path.is_dir() or any(path.iterdir()):
             raise FileExistsError(
@@ -141,15 +148,70 @@ def _finish_setup(reg: RegistryState, work_dir, conf_file, packages, source, loa
         log.warning("configuration file %s sets the cluster functions %r, overriding %r saved with the registry",
                     conf_file, reg.cluster_functions, saved)
     if work_dir is not None:
-        reg.work_dir = str(work_dir)
-    if not Path(reg.work_dir).is_dir():
+        reg.work_dir = os.fspath(work_dir)
+    wd = user_path(reg.work_dir)
+    if not wd.is_dir():
         raise FileNotFoundError(f"work_dir: {reg.work_dir!r} is not an existing directory")
-    reg.work_dir = str(Path(reg.work_dir).absolute())
+    reg.work_dir = str(wd.absolute())
+    reg.source = _check_files(reg.source, "source", wd.absolute())
+    reg.load = _check_files(reg.load, "load", wd.absolute())
+
+
+def _read_meta(layout: Layout) -> dict:
+    """The registry's settings as last committed (a change left unfinished by a dead session aside)."""
+    meta_path = committed_versions(layout.file_dir).get(str(layout.meta), layout.meta) or layout.meta
+    try:
+        return read_table(meta_path, "settings")
+    except FileNotFoundError:
+        return read_table(layout.meta, "settings")
+
+
+KIND_MAKERS = {"map": "make_registry", "experiment": "make_experiment_registry"}
+
+
+def _a(kind: str) -> str:
+    return f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind}"
+
+
+def _check_existing(cls: type[RegistryState], path: Path, seed, packages, source, load) -> None:
+    """``make_*registry(exist_ok=True)`` on a folder holding a registry: it must be of the kind and
+    seed asked for (and node set-up), else the call is refused naming the difference; nothing is written."""
+    meta = _read_meta(Layout(path))
+    kind = meta.get("kind", "map")
+    if kind != cls.kind:
+        raise FileExistsError(
+            f"file_dir: {str(path)!r} holds {_a(kind)} registry (made by {KIND_MAKERS.get(kind, kind)}), not "
+            f"{_a(cls.kind)} registry; exist_ok=True opens only a registry of "
+            f"the same kind. Use {KIND_MAKERS.get(kind, kind)}(...) or load_registry({str(path)!r}, writeable=True), "
+            "or choose another file_dir")
+    if seed is not None and seed != meta.get("seed"):
+        raise ValueError(
+            f"seed: the registry in {str(path)!r} has seed={meta.get('seed')}, this call asks seed={seed}; its jobs' "
+            f"seeds cannot change. Pass seed={meta.get('seed')} (or seed=None), or choose another file_dir")
+    asked = {"packages": _check_strings(packages, "packages"), "source": _check_strings(source, "source", files=True),
+             "load": _check_strings(load, "load", files=True)}
+    for key, value in asked.items():
+        stored = tuple(meta.get(key, ()))
+        if value != stored:
+            raise ValueError(
+                f"{key}: the registry in {str(path)!r} has {key}={stored!r}, this call asks {key}={value!r}; "
+                f"pass the same {key} (or choose another file_dir)")
 
 
 def create_registry(cls: type[RegistryState], file_dir, work_dir=None, conf_file: Any = ..., packages=(), source=(),
-                    load=(), seed: int | None = None, make_default: bool = True) -> RegistryState:
-    """A new registry of class ``cls`` in ``file_dir`` (None: a temporary one); see ``make_registry``."""
+                    load=(), seed: int | None = None, make_default: bool = True, exist_ok: bool = False,
+                    classes: dict[str, type[RegistryState]] | None = None) -> RegistryState:
+    """A new registry of class ``cls`` in ``file_dir`` (None: a temporary one); see ``make_registry``.
+    ``exist_ok``: a registry already in ``file_dir`` of the same kind (and seed, packages, source,
+    load) is opened writeable instead, as ``classes[kind]``."""
+    check_flag("exist_ok", exist_ok)
+    if exist_ok and file_dir is not None and Layout(check_file_dir(file_dir)).meta.is_file():
+        if seed is not None:
+            _check_seed(seed)
+        _check_existing(cls, Path(file_dir), seed, packages, source, load)
+        reg = open_registry(classes or {cls.kind: cls}, file_dir, work_dir, conf_file, make_default, writeable=True)
+        log.info("Opened the existing registry in '%s' (exist_ok=True)", reg.file_dir)
+        return reg
     seed = _check_seed(seed)
     temporary = file_dir is None
     if not temporary:
@@ -214,11 +276,7 @@ def open_registry(classes: dict[str, type[RegistryState]], file_dir: str | os.Pa
     try:
         if writeable:
             recover_unfinished_change(layout.file_dir)
-        meta_path = committed_versions(layout.file_dir).get(str(layout.meta), layout.meta) or layout.meta
-        try:
-            meta = read_table(meta_path, "settings")
-        except FileNotFoundError:
-            meta = read_table(layout.meta, "settings")
+        meta = _read_meta(layout)
         reg = classes[meta.get("kind", "map")](layout.file_dir, writeable=writeable)
         reg.lease = lease
         reg.set_meta(meta)
@@ -229,6 +287,11 @@ def open_registry(classes: dict[str, type[RegistryState]], file_dir: str | os.Pa
         _finish_setup(reg, work_dir, conf_file, reg.packages, [], [],
                       saved=restore_cluster_functions(meta.get("cluster_functions")))
         reg.source, reg.load = meta.get("source", ()), meta.get("load", ())
+        for arg in ("source", "load"):  # R warns "Failed to source"; the registry stays usable
+            missing = [p for p in getattr(reg, arg) if not os.path.isfile(p)]
+            if missing:
+                log.warning("%s: the registry's file(s) %s do not exist (any more); its jobs fail until they are "
+                            "back", arg, missing)
         if writeable:
             reg.layout.make_dirs()
         recover(reg)

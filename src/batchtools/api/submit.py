@@ -19,7 +19,7 @@ from ..core import attempts
 from ..core.backend import run_hook
 from ..core.files import unlink_quietly, write_pickle
 from ..core.ids import as_id_array
-from ..core.journal import Journal
+from ..core.journal import Journal, chunk_hash, inprocess_prefix
 from ..core.progress import progress
 from ..core.registry import RegistryState, resolve
 from ..core.resources import PER_JOB, check_resources, resource_id
@@ -134,13 +134,19 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
     accepted = 0  # jobs [0, accepted) were accepted by the backend
     recorded = 0  # jobs [0, recorded) are in the status table
     stashes: list[tuple[np.ndarray, str]] = []  # results of previous runs set aside, per accepted chunk
-    # accepted chunks survive a master killed before the next save (jobs run inside this process die with
-    # it: they are not journalled one by one, but a full disk is found before anything runs)
-    Journal(reg.layout.journal).begin()
-    journal = Journal(reg.layout.journal) if not cf.capabilities.in_process else None
+    # accepted chunks survive a master killed before the next save; a full disk is found before
+    # anything runs. Jobs run inside this process (Interactive) die with it: their chunks are
+    # journalled all at once, before any runs, and a dead session's successor records those whose
+    # run left evidence (their results, their status updates)
     specs = reg.definitions.specs(ids)  # everything per job is looked up once, not per chunk
     names = reg.status["job_name"].to_numpy()[pos].tolist()
     common = collection_fields(reg)
+    journal = Journal(reg.layout.journal)
+    journal.begin()
+    prefix = inprocess_prefix(common["submission"]) if cf.capabilities.in_process else None
+    if prefix is not None:
+        journal.inprocess(prefix, ids, groups, time.time(), chunk_res)
+    ran = None  # (batch id, log file) the in-process chunks ran with, as last journalled
     previous = set(terminated_ids(reg, pos).tolist())  # jobs whose earlier run may have left a result
     run_hook(reg, "pre_submit")
     last_save = time.time()
@@ -161,7 +167,8 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
                     # an array job only occupies as many slots as its throttle lets run
                     n_new = min(b - a, max_jobs) if chunk_res[k].get("chunks_as_arrayjobs") else b - a
                     _throttle(reg, max_jobs, n_new, sleep_fn, new_batches)
-                jc = build_collection(reg, ids[a:b], chunk_res[k], specs=specs[a:b], names=names[a:b], common=common)
+                jc = build_collection(reg, ids[a:b], chunk_res[k], specs=specs[a:b], names=names[a:b], common=common,
+                                      job_hash=None if prefix is None else chunk_hash(prefix, k))
                 if cf.store_job_collection:
                     write_pickle(reg.layout.job_collection(jc.job_hash), jc)
                 t0 = time.time()
@@ -169,13 +176,12 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
                     if previous else []
                 reg.inflight.add(jc.job_hash)
                 try:
-                    if journal is not None:
+                    if prefix is None:
                         journal.intent(jc.job_hash, ids[a:b])
                     result = submit_with_retries(reg, jc, sleep_fn)
                 except BaseException:
-                    if journal is not None:
-                        with contextlib.suppress(OSError):
-                            journal.refused(jc.job_hash)
+                    with contextlib.suppress(OSError):
+                        journal.refused(jc.job_hash)
                     reg.inflight.discard(jc.job_hash)
                     reg.store.restore(moved, jc.job_hash)
                     unlink_quietly([reg.layout.job_collection(jc.job_hash), reg.layout.script(jc.job_hash)])
@@ -199,12 +205,14 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
                 rec_obj["log_file"][a:b] = ([os.path.basename(x) for x in logs] if isinstance(logs, (list, tuple))
                                             else os.path.basename(logs))
                 rec_obj["job_hash"][a:b] = jc.job_hash
-                if journal is not None:
+                accepted = b  # also if journalling it fails below: the backend has it, the status must say so
+                if prefix is None:
                     journal.accepted(jc.job_hash, ids[a:b], t0,
                                      rec_obj["batch_id"][a:b] if isinstance(batch, np.ndarray) else batch,
                                      rec_obj["log_file"][a:b].tolist() if isinstance(logs, (list, tuple))
                                      else rec_obj["log_file"][a], chunk_res[k])
-                accepted = b
+                else:
+                    ran = _journal_ran(journal, prefix, k, ran, rec_obj["batch_id"][a:b], rec_obj["log_file"][a:b])
                 run_hook(reg, "post_submit_job")  # the chunk is journalled: a failing hook loses nothing
                 bar.update(b - a)
                 if time.time() - last_save > 10:
@@ -217,13 +225,32 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
                 reg.store.close_packs()  # the pack collections run in this process shared, also if one was refused
             if accepted > recorded or stashes:
                 record()
-            Journal(reg.layout.journal).clear()  # every accepted chunk is in the saved status now
+            journal.clear()  # every accepted chunk is in the saved status now
             log.debug("submitted %d of %d jobs in %d chunks", accepted, ids.size, len(groups))
     # no sleep for the scheduler_latency (R sleeps): a job the scheduler does not list yet counts as
     # queued for that long (core.state.masks), so the caller may poll at once
     run_hook(reg, "post_submit")
     order_back = np.argsort(ids, kind="stable")
     return pd.DataFrame({"job_id": ids[order_back], "chunk": chunks[order_back]})
+
+
+def _journal_ran(journal: Journal, prefix: str, k: int, ran: tuple | None, batch: np.ndarray,
+                 logs: np.ndarray) -> tuple | None:
+    """Journal the batch id and log of in-process chunk ``k`` (jobs ``batch``, ``logs``) unless
+    they are those of the chunks before it (``ran``, what was last journalled); the new ``ran``."""
+    uniform = batch.size == 1 or (len(set(batch.tolist())) == 1 and len(set(logs.tolist())) == 1)
+    now = (batch[0], logs[0]) if uniform else None
+    if now == ran and now is not None:
+        return ran
+    try:  # what a successor records for the chunks from here on (their jobs ran already)
+        if uniform:
+            journal.ran(prefix, k, batch[0], logs[0])
+        else:
+            journal.ran(prefix, k, batch, logs, single=True)
+    except OSError as e:  # a full disk: a successor records them with an unknown batch id
+        log.debug("could not journal the batch id of an in-process chunk: %s", e)
+        return None
+    return now
 
 
 def _plain(value):

@@ -8,6 +8,7 @@ import pandas as pd
 from ..core import attempts
 from ..core.display import TimesFrame
 from ..core.registry import RegistryState, resolve
+from ..core.resources import resources_by_id
 from ..core.tables import tags_by_job, to_timestamp
 
 
@@ -58,10 +59,8 @@ def get_job_resources(ids=None, reg: RegistryState | None = None) -> pd.DataFram
     """``job_id`` and the ``resources`` dict each job was submitted with (None if never)."""
     reg = resolve(reg)
     sel = reg.ids(ids)
-    rid = reg.status["resource_id"].to_numpy()[reg.pos(sel)]
-    res = reg.tables["resources"]
-    lookup = dict(zip(res["resource_id"].tolist(), res["resources"].tolist()))
-    return pd.DataFrame({"job_id": sel, "resources": [lookup.get(int(r)) if r == r else None for r in rid]})
+    return pd.DataFrame({"job_id": sel,
+                         "resources": resources_by_id(reg, reg.status["resource_id"].to_numpy()[reg.pos(sel)])})
 
 
 def get_job_pars(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
@@ -116,8 +115,6 @@ def get_job_attempts(ids=None, reg: RegistryState | None = None) -> pd.DataFrame
     reg.sync()
     sel = reg.ids(ids)
     h = attempts.history(reg, sel)
-    res = reg.tables["resources"]
-    lookup = dict(zip(res["resource_id"].tolist(), res["resources"].tolist()))
     out = TimesFrame({"job_id": h["job_id"].to_numpy(), "attempt": h["attempt"].astype(int).to_numpy(),
                       "batch_id": h["batch_id"].to_numpy()})
     for col in ("submitted", "started", "ended"):
@@ -128,7 +125,7 @@ def get_job_attempts(ids=None, reg: RegistryState | None = None) -> pd.DataFrame
                              dtype="Int64") if len(h) else pd.array([], dtype="Int64")
     out["max_rss"] = h["max_rss"].to_numpy()
     out["cpu_time"] = pd.to_timedelta(h["cpu_time"].to_numpy(), unit="s")
-    out["resources"] = pd.Series([lookup.get(int(r)) if r == r else None for r in h["resource_id"].tolist()],
+    out["resources"] = pd.Series(resources_by_id(reg, h["resource_id"].tolist()),
                                  dtype=object)
     out["action"] = pd.Series([v if isinstance(v, str) else None for v in h["action"].tolist()], dtype=object)
     return out

@@ -70,7 +70,8 @@ def get_job_names(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
 
 
 def set_job_names(ids=None, names=None, reg: RegistryState | None = None) -> None:
-    """Give jobs names (shown to the scheduler); ``names=None`` removes them."""
+    """Give jobs names (shown to the scheduler); ``names=None`` removes them, and so does a None
+    in ``names`` for its job (R's ``NA``)."""
     reg = resolve(reg)
     sel = reg.ids(ids)
     reg.assert_writeable("name jobs")
@@ -80,8 +81,8 @@ def set_job_names(ids=None, names=None, reg: RegistryState | None = None) -> Non
         names = [names] if isinstance(names, str) else list(names)
         if len(names) != len(sel):
             raise ValueError(f"names: need one name per job ({len(sel)}), got {len(names)}")
-        if not all(isinstance(n, str) and n for n in names):
-            raise TypeError("names: must be non-empty strings")
+        if not all(n is None or (isinstance(n, str) and n) for n in names):
+            raise TypeError("names: must be non-empty strings (or None: no name)")
         values = np.array(names, dtype=object)
     with reg.mutation("name jobs"):
         set_rows(reg.status, reg.pos(sel), "job_name", values)

@@ -6,12 +6,13 @@ import os
 import subprocess
 import sys
 import tempfile
+import uuid
 from typing import Any
 
-from ..core.collection import JobCollection
+from ..core.collection import BY_HAND, JobCollection
 from ..core.files import read_pickle, write_pickle
 from ..core.registry import RegistryState, resolve
-from ..core.resources import check_resources
+from ..core.resources import check_resources, resources_by_id
 from ..core.submission import build_collection
 from ..jobs.job import Job, rng_state_kept
 from ..jobs.runners import make_job as _node_make_job
@@ -23,6 +24,12 @@ def make_job_collection(ids=None, resources: dict | None = None, reg: RegistrySt
     """Everything a node needs to run ``ids`` (default: all jobs) in one chunk, with
     ``resources`` (``walltime`` in seconds, ``memory`` in MB, ...; merged over the defaults).
 
+    Run by hand (:func:`~batchtools.do_job_collection`, ``python -m batchtools.worker``), its
+    jobs' results and status are recorded by the next sync, as R does, for jobs with no run
+    pending (not submitted, or ended); a job submitted and not ended keeps its pending run (the
+    hand-run's report is ignored with a warning). ``job_hash``: the collection's hash (default: a
+    new one marking it as run by hand).
+
     >>> import batchtools as bt
     >>> reg = bt.make_registry(file_dir=None)
     >>> _ = bt.batch_map(lambda x: x, x=[1, 2])
@@ -32,18 +39,22 @@ def make_job_collection(ids=None, resources: dict | None = None, reg: RegistrySt
     reg = resolve(reg)
     sel = reg.ids(ids)
     resources = {**reg.default_resources, **check_resources(resources)}
-    return build_collection(reg, sel, resources, job_hash)
+    return build_collection(reg, sel, resources, job_hash or f"{BY_HAND}{uuid.uuid4().hex[:31]}")
 
 
 def _single(id, reg: RegistryState, job_hash: str | None = None) -> JobCollection:
-    jc = make_job_collection(id, reg=reg, job_hash=job_hash)
-    if len(jc.jobs) != 1:
-        raise ValueError("id: expected exactly one job id")
-    return jc
+    """The collection of job ``id`` alone, with the resources of its submission (the default
+    resources if it was never submitted), as R's ``makeJob``."""
+    sel = reg.ids(id, arg="id")
+    if len(sel) != 1:
+        raise ValueError(f"id: expected exactly one job id, got {len(sel)}")
+    submitted = resources_by_id(reg, reg.status["resource_id"].to_numpy()[reg.pos(sel)])[0]
+    return build_collection(reg, sel, dict(reg.default_resources if submitted is None else submitted), job_hash)
 
 
 def make_job(id: int, reg: RegistryState | None = None) -> Job:
-    """The Job object of ``id`` as a node would see it (seed, pars, rng).
+    """The Job object of ``id`` as a node would see it (seed, pars, rng, and the resources the job
+    was submitted with).
 
     >>> import batchtools as bt
     >>> reg = bt.make_registry(file_dir=None, seed=10)
@@ -99,7 +110,8 @@ def test_job(id: int, external: bool = False, reg: RegistryState | None = None) 
     if outcome is None:
         raise RuntimeError(f"test_job: the external interpreter exited with code {code} and no result")
     if outcome["error"] is not None:
-        raise RuntimeError(f"test_job: job {id} failed in the external interpreter:\n{outcome['error']}")
+        raise RuntimeError(f"test_job: job {id} failed in the external interpreter; to debug it, re-run with "
+                           f"external=False:\n{outcome['error']}")
     return outcome["result"]
 
 

@@ -77,6 +77,8 @@ def run_os_command(sys_cmd: str, sys_args: list[str] | tuple[str, ...] = (), std
     >>> run_os_command("cat", stdin=fh.name)["output"]
     ['from a file']
     """
+    if stdin not in ("", None):
+        stdin = os.path.expanduser(stdin)
     if stdin not in ("", None) and not os.path.isfile(stdin):
         raise FileNotFoundError(f"stdin: {os.fspath(stdin)!r} is not a file; stdin names a file whose content "
                                 "is fed to the command (as in R)")
@@ -92,15 +94,19 @@ def run_os_command(sys_cmd: str, sys_args: list[str] | tuple[str, ...] = (), std
         with open(stdin, "rb") if stdin not in ("", None) else contextlib.nullcontext(subprocess.DEVNULL) as fh:
             proc = subprocess.run(argv, stdin=fh, capture_output=True, timeout=timeout)
     except FileNotFoundError:
-        return {**result, "exit_code": 127, "output": [f"command not found: {sys_cmd}"]}
+        return {**result, "exit_code": 127, "output": ["command not found"]}  # as R (sys_cmd names it)
     output = (proc.stdout.decode(errors="replace") + proc.stderr.decode(errors="replace")).splitlines()
     log.debug("exit code %d, output: %s", proc.returncode, output[:20])
     return {**result, "exit_code": proc.returncode, "output": output}
 
 
-def cf_handle_unknown_submit_error(cmd: str, exit_code: int, output: list[str]) -> SubmitJobResult:
-    """A permanent error result carrying the command's output."""
-    text = "\n".join(output)
+def cf_handle_unknown_submit_error(cmd: str, exit_code: int, output: list[str] | str) -> SubmitJobResult:
+    """A permanent error result carrying the command's output (its lines, or one string).
+
+    >>> cf_handle_unknown_submit_error("ls", 42, "answer to life").msg
+    "Command 'ls' produced exit code 42; output:\\nanswer to life"
+    """
+    text = output if isinstance(output, str) else "\n".join(output)
     return SubmitJobResult(101, None, None, f"Command '{cmd}' produced exit code {exit_code}; output:\n{text}")
 
 

@@ -4,10 +4,14 @@
 ``$XDG_CONFIG_HOME/batchtools/slurm.tmpl``, ``~/.batchtools.slurm.tmpl``, then the
 shipped ``slurm-simple.tmpl``; a path is used as is. A template found on the search path
 that someone else could have written (not owned by you, or group/world-writable) is skipped
-with a warning. Inside a template: ``job_name``, ``log_file``, ``uri``, ``resources``,
-``array_jobs``, ``n_array_jobs``, ``array_throttle``, ``jobs`` (job ids), ``command``,
-``python``, ``debug`` and ``warning`` (seconds before the walltime at which a checkpointing job
-is asked to stop, for a scheduler's warning signal; None without a walltime).
+with a warning. Inside a template, R's variables (the fields of the job collection): ``job_hash``,
+``job_name``, ``log_file``, ``uri`` (the collection file), ``resources``, ``array_jobs``, ``array_var``,
+``jobs`` (job ids), ``file_dir``, ``work_dir``, ``seed``, ``packages``, ``namespaces`` (always empty),
+``source``, ``load``, ``compress`` and ``hooks``; and ``n_array_jobs``, ``array_throttle``,
+``command``, ``python``, ``debug``, ``warning`` (seconds before the walltime at which a
+checkpointing job is asked to stop, for a scheduler's warning signal; None without a walltime)
+and ``fail(message)`` (stops the rendering with that error). A name that is none of these is an
+error naming it (R's brew stops too); a resource that is not set is None (empty when printed).
 
 Every value a template prints (``{{ ... }}``) is shell-quoted: a registry path with spaces,
 quotes, ``$()`` or backticks stays one literal word in a shell line and in ``#SBATCH``-style
@@ -23,12 +27,13 @@ import logging
 import os
 import re
 import shlex
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-from ..core.files import atomic_write_bytes, untrusted
+from ..core.files import atomic_write_bytes, untrusted, user_path
 from ..core.retry import warning_lead
 
 log = logging.getLogger("batchtools")
@@ -44,11 +49,29 @@ class Raw(str):
     """A value printed into a job script as it is (already quoted, or meant to be code)."""
 
 
+class _Environment(jinja2.Environment):
+    """Jinja2 with every unknown name an error (``StrictUndefined``), except a key a dict does not
+    have, which is None: a resource that is not set (``{% if resources.walltime %}``)."""
+
+    def getattr(self, obj, attribute):
+        value = super().getattr(obj, attribute)
+        return None if isinstance(value, jinja2.Undefined) and isinstance(obj, Mapping) else value
+
+    def getitem(self, obj, argument):
+        value = super().getitem(obj, argument)
+        return None if isinstance(value, jinja2.Undefined) and isinstance(obj, Mapping) else value
+
+
+def _fail(message: str):
+    """``{{ fail("...") }}`` in a template: stop rendering with this message."""
+    raise ValueError(str(message))
+
+
 def _shell_word(value: Any) -> str:
     """How a template prints a value: shell-quoted, unless it is :class:`Raw`."""
     if isinstance(value, Raw):
         return value
-    if isinstance(value, jinja2.Undefined) or value is None:
+    if value is None:
         return ""
     return shlex.quote(str(value))
 
@@ -61,9 +84,9 @@ def find_template_file(template: str) -> str:
     """
     if not isinstance(template, str) or not template:
         raise TypeError(f"template: a name like 'slurm' or the path of a template file, got {template!r}")
-    if os.sep in template or template.endswith(".tmpl") or Path(template).is_file():
-        if Path(template).is_file():
-            return str(Path(template).absolute())
+    if os.sep in template or template.endswith(".tmpl") or user_path(template).is_file():
+        if user_path(template).is_file():
+            return str(user_path(template).absolute())
         raise FileNotFoundError(f"template: {template!r} is not a readable file")
     xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     candidates = [Path(f"batchtools.{template}.tmpl"), Path(xdg) / "batchtools" / f"{template}.tmpl",
@@ -93,10 +116,11 @@ def cf_read_brew_template(template: str) -> jinja2.Template:
                         f"got {type(template).__name__} {template!r}")
     source = "<template text>" if "\n" in template else find_template_file(template)
     text = template if "\n" in template else Path(source).read_text()
-    env = jinja2.Environment(undefined=jinja2.ChainableUndefined, keep_trailing_newline=True,
-                             trim_blocks=True, lstrip_blocks=True, finalize=_shell_word)
+    env = _Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                       trim_blocks=True, lstrip_blocks=True, finalize=_shell_word)
     env.filters["q"] = lambda v: Raw(shlex.quote(str(v)))
-    env.filters["raw"] = lambda v: Raw("" if v is None or isinstance(v, jinja2.Undefined) else str(v))
+    env.filters["raw"] = lambda v: Raw("" if v is None else str(v))
+    env.globals["fail"] = _fail
     try:
         return env.from_string(text)
     except jinja2.TemplateSyntaxError as e:
@@ -123,27 +147,35 @@ def check_script_resources(resources: dict[str, Any]) -> dict[str, Any]:
 
 
 def job_name(jc) -> str:
-    names = [n for n in jc.job_names if n]
-    name = names[0] if names else jc.job_hash
-    return UNSAFE_NAME.sub("_", name)[:64] or jc.job_hash
+    """The collection's job name (R's ``jc$job.name``) as it may appear in a job script."""
+    return UNSAFE_NAME.sub("_", jc.job_name)[:64] or jc.job_hash
 
 
 def cf_brew_template(reg, template: jinja2.Template, jc, **extra: Any) -> str:
     """Render ``template`` for ``jc`` and write the script next to the job collection; returns its path."""
-    uri = str(reg.layout.job_collection(jc.job_hash))
+    uri = jc.uri
     python = jc.python or "python3"
     log_file = extra.pop("log_file", jc.log_file)
     context = {
-        "job_name": job_name(jc), "log_file": log_file, "uri": uri, "resources": check_script_resources(jc.resources),
-        "array_jobs": jc.array_jobs, "n_array_jobs": len(jc.jobs), "array_throttle": None,
-        "jobs": jc.job_ids, "python": python, "debug": os.environ.get("BATCHTOOLS_DEBUG", ""),
+        # R's variables: the fields of the job collection
+        "job_hash": jc.job_hash, "job_name": job_name(jc), "log_file": log_file, "uri": uri,
+        "resources": check_script_resources(jc.resources), "array_jobs": jc.array_jobs,
+        "array_var": jc.array_var, "jobs": jc.job_ids, "file_dir": jc.file_dir, "work_dir": jc.work_dir,
+        "seed": jc.seed, "packages": tuple(jc.packages), "namespaces": (), "source": tuple(jc.source),
+        "load": tuple(jc.load), "compress": getattr(jc.store, "compress", None), "hooks": dict(jc.hooks),
+        # and ours
+        "n_array_jobs": len(jc.jobs), "array_throttle": None, "python": python,
+        "debug": os.environ.get("BATCHTOOLS_DEBUG", ""),
         "command": Raw(shlex.join([python, "-m", "batchtools.worker", uri])),
         "warning": warning_lead(jc.resources),
     }
     context.update(extra)
     try:
         script = template.render(**context)
-    except jinja2.TemplateError as e:
+    except jinja2.UndefinedError as e:
+        raise ValueError(f"template: cannot be rendered: {e}; the variables are {', '.join(sorted(context))} "
+                         "(a resource is resources.<name>)") from None
+    except (jinja2.TemplateError, ValueError, TypeError) as e:
         raise ValueError(f"template: cannot be rendered ({type(e).__name__}: {e})") from None
     path = reg.layout.script(jc.job_hash)
     atomic_write_bytes(path, script.encode())

@@ -147,6 +147,30 @@ class ClusterFunctions:
         return self.kill_job is not None
 
     @property
+    def list_jobs_queued(self) -> Callable | None:
+        """R's ``listJobsQueued``: ``reg -> batch ids`` of the queued jobs, or None if the backend
+        cannot list jobs (its one listing call, ``list_jobs``, answers both)."""
+        if self.list_jobs is None:
+            return None
+        return lambda reg: sorted(self.list_on_system(reg)[0])
+
+    @property
+    def list_jobs_running(self) -> Callable | None:
+        """R's ``listJobsRunning``: ``reg -> batch ids`` of the running jobs, or None if the backend
+        cannot list jobs.
+
+        >>> import batchtools as bt
+        >>> cf = bt.make_cluster_functions("Mine", lambda reg, jc: None, list_jobs_running=lambda reg: ["7"])
+        >>> cf.list_jobs_running(None), cf.list_jobs_queued(None)
+        (['7'], [])
+        >>> bt.make_cluster_functions_interactive().list_jobs_running is None
+        True
+        """
+        if self.list_jobs is None:
+            return None
+        return lambda reg: sorted(self.list_on_system(reg)[1])
+
+    @property
     def ncpus(self) -> int | None:
         """Job slots of the local processes this backend manages (None: not a local backend)."""
         return getattr(self.processes, "ncpus", None)

@@ -13,7 +13,13 @@ from typing import Any
 
 import cloudpickle
 
+from .layout import layout_of
+
 PACK_MIN = 1000  # array collections of at least this many jobs keep each job spec pickled on its own
+# the hashes of collections made to be run by hand (make_job_collection, do_job_collection) start
+# so: the master records what such a run reports for jobs with no run pending, as R does. Like every
+# hash, "job" and 32 letters or digits (R's pattern); the upper-case H never occurs in a hex uuid
+BY_HAND = "jobH"
 
 
 class PackedJobs(Sequence):
@@ -86,7 +92,7 @@ class JobCollection:
     submission: str = ""
 
     def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
+        state = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}  # not the node's caches
         if self.array_jobs and isinstance(self.jobs, list) and len(self.jobs) >= PACK_MIN:
             state["jobs"] = PackedJobs.pack(self.jobs)
         return state
@@ -94,6 +100,19 @@ class JobCollection:
     @property
     def job_ids(self) -> list[int]:
         return [j["job_id"] for j in self.jobs]
+
+    @property
+    def uri(self) -> str:
+        """The collection's file, ``jobs/<job_hash>.pkl`` (R's ``jc$uri``): where a backend that
+        needs one writes it, and what ``python -m batchtools.worker`` is given."""
+        return str(layout_of(self.file_dir).job_collection(self.job_hash))
+
+    @property
+    def job_name(self) -> str:
+        """The name of the collection (R's ``jc$job.name``): its first job's name if every job has
+        one, else its hash."""
+        names = list(self.job_names)
+        return names[0] if names and all(names) else self.job_hash
 
     def __len__(self) -> int:
         return len(self.jobs)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .backend import ClusterFunctions
-from .files import untrusted
+from .files import untrusted, user_path
 
 log = logging.getLogger("batchtools")
 
@@ -134,9 +134,9 @@ def find_conf_file() -> str | None:
     """The first configuration file found, or None."""
     env = os.environ.get("BATCHTOOLS_CONF")
     if env:
-        if not Path(env).is_file():
+        if not user_path(env).is_file():
             raise FileNotFoundError(f"BATCHTOOLS_CONF points to {env!r}, which is not a file")
-        return str(Path(env).absolute())
+        return str(user_path(env).absolute())
     xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     for candidate in (Path("batchtools.conf.py"), Path(xdg) / "batchtools" / "config.py",
                       Path.home() / ".batchtools.conf.py"):
@@ -167,7 +167,7 @@ def apply_conf_file(reg, conf_file: str | None, names: dict | None = None) -> No
     name the file defines."""
     if conf_file is None:
         return
-    path = Path(conf_file)
+    path = user_path(conf_file)
     if not path.is_file():
         raise FileNotFoundError(f"conf_file: {conf_file!r} does not exist; pass conf_file=None to use none")
     why = untrusted(path)

@@ -13,6 +13,7 @@ import logging
 import os
 import pickle
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import cloudpickle
@@ -139,6 +140,15 @@ def writable_by_others(file_dir: str | os.PathLike) -> list[str]:
         except FileNotFoundError:
             continue
     return out
+
+
+def user_path(path: str | os.PathLike) -> Path:
+    """A path as a user gives it, with a leading ``~`` expanded (every path argument is taken so).
+
+    >>> str(user_path("~/reg")) == os.path.join(os.path.expanduser("~"), "reg")
+    True
+    """
+    return Path(os.fspath(path)).expanduser()
 
 
 def make_dir(path: str | os.PathLike) -> None:

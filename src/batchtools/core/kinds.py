@@ -12,6 +12,8 @@ and never switch on the registry's kind themselves.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -28,11 +30,26 @@ def pars_dicts(frame: pd.DataFrame) -> list[dict]:
     return [dict(zip(cols, row)) for row in zip(*lists)] if cols else [{} for _ in range(len(frame))]
 
 
-def filter_pars(frame: pd.DataFrame, expr: str | Callable, arg: str = "expr") -> np.ndarray:
-    """Boolean mask over ``frame`` rows: a pandas query string or a callable on the parameter dict."""
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def caller_scope() -> tuple[dict, dict]:
+    """(locals, globals) of the nearest caller outside this package: the variables a query string
+    names with ``@`` (R's ``findJobs(i == xi)`` sees the caller's ``xi``)."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+    return (frame.f_locals, frame.f_globals) if frame is not None else ({}, {})
+
+
+def filter_pars(frame: pd.DataFrame, expr: str | Callable, arg: str = "expr",
+                scope: tuple[dict, dict] | None = None) -> np.ndarray:
+    """Boolean mask over ``frame`` rows: a pandas query string (``@name`` is a variable of
+    ``scope``, the caller's (locals, globals)) or a callable on the parameter dict."""
     if isinstance(expr, str):
+        local, glob = scope or ({}, {})
         try:
-            hit = frame.eval(expr)
+            hit = frame.eval(expr, local_dict=local, global_dict=glob)
         except Exception as e:
             raise ValueError(f"{arg}: cannot evaluate {expr!r} ({type(e).__name__}: {e}); "
                              f"available columns: {list(frame.columns)}") from None
@@ -61,6 +78,7 @@ class Definitions:
     """The definitions of one registry's jobs (see the module docstring)."""
 
     kind = "abstract"
+    title = "Registry"  # the first line of the registry's printout (R's)
     # status columns shown next to the times in get_job_status
     status_columns: tuple[str, ...] = ()
 
@@ -72,6 +90,10 @@ class Definitions:
 
     def initial_extra(self) -> dict[str, Any]:
         """Kind-specific settings of a new (or cleared) registry."""
+        return {}
+
+    def counts(self) -> dict[str, int]:
+        """What the registry's printout counts besides its jobs (experiments: problems, algorithms)."""
         return {}
 
     def pars_frame(self, ids: np.ndarray) -> pd.DataFrame:
@@ -86,13 +108,19 @@ class Definitions:
         """One dict per job, as the node's runner of this kind expects it."""
         raise NotImplementedError
 
-    def filter(self, ids: np.ndarray, expr, arg: str = "expr") -> np.ndarray:
+    def filter(self, ids: np.ndarray, expr, arg: str = "expr", scope: tuple[dict, dict] | None = None) -> np.ndarray:
         """Ids among ``ids`` whose parameters match ``expr`` (query string or callable)."""
-        return ids[filter_pars(self.pars_frame(ids), expr, arg)]
+        return ids[filter_pars(self.pars_frame(ids), expr, arg, scope)]
+
+    def column(self, name: str, columns=()) -> str:
+        """The column a user's word ``name`` stands for, among ``columns`` (where a column of that
+        name wins): the name itself, except in an ML benchmark registry (see ExperimentDefinitions)."""
+        return name
 
 
 class MapDefinitions(Definitions):
     kind = "map"
+    title = "Job Registry"
 
     def empty_tables(self) -> dict[str, pd.DataFrame]:
         empty = np.empty(0, dtype=np.int64)
@@ -124,9 +152,24 @@ class MapDefinitions(Definitions):
         return [{"job_id": i, "pars": p} for i, p in zip(ids.tolist(), self._dicts(ids))]
 
 
+# the words of ML benchmarks (batchmark) for the experiment columns: results say task and learner
+BENCHMARK_WORDS = {"task": "problem", "learner": "algorithm"}
+
+
 class ExperimentDefinitions(Definitions):
     kind = "experiment"
+    title = "Experiment Registry"
     status_columns = ("repl",)
+
+    @property
+    def benchmark(self) -> bool:
+        """Did ``batchmark`` add jobs to this registry? Then ``task``/``learner`` name ``problem``/``algorithm``."""
+        return bool(self.reg.extra.get("benchmark"))
+
+    def column(self, name: str, columns=()) -> str:
+        if name in columns or not self.benchmark:
+            return name
+        return BENCHMARK_WORDS.get(name, name)
 
     def empty_tables(self) -> dict[str, pd.DataFrame]:
         empty = np.empty(0, dtype=np.int64)
@@ -138,6 +181,9 @@ class ExperimentDefinitions(Definitions):
 
     def initial_extra(self) -> dict[str, Any]:
         return {"problems": [], "algorithms": []}
+
+    def counts(self) -> dict[str, int]:
+        return {name: len(self.reg.extra.get(name, [])) for name in ("problems", "algorithms")}
 
     def design_frame(self, kind: str) -> pd.DataFrame:
         """Unwrapped unique design rows of one kind ("prob"/"algo"): ``row_id`` + one column per parameter."""
@@ -161,7 +207,8 @@ class ExperimentDefinitions(Definitions):
         return pd.DataFrame(out)
 
     def pars_frame(self, ids: np.ndarray) -> pd.DataFrame:
-        """``job_id``, ``problem``, ``algorithm``, ``repl`` and one column per parameter."""
+        """``job_id``, ``problem``, ``algorithm``, ``repl`` and one column per parameter (in an ML
+        benchmark registry also ``task`` and ``learner``, the same as ``problem`` and ``algorithm``)."""
         jobs = self.job_frame(ids)
         out = jobs[["job_id", "problem", "algorithm", "repl"]].copy()
         for kind, col in (("prob", "prob_row"), ("algo", "algo_row")):
@@ -170,6 +217,10 @@ class ExperimentDefinitions(Definitions):
             for c in wide.columns[1:]:
                 name = c if c not in out.columns else f"{kind}.{c}"
                 out[name] = wide[c].to_numpy()[pos] if len(wide) else []
+        if self.benchmark:
+            for word, col in BENCHMARK_WORDS.items():
+                if word not in out.columns:
+                    out[word] = out[col]
         return out
 
     def _pars_of(self, rows: np.ndarray) -> list[dict]:
@@ -193,12 +244,12 @@ class ExperimentDefinitions(Definitions):
                                                 p["prob_pars"].tolist(), p["algorithm"].tolist(),
                                                 p["algo_pars"].tolist(), p["repl"].tolist())]
 
-    def matching_rows(self, kind: str, expr, arg: str) -> np.ndarray:
+    def matching_rows(self, kind: str, expr, arg: str, scope: tuple[dict, dict] | None = None) -> np.ndarray:
         """Row ids of unique design rows of ``kind`` matching ``expr``."""
         wide = self.design_frame(kind)
         if not len(wide):
             return np.empty(0, np.int64)
-        return wide["row_id"].to_numpy()[filter_pars(wide, expr, arg)]
+        return wide["row_id"].to_numpy()[filter_pars(wide, expr, arg, scope)]
 
 
 KINDS: dict[str, type[Definitions]] = {"map": MapDefinitions, "experiment": ExperimentDefinitions}

@@ -40,7 +40,7 @@ class Layout:
     """
 
     def __init__(self, file_dir: str | os.PathLike):
-        self.file_dir = Path(file_dir).absolute()
+        self.file_dir = Path(file_dir).expanduser().absolute()  # "~/reg" is the home folder's, as R's fs
         self._dirs: dict[str, Path] = {}
 
     def __repr__(self) -> str:
@@ -124,6 +124,11 @@ class Layout:
     # ------------------------------------------------------- node's files
     def result(self, job_id: int) -> Path:
         return self.file_dir / "results" / f"{int(job_id)}.pkl"
+
+    def external_dir(self, job_id: int) -> Path:
+        """A job's own folder for files of its own (``job.external_dir``, R's ``.job$external.dir``):
+        made when the job asks for it, kept while the job is submitted."""
+        return self.file_dir / "external" / str(int(job_id))
 
     def checkpoint(self, job_id: int) -> Path:
         """The last checkpoint a job saved (``job.checkpoint(obj)``), read back as ``job.restored``."""

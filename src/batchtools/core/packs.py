@@ -3,9 +3,11 @@
 A node that runs many jobs (a chunk, a pool worker's queue, the jobs Interactive runs in the
 master's own process) appends each small result to one file in ``packs/``, which only it writes
 (named after the first collection that wrote to it, the time, host and process). A record is a
-header (magic, CRC-32, job id, time, data length, hash length), the job hash of the collection
-that ran the job, and the pickled result. Writing it is one ``write`` to an ``O_APPEND`` file,
-about a tenth of the cost of creating, naming and closing a file per result.
+header (magic, the header's CRC-32, the data's CRC-32, job id, time, data length, hash length),
+the job hash of the collection that ran the job, and the pickled result. Writing it is one
+``write`` to an ``O_APPEND`` file, about a tenth of the cost of creating, naming and closing a file
+per result. A pack holds at most :data:`PACK_CAP` bytes: the record that would pass it starts a
+new pack, so no file grows without bound.
 
 Which record is a job's result is decided by the registry's status table, not by the pack: a
 record counts only while the job's ``job_hash`` in the table is the record's. Resetting a job
@@ -14,23 +16,37 @@ stop counting at the moment the table that says so is saved, without the master 
 pack a node may still append to. Among records of the current hash the last one counts (a
 requeued collection may write a job twice: both are results of the same run specification).
 
-Readers see a record only once it is whole: a record whose length runs past the end of the file
-is the end of what can be read for now (a record being written, or the torn tail of a node killed
-mid-write or of a full disk), and so is one whose checksum does not match unless a whole record
-follows it (then it was damaged in place and only it is skipped). A writer that fails mid-record
+Readers see a record only once it is whole, and trust nothing a checksum does not cover. The
+header's checksum covers every field of the header and the hash, so a record whose header is
+damaged is never taken for a record of the job its damaged id names: it is skipped, and reading
+goes on at the next record whose header is intact (the bytes in between are reported as damage
+of the pack, of no known job). A record with an intact header whose data does not match the
+data's checksum is a damaged result *of that job*, reported as such. A record that runs past the
+end of the file is the end of what can be read for now (a record being written, or the torn tail
+of a node killed mid-write or of a full disk), read again later. A writer that fails mid-record
 cuts the file back and starts a new pack, so a torn record is always the last one of its file.
+Reading a result checks its data against the checksum again, so a pack changed after it was
+indexed never passes another job's bytes off as this one's result.
+
+Packs are read in windows of at most :data:`BLOCK` bytes (or one record), never whole: memory to
+index a pack or read ``k`` of its results does not grow with the pack's size.
+
+Packs written before version 3 of the format (magic ``BTR2``: one checksum over the header's
+fields, the hash and the data) are read as well; a damaged one of their records cannot be told
+apart from a damaged header, so it is skipped like one.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import socket
 import struct
 import time
 import zlib
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from .files import make_dir, write_all
@@ -38,27 +54,43 @@ from .files import make_dir, write_all
 if TYPE_CHECKING:
     import numpy as np
 
-MAGIC = b"BTR2"
-# magic, crc32 of everything after it, job id, time, data length, hash length; then hash, data
-HEADER = struct.Struct("<4sIqdQH")
-_BODY = struct.Struct("<qdQH")  # the checksummed part of the header
+MAGIC = b"BTR3"
+# magic, crc32 of the fields after it and the hash, crc32 of the data, job id, time, data length,
+# hash length; then the hash, then the data
+HEADER = struct.Struct("<4sIIqdQH")
+_FIELDS = struct.Struct("<IqdQH")  # the header after magic and header checksum
+MAGIC2 = b"BTR2"  # version 2 (read, never written): one crc32 of the fields, the hash and the data
+HEADER2 = struct.Struct("<4sIqdQH")
+_BODY2 = struct.Struct("<qdQH")
+_unpack = HEADER.unpack_from
+crc32 = zlib.crc32
 SUFFIX = ".pack"
 # results up to this size go into packs; larger ones get their own file (readers of one large
 # result then read only it)
 PACK_LIMIT = 1 << 16
+# a pack holds at most this many bytes: the record that would pass it starts a new pack
+PACK_CAP = 64 << 20
+# packs are read in windows of this size (or one record, if larger)
+BLOCK = 1 << 20
+# the pack names of a collection start with this many characters of its hash (the packs shared by
+# the collections of one in-process submission: see ``journal.chunk_hash``)
+NAME_PREFIX = 27
 
+log = logging.getLogger("batchtools")
 _HOST = socket.gethostname().split(".")[0]
 _SERIAL = itertools.count()  # two writers of one process never pick the same name
 
 
-def _crc(job_id: int, when: float, job_hash: bytes, data) -> int:
-    body = _BODY.pack(job_id, when, len(data), len(job_hash))
-    return zlib.crc32(data, zlib.crc32(job_hash, zlib.crc32(body)))
+def encode_record(job_id: int, when: float, job_hash: bytes, data: bytes) -> bytes:
+    """One record of format version 3."""
+    fields = _FIELDS.pack(zlib.crc32(data), job_id, when, len(data), len(job_hash))
+    return MAGIC + struct.pack("<I", zlib.crc32(job_hash, zlib.crc32(fields))) + fields + job_hash + data
 
 
 class PackWriter:
-    """Appends results to one pack in ``directory``, opened at the first result (a forked child
-    opens its own); ``name`` starts the file's name."""
+    """Appends results to packs in ``directory``, opened at the first result (a forked child
+    opens its own); ``name`` starts the files' names. A pack that would grow past
+    :data:`PACK_CAP` is closed and the record starts a new one."""
 
     def __init__(self, directory: str, name: str):
         self.directory = directory
@@ -82,10 +114,11 @@ class PackWriter:
     def append(self, job_id: int, job_hash: str, data: bytes) -> None:
         """Append the result ``data`` of ``job_id`` run by the collection ``job_hash``; it is
         readable when this returns."""
+        record = encode_record(job_id, time.time(), job_hash.encode(), data)
         fd = self._fd if self._fd is not None and self._pid == os.getpid() else self._open()
-        when = time.time()
-        h = job_hash.encode()
-        record = HEADER.pack(MAGIC, _crc(job_id, when, h, data), job_id, when, len(data), len(h)) + h + data
+        if self._size and self._size + len(record) > PACK_CAP:
+            self.close()
+            fd = self._open()
         try:
             write_all(fd, record)
         except BaseException:
@@ -104,87 +137,191 @@ class PackWriter:
         self._fd = None
 
 
-def _record_at(buf, pos: int, hashes: dict) -> tuple | None:
-    """(job id, time, hash, data start, data length, end) of a whole, intact record at ``pos``;
-    None if it runs past the end of ``buf``; False if it is damaged."""
+# what _parse finds at a position: a whole intact record; a record with an intact header whose
+# data does not match its checksum; a record with an intact header whose data runs past the bytes
+# at hand; too few bytes to tell; no record (a damaged header, or garbage)
+OK, DAMAGED, PENDING, SHORT, BAD = range(5)
+
+
+def _parse(buf: bytes, mv: memoryview, p: int) -> tuple:
+    """What starts at ``buf[p:]``: ``(OK | DAMAGED, job id, time, hash, data start, length, end,
+    data crc)``, ``(PENDING | SHORT, bytes needed from p)`` or ``(BAD,)``."""
     n = len(buf)
-    if pos + HEADER.size > n:
-        return None
-    magic, crc, job_id, when, length, hlen = HEADER.unpack_from(buf, pos)
-    start = pos + HEADER.size + hlen
-    end = start + length
-    if magic != MAGIC:
+    if buf.startswith(MAGIC, p):
+        start = p + HEADER.size
+        if start > n:
+            return SHORT, HEADER.size
+        _, hcrc, dcrc, job_id, when, length, hlen = HEADER.unpack_from(buf, p)
+        start += hlen
+        if start > n:
+            return SHORT, start - p
+        h = buf[p + HEADER.size:start]
+        if zlib.crc32(h, zlib.crc32(mv[p + 8:p + HEADER.size])) != hcrc:
+            return (BAD,)
+        end = start + length
+        if end > n:
+            return PENDING, end - p
+        kind = OK if zlib.crc32(mv[start:end]) == dcrc else DAMAGED
+        return kind, job_id, when, h, start, length, end, dcrc
+    if buf.startswith(MAGIC2, p):
+        start = p + HEADER2.size
+        if start > n:
+            return SHORT, HEADER2.size
+        _, crc, job_id, when, length, hlen = HEADER2.unpack_from(buf, p)
+        if length > PACK_LIMIT:  # no version 2 writer packed a larger result: a damaged header
+            return (BAD,)
+        start += hlen
+        end = start + length
+        if end > n:
+            return SHORT, end - p
+        h = buf[p + HEADER2.size:start]
+        data = mv[start:end]
+        if zlib.crc32(data, zlib.crc32(h, zlib.crc32(_BODY2.pack(job_id, when, length, hlen)))) != crc:
+            return (BAD,)
+        return OK, job_id, when, h, start, length, end, zlib.crc32(data)
+    if n - p < len(MAGIC) and (MAGIC.startswith(buf[p:]) or MAGIC2.startswith(buf[p:])):
+        return SHORT, len(MAGIC)
+    return (BAD,)
+
+
+def _intact_at(fd: int, at: int, size: int) -> bool:
+    """Whether a record with an intact header starts at ``at`` (version 2: a whole intact record)."""
+    need = HEADER.size
+    while True:
+        buf = os.pread(fd, min(size - at, need), at)
+        res = _parse(buf, memoryview(buf), 0)
+        if res[0] in (OK, DAMAGED, PENDING):
+            return True
+        if res[0] == SHORT and len(buf) < res[1] <= size - at:
+            need = res[1]
+            continue
         return False
-    if end > n:
-        return None
-    h = bytes(buf[pos + HEADER.size:start])
-    if _crc(job_id, when, h, buf[start:end]) != crc:
-        return False
-    job_hash = hashes.get(h)
-    if job_hash is None:
-        job_hash = hashes[h] = h.decode(errors="replace")
-    return job_id, when, job_hash, start, length, end
+
+
+def _resync(fd: int, start: int, size: int) -> int | None:
+    """The first position at or after ``start`` where a record with an intact header starts, or
+    None if there is none (yet)."""
+    off = start
+    while off < size:
+        buf = os.pread(fd, min(BLOCK, size - off), off)
+        c = buf.find(MAGIC[:3])
+        while c >= 0:
+            if _intact_at(fd, off + c, size):
+                return off + c
+            c = buf.find(MAGIC[:3], c + 1)
+        if off + len(buf) >= size:
+            return None
+        off += len(buf) - 2  # a magic cut by the window's end is found in the next one
+    return None
 
 
 class PackFile:
-    """What has been read of one pack: its whole records' job ids, hashes, offsets, lengths and
-    times (compact arrays: an index of a million results stays small)."""
+    """What has been read of one pack: its records' job ids, hashes, data offsets, lengths, data
+    checksums and times (compact arrays: an index of a million results stays small), and the
+    stretches of it that hold no readable record (damage)."""
 
-    __slots__ = ("path", "parsed", "ids", "hashes", "offsets", "lengths", "times", "_names")
+    __slots__ = ("path", "name", "parsed", "ids", "hashes", "offsets", "lengths", "crcs", "times", "damage",
+                 "_names")
 
     def __init__(self, path: str):
         self.path = path
+        self.name = os.path.basename(path)
         self.parsed = 0
         self.ids = array("q")
         self.hashes: list[str] = []  # one shared string per hash
         self.offsets = array("q")
-        self.lengths = array("q")  # -1: a record damaged in place
+        self.lengths = array("q")  # -1: a record whose data was damaged where it lies
+        self.crcs = array("I")
         self.times = array("d")
+        self.damage: list[tuple[int, int]] = []  # (offset, length) of bytes that are no record
         self._names: dict[bytes, str] = {}
 
-    def _add(self, job_id: int, job_hash: str, offset: int, length: int, when: float) -> None:
+    def _add(self, rec: tuple, base: int, damaged: bool) -> None:
+        _, job_id, when, h, start, length, _, dcrc = rec
+        job_hash = self._names.get(h)
+        if job_hash is None:
+            job_hash = self._names[h] = h.decode(errors="replace")
         self.ids.append(job_id)
         self.hashes.append(job_hash)
-        self.offsets.append(offset)
-        self.lengths.append(length)
+        self.offsets.append(base + start)
+        self.lengths.append(-1 if damaged else length)
+        self.crcs.append(dcrc)
         self.times.append(when)
 
     def read_on(self, size: int) -> bool:
         """Read the records written since the last call (the file is now ``size`` bytes); whether
-        any was found."""
+        anything new was found. A file shorter than what was read was cut short: it is read again."""
+        if size < self.parsed:
+            self.__init__(self.path)
         if size <= self.parsed:
             return False
-        with open(self.path, "rb") as fh:
-            fh.seek(self.parsed)
-            buf = memoryview(fh.read(size - self.parsed))
-        pos, found = 0, False
-        while True:
-            rec = _record_at(buf, pos, self._names)
-            if rec is None:
-                break  # being written, or a torn tail: read again next time
-            if rec is False:
-                nxt = self._after_damage(buf, pos)
-                if nxt is None:
-                    break  # as above
-                # damaged in place, but a whole record follows: kept as a damaged result of the job
-                # its header names (length -1), which reading reports as corrupt, as a damaged file
-                _, _, job_id, when, _, hlen = HEADER.unpack_from(buf, pos)
-                h = bytes(buf[pos + HEADER.size:pos + HEADER.size + hlen]).decode(errors="replace")
-                self._add(job_id, h, self.parsed + pos, -1, when)
-                pos, found = nxt, True
-                continue
-            job_id, when, job_hash, start, length, pos = rec
-            self._add(job_id, job_hash, self.parsed + start, length, when)
-            found = True
-        self.parsed += pos
-        return found
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            return self._read(fd, size)
+        finally:
+            os.close(fd)
 
-    def _after_damage(self, buf, pos: int) -> int | None:
-        """Where the record after a damaged one at ``pos`` starts, if its header's lengths lead to a
-        whole record."""
-        magic, _, _, _, length, hlen = HEADER.unpack_from(buf, pos)
-        nxt = pos + HEADER.size + hlen + length
-        return nxt if _record_at(buf, nxt, self._names) else None
+    def _read(self, fd: int, size: int) -> bool:
+        pos, found, need = self.parsed, False, 0
+        while pos < size:
+            buf = os.pread(fd, min(size - pos, max(BLOCK, need)), pos)
+            if not buf:
+                break
+            mv = memoryview(buf)
+            n, p, need, stop = len(buf), 0, 0, False
+            at_end = pos + n >= size
+            ids, hashes, offsets, lengths, crcs, times = (self.ids, self.hashes, self.offsets, self.lengths,
+                                                          self.crcs, self.times)
+            names = self._names
+            while p < n:
+                # the usual record (whole, intact, of this version) inline: indexing a million costs
+                # a function call and a tuple less each
+                if buf.startswith(MAGIC, p) and p + HEADER.size <= n:
+                    _, hcrc, dcrc, job_id, when, length, hlen = _unpack(buf, p)
+                    start = p + HEADER.size + hlen
+                    end = start + length
+                    if end <= n:
+                        h = buf[p + HEADER.size:start]
+                        if crc32(h, crc32(mv[p + 8:p + HEADER.size])) == hcrc and crc32(mv[start:end]) == dcrc:
+                            job_hash = names.get(h)
+                            if job_hash is None:
+                                job_hash = names[h] = h.decode(errors="replace")
+                            ids.append(job_id)
+                            hashes.append(job_hash)
+                            offsets.append(pos + start)
+                            lengths.append(length)
+                            crcs.append(dcrc)
+                            times.append(when)
+                            p, found = end, True
+                            continue
+                rec = _parse(buf, mv, p)
+                kind = rec[0]
+                # a damaged last record may be one being written on a file system slow to show its
+                # data: it is judged once something follows it
+                if kind == OK or (kind == DAMAGED and pos + rec[6] < size):
+                    self._add(rec, pos, kind == DAMAGED)
+                    p, found = rec[6], True
+                elif kind in (PENDING, SHORT) and not at_end:
+                    need = rec[1]  # runs past this window: the next one starts at it
+                    break
+                elif kind in (PENDING, DAMAGED):
+                    stop = True  # being written: read again next time
+                    break
+                else:  # no record starts here: skip to the next intact header
+                    nxt = _resync(fd, pos + p + 1, size)
+                    if nxt is None:
+                        stop = True  # garbage at the end: a torn tail, or a header being written
+                        break
+                    self.damage.append((pos + p, nxt - pos - p))
+                    log.warning("%s: %d bytes at byte %d hold no readable record (damaged where they lie); a "
+                                "result that was there is reported lost. bt.repair_registry() marks such jobs as "
+                                "failed, to be submitted again", self.path, nxt - pos - p, pos + p)
+                    p, found = nxt - pos, True
+            pos += p
+            if stop:
+                break
+        self.parsed = pos
+        return found
 
 
 class PackIndex:
@@ -215,7 +352,8 @@ class PackIndex:
             if pf is None:
                 pf = self.files[name] = PackFile(path)
             try:
-                changed |= pf.read_on(size)
+                shrunk = size < pf.parsed
+                changed |= pf.read_on(size) | shrunk
             except FileNotFoundError:  # removed by sweep_registry meanwhile
                 del self.files[name]
                 changed = True
@@ -288,6 +426,12 @@ class PackIndex:
             ids = ids[hashes == job_hashes(ids)]
         return np.unique(ids)
 
+    def damaged_ids(self, job_ids: list[int], current: list | None) -> list[int]:
+        """Those of ``job_ids`` whose record that counts (see :meth:`lookup_many`) was damaged
+        where it lies."""
+        found = self.lookup_many(job_ids, current)
+        return [i for i, f in zip(job_ids, found) if f is not None and f[0].lengths[f[1]] < 0]
+
     def last_hashes(self) -> dict[int, str]:
         """job id -> the hash of its last record (of any hash)."""
         import numpy as np
@@ -297,6 +441,12 @@ class PackIndex:
             return {}
         last = np.flatnonzero(np.append(ids[1:] != ids[:-1], True))
         return dict(zip(ids[last].tolist(), hashes[last].tolist()))
+
+    def packs_of(self, job_hash: str) -> list[PackFile]:
+        """The packs the collection ``job_hash`` may have appended to (named after it, or after
+        the in-process submission it belongs to)."""
+        prefix = job_hash[:NAME_PREFIX]
+        return [pf for name, pf in sorted(self.files.items()) if name.startswith(prefix)]
 
     def dead(self, keep: set[str]) -> list[str]:
         """Paths of the packs none of whose records has a hash in ``keep``."""
@@ -321,26 +471,80 @@ def hash_lookup(table_ids: np.ndarray, table_hashes: np.ndarray) -> Callable[[np
 
 
 class DamagedRecord(ValueError):
-    """A record whose checksum does not match."""
+    """A record whose data does not match its checksum (or is cut short)."""
 
 
-def read_record(pf: PackFile, k: int, cache: dict | None = None) -> bytes:
-    """The data of record ``k`` of ``pf``; with ``cache`` (a dict), each pack is read once."""
-    offset, length = pf.offsets[k], pf.lengths[k]
-    if length < 0:
-        raise DamagedRecord("its checksum does not match: the pack was damaged where it lies")
-    if cache is not None:
-        buf = cache.get(pf.path)
-        if buf is None:
-            with open(pf.path, "rb") as fh:
-                buf = cache[pf.path] = fh.read(pf.parsed)
-        data = buf[offset:offset + length]
-    else:
+def read_record(pf: PackFile, k: int) -> bytes:
+    """The data of record ``k`` of ``pf`` (one read of just that record), if it is what the record
+    held when it was indexed."""
+    length = pf.lengths[k]
+    data = b""
+    if length >= 0:
         fd = os.open(pf.path, os.O_RDONLY)
         try:
-            data = os.pread(fd, length, offset)
+            data = os.pread(fd, length, pf.offsets[k])
         finally:
             os.close(fd)
+        if len(data) == length and crc32(data) == pf.crcs[k]:
+            return data
+    raise _damage(pf, k, data)
+
+
+def read_records(found: list[tuple[PackFile, int]]) -> Iterator[tuple[int, bytes | Exception]]:
+    """``(i, data of found[i])`` (or the error reading it) for each of many records, pack by pack.
+    Each pack is read in windows of at most :data:`BLOCK` bytes holding the records asked for
+    (memory: a window, whatever the pack's size); a pack that is gone gives FileNotFoundError."""
+    import numpy as np
+
+    by_pack: dict[int, list[int]] = {}
+    for i, (pf, _) in enumerate(found):
+        by_pack.setdefault(id(pf), []).append(i)
+    for idx in by_pack.values():
+        pf = found[idx[0]][0]
+        recs = np.fromiter((found[i][1] for i in idx), dtype=np.int64, count=len(idx))
+        offsets = np.frombuffer(pf.offsets, dtype=np.int64)[recs]
+        order = np.argsort(offsets, kind="stable")
+        idx = np.asarray(idx, dtype=np.int64)[order].tolist()
+        recs, offsets = recs[order], offsets[order]
+        lengths = np.frombuffer(pf.lengths, dtype=np.int64)[recs].tolist()
+        crcs = np.frombuffer(pf.crcs, dtype=np.uint32)[recs].tolist()
+        offsets = offsets.tolist()
+        try:
+            fd = os.open(pf.path, os.O_RDONLY)
+        except FileNotFoundError as e:
+            for i in idx:
+                yield i, e
+            continue
+        try:
+            a, m = 0, len(idx)
+            while a < m:
+                start = end = offsets[a]
+                b = a
+                while b < m:
+                    stop = offsets[b] + lengths[b]  # a damaged record (-1) adds nothing to read
+                    if stop - start > BLOCK and b > a:
+                        break
+                    if stop > end:
+                        end = stop
+                    b += 1
+                buf = os.pread(fd, end - start, start)
+                for j in range(a, b):
+                    s, n = offsets[j] - start, lengths[j]
+                    data = buf[s:s + n]
+                    if n >= 0 and len(data) == n and crc32(data) == crcs[j]:
+                        yield idx[j], data
+                    else:
+                        yield idx[j], _damage(pf, int(recs[j]), data)
+                a = b
+        finally:
+            os.close(fd)
+
+
+def _damage(pf: PackFile, k: int, data: bytes) -> DamagedRecord:
+    """Why ``data``, read for record ``k`` of ``pf``, is not its result."""
+    length = pf.lengths[k]
+    if length < 0:
+        return DamagedRecord("its checksum does not match: the pack was damaged where it lies")
     if len(data) != length:
-        raise EOFError(f"{pf.path}: the record of job {pf.ids[k]} ({length} bytes at {offset}) is cut short")
-    return data
+        return DamagedRecord(f"the pack was cut short: {len(data)} of its {length} bytes are left")
+    return DamagedRecord("its data no longer matches its checksum: the pack was changed or damaged where it lies")

@@ -102,3 +102,7 @@ def job_ended(job_id: int, ok: bool) -> str:
 FINISHED = "Calculation finished!"
 START = re.compile(r"^### \[bt\]: Starting job \[batchtools job\.id=(\d+)\]$")
 END = MARK + FINISHED
+# a line about one job ends with its id (its start and end markers); R's readLog reads them the same way
+JOB_LINE = re.compile(r"\[batchtools job\.id=(\d+)\]$")
+# the first line a node writes for a job collection (a log may hold several: a requeued run, Interactive)
+BANNER = "This is batchtools v"

@@ -15,6 +15,7 @@ backend accepted, quietly: the others are being handed over, not lost.
 from __future__ import annotations
 
 import logging
+import pickle
 import time
 
 import numpy as np
@@ -22,8 +23,10 @@ import numpy as np
 from . import attempts
 from . import journal as journal_mod
 from .lease import holder_alive, read_lease
+from .protocol import JOB_ID, valid_rows
 from .resources import resource_id
 from .state import forget_runs
+from .sync import list_updates
 from .tables import set_rows
 
 log = logging.getLogger("batchtools")
@@ -43,37 +46,42 @@ def replay_journal(reg) -> int:
     if not records:
         return 0
     live = writer_alive(reg)
-    if live:  # a submission in progress: what the backend accepted so far, nothing else
-        records = [r for r in records if r["batch_id"] != journal_mod.UNKNOWN_BATCH]
+    if live:  # a submission in progress: what the backend accepted (or ran) so far, nothing else
+        records = [r for r in records if r.get("evidence") or r["batch_id"] != journal_mod.UNKNOWN_BATCH]
     st = reg.status
     all_ids = reg.job_ids
     n = 0
     unknown_batches = 0
+    proven = RunEvidence(reg, {h for r in records if r.get("evidence") for h in r["hash"].tolist()})
     for rec in records:
         ids = np.asarray(rec["ids"], dtype=np.int64)
         present = np.isin(ids, all_ids)
         pos = reg.pos(ids)
+        hashes = _per_job(rec["hash"], ids.size)
         stale = present.copy()
-        stale[present] = st["job_hash"].to_numpy()[pos[present]] != rec["hash"]
+        stale[present] = st["job_hash"].to_numpy()[pos[present]] != hashes[present]
+        if rec.get("evidence") and stale.any():  # in-process: only the jobs that ran
+            at = np.flatnonzero(stale)
+            stale[at] = proven(ids[at], pos[at], hashes[at])
         if not stale.any():
             continue
         sel = pos[stale]
         forget_runs(reg, sel)
         set_rows(st, sel, "submitted", float(rec["submitted"] or time.time()))
-        set_rows(st, sel, "job_hash", rec["hash"])
-        batch, logs = rec["batch_id"], rec["log_file"]
-        if isinstance(batch, list):  # one batch id (and log) per array task, in job order
-            set_rows(st, sel, "batch_id", np.array([str(b) for b in batch], dtype=object)[stale])
-        else:
-            set_rows(st, sel, "batch_id", str(batch))
-        if isinstance(logs, list):
-            set_rows(st, sel, "log_file", np.array(logs, dtype=object)[stale])
-        elif logs is not None:
+        set_rows(st, sel, "job_hash", hashes[stale])
+        batch = _per_job(rec["batch_id"], ids.size)[stale]
+        set_rows(st, sel, "batch_id", np.array([str(b) for b in batch], dtype=object))
+        logs = _per_job(rec["log_file"], ids.size)[stale]
+        if any(x is not None for x in logs):
             set_rows(st, sel, "log_file", logs)
         if rec["resources"] is not None:
-            set_rows(st, sel, "resource_id", float(resource_id(reg, rec["resources"])))
+            if "res_of" in rec:  # distinct resources, and which each job had
+                rid = np.array([float(resource_id(reg, r)) for r in rec["resources"]])
+                set_rows(st, sel, "resource_id", rid[np.asarray(rec["res_of"])[stale]])
+            else:
+                set_rows(st, sel, "resource_id", float(resource_id(reg, rec["resources"])))
         attempts.on_replayed(reg, sel)
-        unknown_batches += int(batch == journal_mod.UNKNOWN_BATCH) * int(sel.size)
+        unknown_batches += int((batch == journal_mod.UNKNOWN_BATCH).sum())
         n += int(sel.size)
     if n:
         reg.mark_dirty("status")
@@ -88,6 +96,57 @@ def replay_journal(reg) -> int:
         log.warning("registry %s: %d of them were being handed to the backend when that session died; "
                     "they count as done if they report, and as expired otherwise", reg.file_dir, unknown_batches)
     return n
+
+
+def _per_job(value, n: int) -> np.ndarray:
+    """A journal field as an object array of one value per job (one value for all, or a list)."""
+    if isinstance(value, (list, np.ndarray)):
+        return np.asarray(value, dtype=object)
+    out = np.empty(n, dtype=object)
+    out[:] = [value] * n
+    return out
+
+
+class RunEvidence:
+    """What runs of in-process chunks left on disk, to tell which of their jobs ran before the
+    session that ran them died: a packed record of the chunk's hash, a status update file of it,
+    or a result file written for it (the previous run's result of a job that had one was set
+    aside under the chunk's hash before the chunk ran, so a result file is this run's only then)."""
+
+    def __init__(self, reg, hashes: set[str]):
+        self.reg = reg
+        self.updated: set[tuple[str, int]] = set()  # (hash, job id) of update rows
+        self.stashed: set[tuple[str, int]] = set()
+        self.files = np.empty(0, dtype=np.int64)
+        if not hashes:
+            return
+        for entry in list_updates(reg):
+            if entry.name.split("-", 1)[0] not in hashes:
+                continue
+            try:
+                with open(entry.path, "rb") as fh:
+                    rows = pickle.load(fh)
+            except Exception:
+                continue
+            if valid_rows(rows):
+                job_hash = entry.name.split("-", 1)[0]
+                self.updated.update((job_hash, r[JOB_ID]) for r in rows)
+        store = reg.store
+        self.stashed = set(store.stashed())
+        self.files = store.file_ids() if hasattr(store, "file_ids") else store.ids()
+        self.ended = ~np.isnan(reg.status["done"].to_numpy())
+
+    def __call__(self, ids: np.ndarray, pos: np.ndarray, hashes: np.ndarray) -> np.ndarray:
+        """Which of ``ids`` (at status rows ``pos``) ran in the chunks ``hashes`` (one per job)."""
+        packed = getattr(self.reg.store, "packed_by", None)
+        out = np.array(packed(ids.tolist(), hashes.tolist()), dtype=bool) if packed else np.zeros(ids.size, bool)
+        if self.updated:
+            for k in np.flatnonzero(~out).tolist():
+                out[k] = (hashes[k], int(ids[k])) in self.updated
+        if self.files.size:
+            for k in np.flatnonzero(~out & np.isin(ids, self.files)).tolist():
+                out[k] = (hashes[k], int(ids[k])) in self.stashed or not self.ended[pos[k]]
+        return out
 
 
 def settle_stashes(reg) -> int:

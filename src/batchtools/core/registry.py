@@ -375,10 +375,20 @@ class RegistryState:
     # ------------------------------------------------------------------- repr
     def __repr__(self) -> str:
         cf = getattr(self.cluster_functions, "name", None)
+        counts = "".join(f", {k}={v}" for k, v in self.definitions.counts().items())
         return (
-            f"{type(self).__name__}(file_dir={str(self.file_dir)!r}, jobs={len(self.status)}, "
+            f"{type(self).__name__}(file_dir={str(self.file_dir)!r}, jobs={len(self.status)}{counts}, "
             f"seed={self.seed}, cluster_functions={cf!r}, writeable={self.writeable})"
         )
+
+    def __str__(self) -> str:
+        """R's printout of a registry (``print(reg)``)."""
+        rows = [("Backend", getattr(self.cluster_functions, "name", None)), ("File dir", self.file_dir),
+                ("Work dir", self.work_dir), ("Jobs", len(self.status)),
+                *((k.capitalize(), v) for k, v in self.definitions.counts().items()),
+                ("Seed", self.seed), ("Writeable", self.writeable)]
+        width = max(len(k) for k, _ in rows)
+        return "\n".join([self.definitions.title, *(f"  {k:<{width}}: {v}" for k, v in rows)])
 
 
 def _storable(spec: dict | None) -> dict | None:

@@ -99,3 +99,10 @@ def resource_id(reg, resources: dict[str, Any]) -> int:
     reg.tables["resources"] = pd.concat([table, row], ignore_index=True) if len(table) else row
     reg.mark_dirty("resources")
     return new_id
+
+
+def resources_by_id(reg, rid) -> list[dict[str, Any] | None]:
+    """The resource dicts of resource ids ``rid`` (a status or attempts column; None where NaN)."""
+    table = reg.tables["resources"]
+    lookup = dict(zip(table["resource_id"].tolist(), table["resources"].tolist()))
+    return [lookup.get(int(r)) if r == r else None for r in list(rid)]

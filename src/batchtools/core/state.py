@@ -132,7 +132,7 @@ def adopt_results(reg, rows: np.ndarray) -> np.ndarray:
     if have.any():
         st = reg.status
         hit = rows[have]
-        when = np.array([store.modified(i) or time.time() for i in ids[have].tolist()], dtype=float)
+        when = np.array([t or time.time() for t in store.modified_many(ids[have].tolist())], dtype=float)
         set_rows(st, hit, "done", when)
         started = st["started"].to_numpy()[hit]
         set_rows(st, hit, "started", np.where(np.isnan(started), when, started))

@@ -29,7 +29,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from .errors import CorruptFileError
+from .errors import CorruptFileError, ResultNotFoundError
 from .files import (
     NETWORK_FS,
     dumps,
@@ -41,7 +41,16 @@ from .files import (
     write_unnamed,
 )
 from .layout import Layout, is_data_file
-from .packs import PACK_LIMIT, DamagedRecord, PackIndex, PackWriter, hash_lookup, read_record
+from .packs import (
+    NAME_PREFIX,
+    PACK_LIMIT,
+    DamagedRecord,
+    PackIndex,
+    PackWriter,
+    hash_lookup,
+    read_record,
+    read_records,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -131,6 +140,10 @@ class ResultStore(ABC):
         """When the result of ``job_id`` was written (seconds since the epoch), if the store knows."""
         return None
 
+    def modified_many(self, job_ids: Iterable[int]) -> list[float | None]:
+        """:meth:`modified` of each of ``job_ids``."""
+        return [self.modified(i) for i in job_ids]
+
     def stash(self, job_ids: Iterable[int], tag: str) -> list[int]:
         """Set the results of ``job_ids`` aside under ``tag`` (readers no longer see them); the ids moved."""
         kept = self.__dict__.setdefault("_stashed", {})
@@ -167,8 +180,8 @@ def _unreadable(where: str, job_id, e: Exception, at: str = "") -> CorruptFileEr
     """The error for a result that cannot be read (its file, or its record in a pack), and the way out."""
     return CorruptFileError(
         f"{where}: the result of job {job_id}{at} cannot be read ({type(e).__name__}: {e}). "
-        f"Run the job again: reset_jobs([{job_id}]) and submit_jobs([{job_id}]); or pass "
-        f"missing_val=... to reduce the others")
+        f"Run the job again: reset_jobs([{job_id}]) and submit_jobs([{job_id}]) (repair_registry finds "
+        f"every damaged result); or pass missing_val=... to reduce the others")
 
 
 class FolderStore(ResultStore):
@@ -226,7 +239,9 @@ class FolderStore(ResultStore):
         if not shared:
             return PackedStore(self, job_hash, PackWriter(os.fspath(self.layout.dir("packs")), job_hash))
         if self._writer is None:
-            self._writer = PackWriter(os.fspath(self.layout.dir("packs")), job_hash)
+            # named after the submission (the collections of an in-process submission share the
+            # start of their hashes), so a job's hash names the packs its result may be in
+            self._writer = PackWriter(os.fspath(self.layout.dir("packs")), job_hash[:NAME_PREFIX])
         return PackedStore(self, job_hash, self._writer)
 
     def close_packs(self) -> None:
@@ -343,21 +358,78 @@ class FolderStore(ResultStore):
             found = self._pack_index().lookup(job_id, current, hashes is None)
         return found
 
-    def _read_record(self, job_id: int, found, cache: dict | None = None) -> Any:
+    def _read_record(self, job_id: int, found) -> Any:
         pf, k = found
-        at = f" (at byte {pf.offsets[k]})"
         try:
-            data = read_record(pf, k, cache)
+            data = read_record(pf, k)
         except FileNotFoundError:  # its pack was swept meanwhile: its result, if any, is elsewhere now
-            self._pack_index()
-            found = self._record(job_id)
-            return self._read_record(job_id, found) if found else self.read(self.path(job_id))
+            return self._look_again(job_id)
         except DamagedRecord as e:
-            raise _unreadable(pf.path, job_id, e, at) from e
+            raise _unreadable(pf.path, job_id, e, f" (at byte {pf.offsets[k]})") from e
+        return self._decode(job_id, found, data)
+
+    def _look_again(self, job_id: int) -> Any:
+        self._pack_index()
+        found = self._record(job_id)
+        return self._read_record(job_id, found) if found else self._read_file(job_id)
+
+    @staticmethod
+    def _decode(job_id: int, found, data: bytes) -> Any:
         try:
-            return pickle.loads(decompress(data))
+            return pickle.loads(data if data[:1] == b"\x80" else decompress(data))  # b"\x80": a pickle
         except Exception as e:
-            raise _unreadable(pf.path, job_id, e, at) from e
+            raise _unreadable(found[0].path, job_id, e, f" (at byte {found[0].offsets[found[1]]})") from e
+
+    def _read_file(self, job_id: int) -> Any:
+        """The result file of ``job_id``; a missing one raises :meth:`missing`'s error."""
+        try:
+            return self.read(f"{self._dir}{int(job_id)}.pkl")
+        except FileNotFoundError:
+            raise self.missing(job_id) from None
+
+    def missing(self, job_id: int) -> ResultNotFoundError:
+        """The error for ``job_id`` having no result: which file and which packs were looked in, and,
+        if a run of it is recorded, that its result is lost and what to do."""
+        hashes = self._current_hashes([job_id])
+        current = hashes[0] if hashes is not None else None
+        path = self.path(job_id)
+        if current is None:
+            return ResultNotFoundError(f"{path}: job {job_id} has no result (no file, and no record in packs/"
+                                       f"{'' if hashes is None else ' of a run the status table records'})")
+        index = self._pack_index(refresh=False)
+        packs = index.packs_of(current)
+        if packs:
+            where = f"the pack its collection appended to ({', '.join(pf.path for pf in packs)}) holds no record of it"
+            damage = [f"{pf.name} has {sum(n for _, n in pf.damage)} unreadable bytes at byte {pf.damage[0][0]}"
+                      for pf in packs if pf.damage]
+            if damage:
+                where += f" ({'; '.join(damage)}: its record may have been there)"
+        else:
+            where = (f"no pack its collection {current} appended to is left "
+                     f"({self.layout.dir('packs')}{os.sep}{current[:NAME_PREFIX]}*.pack: deleted?)")
+        return ResultNotFoundError(
+            f"{path}: the result of job {job_id} is lost: it is neither in this file nor packed ({where}). "
+            f"Run bt.repair_registry({str(self.layout.file_dir)!r}): it marks jobs whose results are lost "
+            "or damaged as failed, to be submitted again (bt.submit_jobs(bt.find_errors())); or pass "
+            "missing_val=... to reduce the others")
+
+    def packed_by(self, job_ids: list[int], job_hashes: list[str]) -> list[bool]:
+        """Which of ``job_ids`` have a packed record of the collection ``job_hashes`` says (one
+        each), whatever the status table says: evidence that the collection ran them."""
+        return [f is not None for f in self._pack_index().lookup_many(job_ids, job_hashes)]
+
+    def pack_damage(self) -> dict[str, int]:
+        """Packs holding bytes that are no readable record (a damaged header: the job whose result
+        was there cannot be told), and how many such bytes each holds."""
+        return {pf.path: sum(n for _, n in pf.damage) for pf in self._pack_index().files.values() if pf.damage}
+
+    def damaged(self, job_ids: Iterable[int]) -> list[int]:
+        """Those of ``job_ids`` whose packed result that counts was damaged where it lies
+        (``repair_registry`` marks them as failed)."""
+        ids = [int(i) for i in job_ids]
+        if not ids:
+            return []
+        return self._pack_index().damaged_ids(ids, self._current_hashes(ids))
 
     def drop_packs(self, keep: set[str]) -> int:
         """Remove the packs of collections whose hash is not in ``keep`` (none of their records can
@@ -391,7 +463,7 @@ class FolderStore(ResultStore):
         found = self._record(job_id)
         if found is not None:
             return self._read_record(job_id, found)
-        return self.read(self.path(job_id))
+        return self._read_file(job_id)
 
     @staticmethod
     def read(path: str) -> Any:
@@ -411,14 +483,40 @@ class FolderStore(ResultStore):
             raise _unreadable(path, os.path.basename(path)[:-4], e) from e
 
     def get_many(self, job_ids: Iterable[int]) -> list[Any]:
+        """The results of ``job_ids``, in that order; packed ones are read pack by pack, in windows
+        holding the records asked for (memory grows with the results read, not with the packs)."""
         index = self._pack_index()
-        if not index.files:
-            return [self.read(f"{self._dir}{int(i)}.pkl") for i in job_ids]
         ids = [int(i) for i in job_ids]
-        cache: dict[str, bytes] = {}
-        out = []
-        for i, found in zip(ids, index.lookup_many(ids, self._current_hashes(ids))):
-            out.append(self.read(f"{self._dir}{i}.pkl") if found is None else self._read_record(i, found, cache))
+        if not index.files:
+            return [self._read_file(i) for i in ids]
+        found = index.lookup_many(ids, self._current_hashes(ids))
+        packed = [k for k, f in enumerate(found) if f is not None]
+        out: list[Any] = [None] * len(ids)
+        failed: dict[int, Exception] = {}
+        loads = pickle.loads
+        for j, data in read_records([found[k] for k in packed]):
+            k = packed[j]
+            if isinstance(data, Exception):
+                failed[k] = data
+                continue
+            try:
+                out[k] = loads(data if data[:1] == b"\x80" else decompress(data))
+            except Exception:
+                try:
+                    self._decode(ids[k], found[k], data)
+                except CorruptFileError as e:
+                    failed[k] = e
+        for k, (i, f) in enumerate(zip(ids, found)):  # what was not read from a pack, in order
+            if f is None:
+                out[k] = self._read_file(i)
+            elif k in failed:
+                e = failed[k]
+                if isinstance(e, FileNotFoundError):  # its pack was swept meanwhile
+                    out[k] = self._look_again(i)
+                elif isinstance(e, DamagedRecord):
+                    raise _unreadable(f[0].path, i, e, f" (at byte {f[0].offsets[f[1]]})") from e
+                else:
+                    raise e
         return out
 
     def delete(self, job_ids: Iterable[int]) -> int:
@@ -467,15 +565,24 @@ class FolderStore(ResultStore):
         return self._record(job_id) is not None or os.path.exists(self.path(job_id))
 
     def modified(self, job_id: int) -> float | None:
-        found = self._record(job_id)
-        if found is not None:
-            return found[0].times[found[1]]
-        try:
-            return os.stat(self.path(job_id)).st_mtime
-        except FileNotFoundError:
-            return None
+        return self.modified_many([job_id])[0]
 
-    def ids(self) -> np.ndarray:
+    def modified_many(self, job_ids: Iterable[int]) -> list[float | None]:
+        ids = [int(i) for i in job_ids]
+        found = self._pack_index().lookup_many(ids, self._current_hashes(ids))
+        out: list[float | None] = []
+        for i, f in zip(ids, found):
+            if f is not None:
+                out.append(f[0].times[f[1]])
+                continue
+            try:
+                out.append(os.stat(self.path(i)).st_mtime)
+            except FileNotFoundError:
+                out.append(None)
+        return out
+
+    def file_ids(self) -> np.ndarray:
+        """Sorted ids of the jobs with a result file (not a packed result)."""
         import numpy as np  # here, not at the top: the node path starts faster without NumPy
 
         try:
@@ -483,7 +590,12 @@ class FolderStore(ResultStore):
                 names = [e.name[:-4] for e in it if is_data_file(e.name)]
         except FileNotFoundError:
             names = []
-        files = np.sort(np.array([int(n) for n in names if n.isdigit()], dtype=np.int64))
+        return np.sort(np.array([int(n) for n in names if n.isdigit()], dtype=np.int64))
+
+    def ids(self) -> np.ndarray:
+        import numpy as np
+
+        files = self.file_ids()
         index = self._pack_index()
         if not index.files:
             return files

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import pickle
 import time
@@ -10,6 +11,7 @@ import time
 import numpy as np
 
 from . import attempts
+from .collection import BY_HAND
 from .files import make_dir
 from .layout import is_data_file
 from .protocol import (
@@ -25,10 +27,12 @@ from .protocol import (
     PROGRESS_MESSAGE,
     REASON,
     RESTART,
+    STARTED,
     TEXT_FIELDS,
     full_row,
     valid_rows,
 )
+from .state import forget_runs
 from .tables import set_rows
 
 log = logging.getLogger("batchtools")
@@ -90,9 +94,12 @@ def sync_updates(reg) -> int:
     else:  # merged but not saved yet: already in memory
         seen = {os.path.basename(p) for p in reg._merged_unsaved}
     entries = [e for e in entries if e.name not in seen]
+    by_hand: set[str] = set()
     for job_hash, data in pending:
         rows.extend(data)
         hashes.extend([job_hash] * len(data))
+        if job_hash.startswith(BY_HAND):
+            by_hand.add(job_hash)
     for entry in entries:
         try:
             with open(entry.path, "rb") as fh:
@@ -109,8 +116,10 @@ def sync_updates(reg) -> int:
         rows.extend(data)
         hashes.extend([job_hash] * len(data))
         merged.append(entry.path)
+        if job_hash.startswith(BY_HAND):
+            by_hand.add(job_hash)
     if rows:
-        _apply(reg, rows, np.array(hashes, dtype=object))
+        _apply(reg, rows, np.array(hashes, dtype=object), by_hand)
     if not reg.writeable:
         reg._applied_updates.update(os.path.basename(p) for p in merged)
     else:
@@ -141,7 +150,7 @@ def _expand_collection_rows(reg, rows: list, hashes: np.ndarray) -> tuple[list, 
     return out, np.array(out_h, dtype=object)
 
 
-def _apply(reg, rows: list, hashes: np.ndarray) -> None:
+def _apply(reg, rows: list, hashes: np.ndarray, by_hand: set[str] = frozenset()) -> None:
     rows, hashes = _expand_collection_rows(reg, rows, hashes)
     if not rows:
         return
@@ -153,6 +162,8 @@ def _apply(reg, rows: list, hashes: np.ndarray) -> None:
     exists = pos < all_ids.size
     exists[exists] = all_ids[pos[exists]] == job_ids[exists]
     status = reg.status
+    if by_hand:
+        _adopt_by_hand(reg, rows, hashes, pos, exists, by_hand)
     current = status["job_hash"].to_numpy()
     keep = exists.copy()
     keep[exists] = current[pos[exists]] == hashes[exists]
@@ -190,6 +201,38 @@ def _apply(reg, rows: list, hashes: np.ndarray) -> None:
             ps, first = np.unique(ps, return_index=True)
             attempts.archive(reg, ps, "requeue", reason="requeued", ended=ended[np.isnan(done)][first])
             attempts.next_run(reg, ps, r + 1)
+
+
+def _adopt_by_hand(reg, rows: list, hashes: np.ndarray, pos: np.ndarray, exists: np.ndarray,
+                   by_hand: set[str]) -> None:
+    """Make the collections run by hand (``by_hand``) the current run of their jobs that have no
+    run pending (never submitted, or ended), as R records what ``doJobCollection`` reports: their
+    previous run is forgotten, the hand-run counts as submitted when it started. A job with a run
+    pending keeps it; the hand-run's report is ignored, with a warning."""
+    status = reg.status
+    current = status["job_hash"].to_numpy()
+    ended = ~np.isnan(status["done"].to_numpy())
+    first: dict[int, tuple[str, float]] = {}  # status row -> (hand hash, when it started)
+    busy = set()
+    for k in np.flatnonzero(exists & np.isin(hashes, list(by_hand))).tolist():
+        p, h = int(pos[k]), hashes[k]
+        if current[p] == h:
+            continue
+        if current[p] is not None and not ended[p]:
+            busy.add(int(status["job_id"].to_numpy()[p]))
+            continue
+        when = rows[k][STARTED] if rows[k][STARTED] == rows[k][STARTED] else rows[k][DONE]
+        h0, t0 = first.setdefault(p, (h, math.inf))  # a job run by hand twice: the first run seen counts
+        if h0 == h and when < t0:
+            first[p] = (h, when)
+    if first:
+        at = np.fromiter(first, dtype=np.int64, count=len(first))
+        forget_runs(reg, at)
+        set_rows(status, at, "job_hash", np.array([h for h, _ in first.values()], dtype=object))
+        set_rows(status, at, "submitted", np.array([t if t < math.inf else time.time() for _, t in first.values()]))
+    if busy:
+        log.warning("jobs %s were run by hand (do_job_collection) while a run of theirs is pending; that "
+                    "report is ignored. reset_jobs() or kill_jobs() them first", sorted(busy)[:10])
 
 
 def _restart_of(status, pos: np.ndarray) -> np.ndarray:

@@ -223,6 +223,7 @@ class Learner:
     scoring: dict[str, Any] = field(default_factory=lambda: {"score": None})
     store_model: bool = False
     store_predictions: bool = False
+    code: str = ""  # digest of the source of the user's own classes and scorers in it, when it was added
 
     def __repr__(self) -> str:
         return f"<Learner {self.name}: {type(self.estimator).__name__}, scoring {list(self.scoring)}>"

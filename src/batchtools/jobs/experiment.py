@@ -60,8 +60,9 @@ def load_algorithm(file_dir: str, name: str) -> Algorithm:
 
 @dataclass
 class ExperimentJob(Job):
-    """The job of an experiment: ``problem``, ``algorithm``, ``prob_pars``, ``algo_pars``,
-    ``repl``, ``seed``, ``rng`` and the (lazily generated) ``instance``."""
+    """The job of an experiment: ``problem`` and ``algorithm`` (their names; R's ``prob.name`` and
+    ``algo.name``, also as ``prob_name`` / ``algo_name``), ``prob_pars``, ``algo_pars``, ``repl``,
+    ``seed``, ``rng`` and the (lazily generated) ``instance``."""
 
     problem: str = ""
     algorithm: str = ""
@@ -71,6 +72,21 @@ class ExperimentJob(Job):
     _instance: Any = field(default=None, repr=False)
     _has_instance: bool = field(default=False, repr=False)
     _say: Callable[[str], None] | None = field(default=None, repr=False)
+
+    @property
+    def prob_name(self) -> str:
+        """The problem's name (R's ``job$prob.name``; ``problem`` is the name too)."""
+        return self.problem
+
+    @property
+    def algo_name(self) -> str:
+        """The algorithm's name (R's ``job$algo.name``; ``algorithm`` is the name too)."""
+        return self.algorithm
+
+    @property
+    def fun(self) -> Any:
+        """The function the job runs: its algorithm's."""
+        return load_algorithm(self.file_dir, self.algorithm).fun
 
     @classmethod
     def from_spec(cls, jc: JobCollection, spec: dict[str, Any]) -> ExperimentJob:
@@ -133,7 +149,7 @@ def experiment_runner(jc: JobCollection) -> Callable[[ExperimentJob], Any]:
         setup(algo.fun)
         job._say = say
         instance = job.instance
-        say(f"Applying algorithm '{job.algorithm}' on problem '{job.problem}' ...")
+        say(f"Applying algorithm '{job.algorithm}' on problem '{job.problem}' for job {job.id} (seed = {job.seed}) ...")
         if algo.fun is None:
             return instance
         return call_with(algo.fun, {"data": prob.data, "job": job, "instance": instance}, job.algo_pars)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 import importlib.abc
 import importlib.machinery
+import os
 import random
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from ..core.layout import layout_of
 from . import progress as _progress
 
 
@@ -101,11 +104,13 @@ _UNREAD = object()
 class Job:
     """One job as the mapped function sees it.
 
-    Attributes: ``id`` (= ``job_id``), ``pars`` (the mapped arguments), ``seed``
-    (registry seed + job id), ``rng`` (a ``numpy.random.Generator`` seeded with
-    ``seed``), ``resources`` and ``file_dir``; ``restored`` and ``checkpoint(obj)`` let a long
-    job go on where an earlier run stopped; ``progress(value, message)`` and ``heartbeat()``
-    report that it is alive (see the ``stall_timeout`` resource).
+    Attributes: ``id`` (= ``job_id``), ``pars`` (the mapped arguments and ``more_args``, as R's
+    ``job$pars``), ``seed`` (registry seed + job id), ``rng`` (a ``numpy.random.Generator``
+    seeded with ``seed``), ``resources`` (those the job was submitted with), ``file_dir``,
+    ``fun`` (the mapped function) and ``external_dir`` (a folder of the job's own); ``restored``
+    and ``checkpoint(obj)`` let a long job go on where an earlier run stopped;
+    ``progress(value, message)`` and ``heartbeat()`` report that it is alive (see the
+    ``stall_timeout`` resource).
     """
 
     id: int
@@ -121,6 +126,34 @@ class Job:
     @property
     def job_id(self) -> int:
         return self.id
+
+    @property
+    def external_dir(self) -> Path:
+        """A folder of this job's own for files it writes besides its result (R's
+        ``.job$external.dir``): ``external/<id>`` in the registry, made when asked for. It is
+        kept while the job is submitted (a resubmission finds its files) and removed by
+        ``reset_jobs`` and ``sweep_registry`` once the job is not.
+
+        >>> import batchtools as bt
+        >>> reg = bt.make_registry(file_dir=None, seed=1)
+        >>> reg.cluster_functions = bt.make_cluster_functions_interactive()
+        >>> def f(x, job):
+        ...     (job.external_dir / "note.txt").write_text(f"x was {x}")
+        ...     return x
+        >>> _ = bt.batch_map(f, x=[7]); _ = bt.submit_jobs()
+        >>> (reg.file_dir / "external" / "1" / "note.txt").read_text()
+        'x was 7'
+        """
+        path = layout_of(self.file_dir).external_dir(self.id)
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    @property
+    def fun(self) -> Any:
+        """The function the job runs (R's ``job$fun``): ``batch_map``'s function."""
+        from .session import load_cached
+
+        return load_cached(layout_of(self.file_dir).user_function)
 
     @property
     def rng(self):

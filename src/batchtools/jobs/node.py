@@ -18,7 +18,7 @@ import threading
 import time
 
 from ..core.collection import JobCollection
-from ..core.files import open_append, read_pickle
+from ..core.files import open_append, read_pickle, user_path
 from ..core.layout import Layout
 from . import checkpoint, progress
 from .execute import report_unreadable, run_chunk
@@ -61,10 +61,10 @@ def do_job_collection(
     {'done': 2, 'error': 0}
     """
     if not isinstance(jc, JobCollection):
-        jc = read_pickle(jc)
+        jc = read_pickle(user_path(jc))
     with contextlib.ExitStack() as stack:
         if output is not None:  # a path, or a file already open for appending
-            fh = output if hasattr(output, "write") else stack.enter_context(open_append(output))
+            fh = output if hasattr(output, "write") else stack.enter_context(open_append(user_path(output)))
             stack.enter_context(contextlib.redirect_stdout(fh))
             stack.enter_context(contextlib.redirect_stderr(fh))
         return run_collection(jc, update_interval, sink)

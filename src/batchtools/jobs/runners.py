@@ -39,9 +39,20 @@ def map_runner(jc: JobCollection) -> Callable[[Job], Any]:
     return run
 
 
+def _more_args(jc: JobCollection) -> dict[str, Any]:
+    """``batch_map``'s ``more_args`` (read once per collection)."""
+    more = jc.__dict__.get("_more_args")
+    if more is None:
+        path = layout_of(jc.file_dir).more_args
+        more = jc.__dict__["_more_args"] = load_cached(path) if path.exists() else {}
+    return more
+
+
 def _map_job(jc: JobCollection, spec: dict[str, Any]) -> Job:
     job_id = spec["job_id"]
-    return Job(id=job_id, pars=spec["pars"], seed=jc.seed + job_id, resources=jc.resources, file_dir=jc.file_dir)
+    more = _more_args(jc)
+    pars = {**spec["pars"], **more} if more else spec["pars"]  # R: job$pars holds more.args too
+    return Job(id=job_id, pars=pars, seed=jc.seed + job_id, resources=jc.resources, file_dir=jc.file_dir)
 
 
 # kind -> (runner factory, job factory)

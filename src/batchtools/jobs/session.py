@@ -19,7 +19,7 @@ from .._version import __version__
 from ..core.collection import JobCollection
 from ..core.files import read_pickle
 from ..core.layout import Layout, is_data_file
-from ..core.protocol import MARK
+from ..core.protocol import BANNER, MARK
 
 THREAD_VARS = {
     "omp_threads": ("OMP_NUM_THREADS",),
@@ -158,7 +158,7 @@ def user_traceback(e: BaseException):
 @contextlib.contextmanager
 def node_session(jc: JobCollection, what: str):
     """A node's set-up around running jobs: banner, working directory, resources, warnings to the log."""
-    say(f"This is batchtools v{__version__} (Python {sys.version.split()[0]})")
+    say(f"{BANNER}{__version__} (Python {sys.version.split()[0]})")
     say(what)
     old_cwd = os.getcwd()
     try:

@@ -13,6 +13,7 @@ from ..core.layout import Layout
 from ..core.protocol import BASE_LENGTH, EXTRA, FIELDS, error_message, new_row
 
 _INDEX = {name: i for i, name in enumerate(FIELDS)}
+_ERROR = _INDEX["error"]
 
 
 class UpdateBuffer:
@@ -24,7 +25,7 @@ class UpdateBuffer:
         self.layout = layout
         self.sink = sink
         self.job_hash = job_hash
-        self.tag = uuid.uuid4().hex[:8] if sink is None else ""
+        self.tag = ""
         self.rows: dict[int, list] = {}
         self.seq = 0
         self.lock = threading.Lock()
@@ -63,11 +64,23 @@ class UpdateBuffer:
             if self.sink is not None:  # in-process run: hand rows to the master directly
                 self.sink.append((self.job_hash, data))
                 self.rows.clear()
+                if any(r[_ERROR] is not None for r in data):
+                    # a failed job leaves no result: its row is its only evidence should the master
+                    # die before it saves the status (the rows of the others are their results)
+                    try:
+                        self._write(data)
+                    except OSError:
+                        pass  # a full disk: the job counts as not run, and runs again
                 return
-            path = self.layout.update(self.job_hash, f"{self.tag}-{self.seq}")
-            atomic_write_bytes(path, pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
+            self._write(data)
             self.rows.clear()
-            self.seq += 1
+
+    def _write(self, data: list) -> None:
+        if not self.tag:
+            self.tag = uuid.uuid4().hex[:8]
+        path = self.layout.update(self.job_hash, f"{self.tag}-{self.seq}")
+        atomic_write_bytes(path, pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
+        self.seq += 1
 
     def close(self) -> None:
         if self._thread is not None:
