@@ -210,6 +210,10 @@ def main(scen: str, n: int, variant: str | None = None) -> None:
         out["find_notdone"] = tm(bt.find_not_done)
         out["job_pars"] = tm(bt.get_job_pars)
         out["cli_status"] = cli_seconds(["status", str(reg.file_dir)])
+        # values stored as Python objects (checked to read back from their pickle): strings, tuples
+        for step, values in (("map_str", [f"s{i}" for i in range(n)]), ("map_tuples", [(i, i) for i in range(n)])):
+            bt.make_registry(file_dir=tempfile.mkdtemp(dir=work, prefix="py-"), seed=1, conf_file=None)
+            out[step] = tm(lambda: bt.batch_map(square, x=values))
     elif scen == "interactive":
         reg.cluster_functions = bt.make_cluster_functions_interactive()
         bt.batch_map(square, x=range(1, n + 1))

@@ -30,7 +30,7 @@ def mreg(tmp_path):
 
 
 FAKE = Path(__file__).parent / "fakes" / "fake_scheduler.py"
-COMMANDS = ["qsub", "qselect", "qstat", "qdel", "bsub", "bjobs", "bkill", "docker", "sbatch", "squeue",
+COMMANDS = ["qsub", "qselect", "qstat", "qdel", "qrerun", "bsub", "bjobs", "bkill", "docker", "sbatch", "squeue",
             "scancel", "scontrol", "sacct", "nvidia-smi"]
 
 
@@ -107,6 +107,18 @@ def require_daemon(problem: str | None, env_var: str) -> None:
         if os.environ.get(env_var) == "1":
             pytest.fail(f"{env_var}=1 but {problem}")
         pytest.skip(problem)
+
+
+def countdown(n, job):
+    """A job of ``n`` steps of 0.25 s that checkpoints after each and goes on from its checkpoint."""
+    import time
+
+    i = job.restored or 0
+    while i < n:
+        time.sleep(0.25)
+        i += 1
+        job.checkpoint(i)
+    return i
 
 
 def wait_until(cond, timeout: float = 30.0, what: str = "condition", poll: float = 0.05):

@@ -17,10 +17,13 @@ from batchtools import cli
 from conftest import snapshot, wait_until
 
 MAKE = textwrap.dedent("""
-    import sys, time, batchtools as bt
-    def job(x, wait=0.0):
+    import os, sys, time, batchtools as bt
+    def job(x, wait=0.0, gate=""):
         print(f"working on {x}")
         time.sleep(wait)
+        deadline = time.monotonic() + 120
+        while gate and not os.path.exists(gate) and time.monotonic() < deadline:
+            time.sleep(0.05)
         if x == 4:
             raise RuntimeError(f"x = {x} is not supported")
         if x == 5:
@@ -28,7 +31,7 @@ MAKE = textwrap.dedent("""
         return x * 10
     reg = bt.make_registry(file_dir=sys.argv[1], seed=1, conf_file=None)
     reg.cluster_functions = bt.make_cluster_functions_multicore(2)
-    bt.batch_map(job, x=range(1, 7), more_args={"wait": float(sys.argv[2])})
+    bt.batch_map(job, x=range(1, 7), more_args={"wait": float(sys.argv[2]), "gate": sys.argv[3]})
 """)
 
 
@@ -39,9 +42,11 @@ def run(*args, cwd=None, timeout=120, **env):
                           text=True, timeout=timeout, env=full_env)
 
 
-def make(path, wait: float = 0.0) -> None:
-    """A registry of 6 jobs on Multicore(2), made by another process (so no lease is held here)."""
-    subprocess.run([sys.executable, "-c", MAKE, str(path), str(wait)], check=True, timeout=60)
+def make(path, wait: float = 0.0, gate: str = "") -> None:
+    """A registry of 6 jobs on Multicore(2), made by another process (so no lease is held here).
+
+    With ``gate``, each job also waits (up to 2 minutes) until that file exists."""
+    subprocess.run([sys.executable, "-c", MAKE, str(path), str(wait), str(gate)], check=True, timeout=60)
 
 
 @pytest.fixture
@@ -166,23 +171,36 @@ def test_actions_are_refused_while_another_session_holds_the_lease(tmp_path):
 
 
 def test_watch_follows_a_submission_in_progress(tmp_path):
-    """watch started while another process submits (6 scheduler jobs of 0.5 s, two at a time)
-    follows the submission until no job is left, without taking the submitter for dead."""
-    regdir = tmp_path / "registry"
-    make(regdir, wait=0.5)
+    """watch started while another process submits (6 scheduler jobs, two at a time, held at a gate
+    until watch has seen the submission) follows it until no job is left, without taking the
+    submitter for dead."""
+    regdir, gate = tmp_path / "registry", tmp_path / "gate"
+    make(regdir, wait=0.2, gate=str(gate))
     submit = subprocess.Popen([sys.executable, "-m", "batchtools.cli", "submit", str(regdir), "--chunk-size", "1"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watch = None
     try:
-        wait_until(lambda: (regdir / "submissions.log").exists() or submit.poll() is not None, 30, "a submission")
-        proc = run("watch", regdir, "-n", "0.1")
+        wait_until(lambda: (regdir / "submissions.log").exists() or submit.poll() is not None, 60, "a submission")
+        watch = subprocess.Popen([sys.executable, "-m", "batchtools.cli", "watch", str(regdir), "-n", "0.1"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lines = []
+        for line in watch.stdout:  # the jobs wait at the gate, so watch must see the submission
+            lines.append(line.rstrip("\n"))
+            if "a submission is in progress" in line:
+                break
+        gate.touch()
+        out, err = watch.communicate(timeout=120)
+        lines += out.splitlines()
     finally:
-        submit.wait(timeout=60)
-    assert proc.returncode == cli.JOBS_FAILED, proc.stderr
-    lines = proc.stdout.splitlines()
+        gate.touch()
+        submit.wait(timeout=120)
+        if watch is not None and watch.poll() is None:
+            watch.kill()
+    assert watch.returncode == cli.JOBS_FAILED, err
     assert any("a submission is in progress" in x for x in lines), lines
     assert not any(" 0 expired" not in x for x in lines), lines
     assert "6/6 finished: 4 done, 2 error, 0 expired" in lines[-1]
-    assert "died" not in proc.stderr
+    assert "died" not in err
 
 
 def test_workers_and_timeline(tmp_path):

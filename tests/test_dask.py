@@ -5,12 +5,14 @@ With ``BATCHTOOLS_TEST_DASK=1`` (as CI sets it) a missing or broken distributed 
 """
 
 import os
+import signal
 import time
 
 import pytest
 
 import batchtools as bt
 from conftest import cancel_own_jobs, require_daemon, snapshot, wait_until
+from test_faults import job, runs
 
 pytestmark = pytest.mark.dask
 
@@ -195,3 +197,42 @@ def test_tasks_dask_refused_when_sent_expire_and_are_submitted_again(dreg, dask_
     bt.submit_jobs(bt.find_expired())
     assert bt.wait_for_jobs(timeout=60)
     assert bt.reduce_results_list() == [2, 3]
+
+
+def test_a_worker_killed_mid_task_runs_only_the_unfinished_jobs_again(dask_cluster, tmp_path, request):
+    """SIGKILL the Dask worker process whose runner is in the middle of an 8-job collection (three
+    trials). Dask runs the task again on a worker; that run skips the jobs the first one finished,
+    and the first run's runner, orphaned, stops at once instead of finishing the collection too:
+    at most the job running at the kill runs twice."""
+    import psutil
+
+    client = dask_cluster[1]
+    n, twice_total = 8, []
+    for trial in range(3):
+        log_dir = tmp_path / f"runs{trial}"
+        log_dir.mkdir()
+        reg = bt.make_registry(file_dir=tmp_path / f"killreg{trial}", seed=1, conf_file=None)
+        reg.cluster_functions = bt.make_cluster_functions_dask(client)
+        bt.batch_map(job, x=range(1, n + 1), more_args={"log_dir": str(log_dir), "sleep": 0.7})
+        bt.submit_jobs(bt.find_jobs().assign(chunk=1))
+        request.addfinalizer(lambda reg=reg: cancel_own_jobs(reg))
+        wait_until(lambda: len(list(log_dir.glob("*.run"))) >= 2 + trial, 120, "the first jobs")
+        runner = int((log_dir / "1.run").read_text().split()[0])
+        worker = psutil.Process(runner).ppid()
+        assert worker in set(client.run(os.getpid).values())  # the runner's parent is a Dask worker process
+        os.kill(worker, signal.SIGKILL)
+        wait_until(lambda: not psutil.pid_exists(runner) or psutil.Process(runner).status() == psutil.STATUS_ZOMBIE,
+                   10, "the orphaned runner to stop")
+        assert bt.wait_for_jobs(timeout=180)
+        assert bt.reduce_results_list() == [x * x for x in range(1, n + 1)]
+        ran = runs(log_dir)
+        assert sorted(ran) == list(range(1, n + 1))
+        twice = [x for x, k in ran.items() if k > 1]
+        assert len(twice) <= 1, f"jobs that ran twice: {twice}"
+        log = "".join(p.read_text() for p in reg.layout.dir("logs").glob("*.log"))
+        assert "Job 1 finished in an earlier run of this collection" in log
+        assert "The worker process running this collection is gone" in log  # what the orphan said
+        twice_total.append(len(twice))
+        client.wait_for_workers(2, timeout=60)
+    print(f"\nDask worker killed mid-task: 3 trials, jobs run twice: {twice_total}")
+

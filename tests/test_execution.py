@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import batchtools as bt
+from conftest import wait_until
 
 
 def square(x):
@@ -34,15 +35,25 @@ def test_interactive_external(reg):
     assert all(r[1] != os.getpid() for r in res)
 
 
-def test_multicore_runs_in_background_and_status_visible(mreg):
-    bt.batch_map(lambda s: time.sleep(s) or os.getpid(), s=[1.0, 1.0])
-    t0 = time.time()
-    bt.submit_jobs()
-    assert time.time() - t0 < 0.9  # submission does not wait for the jobs
-    time.sleep(0.5)
+def gated(gate: str) -> int:
+    """Wait (up to 2 minutes) until the file ``gate`` exists, then return this process's id."""
+    import os
+    import time
+    deadline = time.monotonic() + 120
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return os.getpid()
+
+
+def test_multicore_runs_in_background_and_status_visible(mreg, tmp_path):
+    gate = tmp_path / "gate"
+    bt.batch_map(gated, gate=[str(gate)] * 2)
+    bt.submit_jobs()  # returns while the jobs wait at the gate: submission does not wait for them
+    wait_until(lambda: bt.get_status().running == 2, 60, "both jobs to run")
     st = bt.get_status()
-    assert st.running == 2 and st.started == 2 and st.done == 0
+    assert st.started == 2 and st.done == 0
     assert bt.find_running()["job_id"].tolist() == [1, 2]
+    gate.touch()
     assert bt.wait_for_jobs()
     pids = bt.reduce_results_list()
     assert len(set(pids)) == 2 and os.getpid() not in pids
@@ -70,11 +81,31 @@ def test_multicore_blocks_when_full(mreg):
     assert starts.is_monotonic_increasing
 
 
+def test_an_idle_fork_server_ends_and_the_next_submission_starts_one(mreg, monkeypatch):
+    """A Multicore fork server with no child for idle_timeout seconds ends (it holds the jobs'
+    imports); the next submission starts a new one and runs as before."""
+    server = mreg.cluster_functions.processes
+    bt.batch_map(square, x=[1, 2, 3])
+    bt.submit_jobs([1, 2])
+    assert bt.wait_for_jobs()
+    first = server.proc
+    assert first.poll() is None
+    with server.cond:
+        monkeypatch.setattr(server, "idle_timeout", 0.5)
+        server.cond.notify_all()
+    wait_until(lambda: first.poll() is not None, 60, "the idle fork server to end")
+    assert first.returncode == 0 and server.proc is None
+    bt.submit_jobs([3])
+    assert bt.wait_for_jobs()
+    assert bt.reduce_results_list() == [1, 4, 9]
+    assert server.proc is not first and server.deaths == 0  # ended on purpose, not died
+
+
 def test_kill_jobs(mreg):
     bt.batch_map(lambda s: time.sleep(s), s=[60, 0])
     bt.submit_jobs()
-    time.sleep(0.5)
-    assert bt.find_running()["job_id"].tolist() == [1]
+    wait_until(lambda: bt.find_running()["job_id"].tolist() == [1] and bt.find_done()["job_id"].tolist() == [2],
+               60, "job 1 to run and job 2 to end")
     killed = bt.kill_jobs()
     assert killed["job_id"].tolist() == [1] and killed["killed"].all()
     bt.wait_for_jobs()

@@ -71,7 +71,7 @@ def bad_calls(tmp_path: Path) -> list[tuple[str, object, type, str]]:
             {"p": pd.DataFrame([[1, 2]], columns=["n", "n"])}, {"a": None}, reg=make_exp(tmp_path)),
          ValueError, r"duplicate column.*\['n'\]"),
         ("batch_map over locks", lambda: bt.batch_map(inc, x=[lock, lock], reg=fresh(tmp_path)), TypeError,
-         "x: its values cannot be stored"),
+         "x: the value of job 1 .lock. cannot be stored"),
         ("batch_export with a lock", lambda: bt.batch_export({"a": 1, "lk": lock}), TypeError,
          "export: 'lk' cannot be serialised.*nothing was exported"),
         ("submit_workers(heartbeat=nan)", lambda: bt.submit_workers(1, heartbeat=float("nan")), ValueError,
@@ -195,7 +195,7 @@ def try_path(tmp_path: Path, name: str, backend: str, make_cf) -> str:
             bt.submit_workers(2, idle_timeout=0, reg=reg)
         else:
             bt.submit_jobs(bt.find_jobs(reg=reg).assign(chunk=[1, 1, 2]), reg=reg)
-        assert bt.wait_for_jobs(reg=reg, timeout=120), bt.get_error_messages(reg=reg)
+        assert bt.wait_for_jobs(reg=reg, timeout=600), bt.get_error_messages(reg=reg)
         assert bt.reduce_results_list(reg=reg) == [2, 3, 4]
         assert "Starting job" in "\n".join(bt.get_log(3, reg=reg))
         return "ok"

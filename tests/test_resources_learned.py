@@ -181,6 +181,34 @@ def test_progress_reports_read_out_of_order_keep_the_latest(reg):
     assert (row["progress_at"], row["progress"], row["progress_message"]) == (200.0, 0.9, "late")
 
 
+def test_rows_of_every_length_nodes_wrote_are_read(reg):
+    """One update row format for start-up (issue 25) and progress/GPU use (issue 28): rows of 17
+    fields and of 12 (no progress or GPU field), and older ones: 5 fields, 11 (no startup), and 16
+    (progress and GPU fields right after ``ended``, no startup), all in one batch."""
+    from batchtools.core.protocol import FIELDS, STARTUP
+
+    reg.cluster_functions = bt.make_cluster_functions("Silent", lambda r, jc: bt.make_submit_job_result(0, "b1"),
+                                                      list_jobs_running=lambda r: ["b1"])
+    bt.batch_map(lambda x: x, x=[1, 2, 3, 4, 5])
+    bt.submit_jobs(bt.find_jobs().assign(chunk=1))  # one collection, none of its jobs run: the rows below tell
+    h = reg.status["job_hash"][0]
+    nan = float("nan")
+    base = [10.0, 11.0, None, 3.0, None, nan, 4.0, 0.5, 0.0, 11.0]  # started .. ended
+    full = [1, *base, 2.5, 10.5, 0.5, "half", 100.0, 40.0]
+    assert len(full) == len(FIELDS) and full[STARTUP] == 2.5
+    rows = [full, [2, *base, 1.5], [3, 10.0, 11.0, None, 3.0], [4, *base], [5, *base, 10.5, 0.7, "most", 200.0, 80.0]]
+    reg.pending_updates.append((h, rows))
+    reg.sync()
+    st = bt.get_job_status()
+    assert st["time_running"].dt.total_seconds().tolist() == [1.0] * 5
+    assert st["time_startup"].dt.total_seconds().tolist()[:2] == [2.5, 1.5]
+    assert st["time_startup"][2:].isna().all()
+    assert st["progress"].tolist()[0] == 0.5 and st["progress"].tolist()[4] == 0.7
+    assert st["progress_message"][0::4].tolist() == ["half", "most"] and st["progress_message"][1:4].isna().all()
+    assert st["gpu_mem"].tolist()[0::4] == [100.0, 200.0] and st["gpu_util"].tolist()[0::4] == [40.0, 80.0]
+    assert st["gpu_mem"][1:4].isna().all() and st["max_rss"][[0, 1, 3, 4]].tolist() == [4.0] * 4
+
+
 # ------------------------------------------------------------------ GPUs
 NVIDIA_SMI = """\
 0, GPU-aaaa, 1000, 40

@@ -1,10 +1,13 @@
-"""Backends for schedulers that cannot run here (TORQUE, SGE, LSF, OpenLava, Docker), and
+"""Backends for schedulers that cannot run here (TORQUE, PBS Pro, SGE, LSF, OpenLava, Docker), and
 Slurm's error paths, against fake commands replaying the real tools' output formats
 (tests/fakes/fake_scheduler.py). Real Slurm is tested in test_slurm.py."""
+
+import os
 
 import pytest
 
 import batchtools as bt
+from conftest import countdown
 
 
 def make(tmp_path, cf):
@@ -18,6 +21,7 @@ def make(tmp_path, cf):
 
 BACKENDS = {
     "torque": lambda: bt.make_cluster_functions_torque(),
+    "pbspro": lambda: bt.make_cluster_functions_pbspro(),
     "sge": lambda: bt.make_cluster_functions_sge(),
     "lsf": lambda: bt.make_cluster_functions_lsf(),
     "openlava": lambda: bt.make_cluster_functions_openlava(),
@@ -49,7 +53,7 @@ def test_backend_lists_and_kills(fake, tmp_path, name):
     killed = bt.kill_jobs([1])
     assert killed["killed"].tolist() == [True]
     assert bt.find_on_system()["job_id"].tolist() == [2]
-    kill_cmd = {"torque": "qdel", "sge": "qdel", "lsf": "bkill", "openlava": "bkill", "slurm": "scancel"}[name]
+    kill_cmd = {"torque": "qdel", "pbspro": "qdel", "sge": "qdel", "lsf": "bkill", "openlava": "bkill", "slurm": "scancel"}[name]
     assert any(c[0] == kill_cmd for c in fake.calls())
 
 
@@ -62,6 +66,159 @@ def test_torque_array_jobs(fake, tmp_path):
     assert bt.wait_for_jobs()
     assert bt.reduce_results_list() == [101, 102, 103]
     assert bt.get_job_status()["batch_id"].tolist() == [f"{4711}[{i}].torque.example.org" for i in (1, 2, 3)]
+
+
+def test_pbspro_array_jobs_use_J_and_subjob_ids(fake, tmp_path):
+    reg = make(tmp_path, bt.make_cluster_functions_pbspro())
+    bt.batch_map(lambda x: (x + 100, os.environ["PBS_ARRAY_INDEX"]), x=[1, 2, 3])
+    bt.submit_jobs(bt.find_jobs().assign(chunk=1), resources={"chunks_as_arrayjobs": True, "max_concurrent_jobs": 2,
+                                                              "walltime": 60, "memory": 256, "ncpus": 2})
+    assert bt.wait_for_jobs()
+    assert bt.reduce_results_list() == [(101, "1"), (102, "2"), (103, "3")]
+    st = bt.get_job_status()
+    assert st["batch_id"].tolist() == [f"4711[{i}].pbs.example.org" for i in (1, 2, 3)]
+    script = (reg.layout.dir("jobs") / (st["job_hash"][0] + ".sh")).read_text()
+    assert "#PBS -J 1-3\n" in script and "#PBS -W max_run_subjobs=2" in script
+    assert "#PBS -l select=1:ncpus=2:mem=256mb" in script and "#PBS -l walltime=60" in script
+    assert "#PBS -t" not in script  # -t is TORQUE's array option
+    assert "### [bt]: Starting job [batchtools job.id=3]" in bt.get_log(3)
+    assert reg.status["restart"].tolist() == [0, 0, 0]  # run_count 1: the first run
+
+
+def test_pbspro_array_of_one_is_an_ordinary_job(fake, tmp_path):
+    reg = make(tmp_path, bt.make_cluster_functions_pbspro())
+    bt.batch_map(lambda x: (x, os.environ.get("PBS_ARRAY_INDEX")), x=[5])
+    bt.submit_jobs(resources={"chunks_as_arrayjobs": True})
+    assert bt.wait_for_jobs()
+    assert bt.load_result(1) == (5, "1")
+    st = bt.get_job_status()
+    assert st["batch_id"].tolist() == ["4711.pbs.example.org"]
+    assert "#PBS -J" not in (reg.layout.dir("jobs") / (st["job_hash"][0] + ".sh")).read_text()
+
+
+def test_pbspro_lists_subjobs_of_its_user_and_kills_one(fake, tmp_path):
+    make(tmp_path, bt.make_cluster_functions_pbspro())
+    bt.batch_map(lambda x: x, x=[1, 2, 3])
+    fake.hold()
+    bt.submit_jobs(bt.find_jobs().assign(chunk=1), resources={"chunks_as_arrayjobs": True})
+    listed = bt.get_job_status()["batch_id"].tolist()
+    assert bt.find_queued()["job_id"].tolist() == [1, 2, 3]  # the other user's running job is not ours
+    assert bt.kill_jobs([2])["killed"].tolist() == [True]
+    assert ["qdel", listed[1]] in fake.calls()
+    assert bt.find_on_system()["job_id"].tolist() == [1, 3]
+    assert ["qstat", "-f", "-F", "json", "-t"] in fake.calls()
+
+
+def test_pbspro_listing_parses_real_qstat_json():
+    """The JSON of ``qstat -f -F json -t`` (PBS Pro 2022): arrays ``B`` with subjobs, ``X`` for a
+    finished subjob, another user's job, a control character PBS copies from the environment."""
+    from batchtools.backends.pbspro import parse_qstat_json
+
+    text = """qstat: a warning on stderr
+{
+    "timestamp":1733500000,
+    "pbs_version":"2022.1.3",
+    "pbs_server":"pbs01",
+    "Jobs":{
+        "120[].pbs01":{"Job_Name":"bt","Job_Owner":"ann@login1","job_state":"B","array":"True",
+            "array_state_count":"Queued:1 Running:1 Exiting:0 Expired:1 ","array_indices_submitted":"1-3",
+            "array_indices_remaining":"3"},
+        "120[1].pbs01":{"Job_Owner":"ann@login1","job_state":"X","array_index":1},
+        "120[2].pbs01":{"Job_Owner":"ann@login1","job_state":"R","array_index":2,"run_count":1},
+        "120[3].pbs01":{"Job_Owner":"ann@login1","job_state":"Q","array_index":3},
+        "121.pbs01":{"Job_Owner":"ann@login1","job_state":"H","Variable_List":{"X":"a	b"}},
+        "122.pbs01":{"Job_Owner":"ann@login1","job_state":"E"},
+        "123.pbs01":{"Job_Owner":"bob@login1","job_state":"R"}
+    }
+}"""
+    assert parse_qstat_json(text, "ann") == (["120[3].pbs01", "121.pbs01"], ["120[2].pbs01", "122.pbs01"])
+    assert parse_qstat_json('{"timestamp":1,"pbs_version":"2022.1.3","pbs_server":"pbs01"}', "ann") == ([], [])
+    with pytest.raises(ValueError, match="no JSON"):
+        parse_qstat_json("qstat: cannot connect to server pbs01 (errno=111)", "ann")
+
+
+def test_pbspro_job_requeues_itself_with_qrerun_and_goes_on(fake, tmp_path):
+    """The node half: a job stopped before its walltime requeues its PBS job (qrerun); PBS runs it
+    again (run_count 2), and the run goes on from the checkpoint with the same batch id."""
+    reg = make(tmp_path, bt.make_cluster_functions_pbspro())
+    bt.batch_map(countdown, n=[14])  # 3.5 s of work; the node stops it 1 s before its 3 s walltime
+    bt.submit_jobs(resources={"walltime": 3, "checkpoint_warning": 1})
+    assert bt.wait_for_jobs(timeout=120)
+    assert bt.load_result(1) == 14  # in runs of at most 2 s (3.5 s of work): each went on from the checkpoint
+    trace = bt.get_job_attempts()
+    n = len(trace)  # two runs, or three on a busy machine (each run has 2 s before the warning)
+    assert n >= 2 and trace["reason"].tolist() == ["requeued"] * (n - 1) + [None]
+    assert set(trace["batch_id"]) == {"4711.pbs.example.org"}  # the same PBS job, rerun
+    assert reg.status["restart"].tolist() == [n - 1]  # from run_count: n on the last run
+    assert any(c[0] == "qrerun" and c[1] == "4711.pbs.example.org" for c in fake.calls())
+    log = reg.layout.log_named(bt.get_job_status()["log_file"][0]).read_text()  # the runs append to one log
+    assert log.count("### [bt]: Requeued PBS job 4711.pbs.example.org: the next run goes on from the checkpoint") \
+        == n - 1
+    assert not reg.layout.checkpoint(1).exists()
+
+
+def test_pbspro_job_of_a_user_without_operator_privilege_leaves_the_resubmission_to_the_master(
+        fake, tmp_path, monkeypatch):
+    """qrerun needs PBS Operator privilege: without it the node does not try, the run reports
+    checkpointed, the master resubmits it (a new PBS job), and it goes on from the checkpoint."""
+    monkeypatch.setenv("FAKE_PBS_NOT_OPERATOR", "1")
+    make(tmp_path, bt.make_cluster_functions_pbspro())
+    bt.batch_map(countdown, n=[14])
+    bt.submit_jobs(resources={"walltime": 3, "checkpoint_warning": 1})
+    assert bt.wait_for_jobs(timeout=120)
+    assert bt.load_result(1) == 14
+    trace = bt.get_job_attempts()
+    n = len(trace)
+    assert n >= 2 and trace["reason"].tolist() == ["checkpointed"] * (n - 1) + [None]
+    assert trace["batch_id"].tolist() == [f"{4711 + k}.pbs.example.org" for k in range(n)]  # new PBS jobs
+    assert not any(c[0] == "qrerun" for c in fake.calls())
+
+
+def test_pbspro_splits_arrays_over_the_servers_max_array_size(fake, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_MAX_ARRAY_SIZE", "3")
+    make(tmp_path, bt.make_cluster_functions_pbspro())
+    bt.batch_map(lambda x: x * x, x=range(1, 8))
+    bt.submit_jobs(bt.find_jobs().assign(chunk=1), resources={"chunks_as_arrayjobs": True})
+    assert bt.wait_for_jobs()
+    assert bt.reduce_results_list() == [x * x for x in range(1, 8)]
+    assert bt.get_job_status()["batch_id"].tolist() == [
+        *(f"4711[{i}].pbs.example.org" for i in (1, 2, 3)), *(f"4712[{i}].pbs.example.org" for i in (1, 2, 3)),
+        "4713.pbs.example.org"]  # the last part, one job, is an ordinary job
+
+
+def test_node_environment_is_chosen_by_backend_and_scheduler_variables(monkeypatch):
+    """The node half comes from the collection's backend, and only under its scheduler: a Slurm
+    variable in the environment of a Multicore node (a master inside an allocation) is ignored."""
+    from batchtools.backends.pbspro import PBSProEnvironment
+    from batchtools.backends.slurm import SlurmEnvironment
+    from batchtools.jobs.environment import NodeEnvironment, environment_of
+
+    slurm = bt.make_cluster_functions_slurm().node_environment_ref
+    assert slurm == "batchtools.backends.slurm:SlurmEnvironment"
+    assert bt.make_cluster_functions_multicore(1).node_environment_ref is None
+    for var in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_RESTART_COUNT", "PBS_JOBID"):
+        monkeypatch.delenv(var, raising=False)
+    assert type(environment_of(slurm)) is NodeEnvironment  # not under Slurm: the plain default
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "2")
+    env = environment_of(slurm)
+    assert isinstance(env, SlurmEnvironment) and (env.job_id, env.restart_count, env.can_requeue) == ("77", 2, True)
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "70")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "7")
+    assert (env.job_id, env.array_index) == ("70_7", 7)
+    plain = environment_of(None, "SLURM_ARRAY_TASK_ID")  # a Multicore node inside a Slurm job
+    assert (plain.job_id, plain.restart_count, plain.can_requeue) == (None, 0, False)
+    assert type(environment_of(PBSProEnvironment.__module__ + ":PBSProEnvironment")) is NodeEnvironment
+    with pytest.raises(TypeError, match="node_environment"):
+        bt.make_cluster_functions("X", lambda r, jc: None, node_environment=lambda: None)
+
+
+def test_a_node_half_that_cannot_be_loaded_falls_back_to_the_plain_default(capsys):
+    from batchtools.jobs.environment import NodeEnvironment, environment_of
+
+    env = environment_of("no_such_module_here:Env", "MY_TASK")
+    assert type(env) is NodeEnvironment and env.array_var == "MY_TASK"
+    assert "cannot be loaded" in capsys.readouterr().out
 
 
 def test_sge_and_lsf_refuse_arrays(fake, tmp_path):

@@ -451,8 +451,7 @@ learners = {"featureless": dummy.DummyClassifier(), "bayes": naive_bayes.Gaussia
 design = bt.benchmark_grid(tasks, learners, 3)
 ids = bt.batchmark(design, scoring=["accuracy", "balanced_accuracy", "f1_macro"], replace=True)
 print("to run:", len(ids))
-todo = bt.find_not_submitted()
-workers = bt.submit_workers(2, ids=todo, idle_timeout=0) if len(todo) else []
+workers = bt.submit_workers(2, idle_timeout=0)  # the jobs not submitted yet; none, saying so, if there are none
 print("queued for the pool:", len(workers))
 bt.wait_for_jobs()
 print(bt.get_status())
@@ -464,22 +463,22 @@ print(res.aggregate())
 def test_the_study_script_run_again_fixes_a_learner_and_then_adds_nothing(tmp_path):
     script = tmp_path / "study.py"
 
-    def run(fit_body: str) -> str:
+    def run(fit_body: str) -> tuple[str, str]:  # all it printed, and its stdout
         script.write_text(textwrap.dedent(STUDY).replace("FIT_BODY", fit_body))
         env = dict(os.environ, BATCHTOOLS_PROGRESS="0", COLUMNS="80")
         out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
                              timeout=600)
         assert out.returncode == 0, out.stdout + out.stderr
-        return out.stdout + out.stderr
+        return out.stdout + out.stderr, out.stdout
 
-    first = run("raise RuntimeError('a bug in Nearest.fit')")
+    first, _ = run("raise RuntimeError('a bug in Nearest.fit')")
     assert "to run: 36" in first and "queued for the pool: 36" in first
     assert "Error   : 12" in first  # nearest, on 4 tasks x 3 folds
     reg = bt.load_registry(tmp_path / "study")
     assert bt.find_errors(reg=reg)["job_id"].tolist() == bt.find_experiments(learner="nearest", reg=reg)["job_id"].tolist()
     done = bt.get_job_table(bt.find_done(reg=reg), reg=reg)[["job_id", "started", "done", "job_hash"]]
 
-    second = run("pass")  # the bug fixed (same parameters, other code): replace=True replaces its jobs
+    second, _ = run("pass")  # the bug fixed (same parameters, other code): replace=True replaces its jobs
     assert "learner 'nearest' has other settings (replace=True): its 12 jobs will run again; 0 results and 12 errors" \
         in second
     assert "to run: 12" in second and "queued for the pool: 12" in second and "Done    : 36" in second
@@ -487,13 +486,14 @@ def test_the_study_script_run_again_fixes_a_learner_and_then_adds_nothing(tmp_pa
     pd.testing.assert_frame_equal(bt.get_job_table(done["job_id"], reg=reg)[done.columns], done)  # kept, not rerun
     table = bt.get_job_table(reg=reg)[["job_id", "started", "done", "job_hash"]]
 
-    third = run("pass")  # the same script again: adds and submits nothing
+    third, stdout = run("pass")  # the same script again: adds and submits nothing, and says so
     assert "to run: 0" in third and "queued for the pool: 0" in third and "Done    : 36" in third
+    assert "no job to claim (every job was submitted already" in third and "no worker was submitted" in third
     assert "replace=True" not in third
     reg = bt.load_registry(tmp_path / "study")
     pd.testing.assert_frame_equal(bt.get_job_table(reg=reg)[table.columns], table)
     # the printed aggregate (80 columns, not a terminal) shows every scorer's mean and sd
-    printed = third[third.index("task"):]
+    printed = stdout[stdout.index("task"):]
     for scorer in ("accuracy", "balanced_accuracy", "f1_macro"):
         assert f"{scorer}_mean" in printed and f"{scorer}_sd" in printed
     assert "..." not in printed and max(map(len, printed.splitlines())) <= 80
@@ -539,3 +539,33 @@ def test_readme_benchmark_run_twice_adds_and_submits_nothing_the_second_time(tmp
     assert second == first  # the same aggregate, every scorer shown
     for scorer in ("accuracy", "balanced_accuracy"):
         assert f"{scorer}_mean" in second and f"{scorer}_sd" in second
+
+
+def test_the_guides_study_script_run_twice_submits_nothing_the_second_time(tmp_path):
+    """docs/ml-benchmarks.md's study as one script: run again, it adds nothing and submit_workers
+    submits no worker, saying so (no check of pending jobs needed in the script)."""
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "ml-benchmarks.md").read_text()
+    part = guide[guide.index("## The whole study as one script"):]
+    code = part.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "submit_workers(2)" in code and "find_not_submitted" not in code
+    script = tmp_path / "study.py"
+    script.write_text(code)
+    env = dict(os.environ, BATCHTOOLS_PROGRESS="0", MPLBACKEND="Agg")
+
+    def run() -> str:
+        out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=600)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out
+
+    first = run()
+    reg = bt.load_registry(tmp_path / "study")
+    table = bt.get_job_table(reg=reg)[["job_id", "submitted", "started", "done", "job_hash"]]
+    assert len(table) == 36 and table["done"].notna().all() and len(bt.get_workers(reg=reg)) == 2
+    second = run()
+    assert "no job to claim (every job was submitted already" in second.stderr
+    assert "no worker was submitted" in second.stderr
+    reg = bt.load_registry(tmp_path / "study")
+    pd.testing.assert_frame_equal(bt.get_job_table(reg=reg)[table.columns], table)  # nothing added or run again
+    assert len(bt.get_workers(reg=reg)) == 2
+    assert second.stdout == first.stdout  # the same aggregate

@@ -34,14 +34,15 @@ SECTIONS: list[tuple[str, str, str, tuple[str, ...]]] = [
      ("batchtools.api.status", "batchtools.api.find", "batchtools.api.table", "batchtools.api.tags",
       "batchtools.api.joins")),
     ("results", "Results, logs and figures", "Results, logs, error messages and the timeline.",
-     ("batchtools.api.results", "batchtools.api.logs", "batchtools.plot", "batchtools.core.store")),
+     ("batchtools.api.results", "batchtools.api.logs", "batchtools.plot", "batchtools.core.store",
+      "batchtools.core.store_sqlite")),
     ("backends", "Backends (cluster functions)",
      "One constructor per backend; set the result as ``reg.cluster_functions`` or in ``batchtools.conf.py``.",
-     tuple(f"batchtools.backends.{b}" for b in ("interactive", "multicore", "socket", "ssh", "slurm", "torque",
-                                                "sge", "lsf", "openlava", "docker"))),
+     ("batchtools.backends.*",)),
     ("custom-backends", "Writing a backend",
-     "The backend contract and the helpers every scheduler backend uses: commands, templates, hooks.",
-     ("batchtools.core.backend", "batchtools.backends.commands", "batchtools.backends.templates")),
+     "The backend contract, its node half, and the helpers every scheduler backend uses: commands, templates, hooks.",
+     ("batchtools.core.backend", "batchtools.jobs.environment", "batchtools.backends.commands",
+      "batchtools.backends.templates")),
 ]
 
 
@@ -51,12 +52,21 @@ def exports() -> dict[str, tuple[str, ...]]:
     return dict(batchtools._EXPORTS)
 
 
+def backend_modules(by_module: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """``batchtools.backends.*``: every module exporting a ``make_cluster_functions_*`` constructor, in
+    export order (so a new backend needs no entry here)."""
+    return tuple(m for m, names in by_module.items() if m.startswith("batchtools.backends.")
+                 and any(n.startswith("make_cluster_functions_") for n in names))
+
+
 def plan() -> list[tuple[str, str, str, list[tuple[str, str]]]]:
     """(page, title, intro, [(name, module)]) for every page; every exported name on exactly one."""
     by_module = exports()
     placed: set[str] = set()
     out = []
     for page, title, intro, modules in SECTIONS:
+        if modules == ("batchtools.backends.*",):
+            modules = backend_modules(by_module)
         names = [(n, m) for m in modules for n in by_module.get(m, ())]
         placed.update(m for m in modules if m in by_module)
         if names:

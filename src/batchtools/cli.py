@@ -7,9 +7,9 @@ unless ``--conf FILE``):
     batchtools watch    [REGISTRY] [--interval S] [--notify TARGET]
                                                         live counts, running jobs, workers, ETA
     batchtools errors   [REGISTRY] [--list]             errors grouped by message
-    batchtools log      [REGISTRY] JOB_ID               the log of one job
+    batchtools log      [REGISTRY] JOB_ID               the log of one job (a typo gets the nearest command or option)
     batchtools workers  [REGISTRY]                      the worker pool
-    batchtools timeline [REGISTRY] -o FILE              timeline figure (PNG, PDF or SVG)
+    batchtools timeline [REGISTRY] -o FILE [--ids IDS]  timeline figure (PNG, PDF or SVG)
 
 Acting (takes the registry's writeable lease; refused while another live session holds it,
 unless ``--force``; the configuration file is found as ``load_registry`` finds it):
@@ -39,6 +39,14 @@ EXIT_CODES = {
     INTERRUPTED: "interrupted (Ctrl-C)",
 }
 DEFAULT_REGISTRY = "registry"
+
+
+def say(*values, file=None, flush: bool = False) -> None:
+    """``print``, with what a terminal would act on (escape sequences, carriage returns) shown
+    literally: the command shows text from the registry (job names, tags, error messages, logs)."""
+    from .core.text import printable
+
+    print(*(printable(str(v)) for v in values), file=sys.stdout if file is None else file, flush=flush)
 
 
 class CliError(Exception):
@@ -153,9 +161,43 @@ def _notifier(args):
         raise CliError(str(e), USAGE) from None
 
 
+def nearest(word: str, choices) -> str | None:
+    """The choice nearest to a mistyped ``word`` (options compared without their dashes), or None.
+
+    >>> nearest("stauts", ["status", "watch"]), nearest("--erors", ["--errors", "--verbose"]), nearest("--x", ["--ids"])
+    ('status', '--errors', None)
+    """
+    import difflib
+
+    choices = list(choices)
+    bare = {c.lstrip("-"): c for c in choices}
+    close = difflib.get_close_matches(word.lstrip("-"), list(bare), n=1, cutoff=0.75)
+    return bare[close[0]] if close else None
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors suggest the nearest command for a mistyped one."""
+
+    def error(self, message: str):
+        import re
+
+        m = re.search(r"invalid choice: '([^']*)'", message)
+        if m:
+            choices = next((a.choices for a in self._actions if isinstance(a, argparse._SubParsersAction)), None)
+            if choices:
+                near = nearest(m.group(1), choices)
+                message = (message.split(" (choose from")[0] + (f"; did you mean {near!r}?" if near else "") +
+                           f" The commands: {', '.join(choices)}")
+        super().error(message)
+
+
+def _options(parser: argparse.ArgumentParser) -> list[str]:
+    return [o for a in parser._actions for o in a.option_strings]
+
+
 def build_parser() -> argparse.ArgumentParser:
     codes = "\n".join(f"  {k:>3}  {v}" for k, v in EXIT_CODES.items())
-    ap = argparse.ArgumentParser(
+    ap = _Parser(
         prog="batchtools", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Look at a pybatchtools registry, and act on it, from the shell.",
         epilog=f"REGISTRY defaults to ./registry.\n\nexit status:\n{codes}")
@@ -167,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--conf", metavar="FILE", default=None,
                     help="run this configuration file (batchtools.conf.py) when opening the registry")
     ap.add_argument("-v", "--verbose", action="store_true", help="also show the library's informational messages")
-    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     def command(name: str, text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text, parents=[conf])
@@ -197,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("log", "the log of one job")
     registry_arg(p)
-    p.add_argument("job_id", type=int, metavar="JOB_ID")
+    p.add_argument("job_id", nargs="?", default=None, metavar="JOB_ID", help="the job's id")
 
     p = command("workers", "the worker pool's workers")
     registry_arg(p)
@@ -209,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--color-by", default=None, metavar="COLUMN",
                    help="colour the jobs by a job parameter or experiment column, e.g. algorithm "
                         "(in an ML benchmark also task or learner)")
+    p.add_argument("--ids", type=parse_ids, metavar="IDS", help="only these jobs, e.g. 1,3,5-8")
+    p.add_argument("--keep-gaps", action="store_true",
+                   help="draw idle stretches (between sessions, in a queue) as they were, not cut out")
 
     def acting(p: argparse.ArgumentParser) -> None:
         registry_arg(p)
@@ -263,7 +308,12 @@ def _state_class(kind: str):
     (the verbs are called as functions with ``reg=``)."""
     from .core.registry import RegistryState
 
-    return lambda file_dir, writeable: RegistryState(file_dir, writeable=writeable, kind=kind)
+    def make(file_dir, writeable):
+        reg = RegistryState(file_dir, writeable=writeable, kind=kind)
+        reg.show_partial = False  # a lost table fails the command (exit 1), naming it
+        return reg
+
+    return make
 
 
 def _open(args, writeable: bool = False):
@@ -317,9 +367,9 @@ def cmd_status(args) -> int:
     if args.json:
         import json
 
-        print(json.dumps({**status.to_dict(), "timestamp": status.timestamp}))
+        say(json.dumps({**status.to_dict(), "timestamp": status.timestamp}))
     else:
-        print(status)
+        say(status)
     return _check_code(status) if args.check else OK
 
 
@@ -344,12 +394,12 @@ def cmd_watch(args) -> int:
                 snap = watcher.snapshot()
                 live.update(render(snap, args.registry, args.interval), refresh=True)
     else:
-        print(status_line(snap), flush=True)
+        say(status_line(snap), flush=True)
         while snap.left:
             notify_snapshot(notifier, reg, snap)
             _sleep(args.interval)
             snap = watcher.snapshot()
-            print(status_line(snap), flush=True)
+            say(status_line(snap), flush=True)
     notify_snapshot(notifier, reg, snap)
     return JOBS_FAILED if snap.status.error or snap.status.expired else OK
 
@@ -367,14 +417,14 @@ def cmd_errors(args) -> int:
     df = get_error_messages(reg=reg)
     df = df[df["error"]]
     if not len(df):
-        print("no errors")
+        say("no errors")
         return OK
     if args.list:
         for job_id, msg in zip(df["job_id"].tolist(), df["message"].tolist()):
-            print(f"{job_id}: {msg}")
+            say(f"{job_id}: {msg}")
         return OK
     for line in group_errors(df["job_id"].tolist(), df["message"].tolist()):
-        print(line)
+        say(line)
     return OK
 
 
@@ -415,12 +465,22 @@ def group_errors(job_ids: list[int], messages: list[str], examples: int = 5) -> 
 def cmd_log(args) -> int:
     from .api.logs import get_log
 
+    if args.job_id is None:  # one word: a job id of ./registry, or a registry without the job
+        if args.registry.isdigit() and not os.path.isdir(args.registry):
+            args.registry, args.job_id = DEFAULT_REGISTRY, args.registry
+        else:
+            raise CliError(f"log: which job? Give its id after the registry: `batchtools log {args.registry} JOB_ID` "
+                           f"(`batchtools errors {args.registry} --list` lists the failed ones)", USAGE)
+    try:
+        job_id = int(args.job_id)
+    except ValueError:
+        raise CliError(f"log: JOB_ID must be a job id (a whole number), got {args.job_id!r}", USAGE) from None
     reg = _open(args)
     try:
-        lines = get_log(args.job_id, reg=reg)
+        lines = get_log(job_id, reg=reg)
     except (ValueError, FileNotFoundError) as e:
         raise CliError(str(e)) from None
-    print("\n".join(lines))
+    say("\n".join(lines))
     return OK
 
 
@@ -434,7 +494,7 @@ def cmd_workers(args) -> int:
     reg = _open(args)
     df = get_workers(reg=reg)
     if not len(df):
-        print("no pool workers")
+        say("no pool workers")
         return OK
     import pandas as pd
 
@@ -443,11 +503,10 @@ def cmd_workers(args) -> int:
         "worker": df["worker_id"], "batch_id": df["batch_id"], "state": df["state"],
         "submitted": local_times(df["submitted"]),
         "last beat": [ago(now - t.timestamp()) if pd.notna(t) else "-" for t in df["last_beat"]],
-        "claimed": df["claimed"],
-        "done": df["done"].map(lambda v: "" if pd.isna(v) else str(int(v))),
-        "error": df["error"].map(lambda v: "" if pd.isna(v) else str(int(v))),
+        "claimed": df["claimed"], "done": df["done"], "error": df["error"],
+        "start-up": [f"{t.total_seconds():.1f}s" if pd.notna(t) else "-" for t in df["time_startup"]],
         "log": df["log_file"]})
-    print(out.to_string(index=False))
+    say(out.to_string(index=False))
     return OK
 
 
@@ -459,11 +518,11 @@ def cmd_timeline(args) -> int:
 
     reg = _open(args)
     try:
-        fig = plot_timeline(reg=reg, color_by=args.color_by)
+        fig = plot_timeline(args.ids, reg=reg, color_by=args.color_by, gaps="keep" if args.keep_gaps else "cut")
     except ValueError as e:
         raise CliError(str(e)) from None
     fig.savefig(args.output, dpi=120)
-    print(f"wrote {args.output}")
+    say(f"wrote {args.output}")
     return OK
 
 
@@ -488,7 +547,7 @@ def _submit(args, reg, ids, what: str) -> int:
     from .api.submit import submit_jobs
 
     if len(ids) == 0:
-        print(f"nothing to submit: {what}")
+        say(f"nothing to submit: {what}")
         return OK
     plan, resources = _chunked(args, ids)
     notify = _notifier(args)
@@ -496,7 +555,7 @@ def _submit(args, reg, ids, what: str) -> int:
         raise CliError("--notify tells when the wait ends: add --wait", USAGE)
     out = submit_jobs(plan, resources=resources, reg=reg)
     n_chunks = out["chunk"].nunique()
-    print(f"submitted {len(out)} job{'s' if len(out) != 1 else ''} in {n_chunks} "
+    say(f"submitted {len(out)} job{'s' if len(out) != 1 else ''} in {n_chunks} "
           f"scheduler job{'s' if n_chunks != 1 else ''} ({reg.cluster_functions.name})")
     if args.wait:
         from .api.status import get_status
@@ -504,7 +563,7 @@ def _submit(args, reg, ids, what: str) -> int:
 
         wait_for_jobs(out["job_id"], notify=notify, reg=reg)
         status = get_status(out["job_id"], reg=reg)
-        print(status)
+        say(status)
         return JOBS_FAILED if status.error or status.expired else OK
     return OK
 
@@ -554,10 +613,10 @@ def cmd_kill(args) -> int:
     reg = _open(args, writeable=True)
     out = kill_jobs(args.ids, reg=reg)
     if not len(out):
-        print("nothing to kill: no job is queued or running" + (" among those ids" if args.ids else ""))
+        say("nothing to kill: no job is queued or running" + (" among those ids" if args.ids else ""))
         return OK
     ok = int(out["killed"].sum())
-    print(f"killed {ok} job{'s' if ok != 1 else ''} (reset, ready to submit again)")
+    say(f"killed {ok} job{'s' if ok != 1 else ''} (reset, ready to submit again)")
     if ok < len(out):
         bad = out.loc[~out["killed"], "job_id"].tolist()
         raise CliError(f"could not kill {len(bad)} job(s), e.g. {bad[:5]}; see the warnings above")
@@ -578,7 +637,7 @@ def cmd_reset(args) -> int:
 
         ids = ids[~np.isin(ids, select(reg, "system"))]
     out = reset_jobs(ids, reg=reg)
-    print(f"reset {len(out)} job{'s' if len(out) != 1 else ''}")
+    say(f"reset {len(out)} job{'s' if len(out) != 1 else ''}")
     return OK
 
 
@@ -590,10 +649,16 @@ COMMANDS = {"status": cmd_status, "watch": cmd_watch, "errors": cmd_errors, "log
 def _setup_logging(verbose: bool) -> None:
     import logging
 
+    from .core.text import printable
+
+    class Printable(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return printable(super().format(record))
+
     log = logging.getLogger("batchtools")
     if not log.handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("batchtools: %(message)s"))
+        handler.setFormatter(Printable("batchtools: %(message)s"))
         log.addHandler(handler)
         log.propagate = False
     log.setLevel(logging.INFO if verbose else logging.WARNING)
@@ -605,18 +670,32 @@ def main(argv: list[str] | None = None) -> int:
     >>> main(["status", "no/such/folder"])
     1
     """
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # options the command does not know: name the nearest ones
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[args.command]
+        near = [n for n in (nearest(x.split("=")[0], _options(sub)) for x in extra if x.startswith("-")) if n]
+        sub.error(f"unrecognized arguments: {' '.join(extra)}" + (f"; did you mean {', '.join(near)}?" if near else ""))
     _setup_logging(getattr(args, "verbose", False))
     try:
         return COMMANDS[args.command](args)
     except CliError as e:
-        print(f"batchtools: {e}", file=sys.stderr)
+        say(f"batchtools: {e}", file=sys.stderr)
         return e.code
     except KeyboardInterrupt:
-        print("batchtools: interrupted", file=sys.stderr)
+        say("batchtools: interrupted", file=sys.stderr)
         return INTERRUPTED
     except (ValueError, TypeError, OSError, NotImplementedError, RuntimeError) as e:
-        print(f"batchtools: {e}", file=sys.stderr)
+        say(f"batchtools: {e}", file=sys.stderr)
+        return FAILED
+    except Exception as e:  # nothing above names it (a bug, or damage no check knows): still no traceback
+        if getattr(args, "verbose", False):
+            import traceback
+
+            traceback.print_exc()
+        say(f"batchtools: {args.command} failed: {type(e).__name__}: {e}. If the registry's files were damaged, "
+            f"repair_registry({args.registry!r}) rebuilds its state; run with -v to see where it failed "
+            "(and please report it if the registry is fine)", file=sys.stderr)
         return FAILED
 
 

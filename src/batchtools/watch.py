@@ -22,6 +22,7 @@ from .core.progress import eta_from_runtimes, format_duration
 from .core.recovery import replay_journal, writer_alive
 from .core.registry import RegistryState
 from .core.state import masks, on_system
+from .core.text import printable
 
 MAX_RUNNING_ROWS = 10
 
@@ -91,7 +92,9 @@ class Watcher:
         self.refresh()
         reg = self.reg
         now = time.time()
-        m = masks(reg, None, on_system(reg))
+        system = on_system(reg)
+        reg.sync()  # a job that ended after the refresh and before the listing reported before it ended
+        m = masks(reg, None, system)
         counts = {k: int(v.sum()) for k, v in m.items() if k != "terminated"}
         status = Status(defined=len(reg.status), timestamp=now, **counts)
         st = reg.status
@@ -106,14 +109,6 @@ class Watcher:
             from .api.workers import get_workers
 
             workers = pd.DataFrame(get_workers(reg=reg))
-            if len(workers):  # a worker still at work says its counts when it leaves: count them here
-                batch = st["batch_id"].to_numpy()
-                for k, b in enumerate(workers["batch_id"].tolist()):
-                    mine = batch == b
-                    if pd.isna(workers.at[k, "done"]):
-                        workers.at[k, "done"] = int((mine & m["done"]).sum())
-                    if pd.isna(workers.at[k, "error"]):
-                        workers.at[k, "error"] = int((mine & m["error"]).sum())
         cf = reg.cluster_functions
         return Snapshot(status, repr(cf).removeprefix("ClusterFunctions") if cf is not None else "(none)", eta,
                         running, workers, now, self.submitting)
@@ -176,6 +171,9 @@ def render(snap: Snapshot, registry: str, interval: float):
     from rich.table import Table
     from rich.text import Text
 
+    def literal(value) -> Text:  # text of the registry or the backend, shown literally (no markup, no escapes)
+        return Text(printable(str(value)))
+
     s = snap.status
     n = max(s.defined, 1)
     counts = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
@@ -210,7 +208,7 @@ def render(snap: Snapshot, registry: str, interval: float):
         for col in ("job", "batch id", "started", "running for"):
             run.add_column(col, justify="right" if col in ("job", "running for") else "left")
         for r in snap.running.head(MAX_RUNNING_ROWS).itertuples():
-            run.add_row(str(r.job_id), str(r.batch_id), local_time(r.started),
+            run.add_row(str(r.job_id), literal(r.batch_id), local_time(r.started),
                         format_duration(snap.time - r.started) if r.started == r.started else "-")
         if len(snap.running) > MAX_RUNNING_ROWS:
             run.add_row("…", f"and {len(snap.running) - MAX_RUNNING_ROWS:,} more", "", "")
@@ -224,13 +222,12 @@ def render(snap: Snapshot, registry: str, interval: float):
         shown = snap.workers.iloc[order.argsort(kind="stable")].head(MAX_RUNNING_ROWS)
         for r in shown.itertuples():
             beat = r.last_beat.timestamp() if pd.notna(r.last_beat) else float("nan")
-            w.add_row(str(r.worker_id)[:14], str(r.batch_id), str(r.state), str(r.claimed),
-                      "" if pd.isna(r.done) else str(int(r.done)), "" if pd.isna(r.error) else str(int(r.error)),
-                      ago(snap.time - beat))
+            w.add_row(literal(str(r.worker_id)[:14]), literal(r.batch_id), str(r.state), str(r.claimed), str(r.done),
+                      str(r.error), ago(snap.time - beat))
         if len(snap.workers) > len(shown):
             w.add_row("…", f"and {len(snap.workers) - len(shown)} more", "", "", "", "", "")
         parts.append(w)
-    title = f"batchtools watch · {snap.backend.strip('(), ')} · {registry}"  # a long path is cut, not the rest
+    title = literal(f"batchtools watch · {snap.backend.strip('(), ')} · {registry}")  # a long path is cut, not the rest
     foot = f"{local_time(snap.time)} · refreshed every {interval:g} s · Ctrl-C to stop"
     return Panel(Group(*parts), title=title, title_align="left", subtitle=foot, subtitle_align="right",
                  border_style="dim", expand=False)

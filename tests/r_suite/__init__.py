@@ -13,11 +13,10 @@ and asserts our documented behaviour at that point; ``test_differences.py`` chec
 entry is in the guide.
 
 Counts: R has 122 ``test_that`` blocks in 51 files; 110 are ported, 12 are skipped (below). Of the
-ported blocks 35 are kept different in at least one expectation, and 3 are marked
-``xfail(strict=True)``: they need issue 24 (another branch: hand-run ``do_job_collection`` results,
-the instance cache of a removed problem) and fail as XPASS once it is merged, when the mark is to
-be removed. R skips some blocks for its default Interactive backend (a kill or a listing needs
-another backend); they run here on Multicore. The SSH blocks need the sshd of ``ci/start-sshd.sh``
+ported blocks 35 are kept different in at least one expectation; none is marked ``xfail`` (the 3
+that waited for issue 24, hand-run ``do_job_collection`` results and the instance cache of a
+removed problem, pass since it was merged). R skips some blocks for its default Interactive
+backend (a kill or a listing needs another backend); they run here on Multicore. The SSH blocks need the sshd of ``ci/start-sshd.sh``
 (``BATCHTOOLS_TEST_SSH=1`` makes a missing one a failure).
 
 Skipped: blocks of R-only machinery

@@ -18,12 +18,6 @@ import batchtools as bt
 MIGRATION_GUIDE = Path(__file__).resolve().parents[2] / "docs" / "migrating-from-r.md"
 
 
-# blocks that pass once issue 24 (another branch) is merged; strict: they then fail as XPASS, and
-# the mark is to be removed
-PROBLEM_CACHE = pytest.mark.xfail(strict=True, reason="issue 24 item 14: remove_problems keeps the problem's cached "
-                                  "instances")
-
-
 def differs(*entries: str):
     """Mark a block kept different from R: each entry is quoted from the list in
     docs/migrating-from-r.md#differences-kept-on-purpose (tests/r_suite/test_differences.py checks

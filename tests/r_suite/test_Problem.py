@@ -6,17 +6,16 @@ import pandas as pd
 
 import batchtools as bt
 
-from .helper import PROBLEM_CACHE, check_tables, make_test_experiment_registry, submit_and_wait
+from .helper import check_tables, make_test_experiment_registry, submit_and_wait
 
 IRIS = pd.DataFrame({"x": range(150)})
 
 
 def cache_dir(reg, name):
     """R: ``getProblemCacheDir(reg, name)``."""
-    return reg.layout.instance_cache(name, {}, 1).parent
+    return reg.layout.problem_cache(name)
 
 
-@PROBLEM_CACHE
 def test_addProblem_removeProblem():
     """R: test_that("addProblem / removeProblem")"""
     reg = make_test_experiment_registry()
@@ -61,15 +60,16 @@ def test_addProblem_removeProblem():
 def test_instance_caching():
     """R: test_that("instance caching")"""
     reg = make_test_experiment_registry()
-    bt.add_problem(reg=reg, name="p1", data=IRIS, fun=lambda job, data, param: param * 10 + random.random(), seed=1,
-                   cache=True)
+    prob = bt.add_problem(reg=reg, name="p1", data=IRIS, fun=lambda job, data, param: param * 10 + random.random(),
+                          seed=1, cache=True)
     bt.add_algorithm(reg=reg, name="a1", fun=lambda job, data, instance, **kw: {"result": instance})
     bt.add_algorithm(reg=reg, name="a2", fun=lambda job, data, instance, **kw: {"result": instance})
     bt.add_experiments(prob_designs={"p1": pd.DataFrame({"param": [1, 2]})}, repls=2, reg=reg)
 
     j = bt.make_job(1, reg=reg)
     foo = j.instance  # noqa: F841 (R: foo = j$instance)
-    assert reg.layout.instance_cache("p1", j.prob_pars, j.repl).is_file()
+    # R: getProblemCacheURI(j); each definition of a problem caches under its own version
+    assert reg.layout.instance_cache("p1", j.prob_pars, j.repl, prob.version).is_file()
 
     submit_and_wait(reg)
     tab = bt.unwrap(bt.ljoin(bt.get_job_table(reg=reg)[["job_id", "repl", "problem", "prob_pars", "algorithm"]],

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import inspect
-import pickle
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..core.pickling import pickle_by_value
+from ..core.pickling import check_payload, check_stored_values, pickle_by_value
 from ..core.registry import RegistryState, require_kind, resolve
 from ..core.state import done_mask
 from ..core.tables import new_status
@@ -139,14 +138,10 @@ def batch_map(fun: Callable, *iterables: Iterable, args=None, more_args: dict | 
             raise TypeError(f"fun: does not accept the mapped arguments {list(columns)} ({e})") from None
     fun_pickled = pickle_by_value(fun)
     more_pickled = pickle_by_value(dict(more_args), "more_args")
+    check_payload(more_pickled.payload, "more_args")
     for name, col in columns.items():  # the definitions are stored with the registry: refuse what cannot be
         if col.dtype == object:
-            try:
-                pickle.dumps(col, protocol=pickle.HIGHEST_PROTOCOL)
-            except Exception as e:
-                raise TypeError(f"{name}: its values cannot be stored ({type(e).__name__}: {e}); map over values "
-                                "that can be pickled (numbers, strings, lists, arrays, ...), not locks or open files") \
-                    from None
+            check_stored_values(col, name, lambda i: f"the value of job {i + 1}")
     ids = np.arange(1, n + 1, dtype=np.int64)
     defs = pd.DataFrame({"def_id": ids, **columns})
     with reg.mutation("add jobs"):

@@ -7,6 +7,8 @@ import inspect
 import logging
 import pickle
 import re
+import shutil
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -18,7 +20,7 @@ from ..core.cleanup import drop_unused_resources, obsolete_logs, remove_dirs
 from ..core.files import make_dir, unlink_quietly
 from ..core.ids import ids_frame
 from ..core.kinds import caller_scope
-from ..core.pickling import Pickled, pickle_by_value
+from ..core.pickling import Pickled, check_stored_values, pickle_by_value
 from ..core.registry import RegistryState, require_kind, resolve
 from ..core.state import masks
 from ..core.tables import new_status
@@ -62,6 +64,16 @@ def register(reg: RegistryState, kind: str, name: str, obj: Any, fun: Callable |
         preload = sorted(set(reg.extra.get("preload", ())) | pickled.modules)
         reg.extra = {**reg.extra, key: names, "code_files": files, "preload": preload}
         reg.save(())
+        if kind == "problem":  # instances of an earlier definition are never read again (R deletes them too)
+            _drop_instance_cache(reg, name)
+
+
+def _drop_instance_cache(reg: RegistryState, name: str) -> None:
+    """Delete the cached instances of problem ``name`` once the running change succeeded. New
+    definitions cache under a new version (``Problem.version``), so an instance an older job
+    writes late is never read either."""
+    folder = reg.layout.problem_cache(name)
+    reg.after_commit(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
 def add_problem(name: str, data: Any = None, fun: Callable | None = None, seed: int | None = None,
@@ -89,10 +101,10 @@ def add_problem(name: str, data: Any = None, fun: Callable | None = None, seed: 
         raise TypeError("cache: must be True or False")
     if cache and seed is None:
         raise ValueError("cache: caching instances needs a problem seed (else instances differ per run); pass seed=...")
-    prob = Problem(name, data, fun, seed, cache)
+    prob = Problem(name, data, fun, seed, cache, version=uuid.uuid4().hex)
     register(reg, "problem", name, prob, fun)
     if cache:  # as R: the folder of the cached instances exists once the problem does
-        make_dir(reg.layout.instance_cache(name, {}, 1).parent)
+        make_dir(reg.layout.problem_cache(name))
     return prob
 
 
@@ -229,6 +241,11 @@ def add_experiments(prob_designs: dict | None = None, algo_designs: dict | None 
         _accepted(load_cached(reg.layout.problem(p)).fun, set().union(*rows), "prob_designs", p, rows)
     for a, rows in algo_rows.items():
         _accepted(load_cached(reg.layout.algorithm(a)).fun, set().union(*rows), "algo_designs", a, rows)
+    for arg, designs in (("prob_designs", prob_rows), ("algo_designs", algo_rows)):
+        for name, rows in designs.items():  # the designs are stored with the registry: refuse what cannot be
+            where = [(k, col) for k, r in enumerate(rows) for col in r]
+            check_stored_values([rows[k][col] for k, col in where], f"{arg}[{name!r}]",
+                                lambda i: f"parameter {where[i][1]!r} of design row {where[i][0] + 1}")
 
     with reg.mutation("add experiments"):
         return _add(reg, prob_rows, algo_rows, counts, combine)
@@ -435,6 +452,9 @@ def _remove_defs(reg: RegistryState, kind: str, names) -> pd.DataFrame:
         reg.mark_dirty("designs")
         reg.save()
         reg.delete_after(reg.layout.problem(n) if kind == "prob" else reg.layout.algorithm(n) for n in names)
+        if kind == "prob":
+            for n in names:
+                _drop_instance_cache(reg, n)
     return ids_frame(gone)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import logging
 import re
 
 import numpy as np
@@ -14,6 +15,7 @@ from ..core.protocol import BANNER, JOB_LINE, MARK, START
 from ..core.registry import RegistryState, resolve
 from ..core.state import select
 
+log = logging.getLogger("batchtools")
 BANNER_LINE = MARK + BANNER
 
 
@@ -93,11 +95,18 @@ def get_log(id: int, reg: RegistryState | None = None) -> list[str]:
     path = _log_path(reg, job_id)
     if path is None:
         raise FileNotFoundError(f"id: job {job_id} was never submitted, so it has no log yet")
+    started = bool(reg.status["started"].notna().to_numpy()[reg.pos(np.array([job_id]))[0]])
     if not path.exists():
+        if started:
+            raise FileNotFoundError(f"id: the log of job {job_id} ({path}) is missing: the job started, so the file "
+                                    "was deleted or not copied with the registry")
         raise FileNotFoundError(f"id: the log of job {job_id} ({path}) does not exist (yet); "
                                 "it appears once the job starts")
     lines = path.read_text(errors="replace").splitlines()
     section = LogIndex(lines).section(job_id)
+    if section is None and lines and started:  # its start marker should be there
+        log.warning("%s: the log has no part marked for job %d (damaged, or written by something else); "
+                    "showing it whole", path, job_id)
     return lines if section is None else section  # e.g. a collection that failed before its first job
 
 

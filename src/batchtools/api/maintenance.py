@@ -14,10 +14,9 @@ from ..core import registry as core
 from ..core.cleanup import drop_unused_resources, obsolete_external_dirs, obsolete_logs, remove_dirs
 from ..core.files import make_dir, unlink_quietly
 from ..core.pickling import pickle_by_value
-from ..core.pool import pool_state
+from ..core.pool import FINAL, pool_state
 from ..core.registry import RegistryState, resolve
 from ..core.state import done_mask, masks
-from ..core.store import FolderStore
 from ..core.usage import record_usage
 from .heal import heal, wanted
 from .wait import wait_for_jobs
@@ -39,8 +38,10 @@ def sync_registry(reg: RegistryState | None = None) -> bool:
     around every sync. An explicit sync also saves the merged status at once (queries save it
     at most every second) and removes the merged update files, and it does what
     ``wait_for_jobs`` does for jobs that died: resubmits those a :class:`~batchtools.RetryPolicy`
-    covers, lets checkpointed jobs go on, and keeps a healing pool going. With a scheduler that
-    keeps accounting (Slurm's ``sacct``), it records what ended jobs used (one call).
+    covers, lets checkpointed jobs go on, and looks after the worker pool (submits the workers
+    the scheduler refused so far as it accepts them, keeps a healing pool going, cancels workers
+    still queued once no job is left to claim). With a scheduler that keeps accounting (Slurm's
+    ``sacct``), it records what ended jobs used (one call).
     """
     reg = resolve(reg)
     changed = reg.sync() > 0
@@ -77,7 +78,7 @@ def sweep_registry(reg: RegistryState | None = None) -> dict[str, int]:
     hashes = set(st["job_hash"].dropna())
     active = set(st.loc[masks(reg)["system"], "job_hash"].dropna())
     pool = pool_state(reg)
-    live_workers = ({w for w, info in pool.workers.items() if info.get("state") not in ("exited", "stale")}
+    live_workers = ({w for w, info in pool.workers.items() if info.get("state") not in FINAL}
                     if pool else set())
 
     def files(sub):
@@ -91,14 +92,15 @@ def sweep_registry(reg: RegistryState | None = None) -> dict[str, int]:
     stale = time.time() - 3600
     removed = {
         "results": reg.store.delete(i for i in reg.store.ids().tolist() if i not in keep_results),
-        "packs": reg.store.drop_packs(hashes | reg.inflight) if isinstance(reg.store, FolderStore) else 0,
+        "packs": reg.store.drop_packs(hashes | reg.inflight),
         "logs": unlink_quietly(obsolete_logs(reg)),
         "jobs": unlink_quietly(e.path for e in files("jobs") if e.name.split(".")[0] not in active
                                and e.name.split(".")[0] not in live_workers),
         "external": remove_dirs(obsolete_external_dirs(reg)),
         "resources": unused,
-        "tmp": unlink_quietly(e.path for sub in ("results", "updates", "jobs", "logs", ".")
-                              for e in files(sub) if e.name.startswith(".tmp-") and e.stat().st_mtime < stale),
+        "tmp": reg.store.sweep(stale) + unlink_quietly(
+            e.path for sub in ("updates", "jobs", "logs", ".")
+            for e in files(sub) if e.name.startswith(".tmp-") and e.stat().st_mtime < stale),
     }
     log.info("sweep_registry removed %s", removed)
     return removed
@@ -118,7 +120,8 @@ def clear_registry(reg: RegistryState | None = None) -> None:
 
 
 def _remove_job_files(reg: RegistryState) -> None:
-    for sub in ("results", "packs", "logs", "jobs", "updates", "problems", "algorithms", "external"):
+    reg.store.clear()  # results, packed and set aside, through the store whatever it is
+    for sub in ("logs", "jobs", "updates", "problems", "algorithms", "external"):
         d = reg.layout.dir(sub)
         if d.is_dir():
             unlink_quietly(e.path for e in os.scandir(d) if e.is_file())

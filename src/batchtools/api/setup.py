@@ -23,11 +23,11 @@ from ..core.backend import ClusterFunctions, make_cluster_functions
 from ..core.checks import check_flag
 from ..core.config import apply_conf_file, find_conf_file
 from ..core.errors import RegistryNotFoundError
-from ..core.files import read_table, user_path, writable_by_others
+from ..core.files import read_table, table_error, user_path, writable_by_others
 from ..core.layout import Layout
 from ..core.lease import Lease
 from ..core.recovery import recover
-from ..core.registry import RegistryState
+from ..core.registry import FORMAT_VERSION, RegistryState, check_format
 from ..core.txn import committed_versions
 from ..core.txn import recover as recover_unfinished_change
 
@@ -157,13 +157,26 @@ def _finish_setup(reg: RegistryState, work_dir, conf_file, packages, source, loa
     reg.load = _check_files(reg.load, "load", wd.absolute())
 
 
-def _read_meta(layout: Layout) -> dict:
-    """The registry's settings as last committed (a change left unfinished by a dead session aside)."""
-    meta_path = committed_versions(layout.file_dir).get(str(layout.meta), layout.meta) or layout.meta
+def _registry_files(layout: Layout) -> list[Path]:
+    """The files of a registry in ``layout``'s folder besides its settings (whose loss is then an
+    error naming them, not "no registry here")."""
+    return [p for p in (Path(f"{layout.meta}.prev"), layout.table("status"), layout.table("defs")) if p.exists()]
+
+
+def read_settings(layout: Layout) -> dict:
+    """The registry's settings (``registry.pkl``) as last committed, checked: a missing, damaged or
+    foreign file, or a format this version cannot read, is an error naming the file."""
+    path = committed_versions(layout.file_dir).get(str(layout.meta), layout.meta) or layout.meta
     try:
-        return read_table(meta_path, "settings")
+        try:
+            meta = read_table(path, "settings")
+        except FileNotFoundError:
+            meta = read_table(layout.meta, "settings")
     except FileNotFoundError:
-        return read_table(layout.meta, "settings")
+        raise table_error(layout.meta, "settings", "is missing (the folder holds a registry's other files: "
+                          f"{', '.join(p.name for p in _registry_files(layout))})") from None
+    check_format(meta, layout.meta)
+    return meta
 
 
 KIND_MAKERS = {"map": "make_registry", "experiment": "make_experiment_registry"}
@@ -176,7 +189,7 @@ def _a(kind: str) -> str:
 def _check_existing(cls: type[RegistryState], path: Path, seed, packages, source, load) -> None:
     """``make_*registry(exist_ok=True)`` on a folder holding a registry: it must be of the kind and
     seed asked for (and node set-up), else the call is refused naming the difference; nothing is written."""
-    meta = _read_meta(Layout(path))
+    meta = read_settings(Layout(path))
     kind = meta.get("kind", "map")
     if kind != cls.kind:
         raise FileExistsError(
@@ -260,7 +273,7 @@ def open_registry(classes: dict[str, type[RegistryState]], file_dir: str | os.Pa
     layout = Layout(file_dir)
     if not layout.file_dir.is_dir():
         raise RegistryNotFoundError(f"file_dir: {str(file_dir)!r} does not exist; create a registry with make_registry()")
-    if not layout.meta.is_file():
+    if not layout.meta.is_file() and not _registry_files(layout):
         raise RegistryNotFoundError(f"file_dir: {str(file_dir)!r} holds no registry (no registry.pkl)")
     exposed = writable_by_others(layout.file_dir)
     if exposed and os.environ.get("BATCHTOOLS_ALLOW_WORLD_WRITABLE") != "1":
@@ -269,14 +282,14 @@ def open_registry(classes: dict[str, type[RegistryState]], file_dir: str | os.Pa
             f"file_dir: {len(exposed)} entr{'y' if len(exposed) == 1 else 'ies'} of the registry can be changed by any "
             f"user ({shown}). A registry holds pickles, which run code when read, so it is as trusted as code: "
             f"fix it with `chmod -R o-w {layout.file_dir}`, or set BATCHTOOLS_ALLOW_WORLD_WRITABLE=1 to open it anyway")
+    meta = read_settings(layout)  # a format this version cannot read is refused before anything is written
     lease = None
     if writeable:  # the lease first: from here on no other session changes anything
         lease = Lease(layout.file_dir)
         lease.acquire(force=force)
     try:
-        if writeable:
-            recover_unfinished_change(layout.file_dir)
-        meta = _read_meta(layout)
+        if writeable and recover_unfinished_change(layout.file_dir):
+            meta = read_settings(layout)
         reg = classes[meta.get("kind", "map")](layout.file_dir, writeable=writeable)
         reg.lease = lease
         reg.set_meta(meta)
@@ -294,6 +307,8 @@ def open_registry(classes: dict[str, type[RegistryState]], file_dir: str | os.Pa
                             "back", arg, missing)
         if writeable:
             reg.layout.make_dirs()
+            if reg.format_version < FORMAT_VERSION:
+                reg.save((), meta=True)  # upgraded in place: what the current format has and the older may lack
         recover(reg)
         reg.sync()
     except BaseException:

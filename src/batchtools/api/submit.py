@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..core import attempts
 from ..core.backend import run_hook
+from ..core.errors import LeaseError
 from ..core.files import unlink_quietly, write_pickle
 from ..core.ids import as_id_array
 from ..core.journal import Journal, chunk_hash, inprocess_prefix
@@ -71,7 +72,13 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
     ``blas_threads``, ``measure_memory``, ``inner_backend``, ``chunks_as_arrayjobs``,
     ``max_concurrent_jobs``, and anything the backend's template uses (``partition``, ...).
     Temporary backend errors are retried, waiting ``sleep(i)`` seconds (``sleep``: a number
-    of seconds or a function of the attempt ``i``; default: the backend's backoff).
+    of seconds or a function of the attempt ``i``; default: the backend's backoff, from its
+    polling interval up to a minute), until the backend accepts: a scheduler that refuses more
+    jobs for now (Slurm's ``QOSMaxSubmitJobPerUserLimit``, a cap on jobs per user) makes the call
+    wait, and it says so once, in the scheduler's words (a warning on the ``batchtools``
+    logger). Under such a cap run the jobs on a few pool workers (:func:`submit_workers`), or
+    set ``max_concurrent_jobs`` to the cap so the call waits for free slots instead of being
+    refused; Ctrl-C stops the wait and keeps what was submitted.
     ``retry``: a :class:`~batchtools.RetryPolicy`, stored with the jobs; ``wait_for_jobs`` and
     ``sync_registry`` resubmit jobs that die of a timeout, out-of-memory, node failure or
     preemption (as the policy says), with scaled resources.
@@ -150,6 +157,7 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
     previous = set(terminated_ids(reg, pos).tolist())  # jobs whose earlier run may have left a result
     run_hook(reg, "pre_submit")
     last_save = time.time()
+    refused: dict = {"since": None, "said": set()}  # when the current wait began; the refusals told so far
 
     def record() -> None:
         nonlocal recorded, last_save
@@ -160,6 +168,7 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
         stashes.clear()
         last_save = time.time()
 
+    lost: LeaseError | None = None  # another session took the lease: this one starts and records nothing more
     try:
         with progress(total=ids.size, desc="Submitting", reg=reg) as bar:
             for k, (a, b) in enumerate(groups):
@@ -168,6 +177,7 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
                     n_new = min(b - a, max_jobs) if chunk_res[k].get("chunks_as_arrayjobs") else b - a
                     _throttle(reg, max_jobs, n_new, sleep_fn, new_batches)
                 jc = build_collection(reg, ids[a:b], chunk_res[k], specs=specs[a:b], names=names[a:b], common=common,
+                                      chunk=int(chunks[a]),
                                       job_hash=None if prefix is None else chunk_hash(prefix, k))
                 if cf.store_job_collection:
                     write_pickle(reg.layout.job_collection(jc.job_hash), jc)
@@ -178,7 +188,8 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
                 try:
                     if prefix is None:
                         journal.intent(jc.job_hash, ids[a:b])
-                    result = submit_with_retries(reg, jc, sleep_fn)
+                    result = submit_with_retries(reg, jc, sleep_fn,
+                                                 lambda msg, wait: _waiting(refused, msg, accepted, ids.size, max_jobs))
                 except BaseException:
                     with contextlib.suppress(OSError):
                         journal.refused(jc.job_hash)
@@ -186,6 +197,9 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
                     reg.store.restore(moved, jc.job_hash)
                     unlink_quietly([reg.layout.job_collection(jc.job_hash), reg.layout.script(jc.job_hash)])
                     raise
+                if refused["since"] is not None:
+                    log.info("submit_jobs: the scheduler accepts jobs again (after %.0fs)", time.time() - refused["since"])
+                    refused["since"] = None
                 stashes.append((moved, jc.job_hash))
                 if not cf.store_job_files and "script" in jc.__dict__:  # rendered by cf_brew_template
                     unlink_quietly([jc.__dict__["script"]])
@@ -217,21 +231,55 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
                 bar.update(b - a)
                 if time.time() - last_save > 10:
                     record()
+    except LeaseError as e:
+        lost = e
+        handed = (f"The session that took it over records those {accepted} from the submission journal"
+                  if prefix is None else
+                  f"Those {accepted} ran in this process: the session that took it over recorded, from the "
+                  "submission journal, those that had finished when it did; a job still running then runs again "
+                  "when it is submitted there")
+        raise LeaseError(
+            f"submit_jobs stopped after handing {accepted} of {ids.size} job(s) to the backend: {e} {handed}; "
+            f"the other {ids.size - accepted} were not submitted: submit them from the session that holds the "
+            "lease.") from None
     finally:
         try:
-            cf.send_held()  # what the backend held back to send in batches (raises if it cannot)
+            cf.send_held()  # what the backend held back (and the journal names) goes, also when the lease went
         finally:
-            if hasattr(reg.store, "close_packs"):
-                reg.store.close_packs()  # the pack collections run in this process shared, also if one was refused
-            if accepted > recorded or stashes:
-                record()
-            journal.clear()  # every accepted chunk is in the saved status now
+            reg.store.close_packs()  # the pack collections run in this process shared, also if one was refused
+            if lost is None:  # else the journal and the tables are the new holder's
+                if accepted > recorded or stashes:
+                    record()
+                journal.clear()  # every accepted chunk is in the saved status now
+            else:
+                journal.close()  # the new holder replayed and removed it: nothing more is written to it
             log.debug("submitted %d of %d jobs in %d chunks", accepted, ids.size, len(groups))
     # no sleep for the scheduler_latency (R sleeps): a job the scheduler does not list yet counts as
     # queued for that long (core.state.masks), so the caller may poll at once
     run_hook(reg, "post_submit")
     order_back = np.argsort(ids, kind="stable")
     return pd.DataFrame({"job_id": ids[order_back], "chunk": chunks[order_back]})
+
+
+def _waiting(refused: dict, msg: str, accepted: int, total: int, max_jobs) -> None:
+    """Say why the submission waits: the first time in a call as a warning (the scheduler's
+    words, where it stands, what to do under a cap on jobs per user), other refusals as info."""
+    if refused["since"] is None:
+        refused["since"] = time.time()
+    if msg in refused["said"]:
+        return
+    first = not refused["said"]
+    refused["said"].add(msg)
+    if not first:
+        log.info("submit_jobs: the scheduler refuses again: %s (%d of %d jobs submitted)", msg, accepted, total)
+        return
+    advice = ("; submit_workers(n) runs all of them on n pool workers, or set max_concurrent_jobs to the cap "
+              "(reg.max_concurrent_jobs = N, or resources={'max_concurrent_jobs': N}) so that submit_jobs waits "
+              "for free slots instead of being refused" if not max_jobs else
+              f"; max_concurrent_jobs is {max_jobs}: the scheduler's cap is lower, or other jobs of yours fill it")
+    log.warning("submit_jobs: the scheduler refuses more jobs for now (%s). %d of %d jobs are submitted; the "
+                "rest are submitted as it accepts them (retrying; Ctrl-C stops and keeps what was submitted)%s",
+                msg, accepted, total, advice)
 
 
 def _journal_ran(journal: Journal, prefix: str, k: int, ran: tuple | None, batch: np.ndarray,

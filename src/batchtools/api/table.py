@@ -20,12 +20,15 @@ def get_job_status(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
     attempt ended, if it did not succeed: ``error``, ``timeout``, ``memory``, ``node_fail``,
     ``preempted``, ``stalled``, ...; see :class:`RetryPolicy`), ``max_rss`` (peak resident
     memory in MiB) and ``cpu_time`` (Timedelta), from the scheduler's accounting where it has them
-    and measured by the node otherwise; ``elapsed`` (Timedelta: how long the job's scheduler job
-    ran, as the scheduler accounted it; missing without accounting), ``gpu_mem`` (peak MiB) and
-    ``gpu_util`` (mean percent) where its GPUs were sampled; and its last progress report
-    (``job.progress``): ``progress_at`` (UTC Timestamp), ``progress`` (the value) and
-    ``progress_message``. Printed (and in Jupyter) the times are shown in local time, to the
-    second."""
+    and measured by the node otherwise; ``time_startup`` (Timedelta): the start-up of its chunk or
+    pool worker the job waited for just before it started (the process starting, imports,
+    loading its function, data, problem and algorithm; zero for the jobs after the first, unless
+    they needed something not loaded yet), which is part of no job's ``time_running``;
+    ``elapsed`` (Timedelta: how long the job's scheduler job ran, as the scheduler accounted it;
+    missing without accounting), ``gpu_mem`` (peak MiB) and ``gpu_util`` (mean percent) where its
+    GPUs were sampled; and its last progress report (``job.progress``): ``progress_at`` (UTC
+    Timestamp), ``progress`` (the value) and ``progress_message``. Printed (and in Jupyter) the
+    times are shown in local time, to the second."""
     reg = resolve(reg)
     reg.sync()
     sel = reg.ids(ids)
@@ -46,6 +49,7 @@ def get_job_status(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
     out["reason"] = st["reason"].to_numpy()
     out["max_rss"] = st["max_rss"].to_numpy()
     out["cpu_time"] = pd.to_timedelta(st["cpu_time"], unit="s")
+    out["time_startup"] = pd.to_timedelta(st["startup"], unit="s")
     out["elapsed"] = pd.to_timedelta(st["elapsed"], unit="s")
     out["gpu_mem"] = st["gpu_mem"].to_numpy()
     out["gpu_util"] = st["gpu_util"].to_numpy()
@@ -80,8 +84,8 @@ def get_job_pars(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
 
 def get_job_table(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
     """Status, parameters, resources and tags of each job, in one DataFrame (times, ``attempt``,
-    ``reason``, ``max_rss``, ``cpu_time``, the last ``progress`` and what the scheduler
-    accounted, as in :func:`get_job_status`), and ``deaths``: the
+    ``reason``, ``max_rss``, ``cpu_time``, ``time_startup``, the last ``progress`` and what the
+    scheduler accounted, as in :func:`get_job_status`), and ``deaths``: the
     reasons of every attempt that did not succeed, oldest first (``[]`` if none)."""
     reg = resolve(reg)
     out = get_job_status(ids, reg)

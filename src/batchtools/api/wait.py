@@ -38,7 +38,10 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
     ``expire_after``, else 3; a backend with a file-system latency waits that long too) counts as
     expired. Jobs that were never submitted are left out with a warning (as in R).
     While it waits, jobs with a :class:`~batchtools.RetryPolicy` that died are resubmitted as
-    it says, jobs that checkpointed go on, and a pool submitted with ``heal=True`` is kept going.
+    it says, jobs that checkpointed go on, and the worker pool is looked after: workers the
+    scheduler refused so far (a cap on jobs per user) are submitted as it accepts them, a pool
+    submitted with ``heal=True`` is kept going, and workers still queued once no job is left to
+    claim are cancelled.
 
     ``notify`` sends one message when the wait ends (every job done, some failed, or it stopped
     waiting), and, with a failure threshold, one as soon as that many jobs failed: a web hook

@@ -15,14 +15,14 @@ from ..core import attempts
 from ..core.backend import run_hook
 from ..core.checks import check_number
 from ..core.display import DisplayFrame
+from ..core.files import unlink_quietly
 from ..core.ids import as_id_array
-from ..core.pool import ALIVE, PoolState, pool_state
-from ..core.progress import progress
+from ..core.pool import ALIVE, FINAL, PoolState, pool_state
 from ..core.registry import RegistryState, resolve
 from ..core.resources import check_resources, resource_id
 from ..core.retry import CONTINUED, DEFAULT_POLICY
 from ..core.state import forget_runs, masks, select, terminated_ids
-from ..core.submission import build_collection, sleep_function, submit_with_retries
+from ..core.submission import build_collection, sleep_function, submit_once
 from ..core.tables import set_rows
 
 log = logging.getLogger("batchtools")
@@ -46,7 +46,7 @@ def _claim_order(ids, reg: RegistryState) -> tuple[np.ndarray, np.ndarray | None
 
 def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle_timeout: float | None = None,
                    heartbeat: float = 10.0, max_claim: int | None = None, sleep=None, heal: bool = False,
-                   reg: RegistryState | None = None) -> pd.DataFrame:
+                   max_workers: int | None = None, reg: RegistryState | None = None) -> pd.DataFrame:
     """Queue jobs for a pool of ``n_workers`` worker jobs that pull them one by one.
 
     The workers are submitted through the registry's cluster functions like any job
@@ -68,13 +68,25 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
     leaves: it drains before its walltime). Without estimates, a worker estimates each job by
     the longest it ran.
 
+    Caps: never more workers than jobs to claim are submitted (none when nothing is queued, and
+    it says so), and the call never waits for the scheduler. A scheduler that refuses a worker
+    for now (a cap on jobs per user: Slurm's ``QOSMaxSubmitJobPerUserLimit``) is asked for no
+    more in this call, which says in the scheduler's words what it refused and returns, the jobs
+    queued for the workers it accepted; ``wait_for_jobs`` and ``sync_registry`` submit the others
+    as the scheduler accepts them, while jobs are left to claim (asking again after ``sleep(i)``
+    seconds: a number, or a function of the try ``i``; default: from the backend's polling
+    interval up to a minute; at once when a worker left). ``max_workers``: never more than this
+    many of the pool's workers queued or running at once (default: ``max_concurrent_jobs`` of
+    the resources or the registry), so a cap you know is never asked beyond.
+
     ``heal=True`` keeps ``n_workers`` workers alive while jobs remain: ``wait_for_jobs`` and
     ``sync_registry`` submit a new worker for each one that died, was declared dead or left
     at its walltime, and queue the unfinished jobs of lost workers again (each job at most
     three attempts, see ``get_job_attempts``), so a killed worker's job runs again by itself.
+    A call with ``n_workers >= 1`` replaces the plan of earlier calls (workers still owed, healing).
 
-    ``n_workers=0`` only queues ``ids`` for workers that are already running. Claims take
-    a file lock only for the claim itself; cheap jobs are claimed several at a time
+    ``n_workers=0`` only queues ``ids`` for workers already running (or still to be submitted).
+    Claims take a file lock only for the claim itself; cheap jobs are claimed several at a time
     (about 50 ms of work per claim; ``max_claim`` caps that). Workers touch a heartbeat
     file every ``heartbeat`` seconds; a worker that misses three is considered dead, its
     unfinished job expired (resubmit it with ``submit_workers`` or ``submit_jobs``).
@@ -99,13 +111,16 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
     check_number("idle_timeout", idle_timeout, 0, allow_none=True)
     check_number("heartbeat", heartbeat, 0.05)
     check_number("max_claim", max_claim, 1, allow_none=True, integer=True)
+    check_number("max_workers", max_workers, 1, allow_none=True, integer=True)
     if not isinstance(heal, bool):
         raise TypeError(f"heal: must be True or False, got {heal!r}")
     if idle_timeout is None:  # leave once nothing is left: no allocation is held idle
         idle_timeout = 0.0
     resources = {**reg.default_resources, **check_resources(resources)}
     resources.pop("chunks_as_arrayjobs", None)  # a worker is one job, never an array
-    sleep_fn = sleep_function(reg.sleep if sleep is None else sleep, lambda i: min(cf.poll * 1.5**i, 60.0))
+    if max_workers is None:
+        max_workers = resources.get("max_concurrent_jobs") or reg.max_concurrent_jobs or None
+    backoff = sleep_function(reg.sleep if sleep is None else sleep, lambda i: min(cf.poll * 1.5**i, 60.0))
     reg.sync()
     order, runtimes = _claim_order(ids, reg)
     pos = reg.pos(order)
@@ -115,50 +130,144 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
             raise ValueError(f"ids: {busy.size} job(s) are still queued or running, e.g. {busy[:5].tolist()}; "
                              "wait_for_jobs() or kill_jobs() them first")
     pool = pool_state(reg) or PoolState(reg)
+    if pool.workers:
+        pool.current_states()  # one listing: which workers live (they count against max_workers)
     if n_workers == 0 and order.size:
-        if not ALIVE & set(pool.current_states().values()):
+        if not ALIVE & set((pool.last_states or {}).values()) and not pool.owes_workers():
             raise ValueError("n_workers: 0 only adds jobs for workers already running, and none is; "
                              "pass n_workers >= 1")
     cf.check_resources(resources)
     cf.check_registry(reg)
-    failure = None
+    tended = _Tended()
     with reg.mutation("submit workers"):
         reg._pool = pool
         reg.layout.make_pool_dirs()
-        if heal:
-            pool.heal = {"n": n_workers, "resources": resources, "heartbeat": float(heartbeat),
-                         "idle_timeout": float(idle_timeout), "max_claim": max_claim, "max_attempts": 3}
         if order.size:
             _enqueue(reg, pool, order, resources, runtimes)
-        started = 0
-        with progress(n_workers, "Starting workers", unit="worker", reg=reg) as bar:
-            for k in range(n_workers):
-                wid = f"worker{uuid.uuid4().hex}"
-                try:
-                    started += _submit_worker(reg, pool, wid, k, resources, heartbeat, idle_timeout, max_claim,
-                                              n_workers, sleep_fn)
-                except BaseException as e:
-                    pool.workers.pop(wid, None)
-                    if not started:
-                        raise  # nothing runs: undo everything
-                    failure = e  # some workers run the queue: keep what they do, then report
-                    break
-                bar.update(1)
-                try:
-                    run_hook(reg, "post_submit_job")
-                except BaseException as e:  # the worker runs: keep it recorded, then report
-                    failure = e
-                    break
-    if failure is not None:
-        log.warning("submit_workers: only %d of %d worker(s) were accepted", started, n_workers)
-        raise failure
+        if n_workers:
+            pool.plan = {"n": n_workers, "heal": heal, "owed": 0 if heal else n_workers, "max_workers": max_workers,
+                         "resources": resources, "heartbeat": float(heartbeat), "idle_timeout": float(idle_timeout),
+                         "max_claim": max_claim, "max_attempts": 3}
+            pool.save()
+            tended = _tend(reg, pool, _round(pool), raise_first=True)
+    pool.backoff = backoff
+    if tended.failure is not None:
+        log.warning("submit_workers: only %d of %d worker(s) were accepted", tended.started, n_workers)
+        raise tended.failure
     run_hook(reg, "post_submit")
     if n_workers:
-        log.info("submitted %d pool worker(s) for %d queued job(s)%s", n_workers, order.size,
-                 "; the pool heals itself" if heal else "")
+        _report(pool, tended, n_workers, order.size)
     reg.sync()
     back = np.argsort(order, kind="stable")
     return pd.DataFrame({"job_id": order[back], "order": back + 1})
+
+
+@dataclasses.dataclass
+class _Tended:
+    """What one round of :func:`_tend` did: workers ``needed`` for the jobs left to claim, ``wanted``
+    now (``max_workers`` allowing) and ``started``, the scheduler's words if it ``refused`` one, the
+    jobs left to claim, the workers ``alive`` before, and an error (``failure``) that came after
+    some workers were accepted."""
+
+    needed: int = 0
+    wanted: int = 0
+    started: int = 0
+    refused: str | None = None
+    unclaimed: int = 0
+    alive: int = 0
+    failure: BaseException | None = None
+
+
+def _round(pool: PoolState) -> _Tended:
+    """How many workers the pool's plan asks for now: with ``heal``, enough to keep ``n`` alive, else
+    those still owed; never more than ``max_workers`` alive at once, nor more than the jobs left to
+    claim minus the workers that have not started yet (they will claim them)."""
+    plan = pool.plan
+    out = _Tended()
+    if not plan:
+        return out
+    states = pool.last_states or {}
+    alive = [wid for wid in pool.workers if states.get(wid, "queued") in ALIVE]  # new ones: queued
+    out.alive = len(alive)
+    out.unclaimed = pool.unclaimed()
+    idle = sum(wid not in pool.claims.claimers for wid in alive)  # they will take jobs before any new one
+    if not plan["heal"] and plan["owed"] and out.unclaimed == 0:
+        log.info("pool: no job left to claim, so the %d worker(s) still owed are not needed", plan["owed"])
+        plan = pool.plan = {**plan, "owed": 0, "refused": None}
+        pool.save()
+    need = plan["n"] - out.alive if plan["heal"] else plan["owed"]
+    out.needed = max(0, min(need, out.unclaimed - idle))
+    out.wanted = min(out.needed, plan["max_workers"] - out.alive) if plan.get("max_workers") else out.needed
+    out.wanted = max(0, out.wanted)
+    return out
+
+
+def _tend(reg: RegistryState, pool: PoolState, out: _Tended, raise_first: bool = False) -> _Tended:
+    """Submit the ``out.wanted`` workers of a :func:`_round` (inside a mutation), one ask each: the
+    first refusal ends the round (the next round waits ``pool.backoff``). ``raise_first``: an
+    error before any worker was accepted is raised (the caller's mutation undoes everything);
+    a later one is returned in ``out.failure``."""
+    plan = pool.plan
+    blocking = reg.cluster_functions.capabilities.blocking
+    for k in range(out.wanted):
+        if k and blocking and not pool.unclaimed():  # the workers before ran (Interactive) and took all
+            break
+        wid = f"worker{uuid.uuid4().hex}"
+        try:
+            refused = _submit_worker(reg, pool, wid, len(pool.workers), plan)
+        except BaseException as e:
+            pool.workers.pop(wid, None)
+            if raise_first and not out.started:
+                raise  # nothing runs: undo everything
+            out.failure = e  # some workers run the queue: keep what they do, then report
+            break
+        if refused is not None:
+            out.refused = refused
+            break
+        out.started += 1
+        try:
+            run_hook(reg, "post_submit_job")
+        except BaseException as e:  # the worker runs: keep it recorded, then report
+            out.failure = e
+            break
+    # owed: the workers needed that were not submitted (refused, or beyond max_workers); not those
+    # that would find no job
+    owed = plan["owed"] if plan["heal"] else max(0, out.needed - out.started)
+    refused = out.refused if out.refused is not None else None if out.started else plan.get("refused")
+    if (owed, refused) != (plan["owed"], plan.get("refused")):  # a refusal is kept until a worker is accepted
+        pool.plan = {**plan, "owed": owed, "refused": refused}
+        pool.save()
+    if out.refused is not None or out.failure is not None:
+        pool.note_refusal(out.refused or str(out.failure), out.alive + out.started)
+    elif out.started:
+        pool.note_refusal(None, 0)
+    return out
+
+
+def _report(pool: PoolState, t: _Tended, n_workers: int, queued: int) -> None:
+    """What submit_workers tells: nothing to claim, what the scheduler refused, fewer workers and why."""
+    plan = pool.plan
+    if t.started == 0 and t.refused is None and t.unclaimed == 0:
+        log.warning("submit_workers: no job to claim (%s), so no worker was submitted",
+                    "the queued jobs were claimed already" if queued else
+                    "every job was submitted already; see find_not_submitted(), or pass ids= to run jobs again")
+        return
+    if t.refused is not None:
+        owed = plan["n"] - t.alive - t.started if plan["heal"] else plan["owed"]
+        log.warning("submit_workers: the scheduler accepted %d of %d worker(s) and refused the next (%s). "
+                    "The %d queued job(s) wait for workers: wait_for_jobs() and sync_registry() submit %s as the "
+                    "scheduler accepts them, while jobs are left to claim (max_workers=N never asks for more "
+                    "than N at once)", t.started, n_workers, t.refused, t.unclaimed,
+                    f"the other {owed}" if owed > 0 else "more")
+        return
+    if t.started < n_workers:
+        cap = plan.get("max_workers")
+        why = (f"at most {cap} at once (max_workers; {t.alive} were alive)" if cap and t.alive + t.started >= cap
+               else f"{t.unclaimed} job(s) to claim, {t.alive} worker(s) alive")
+        log.info("submit_workers: submitted %d of %d worker(s): %s", t.started, n_workers, why)
+    if t.started:
+        log.info("submitted %d pool worker(s) for %d queued job(s)%s", t.started, t.unclaimed,
+                 "; the pool heals itself" if plan["heal"] else "")
 
 
 def _enqueue(reg: RegistryState, pool: PoolState, order: np.ndarray, resources: dict,
@@ -192,23 +301,30 @@ def _enqueue(reg: RegistryState, pool: PoolState, order: np.ndarray, resources: 
     return queue
 
 
-def _submit_worker(reg: RegistryState, pool: PoolState, wid: str, k: int, resources: dict, heartbeat: float,
-                   idle_timeout: float, max_claim: int | None, n_workers: int, sleep_fn) -> int:
-    """Submit one pool worker; 1 once the backend accepted it."""
+def _submit_worker(reg: RegistryState, pool: PoolState, wid: str, k: int, plan: dict) -> str | None:
+    """Ask the backend once to start pool worker ``wid`` (the ``k``-th of the pool) as ``plan``
+    says: None once it accepted it (recorded), else the scheduler's words of its refusal
+    (nothing recorded); SubmitError on a permanent error."""
     cf = reg.cluster_functions
     # an ordinary collection without jobs (same set-up on the node), plus the pool settings
     wjc = dataclasses.replace(
-        build_collection(reg, np.empty(0, np.int64), resources, job_hash=wid), job_names=[f"bt-worker-{k + 1}"],
-        pool={"worker": wid, "heartbeat": float(heartbeat), "idle_timeout": float(idle_timeout),
-              "max_claim": max_claim, "n_workers": n_workers},
+        build_collection(reg, np.empty(0, np.int64), plan["resources"], job_hash=wid),
+        job_names=[f"worker{k + 1}"],
+        pool={"worker": wid, "heartbeat": plan["heartbeat"], "idle_timeout": plan["idle_timeout"],
+              "max_claim": plan["max_claim"], "n_workers": int(plan["n"])},
     )
+    path = reg.layout.job_collection(wid)
     if cf.store_job_collection:
-        reg.write_pickle(reg.layout.job_collection(wid), wjc)
+        reg.write_pickle(path, wjc)
     # record the worker before it can claim (Interactive runs it inside submit_job)
     pool.workers[wid] = {"batch_id": None, "log_file": f"{wid}.log", "submitted": time.time(),
-                         "heartbeat": float(heartbeat), "state": "submitted"}
-    result = submit_with_retries(reg, wjc, sleep_fn)
+                         "heartbeat": plan["heartbeat"], "idle_timeout": plan["idle_timeout"], "state": "submitted"}
+    result = submit_once(reg, wjc)
     cf.send_held()  # a worker goes at once (a few of them: nothing to gain from sending them together)
+    if result.status != 0:
+        pool.workers.pop(wid, None)
+        unlink_quietly([path, reg.layout.script(wid)])
+        return result.msg or "refused for now"
     batch = result.batch_id
     if isinstance(batch, (list, tuple, np.ndarray)):
         batch = batch[0]
@@ -216,14 +332,18 @@ def _submit_worker(reg: RegistryState, pool: PoolState, wid: str, k: int, resour
     logs = logs[0] if isinstance(logs, (list, tuple)) else logs
     pool.workers[wid].update(batch_id=str(batch), log_file=os.path.basename(logs))
     pool.save()
-    return 1
+    return None
 
 
 def get_workers(reg: RegistryState | None = None) -> pd.DataFrame:
     """The pool's workers: ``worker_id``, ``batch_id``, ``state`` (queued, running, exited,
-    stale = stopped beating, gone = left the scheduler without a goodbye), ``submitted``,
-    ``last_beat``, jobs ``claimed``, ``done`` and ``error``, and ``log_file``. The times are
-    UTC Timestamps; printed (and in Jupyter) they are shown in local time, to the second.
+    stale = stopped beating, gone = left the scheduler without a goodbye, cancelled = still
+    queued when no job was left to claim), ``submitted``,
+    ``last_beat``, jobs ``claimed``, ``done`` and ``error`` (whole numbers: the jobs whose
+    current run is the worker's, so far), ``time_startup`` (its start-up: the process starting,
+    imports, loading the jobs' function, data, problems and algorithms, a Timedelta; part of no
+    job's run time) and ``log_file``. The times are UTC Timestamps; printed (and in Jupyter)
+    they are shown in local time, to the second.
 
     >>> import batchtools as bt
     >>> reg = bt.make_registry(file_dir=None)
@@ -232,29 +352,35 @@ def get_workers(reg: RegistryState | None = None) -> pd.DataFrame:
     """
     reg = resolve(reg)
     reg.sync()
-    cols = ["worker_id", "batch_id", "state", "submitted", "last_beat", "claimed", "done", "error", "log_file"]
+    cols = ["worker_id", "batch_id", "state", "submitted", "last_beat", "claimed", "done", "error", "time_startup",
+            "log_file"]
     pool = pool_state(reg)
     if pool is None or not pool.workers:
         return DisplayFrame({c: pd.Series(dtype=object) for c in cols})
     states = pool.current_states()
-    batch = reg.status["batch_id"].to_numpy()
+    st = reg.status
+    batch = st["batch_id"].to_numpy()
+    done = st["done"].notna().to_numpy()
+    failed = st["error"].notna().to_numpy()
+    startup = st["startup"].to_numpy()
     rows = []
     for wid, w in pool.workers.items():
         try:
             beat = os.stat(reg.layout.worker_beat(wid)).st_mtime
         except FileNotFoundError:
             beat = np.nan
-        done = error = np.nan
-        try:
-            fields = reg.layout.worker_exit(wid).read_text().split()
-            done, error = int(fields[0]), int(fields[1])
-        except (FileNotFoundError, IndexError, ValueError):
-            pass
-        rows.append([wid, w["batch_id"], states[wid], w["submitted"], beat, int((batch == w["batch_id"]).sum()),
-                     done, error, w["log_file"]])
+        mine = batch == w["batch_id"] if w["batch_id"] is not None else np.zeros(len(batch), bool)  # none seen
+        spent = startup[mine]
+        spent = spent[~np.isnan(spent)]
+        rows.append([wid, w["batch_id"], states[wid], w["submitted"], beat, int(mine.sum()),
+                     int((mine & done & ~failed).sum()), int((mine & failed).sum()),
+                     float(spent.sum()) if spent.size else np.nan, w["log_file"]])
     df = DisplayFrame(rows, columns=cols)
     for c in ("submitted", "last_beat"):
         df[c] = pd.to_datetime(df[c].astype(float), unit="s", utc=True)
+    for c in ("claimed", "done", "error"):
+        df[c] = df[c].astype(np.int64)
+    df["time_startup"] = pd.to_timedelta(df["time_startup"].astype(float), unit="s")
     return df
 
 
@@ -264,34 +390,65 @@ POOL_RERUN = ("worker_lost", "timeout", "node_fail", "preempted", "unknown", "ch
 
 
 def pool_wants_healing(reg: RegistryState) -> bool:
-    """Whether the registry's pool was submitted with ``heal=True``."""
+    """Whether the registry's pool needs looking after while the master waits or syncs: workers
+    to submit (``submit_workers(heal=True)``, workers the scheduler refused so far) or workers
+    that may still wait in the scheduler's queue (cancelled if nothing is left for them)."""
     pool = pool_state(reg)
-    return pool is not None and bool(pool.heal)
+    return pool is not None and (pool.owes_workers() or any(
+        w.get("state") not in FINAL and w.get("idle_timeout") == 0 for w in pool.workers.values()))
+
+
+def _cancel_unneeded(reg: RegistryState, pool: PoolState) -> None:
+    """Cancel the workers that still wait in the scheduler's queue once no job is left to claim:
+    they would start only to find nothing (workers that wait for more jobs, ``idle_timeout`` > 0,
+    are kept)."""
+    states = pool.last_states or {}
+    waiting = [wid for wid, w in pool.workers.items() if states.get(wid) == "queued" and w.get("batch_id")
+               and w.get("idle_timeout") == 0 and w.get("state") not in FINAL]
+    if not waiting or pool.unclaimed():
+        return
+    cf = reg.cluster_functions
+    gone = []
+    with reg.mutation("cancel unneeded pool workers"):
+        for wid in waiting:
+            if reg.layout.worker_beat(wid).exists():
+                continue  # it started meanwhile: it leaves by itself
+            try:
+                cf.kill_job(reg, pool.workers[wid]["batch_id"])
+            except Exception as e:  # it starts, finds nothing and leaves
+                log.info("pool: could not cancel worker %s: %s", pool.workers[wid]["batch_id"], e)
+                continue
+            pool.workers[wid]["state"] = states[wid] = "cancelled"
+            gone.append(pool.workers[wid]["batch_id"])
+        if gone:
+            pool.save()
+    if gone:
+        log.info("pool: no job left to claim: cancelled %d worker(s) still queued (%s)", len(gone), ", ".join(gone))
 
 
 def heal_pool(reg: RegistryState, rows: np.ndarray) -> np.ndarray:
-    """Keep a healing pool going (``submit_workers(heal=True)``): queue again the pooled jobs at
-    status rows ``rows`` (jobs whose attempt ended badly) that were lost with their worker, and
-    submit new workers for the ones that died or left while unclaimed jobs remain. Returns the
-    ids queued again. Called while the master waits or syncs (:mod:`batchtools.api.heal`)."""
+    """Keep the pool going as its plan says: with ``heal=True``, queue again the pooled jobs at
+    status rows ``rows`` (jobs whose attempt ended badly) that were lost with their worker; submit
+    the workers it asks for (new ones for those that died or left, those the scheduler refused
+    so far) while unclaimed jobs remain. Returns the ids queued again. Called while the master
+    waits or syncs (:mod:`batchtools.api.heal`)."""
     pool = pool_state(reg)
     none = np.empty(0, np.int64)
-    if pool is None or not pool.heal or not reg.writeable:
+    if pool is None or not reg.writeable:
         return none
-    h = pool.heal
-    st = reg.status
-    lost, reasons, nxt = _lost_jobs(reg, pool, rows)
     if pool.last_states is None:
         pool.current_states()
-    # workers submitted since the scheduler was last asked count as alive
-    alive = sum(pool.last_states.get(wid, "queued") in ALIVE for wid in pool.workers)
-    unclaimed = pool.claims.remaining()
-    need = min(int(h["n"]) - alive, unclaimed + lost.size)
-    if not lost.size and need <= 0:
+    _cancel_unneeded(reg, pool)
+    if not pool.owes_workers():
         return none
-    cf = reg.cluster_functions
-    sleep_fn = sleep_function(None, lambda i: min(cf.poll * 1.5**i, 60.0))
-    started = 0
+    h = pool.plan
+    st = reg.status
+    lost, reasons, nxt = _lost_jobs(reg, pool, rows) if h["heal"] else (none, [], {})
+    if not lost.size and not pool.may_ask():
+        return none
+    t = _round(pool)
+    if not lost.size and not t.wanted:
+        return none
     with reg.mutation("heal the worker pool"):
         if lost.size:
             pos = reg.pos(lost)
@@ -302,18 +459,23 @@ def heal_pool(reg: RegistryState, rows: np.ndarray) -> np.ndarray:
             attempts.archive(reg, pos, "worker_lost")
             with attempts.continuing(reg, nxt):
                 _enqueue(reg, pool, lost, h["resources"])
-        for k in range(max(0, need)):
-            wid = f"worker{uuid.uuid4().hex}"
-            try:
-                started += _submit_worker(reg, pool, wid, k, h["resources"], h["heartbeat"], h["idle_timeout"],
-                                          h["max_claim"], int(h["n"]), sleep_fn)
-            except Exception as e:  # the jobs stay queued for the workers that live
-                pool.workers.pop(wid, None)
-                log.warning("pool: could not submit a new worker: %s", e)
-                break
-    if started:
-        log.info("pool: %d of %d worker(s) alive and %d job(s) left: submitted %d new worker(s)",
-                 alive, h["n"], unclaimed + lost.size, started)
+            t = _round(pool)
+        t = _tend(reg, pool, t)
+        if isinstance(t.failure, Exception):
+            # the same error would come every time: submit no more workers, so that jobs no live
+            # worker can take are reported expired instead of waiting forever
+            pool.plan = {**pool.plan, "heal": False, "owed": 0, "refused": None}
+            pool.save()
+    if t.failure is not None:
+        if not isinstance(t.failure, Exception):
+            raise t.failure
+        log.warning("pool: could not submit a new worker (%s); no more workers are submitted: the queued jobs "
+                    "run on the live workers, and those no worker takes expire (submit_workers() again)", t.failure)
+    if t.started:
+        log.info("pool: %d worker(s) alive and %d job(s) left: submitted %d new worker(s)%s", t.alive, t.unclaimed,
+                 t.started, f"; the scheduler refused the next ({t.refused})" if t.refused else "")
+    elif t.refused:
+        log.info("pool: the scheduler refused a new worker (%s); asking again later", t.refused)
     return lost
 
 
@@ -344,7 +506,7 @@ def _lost_jobs(reg: RegistryState, pool: PoolState, rows: np.ndarray) -> tuple[n
             mine = history[history["job_id"] == job_id] if len(history) else history
             if len(mine) and np.isin(mine["reason"].to_numpy(), list(CONTINUED)).sum() >= DEFAULT_POLICY.max_requeues:
                 continue
-        elif attempt >= int(pool.heal.get("max_attempts", 3)):
+        elif attempt >= int(pool.plan.get("max_attempts", 3)):
             log.info("pool: job %d ended with its worker (%s) in attempt %d, its last", job_id, reason, attempt)
             continue
         out.append(job_id)

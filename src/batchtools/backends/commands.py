@@ -14,6 +14,7 @@ from collections import Counter
 from typing import Any
 
 from ..core.backend import SubmitJobResult
+from ..core.layout import Layout
 
 log = logging.getLogger("batchtools")
 # how often each external command ran in this process (the benchmark reports commands per job)
@@ -56,15 +57,27 @@ def first_number(output: list[str]) -> str | None:
 
 
 def temporary_error(output: list[str], patterns: tuple[str, ...]) -> str | None:
+    """The scheduler's own words (its output, one line) if they contain one of ``patterns``
+    (errors that go away: a cap on jobs per user, a busy controller), else None.
+
+    >>> temporary_error(["sbatch: error: QOSMaxSubmitJobPerUserLimit", "sbatch: error: Batch job submission "
+    ...                  "failed: Job violates accounting/QOS policy"], ("QOSMaxSubmitJobPerUserLimit",))
+    'sbatch: error: QOSMaxSubmitJobPerUserLimit / sbatch: error: Batch job submission failed: Job violates...
+    """
     text = "\n".join(output)
-    return next((p for p in patterns if p in text), None)
+    if not any(p in text for p in patterns):
+        return None
+    words = " / ".join(line.strip() for line in output if line.strip())
+    return words if len(words) <= 400 else words[:397] + "..."
 
 
 def run_os_command(sys_cmd: str, sys_args: list[str] | tuple[str, ...] = (), stdin: str | os.PathLike | None = "",
-                   nodename: str = "localhost", timeout: float | None = None) -> dict[str, Any]:
+                   nodename: str = "localhost", timeout: float | None = None,
+                   env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run a command (over ssh if ``nodename`` is not localhost), giving up after ``timeout``
     seconds (default: never); return ``sys_cmd``, ``sys_args``, its ``exit_code`` and ``output``
-    lines (stdout and stderr), as R's ``runOSCommand``.
+    lines (stdout and stderr), as R's ``runOSCommand``. ``env``: variables to set for the
+    command (on ``nodename`` too).
 
     ``stdin`` names a file whose content is fed to the command (R's ``stdin``); ``""`` or None
     feeds nothing. A command that is not found gives exit code 127.
@@ -83,18 +96,22 @@ def run_os_command(sys_cmd: str, sys_args: list[str] | tuple[str, ...] = (), std
         raise FileNotFoundError(f"stdin: {os.fspath(stdin)!r} is not a file; stdin names a file whose content "
                                 "is fed to the command (as in R)")
     argv = [sys_cmd, *map(str, sys_args)]
+    if env:
+        argv = ["env", *(f"{k}={v}" for k, v in env.items()), *argv]
     if nodename not in ("localhost", "127.0.0.1", "", None):
         if nodename.startswith("-") or any(c.isspace() for c in nodename):
             raise ValueError(f"nodename: {nodename!r} is not a host name")
         argv = ["ssh", "-q", "-o", "BatchMode=yes", "--", nodename, " ".join(map(shlex.quote, argv))]
     log.debug("OS command: %s", shlex.join(argv))
     command_counts[sys_cmd] += 1
-    result = {"sys_cmd": argv[0], "sys_args": argv[1:]}
+    result = {"sys_cmd": sys_cmd if argv[0] == "env" else argv[0], "sys_args": argv[1:]}
     try:
         with open(stdin, "rb") if stdin not in ("", None) else contextlib.nullcontext(subprocess.DEVNULL) as fh:
             proc = subprocess.run(argv, stdin=fh, capture_output=True, timeout=timeout)
     except FileNotFoundError:
         return {**result, "exit_code": 127, "output": ["command not found"]}  # as R (sys_cmd names it)
+    if env and proc.returncode == 127 and nodename in ("localhost", "127.0.0.1", "", None):  # env ran, the command is missing
+        return {**result, "exit_code": 127, "output": ["command not found"]}
     output = (proc.stdout.decode(errors="replace") + proc.stderr.decode(errors="replace")).splitlines()
     log.debug("exit code %d, output: %s", proc.returncode, output[:20])
     return {**result, "exit_code": proc.returncode, "output": output}
@@ -108,6 +125,25 @@ def cf_handle_unknown_submit_error(cmd: str, exit_code: int, output: list[str] |
     """
     text = output if isinstance(output, str) else "\n".join(output)
     return SubmitJobResult(101, None, None, f"Command '{cmd}' produced exit code {exit_code}; output:\n{text}")
+
+
+def qsub_result(out: dict[str, Any], jc, temp_errors: tuple[str, ...]) -> SubmitJobResult:
+    """What a PBS-style ``qsub`` (TORQUE, PBS Pro) answered, from its :func:`run_os_command` result:
+    the job id it printed ("123.server"); for an array collection the tasks' ids ("123[].server"
+    becomes "123[1].server", ...; an id without "[]", an array PBS Pro got as one ordinary job,
+    stays as it is); a temporary error if the output names one of ``temp_errors``."""
+    if out["exit_code"] != 0:
+        temp = temporary_error(out["output"], temp_errors)
+        return SubmitJobResult(1, None, None, temp) if temp else \
+            cf_handle_unknown_submit_error("qsub", out["exit_code"], out["output"])
+    batch = out["output"][0].strip() if out["output"] else ""
+    if not batch:
+        return cf_handle_unknown_submit_error("qsub", 0, out["output"])
+    if jc.array_jobs:
+        tasks = range(1, len(jc.jobs) + 1)
+        return SubmitJobResult(0, [batch.replace("[]", f"[{i}]") for i in tasks],
+                               [Layout.array_log_name(jc.job_hash, i) for i in tasks], "OK")
+    return SubmitJobResult(0, batch, jc.log_file, "OK")
 
 
 def cf_kill_job(reg, cmd: str, args: list[str] = (), max_tries: int = 3, nodename: str = "localhost") -> None:

@@ -28,7 +28,7 @@ from typing import Any
 
 from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions
 from ..core.files import atomic_write_bytes
-from ..core.pool import pool_state
+from ..core.pool import FINAL, pool_state
 from ..core.state import started_batches
 from ..jobs.node import CANCEL_ENV
 
@@ -203,7 +203,7 @@ def make_cluster_functions_hyperqueue(server=None, array_jobs: bool = True,
         if pool is not None:
             batch += [w["batch_id"] for w in pool.workers.values()
                       if isinstance(w.get("batch_id"), str) and w["batch_id"].endswith(suffix)
-                      and w.get("state") not in ("exited", "stale")]
+                      and w.get("state") not in FINAL]
         out: dict[int, set[str]] = {}
         for b in batch:
             out.setdefault(split_batch_id(b)[0], set()).add(b)

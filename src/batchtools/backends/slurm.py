@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import getpass
+import os
 import re
+import shutil
+import subprocess
 import time
 
 from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
 from ..core.layout import Layout
 from ..core.retry import REQUEUE_START_DELAY, Accounting
+from ..jobs.environment import NodeEnvironment
+from ..jobs.session import say
 from .commands import (
     cf_handle_unknown_submit_error,
     cf_kill_job,
@@ -132,6 +137,76 @@ def parse_scontrol_job(text: str) -> Accounting | None:
     return rec
 
 
+def job_umask() -> str:
+    """The umask a Slurm job gets (``SLURM_UMASK``): this process's, without group or world write.
+
+    >>> old = os.umask(0); job_umask(), os.umask(old) == 0
+    ('0022', True)
+    """
+    try:  # read, not set and reset: other threads may be creating files meanwhile
+        with open("/proc/self/status") as fh:
+            mask = next(int(line.split()[1], 8) for line in fh if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return f"{mask | 0o022:04o}"
+
+
+class SlurmEnvironment(NodeEnvironment):
+    """The node half of Slurm: the job id (``SLURM_ARRAY_JOB_ID_TASK`` for an array task),
+    ``SLURM_RESTART_COUNT``, and requeueing itself with ``scontrol requeue``."""
+
+    name = "slurm"
+    variables = ("SLURM_JOB_ID",)
+    array_variable = "SLURM_ARRAY_TASK_ID"
+
+    @property
+    def job_id(self) -> str | None:
+        task, array = os.environ.get("SLURM_ARRAY_TASK_ID"), os.environ.get("SLURM_ARRAY_JOB_ID")
+        return f"{array}_{task}" if task and array else os.environ.get("SLURM_JOB_ID")
+
+    @property
+    def restart_count(self) -> int:
+        try:
+            return int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+        except ValueError:
+            return 0
+
+    @property
+    def can_requeue(self) -> bool:
+        return self.job_id is not None
+
+    def requeued_by_scheduler(self) -> bool:
+        jid = self.job_id
+        if not jid or not shutil.which("scontrol"):
+            return False
+        try:
+            out = subprocess.run(["scontrol", "show", "job", jid], capture_output=True, text=True,
+                                 timeout=1.5).stdout
+        except (OSError, subprocess.SubprocessError):
+            return False
+        return any(f"JobState={s}" in out for s in ("PENDING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD"))
+
+    def requeue(self) -> bool:
+        jid = self.job_id
+        try:
+            out = subprocess.run(["scontrol", "requeue", jid], capture_output=True, text=True, timeout=60)
+            if out.returncode != 0:
+                say(f"Slurm refused to requeue job {jid} ({(out.stdout + out.stderr).strip()}); "
+                    "the master resubmits it")
+                return False
+            say(f"Requeued Slurm job {jid}: the next run goes on from the checkpoint")
+            # a requeued job is held for a while (BeginTime); it may start soon, but not within the second
+            # of the requeue: slurmd revokes the old run's credential by the second, and a run started in
+            # that same second is killed ("Job credential revoked") and the job is gone
+            subprocess.run(["scontrol", "update", f"JobId={jid}", f"StartTime=now+{REQUEUE_START_DELAY}"],
+                           capture_output=True, timeout=60)
+            return True
+        except (OSError, subprocess.SubprocessError) as e:
+            say(f"Could not requeue Slurm job {jid} ({e}); the master resubmits it")
+            return False
+
+
 @restorable
 def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = True, nodename: str = "localhost",
                                  scheduler_latency: float = 1, fs_latency: float = 65) -> ClusterFunctions:
@@ -176,7 +251,9 @@ def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = Tru
             extra = {"log_file": str(reg.layout.array_log(jc.job_hash, "@@")).replace("%", "%%").replace("@@", "%a"),
                      "array_throttle": jc.resources.get("max_concurrent_jobs")}
         script = cf_brew_template(reg, tmpl, jc, **extra)
-        out = run_os_command("sbatch", [script], nodename=nodename)
+        # Slurm creates the job's log (--output) and runs the job with the umask sbatch passes on:
+        # never one that lets other users write the log (the node would only fix it once it runs)
+        out = run_os_command("sbatch", [script], nodename=nodename, env={"SLURM_UMASK": job_umask()})
         if out["exit_code"] != 0:
             temp = temporary_error(out["output"], TEMP_ERRORS)
             if temp:
@@ -280,7 +357,8 @@ def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = Tru
 
     return make_cluster_functions(
         "Slurm", submit_job, kill_job=kill_job, list_jobs=list_jobs,
-        array_var="SLURM_ARRAY_TASK_ID", store_job_collection=True, store_job_files=True,
+        array_var=SlurmEnvironment.array_variable, node_environment=SlurmEnvironment,
+        store_job_collection=True, store_job_files=True,
         scheduler_latency=scheduler_latency, fs_latency=fs_latency, poll=1.0, poll_max=30.0,
         max_array_size=max_array_size, info=nodename if nodename != "localhost" else "",
         resource_check=check_script_resources, account=account, usage=usage, hooks={"post_sync": release_requeued},

@@ -39,8 +39,6 @@ from ..core.retry import warning_lead
 log = logging.getLogger("batchtools")
 
 SHIPPED = Path(__file__).resolve().parent.parent / "templates"
-DEFAULT_NAMES = {"slurm": "slurm-simple", "torque": "torque-lido", "sge": "sge-simple", "lsf": "lsf-simple",
-                 "openlava": "openlava-simple"}
 SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.,:=@/+%-]*$")
 UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -76,6 +74,20 @@ def _shell_word(value: Any) -> str:
     return shlex.quote(str(value))
 
 
+def shipped_default(name: str) -> Path:
+    """The template shipped for scheduler ``name``: ``<name>-simple.tmpl``, else the one shipped
+    ``<name>-*.tmpl`` (TORQUE's ``torque-lido.tmpl``), so a new backend's template needs no list.
+
+    >>> shipped_default("torque").name, shipped_default("pbspro").name
+    ('torque-lido.tmpl', 'pbspro-simple.tmpl')
+    """
+    simple = SHIPPED / f"{name}-simple.tmpl"
+    if simple.is_file():
+        return simple
+    found = [p for p in SHIPPED.iterdir() if p.name.startswith(f"{name}-") and p.suffix == ".tmpl"]
+    return found[0] if len(found) == 1 else simple
+
+
 def find_template_file(template: str) -> str:
     """Path of the template called (or at) ``template``; FileNotFoundError naming where it looked.
 
@@ -90,7 +102,7 @@ def find_template_file(template: str) -> str:
         raise FileNotFoundError(f"template: {template!r} is not a readable file")
     xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     candidates = [Path(f"batchtools.{template}.tmpl"), Path(xdg) / "batchtools" / f"{template}.tmpl",
-                  Path.home() / f".batchtools.{template}.tmpl", SHIPPED / f"{DEFAULT_NAMES.get(template, template)}.tmpl",
+                  Path.home() / f".batchtools.{template}.tmpl", shipped_default(template),
                   SHIPPED / f"{template}.tmpl"]
     for c in candidates:
         if c.is_file():
@@ -128,27 +140,70 @@ def cf_read_brew_template(template: str) -> jinja2.Template:
 
 
 def check_script_resources(resources: dict[str, Any]) -> dict[str, Any]:
-    """Resources as they may appear in a job script: numbers, booleans or safe strings."""
+    """Resources as they may appear in a job script: numbers, booleans or safe strings, and lists
+    of them joined by commas, as schedulers take lists (Slurm's ``--partition=a,b``, SGE's
+    ``-q a,b``). Dicts and nested lists are for the node, not for the script header.
+
+    >>> check_script_resources({"partition": ["short", "long"], "walltime": 60, "retry": {"max": 2}})
+    {'partition': 'short,long', 'walltime': 60}
+    """
     out = {}
     for key, value in resources.items():
-        if value is None or isinstance(value, (bool, int, float)):
-            out[key] = value
-        elif isinstance(value, str):
-            if not SAFE_VALUE.match(value):
-                raise ValueError(f"resources: {key}={value!r} has characters that are not allowed in a job script "
-                                 "(allowed: letters, digits and _.,:=@/+%-)")
-            out[key] = value
+        if isinstance(value, (list, tuple)) and all(_scalar(v) for v in value):
+            out[key] = ",".join(str(_script_value(key, v)) for v in value)
         elif isinstance(value, (list, tuple, dict)):
             continue  # structured resources are for the node, not for the script header
         else:
-            raise TypeError(f"resources: {key} must be a number, bool or string to reach a job script, "
-                            f"got {type(value).__name__}")
+            out[key] = _script_value(key, value)
     return out
 
 
+def _scalar(value: Any) -> bool:
+    return value is not None and isinstance(value, (bool, int, float, str))
+
+
+def _script_value(key: str, value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str):
+        if not SAFE_VALUE.match(value):
+            raise ValueError(f"resources: {key}={value!r} has characters that are not allowed in a job script "
+                             "(allowed: letters, digits and _.,:=@/+%-)")
+        return value
+    raise TypeError(f"resources: {key} must be a number, bool or string (or a list of them) to reach a job script, "
+                    f"got {type(value).__name__}")
+
+
+MAX_NAME = 64  # characters of a job name (schedulers show fewer; Slurm's squeue 8 by default)
+
+
 def job_name(jc) -> str:
-    """The collection's job name (R's ``jc$job.name``) as it may appear in a job script."""
-    return UNSAFE_NAME.sub("_", jc.job_name)[:64] or jc.job_hash
+    """The scheduler's name of ``jc``'s job: the collection's name (R's ``jc$job.name``) where
+    ``set_job_names`` gave each of its jobs one, else the registry's folder name and what the job
+    runs: ``<registry>-<job id>`` for one job, ``-chunk<k>`` for a chunk of ``submit_jobs``,
+    ``-worker<k>`` for a pool worker. Letters, digits, ``_.-`` only, at most 64 characters (the registry's name is cut, never the
+    id), starting with a letter.
+
+    >>> from batchtools.core.collection import JobCollection
+    >>> jc = JobCollection(file_dir="/home/me/study 2", work_dir=".", job_hash="job1a2b", jobs=[{"job_id": 7}], seed=1)
+    >>> job_name(jc)
+    'study_2-7'
+    """
+    names = [n for n in jc.job_names if n]
+    if not jc.pool and jc.job_name != jc.job_hash:
+        return UNSAFE_NAME.sub("_", jc.job_name)[:MAX_NAME] or jc.job_hash
+    if jc.pool:
+        what = names[0] if names else "worker"
+    elif len(jc.jobs) == 1:
+        what = str(jc.jobs[0]["job_id"])
+    elif jc.chunk is not None:
+        what = f"chunk{jc.chunk}"
+    else:
+        what = f"{jc.jobs[0]['job_id']}-and-{len(jc.jobs) - 1}-more" if len(jc.jobs) else "none"
+    what = UNSAFE_NAME.sub("_", what)
+    registry = UNSAFE_NAME.sub("_", os.path.basename(os.path.normpath(jc.file_dir)))
+    name = f"{registry[:max(0, MAX_NAME - len(what) - 1)]}-{what}"
+    return (name if name[:1].isalpha() else f"bt{name}")[:MAX_NAME]
 
 
 def cf_brew_template(reg, template: jinja2.Template, jc, **extra: Any) -> str:
@@ -162,7 +217,7 @@ def cf_brew_template(reg, template: jinja2.Template, jc, **extra: Any) -> str:
         "resources": check_script_resources(jc.resources), "array_jobs": jc.array_jobs,
         "array_var": jc.array_var, "jobs": jc.job_ids, "file_dir": jc.file_dir, "work_dir": jc.work_dir,
         "seed": jc.seed, "packages": tuple(jc.packages), "namespaces": (), "source": tuple(jc.source),
-        "load": tuple(jc.load), "compress": getattr(jc.store, "compress", None), "hooks": dict(jc.hooks),
+        "load": tuple(jc.load), "compress": jc.store.compress if jc.store is not None else None, "hooks": dict(jc.hooks),
         # and ours
         "n_array_jobs": len(jc.jobs), "array_throttle": None, "python": python,
         "debug": os.environ.get("BATCHTOOLS_DEBUG", ""),

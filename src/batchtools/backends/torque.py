@@ -1,4 +1,7 @@
-"""TORQUE / OpenPBS: ``qsub`` / ``qselect`` / ``qdel``, with array jobs (``-t``)."""
+"""TORQUE: ``qsub`` / ``qselect`` / ``qdel``, with array jobs (``qsub -t``, ``PBS_ARRAYID``).
+
+PBS Professional and OpenPBS name arrays ``-J`` (``PBS_ARRAY_INDEX``) and list jobs as JSON: that
+is :mod:`.pbspro`, not this backend."""
 
 from __future__ import annotations
 
@@ -6,8 +9,7 @@ import getpass
 import re
 
 from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
-from ..core.layout import Layout
-from .commands import cf_handle_unknown_submit_error, cf_kill_job, run_os_command, temporary_error
+from .commands import cf_kill_job, qsub_result, run_os_command
 from .templates import cf_brew_template, cf_read_brew_template, check_path_allowed, check_script_resources
 
 TEMP_ERRORS = ("Maximum number of jobs already in queue", "Resource temporarily unavailable",
@@ -29,19 +31,7 @@ def make_cluster_functions_torque(template: str = "torque", scheduler_latency: f
 
     def submit_job(reg, jc) -> SubmitJobResult:
         extra = {"array_throttle": jc.resources.get("max_concurrent_jobs")} if jc.array_jobs else {}
-        out = run_os_command("qsub", [cf_brew_template(reg, tmpl, jc, **extra)])
-        if out["exit_code"] != 0:
-            temp = temporary_error(out["output"], TEMP_ERRORS)
-            return SubmitJobResult(1, None, None, temp) if temp else \
-                cf_handle_unknown_submit_error("qsub", out["exit_code"], out["output"])
-        batch = out["output"][0].strip() if out["output"] else ""
-        if not batch:
-            return cf_handle_unknown_submit_error("qsub", 0, out["output"])
-        if jc.array_jobs:  # "123[].server" -> "123[1].server", ...
-            tasks = range(1, len(jc.jobs) + 1)
-            return SubmitJobResult(0, [batch.replace("[]", f"[{i}]") for i in tasks],
-                                   [Layout.array_log_name(jc.job_hash, i) for i in tasks], "OK")
-        return SubmitJobResult(0, batch, jc.log_file, "OK")
+        return qsub_result(run_os_command("qsub", [cf_brew_template(reg, tmpl, jc, **extra)]), jc, TEMP_ERRORS)
 
     def listing(states: str) -> list[str]:
         out = run_os_command("qselect", ["-u", user, "-s", states])

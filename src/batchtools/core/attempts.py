@@ -25,7 +25,7 @@ import pandas as pd
 from .tables import ATTEMPT_FLOAT, ATTEMPT_OBJECT, new_attempts, set_rows
 
 # evidence of one run: cleared when the next run of the same submission begins
-RUN_FLOAT = ("started", "done", "mem_used", "signal", "max_rss", "cpu_time")
+RUN_FLOAT = ("started", "done", "mem_used", "signal", "max_rss", "cpu_time", "startup")
 RUN_OBJECT = ("error", "reason")
 
 

@@ -137,10 +137,19 @@ class ClusterFunctions:
     # optional: send the collections submit_job accepted but held back to send many at once;
     # submit_jobs and submit_workers call it before they return
     flush: Callable[[], None] | None = None
+    # optional: the node half, a batchtools.NodeEnvironment subclass (job id, array
+    # index, restart count, self-requeue on the node); None: the plain default
+    node_environment: type | None = None
 
     def __repr__(self) -> str:
         extra = f", {self.info}" if self.info else ""
         return f"ClusterFunctions({self.name}{extra})"
+
+    @property
+    def node_environment_ref(self) -> str | None:
+        """How a job collection names the node environment: ``"module:qualname"``, or None."""
+        ne = self.node_environment
+        return None if ne is None else f"{ne.__module__}:{ne.__qualname__}"
 
     @property
     def can_kill(self) -> bool:
@@ -194,8 +203,8 @@ class ClusterFunctions:
                              "drop it (each chunk then runs as one job)")
         if resources.get("gpus") and not self.capabilities.gpus:
             raise ValueError(f"{arg}: gpus is not supported by the {self.name} backend (it cannot give a job "
-                             "devices); use Slurm, SGE, TORQUE, LSF, HyperQueue, Dask, or Multicore with a device "
-                             "list (make_cluster_functions_multicore(gpus=[...])), or drop it")
+                             "devices); use a backend that can (a scheduler's, HyperQueue, Dask), or Multicore with "
+                             "a device list (make_cluster_functions_multicore(gpus=[...])), or drop it")
         missing = [k for k in self.capabilities.required_resources if not resources.get(k)]
         if missing:
             example = ", ".join(f"'{k}': ..." for k in missing)
@@ -247,6 +256,7 @@ def make_cluster_functions(
     account: Callable | None = None,
     flush: Callable[[], None] | None = None,
     usage: Callable | None = None,
+    node_environment: type | None = None,
 ) -> ClusterFunctions:
     """Make your own backend.
 
@@ -276,6 +286,9 @@ def make_cluster_functions(
     ``flush()``, if given, sends what ``submit_job`` accepted but held back, for a backend that
     hands its engine many collections at once: ``submit_jobs`` calls it before it returns (also
     when it fails), and the backend sends them itself before it lists or kills jobs.
+    ``node_environment``, if given, is the backend's node half: a subclass of
+    :class:`~batchtools.NodeEnvironment` (defined at module level, importable on
+    the nodes) that tells the node its scheduler job id, restart count and how to requeue itself.
 
     >>> import batchtools as bt
     >>> def submit(reg, jc):
@@ -310,6 +323,10 @@ def make_cluster_functions(
     capabilities = capabilities or Capabilities()
     if not isinstance(capabilities, Capabilities):
         raise TypeError(f"capabilities: must be a Capabilities(...) record, got {type(capabilities).__name__}")
+    if node_environment is not None and not (isinstance(node_environment, type) and hasattr(node_environment, "activated")
+                                             and "<locals>" not in node_environment.__qualname__):
+        raise TypeError("node_environment: must be a subclass of bt.NodeEnvironment defined at module level, "
+                        f"got {node_environment!r}")
     if capabilities.array_jobs and not array_var:
         raise ValueError("array_var: array jobs need the environment variable that holds the task number")
     if list_jobs is None and (list_jobs_queued is not None or list_jobs_running is not None):
@@ -321,6 +338,7 @@ def make_cluster_functions(
         poll=float(poll), poll_max=float(max(poll, poll_max)), info=info, wait=wait,
         max_array_size=max_array_size, capabilities=capabilities, resource_check=resource_check,
         path_check=path_check, processes=processes, account=account, flush=flush, usage=usage,
+        node_environment=node_environment,
     )
 
 

@@ -108,6 +108,7 @@ class ClaimLog:
         self.queues: dict[str, QueueState] = {}  # in announcement order: older batches first
         self.dead: set[str] = set()
         self.new_claims: list[Claim] = []  # claims read since the caller last took them
+        self.claimers: set[str] = set()  # workers that claimed something
         self.bad_lines = 0
 
     # ----------------------------------------------------------------- reading
@@ -142,6 +143,7 @@ class ClaimLog:
             if state is not None:
                 state.take(claim.start, claim.count)
             self.new_claims.append(claim)
+            self.claimers.add(worker_of(claim.worker))
         elif kind == "X":
             state = self.queues.get(rec[1])
             if state is not None and len(rec) > 2:

@@ -73,6 +73,8 @@ class JobCollection:
     log_file: str = ""
     array_var: str | None = None
     array_jobs: bool = False
+    # the backend's node half, "module:qualname" of a batchtools.jobs.environment.NodeEnvironment
+    node_environment: str | None = None
     job_names: list[str | None] = field(default_factory=list)
     python: str = ""
     # module name -> source file of functions pickled by value (cloudpickle drops co_filename)
@@ -90,6 +92,8 @@ class JobCollection:
     preload: tuple[str, ...] = ()
     # the submit_jobs call that made this collection (its collections run with the same set-up)
     submission: str = ""
+    # the chunk of that call (the ``chunk`` column of its ids), for the scheduler's job name
+    chunk: int | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}  # not the node's caches

@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .clock import local_time
-from .layout import Layout, is_data_file
+from .layout import FORMAT_VERSION, Layout, is_data_file
 
 
 @dataclass
@@ -110,25 +110,34 @@ def _identity(st: os.stat_result) -> list[int]:
     return [st.st_ino, st.st_size, st.st_mtime_ns]
 
 
-def summary_bytes(status_path: Path, counts: dict[str, int]) -> bytes:
-    """The summary of the status table just written at ``status_path`` (``counts``: :data:`TABLE_COUNTS`)."""
-    return json.dumps({"table": _identity(os.stat(status_path)), "counts": counts}).encode()
+def summary_bytes(file_dir: Path, counts: dict[str, int], files: list[str]) -> bytes:
+    """The summary of the status table just written in ``file_dir`` (``counts``: :data:`TABLE_COUNTS`),
+    naming the format and the version of each of the registry's ``files`` (its settings and
+    tables, as just saved): used only while every one of them is that version."""
+    lay = Layout(file_dir)
+    return json.dumps({"table": _identity(os.stat(lay.table("status"))), "counts": counts,
+                       "version": FORMAT_VERSION,
+                       "files": {name: _identity(os.stat(lay.file_dir / name)) for name in files}}).encode()
 
 
 def counts_from_summary(file_dir: str | os.PathLike, now: float) -> Status | None:
     """The registry's :class:`Status` from its summary file, or None if the table must be read: the
-    summary is missing or describes another version of the table, a change is under way
-    (``.txn``), the nodes' reports wait to be merged, a worker pool keeps its own claims, or some
-    submitted job has not finished (only the backend can say if it is queued, running or gone)."""
+    summary is missing, describes another version of the status table, of another table or of the
+    settings, or another format (a missing or damaged file: opening says so), a change is under
+    way (``.txn``), the nodes' reports wait to be merged, the registry has a worker pool (which
+    keeps its own claims), or some submitted job has not finished (only the backend can say if
+    it is queued, running or gone)."""
     lay = Layout(file_dir)
     try:
         summary = json.loads(lay.status_summary.read_bytes())
-        if summary["table"] != _identity(os.stat(lay.table("status"))):
+        if summary["table"] != _identity(os.stat(lay.table("status"))) or summary.get("version") != FORMAT_VERSION:
             return None
         counts = {k: int(summary["counts"][k]) for k in TABLE_COUNTS}
-    except (OSError, ValueError, KeyError, TypeError):
+        if any(_identity(os.stat(lay.file_dir / name)) != known for name, known in summary["files"].items()):
+            return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    if counts.pop("unfinished") or lay.txn.exists() or lay.pool_state.exists():
+    if counts.pop("unfinished") or lay.txn.exists() or lay.pool.exists():
         return None
     try:
         with os.scandir(lay.dir("updates")) as it:

@@ -263,18 +263,26 @@ def read_pickle(path: str | os.PathLike) -> Any:
         return pickle.load(fh)
 
 
-def read_table(path: str | os.PathLike, name: str) -> Any:
+def table_error(path: str | os.PathLike, name: str, problem: str, file_dir: str | os.PathLike | None = None,
+                ) -> CorruptFileError:
+    """The error for a registry file that cannot be used (``problem``: "cannot be read (...)",
+    "is missing"), naming it and the way out. ``file_dir``: the registry's folder (default: the
+    file's own)."""
+    file_dir = os.fspath(file_dir) if file_dir is not None else os.path.dirname(os.fspath(path))
+    return CorruptFileError(
+        f"{path}: the registry's {name} table {problem}. Rebuild the registry's state from the previous version "
+        f"and the results, logs and status files on disk with bt.repair_registry({file_dir!r}), or put the "
+        "file back (e.g. from the copy the registry came from)")
+
+
+def read_table(path: str | os.PathLike, name: str, file_dir: str | os.PathLike | None = None) -> Any:
     """A registry table; an unreadable one raises CorruptFileError naming it and the way out."""
     try:
         return read_pickle(path)
     except FileNotFoundError:
         raise
     except Exception as e:
-        file_dir = os.path.dirname(os.fspath(path))
-        raise CorruptFileError(
-            f"{path}: the registry's {name} table cannot be read ({type(e).__name__}: {e}). "
-            f"Rebuild the registry's state from the results, logs and status files on disk with "
-            f"bt.repair_registry({file_dir!r})") from e
+        raise table_error(path, name, f"cannot be read ({type(e).__name__}: {e})", file_dir) from e
 
 
 def dumps(obj: Any) -> bytes:

@@ -12,6 +12,11 @@ import os
 import pickle
 from pathlib import Path
 
+# The format of the registry folder. 2: every table of the registry's kind is written when it is
+# made, so a missing one is lost, never "empty" (format 1 registries may predate ``attempts.pkl``).
+# A newer format is refused; an older one is read, and upgraded by the first writeable load.
+FORMAT_VERSION = 2
+
 SUBDIRS = ("jobs", "results", "packs", "logs", "updates", "exports", "external", "problems", "algorithms")
 
 
@@ -138,10 +143,15 @@ class Layout:
         """Status update file of a job collection; ``tag`` keeps array tasks apart."""
         return self.file_dir / "updates" / f"{job_hash}-{tag}.pkl"
 
-    def instance_cache(self, problem: str, prob_pars: dict, repl: int) -> Path:
-        """Cached instance of ``problem`` for one parameter setting and replication."""
+    def instance_cache(self, problem: str, prob_pars: dict, repl: int, version: str = "") -> Path:
+        """Cached instance of ``problem`` (as defined by ``version``: each ``add_problem`` makes a new
+        one) for one parameter setting and replication."""
         key = hashlib.md5(pickle.dumps((problem, sorted(prob_pars.items()), repl), protocol=4)).hexdigest()
-        return self.file_dir / "external" / "cache" / problem / f"{key}.pkl"
+        return self.problem_cache(problem) / version / f"{key}.pkl"
+
+    def problem_cache(self, problem: str) -> Path:
+        """The folder of every cached instance of ``problem``."""
+        return self.file_dir / "external" / "cache" / problem
 
     # ------------------------------------------------------- worker pool
     @property

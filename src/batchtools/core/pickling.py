@@ -21,6 +21,7 @@ import pickle
 import sys
 import sysconfig
 import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,3 +193,92 @@ def dump_function(obj: Any, arg: str = "fun", also: tuple = ()) -> bytes:
     """cloudpickle ``obj``; the user's own modules anywhere in it are pickled by value
     (see :func:`pickle_by_value`)."""
     return pickle_by_value(obj, arg, also).payload
+
+
+# ------------------------------------------------------------- values stored in the registry's tables
+_PLAIN = frozenset({str, int, float, bool, complex, bytes, type(None)})
+
+
+def _plain(t: type) -> bool:
+    """Values of type ``t`` always read back from their pickle (builtin scalars, NumPy scalars)."""
+    if t in _PLAIN:
+        return True
+    np = sys.modules.get("numpy")
+    return np is not None and issubclass(t, np.generic) and t is not np.object_
+
+
+class _MainFinder(pickle.Pickler):
+    """Notes the first class or function of ``__main__`` a value pickles by reference."""
+
+    def __init__(self, fh):
+        super().__init__(fh, protocol=pickle.HIGHEST_PROTOCOL)
+        self.found: str | None = None
+
+    def persistent_id(self, obj):
+        if self.found is None and isinstance(obj, (type, types.FunctionType)) \
+                and getattr(obj, "__module__", None) == "__main__":
+            self.found = f"__main__.{getattr(obj, '__qualname__', obj)}"
+        return None
+
+
+def _main_reference(value: Any) -> str | None:
+    import io
+
+    finder = _MainFinder(io.BytesIO())
+    finder.dump(value)
+    return finder.found
+
+
+def check_payload(payload: bytes, arg: str) -> None:
+    """Refuse a pickled ``arg`` that cannot be read back (TypeError saying so), before it is stored."""
+    try:
+        pickle.loads(payload)
+    except Exception as e:
+        raise TypeError(f"{arg}: can be pickled but not read back ({type(e).__name__}: {e}), so no job could "
+                        "run; pass values for which pickle.loads(pickle.dumps(value)) works (fix the class's "
+                        "__reduce__ or __setstate__)") from None
+
+
+def check_stored_values(values: Any, arg: str, item: Callable[[int], str]) -> None:
+    """Refuse values a registry table would store but no session could read back: a TypeError
+    naming the argument ``arg``, the first such value (``item(i)``, e.g. "the value of job 3")
+    and what to do.
+
+    Tables are pickled with plain pickle, so a value must survive ``pickle.loads(pickle.dumps(v))``
+    here and must not refer to the user's script (``__main__``), which other sessions do not
+    have. Builtin and NumPy scalars are taken as they are: mapping over a million numbers or
+    strings costs one look at their types.
+    """
+    if all(_plain(t) for t in set(map(type, values))):
+        return
+    read_back = False
+    try:
+        blob = pickle.dumps(values, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.loads(blob)
+        if b"__main__" not in blob:
+            return
+        read_back = True  # only a reference to the script is suspected
+    except Exception:
+        pass
+    for i, v in enumerate(values):  # find the culprit (rarely run: something is wrong)
+        what = f"{arg}: {item(i)} ({type(v).__name__})"
+        try:
+            blob = pickle.dumps(v, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as e:
+            raise TypeError(f"{what} cannot be stored ({type(e).__name__}: {e}); pass values that can be pickled "
+                            "(numbers, strings, lists, arrays, ...), not locks or open files") from None
+        try:
+            pickle.loads(blob)
+        except Exception as e:
+            raise TypeError(f"{what} can be pickled but not read back ({type(e).__name__}: {e}), so the registry "
+                            "could not be opened again; pass a value for which pickle.loads(pickle.dumps(value)) "
+                            "works (fix its class's __reduce__ or __setstate__), or plain values it is built from") \
+                from None
+        main = _main_reference(v) if b"__main__" in blob else None
+        if main is not None:
+            raise TypeError(f"{what} refers to {main}, defined in your script or notebook, which another session "
+                            "cannot import, so the registry could not be opened again; define it in a module "
+                            "(a .py file next to the script), or pass plain values it is built from")
+    if not read_back:
+        raise TypeError(f"{arg}: its values cannot be stored together (each alone can); pass plain values "
+                        "(numbers, strings, lists, arrays, ...)")

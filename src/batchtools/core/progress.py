@@ -11,7 +11,9 @@ Three modes, chosen by the environment variable ``BATCHTOOLS_PROGRESS``:
 - ``off`` (``0``): nothing.
 
 The ETA of waiting comes from the run times measured so far (:func:`eta_from_runtimes`); the
-others from the rate of progress.
+others from the rate of progress. An ETA that is unknown, or known to be wrong (a job runs
+more than twice as long as any finished one; the estimate counted down to nothing while jobs
+are left), is not shown.
 """
 
 from __future__ import annotations
@@ -131,13 +133,16 @@ def eta_from_runtimes(started: np.ndarray, ended: np.ndarray, left: np.ndarray, 
     ``running``: boolean masks. The mean run time of the finished jobs is the work each job still
     waiting needs (a running job: what is left of it); that work is shared by as many slots as
     run now, or as ran side by side on average so far, whichever is more. None while no job
-    has finished.
+    has finished, and while a job runs more than twice as long as any finished one took (and a
+    second more): the estimate is known to be wrong (a 150-s job among jobs of a tenth of a second).
 
     >>> nan = float("nan")
     >>> started = np.array([0.0, 0.0, 10.0, nan]); ended = np.array([10.0, 10.0, nan, nan])
     >>> left = np.isnan(ended); running = ~np.isnan(started) & left
     >>> eta_from_runtimes(started, ended, left, running, now=14.0)  # 2 slots: (6 + 10) / 2
     8.0
+    >>> eta_from_runtimes(started, ended, left, running, now=35.0) is None  # job 3 runs 25 s, the others took 10
+    True
     """
     now = time.time() if now is None else now
     fin = ~np.isnan(started) & ~np.isnan(ended)
@@ -148,6 +153,10 @@ def eta_from_runtimes(started: np.ndarray, ended: np.ndarray, left: np.ndarray, 
     span = float(np.max(ended[fin]) - np.min(started[fin]))
     parallel = float(np.sum(runtimes)) / span if span > 0 else 1.0
     elapsed = now - started[running]
+    # a job that runs twice as long as any finished one (and a second more: the nodes report
+    # starts at intervals) makes the estimate known to be wrong
+    if elapsed.size and np.nanmax(elapsed, initial=0.0) > 2 * float(np.max(runtimes)) + 1.0:
+        return None
     rest_running = np.maximum(mean - elapsed[~np.isnan(elapsed)], 0.0)
     n_waiting = int(np.count_nonzero(left & ~running))
     slots = max(int(np.count_nonzero(running)), parallel, 1.0)
@@ -232,12 +241,18 @@ class Progress:
 
     # ---------------------------------------------------------------- output
     def eta_seconds(self, now: float | None = None) -> float | None:
-        """The measured ETA if one was given, else from the rate so far."""
+        """The measured ETA if one was given, else from the rate so far; None when unknown, or
+        when it counted down to nothing while work is left (known to be wrong)."""
         now = time.time() if now is None else now
-        if self.eta is not None:
-            return self.eta - (now - self._detail_at)
-        if self.n <= 0 or self.n >= self.total:
-            return None if self.n <= 0 else 0.0
+        if self.n >= self.total:
+            return 0.0
+        if self._detail_at > -math.inf:  # details given: their ETA, or none
+            if self.eta is None:
+                return None
+            left = self.eta - (now - self._detail_at)
+            return left if left > 0 else None
+        if self.n <= 0:
+            return None
         return (now - self.start) / self.n * (self.total - self.n)
 
     def _counts_text(self) -> str:
@@ -245,8 +260,9 @@ class Progress:
 
     def _postfix(self, now: float) -> str:
         parts = [p for p in (self._counts_text(),) if p]
-        if self.n < self.total:
-            parts.append(f"ETA {format_duration(self.eta_seconds(now))}")
+        eta = self.eta_seconds(now) if self.n < self.total else None
+        if eta is not None:  # an unknown ETA is not shown
+            parts.append(f"ETA {format_duration(eta)}")
         return ", ".join(parts)
 
     def line(self, final: bool = False) -> str:
@@ -258,8 +274,9 @@ class Progress:
         if counts:
             parts.append(counts)
         parts.append(f"elapsed {format_duration(now - self.start)}")
-        if not final and self.n < self.total:
-            parts.append(f"ETA {format_duration(self.eta_seconds(now))}")
+        eta = self.eta_seconds(now) if not final and self.n < self.total else None
+        if eta is not None:
+            parts.append(f"ETA {format_duration(eta)}")
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
         end = " (stopped)" if final and self.n < self.total else ""
         return f"[batchtools {stamp}] {self.desc}: " + ", ".join(parts) + end

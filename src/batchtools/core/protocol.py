@@ -1,19 +1,24 @@
 """What the node and the master agree on: the status update row and the log markers.
 
 A node reports each job as one row ``[job_id, started, done, error, mem_used, reason, signal,
-max_rss, cpu_time, restart, ended, progress_at, progress, progress_message, gpu_mem, gpu_util]``
-(times in seconds since the epoch, NaN for "not yet" or
+max_rss, cpu_time, restart, ended, startup, progress_at, progress, progress_message, gpu_mem,
+gpu_util]`` (times in seconds since the epoch, NaN for "not yet" or
 "nothing new"; ``error`` a message or None; ``mem_used`` in MiB, measured with the
 ``measure_memory`` resource), written in batches to ``updates/<job_hash>-<tag>.pkl`` and merged
 by the master's sync. The rest is the evidence of how a run ended: ``reason`` (see
 :mod:`.retry`), the ``signal`` that ended it, its peak resident memory ``max_rss`` (MiB) and
 ``cpu_time`` (seconds), the scheduler's ``restart`` count of the collection (0 unless the
 scheduler requeued it, e.g. ``SLURM_RESTART_COUNT``) and when the run ``ended`` (a run that
-stopped to go on after a requeue has ``ended`` but no ``done``), the job's last sign of life
-(``progress_at``, with the ``progress`` value and ``progress_message`` it gave ``job.progress``)
-and, where the node could sample its GPUs, their peak memory ``gpu_mem`` (MiB) and mean
-utilization ``gpu_util`` (percent). A row has these last five fields only if it carries one of
-them; rows of the first five fields (an older node) are still read. Its log carries one marker line per job, so one log file can hold many jobs.
+stopped to go on after a requeue has ``ended`` but no ``done``). ``startup`` is the start-up of
+its collection the job waited for just before it ``started`` (seconds: the process starting,
+imports, loading its function, problem and algorithm; 0 for a job that waited for none), so no
+job's run time holds it. Then the job's last sign of life (``progress_at``, with the ``progress``
+value and ``progress_message`` it gave ``job.progress``) and, where the node could sample its
+GPUs, their peak memory ``gpu_mem`` (MiB) and mean utilization ``gpu_util`` (percent): a row has
+these last five fields only if it carries one of them. Rows of older nodes are still read: the
+first five fields, eleven (without ``startup``), or sixteen (without ``startup`` but with the
+progress and GPU fields). Its log carries one marker line per job, so one log file can hold many
+jobs.
 
 >>> row = new_row(3); row[STARTED] = 1.0; row[JOB_ID], row[STARTED]
 (3, 1.0)
@@ -29,15 +34,20 @@ import math
 import re
 
 FIELDS = ("job_id", "started", "done", "error", "mem_used", "reason", "signal", "max_rss", "cpu_time", "restart",
-          "ended", "progress_at", "progress", "progress_message", "gpu_mem", "gpu_util")
-(JOB_ID, STARTED, DONE, ERROR, MEM_USED, REASON, SIGNAL, MAX_RSS, CPU_TIME, RESTART, ENDED, PROGRESS_AT, PROGRESS,
- PROGRESS_MESSAGE, GPU_MEM, GPU_UTIL) = range(len(FIELDS))
+          "ended", "startup", "progress_at", "progress", "progress_message", "gpu_mem", "gpu_util")
+(JOB_ID, STARTED, DONE, ERROR, MEM_USED, REASON, SIGNAL, MAX_RSS, CPU_TIME, RESTART, ENDED, STARTUP, PROGRESS_AT,
+ PROGRESS, PROGRESS_MESSAGE, GPU_MEM, GPU_UTIL) = range(len(FIELDS))
 LEGACY_LENGTH = 5  # rows of nodes before the evidence fields
-BASE_LENGTH = 11  # rows without the progress and GPU fields (a node adds them to a job's row when it has them)
-OLDER_LENGTHS = (LEGACY_LENGTH, BASE_LENGTH)
+BASE_LENGTH = 12  # rows without the progress and GPU fields (a node adds them to a job's row when it has them)
+# a node of an earlier branch of this format wrote the progress and GPU fields right after ``ended``
+# (16 fields, no startup); full_row puts them in place
+NO_STARTUP_EXTRA_LENGTH = STARTUP + len(FIELDS) - BASE_LENGTH
+# rows of older nodes: without the evidence, without startup, without startup but with progress
+OLDER_LENGTHS = (LEGACY_LENGTH, STARTUP, NO_STARTUP_EXTRA_LENGTH)
+LENGTHS = (*OLDER_LENGTHS, BASE_LENGTH, len(FIELDS))
 # status columns filled from a row: (column, index); NaN / None means "nothing new"
 FLOAT_FIELDS = (("started", STARTED), ("done", DONE), ("mem_used", MEM_USED), ("signal", SIGNAL),
-                ("max_rss", MAX_RSS), ("cpu_time", CPU_TIME))
+                ("max_rss", MAX_RSS), ("cpu_time", CPU_TIME), ("startup", STARTUP))
 EXTRA_FLOAT_FIELDS = (("gpu_mem", GPU_MEM), ("gpu_util", GPU_UTIL))
 TEXT_FIELDS = (("error", ERROR), ("reason", REASON))
 # progress_at, progress and progress_message are applied together, the latest report winning (core.sync)
@@ -66,7 +76,8 @@ def error_message(text: str) -> str:
 
 def new_row(job_id: int) -> list:
     """A row of ``job_id`` with nothing new, without the progress and GPU fields (:data:`EXTRA`)."""
-    return [job_id, math.nan, math.nan, None, math.nan, None, math.nan, math.nan, math.nan, math.nan, math.nan]
+    return [job_id, math.nan, math.nan, None, math.nan, None, math.nan, math.nan, math.nan, math.nan, math.nan,
+            math.nan]
 
 
 # the progress and GPU fields, nothing new: appended to a row that gets one of them
@@ -76,15 +87,26 @@ EXTRA = (math.nan, math.nan, None, math.nan, math.nan)
 def valid_rows(data) -> bool:
     """Whether an update file's content has the shape of a list of rows."""
     return isinstance(data, list) and all(
-        isinstance(r, (list, tuple)) and len(r) in (*OLDER_LENGTHS, len(FIELDS)) and isinstance(r[JOB_ID], int)
+        isinstance(r, (list, tuple)) and len(r) in LENGTHS and isinstance(r[JOB_ID], int)
         for r in data)
 
 
 def full_row(row, extra: bool = True) -> list:
     """A row with every field (a short row padded with "nothing new"); without ``extra``, every
-    field but the progress and GPU fields (for a batch of rows none of which has them)."""
+    field but the progress and GPU fields (for a batch of rows none of which has them).
+
+    >>> old = [7, 1.0, 2.0, None, 5.0, None, 0.0, 9.0, 1.0, 0.0, 2.0, 3.0, 0.5, "half", 10.0, 50.0]
+    >>> r = full_row(old); len(r), math.isnan(r[STARTUP]), r[PROGRESS_MESSAGE], r[GPU_UTIL]
+    (17, True, 'half', 50.0)
+    >>> len(full_row([7, 1.0, 2.0, None, 5.0], extra=False))
+    12
+    """
     n = len(FIELDS) if extra else BASE_LENGTH
-    return list(row) if len(row) == n else [*row, *(new_row(0) + list(EXTRA))[len(row):n]]
+    if len(row) == n:
+        return list(row)
+    if len(row) == NO_STARTUP_EXTRA_LENGTH:  # progress and GPU fields right after ended: no startup
+        return [*row[:STARTUP], math.nan, *row[STARTUP:]]
+    return [*row, *(new_row(0) + list(EXTRA))[len(row):n]]
 
 
 MARK = "### [bt]: "
@@ -101,8 +123,39 @@ def job_ended(job_id: int, ok: bool) -> str:
 
 FINISHED = "Calculation finished!"
 START = re.compile(r"^### \[bt\]: Starting job \[batchtools job\.id=(\d+)\]$")
+JOB_END = re.compile(r"^### \[bt\]: Job terminated (successfully|with an exception) \[batchtools job\.id=(\d+)\]$")
 END = MARK + FINISHED
 # a line about one job ends with its id (its start and end markers); R's readLog reads them the same way
 JOB_LINE = re.compile(r"\[batchtools job\.id=(\d+)\]$")
 # the first line a node writes for a job collection (a log may hold several: a requeued run, Interactive)
 BANNER = "This is batchtools v"
+
+
+def log_outcomes(lines) -> dict[int, tuple[bool | None, str | None]]:
+    """What a log's markers say of each job's last run in it: job id -> (ok, error), ``ok`` None
+    for a run that started and has no end marker (still running, or killed), ``error`` the last
+    line of output before a failed run's end marker (the exception, as a traceback ends).
+
+    >>> log_outcomes([MARK + job_started(1), MARK + job_ended(1, True), MARK + job_started(2),
+    ...               "Traceback (most recent call last):", "ValueError: six", MARK + job_ended(2, False),
+    ...               MARK + job_started(3)])
+    {1: (True, None), 2: (False, 'ValueError: six'), 3: (None, None)}
+    """
+    out: dict[int, tuple[bool | None, str | None]] = {}
+    last = None
+    for line in lines:
+        line = line.rstrip("\n")
+        if not line.startswith(MARK):
+            if line.strip():
+                last = line.strip()
+            continue
+        m = START.match(line)
+        if m:
+            out[int(m.group(1))] = (None, None)
+            last = None
+            continue
+        m = JOB_END.match(line)
+        if m:
+            ok = m.group(1) == "successfully"
+            out[int(m.group(2))] = (ok, None if ok else error_message(last or "failed (no message in the log)"))
+    return out

@@ -89,12 +89,15 @@ def replay_journal(reg) -> int:
         log.debug("registry %s: %d job(s) of a submission in progress, from %s", reg.file_dir, n,
                   reg.layout.journal.name)
         return n
+    # a session whose lease this one took over with force=True lives on: it stops before its next hand-over
+    ended = "was taken over" if reg.lease is not None and reg.lease.took_over_live else "died"
     if n:
-        log.warning("registry %s: recorded %d job(s) a session had submitted before it died, from %s",
-                    reg.file_dir, n, reg.layout.journal.name)
+        log.warning("registry %s: recorded %d job(s) a session had submitted before it %s, from %s",
+                    reg.file_dir, n, ended, reg.layout.journal.name)
     if unknown_batches:
-        log.warning("registry %s: %d of them were being handed to the backend when that session died; "
-                    "they count as done if they report, and as expired otherwise", reg.file_dir, unknown_batches)
+        log.warning("registry %s: %d of them were being handed to the backend when that session %s; "
+                    "they count as done if they report, and as expired otherwise", reg.file_dir, unknown_batches,
+                    ended)
     return n
 
 
@@ -133,13 +136,12 @@ class RunEvidence:
                 self.updated.update((job_hash, r[JOB_ID]) for r in rows)
         store = reg.store
         self.stashed = set(store.stashed())
-        self.files = store.file_ids() if hasattr(store, "file_ids") else store.ids()
+        self.files = store.unpacked_ids()
         self.ended = ~np.isnan(reg.status["done"].to_numpy())
 
     def __call__(self, ids: np.ndarray, pos: np.ndarray, hashes: np.ndarray) -> np.ndarray:
         """Which of ``ids`` (at status rows ``pos``) ran in the chunks ``hashes`` (one per job)."""
-        packed = getattr(self.reg.store, "packed_by", None)
-        out = np.array(packed(ids.tolist(), hashes.tolist()), dtype=bool) if packed else np.zeros(ids.size, bool)
+        out = np.array(self.reg.store.packed_by(ids.tolist(), hashes.tolist()), dtype=bool)
         if self.updated:
             for k in np.flatnonzero(~out).tolist():
                 out[k] = (hashes[k], int(ids[k])) in self.updated

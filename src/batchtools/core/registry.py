@@ -22,26 +22,67 @@ import cloudpickle
 import numpy as np
 import pandas as pd
 
+from .._version import __version__
 from .backend import run_hook
 from .config import KEYS
 from .counts import summary_bytes
-from .errors import LeaseError, ReadOnlyRegistryError
-from .files import atomic_write_bytes, keep_previous, read_table, unlink_quietly
+from .errors import CorruptFileError, LeaseError, ReadOnlyRegistryError
+from .files import atomic_write_bytes, keep_previous, read_table, table_error, unlink_quietly
 from .ids import as_id_array, check_ids
-from .kinds import definitions_for
-from .layout import Layout
+from .kinds import KINDS, definitions_for
+from .layout import FORMAT_VERSION, Layout
 from .lease import Lease
 from .packs import hash_lookup
 from .pool import sync_pool
 from .state import masks, table_counts
-from .store import FolderStore, ResultStore
+from .store import ResultStore, store_from_spec
 from .sync import sync_updates
 from .tables import TABLES, upgrade_status
 from .txn import Transaction, committed_versions
 
 log = logging.getLogger("batchtools")
 
-FORMAT_VERSION = 1
+# tables a registry of an older format may lack: name -> the first format that always has it
+TABLE_SINCE = {"attempts": 2}
+
+
+def check_format(meta: dict, path: str | os.PathLike) -> int:
+    """The format version of the settings ``meta`` read from ``path``; RuntimeError if this
+    pybatchtools cannot read it (a newer one wrote it)."""
+    if not isinstance(meta, dict) or meta.get("kind", "map") not in KINDS:
+        raise table_error(path, "settings", f"cannot be read (it holds a {type(meta).__name__}, not a registry's "
+                          "settings)")
+    version = meta.get("version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise table_error(path, "settings", f"names no valid format version ({version!r})")
+    if version > FORMAT_VERSION:
+        raise RuntimeError(
+            f"{path}: the registry has format version {version}, written by a newer pybatchtools; this is "
+            f"pybatchtools {__version__}, which reads format versions up to {FORMAT_VERSION}. Upgrade pybatchtools "
+            "(e.g. pip install -U pybatchtools) to open it; nothing was changed")
+    return version
+
+
+class LostTable:
+    """Stands in for a table whose file is missing or unreadable, in a read-only session (which
+    shows what the other tables know): any use of it raises the error that names the file and
+    the way out."""
+
+    def __init__(self, error: CorruptFileError):
+        self.message = str(error)
+
+    def _fail(self, *args, **kwargs):
+        raise CorruptFileError(self.message)
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        self._fail()
+
+    __getitem__ = __len__ = __iter__ = __contains__ = _fail
+
+    def __repr__(self) -> str:
+        return f"LostTable({self.message!r})"
 
 
 class RegistryState:
@@ -80,7 +121,10 @@ class RegistryState:
         self.definitions = definitions_for(self)
         self.extra: dict[str, Any] = self.definitions.initial_extra()
         self.tables: dict[str, pd.DataFrame] = self.definitions.empty_tables()
-        self.store: ResultStore = self._bind(FolderStore(self.layout.file_dir))
+        self.format_version = FORMAT_VERSION  # of the folder as read (an older one is upgraded when saved)
+        self.lost_tables: list[str] = []  # tables whose file is missing (read-only sessions only: see read_tables)
+        self.show_partial = True  # a read-only session shows what is known when a table is lost (read_tables)
+        self._store: ResultStore = self._bind(store_from_spec(None, self.layout.file_dir))  # the default
         self._dirty: set[str] = set()
         # status rows of jobs run inside this process (Interactive), merged by sync like update files
         self.pending_updates: list[tuple[str, list]] = []
@@ -92,6 +136,7 @@ class RegistryState:
         self._save_failed = False  # a query's save failed (e.g. disk full): warned once, state kept in memory
         self._persist_cf = False  # set once the registry exists on disk: cluster functions changes are saved
         self._merged_unsaved: list[str] = []  # update files merged into memory, deleted after the next save
+        self._saved_counts: dict[str, int] | None = None  # counts of the status table on disk (status.counts)
         self._last_state_save = 0.0
 
     # ------------------------------------------------------------------ state
@@ -136,8 +181,11 @@ class RegistryState:
         return np.searchsorted(self.job_ids, ids)
 
     def assert_writeable(self, action: str) -> None:
-        """Raise unless this session may change the registry: loaded writeable and still holding the lease."""
+        """Raise unless this session may change the registry: loaded writeable and still holding the
+        lease (one ``stat``, so it is checked before every hand-over to a backend)."""
         if not self.writeable:
+            if self.lease is not None and self.lease.taken_by is not None:  # not loaded read-only: taken over
+                raise LeaseError(f"Cannot {action}: {self.lease.lost_message()}")
             raise ReadOnlyRegistryError(
                 f"Cannot {action}: the registry at {self.file_dir} was loaded read-only. "
                 f"Load it with load_registry({str(self.file_dir)!r}, writeable=True) to change it."
@@ -176,7 +224,7 @@ class RegistryState:
         saved["inflight"] = set(self.inflight)
         saved["default_resources"] = dict(self.default_resources)
         pool = self._pool
-        pool_saved = (copy.deepcopy(pool.workers), dict(pool.queues), pool.heal) if pool is not None else None
+        pool_saved = (copy.deepcopy(pool.workers), dict(pool.queues), pool.plan) if pool is not None else None
         self._txn = txn = Transaction(self.file_dir)
         try:
             yield
@@ -185,7 +233,7 @@ class RegistryState:
             self.__dict__.clear()
             self.__dict__.update(saved)
             if pool is not None:
-                pool.workers, pool.queues, pool.heal = pool_saved
+                pool.workers, pool.queues, pool.plan = pool_saved
             raise
         finally:
             self._txn = None
@@ -228,7 +276,7 @@ class RegistryState:
     @property
     def compress(self) -> str | None:
         """Compression of the result files jobs write (None, 'gzip', 'bz2', 'xz'; R's ``compress``)."""
-        return getattr(self.store, "compress", None)
+        return self.store.compress
 
     @compress.setter
     def compress(self, value: str | None) -> None:
@@ -236,21 +284,66 @@ class RegistryState:
             value = KEYS["compress"].check(value)  # R's spellings too: "bzip2", True
         except ValueError as e:
             raise ValueError(f"compress: {e}") from None
-        if value is not None and not hasattr(self.store, "compress"):
+        if value is not None and not self.store.compresses:
             raise ValueError(f"compress: the result store {self.store!r} does not compress; set compress=None")
-        if hasattr(self.store, "compress"):
-            self.store.compress = value
+        self.store.compress = value
 
     def _relocate(self, file_dir: str | os.PathLike) -> None:
         """Point a registry that has written nothing yet at another folder."""
         compress = self.compress
         self.layout = Layout(file_dir)
-        self.store = self._bind(FolderStore(self.layout.file_dir, compress=compress))
+        self._store = self._bind(store_from_spec(self._store.spec, self.layout.file_dir))
+        self._store.compress = compress
 
-    def _bind(self, store: FolderStore) -> FolderStore:
+    def _bind(self, store: ResultStore) -> ResultStore:
         """``store`` with packed results decided by this session's status table."""
         store.job_hashes = self._job_hashes
         return store
+
+    @property
+    def store(self) -> ResultStore:
+        """Where the jobs' results live (a :class:`~batchtools.ResultStore`; default a
+        :class:`~batchtools.FolderStore`, ``results/`` of the registry folder; or a
+        :class:`~batchtools.SQLiteStore`). Set it before any job has a result; it is saved with the
+        registry, which reopens with it.
+
+        >>> import batchtools as bt
+        >>> reg = bt.make_registry(file_dir=None)
+        >>> reg.store = bt.SQLiteStore(reg.file_dir)
+        >>> type(bt.load_registry(reg.file_dir).store).__name__
+        'SQLiteStore'
+        """
+        return self._store
+
+    @store.setter
+    def store(self, store: ResultStore) -> None:
+        if not isinstance(store, ResultStore):
+            raise TypeError(f"store: expected a ResultStore (e.g. FolderStore(reg.file_dir)), got {type(store).__name__}")
+        if not isinstance(getattr(store, "layout", None), Layout):
+            raise TypeError(f"store: {store!r} knows no registry folder; its __init__ must call "
+                            "super().__init__(file_dir)")
+        if os.path.realpath(store.layout.file_dir) != os.path.realpath(self.file_dir):
+            raise ValueError(f"store: {store!r} is made for the folder {str(store.layout.file_dir)!r}, not for this "
+                             f"registry's {str(self.file_dir)!r}; make it with {type(store).__name__}(reg.file_dir)")
+        try:
+            cloudpickle.dumps(store.spec)
+        except Exception as e:
+            raise TypeError(f"store: its spec {store.spec!r} cannot be saved with the registry ({e}); "
+                            "give the store's constructor arguments that can be pickled") from None
+        old = self._store
+        if store is not old and (old.ids().size or old.stashed()):
+            raise ValueError(f"store: the registry's results are in {old!r}; a new store would not see them. "
+                             "Choose the store before jobs run, or clear_registry() first")
+        self.assert_writeable("change the result store")
+        if store.compresses and store.compress is None:
+            store.compress = old.compress  # the session's setting (the configuration's compress)
+        self._store = self._bind(store)
+        if self._persist_cf:
+            try:
+                self.save((), meta=True)  # saved with the registry: later sessions and nodes use it
+            except BaseException:
+                self._store = old
+                raise
 
     def _job_hashes(self, ids: np.ndarray) -> np.ndarray:
         """The current ``job_hash`` of ``ids`` (object array; None where a job has none or is unknown)."""
@@ -288,6 +381,7 @@ class RegistryState:
             "pass_job": self.pass_job,
             "extra": self.extra,
             "cluster_functions": _storable(getattr(self.cluster_functions, "spec", None)),
+            "store": self.store.spec,
             "saved": time.time(),
         }
 
@@ -295,6 +389,9 @@ class RegistryState:
         for key in ("seed", "work_dir", "packages", "source", "load", "positional", "pass_job", "extra"):
             if key in meta:
                 setattr(self, key, meta[key])
+        self.format_version = meta.get("version", 1)
+        # the store it was made with (a registry of an older version has none saved: a FolderStore)
+        self._store = self._bind(store_from_spec(meta.get("store"), self.file_dir))
 
     def save(self, tables: tuple[str, ...] | None = None, meta: bool = True) -> None:
         """Write the settings and the changed tables atomically.
@@ -303,7 +400,10 @@ class RegistryState:
         exist, so a crash in between leaves at most an unreferenced definition.
         """
         self.assert_writeable("save the registry")
-        names = [t for t in TABLES if t in self.tables and t in (tables if tables is not None else self._dirty)]
+        wanted = set(tables if tables is not None else self._dirty)
+        if meta and self.format_version < FORMAT_VERSION:  # the settings will name the current format: its tables first
+            wanted |= {t for t in self.tables if not self.layout.table(t).exists()}
+        names = [t for t in TABLES if t in self.tables and t in wanted]
         for name in names:
             path = self.layout.table(name)
             data = pickle.dumps(self.tables[name], protocol=pickle.HIGHEST_PROTOCOL)
@@ -311,21 +411,29 @@ class RegistryState:
             self.write_bytes(path, data)
             self._dirty.discard(name)
             if name == "status":
-                self._save_summary(path)
                 self._last_state_save = time.time()
+                self._saved_counts = table_counts(self.tables["status"])
                 if self._merged_unsaved:  # what they said is saved now: the files can go
                     self.delete_after(self._merged_unsaved)
                     self._merged_unsaved = []
         if meta:
             self._keep_previous(self.layout.meta)
             self.write_pickle(self.layout.meta, self.meta())
+            if self.format_version != FORMAT_VERSION:
+                log.info("registry %s: upgraded from format version %d to %d", self.file_dir, self.format_version,
+                         FORMAT_VERSION)
+                self.format_version = FORMAT_VERSION
+        if (names or meta) and self._saved_counts is not None:
+            self._save_summary()
         self._save_failed = False
 
-    def _save_summary(self, status_path: Path) -> None:
-        """The counts beside the status table just saved. Written like any registry file (a failed
-        write fails the save, undone with the change); a summary left stale by a crash between
-        the two writes is never used: it names the table version it describes."""
-        self.write_bytes(self.layout.status_summary, summary_bytes(status_path, table_counts(self.status)))
+    def _save_summary(self) -> None:
+        """The counts of the status table on disk (as this session read or last saved it), after
+        each save (of any table: the summary names the version of every file it describes).
+        Written like any registry file (a failed write fails the save, undone with the change); a
+        summary left stale by a crash between the writes is never used."""
+        files = [self.layout.meta.name, *(self.layout.table(t).name for t in self.tables)]
+        self.write_bytes(self.layout.status_summary, summary_bytes(self.file_dir, self._saved_counts, files))
 
     def save_state(self) -> bool:
         """Save the status of a query (sync): on a full disk or lost permission, warn once and keep
@@ -345,9 +453,18 @@ class RegistryState:
             return False
 
     def read_tables(self) -> None:
-        """Read the tables as last committed (a change in progress elsewhere is not seen half-done)."""
+        """Read the tables as last committed (a change in progress elsewhere is not seen half-done).
+
+        A table whose file is missing (or unreadable) is an error naming it (CorruptFileError),
+        never an empty table: a writeable session would save the empty one over the evidence. A
+        read-only session (unless ``show_partial`` is off, as for the command line) shows what
+        the other tables know, warning once: the lost table stands in as a :class:`LostTable`
+        that raises the same error when used (the status table is needed for everything, so its
+        loss is always an error). A table a registry of an older format may predate
+        (:data:`TABLE_SINCE`) is empty when neither it nor its previous version exists."""
         committed = committed_versions(self.file_dir)
-        for name in TABLES:
+        lost: dict[str, CorruptFileError] = {}
+        for name in [t for t in TABLES if t in self.tables]:
             path = self.layout.table(name)
             for source in (committed.get(str(path), path), path):  # a backup may vanish: then it committed
                 if source is None:
@@ -357,7 +474,21 @@ class RegistryState:
                     break
                 except FileNotFoundError:
                     continue
+                except CorruptFileError as e:
+                    lost[name] = e
+                    break
+            else:
+                if self.format_version >= TABLE_SINCE.get(name, 1) or Path(f"{path}.prev").exists():
+                    lost[name] = table_error(path, name, "is missing")
+        self.lost_tables = list(lost)
+        for name, error in lost.items():
+            if name == "status" or self.writeable or not self.show_partial:
+                raise error
+            self.tables[name] = LostTable(error)
+            log.warning("%s. Opened read-only: what the other tables say is shown, anything that needs the %s "
+                        "table fails with this error", error, name)
         self.tables["status"] = upgrade_status(self.tables["status"])  # a registry of an older version
+        self._saved_counts = table_counts(self.tables["status"])
         self._dirty.clear()
 
     def sync(self) -> int:

@@ -69,7 +69,9 @@ def masks(reg, pos: np.ndarray | None = None, system: tuple[set, set] | None = N
     queued = np.zeros(submitted.size, bool)
     running = np.zeros(submitted.size, bool)
     candidates = np.flatnonzero(submitted & ~done_t)
+    listed_here = False
     if candidates.size:
+        listed_here = system is None
         q, r = on_system(reg) if system is None else system
         if q or r:
             batch = np.array(list(map(str, take(st["batch_id"].to_numpy())[candidates])), dtype=object)
@@ -91,6 +93,10 @@ def masks(reg, pos: np.ndarray | None = None, system: tuple[set, set] | None = N
             queued |= young & ~running
     system_m = queued | running
     expired = submitted & ~done_t & ~system_m
+    if expired.any() and listed_here and reg.sync():
+        # the reports were merged before the listing: a job that ended in between (its report
+        # written before it ended) is neither listed nor merged; merged now, it is not expired
+        return masks(reg, pos, (q, r))
     if expired.any():
         found = adopt_results(reg, np.flatnonzero(expired) if pos is None else pos[expired])
         if found.any():

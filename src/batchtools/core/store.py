@@ -1,27 +1,35 @@
 """The result store: where a job's result lives, for the node that writes it and the master that reads it.
 
-One small interface (:class:`ResultStore`): ``put``, ``get``, ``delete``, ``exists``, ``ids``.
-:class:`FolderStore` keeps ``results/<job_id>.pkl`` in the registry folder; a store other than a
-folder is one new subclass. A store is pickled into every job collection, so the node writes
-through the same object the master reads through.
+One small interface (:class:`ResultStore`): ``put``, ``get``, ``delete``, ``exists``, ``ids``,
+with hooks that have defaults (set-aside results, packs, sweeping, clearing), so callers call
+the store whatever store it is. :class:`FolderStore` keeps ``results/<job_id>.pkl`` in the
+registry folder (the default); :class:`~batchtools.SQLiteStore` keeps one
+SQLite database; a store other than these is one new subclass. A store's :attr:`~ResultStore.spec`
+is saved with the registry (:func:`store_from_spec` makes it again on load), and the store is
+pickled into every job collection, so the node writes through the same kind of object the master
+reads through.
 
 ``put`` is ``stage`` + ``commit``: a writer that must check something at the last moment (a pool
 worker asks the claim log whether it was fenced) stages the result, checks, then commits or
 discards it, so a superseded run can never replace the accepted result.
 
-A node that runs many jobs in one collection writes through :meth:`FolderStore.packed`: small
-results are appended to one pack file of the collection (:mod:`.packs`), and the status table's
-``job_hash`` decides which record counts. Readers see both kinds through the same methods.
+A node that runs many jobs in one collection writes through :meth:`ResultStore.packed`:
+:class:`FolderStore` appends small results to one pack file of the collection (:mod:`.packs`),
+and the status table's ``job_hash`` decides which record counts. Readers see both kinds through
+the same methods.
 
 ``stash``/``restore``/``drop`` set the results of a previous run aside while a resubmission is
 being handed to the backend: a refused submission restores them, an accepted one drops them once
-the new state is saved. (The base class keeps stashed results in memory; a store that can move
-them aside durably, like :class:`FolderStore`, overrides these.)
+the new state is saved. Set-aside results are files ``results/.prev-<tag>-<id>.pkl`` whatever the
+store (:class:`FolderStore` renames its file there), so a master killed in between loses nothing:
+the next writeable session puts back those of a resubmission that never reached the backend.
 """
 
 from __future__ import annotations
 
+import importlib
 import itertools
+import logging
 import os
 import pickle
 import socket
@@ -32,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import CorruptFileError, ResultNotFoundError
 from .files import (
     NETWORK_FS,
+    atomic_write_bytes,
     dumps,
     file_system_type,
     link_unnamed,
@@ -54,6 +63,8 @@ from .packs import (
 
 if TYPE_CHECKING:
     import numpy as np
+
+log = logging.getLogger("batchtools")
 
 
 def _gzip():
@@ -98,8 +109,45 @@ def decompress(data: bytes) -> bytes:
 
 
 class ResultStore(ABC):
-    """Where results live. Subclass it to keep results elsewhere than in the registry folder."""
+    """Where results live. Subclass it to keep results elsewhere than in files of the registry folder.
 
+    A store is made as ``cls(file_dir, **kwargs)`` for the registry folder ``file_dir``; its
+    ``spec`` (the constructor and those keyword arguments) is saved with the registry, so a
+    registry reopens with its store, and the store is pickled into every job collection, so a
+    node writes through the same kind of store the master reads through. Seven methods are
+    required (``stage``, ``commit``, ``discard``, ``get``, ``delete``, ``exists``, ``ids``); the
+    others have defaults: results set aside during a resubmission (``stash``) are kept as files
+    ``results/.prev-<tag>-<id>.pkl`` of the registry folder (durable: a master killed
+    mid-resubmission loses no result), and the pack hooks (``packed``, ``drop_packs``,
+    ``damaged``, ...) do nothing for a store that does not pack results.
+    """
+
+    #: whether the store writes results compressed as ``compress`` says (the configuration's ``compress``)
+    compresses: bool = False
+    compress: str | None = None
+    #: the jobs' current hashes (ids -> object array), bound by the registry to its status table
+    job_hashes: Callable[[np.ndarray], np.ndarray] | None = None
+
+    def __init__(self, file_dir: str | os.PathLike, compress: str | None = None):
+        self.layout = Layout(file_dir)
+        if compress is not None and not self.compresses:
+            raise ValueError(f"compress: {type(self).__name__} does not compress; pass compress=None")
+        self.compress = check_compress(compress)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """How to make this store again for the registry folder, saved with the registry:
+        ``{"constructor": "module:Class", "kwargs": {...}}``, rebuilt as ``Class(file_dir, **kwargs)``
+        (``store_from_spec``). The compression is not part of it: it is a setting of the
+        configuration file, as in R."""
+        return {"constructor": f"{type(self).__module__}:{type(self).__qualname__}", "kwargs": {}}
+
+    def __reduce__(self):
+        # pickled into job collections: made again on the node from its spec (no open files or
+        # connections travel), with the session's compression
+        return (_remake, (self.spec, os.fspath(self.layout.file_dir), self.compress))
+
+    # ------------------------------------------------------------ required
     @abstractmethod
     def stage(self, job_id: int, value: Any) -> Any:
         """Serialise ``value`` and write it where readers cannot see it yet; a token for commit/discard."""
@@ -114,7 +162,8 @@ class ResultStore(ABC):
 
     @abstractmethod
     def get(self, job_id: int) -> Any:
-        """The result of ``job_id``; FileNotFoundError if there is none."""
+        """The result of ``job_id``; :class:`~batchtools.ResultNotFoundError` if there is none,
+        :class:`~batchtools.CorruptFileError` if it cannot be read."""
 
     @abstractmethod
     def delete(self, job_ids: Iterable[int]) -> int:
@@ -128,6 +177,7 @@ class ResultStore(ABC):
     def ids(self) -> np.ndarray:
         """Sorted ids of all jobs with a result."""
 
+    # ------------------------------------------------------------ defaults
     def put(self, job_id: int, value: Any) -> None:
         """Write the result of ``job_id`` (atomically)."""
         self.commit(self.stage(job_id, value))
@@ -141,36 +191,207 @@ class ResultStore(ABC):
         return None
 
     def modified_many(self, job_ids: Iterable[int]) -> list[float | None]:
-        """:meth:`modified` of each of ``job_ids``."""
+        """``modified()`` of each of ``job_ids``."""
         return [self.modified(i) for i in job_ids]
 
+    def encode(self, value: Any) -> bytes:
+        """``value`` as the bytes of a result (pickled, compressed as configured)."""
+        data = dumps(value)
+        return data if self.compress is None else COMPRESSORS[self.compress]().compress(data)
+
+    def raw(self, job_id: int) -> bytes:
+        """The bytes stored for the result of ``job_id`` (as ``encode()`` made them);
+        FileNotFoundError if there is none."""
+        return self.encode(self.get(job_id))
+
+    def put_raw(self, job_id: int, data: bytes) -> None:
+        """Make ``data`` (bytes ``raw()`` returned) the result of ``job_id`` again."""
+        self.put(job_id, pickle.loads(decompress(data)))
+
+    def location(self, job_id: int) -> str:
+        """Where the result of ``job_id`` is kept (for messages)."""
+        return f"{self!r}, job {int(job_id)}"
+
+    # set aside: durable files of the registry folder, whatever the store
+    def stash_path(self, job_id: int, tag: str) -> str:
+        return os.path.join(os.fspath(self.layout.dir("results")), f".prev-{tag}-{int(job_id)}.pkl")
+
     def stash(self, job_ids: Iterable[int], tag: str) -> list[int]:
-        """Set the results of ``job_ids`` aside under ``tag`` (readers no longer see them); the ids moved."""
-        kept = self.__dict__.setdefault("_stashed", {})
+        """Set the results of ``job_ids`` aside under ``tag`` (readers no longer see them); the ids
+        moved. Durable: a master killed before ``restore()`` or ``drop()`` leaves them to
+        ``load_registry``, which puts back those of a resubmission that never reached the backend."""
         moved = []
         for i in job_ids:
-            if self.exists(i):
-                kept[(tag, int(i))] = self.get(i)
-                moved.append(int(i))
-        self.delete(moved)
+            try:
+                data = self.raw(i)
+            except FileNotFoundError:
+                continue
+            except CorruptFileError as e:  # nothing to keep: it goes, so the new run's result is the only one
+                log.warning("%s; removed instead of set aside", e)
+                self.delete([i])
+                continue
+            atomic_write_bytes(self.stash_path(i, tag), data)  # first kept, then removed: never neither
+            self.delete([i])
+            moved.append(int(i))
         return moved
 
     def restore(self, job_ids: Iterable[int], tag: str) -> None:
-        """Put results set aside by :meth:`stash` back."""
-        kept = self.__dict__.get("_stashed", {})
+        """Put results set aside by ``stash()`` back."""
         for i in job_ids:
-            if (tag, int(i)) in kept:
-                self.put(int(i), kept.pop((tag, int(i))))
+            path = self.stash_path(i, tag)
+            try:
+                with open(path, "rb") as fh:
+                    data = fh.read()
+            except FileNotFoundError:
+                continue
+            self.put_raw(int(i), data)
+            unlink_quietly([path])
 
     def drop(self, job_ids: Iterable[int], tag: str) -> None:
-        """Forget results set aside by :meth:`stash`."""
-        kept = self.__dict__.get("_stashed", {})
-        for i in job_ids:
-            kept.pop((tag, int(i)), None)
+        """Forget results set aside by ``stash()``."""
+        unlink_quietly(self.stash_path(i, tag) for i in job_ids)
 
     def stashed(self) -> list[tuple[str, int]]:
         """(tag, job id) of every result set aside and not yet restored or dropped."""
-        return list(self.__dict__.get("_stashed", {}))
+        try:
+            with os.scandir(self.layout.dir("results")) as it:
+                names = [e.name for e in it if e.name.startswith(".prev-") and e.name.endswith(".pkl")]
+        except FileNotFoundError:
+            return []
+        out = []
+        for name in names:
+            tag, _, job_id = name[len(".prev-"):-len(".pkl")].rpartition("-")
+            if tag and job_id.isdigit():
+                out.append((tag, int(job_id)))
+        return out
+
+    # keeping the store
+    def sweep(self, before: float) -> int:
+        """Remove temporary files the store's writers left behind (a writer killed mid-way) older
+        than ``before`` (seconds since the epoch); how many were removed (``sweep_registry``)."""
+        try:
+            with os.scandir(self.layout.dir("results")) as it:
+                stale = [e.path for e in it if e.name.startswith(".tmp-") and e.stat().st_mtime < before]
+        except FileNotFoundError:
+            return 0
+        return unlink_quietly(stale)
+
+    def clear(self) -> None:
+        """Remove every result, set-aside result and temporary file (``clear_registry``)."""
+        self.delete(self.ids().tolist())
+        unlink_quietly(self.stash_path(i, tag) for tag, i in self.stashed())
+        self.sweep(float("inf"))
+
+    # packing: hooks for a store that appends the small results of a collection to one file
+    def packed(self, job_hash: str, shared: bool = False) -> ResultStore:
+        """The store a node writes through while it runs the collection ``job_hash`` of many jobs
+        (``shared``: one for the collections this process runs one after another); by default this store."""
+        return self
+
+    def own_view(self, job_hash: str) -> ResultStore:
+        """The results an earlier run of the collection ``job_hash`` left, as the node running it
+        reads them (a store that packs: that collection's own records, not the saved status table's
+        view, which may not know the collection yet); by default this store."""
+        return self
+
+    def close(self) -> None:
+        """A node is done with the store ``packed()`` gave it."""
+        return None
+
+    def close_packs(self) -> None:
+        """The collections run in this process are done (a shared pack is closed)."""
+        return None
+
+    def drop_packs(self, keep: set[str]) -> int:
+        """Remove packed results of collections whose hash is not in ``keep``; how many packs were removed."""
+        return 0
+
+    def damaged(self, job_ids: Iterable[int]) -> list[int]:
+        """Those of ``job_ids`` whose result was damaged where it lies (``repair_registry`` marks them failed)."""
+        return []
+
+    def pack_damage(self) -> dict[str, int]:
+        """Where the store holds bytes that are no readable result of a known job, and how many."""
+        return {}
+
+    def orphans(self, job_ids: Iterable[int]) -> dict[int, str]:
+        """For those of ``job_ids`` with a result tagged with the collection that wrote it: that
+        collection's hash, whatever the status table says (``repair_registry`` adopts them)."""
+        return {}
+
+    def packed_by(self, job_ids: list[int], job_hashes: list[str]) -> list[bool]:
+        """Which of ``job_ids`` have a result tagged with the collection ``job_hashes`` says (one each)."""
+        return [False] * len(job_ids)
+
+    def unpacked_ids(self) -> np.ndarray:
+        """Sorted ids of the jobs whose result is not tagged with the collection that wrote it."""
+        return self.ids()
+
+
+def check_compress(compress: str | None) -> str | None:
+    if compress not in COMPRESSORS:
+        raise ValueError(f"compress: must be one of {sorted(k for k in COMPRESSORS if k)} or None, got {compress!r}")
+    return compress
+
+
+def store_from_spec(spec: dict[str, Any] | None, file_dir: str | os.PathLike) -> ResultStore:
+    """The store a registry saved (:attr:`ResultStore.spec`) made again for ``file_dir``; a registry
+    saved without a spec (an older version) has a :class:`FolderStore`. A store that cannot be
+    made here is a stand-in that refuses every operation with the reason (never another store:
+    it would report the results as missing).
+
+    >>> import tempfile
+    >>> store_from_spec({"constructor": "batchtools.core.store:FolderStore", "kwargs": {}}, tempfile.mkdtemp())
+    FolderStore('.../results')
+    """
+    if not spec:
+        return FolderStore(file_dir)
+    try:
+        return _construct(spec, file_dir)
+    except Exception as e:
+        log.warning("could not make the registry's result store %s again: %s", spec["constructor"], e)
+        return UnavailableStore(file_dir, spec, e)
+
+
+def _construct(spec: dict[str, Any], file_dir: str | os.PathLike) -> ResultStore:
+    module, _, name = spec["constructor"].partition(":")
+    cls: Any = importlib.import_module(module)
+    for part in name.split("."):
+        cls = getattr(cls, part)
+    return cls(file_dir, **spec.get("kwargs", {}))
+
+
+def _remake(spec: dict[str, Any], file_dir: str, compress: str | None) -> ResultStore:
+    """A store unpickled (on a node): made from its spec, or an error saying why not."""
+    store = _construct(spec, file_dir)
+    store.compress = compress
+    return store
+
+
+class UnavailableStore(ResultStore):
+    """Stands in for a registry's store that cannot be made here (its module is missing): every
+    operation fails with the reason; its spec stays the saved one."""
+
+    def __init__(self, file_dir: str | os.PathLike, spec: dict[str, Any], error: Exception):
+        super().__init__(file_dir)
+        self._spec = spec
+        self.why = (f"the registry's result store ({spec['constructor']}) cannot be made here: "
+                    f"{type(error).__name__}: {error}. Make its module importable and load the registry again")
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return self._spec
+
+    def __repr__(self) -> str:
+        return f"UnavailableStore({self._spec['constructor']!r})"
+
+    def _refuse(self, *args, **kwargs):
+        raise RuntimeError(self.why)
+
+    compresses = True  # the configuration's compress is not what makes it unusable
+
+    stage = commit = discard = get = delete = exists = ids = stashed = stash = restore = drop = _refuse
+    get_many = modified_many = raw = put_raw = sweep = clear = _refuse
 
 
 _HOST = socket.gethostname().split(".")[0]
@@ -198,17 +419,15 @@ class FolderStore(ResultStore):
     'small'
     """
 
+    compresses = True
+
     def __init__(self, file_dir: str | os.PathLike, compress: str | None = None):
-        self.layout = Layout(file_dir)
+        super().__init__(file_dir, compress)
         self._dir = os.fspath(self.layout.dir("results")) + os.sep  # paths built by string: a hot path
         self._counter = itertools.count()
-        if compress not in COMPRESSORS:
-            raise ValueError(f"compress: must be one of {sorted(k for k in COMPRESSORS if k)} or None, got {compress!r}")
-        self.compress = compress
         self._unnamed = hasattr(os, "O_TMPFILE")
-        # the jobs' current hashes (ids -> object array), which decide which packed record counts:
-        # bound by the registry to its status table; unbound, the saved status table decides
-        self.job_hashes: Callable[[np.ndarray], np.ndarray] | None = None
+        # job_hashes (the jobs' current hashes) decide which packed record counts: bound by the
+        # registry to its status table; unbound, the saved status table decides
         self.own_hash: str | None = None  # a node's view: only its own collection's records count
         self._packs: PackIndex | None = None
         self._saved_hashes: tuple | None = None
@@ -217,16 +436,8 @@ class FolderStore(ResultStore):
     def __repr__(self) -> str:
         return f"FolderStore({str(self.layout.dir('results'))!r})"
 
-    def __reduce__(self):  # pickled into job collections: only the folder (and compression) travel
-        return (FolderStore, (str(self.layout.file_dir), self.compress))
-
     def path(self, job_id: int) -> str:
         return f"{self._dir}{int(job_id)}.pkl"
-
-    def encode(self, value: Any) -> bytes:
-        """``value`` as the bytes of a result (pickled, compressed as configured)."""
-        data = dumps(value)
-        return data if self.compress is None else COMPRESSORS[self.compress]().compress(data)
 
     def packed(self, job_hash: str, shared: bool = False) -> ResultStore:
         """The store a node writes through while it runs the collection ``job_hash`` of many jobs:
@@ -243,6 +454,13 @@ class FolderStore(ResultStore):
             # start of their hashes), so a job's hash names the packs its result may be in
             self._writer = PackWriter(os.fspath(self.layout.dir("packs")), job_hash[:NAME_PREFIX])
         return PackedStore(self, job_hash, self._writer)
+
+    def own_view(self, job_hash: str) -> FolderStore:
+        """This store as the node running collection ``job_hash`` reads it: only that collection's
+        packed records count (and result files)."""
+        view = FolderStore(self.layout.file_dir, self.compress)
+        view.own_hash = job_hash
+        return view
 
     def close_packs(self) -> None:
         """Close the pack shared by the collections run in this process (the next one starts a new pack)."""
@@ -525,8 +743,8 @@ class FolderStore(ResultStore):
         and :meth:`drop_packs` removes packs of which no record counts."""
         return unlink_quietly(self.path(i) for i in job_ids)
 
-    def stash_path(self, job_id: int, tag: str) -> str:
-        return os.path.join(os.path.dirname(self.path(job_id)), f".prev-{tag}-{int(job_id)}.pkl")
+    def put_raw(self, job_id: int, data: bytes) -> None:
+        self.commit(self.stage_bytes(job_id, data))
 
     def stash(self, job_ids: Iterable[int], tag: str) -> list[int]:
         moved = []
@@ -545,21 +763,16 @@ class FolderStore(ResultStore):
             except FileNotFoundError:
                 pass
 
-    def drop(self, job_ids: Iterable[int], tag: str) -> None:
-        unlink_quietly(self.stash_path(i, tag) for i in job_ids)
-
-    def stashed(self) -> list[tuple[str, int]]:
-        try:
-            with os.scandir(self.layout.dir("results")) as it:
-                names = [e.name for e in it if e.name.startswith(".prev-") and e.name.endswith(".pkl")]
-        except FileNotFoundError:
-            return []
-        out = []
-        for name in names:
-            tag, _, job_id = name[len(".prev-"):-len(".pkl")].rpartition("-")
-            if tag and job_id.isdigit():
-                out.append((tag, int(job_id)))
-        return out
+    def clear(self) -> None:
+        """Remove every file of ``results/`` and ``packs/``."""
+        self.close_packs()
+        for sub in ("results", "packs"):
+            try:
+                with os.scandir(self.layout.dir(sub)) as it:
+                    unlink_quietly([e.path for e in it if e.is_file()])
+            except FileNotFoundError:
+                pass
+        self._packs = None
 
     def exists(self, job_id: int) -> bool:
         return self._record(job_id) is not None or os.path.exists(self.path(job_id))
@@ -592,6 +805,8 @@ class FolderStore(ResultStore):
             names = []
         return np.sort(np.array([int(n) for n in names if n.isdigit()], dtype=np.int64))
 
+    unpacked_ids = file_ids
+
     def ids(self) -> np.ndarray:
         import numpy as np
 
@@ -611,6 +826,8 @@ class PackedStore(ResultStore):
 
     def __init__(self, base: FolderStore, job_hash: str, writer: PackWriter):
         self.base = base
+        self.layout = base.layout
+        self.compress = base.compress
         self.job_hash = job_hash
         self.writer = writer
         self._view: FolderStore | None = None
@@ -619,8 +836,7 @@ class PackedStore(ResultStore):
     def view(self) -> FolderStore:
         """The store as this collection reads it (made when first needed: most collections never read)."""
         if self._view is None:
-            self._view = FolderStore(self.base.layout.file_dir, self.base.compress)
-            self._view.own_hash = self.job_hash
+            self._view = self.base.own_view(self.job_hash)
         return self._view
 
     def __repr__(self) -> str:

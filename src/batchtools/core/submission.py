@@ -36,6 +36,7 @@ def collection_fields(reg) -> dict:
         file_dir=str(reg.file_dir), work_dir=reg.work_dir, seed=reg.seed, kind=reg.kind, packages=reg.packages,
         source=reg.source, load=reg.load, positional=list(reg.positional), pass_job=reg.pass_job,
         array_var=getattr(cf, "array_var", None), python=sys.executable,
+        node_environment=getattr(cf, "node_environment_ref", None),
         code_files=dict(reg.extra.get("code_files", {})),
         hooks={k: v for k, v in getattr(cf, "hooks", {}).items() if k in NODE_HOOKS},
         store=reg.store, submission=uuid.uuid4().hex, start_reports=bool(getattr(getattr(cf, "capabilities", None), "start_reports", False)),
@@ -45,38 +46,55 @@ def collection_fields(reg) -> dict:
 
 
 def build_collection(reg, sel: np.ndarray, resources: dict, job_hash: str | None = None,
-                     specs: list | None = None, names: list | None = None, common: dict | None = None) -> JobCollection:
+                     specs: list | None = None, names: list | None = None, common: dict | None = None,
+                     chunk: int | None = None) -> JobCollection:
     """JobCollection of checked, sorted ids ``sel`` with final ``resources`` (``specs`` and
     ``names``: the jobs' specs and names, if the caller has them already; ``common``: the
-    registry's :func:`collection_fields`, if the caller has them already)."""
+    registry's :func:`collection_fields`, if the caller has them already; ``chunk``: its chunk
+    number in a submission)."""
     job_hash = job_hash or f"job{uuid.uuid4().hex}"
     if names is None:
         names = reg.status["job_name"].to_numpy()[reg.pos(sel)].tolist()
     return JobCollection(
         job_hash=job_hash, jobs=reg.definitions.specs(sel) if specs is None else specs, resources=resources,
         log_file=str(reg.layout.log(job_hash)), array_jobs=bool(resources.get("chunks_as_arrayjobs")),
-        job_names=names, **(collection_fields(reg) if common is None else common),
+        job_names=names, chunk=chunk, **(collection_fields(reg) if common is None else common),
     )
 
 
-def submit_with_retries(reg, jc: JobCollection, sleep_fn: Callable[[int], float]) -> SubmitJobResult:
-    """Hand ``jc`` to the backend, retrying temporary errors; SubmitError on a permanent one.
-    The ``pre_submit_job`` hook runs before every attempt (the caller runs ``post_submit_job`` once
-    it has recorded the accepted submission)."""
+def submit_once(reg, jc: JobCollection) -> SubmitJobResult:
+    """Hand ``jc`` to the backend once (the ``pre_submit_job`` hook first): its answer, status 0
+    (accepted) or 1-100 (refused for now: a full queue, a cap on jobs per user, a busy
+    scheduler); SubmitError on a permanent error (101-200)."""
     cf = reg.cluster_functions
+    # this session may still start jobs (one stat): a session that took the lease over may
+    # submit the same jobs (issue 24: hundreds ran twice when this was checked only at saves)
+    reg.assert_writeable("submit jobs")
+    run_hook(reg, "pre_submit_job")
+    result = cf.submit_job(reg, jc)
+    if not isinstance(result, SubmitJobResult):
+        raise TypeError(f"cluster functions {cf.name}: submit_job must return a SubmitJobResult, "
+                        f"got {type(result).__name__}")
+    if result.status > 100:
+        raise SubmitError(f"Fatal error occurred while submitting with {cf.name}: {result.msg}")
+    return result
+
+
+def submit_with_retries(reg, jc: JobCollection, sleep_fn: Callable[[int], float],
+                        waiting: Callable[[str, float], None] | None = None) -> SubmitJobResult:
+    """Hand ``jc`` to the backend, retrying temporary errors; SubmitError on a permanent one,
+    LeaseError once another session took the registry's lease (checked before every attempt).
+    The ``pre_submit_job`` hook runs before every attempt (the caller runs ``post_submit_job`` once
+    it has recorded the accepted submission). ``waiting(message, seconds)`` is told of every
+    temporary error (the scheduler's words) before the wait for the next try."""
     i = 0
     while True:
-        run_hook(reg, "pre_submit_job")
-        result = cf.submit_job(reg, jc)
-        if not isinstance(result, SubmitJobResult):
-            raise TypeError(f"cluster functions {cf.name}: submit_job must return a SubmitJobResult, "
-                            f"got {type(result).__name__}")
+        result = submit_once(reg, jc)
         if result.status == 0:
             return result
-        if result.status <= 100:
-            wait = sleep_fn(i)
-            log.info("temporary submit error (%s), retrying in %.1fs", result.msg, wait)
-            time.sleep(wait)
-            i += 1
-            continue
-        raise SubmitError(f"Fatal error occurred while submitting with {cf.name}: {result.msg}")
+        wait = sleep_fn(i)
+        log.info("temporary submit error (%s), retrying in %.1fs", result.msg, wait)
+        if waiting is not None:
+            waiting(result.msg, wait)
+        time.sleep(wait)
+        i += 1

@@ -133,6 +133,26 @@ def sync_updates(reg) -> int:
     return len(merged) + len(pending)
 
 
+def _warn_unknown_runs(reg, job_ids: np.ndarray, hashes: np.ndarray, other: np.ndarray, current: np.ndarray,
+                       pos: np.ndarray) -> None:
+    """Rows of a run of a job the status records as never submitted are not applied (a run
+    unknown to the status may be one of a reset job), but they are evidence the status lacks:
+    said once per run, with the way to adopt it."""
+    seen = reg.__dict__.setdefault("_unknown_runs_warned", set())
+    runs: dict[str, list[int]] = {}
+    for k in np.flatnonzero(other).tolist():
+        if not isinstance(current[pos[k]], str) and hashes[k] not in seen:  # no hash: never submitted
+            runs.setdefault(hashes[k], []).append(int(job_ids[k]))
+    for job_hash, ids in runs.items():
+        seen.add(job_hash)
+        log.warning("%s: job(s) %s ran in collection %s, which the status does not know: it records them as never "
+                    "submitted. The record of their submission is lost (the submission journal submissions.log "
+                    "deleted or damaged, or an older status.pkl put back), or they were reset while they ran; "
+                    "bt.repair_registry(%r) adopts what such runs left (their results, their errors)",
+                    reg.layout.dir("updates") / f"{job_hash}-*.pkl", sorted(set(ids)), job_hash,
+                    str(reg.file_dir))
+
+
 def _expand_collection_rows(reg, rows: list, hashes: np.ndarray) -> tuple[list, np.ndarray]:
     """Rows for :data:`ALL_JOBS` become one row per unfinished job of their collection."""
     whole = [k for k, r in enumerate(rows) if r[JOB_ID] == ALL_JOBS]
@@ -167,6 +187,7 @@ def _apply(reg, rows: list, hashes: np.ndarray, by_hand: set[str] = frozenset())
     current = status["job_hash"].to_numpy()
     keep = exists.copy()
     keep[exists] = current[pos[exists]] == hashes[exists]
+    _warn_unknown_runs(reg, job_ids, hashes, exists & ~keep, current, pos)
     if not keep.any():
         return
     idx = np.flatnonzero(keep)

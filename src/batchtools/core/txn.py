@@ -11,21 +11,27 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from collections.abc import Callable
 
+from .errors import CorruptFileError
 from .files import make_dir, named_error, open_append
 from .layout import Layout
 
 log = logging.getLogger("batchtools")
 
 MANIFEST = "manifest"
+# a line of the manifest: a path relative to the folder, a tab, and the backup's (empty: the file did not exist)
+_BACKUP = re.compile(r"^(.*/)?\d+\.bak$")
+_DAMAGE = re.compile("[\x00-\x08\x0a-\x1f\x7f\ufffd]")
 
 
 class Transaction:
     """File-level undo log of one mutating call (see the module docstring)."""
 
     def __init__(self, file_dir: str | os.PathLike):
+        self.root = os.fspath(Layout(file_dir).file_dir)
         self.dir = Layout(file_dir).txn
         self.entries: list[tuple[str, str | None]] = []
         self.after: list[Callable[[], None]] = []
@@ -50,7 +56,9 @@ class Transaction:
             except FileNotFoundError:
                 backup = None
             self.entries.append((path, backup))
-            self._manifest.write(f"{path}\t{backup or ''}\n")
+            # relative to the registry folder: a copy of the folder rolls back its own files
+            self._manifest.write(f"{os.path.relpath(path, self.root)}\t"
+                                 f"{os.path.relpath(backup, self.root) if backup else ''}\n")
             self._manifest.flush()
         except OSError as e:  # e.g. a full disk: name the file the call was about to write
             raise named_error(e, path) from None
@@ -101,37 +109,88 @@ def _undo(entries: list[tuple[str, str | None]]) -> None:
             pass
 
 
-def committed_versions(file_dir: str | os.PathLike) -> dict[str, str | None]:
-    """For a reader: path -> the file holding its last committed version (None: it did not exist)
-    of every file an unfinished change (live or crashed) has written so far."""
-    manifest = Layout(file_dir).txn / MANIFEST
+def _manifest_entries(file_dir: str | os.PathLike, damaged: list[str] | None = None,
+                      ) -> list[tuple[str, str | None]] | None:
+    """(absolute path, backup or None) of each line of the undo log's manifest, None if there is
+    none. Paths are relative to the registry folder; an absolute one (written by an older
+    version) counts only inside this folder: a copied undo log never touches the original.
+    Lines that are no entry (the file was damaged) are left out and, if ``damaged`` is given,
+    added to it; a last line a crash cut short is no damage (the file it was about to name was
+    not written yet)."""
+    layout = Layout(file_dir)
     try:
-        lines = manifest.read_text(encoding="utf-8", errors="replace").splitlines()
+        text = (layout.txn / MANIFEST).read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
-        return {}
-    out: dict[str, str | None] = {}
+        return None
+    root = os.fspath(layout.file_dir)
+
+    def inside(p: str) -> str | None:
+        full = os.path.normpath(os.path.join(root, p))
+        return full if full == root or full.startswith(root + os.sep) else None
+
+    lines = text.split("\n")
+    torn = lines.pop()  # "" if the manifest ends with a newline, as every whole entry does
+    out = []
     for line in lines:
-        path, _, backup = line.partition("\t")
-        if path and path not in out:
-            out[path] = backup or None
+        path, tab, backup = line.partition("\t")
+        if not path or not tab or _DAMAGE.search(line) or (backup and not _BACKUP.match(backup)):
+            if damaged is not None:
+                damaged.append(line)
+            continue
+        full, saved = inside(path), inside(backup) if backup else None
+        if full is None or (backup and saved is None):
+            log.warning("%s: ignoring an undo entry for a file outside the registry (%s): the folder was copied "
+                        "in the middle of a change", layout.txn / MANIFEST, path)
+            continue
+        out.append((full, saved))
+    if torn and _DAMAGE.search(torn) and damaged is not None:
+        damaged.append(torn)
     return out
 
 
-def recover(file_dir: str | os.PathLike) -> bool:
-    """Roll back a transaction a crashed session left unfinished; True if there was one."""
+def committed_versions(file_dir: str | os.PathLike) -> dict[str, str | None]:
+    """For a reader: path -> the file holding its last committed version (None: it did not exist)
+    of every file an unfinished change (live or crashed) has written so far."""
+    out: dict[str, str | None] = {}
+    for path, backup in _manifest_entries(file_dir) or ():
+        if path not in out:
+            out[path] = backup
+    return out
+
+
+def damaged_lines(file_dir: str | os.PathLike) -> list[str]:
+    """The lines of an unfinished change's undo log that name no file (it was damaged)."""
+    damaged: list[str] = []
+    _manifest_entries(file_dir, damaged)
+    return damaged
+
+
+def recover(file_dir: str | os.PathLike, damaged_ok: bool = False) -> bool:
+    """Roll back a transaction a crashed session left unfinished; True if there was one.
+
+    A damaged manifest (lines that name no file) cannot say which files the change wrote, so it
+    cannot be undone in full: that is a CorruptFileError naming it, and nothing is touched,
+    unless ``damaged_ok`` (``repair_registry``, which then checks the tables against each
+    other): the entries it can read are undone, and the undo log is removed."""
     d = Layout(file_dir).txn
-    manifest = d / MANIFEST
-    if not manifest.exists():
+    damaged: list[str] = []
+    entries = _manifest_entries(file_dir, damaged)
+    if entries is None:
         if d.exists():
             shutil.rmtree(d, ignore_errors=True)
         return False
-    entries = []
-    for line in manifest.read_text(encoding="utf-8", errors="replace").splitlines():
-        path, _, backup = line.partition("\t")
-        if path:
-            entries.append((path, backup or None))
+    if damaged and not damaged_ok:
+        raise CorruptFileError(
+            f"{d / MANIFEST}: the undo log of a change a session did not finish is damaged ({len(damaged)} "
+            f"line(s) name no file), so the change cannot be undone in full and the registry's files may hold "
+            f"part of it. Run bt.repair_registry({os.fspath(file_dir)!r}): it undoes what the log still names and "
+            "checks the tables against each other")
     _undo(entries)
     shutil.rmtree(d, ignore_errors=True)
-    log.warning("rolled back an unfinished change to the registry in %s (a session died in the middle of it)",
-                file_dir)
+    if damaged:
+        log.warning("%s: the undo log of an unfinished change was damaged; undid the %d change(s) it still names "
+                    "(%d line(s) named no file)", d / MANIFEST, len(entries), len(damaged))
+    else:
+        log.warning("rolled back an unfinished change to the registry in %s (a session died in the middle of it)",
+                    file_dir)
     return True

@@ -132,6 +132,10 @@ class TaskData:
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "_loaded"}
 
+    def __batchtools_warm_up__(self) -> None:
+        """Before the first job of this task in a process starts: load the data (start-up)."""
+        self.arrays()
+
     def arrays(self) -> tuple[Any, Any, Any]:
         """``(X, y, groups)``: stored, or loaded once per process."""
         if self.loader is None:
@@ -228,6 +232,25 @@ class Learner:
     def __repr__(self) -> str:
         return f"<Learner {self.name}: {type(self.estimator).__name__}, scoring {list(self.scoring)}>"
 
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_scorers"}
+
+    def __batchtools_warm_up__(self) -> None:
+        """Before the first job of this learner in a process starts: import what cloning needs
+        and resolve the scorers (scikit-learn's metrics), so no job's run time holds the imports."""
+        if hasattr(self.estimator, "get_params"):
+            try:
+                import sklearn.base  # noqa: F401
+            except ImportError:
+                raise _missing_sklearn() from None
+        self._scorer_functions()
+
+    def _scorer_functions(self) -> dict[str, Callable | None]:
+        found = self.__dict__.get("_scorers")
+        if found is None:
+            found = self.__dict__["_scorers"] = {name: resolve_scorer(spec) for name, spec in self.scoring.items()}
+        return found
+
     def __call__(self, instance: Fold, job: Any = None) -> dict[str, Any]:
         est = _fresh(self.estimator)
         fit_kw = {}
@@ -238,8 +261,7 @@ class Learner:
         fit_time = time.perf_counter() - t0
         t0 = time.perf_counter()
         scores: dict[str, Any] = {}
-        for name, spec in self.scoring.items():
-            scorer = resolve_scorer(spec)
+        for name, scorer in self._scorer_functions().items():
             value = est.score(instance.X_test, instance.y_test) if scorer is None else \
                 scorer(est, instance.X_test, instance.y_test)
             if isinstance(value, dict):  # a callable returning several scores

@@ -10,11 +10,11 @@ a run ended.
   set :data:`STOP`. The next ``job.checkpoint(obj)`` saves and then stops the job
   (:class:`Interrupt`).
 - A job stopped this way, or ended by ``SIGTERM`` (time limit, preemption) while it has a
-  checkpoint, did not fail: on Slurm the node requeues its own scheduler job (``scontrol
-  requeue``, and ``StartTime=now+3``, as Slurm otherwise holds a requeued job for two minutes) and
-  the run reports ``requeued``; elsewhere (or if Slurm refuses) it reports ``checkpointed`` and the
-  master resubmits it. A ``SIGTERM`` after which Slurm shows the job pending again (someone,
-  e.g. preemption, requeued it) reports ``requeued`` too.
+  checkpoint, did not fail: if the backend's node environment (:mod:`.environment`, e.g. Slurm's
+  ``scontrol requeue``) can requeue its own scheduler job, the node does so and the run reports
+  ``requeued``; elsewhere (or if the scheduler refuses) it reports ``checkpointed`` and the master
+  resubmits it. A ``SIGTERM`` after which the scheduler shows the job queued again (someone, e.g.
+  preemption, requeued it) reports ``requeued`` too.
 - Every run reports its CPU time and peak RSS (``getrusage``) and, if it did not succeed, why
   (:func:`batchtools.core.retry.node_reason`).
 """
@@ -30,7 +30,8 @@ from typing import Any
 
 from ..core.files import atomic_write_bytes, dumps, make_dir, read_pickle
 from ..core.layout import layout_of
-from ..core.retry import DEFAULT_POLICY, REQUEUE_START_DELAY, RetryPolicy, node_reason, warning_lead
+from ..core.retry import DEFAULT_POLICY, RetryPolicy, node_reason, warning_lead
+from .environment import NodeEnvironment
 from .progress import Stalled
 from .session import say
 
@@ -47,15 +48,19 @@ class Interrupt(BaseException):
 
 
 class _Node:
-    """This process's facts: when it started, the signal that is ending it, whether it may requeue."""
+    """This process's facts: when it started, the signal that is ending it, its scheduler (the
+    backend's node environment), whether it may requeue."""
 
     def __init__(self) -> None:
         self.start = time.time()
         self.signal: int | None = None
-        self.may_requeue = False
+        self.env = NodeEnvironment()
+        self.pool = False
         self.max_requeues = DEFAULT_POLICY.max_requeues
         self.run_start: float | None = None  # set by a process that runs one collection after another
         self.generation = 0
+        # an engine ran this collection before (its worker was lost): skip the jobs that have a result
+        self.rerun = False
 
 
 NODE = _Node()
@@ -69,6 +74,7 @@ def new_run() -> None:
     NODE.signal = None
     NODE.run_start = time.time()
     NODE.generation += 1
+    NODE.rerun = False
 
 
 def process_start() -> float:
@@ -85,30 +91,22 @@ def process_start() -> float:
 
 
 def restart_count() -> int:
-    """How many times the scheduler requeued this collection (Slurm's ``SLURM_RESTART_COUNT``)."""
-    try:
-        return int(os.environ.get("SLURM_RESTART_COUNT") or 0)
-    except ValueError:
-        return 0
+    """How many times the scheduler ran this collection before (its node environment says)."""
+    return NODE.env.restart_count
 
 
-def slurm_job_id() -> str | None:
-    task = os.environ.get("SLURM_ARRAY_TASK_ID")
-    if task and os.environ.get("SLURM_ARRAY_JOB_ID"):
-        return f"{os.environ['SLURM_ARRAY_JOB_ID']}_{task}"
-    return os.environ.get("SLURM_JOB_ID")
-
-
-def arm(resources: dict[str, Any], pool: bool = False) -> None:
-    """In a node process: watch the time limit and the scheduler's warning signal, and note
-    whether this process may requeue its scheduler job (a Slurm job that is not a pool worker)."""
+def arm(resources: dict[str, Any], pool: bool = False, env: NodeEnvironment | None = None) -> None:
+    """In a node process: watch the time limit and the scheduler's warning signal, note the node
+    environment ``env`` (the plain default if None) and whether this process may requeue its
+    scheduler job (one that can, and is not a pool worker)."""
+    NODE.env = env if env is not None else NodeEnvironment()
     NODE.start = NODE.run_start if NODE.run_start is not None else process_start()
     try:
         policy = RetryPolicy.coerce(resources["retry"]) if resources.get("retry") else DEFAULT_POLICY
     except (TypeError, ValueError):
         policy = DEFAULT_POLICY
     NODE.max_requeues = policy.max_requeues
-    NODE.may_requeue = not pool and slurm_job_id() is not None
+    NODE.pool = pool
     signal.signal(WARNING_SIGNAL, _warned)
     lead = warning_lead(resources)
     if lead is not None:
@@ -122,6 +120,12 @@ def arm(resources: dict[str, Any], pool: bool = False) -> None:
                 STOP.set()
 
         threading.Thread(target=clock, name="batchtools-walltime", daemon=True).start()
+
+
+def may_requeue() -> bool:
+    """Whether this process may requeue its scheduler job: one its node environment can requeue,
+    and not a pool worker's (asked only when a job wants to: it may cost the scheduler a query)."""
+    return not NODE.pool and NODE.env.can_requeue
 
 
 def _warned(signum, frame) -> None:
@@ -154,10 +158,16 @@ def save(file_dir: str, job_id: int, obj: Any) -> None:
 
 
 def load(file_dir: str, job_id: int) -> Any:
-    """The job's last checkpoint, or None."""
+    """The job's last checkpoint, or None. A checkpoint that cannot be read (damaged, cut short)
+    is None too, and the job's log says so: the job starts over, which costs time but gives the
+    true result (there is nothing else to go on from)."""
+    path = layout_of(file_dir).checkpoint(job_id)
     try:
-        obj = read_pickle(layout_of(file_dir).checkpoint(job_id))
+        obj = read_pickle(path)
     except FileNotFoundError:
+        return None
+    except Exception as e:  # whatever unpickling garbage raises
+        say(f"{path}: the checkpoint of job {job_id} cannot be read ({type(e).__name__}: {e}); the job starts over")
         return None
     _NO_CHECKPOINTS.pop(file_dir, None)  # saved by another process: drop() must look again
     return obj
@@ -215,11 +225,11 @@ class Evidence:
         signum = NODE.signal if isinstance(exc, SystemExit) else None
         if signum is not None:
             fields["signal"] = signum
-        if signum is not None and NODE.may_requeue and requeued_by_scheduler():
-            fields["reason"] = "requeued"  # preempted (or requeued by hand): Slurm runs it again
+        if signum is not None and may_requeue() and NODE.env.requeued_by_scheduler():
+            fields["reason"] = "requeued"  # preempted (or requeued by hand): the scheduler runs it again
             return fields, False
         interrupted = isinstance(exc, Interrupt) or (signum is not None and exists(self.file_dir, self.job_id))
-        if interrupted and NODE.may_requeue and self.restart < NODE.max_requeues:
+        if interrupted and self.restart < NODE.max_requeues and may_requeue():
             fields["reason"] = "requeued"
             REQUEUE.set()
             return fields, False
@@ -230,44 +240,12 @@ class Evidence:
         return fields, True
 
 
-# ------------------------------------------------------------------ requeues (Slurm)
-def requeued_by_scheduler() -> bool:
-    """After a SIGTERM: whether Slurm shows this job pending again (requeued by preemption or by hand)."""
-    import shutil
-    import subprocess
-
-    jid = slurm_job_id()
-    if not jid or not shutil.which("scontrol"):
-        return False
-    try:
-        out = subprocess.run(["scontrol", "show", "job", jid], capture_output=True, text=True, timeout=1.5).stdout
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return any(f"JobState={s}" in out for s in ("PENDING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD"))
-
-
+# ------------------------------------------------------------------ requeues
 def requeue_if_asked() -> bool:
-    """At the end of a node process: requeue its Slurm job if a job stopped to go on (True if Slurm
-    accepted). The status rows are written before; the requeue ends this process."""
-    import subprocess
-
+    """At the end of a node process: requeue its scheduler job if a job stopped to go on (True if
+    the scheduler accepted; the node environment says how). The status rows are written before;
+    the requeue ends this process."""
     if not REQUEUE.is_set():
         return False
-    jid = slurm_job_id()
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # Slurm ends the old run at once: finish asking first
-    try:
-        out = subprocess.run(["scontrol", "requeue", jid], capture_output=True, text=True, timeout=60)
-        if out.returncode != 0:
-            say(f"Slurm refused to requeue job {jid} ({(out.stdout + out.stderr).strip()}); "
-                "the master resubmits it")
-            return False
-        say(f"Requeued Slurm job {jid}: the next run goes on from the checkpoint")
-        # a requeued job is held for a while (BeginTime); it may start soon, but not within the second
-        # of the requeue: slurmd revokes the old run's credential by the second, and a run started in
-        # that same second is killed ("Job credential revoked") and the job is gone
-        subprocess.run(["scontrol", "update", f"JobId={jid}", f"StartTime=now+{REQUEUE_START_DELAY}"],
-                       capture_output=True, timeout=60)
-        return True
-    except (OSError, subprocess.SubprocessError) as e:
-        say(f"Could not requeue Slurm job {jid} ({e}); the master resubmits it")
-        return False
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the scheduler ends the old run at once: finish asking first
+    return NODE.env.requeue()

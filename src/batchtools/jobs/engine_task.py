@@ -15,6 +15,12 @@ being stopped; it ends after ``MAX_RUNS`` collections, after a pool worker, or a
 engine cannot interrupt a running task's thread, but it can end the process that thread waits for.
 A runner that was signalled never gets another collection, so a late kill cannot reach a
 collection its process would run next.
+
+A worker process that dies in the middle of a task (killed, out of memory) leaves its runner
+behind, and Dask runs the task again elsewhere: the runner ends itself the moment its worker
+process is gone, and the new run skips the jobs that have a result (the node knows a run again
+by the collection's log, which the first run made, and waits for a first run that still lives:
+:func:`batchtools.jobs.node.claim_run`).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,6 +38,8 @@ import time
 import zlib
 
 from ..core.files import write_all
+from ..core.protocol import MARK
+from .node import RERUN_ENV
 
 _LOCK = threading.Lock()
 _CHANGED = threading.Condition(_LOCK)  # notified when a task let go of its runner
@@ -41,14 +50,20 @@ _KILLED_MAX = 100_000
 _IDLE: list[_Runner] = []  # runners waiting for a collection, the last one idle at the end
 IDLE_SECONDS = 10.0  # an idle runner ends after this long without a collection
 _REAPER: threading.Thread | None = None
+# the worker process that started a runner (the runner ends the moment that process is gone)
+PARENT_ENV = "BATCHTOOLS_RUNNER_PARENT"
+ORPHAN_POLL = 0.05  # seconds between a runner's looks at its worker process
+COPY_PREFIX = "batchtools-task-"  # the folders of the collections tasks carry: <prefix><worker pid>-<random>
+SWEEP_SECONDS = 10.0  # the copies of dead worker processes are looked for at most this often
 
 
 class _Runner:
     """One runner process: the task's thread writes it a line and reads its answer."""
 
     def __init__(self) -> None:
+        env = {**os.environ, PARENT_ENV: str(os.getpid()), RERUN_ENV: "1"}
         self.proc = subprocess.Popen([sys.executable, "-m", "batchtools.jobs.engine_task"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, env=env)
         self.doomed = False  # signalled by a kill: never handed another collection
         self.idle_since = time.monotonic()
         self.buf = b""
@@ -139,14 +154,41 @@ def _local_copy(collection: bytes, job_hash: str) -> str:
     /dev/shm): the master writes no collection file for an engine that carries it."""
     shm = "/dev/shm"
     where = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else tempfile.gettempdir()
-    # named <hash>.pkl, as the node names a collection by its file (in a private folder of its own)
-    path = os.path.join(tempfile.mkdtemp(prefix="batchtools-task-", dir=where), f"{job_hash}.pkl")
+    _sweep_copies(where)
+    # named <hash>.pkl, as the node names a collection by its file (in a private folder of its own,
+    # named after this process, so that the copies of a worker process killed meanwhile can go)
+    folder = tempfile.mkdtemp(prefix=f"{COPY_PREFIX}{os.getpid()}-", dir=where)
+    path = os.path.join(folder, f"{job_hash}.pkl")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         write_all(fd, collection)
     finally:
         os.close(fd)
     return path
+
+
+_swept = 0.0
+
+
+def _sweep_copies(where: str) -> None:
+    """Delete the collection copies of worker processes that are gone (a worker killed while its
+    task ran never deleted its copy), at most every ``SWEEP_SECONDS``."""
+    global _swept
+    now = time.monotonic()
+    if _swept and now - _swept < SWEEP_SECONDS:
+        return
+    _swept = now
+    with contextlib.suppress(OSError), os.scandir(where) as entries:
+        for entry in entries:
+            pid = entry.name[len(COPY_PREFIX):].partition("-")[0]
+            if not (entry.name.startswith(COPY_PREFIX) and pid.isdigit()) or int(pid) == os.getpid():
+                continue
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                shutil.rmtree(entry.path, ignore_errors=True)
+            except OSError:  # another user's process: alive
+                pass
 
 
 def run_collection_process(collection: str | bytes, key: str, file_dir: str | None = None,
@@ -219,10 +261,33 @@ def kill_collection_process(key: str, grace: float = 2.0) -> bool:
     return True
 
 
+def _end_when_orphaned(parent: int) -> None:
+    """End this runner (SIGKILL: it writes nothing more) once the worker process that started it
+    is gone. The engine runs the task again elsewhere (Dask does when a worker dies), and that run
+    skips the jobs this one finished; a job this one would go on to finish could run twice."""
+    while os.getppid() == parent:
+        time.sleep(ORPHAN_POLL)
+    flush = threading.Thread(target=_flush_output, daemon=True)  # what the log has not got yet, if it can
+    flush.start()
+    flush.join(0.5)
+    with contextlib.suppress(OSError):
+        os.write(1, f"{MARK}The worker process running this collection is gone and its engine runs it again: "
+                    "stopping here\n".encode())
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _flush_output() -> None:
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+
+
 def main() -> int:
     """A runner: collections arrive on stdin, one ``DEVICES PATH[<tab>FILE_DIR]`` line each."""
     from .forkserver import run_collections
 
+    parent = os.environ.pop(PARENT_ENV, None)
+    if parent is not None:
+        threading.Thread(target=_end_when_orphaned, args=(int(parent),), name="batchtools-orphan", daemon=True).start()
     cmd_r, report_w = os.dup(0), os.dup(1)
     run_collections(cmd_r, report_w, [], report_modules=False)
     return 0  # not reached: run_collections ends the process

@@ -19,9 +19,10 @@ from ..core.collection import JobCollection
 from ..core.files import open_append
 from ..core.layout import Layout, layout_of
 from ..core.protocol import ALL_JOBS, FINISHED, MARK, job_ended, job_started
-from ..core.store import FolderStore, PackedStore, ResultStore
+from ..core.store import ResultStore, store_from_spec
 from . import gpu_usage, progress
-from .checkpoint import REQUEUE, Evidence, Interrupt, restart_count
+from .checkpoint import NODE, REQUEUE, Evidence, Interrupt, restart_count
+from .environment import array_index
 from .runners import make_job, make_runner
 from .session import TERMINATING, node_session, say, user_traceback
 from .updates import UpdateBuffer
@@ -76,26 +77,38 @@ def report_unreadable(path: str, error: BaseException, file_dir: str | None = No
 
 def store_of(jc: JobCollection, packed: bool = False, shared: bool = False) -> ResultStore:
     """The store the collection's jobs write to; with ``packed``, small results of the registry's
-    own folder store are appended to a pack (for collections of many jobs; ``shared``: one pack
-    for the collections this process runs one after another)."""
-    store = jc.store if jc.store is not None else FolderStore(jc.file_dir)
-    return store.packed(jc.job_hash, shared) if packed and isinstance(store, FolderStore) else store
+    store are appended to a pack if it packs them (for collections of many jobs; ``shared``: one
+    pack for the collections this process runs one after another)."""
+    store = jc.store if jc.store is not None else store_from_spec(None, jc.file_dir)
+    return store.packed(jc.job_hash, shared) if packed else store
 
 
 def run_job(jc: JobCollection, spec: dict[str, Any], runner, store: ResultStore, buffer: UpdateBuffer,
-            measure: bool, commit=None) -> bool:
+            measure: bool, commit=None, startup: float = 0.0) -> bool:
     """Run one job: seed, call, store the result, report its status. True if it succeeded.
 
     ``commit(job_id, token)`` decides whether a staged result becomes the job's result (a pool
-    worker checks it was not fenced meanwhile); default: always.
+    worker checks it was not fenced meanwhile); default: always. ``startup``: seconds of the
+    collection's start-up this job waited for (reported with it, never in its run time), to which
+    the runner's ``prepare(job)`` adds, if it has one: loading what the job needs and no earlier
+    job of this process loaded (a problem, an algorithm, a task's data), before the job's clock starts.
     """
     job_id = spec["job_id"]
     job = make_job(jc, spec)
     job._buffer = buffer
     say(f"{job_started(job_id)}\n{MARK}Setting seed to {job.seed} ...")
+    prepare = getattr(runner, "prepare", None)
+    failed = None
+    if prepare is not None:
+        t0 = time.time()
+        try:
+            prepare(job)
+        except Exception as e:  # the job fails with it, as it would have while running
+            failed = e
+        startup += time.time() - t0
     job.seed_rngs()
     restart = restart_count()
-    buffer.set(job_id, started=time.time(), restart=restart)
+    buffer.set(job_id, started=time.time(), restart=restart, startup=startup)
     evidence = Evidence(jc.file_dir, job_id, jc.resources, restart)
     sampler = MemorySampler() if measure else None
     resources = jc.resources
@@ -105,6 +118,8 @@ def run_job(jc: JobCollection, spec: dict[str, Any], runner, store: ResultStore,
         progress.watch(job, buffer, stall)
     error = exc = None
     try:
+        if failed is not None:
+            raise failed
         value = runner(job)
         if job._watch is not None:
             job._watch.leave()  # no Stalled reaches the node's code from here on
@@ -149,15 +164,18 @@ def run_job(jc: JobCollection, spec: dict[str, Any], runner, store: ResultStore,
 def select_jobs(jc: JobCollection) -> list[dict[str, Any]]:
     """All jobs, or the one picked by the array task variable (1-based) on the node."""
     if jc.array_var and jc.array_jobs:
-        value = os.environ.get(jc.array_var)
-        if value is None:
+        task = array_index(jc)
+        if task is None:
             raise RuntimeError(f"array job: environment variable {jc.array_var} is not set")
-        return [jc.jobs[int(value) - 1]]
+        return [jc.jobs[task - 1]]
     return jc.jobs
 
 
-def run_chunk(jc: JobCollection, update_interval: float | None, sink: list | None = None) -> dict[str, int]:
-    """Run the jobs of an ordinary collection (a chunk, or one array task) one after another."""
+def run_chunk(jc: JobCollection, update_interval: float | None, sink: list | None = None,
+              began: float | None = None) -> dict[str, int]:
+    """Run the jobs of an ordinary collection (a chunk, or one array task) one after another.
+    ``began``: when the collection's start-up began (default: now), reported with its first job."""
+    began = time.time() if began is None else began
     counts = {"done": 0, "error": 0}
     jobs = select_jobs(jc)
     # a collection of one job needs no background flushing: the master counts a job alone in its
@@ -177,28 +195,30 @@ def run_chunk(jc: JobCollection, update_interval: float | None, sink: list | Non
                 traceback.print_exc(file=sys.stdout)
                 msg = f"Set-up failed: {type(e).__name__}: {e}"
                 now = time.time()
-                for spec in jobs:
-                    buffer.set(spec["job_id"], started=now, done=now, error=msg)
+                for k, spec in enumerate(jobs):
+                    buffer.set(spec["job_id"], started=now, done=now, error=msg, startup=0.0 if k else now - began)
                 counts["error"] = len(jobs)
                 return counts
             if jc.hooks.get("pre_do_collection"):
                 jc.hooks["pre_do_collection"](jc)
-            restarted = restart_count() > 0
+            # a requeued (Slurm) or re-run (Dask: its worker was lost) collection: what did it finish?
+            earlier = store.own_view(jc.job_hash) if restart_count() > 0 or NODE.rerun else None
             for spec in jobs:
                 if TERMINATING.is_set() or REQUEUE.is_set():
                     say("Terminating: the remaining jobs of this collection are not started" if TERMINATING.is_set()
                         else "Requeued: the remaining jobs of this collection run in the next run")
                     break
-                if restarted and store.exists(spec["job_id"]):  # finished in an earlier run of this submission
+                if earlier is not None and earlier.exists(spec["job_id"]):  # finished in an earlier run of it
                     say(f"Job {spec['job_id']} finished in an earlier run of this collection")
                     continue
-                ok = run_job(jc, spec, runner, store, buffer, measure)
+                ok = run_job(jc, spec, runner, store, buffer, measure,
+                             startup=0.0 if began is None else time.time() - began)
+                began = None  # the collection's start-up is its first job's to report
                 counts["done" if ok else "error"] += 1
             if jc.hooks.get("post_do_collection"):
                 jc.hooks["post_do_collection"](jc)
             say(FINISHED)
     finally:
-        if isinstance(store, PackedStore):
-            store.close()
+        store.close()
         buffer.close()
     return counts

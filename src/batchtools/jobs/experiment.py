@@ -23,6 +23,9 @@ class Problem:
     fun: Callable | None = None
     seed: int | None = None
     cache: bool = False
+    # names this definition of the problem: cached instances live under it, so an instance of a
+    # removed or overwritten problem (even one a late node writes) is never read for the new one
+    version: str = field(default="", compare=False)
 
     def __repr__(self) -> str:
         return f"Problem({self.name!r}, seed={self.seed}, cache={self.cache}, fun={'yes' if self.fun else 'no'})"
@@ -109,7 +112,8 @@ class ExperimentJob(Job):
             self._say(f"Generating problem instance for problem '{self.problem}' ...")
         if prob.fun is None:
             return prob.data
-        cache = Layout(self.file_dir).instance_cache(self.problem, self.prob_pars, self.repl) if prob.cache else None
+        cache = Layout(self.file_dir).instance_cache(self.problem, self.prob_pars, self.repl,
+                                                     prob.version) if prob.cache else None
         if cache and cache.exists():
             return read_pickle(cache)
         if prob.seed is not None:
@@ -131,9 +135,17 @@ class ExperimentJob(Job):
         return instance
 
 
+# an object of a problem's data or an algorithm's function with this method is asked to load what
+# it needs once per process (a task's data from its loader, a learner's scikit-learn modules and
+# scorers) before the first job that uses it starts: start-up, not that job's run time
+WARM_UP = "__batchtools_warm_up__"
+
+
 def experiment_runner(jc: JobCollection) -> Callable[[ExperimentJob], Any]:
-    """The function that runs one experiment job of ``jc``: instance, then algorithm."""
+    """The function that runs one experiment job of ``jc``: instance, then algorithm. Its
+    ``prepare(job)`` loads the job's problem and algorithm (once per process) before the job starts."""
     namespaces_done: set[int] = set()
+    prepared: set[tuple[str, str]] = set()
 
     def setup(fn: Callable | None) -> None:
         g = getattr(fn, "__globals__", None)
@@ -141,6 +153,20 @@ def experiment_runner(jc: JobCollection) -> Callable[[ExperimentJob], Any]:
             namespaces_done.add(id(g))
             prepare_namespace(jc, g)
             restore_code_files(g, jc.code_files, [fn])
+
+    def prepare(job: ExperimentJob) -> None:
+        key = (job.problem, job.algorithm)
+        if key in prepared:
+            return
+        prob = load_problem(jc.file_dir, job.problem)
+        algo = load_algorithm(jc.file_dir, job.algorithm)
+        setup(prob.fun)
+        setup(algo.fun)
+        for part in (prob.data, algo.fun):
+            warm = getattr(type(part), WARM_UP, None)
+            if warm is not None:
+                warm(part)
+        prepared.add(key)
 
     def run(job: ExperimentJob) -> Any:
         prob = load_problem(jc.file_dir, job.problem)
@@ -154,4 +180,5 @@ def experiment_runner(jc: JobCollection) -> Callable[[ExperimentJob], Any]:
             return instance
         return call_with(algo.fun, {"data": prob.data, "job": job, "instance": instance}, job.algo_pars)
 
+    run.prepare = prepare  # type: ignore[attr-defined]
     return run

@@ -3,6 +3,8 @@ run job collections in forked processes, and learn when they end.
 
 Multicore runs every collection this way, so a collection costs a fork of a warm process (or
 nothing: a process whose collection ended runs the next one) rather than a new interpreter.
+A server with no child for ``idle_timeout`` seconds ends (it holds the jobs' imports, ~175 MB
+with scikit-learn); the next spawn starts a new one.
 """
 
 from __future__ import annotations
@@ -31,8 +33,12 @@ class ForkServer:
     it dies, its children carry on (they are not its to kill), so they are then tracked with
     psutil until they end, and the next spawn starts a new server. A spawn either returns the
     pid of a child that runs the collection or raises, and then no child runs it (see the
-    server's go signal).
+    server's go signal). A server that ran no child for ``idle_timeout`` seconds is ended.
     """
+
+    #: seconds a server may go without a child before it is ended (a notebook that makes ten
+    #: registries would otherwise keep ten warm servers until it exits)
+    idle_timeout: float = 300.0
 
     def __init__(self, ncpus: int, devices=(), env: dict[str, str] | None = None, name: str = "Multicore") -> None:
         self.ncpus = ncpus
@@ -44,10 +50,12 @@ class ForkServer:
         self.running: dict[int, float | None] = {}  # pid -> start time, children of the live server
         self.orphans: dict[int, float | None] = {}  # children of a server that died
         self.replies: dict[int, int] = {}  # request id -> pid
+        self.pending = 0  # spawns waiting for the server's answer
         self.requests = itertools.count(1)
         self.deaths = 0  # servers that died under us
         self.preloaded: set[str] = set()  # modules the live server was already asked to import
         self.changes = 0
+        self.last_active = time.monotonic()  # when a child last started or ended
         self._atexit = False
 
     def alive(self) -> bool:
@@ -64,7 +72,9 @@ class ForkServer:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, env=self.env,
         )
         self.preloaded = set()
+        self.last_active = time.monotonic()
         threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+        threading.Thread(target=self._end_when_idle, args=(self.proc,), daemon=True).start()
         if not self._atexit:
             atexit.register(self.close)
             self._atexit = True
@@ -81,6 +91,7 @@ class ForkServer:
                     pid, _, code = rest.partition(" ")
                     self.running.pop(int(pid), None)
                     self.gpus.give_back(int(pid))
+                self.last_active = time.monotonic()
                 self.changes += 1
                 self.cond.notify_all()
         with self.cond:  # the server ended: its children now have to be watched directly
@@ -90,6 +101,20 @@ class ForkServer:
                 self.deaths += 1
             self.changes += 1
             self.cond.notify_all()
+
+    def _end_when_idle(self, proc: subprocess.Popen) -> None:
+        """End ``proc`` once it has had no child (and no request) for ``idle_timeout`` seconds."""
+        with self.cond:
+            while proc is self.proc and proc.poll() is None:
+                idle = time.monotonic() - self.last_active
+                if not self.running and not self.pending and idle >= self.idle_timeout:
+                    self.proc = None  # the next spawn starts a new server, without a warning
+                    break
+                self.cond.wait(max(0.05, self.idle_timeout - idle))
+            else:
+                return
+        log.debug("the %s fork server (pid %d) was idle for %.0f s: ending it", self.name, proc.pid, self.idle_timeout)
+        _end_server(proc)
 
     def _prune_orphans(self) -> None:
         """Forget orphaned children that ended (pid gone, or reused by another process)."""
@@ -119,6 +144,8 @@ class ForkServer:
             self.ensure_started()
             proc = self.proc
             request = next(self.requests)
+            self.pending += 1
+            self.last_active = time.monotonic()
             new = [m for m in preload if m not in self.preloaded and m.replace(".", "").replace("_", "").isalnum()]
             try:
                 if new:
@@ -132,6 +159,7 @@ class ForkServer:
                 pass  # a dead server: found out below
             while request not in self.replies and proc is self.proc and proc.poll() is None:
                 self.cond.wait(0.5)
+            self.pending -= 1
             pid = self.replies.pop(request, None)
             if self.gpus:  # the child holds the devices until it ends
                 held = self.gpus.held.pop(("spawn", request), [])
@@ -158,12 +186,18 @@ class ForkServer:
             self.cond.wait_for(lambda: self.changes != seen, timeout)
 
     def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                self.proc.stdin.close()
-                self.proc.wait(timeout=5)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
+        if self.proc is not None:
+            _end_server(self.proc)
+
+
+def _end_server(proc: subprocess.Popen) -> None:
+    """Ask a server to end (its stdin closes; its children carry on) and reap it."""
+    if proc.poll() is None:
+        try:
+            proc.stdin.close()
+            proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
 
 
 def _start_time(pid: int) -> float | None:

@@ -21,23 +21,30 @@ from ..core.collection import JobCollection
 from ..core.files import open_append, read_pickle, user_path
 from ..core.layout import Layout
 from . import checkpoint, progress
+from .environment import array_index, environment_of
 from .execute import report_unreadable, run_chunk
-from .session import TERMINATING, redirect_output
+from .session import TERMINATING, redirect_output, say
 
 UPDATE_INTERVAL = 1.0
 # set (to "1") by a backend whose engine cannot cancel a running task (HyperQueue's Python API):
 # the node then obeys the master's cancel markers (``Layout.cancel_marker``)
 CANCEL_ENV = "BATCHTOOLS_WATCH_CANCEL"
 CANCEL_INTERVAL = 1.0
+# set (to "1") by a backend whose engine runs a task again when its worker is lost (Dask): the node
+# then claims its collection's run with a lock on the log (see :func:`claim_run`)
+RERUN_ENV = "BATCHTOOLS_ENGINE_RERUNS"
 
 
-def run_collection(jc: JobCollection, update_interval: float | None, sink: list | None = None) -> dict[str, int]:
-    """Run ``jc`` here: its chunk of jobs, or, for a pool worker, the jobs it claims."""
+def run_collection(jc: JobCollection, update_interval: float | None, sink: list | None = None,
+                   began: float | None = None) -> dict[str, int]:
+    """Run ``jc`` here: its chunk of jobs, or, for a pool worker, the jobs it claims. ``began``:
+    when its start-up began (default: now; a process started for it: the process's start)."""
+    began = time.time() if began is None else began
     if jc.pool:
         from .pool_worker import run_pool_worker  # here: a chunk's node starts faster without it
 
-        return run_pool_worker(jc, update_interval, sink)
-    return run_chunk(jc, update_interval, sink)
+        return run_pool_worker(jc, update_interval, sink, began)
+    return run_chunk(jc, update_interval, sink, began)
 
 
 def do_job_collection(
@@ -50,7 +57,7 @@ def do_job_collection(
 
     ``output``: a file (a path, or a file open for writing) the jobs' printed output is
     appended to (Python-level redirection); ``None`` writes to the current ``sys.stdout``. Returns counts
-    ``{"done": ..., "error": ...}``. Results go to ``results/<job_id>.pkl`` and
+    ``{"done": ..., "error": ...}``. Results go to the registry's store (``results/``) and
     status updates to ``updates/``; call ``sync_registry()`` on the master to see them.
 
     >>> import batchtools as bt
@@ -80,17 +87,17 @@ def _terminated(signum, frame) -> None:
 
 def log_file_of(jc: JobCollection) -> str:
     """The log this process writes: the collection's, or its array task's."""
-    if jc.array_jobs and jc.array_var and os.environ.get(jc.array_var):
-        return str(Layout(jc.file_dir).array_log(jc.job_hash, os.environ[jc.array_var]))
-    return jc.log_file
+    task = array_index(jc)
+    return jc.log_file if task is None else str(Layout(jc.file_dir).array_log(jc.job_hash, task))
 
 
 def cancel_markers(jc: JobCollection) -> list[str]:
     """The files whose existence cancels this process's collection (or array task)."""
     lay = Layout(jc.file_dir)
     out = [str(lay.cancel_marker(jc.job_hash))]
-    if jc.array_jobs and jc.array_var and os.environ.get(jc.array_var):
-        out.append(str(lay.cancel_marker(jc.job_hash, os.environ[jc.array_var])))
+    task = array_index(jc)
+    if task is not None:
+        out.append(str(lay.cancel_marker(jc.job_hash, task)))
     return out
 
 
@@ -109,6 +116,29 @@ def watch_cancel(markers: list[str], interval: float = CANCEL_INTERVAL) -> bool:
     return False
 
 
+def claim_run(logged_before: bool) -> bool:
+    """Claim this collection's run for this process: an exclusive lock on its log (file descriptor
+    1, after :func:`redirect_output`), held until the output goes elsewhere or the process ends.
+    An earlier run of the collection that still goes on (an engine declared its worker dead and
+    ran the task again, while the process lives on) is waited for, so two runs never overlap.
+    True if the collection ran before (its log existed before this run opened it, or a run held
+    it): the jobs that have a result are then skipped. On a file system without locks only the
+    log tells."""
+    import fcntl
+
+    try:
+        fcntl.flock(1, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        say("An earlier run of this collection is still going on (its engine lost the worker running it); "
+            "waiting until it ends, then running the jobs it did not finish")
+        sys.stdout.flush()
+        fcntl.flock(1, fcntl.LOCK_EX)
+        return True
+    except OSError:
+        pass
+    return logged_before
+
+
 def run_file(path: str, file_dir: str | None = None) -> int:
     """Run the job collection stored at ``path`` as this process; 0 if it ran (jobs may have failed).
     ``file_dir``: its registry, if the file is not the registry's ``jobs/<hash>.pkl``."""
@@ -121,16 +151,23 @@ def run_file(path: str, file_dir: str | None = None) -> int:
         return 0  # cancelled while it waited for the engine: start nothing
     log_file = log_file_of(jc)
     if log_file:
+        # an engine that runs a task again: the log, made by the first run, tells a run again
+        logged_before = os.environ.get(RERUN_ENV) == "1" and os.path.exists(log_file)
         redirect_output(log_file)
+        if os.environ.get(RERUN_ENV) == "1":
+            checkpoint.NODE.rerun = claim_run(logged_before)
     signal.signal(signal.SIGTERM, _terminated)
-    checkpoint.arm(jc.resources, pool=bool(jc.pool))  # the time limit's warning, requeues
+    # the time limit's warning; the scheduler's node half: restarts, requeues
+    checkpoint.arm(jc.resources, pool=bool(jc.pool), env=environment_of(jc.node_environment, jc.array_var))
     progress.node_process()  # a stalled job that does not end may end this process
     if os.environ.get("BATCHTOOLS_DEBUG"):
         from ..core.debug import enable_debug
 
         enable_debug()
     try:
-        run_collection(jc, UPDATE_INTERVAL)
+        # the start-up counts from the process's start (or, in a process running one collection
+        # after another, from this collection's), as the node's walltime clock does
+        run_collection(jc, UPDATE_INTERVAL, began=checkpoint.NODE.start)
         checkpoint.requeue_if_asked()  # a job stopped to go on: its rows are written, now requeue
     finally:
         sys.stdout.flush()

@@ -24,6 +24,7 @@ from ..core.files import atomic_write_bytes, make_dir
 from ..core.layout import Layout
 from . import checkpoint
 from .devices import VAR, slots, visible_devices
+from .environment import environment_of
 from .session import TERMINATING, redirect_output, say
 
 
@@ -35,8 +36,10 @@ def device_groups(jc: JobCollection) -> list[list[str]]:
     return slots(visible_devices(res), res.get("gpus_per_job") or 1)
 
 
-def run_slots(jc: JobCollection, update_interval: float | None, groups: list[list[str]], worker_class) -> dict:
-    """Run ``worker_class`` (the pool worker) once per device group, in forked children."""
+def run_slots(jc: JobCollection, update_interval: float | None, groups: list[list[str]], worker_class,
+              began: float | None = None) -> dict:
+    """Run ``worker_class`` (the pool worker) once per device group, in forked children (each
+    slot's start-up counts from ``began``, the worker's)."""
     wid = jc.pool["worker"]
     layout = Layout(jc.file_dir)
     heartbeat = float(jc.pool.get("heartbeat", 10.0))
@@ -55,12 +58,12 @@ def run_slots(jc: JobCollection, update_interval: float | None, groups: list[lis
                 os.close(r)
                 os.environ[VAR] = ",".join(devices)
                 redirect_output(str(layout.array_log(wid, k)))
-                checkpoint.arm(jc.resources, pool=True)
+                checkpoint.arm(jc.resources, pool=True, env=environment_of(jc.node_environment, jc.array_var))
                 say(f"Device slot {k} of pool worker {wid}: {VAR}={os.environ[VAR]}")
                 # claims leave the other slots (of every worker) their share
                 sub = dataclasses.replace(jc, pool={**jc.pool, "worker": f"{wid}{SLOT}{k}",
                                                     "n_workers": int(jc.pool.get("n_workers", 1)) * len(groups)})
-                counts = worker_class(sub, update_interval, None).run()
+                counts = worker_class(sub, update_interval, None, began).run()
                 os.write(w, f"{counts['done']} {counts['error']}".encode())
                 code = 0
             finally:

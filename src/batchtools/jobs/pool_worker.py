@@ -20,7 +20,7 @@ from ..core.claims import ClaimLog, Fenced
 from ..core.collection import JobCollection
 from ..core.files import atomic_write_bytes, make_dir, read_pickle
 from ..core.layout import Layout
-from ..core.store import PackedStore, ResultStore
+from ..core.store import ResultStore
 from .checkpoint import STOP
 from .execute import report_unreadable, run_job, store_of
 from .runners import make_runner
@@ -44,8 +44,13 @@ class Batch:
 
 
 class PoolWorker:
-    def __init__(self, jc: JobCollection, update_interval: float | None, sink: list | None):
+    def __init__(self, jc: JobCollection, update_interval: float | None, sink: list | None,
+                 began: float | None = None):
         self.jc = jc
+        # start-up not reported yet (seconds): the worker's own until its first claim, then each
+        # queue's set-up; the next job that starts reports it (so it is in no job's run time)
+        self.began = time.time() if began is None else began
+        self.startup = 0.0
         info = jc.pool or {}
         self.worker = info["worker"]
         self.heartbeat = float(info.get("heartbeat", 10.0))
@@ -136,6 +141,7 @@ class PoolWorker:
 
     def batch(self, queue: str) -> Batch | None:
         if queue not in self.batches:
+            t0 = time.time()
             try:
                 jc = self.collection(queue)
             except Exception as e:  # every job of the batch fails, naming the file
@@ -151,6 +157,7 @@ class PoolWorker:
                     jc.hooks["pre_do_collection"](jc)
             self.batches[queue] = Batch(jc, runner, UpdateBuffer(self.layout, jc.job_hash, None, self.sink),
                                         store_of(jc, packed=True))
+            self.startup += time.time() - t0
         return self.batches[queue]
 
     def run_claim(self, claim) -> bool:
@@ -168,15 +175,17 @@ class PoolWorker:
             if job_id in self.claims.queues[claim.queue].cancelled:
                 say(f"Skipping job {job_id}: cancelled")
                 continue
+            startup, self.startup = self.startup, 0.0
             if isinstance(b.runner, Exception):
                 now = time.time()
-                b.buffer.set(job_id, started=now, done=now,
+                b.buffer.set(job_id, started=now, done=now, startup=startup,
                              error=f"Set-up failed: {type(b.runner).__name__}: {b.runner}")
                 self.counts["error"] += 1
                 continue
             t0 = time.perf_counter()
             try:
-                ok = run_job(b.jc, spec, b.runner, b.store, b.buffer, self.measure, commit=self.commit)
+                ok = run_job(b.jc, spec, b.runner, b.store, b.buffer, self.measure, commit=self.commit,
+                             startup=startup)
             except Fenced:
                 say(f"Job {job_id} finished, but this worker was declared dead meanwhile: its result is discarded")
                 return False
@@ -200,6 +209,7 @@ class PoolWorker:
         try:
             with node_session(self.jc, f"Pool worker {self.worker}: claiming jobs"):
                 idle_since, pause = time.monotonic(), 0.02
+                self.startup = time.time() - self.began  # the process, the session: until the first claim
                 while True:
                     if TERMINATING.is_set():
                         reason = "terminated by the scheduler"
@@ -236,22 +246,23 @@ class PoolWorker:
             self._stop.set()
             ticker.join()
             for b in self.batches.values():
-                if isinstance(b.store, PackedStore):
-                    b.store.close()
+                b.store.close()
                 b.buffer.close()
             atomic_write_bytes(self.layout.worker_exit(self.worker),
                                f"{self.counts['done']} {self.counts['error']} {reason}\n".encode())
         return self.counts
 
 
-def run_pool_worker(jc: JobCollection, update_interval: float | None, sink: list | None = None) -> dict[str, int]:
+def run_pool_worker(jc: JobCollection, update_interval: float | None, sink: list | None = None,
+                    began: float | None = None) -> dict[str, int]:
     """Claim and run jobs until none is left (after ``idle_timeout`` seconds of waiting for more).
-    A worker with several GPUs runs one claimer per device group at once (:mod:`.pool_slots`)."""
+    A worker with several GPUs runs one claimer per device group at once (:mod:`.pool_slots`).
+    ``began``: when the worker's start-up began (default: now)."""
     from .pool_slots import device_groups, run_slots
 
     groups = device_groups(jc)
     if len(groups) > 1 and sink is None:
-        return run_slots(jc, update_interval, groups, PoolWorker)
+        return run_slots(jc, update_interval, groups, PoolWorker, began)
     if groups:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(groups[0])
-    return PoolWorker(jc, update_interval, sink).run()
+    return PoolWorker(jc, update_interval, sink, began).run()

@@ -21,7 +21,7 @@ def map_runner(jc: JobCollection) -> Callable[[Job], Any]:
     """Calls ``batch_map``'s function with one job's arguments."""
     layout = Layout(jc.file_dir)
     fun = load_cached(layout.user_function)
-    more_args = load_cached(layout.more_args) if layout.more_args.exists() else {}
+    more_args = load_cached(layout.more_args)  # written by batch_map, if empty too: missing means lost
     namespace = getattr(fun, "__globals__", {})
     prepare_namespace(jc, namespace)
     restore_code_files(namespace, jc.code_files, [fun])

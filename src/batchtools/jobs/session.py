@@ -17,6 +17,7 @@ from typing import Any
 
 from .._version import __version__
 from ..core.collection import JobCollection
+from ..core.errors import CorruptFileError
 from ..core.files import read_pickle
 from ..core.layout import Layout, is_data_file
 from ..core.protocol import BANNER, MARK
@@ -42,11 +43,20 @@ def say(msg: str) -> None:
 
 
 def load_cached(path: str | os.PathLike) -> Any:
-    """Unpickle ``path`` once per process (keyed by path, mtime and size)."""
-    st = os.stat(path)
-    key = (os.fspath(path), st.st_mtime_ns, st.st_size)
-    if key not in _cache:
-        _cache[key] = read_pickle(path)
+    """Unpickle ``path``, a file of the registry's set-up (its function and arguments, an export,
+    a problem, an algorithm), once per process (keyed by path, inode, mtime and size: a file
+    rewritten within the file system's timestamp granularity, at the same size, is still read
+    again, since every registry write replaces the file by a new one). A missing or unreadable one
+    is a CorruptFileError naming it: no job runs without a part of its set-up."""
+    try:
+        st = os.stat(path)
+        key = (os.fspath(path), st.st_ino, st.st_mtime_ns, st.st_size)
+        if key not in _cache:
+            _cache[key] = read_pickle(path)
+    except Exception as e:
+        what = "is missing" if isinstance(e, FileNotFoundError) else f"cannot be read ({type(e).__name__}: {e})"
+        raise CorruptFileError(f"{path}: this file of the registry's set-up {what}; no job can run without it. Put "
+                               "it back (e.g. from the copy the registry came from), or define it again") from e
     return _cache[key]
 
 
@@ -180,6 +190,12 @@ def node_session(jc: JobCollection, what: str):
 def redirect_output(log_file: str) -> None:
     """Send this process's file descriptors 1 and 2 (and ``sys.stdout``/``sys.stderr``) to the end of ``log_file``."""
     fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:  # a scheduler may have made it (Slurm's --output) under a umask that lets anyone write it
+        mode = os.fstat(fd).st_mode & 0o7777
+        if mode & 0o022:
+            os.fchmod(fd, mode & ~0o022)
+    except OSError:  # not ours to change: leave it as it is
+        pass
     sys.stdout.flush()
     sys.stderr.flush()
     os.dup2(fd, 1)
