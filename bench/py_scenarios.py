@@ -61,6 +61,46 @@ def squares(xs):
     return [square(x) for x in xs]
 
 
+def sometimes_failing(x):
+    if x % 1000 == 7:
+        raise ValueError(f"x = {x} is a bad case")
+    return x**2
+
+
+def report_scenario(reg, n: int, work: str, out: dict[str, float]) -> None:
+    """A registry of n jobs (run in 100 chunks on Multicore(2), one in 1,000 failing) reported on:
+    the time to write the report, its size, and its first contentful paint in headless Chromium."""
+    import numpy as np
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+    from chromium import Chromium
+
+    reg.cluster_functions = bt.make_cluster_functions_multicore(2)
+    bt.batch_map(sometimes_failing, x=range(1, n + 1))
+    ids = bt.find_jobs()
+    ids["chunk"] = bt.chunk(ids["job_id"], n_chunks=100)
+    bt.submit_jobs(ids, resources={"walltime": 3600, "memory": 4096})
+    bt.wait_for_jobs()
+    assert bt.get_status().done == n - n // 1000
+    path = os.path.join(work, "report.html")
+    out["write"] = tm(lambda: bt.report(path))
+    out["size_mb"] = os.path.getsize(path) / 1e6
+    out["cli_write"] = cli_seconds(["report", str(reg.file_dir), "-o", path], repeat=1)
+    paints, loads = [], []
+    with Chromium() as browser:
+        for _ in range(3):
+            page = browser.open(path)
+            try:
+                problems = page.problems(own_url=f"file://{os.path.abspath(path)}")
+                assert not problems, problems
+                paints.append(page.first_paint() / 1000)
+                loads.append(page.evaluate("performance.getEntriesByType('navigation')[0].loadEventEnd") / 1000)
+            finally:
+                page.close()
+    out["first_paint"] = float(np.median(paints))
+    out["load_event"] = float(np.median(loads))
+
+
 def engine_scenario(scen: str, n: int, work: str, out: dict[str, float]) -> None:
     """HyperQueue / Dask: the engine's own time for the work, then ours on the same engine."""
     import numpy as np
@@ -334,6 +374,8 @@ def main(scen: str, n: int, variant: str | None = None) -> None:
             ids.assign(chunk=bt.lpt(times, n_chunks=2)), reg=r))
     elif scen.startswith(("hq_", "dask_")):
         engine_scenario(scen, n, work, out)
+    elif scen == "report":
+        report_scenario(reg, n, work, out)
     elif scen == "experiments":
         reg = bt.make_experiment_registry(file_dir=tempfile.mkdtemp(dir=work, prefix="py-"), seed=1, conf_file=None)
         bt.add_problem("p1", data=list(range(1, 11)), fun=lambda data, job, n: job.rng.choice(data, n))

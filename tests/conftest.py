@@ -2,12 +2,15 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 import batchtools as bt
@@ -135,6 +138,32 @@ def wait_until(cond, timeout: float = 30.0, what: str = "condition", poll: float
 def running_jobs(timeout: float = 30.0) -> list[int]:
     """Wait until some jobs of the default registry run; their ids."""
     return wait_until(lambda: bt.find_running()["job_id"].tolist(), timeout, "a running job", poll=0.1)
+
+
+def enforcing_multicore(ncpus=2):
+    """Multicore that ends a collection with SIGTERM once it ran past its walltime, as a scheduler does."""
+    cf = bt.make_cluster_functions_multicore(ncpus)
+    submit = cf.submit_job
+
+    def submit_job(reg, jc):
+        result = submit(reg, jc)
+        walltime = jc.resources.get("walltime")
+        if walltime:
+            pid = int(result.batch_id)
+            born = psutil.Process(pid).create_time()
+
+            def limit():
+                try:
+                    if abs(psutil.Process(pid).create_time() - born) < 0.01:
+                        os.kill(pid, signal.SIGTERM)
+                except (psutil.Error, ProcessLookupError):
+                    pass
+
+            threading.Timer(walltime + 0.2, limit).start()
+        return result
+
+    cf.submit_job = submit_job
+    return cf
 
 
 def scheduler_registry(path, cf, make=bt.make_registry, seed=1):

@@ -59,6 +59,19 @@ def test_multicore_runs_in_background_and_status_visible(mreg, tmp_path):
     assert len(set(pids)) == 2 and os.getpid() not in pids
 
 
+def test_a_running_jobs_log_shows_that_it_started(mreg, tmp_path):
+    """The node's marker lines are flushed: get_log shows a job running, not an empty file."""
+    gate = tmp_path / "gate"
+    bt.batch_map(gated, gate=[str(gate)])
+    bt.submit_jobs()
+    try:
+        wait_until(lambda: bt.find_running()["job_id"].tolist() == [1]
+                   and "Starting job [batchtools job.id=1]" in "\n".join(bt.get_log(1)), 60, "the start in the log")
+    finally:
+        gate.touch()
+    assert bt.wait_for_jobs()
+
+
 def test_multicore_chunks_and_ncpus(mreg):
     bt.batch_map(square, x=range(1, 101))
     ids = bt.find_jobs()

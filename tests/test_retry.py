@@ -11,12 +11,10 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 
 import numpy as np
 import pandas as pd
-import psutil
 import pytest
 
 import batchtools as bt
@@ -26,33 +24,7 @@ from batchtools.core.files import write_pickle
 from batchtools.core.protocol import new_row
 from batchtools.core.retry import decide
 from batchtools.jobs import checkpoint
-from conftest import countdown, running_jobs, snapshot, wait_until
-
-
-def enforcing_multicore(ncpus=2):
-    """Multicore that ends a collection with SIGTERM once it ran past its walltime, as a scheduler does."""
-    cf = bt.make_cluster_functions_multicore(ncpus)
-    submit = cf.submit_job
-
-    def submit_job(reg, jc):
-        result = submit(reg, jc)
-        walltime = jc.resources.get("walltime")
-        if walltime:
-            pid = int(result.batch_id)
-            born = psutil.Process(pid).create_time()
-
-            def limit():
-                try:
-                    if abs(psutil.Process(pid).create_time() - born) < 0.01:
-                        os.kill(pid, signal.SIGTERM)
-                except (psutil.Error, ProcessLookupError):
-                    pass
-
-            threading.Timer(walltime + 0.2, limit).start()
-        return result
-
-    cf.submit_job = submit_job
-    return cf
+from conftest import countdown, enforcing_multicore, running_jobs, snapshot, wait_until
 
 
 @pytest.fixture

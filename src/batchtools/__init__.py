@@ -61,6 +61,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "batchtools.api.recommend": ("recommend_resources", "ResourceRecommendation"),
     "batchtools.api.workers": ("submit_workers", "get_workers"),
     "batchtools.plot": ("plot_timeline",),
+    "batchtools.reports": ("report", "Report"),
     "batchtools.api.experiments": ("add_problem", "add_algorithm", "add_experiments", "find_experiments",
                                    "summarize_experiments", "remove_experiments", "remove_problems",
                                    "remove_algorithms"),

@@ -10,6 +10,7 @@ unless ``--conf FILE``):
     batchtools log      [REGISTRY] JOB_ID               the log of one job (a typo gets the nearest command or option)
     batchtools workers  [REGISTRY]                      the worker pool
     batchtools timeline [REGISTRY] -o FILE [--ids IDS]  timeline figure (PNG, PDF or SVG)
+    batchtools report   [REGISTRY] -o FILE              the run report: one self-contained HTML page
 
 Acting (takes the registry's writeable lease; refused while another live session holds it,
 unless ``--force``; the configuration file is found as ``load_registry`` finds it):
@@ -255,6 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-gaps", action="store_true",
                    help="draw idle stretches (between sessions, in a queue) as they were, not cut out")
 
+    p = command("report", "the run report: one self-contained HTML page (errors, groups of jobs with "
+                          "resources used vs requested, timeline, worker pool, benchmark scores)")
+    registry_arg(p)
+    p.add_argument("-o", "--output", default="report.html", metavar="FILE",
+                   help="the HTML file to write (default report.html)")
+    p.add_argument("--by", action="append", default=None, metavar="COLUMN",
+                   help="group jobs by this job parameter (repeatable; default: problem and algorithm, or "
+                        "the mapped arguments with few values)")
+
     def acting(p: argparse.ArgumentParser) -> None:
         registry_arg(p)
         p.add_argument("--force", action="store_true",
@@ -441,24 +451,17 @@ def group_errors(job_ids: list[int], messages: list[str], examples: int = 5) -> 
     1 job (3):
         KeyError: 'a'
     """
-    import re
+    from .api.logs import error_groups
 
-    number = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
-    groups: dict[str, tuple[list[int], set[str]]] = {}
-    for job_id, msg in zip(job_ids, messages):
-        msg = str(msg)
-        ids, texts = groups.setdefault(number.sub("<n>", msg), ([], set()))
-        ids.append(int(job_id))
-        texts.add(msg)
-    order = sorted(groups.items(), key=lambda kv: -len(kv[1][0]))
+    order = error_groups(job_ids, messages)
     n = len(job_ids)
     out = [f"{n} failed job{'s' if n != 1 else ''}, {len(order)} kind{'s' if len(order) != 1 else ''} of error:"]
-    for key, (ids, texts) in order:
+    for g in order:
+        ids = g.job_ids
         shown = ", ".join(map(str, ids[:examples])) + (f", ... ({len(ids) - examples} more)"
                                                         if len(ids) > examples else "")
         out += ["", f"{len(ids)} job{'s' if len(ids) != 1 else ''} ({shown}):"]
-        text = next(iter(texts)) if len(texts) == 1 else key
-        out += [f"    {line}" for line in text.splitlines() or [""]]
+        out += [f"    {line}" for line in g.text.splitlines() or [""]]
     return out
 
 
@@ -523,6 +526,18 @@ def cmd_timeline(args) -> int:
         raise CliError(str(e)) from None
     fig.savefig(args.output, dpi=120)
     say(f"wrote {args.output}")
+    return OK
+
+
+def cmd_report(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .reports import report
+
+    reg = _open(args)
+    rep = report(args.output, by=args.by, reg=reg)
+    print(f"wrote {args.output} ({rep.size / 1e6:.2f} MB, {rep.n_jobs:,} jobs)")
     return OK
 
 
@@ -642,7 +657,7 @@ def cmd_reset(args) -> int:
 
 
 COMMANDS = {"status": cmd_status, "watch": cmd_watch, "errors": cmd_errors, "log": cmd_log,
-            "workers": cmd_workers, "timeline": cmd_timeline, "submit": cmd_submit, "resubmit": cmd_resubmit,
+            "workers": cmd_workers, "timeline": cmd_timeline, "report": cmd_report, "submit": cmd_submit, "resubmit": cmd_resubmit,
             "kill": cmd_kill, "reset": cmd_reset}
 
 

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from . import plot
+from . import plot, reports
 from .api import (
     benchmark,
     control,
@@ -135,6 +135,11 @@ class Registry(RegistryState):
     grep_logs = _method(logs.grep_logs)
     get_error_messages = _method(logs.get_error_messages)
     plot_timeline = _method(plot.plot_timeline)
+    report = _method(reports.report)
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows a registry as its run at a glance: counts, backend, elapsed, ETA."""
+        return reports.glance_html(self)
 
 
 class ExperimentRegistry(Registry):

@@ -83,7 +83,7 @@ def submit(script_text, array_var=None, n_tasks=0):
                                         stderr=subprocess.DEVNULL, start_new_session=True)
                 job.setdefault("procs", []).append([proc.pid, start_ticks(proc.pid)])
             else:
-                subprocess.run(["bash", str(path)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                run_unlocked(["bash", str(path)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if background:
             save(state)
     return jid
@@ -125,7 +125,7 @@ def pbs_submit(text):
                 env = {**os.environ, "PBS_JOBID": ident, "PBS_ENVIRONMENT": "PBS_BATCH"}
                 if task is not None:
                     env.update(PBS_ARRAY_INDEX=str(task), PBS_ARRAY_ID=pbs_id(jid, array=True))
-                subprocess.run(["bash", str(path)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                run_unlocked(["bash", str(path)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 state = load()
                 sub = state["jobs"][str(jid)]["sub"][str(task)]
                 rerun = sub.pop("rerun", False)
@@ -223,10 +223,24 @@ def active(state):
     return [(jid, j) for jid, j in state["jobs"].items() if j["state"] in ("Q", "R")]
 
 
+LOCK = []  # the lock file, held while a call runs
+
+
 def main():
     with open(Path(os.environ["FAKE_SCHED_DIR"]) / "lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        LOCK.append(lock)
         command()
+
+
+def run_unlocked(*args, **kwargs):
+    """subprocess.run of a job script without the lock: a job that runs within its submit call
+    asks the scheduler too (qstat, qrerun, scontrol), and would wait for the lock forever."""
+    fcntl.flock(LOCK[0], fcntl.LOCK_UN)
+    try:
+        return subprocess.run(*args, **kwargs)
+    finally:
+        fcntl.flock(LOCK[0], fcntl.LOCK_EX)
 
 
 def command():

@@ -6,6 +6,7 @@ import bisect
 import heapq
 import logging
 import re
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -91,7 +92,11 @@ def get_log(id: int, reg: RegistryState | None = None) -> list[str]:
     sel = reg.ids(id, arg="id")
     if sel.size != 1:
         raise ValueError(f"id: expected exactly one job id, got {sel.size}")
-    job_id = int(sel[0])
+    return read_job_log(reg, int(sel[0]))
+
+
+def read_job_log(reg: RegistryState, job_id: int) -> list[str]:
+    """:func:`get_log` of an existing job without a sync first (the caller synced)."""
     path = _log_path(reg, job_id)
     if path is None:
         raise FileNotFoundError(f"id: job {job_id} was never submitted, so it has no log yet")
@@ -196,3 +201,43 @@ def get_error_messages(ids=None, missing_as_error: bool = False, reg: RegistrySt
         msg[missing] = "[not terminated]"
         error = error | missing
     return DisplayFrame({"job_id": sel, "terminated": terminated, "error": error, "message": msg})
+
+
+# a number standing alone (not part of a name or a longer number): messages that differ only in
+# such numbers are one kind of error
+_NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
+
+
+@dataclass
+class ErrorGroup:
+    """Failed jobs whose messages differ at most in numbers: ``key`` (the message with ``<n>``
+    for its numbers), ``job_ids`` (in the order given) and the distinct ``texts``."""
+
+    key: str
+    job_ids: list[int] = field(default_factory=list)
+    texts: set[str] = field(default_factory=set)
+
+    @property
+    def text(self) -> str:
+        """The message itself if all jobs had the same one, else the key."""
+        return next(iter(self.texts)) if len(self.texts) == 1 else self.key
+
+
+def error_groups(job_ids, messages) -> list[ErrorGroup]:
+    """Failed jobs grouped by message, the most frequent first. Messages that differ only in
+    numbers are one group (shown with ``<n>`` for them).
+
+    >>> [(g.text, g.job_ids) for g in error_groups([1, 2, 3], ["ValueError: x = 1", "KeyError: 'a'",
+    ...                                                         "ValueError: x = 2"])]
+    [('ValueError: x = <n>', [1, 3]), ("KeyError: 'a'", [2])]
+    """
+    groups: dict[str, ErrorGroup] = {}
+    for job_id, msg in zip(job_ids, messages):
+        msg = str(msg)
+        key = _NUMBER.sub("<n>", msg)
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = ErrorGroup(key)
+        g.job_ids.append(int(job_id))
+        g.texts.add(msg)
+    return sorted(groups.values(), key=lambda g: -len(g.job_ids))

@@ -38,8 +38,9 @@ TERMINATING = threading.Event()
 
 
 def say(msg: str) -> None:
-    """One marker line in the log (``### [bt]: ...``)."""
-    print(f"{MARK}{msg}", file=sys.stdout)
+    """One marker line in the log (``### [bt]: ...``), flushed at once: a log file is block-buffered,
+    so a running job's ``Starting job`` line would otherwise reach ``get_log`` only when it ends."""
+    print(f"{MARK}{msg}", file=sys.stdout, flush=True)
 
 
 def load_cached(path: str | os.PathLike) -> Any:
