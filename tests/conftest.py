@@ -1,5 +1,6 @@
 """Fixtures of the tests (the isolation of every test and doctest is in the root conftest.py)."""
 
+import json
 import os
 import signal
 import subprocess
@@ -29,6 +30,40 @@ def mreg(tmp_path):
     r = bt.make_registry(file_dir=tmp_path / "mreg", seed=1, conf_file=None)
     r.cluster_functions = bt.make_cluster_functions_multicore(2)
     return r
+
+
+FAKE = Path(__file__).parent / "fakes" / "fake_scheduler.py"
+COMMANDS = ["qsub", "qselect", "qstat", "qdel", "qrerun", "bsub", "bjobs", "bkill", "docker", "sbatch", "squeue",
+            "scancel", "scontrol", "sacct", "nvidia-smi"]
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    """Fake scheduler commands (tests/fakes/fake_scheduler.py) first on PATH."""
+    bindir = tmp_path / "fakebin"
+    bindir.mkdir()
+    for c in COMMANDS:
+        (bindir / c).symlink_to(FAKE)
+    state = tmp_path / "sched"
+    state.mkdir()
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SCHED_DIR", str(state))
+    monkeypatch.setenv("FAKE_PYTHON", sys.executable)
+
+    class Fake:
+        dir = state
+
+        def calls(self):
+            path = state / "calls.log"
+            return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+        def hold(self, on=True):
+            if on:
+                monkeypatch.setenv("FAKE_SCHED_HOLD", "1")
+            else:
+                monkeypatch.delenv("FAKE_SCHED_HOLD", raising=False)
+
+    return Fake()
 
 
 def snapshot(path):

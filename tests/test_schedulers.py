@@ -2,47 +2,12 @@
 Slurm's error paths, against fake commands replaying the real tools' output formats
 (tests/fakes/fake_scheduler.py). Real Slurm is tested in test_slurm.py."""
 
-import json
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
 import batchtools as bt
 from conftest import countdown
-
-FAKE = Path(__file__).parent / "fakes" / "fake_scheduler.py"
-COMMANDS = ["qsub", "qselect", "qstat", "qdel", "qrerun", "bsub", "bjobs", "bkill", "docker", "sbatch", "squeue",
-            "scancel", "scontrol"]
-
-
-@pytest.fixture
-def fake(tmp_path, monkeypatch):
-    bindir = tmp_path / "fakebin"
-    bindir.mkdir()
-    for c in COMMANDS:
-        (bindir / c).symlink_to(FAKE)
-    state = tmp_path / "sched"
-    state.mkdir()
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_SCHED_DIR", str(state))
-    monkeypatch.setenv("FAKE_PYTHON", sys.executable)
-
-    class Fake:
-        dir = state
-
-        def calls(self):
-            path = state / "calls.log"
-            return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-        def hold(self, on=True):
-            if on:
-                monkeypatch.setenv("FAKE_SCHED_HOLD", "1")
-            else:
-                monkeypatch.delenv("FAKE_SCHED_HOLD", raising=False)
-
-    return Fake()
 
 
 def make(tmp_path, cf):

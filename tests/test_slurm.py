@@ -166,3 +166,57 @@ def test_ml_benchmark_with_user_code_on_slurm_chunks_arrays_and_pool(tmp_path, s
     assert bt.get_job_status()["batch_id"].nunique() >= 5  # two jobs, a chunk, an array's tasks, workers
     got = bt.reduce_results_batchmark().scores[["task", "learner", "fold", "hits"]]
     pd.testing.assert_frame_equal(got, expected)
+
+
+def stall_once(x, job):
+    marker = os.path.join(job.file_dir, f"stalled-{x}")
+    job.progress(0.0, "starting")
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        time.sleep(600)  # a hung call: no progress
+    job.progress(1.0, "done")
+    return x
+
+
+def test_a_stalled_job_is_ended_by_its_node_and_retried_on_slurm(sreg):
+    bt.batch_map(stall_once, x=[1])
+    bt.submit_jobs(resources={"walltime": 600, "stall_timeout": 3}, retry=bt.RetryPolicy(reasons=("stalled",)))
+    assert bt.wait_for_jobs(timeout=900)  # Slurm here is shared: the queue may be long
+    att = bt.get_job_attempts()
+    assert att["reason"].tolist() == ["stalled", None]
+    assert (att["ended"][0] - att["started"][0]).total_seconds() < 60  # ended by its node, not at the walltime
+    assert att["error"][0].startswith("Stalled: no progress for 3s since its last progress (0.0, starting)")
+    tab = bt.get_job_table()
+    assert tab["progress_message"].tolist() == ["done"] and tab["attempt"].tolist() == [2]
+
+
+def hold_memory(x, mb=30, seconds=2.0):
+    block = bytearray(mb * 2**20)
+    for i in range(0, len(block), 4096):  # touched: resident
+        block[i] = 1
+    time.sleep(seconds)
+    return x
+
+
+def test_resources_learned_from_use_resubmit_on_slurm(sreg):
+    """Jobs that use ~50 MB and 2 s of the 4 GB and 1 h they asked for: the recommendation is a
+    minute (Slurm counts --time in minutes) and ~1.2 x the peak memory, and Slurm runs the rest with
+    it. This Slurm keeps no accounting (ci/start-slurm.sh): the evidence is the node's measurement,
+    and sacct is asked once (test_resources_learned.py replays recorded sacct output)."""
+    from batchtools.api.recommend import round_memory
+
+    bt.batch_map(hold_memory, x=range(6))
+    bt.submit_jobs([1, 2, 3, 4], resources={"walltime": 3600, "memory": 4096})
+    assert bt.wait_for_jobs(timeout=900)  # Slurm here is shared: the queue may be long
+    rec = bt.recommend_resources(bt.find_not_done())
+    group = rec.groups.iloc[0]
+    assert group["done"] == 4 and group["evidence"] == "node" and 2 <= group["runtime"] < 30
+    assert 30 <= group["memory_used"] <= 200  # the node process with its 30 MB block
+    assert rec["job_id"].tolist() == [5, 6] and rec["walltime"].tolist() == [60, 60]
+    assert rec["memory"].tolist() == [round_memory(1.2 * group["memory_used"])] * 2 and rec["memory"][0] <= 256
+    bt.submit_jobs(rec)
+    assert bt.wait_for_jobs(timeout=900)
+    assert bt.reduce_results_list() == list(range(6))
+    for job_hash in bt.get_job_status([5, 6])["job_hash"]:
+        script = (sreg.file_dir / "jobs" / f"{job_hash}.sh").read_text()
+        assert "#SBATCH --time=1:00" in script and f"#SBATCH --mem-per-cpu={rec['memory'][0]}" in script

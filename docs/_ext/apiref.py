@@ -23,11 +23,11 @@ SECTIONS: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("experiments", "Experiments", "Problems, algorithms, designs and replications.",
      ("batchtools.api.experiments", "batchtools.jobs.experiment")),
     ("running", "Submitting and running",
-     "Submitting, waiting, killing and resetting; chunking; running jobs by hand. Resources: "
-     "``walltime`` in seconds, ``memory`` in MB (MiB, as schedulers count), ``ncpus`` CPUs.",
+     "Submitting, waiting, killing and resetting; chunking; resources learned from use; running jobs by hand. "
+     "Resources: ``walltime`` in seconds, ``memory`` in MB (MiB, as schedulers count), ``ncpus`` CPUs.",
      ("batchtools.api.submit", "batchtools.api.wait", "batchtools.api.control", "batchtools.api.chunking",
-      "batchtools.api.runtimes", "batchtools.api.testing", "batchtools.jobs.node", "batchtools.jobs.job",
-      "batchtools.core.collection")),
+      "batchtools.api.runtimes", "batchtools.api.recommend", "batchtools.api.testing", "batchtools.jobs.node",
+      "batchtools.jobs.job", "batchtools.core.collection")),
     ("pool", "Worker pool", "A few scheduler jobs that pull the registry's jobs, in your order.",
      ("batchtools.api.workers",)),
     ("status", "Status and queries", "Job counts, job tables, finding jobs, tags, joins.",

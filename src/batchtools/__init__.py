@@ -58,6 +58,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "batchtools.api.logs": ("get_log", "show_log", "grep_logs", "get_error_messages"),
     "batchtools.api.chunking": ("chunk", "lpt", "binpack"),
     "batchtools.api.runtimes": ("estimate_runtimes", "RuntimeEstimate"),
+    "batchtools.api.recommend": ("recommend_resources", "ResourceRecommendation"),
     "batchtools.api.workers": ("submit_workers", "get_workers"),
     "batchtools.plot": ("plot_timeline",),
     "batchtools.reports": ("report", "Report"),

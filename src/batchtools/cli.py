@@ -4,7 +4,8 @@ Looking (read-only, safe while a session works on the registry; no configuration
 unless ``--conf FILE``):
 
     batchtools status   [REGISTRY] [--check] [--json]   job counts
-    batchtools watch    [REGISTRY] [--interval S]       live counts, running jobs, workers, ETA
+    batchtools watch    [REGISTRY] [--interval S] [--notify TARGET]
+                                                        live counts, running jobs, workers, ETA
     batchtools errors   [REGISTRY] [--list]             errors grouped by message
     batchtools log      [REGISTRY] JOB_ID               the log of one job (a typo gets the nearest command or option)
     batchtools workers  [REGISTRY]                      the worker pool
@@ -14,8 +15,8 @@ unless ``--conf FILE``):
 Acting (takes the registry's writeable lease; refused while another live session holds it,
 unless ``--force``; the configuration file is found as ``load_registry`` finds it):
 
-    batchtools submit   [REGISTRY] [--ids IDS] [chunks, resources] [--wait]
-    batchtools resubmit [REGISTRY] --errors/--expired/--ids IDS [chunks, resources] [--wait]
+    batchtools submit   [REGISTRY] [--ids IDS] [chunks, resources] [--wait [--notify TARGET]]
+    batchtools resubmit [REGISTRY] --errors/--expired/--ids IDS [chunks, resources] [--wait [--notify TARGET]]
     batchtools kill     [REGISTRY] [--ids IDS]
     batchtools reset    [REGISTRY] --errors/--expired/--ids IDS/--all
 
@@ -127,6 +128,40 @@ def _seconds(text: str) -> float:
     return x
 
 
+def _threshold(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        x = -1.0
+    if not (0 < x < 1 or (x >= 1 and x == int(x))):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of jobs (1, 2, ...) or a share (0.1 = 10%)")
+    return int(x) if x >= 1 else x
+
+
+def notifying(p: argparse.ArgumentParser, when: str) -> None:
+    p.add_argument("--notify", metavar="TARGET",
+                   help=f"send one message {when}: a web hook URL (JSON POST; Slack, Mattermost), "
+                        "ntfy://HOST/TOPIC, or a shell command (the message on its standard input and in "
+                        "$BATCHTOOLS_MESSAGE)")
+    p.add_argument("--notify-failures", type=_threshold, metavar="N",
+                   help="with --notify: also one message as soon as N jobs failed or expired (or a share, e.g. 0.1)")
+
+
+def _notifier(args):
+    """The --notify target (None without one)."""
+    target, failures = getattr(args, "notify", None), getattr(args, "notify_failures", None)
+    if target is None:
+        if failures is not None:
+            raise CliError("--notify-failures needs --notify TARGET", USAGE)
+        return None
+    from .core.notify import Notifier
+
+    try:
+        return Notifier.parse({"to": target, "failures": failures} if failures is not None else target, "--notify")
+    except (TypeError, ValueError) as e:
+        raise CliError(str(e), USAGE) from None
+
+
 def nearest(word: str, choices) -> str | None:
     """The choice nearest to a mistyped ``word`` (options compared without their dashes), or None.
 
@@ -197,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     registry_arg(p)
     p.add_argument("-n", "--interval", type=_seconds, default=2.0, metavar="SECONDS",
                    help="seconds between two refreshes (default 2)")
+    notifying(p, "when no job is left queued or running")
 
     p = command("errors", "error messages of failed jobs, grouped by message")
     registry_arg(p)
@@ -247,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-r", "--resource", type=parse_resource, action="append", default=[], metavar="KEY=VALUE",
                        help="any other resource, e.g. -r partition=short (repeatable)")
         p.add_argument("--wait", action="store_true", help="wait for the jobs to finish, with progress")
+        notifying(p, "when the wait ends (with --wait)")
 
     p = command("submit", "submit the jobs not submitted yet (or --ids)")
     acting(p)
@@ -347,8 +384,9 @@ def cmd_status(args) -> int:
 
 
 def cmd_watch(args) -> int:
-    from .watch import Watcher, render, status_line
+    from .watch import Watcher, notify_snapshot, render, status_line
 
+    notifier = _notifier(args)
     reg = _open(args)
     watcher = Watcher(reg)
     interactive = sys.stdout.isatty()
@@ -361,15 +399,18 @@ def cmd_watch(args) -> int:
         with Live(render(snap, args.registry, args.interval), console=console, auto_refresh=False,
                   transient=False) as live:
             while snap.left:
+                notify_snapshot(notifier, reg, snap)
                 _sleep(args.interval)
                 snap = watcher.snapshot()
                 live.update(render(snap, args.registry, args.interval), refresh=True)
     else:
         say(status_line(snap), flush=True)
         while snap.left:
+            notify_snapshot(notifier, reg, snap)
             _sleep(args.interval)
             snap = watcher.snapshot()
             say(status_line(snap), flush=True)
+    notify_snapshot(notifier, reg, snap)
     return JOBS_FAILED if snap.status.error or snap.status.expired else OK
 
 
@@ -524,6 +565,9 @@ def _submit(args, reg, ids, what: str) -> int:
         say(f"nothing to submit: {what}")
         return OK
     plan, resources = _chunked(args, ids)
+    notify = _notifier(args)
+    if notify is not None and not args.wait:
+        raise CliError("--notify tells when the wait ends: add --wait", USAGE)
     out = submit_jobs(plan, resources=resources, reg=reg)
     n_chunks = out["chunk"].nunique()
     say(f"submitted {len(out)} job{'s' if len(out) != 1 else ''} in {n_chunks} "
@@ -532,7 +576,7 @@ def _submit(args, reg, ids, what: str) -> int:
         from .api.status import get_status
         from .api.wait import wait_for_jobs
 
-        wait_for_jobs(out["job_id"], reg=reg)
+        wait_for_jobs(out["job_id"], notify=notify, reg=reg)
         status = get_status(out["job_id"], reg=reg)
         say(status)
         return JOBS_FAILED if status.error or status.expired else OK

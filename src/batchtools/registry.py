@@ -23,6 +23,7 @@ from .api import (
     find,
     logs,
     maintenance,
+    recommend,
     results,
     runtimes,
     setup,
@@ -95,6 +96,7 @@ class Registry(RegistryState):
     exec_job = _method(testing.exec_job)
     test_job = _method(testing.test_job)
     estimate_runtimes = _method(runtimes.estimate_runtimes)
+    recommend_resources = _method(recommend.recommend_resources)
     submit_workers = _method(workers.submit_workers)
     get_workers = _method(workers.get_workers)
     # status and queries

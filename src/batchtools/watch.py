@@ -114,6 +114,31 @@ class Watcher:
                         running, workers, now, self.submitting)
 
 
+def notify_snapshot(notifier, reg: RegistryState, snap: Snapshot) -> None:
+    """``batchtools watch --notify``: one message once failures reach the threshold, one when no
+    job is left (``snap.left`` is 0); nothing without a notifier."""
+    if notifier is None:
+        return
+    from .core.notify import message
+
+    s = snap.status
+    failed = s.error + s.expired
+    event = ("failures" if snap.left and notifier.crossed(failed, s.submitted) else None if snap.left
+             else "failed" if failed else "done")
+    if event is None:
+        return
+    counts = {"total": s.submitted, "done": s.done, "error": s.error, "expired": s.expired, "running": s.running,
+              "queued": s.queued}
+    st = reg.status
+    errors = st["error"].dropna()
+    first = f"job {int(st['job_id'][errors.index[0]])}: {errors.iloc[0]}" if len(errors) else None
+    took = None
+    if event != "failures" and st["submitted"].notna().any():  # the run: its first submission to its last end
+        took = float(np.nanmax(st["done"].to_numpy(), initial=snap.time) - st["submitted"].min())
+    title, text = message(event, counts, str(reg.file_dir), took, first)
+    notifier.send(event, title, text, {"registry": str(reg.file_dir), **counts})
+
+
 def ago(seconds: float) -> str:
     """``12s ago`` (``-`` for unknown).
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """A stand-in for qsub/qselect/qdel (TORQUE), qsub/qstat/qdel (SGE), qsub/qstat -f -F json/qdel/
-qrerun (PBS Pro), bsub/bjobs/bkill (LSF, OpenLava), docker and sbatch/squeue/scancel/scontrol
-(Slurm), dispatched on the name it is called by. It replays the output formats of the real
-tools (from their documentation) and keeps its state in $FAKE_SCHED_DIR/state.json.
+qrerun (PBS Pro), bsub/bjobs/bkill (LSF, OpenLava), docker, sbatch/squeue/scancel/scontrol/sacct
+(Slurm) and nvidia-smi, dispatched on the name it is called by. It replays the output formats of
+the real tools (from their documentation) and keeps its state in $FAKE_SCHED_DIR/state.json.
 
 PBS Pro (a script with ``#PBS -l select=``): ``qsub`` prints ``ID.pbs.example.org`` (``ID[].…``
 for ``-J``), runs each subjob with ``PBS_JOBID``/``PBS_ARRAY_INDEX`` set and its ``run_count``
@@ -10,6 +10,11 @@ shown by ``qstat``, and runs a job again (run_count + 1) that ``qrerun`` requeue
 ``qstat -B -f -F json`` names the user an Operator, unless $FAKE_PBS_NOT_OPERATOR=1 (then
 ``qrerun`` refuses, as PBS does); it says ``max_array_size`` ($FAKE_MAX_ARRAY_SIZE, default 10000).
 ``qstat -f -F json -t`` lists a job of another user too (the backend must leave it out).
+
+sacct answers with the recorded output in the file $FAKE_SACCT once per job asked about (its
+``{job}`` replaced by the job's id), or, without it, as a Slurm without accounting does;
+nvidia-smi prints the samples in $FAKE_NVIDIA_SMI one after another (samples are separated by
+blank lines; the last one is repeated).
 
 Submitted scripts run at once, synchronously (array tasks one after another with the
 scheduler's task variable set), unless $FAKE_SCHED_HOLD=1: then jobs stay queued, so
@@ -327,8 +332,31 @@ def command():
                     print(f"{jid}_{t} {code}")
             else:
                 print(f"{jid} {code}")
+    elif name == "scontrol" and args[:2] == ["show", "job"]:
+        jid = args[-1]
+        if jid not in state["jobs"]:
+            print("slurm_load_jobs error: Invalid job id specified", file=sys.stderr)
+            sys.exit(1)
+        # what Slurm remembers of an ended job (MinJobAge) when it keeps no accounting
+        print(f"JobId={jid} JobName=batchtools JobState={os.environ.get('FAKE_SCONTROL_STATE', 'COMPLETED')} "
+              f"Reason=None ExitCode={os.environ.get('FAKE_SCONTROL_EXIT', '0:0')} RunTime=00:00:01")
     elif name == "scontrol":
         print(f"MaxArraySize            = {os.environ.get('FAKE_MAX_ARRAY_SIZE', '1001')}")
+    elif name == "sacct":
+        recorded = os.environ.get("FAKE_SACCT")
+        if not recorded:
+            print("Slurm accounting storage is disabled", file=sys.stderr)
+            sys.exit(1)
+        jobs = next(a.split("=", 1)[1] for a in args if a.startswith("--jobs="))
+        text = Path(recorded).read_text()
+        for jid in jobs.split(","):
+            print(text.replace("{job}", jid), end="")
+    elif name == "nvidia-smi":
+        samples = Path(os.environ["FAKE_NVIDIA_SMI"]).read_text().split("\n\n")
+        counter = Path(os.environ["FAKE_SCHED_DIR"]) / "nvidia-smi.count"
+        n = int(counter.read_text()) if counter.exists() else 0
+        counter.write_text(str(n + 1))
+        print(samples[min(n, len(samples) - 1)].strip())
     else:
         print(f"fake scheduler: unknown command {name}", file=sys.stderr)
         sys.exit(2)

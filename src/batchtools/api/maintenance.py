@@ -17,6 +17,7 @@ from ..core.pickling import pickle_by_value
 from ..core.pool import FINAL, pool_state
 from ..core.registry import RegistryState, resolve
 from ..core.state import done_mask, masks
+from ..core.usage import record_usage
 from .heal import heal, wanted
 from .wait import wait_for_jobs
 
@@ -39,10 +40,12 @@ def sync_registry(reg: RegistryState | None = None) -> bool:
     ``wait_for_jobs`` does for jobs that died: resubmits those a :class:`~batchtools.RetryPolicy`
     covers, lets checkpointed jobs go on, and looks after the worker pool (submits the workers
     the scheduler refused so far as it accepts them, keeps a healing pool going, cancels workers
-    still queued once no job is left to claim).
+    still queued once no job is left to claim). With a scheduler that keeps accounting (Slurm's
+    ``sacct``), it records what ended jobs used (one call).
     """
     reg = resolve(reg)
     changed = reg.sync() > 0
+    changed |= record_usage(reg) > 0  # what ended jobs used, as the scheduler accounted it
     if wanted(reg):  # retries by reason, checkpointed jobs, a healing pool: needs the scheduler's word
         m = masks(reg)
         changed |= heal(reg, None, m["error"] | m["expired"]).size > 0

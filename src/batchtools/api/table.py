@@ -18,13 +18,17 @@ def get_job_status(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
     ``time_queued`` and ``time_running`` (Timedeltas); ``attempt`` (1 for the first run, more
     after retries and requeues; see :func:`get_job_attempts`), ``reason`` (why the current
     attempt ended, if it did not succeed: ``error``, ``timeout``, ``memory``, ``node_fail``,
-    ``preempted``, ...; see :class:`RetryPolicy`), ``max_rss`` (peak resident memory in MiB)
-    and ``cpu_time`` (Timedelta), from the scheduler's accounting where it has them and
-    measured by the node otherwise; ``time_startup`` (Timedelta): the start-up of its chunk or
+    ``preempted``, ``stalled``, ...; see :class:`RetryPolicy`), ``max_rss`` (peak resident
+    memory in MiB) and ``cpu_time`` (Timedelta), from the scheduler's accounting where it has them
+    and measured by the node otherwise; ``time_startup`` (Timedelta): the start-up of its chunk or
     pool worker the job waited for just before it started (the process starting, imports,
     loading its function, data, problem and algorithm; zero for the jobs after the first, unless
-    they needed something not loaded yet), which is part of no job's ``time_running``. Printed
-    (and in Jupyter) the times are shown in local time, to the second."""
+    they needed something not loaded yet), which is part of no job's ``time_running``;
+    ``elapsed`` (Timedelta: how long the job's scheduler job ran, as the scheduler accounted it;
+    missing without accounting), ``gpu_mem`` (peak MiB) and ``gpu_util`` (mean percent) where its
+    GPUs were sampled; and its last progress report (``job.progress``): ``progress_at`` (UTC
+    Timestamp), ``progress`` (the value) and ``progress_message``. Printed (and in Jupyter) the
+    times are shown in local time, to the second."""
     reg = resolve(reg)
     reg.sync()
     sel = reg.ids(ids)
@@ -46,6 +50,12 @@ def get_job_status(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
     out["max_rss"] = st["max_rss"].to_numpy()
     out["cpu_time"] = pd.to_timedelta(st["cpu_time"], unit="s")
     out["time_startup"] = pd.to_timedelta(st["startup"], unit="s")
+    out["elapsed"] = pd.to_timedelta(st["elapsed"], unit="s")
+    out["gpu_mem"] = st["gpu_mem"].to_numpy()
+    out["gpu_util"] = st["gpu_util"].to_numpy()
+    out["progress_at"] = to_timestamp(st["progress_at"].to_numpy())
+    out["progress"] = st["progress"].to_numpy()
+    out["progress_message"] = st["progress_message"].to_numpy()
     return out
 
 
@@ -74,7 +84,8 @@ def get_job_pars(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
 
 def get_job_table(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
     """Status, parameters, resources and tags of each job, in one DataFrame (times, ``attempt``,
-    ``reason``, ``max_rss``, ``cpu_time`` and ``time_startup`` as in :func:`get_job_status`), and ``deaths``: the
+    ``reason``, ``max_rss``, ``cpu_time``, ``time_startup``, the last ``progress`` and what the
+    scheduler accounted, as in :func:`get_job_status`), and ``deaths``: the
     reasons of every attempt that did not succeed, oldest first (``[]`` if none)."""
     reg = resolve(reg)
     out = get_job_status(ids, reg)

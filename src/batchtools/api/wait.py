@@ -7,10 +7,12 @@ import time
 
 import numpy as np
 
+from ..core.notify import Notifier, message
 from ..core.progress import job_detail, progress
 from ..core.registry import RegistryState, resolve
 from ..core.state import masks, on_system, select
 from ..core.submission import sleep_function
+from ..core.usage import record_usage
 from .heal import heal, wanted
 
 log = logging.getLogger("batchtools")
@@ -21,7 +23,7 @@ BUSY_RATIO = 9
 
 
 def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: int | None = None,
-                  stop_on_error: bool = False, stop_on_expire: bool = False,
+                  stop_on_error: bool = False, stop_on_expire: bool = False, notify=None,
                   reg: RegistryState | None = None) -> bool:
     """Block until the jobs ``ids`` (default: all submitted) have left the system.
 
@@ -41,6 +43,13 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
     submitted with ``heal=True`` is kept going, and workers still queued once no job is left to
     claim are cancelled.
 
+    ``notify`` sends one message when the wait ends (every job done, some failed, or it stopped
+    waiting), and, with a failure threshold, one as soon as that many jobs failed: a web hook
+    URL (a JSON POST that Slack and Mattermost show), an ntfy topic (``ntfy://ntfy.sh/TOPIC``), a
+    command (the message on its standard input and in ``BATCHTOOLS_MESSAGE``), or ``{"to": ...,
+    "failures": N}`` (N jobs, or a share if below 1). A message that cannot be sent is a warning
+    (see the monitoring guide, "Told when it ends").
+
     >>> import batchtools as bt
     >>> reg = bt.make_registry(file_dir=None)
     >>> _ = bt.batch_map(lambda x: x, x=[1, 2]); _ = bt.submit_jobs()
@@ -48,6 +57,7 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
     True
     """
     reg = resolve(reg)
+    notifier = Notifier.parse(notify)
     for name, flag in (("stop_on_error", stop_on_error), ("stop_on_expire", stop_on_expire)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name}: must be True or False")
@@ -69,6 +79,12 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
     if sel.size == 0:
         return True
     pos = reg.pos(sel)
+
+    def told(event: str, m: dict, expired: np.ndarray, ok: bool) -> bool:
+        if notifier is not None:
+            _tell(notifier, event, reg, sel, pos, m, expired)
+        return ok
+
     missing = np.zeros(sel.size, dtype=np.int64)
     gone_since = np.full(sel.size, np.nan)
     deadline = time.time() + timeout
@@ -97,23 +113,27 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
                     continue
             finished = m["terminated"] | expired | ~m["submitted"]
             bar.set(int(finished.sum()), lambda: job_detail(reg, pos, m, ~finished, expired))
+            if notifier is not None and notifier.crossed(int((m["error"] | expired).sum()), sel.size):
+                _tell(notifier, "failures", reg, sel, pos, m, expired)
             if stop_on_error and m["error"].any():
                 log.warning("wait_for_jobs: stopping, %d job(s) failed", int(m["error"].sum()))
-                return False
+                return told("stopped", m, expired, False)
             if stop_on_expire and expired.any():
                 log.warning("wait_for_jobs: stopping, %d job(s) expired", int(expired.sum()))
-                return False
+                return told("stopped", m, expired, False)
             if finished.all():
+                record_usage(reg)  # what the last jobs used, if the scheduler accounted it already
                 if reg.writeable and "status" in reg._dirty:
                     reg.save_state()  # what the jobs reported is on disk when the wait returns
                 if expired.any():
                     log.warning("wait_for_jobs: %d job(s) expired (gone from the system without a result); "
                                 "see find_expired()", int(expired.sum()))
-                return bool(m["done"].all())
+                ok = bool(m["done"].all())
+                return told("done" if ok else "failed", m, expired, ok)
             if now >= deadline:
                 log.warning("wait_for_jobs: timeout after %.0fs with %d job(s) unfinished",
                             timeout, int((~finished).sum()))
-                return False
+                return told("timeout", m, expired, False)
             if next_ask is None:
                 next_ask = now + sleep_fn(i)
                 i += 1
@@ -132,4 +152,22 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
             asked = time.time() >= next_ask
             if asked:
                 system = on_system(reg)
+                record_usage(reg)  # one accounting call per poll, for the jobs that ended
                 next_ask = None
+
+
+def _tell(notifier: Notifier, event: str, reg: RegistryState, sel: np.ndarray, pos: np.ndarray, m: dict,
+          expired: np.ndarray) -> None:
+    """Send ``notifier`` the message of ``event`` about the jobs ``sel`` (masks ``m``, ``expired``)."""
+    failed = m["error"]
+    counts = {"total": int(sel.size), "done": int(m["done"].sum()), "error": int(failed.sum()),
+              "expired": int(expired.sum()), "running": int(m["running"].sum()),
+              "queued": int((m["queued"] & ~expired).sum())}
+    first = None
+    if failed.any():
+        k = int(np.flatnonzero(failed)[0])
+        first = f"job {int(sel[k])}: {reg.status['error'].to_numpy()[pos[k]]}"
+    # how long the run took so far: from the jobs' first submission
+    elapsed = time.time() - float(np.nanmin(reg.status["submitted"].to_numpy()[pos])) if event != "failures" else None
+    title, text = message(event, counts, str(reg.file_dir), elapsed, first)
+    notifier.send(event, title, text, {"registry": str(reg.file_dir), **counts})

@@ -47,5 +47,7 @@ def make_bsub_cluster_functions(name: str, template: str, scheduler_latency: flo
         list_jobs_running=lambda reg: lsf_listing(["-u", user, "-w", "-r"]),
         store_job_collection=True, store_job_files=True, scheduler_latency=scheduler_latency,
         fs_latency=fs_latency, poll=1.0, poll_max=30.0, resource_check=check_script_resources,
-        path_check=check_path_allowed("/._-+,:=@~", name), capabilities=Capabilities(per_job_resources=True, gpus=name == "LSF"),
+        path_check=check_path_allowed("/._-+,:=@~", name),
+        # -W is in whole minutes
+        capabilities=Capabilities(per_job_resources=True, gpus=name == "LSF", walltime_unit=60),
     )

@@ -117,6 +117,8 @@ def make_cluster_functions_sge(template: str = "sge", nodename: str = "localhost
         list_jobs_queued=lambda reg: listing("p"), list_jobs_running=lambda reg: listing("rs"),
         store_job_collection=True, store_job_files=True, scheduler_latency=scheduler_latency,
         fs_latency=fs_latency, poll=1.0, poll_max=30.0, resource_check=check_script_resources,
-        path_check=check_path_chars("'\"$", "SGE"), capabilities=Capabilities(per_job_resources=True, gpus=True),
+        path_check=check_path_chars("'\"$", "SGE"),
+        # h_vmem is a limit per slot (CPU of a parallel environment)
+        capabilities=Capabilities(per_job_resources=True, gpus=True, memory_per_cpu=True),
         account=account,
     )

@@ -40,50 +40,80 @@ RUNNING = {"R", "S", "CG", "RS", "SI", "SO", "ST"}
 STATE_REASONS = {"TIMEOUT": "timeout", "DEADLINE": "timeout", "OUT_OF_MEMORY": "memory", "NODE_FAIL": "node_fail",
                  "BOOT_FAIL": "node_fail", "PREEMPTED": "preempted", "CANCELLED": "cancelled",
                  "REQUEUED": "requeued"}
-SACCT_FIELDS = "JobID,State,ExitCode,MaxRSS,TotalCPU"
+SACCT_FIELDS = "JobID,State,ExitCode,MaxRSS,TotalCPU,Elapsed,TRESUsageInMax"
+# states of a job that has ended (sacct may still show a job that ended a moment ago as running)
+FINAL_STATES = {"COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL",
+                "DEADLINE", "PREEMPTED"}
+
+
+def _tres(text: str) -> dict[str, str]:
+    """``cpu=00:01:02,gres/gpumem=1234M,gres/gpuutil=87,mem=2048K`` as a dict."""
+    return dict(item.split("=", 1) for item in text.split(",") if "=" in item)
 
 
 def parse_sacct(lines: list[str]) -> dict[str, Accounting]:
-    """``sacct --parsable2 --noheader --format=JobID,State,ExitCode,MaxRSS,TotalCPU`` output, one
-    line per job and per step (``.batch``, ``.extern``, ``.0``, ...), as one record per job: the
-    job line's state and exit code, out-of-memory if any step ran out of memory, MaxRSS the
-    largest over the steps, TotalCPU the job's.
+    """``sacct --parsable2 --noheader --format=JobID,State,ExitCode,MaxRSS,TotalCPU,Elapsed,TRESUsageInMax``
+    output, one line per job and per step (``.batch``, ``.extern``, ``.0``, ...), as one record
+    per job. With ``--duplicates`` a requeued job is listed once per run, each run's job line
+    followed by its steps: the last run counts, with its own steps. The job line gives the state,
+    exit code and Elapsed; out-of-memory if any step ran out of memory; MaxRSS (and the GPU
+    memory and utilization of ``TRESUsageInMax``, where the scheduler samples GPUs) the largest
+    over the steps; TotalCPU the job line's, else the steps' sum. Lines of four or five fields (an
+    older format) are read too.
 
-    >>> out = parse_sacct(["77|TIMEOUT|0:0||00:01.500", "77.batch|CANCELLED|0:15|2048K|00:01.500",
-    ...                    "77.extern|COMPLETED|0:0|1024K|00:00:00"])
-    >>> a = out["77"]; (a.state, a.reason, a.signal, a.max_rss, a.cpu_time)
-    ('TIMEOUT', 'timeout', None, 2.0, 1.5)
+    >>> out = parse_sacct(["77|TIMEOUT|0:0||00:01.500|00:01:01|", "77.batch|CANCELLED|0:15|2048K|00:01.500|00:01:01|",
+    ...                    "77.extern|COMPLETED|0:0|1024K|00:00:00|00:01:01|"])
+    >>> a = out["77"]; (a.state, a.reason, a.signal, a.max_rss, a.cpu_time, a.elapsed)
+    ('TIMEOUT', 'timeout', None, 2.0, 1.5, 61.0)
     """
     jobs: dict[str, Accounting] = {}
-    steps: dict[str, list[tuple[str, float]]] = {}
+    steps: dict[str, list[tuple[str, float, float, float, float]]] = {}
     for line in lines:
         parts = line.strip().split("|")
         if len(parts) < 5 or not parts[0][:1].isdigit():
             continue
         job_id, state, exit_code, max_rss, cpu = parts[:5]
+        elapsed = parts[5] if len(parts) > 5 else ""
+        tres = _tres(parts[6]) if len(parts) > 6 else {}
         base, _, step = job_id.partition(".")
         state = state.split()[0] if state else ""  # "CANCELLED by 1000"
         if step:
-            steps.setdefault(base, []).append((state, size_mib(max_rss)))
+            if base in jobs:  # a step of the run whose job line came last
+                steps[base].append((state, size_mib(max_rss), duration_seconds(cpu),
+                                    size_mib(tres.get("gres/gpumem"), "M"), _number(tres.get("gres/gpuutil"))))
             continue
         code, _, sig = exit_code.partition(":")
         rec = jobs[base] = Accounting(state=state, reason=STATE_REASONS.get(state))
+        steps[base] = []
         rec.exit_code = int(code) if code.isdigit() else None
         rec.signal = int(sig) if sig.isdigit() and int(sig) else None
         rec.max_rss = size_mib(max_rss)
         rec.cpu_time = duration_seconds(cpu)
+        rec.elapsed = duration_seconds(elapsed)
+        rec.gpu_mem = size_mib(tres.get("gres/gpumem"), "M")
+        rec.gpu_util = _number(tres.get("gres/gpuutil"))
         if state == "FAILED" and rec.exit_code and not rec.signal:
             rec.reason = "error"  # the job's own non-zero exit
     for base, found in steps.items():
-        rec = jobs.get(base)
-        if rec is None:
-            continue
-        rss = [r for _, r in found if r == r]
-        if rss:
-            rec.max_rss = max([*rss, rec.max_rss] if rec.max_rss == rec.max_rss else rss)
-        if rec.reason not in ("timeout", "node_fail", "preempted") and any(st == "OUT_OF_MEMORY" for st, _ in found):
+        rec = jobs[base]
+        for k, attr in ((1, "max_rss"), (3, "gpu_mem"), (4, "gpu_util")):
+            values = [v for v in (getattr(rec, attr), *(s[k] for s in found)) if v == v]
+            if values:
+                setattr(rec, attr, max(values))
+        if not rec.cpu_time > 0:
+            cpus = [s[2] for s in found if s[2] == s[2]]
+            if cpus:
+                rec.cpu_time = sum(cpus)
+        if rec.reason not in ("timeout", "node_fail", "preempted") and any(s[0] == "OUT_OF_MEMORY" for s in found):
             rec.reason = "memory"
     return jobs
+
+
+def _number(text: str | None) -> float:
+    try:
+        return float(text) if text else float("nan")
+    except ValueError:
+        return float("nan")
 
 
 def parse_scontrol_job(text: str) -> Accounting | None:
@@ -257,17 +287,32 @@ def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = Tru
     def kill_job(reg, batch_id: str) -> None:
         cf_kill_job(reg, "scancel", [*clusters(reg), batch_id], nodename=nodename)
 
+    def sacct(reg, batch_ids: list[str]) -> dict[str, Accounting] | None:
+        """sacct for all of them in one call; None if Slurm keeps no accounting."""
+        if cache.get("no_sacct"):
+            return None
+        out = run_os_command("sacct", ["--parsable2", "--noheader", "--duplicates", f"--format={SACCT_FIELDS}",
+                                       f"--jobs={','.join(batch_ids)}", *clusters(reg)], nodename=nodename,
+                             timeout=60)
+        if out["exit_code"] == 0:
+            wanted = set(batch_ids)
+            return {b: a for b, a in parse_sacct(out["output"]).items() if b in wanted}
+        if any("accounting storage is disabled" in line for line in out["output"]):
+            cache["no_sacct"] = 1  # not asked again
+            return None
+        return {}
+
+    def usage(reg, batch_ids: list[str]) -> dict[str, Accounting] | None:
+        """What the ended ones used (sacct, one call); None if Slurm keeps no accounting."""
+        found = sacct(reg, batch_ids)
+        return found if found is None else {b: a for b, a in found.items() if a.state in FINAL_STATES}
+
     def account(reg, batch_ids: list[str]) -> dict[str, Accounting]:
         """sacct for all of them in one call; with accounting off, what ``scontrol`` still
         remembers of each (finished jobs stay for ``MinJobAge`` seconds); else nothing."""
-        if not cache.get("no_sacct"):
-            out = run_os_command("sacct", ["--parsable2", "--noheader", "--duplicates", f"--format={SACCT_FIELDS}",
-                                           f"--jobs={','.join(batch_ids)}", *clusters(reg)], nodename=nodename,
-                                 timeout=60)
-            if out["exit_code"] == 0:
-                return {b: a for b, a in parse_sacct(out["output"]).items() if b in batch_ids}
-            if any("accounting storage is disabled" in line for line in out["output"]):
-                cache["no_sacct"] = 1  # ask scontrol from now on
+        found = sacct(reg, batch_ids)
+        if found is not None:
+            return found
         found = {}
         for b in batch_ids[:50]:
             out = run_os_command("scontrol", ["show", "job", "-o", b], nodename=nodename, timeout=30)
@@ -316,7 +361,10 @@ def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = Tru
         store_job_collection=True, store_job_files=True,
         scheduler_latency=scheduler_latency, fs_latency=fs_latency, poll=1.0, poll_max=30.0,
         max_array_size=max_array_size, info=nodename if nodename != "localhost" else "",
-        resource_check=check_script_resources, account=account, hooks={"post_sync": release_requeued},
+        resource_check=check_script_resources, account=account, usage=usage, hooks={"post_sync": release_requeued},
         # --output treats a backslash as "no %-patterns" and drops it: the log would land elsewhere
-        path_check=check_path_chars("\\", "Slurm"), capabilities=Capabilities(array_jobs=array_jobs, per_job_resources=True, gpus=True),
+        path_check=check_path_chars("\\", "Slurm"),
+        # --time is kept in whole minutes; --mem-per-cpu is memory per CPU
+        capabilities=Capabilities(array_jobs=array_jobs, per_job_resources=True, gpus=True, walltime_unit=60,
+                                  memory_per_cpu=True),
     )

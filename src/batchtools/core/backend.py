@@ -78,6 +78,9 @@ class Capabilities:
     reports when it ends: the scheduler knows it runs).
     ``gpus``: the ``gpus`` resource is honoured (the scheduler allocates devices, or the backend
     hands out free ones through ``CUDA_VISIBLE_DEVICES``).
+    ``walltime_unit``: the seconds the scheduler counts a time limit in (Slurm and LSF: 60, whole
+    minutes); ``memory_per_cpu``: the ``memory`` resource is per CPU (Slurm's ``--mem-per-cpu``),
+    not per job. ``recommend_resources`` rounds to the one and divides by ``ncpus`` for the other.
     """
 
     array_jobs: bool = False
@@ -87,6 +90,8 @@ class Capabilities:
     required_resources: tuple[str, ...] = ()
     start_reports: bool = False
     gpus: bool = False
+    walltime_unit: int = 1
+    memory_per_cpu: bool = False
 
 
 @dataclass(kw_only=True)
@@ -125,6 +130,10 @@ class ClusterFunctions:
     # optional: the scheduler's accounting of ended jobs, reg, batch ids -> {batch id: core.retry.Accounting}
     # (one call for many jobs; jobs it knows nothing about are left out; it never raises)
     account: Callable | None = None
+    # optional: what ended jobs used, as the scheduler accounted it: reg, batch ids -> {batch id: Accounting}
+    # of those that ended (None: the scheduler keeps no accounting), asked once per poll about every job that
+    # ended; only for a backend that answers for many jobs in one call (core/usage.py)
+    usage: Callable | None = None
     # optional: send the collections submit_job accepted but held back to send many at once;
     # submit_jobs and submit_workers call it before they return
     flush: Callable[[], None] | None = None
@@ -246,6 +255,7 @@ def make_cluster_functions(
     processes: Any = None,
     account: Callable | None = None,
     flush: Callable[[], None] | None = None,
+    usage: Callable | None = None,
     node_environment: type | None = None,
 ) -> ClusterFunctions:
     """Make your own backend.
@@ -268,6 +278,11 @@ def make_cluster_functions(
     ``pre_do_collection``, ``post_do_collection``). ``account(reg, batch_ids)``, if given,
     returns the scheduler's accounting of ended jobs (``{batch_id: bt.Accounting}``): why they
     ended, their peak memory and CPU time; retries use it (see :class:`~batchtools.RetryPolicy`).
+    ``usage(reg, batch_ids)``, if given, answers the same for many jobs in one call of the
+    scheduler's (``sacct``), for those of them that ended (None if the scheduler keeps no
+    accounting): ``wait_for_jobs`` and ``sync_registry`` ask it once per poll about the jobs that
+    ended, and record what they used (``elapsed``, ``max_rss``, ``cpu_time``) for
+    :func:`~batchtools.recommend_resources`.
     ``flush()``, if given, sends what ``submit_job`` accepted but held back, for a backend that
     hands its engine many collections at once: ``submit_jobs`` calls it before it returns (also
     when it fails), and the backend sends them itself before it lists or kills jobs.
@@ -290,7 +305,7 @@ def make_cluster_functions(
     for arg, fn in (("submit_job", submit_job), ("kill_job", kill_job), ("list_jobs_queued", list_jobs_queued),
                     ("list_jobs_running", list_jobs_running), ("list_jobs", list_jobs), ("wait", wait),
                     ("max_array_size", max_array_size), ("resource_check", resource_check),
-                    ("path_check", path_check), ("account", account), ("flush", flush)):
+                    ("path_check", path_check), ("account", account), ("flush", flush), ("usage", usage)):
         if fn is not None and not callable(fn):
             raise TypeError(f"{arg}: must be callable (or None), got {type(fn).__name__}")
     if list_jobs is not None and (list_jobs_queued is not None or list_jobs_running is not None):
@@ -322,7 +337,7 @@ def make_cluster_functions(
         scheduler_latency=float(scheduler_latency), fs_latency=float(fs_latency), hooks=hooks,
         poll=float(poll), poll_max=float(max(poll, poll_max)), info=info, wait=wait,
         max_array_size=max_array_size, capabilities=capabilities, resource_check=resource_check,
-        path_check=path_check, processes=processes, account=account, flush=flush,
+        path_check=path_check, processes=processes, account=account, flush=flush, usage=usage,
         node_environment=node_environment,
     )
 

@@ -1,7 +1,8 @@
 """What the node and the master agree on: the status update row and the log markers.
 
 A node reports each job as one row ``[job_id, started, done, error, mem_used, reason, signal,
-max_rss, cpu_time, restart, ended, startup]`` (times in seconds since the epoch, NaN for "not yet" or
+max_rss, cpu_time, restart, ended, startup, progress_at, progress, progress_message, gpu_mem,
+gpu_util]`` (times in seconds since the epoch, NaN for "not yet" or
 "nothing new"; ``error`` a message or None; ``mem_used`` in MiB, measured with the
 ``measure_memory`` resource), written in batches to ``updates/<job_hash>-<tag>.pkl`` and merged
 by the master's sync. The rest is the evidence of how a run ended: ``reason`` (see
@@ -11,12 +12,18 @@ scheduler requeued it, e.g. ``SLURM_RESTART_COUNT``) and when the run ``ended`` 
 stopped to go on after a requeue has ``ended`` but no ``done``). ``startup`` is the start-up of
 its collection the job waited for just before it ``started`` (seconds: the process starting,
 imports, loading its function, problem and algorithm; 0 for a job that waited for none), so no
-job's run time holds it. Rows of the first five fields (an older node) or without ``startup``
-are still read. Its log carries one marker line per job, so one log file
-can hold many jobs.
+job's run time holds it. Then the job's last sign of life (``progress_at``, with the ``progress``
+value and ``progress_message`` it gave ``job.progress``) and, where the node could sample its
+GPUs, their peak memory ``gpu_mem`` (MiB) and mean utilization ``gpu_util`` (percent): a row has
+these last five fields only if it carries one of them. Rows of older nodes are still read: the
+first five fields, eleven (without ``startup``), or sixteen (without ``startup`` but with the
+progress and GPU fields). Its log carries one marker line per job, so one log file can hold many
+jobs.
 
 >>> row = new_row(3); row[STARTED] = 1.0; row[JOB_ID], row[STARTED]
 (3, 1.0)
+>>> len(full_row(row)) == len(FIELDS) and full_row(row)[PROGRESS_MESSAGE] is None
+True
 >>> START.match(MARK + job_started(12)).group(1)
 '12'
 """
@@ -27,14 +34,23 @@ import math
 import re
 
 FIELDS = ("job_id", "started", "done", "error", "mem_used", "reason", "signal", "max_rss", "cpu_time", "restart",
-          "ended", "startup")
-JOB_ID, STARTED, DONE, ERROR, MEM_USED, REASON, SIGNAL, MAX_RSS, CPU_TIME, RESTART, ENDED, STARTUP = range(len(FIELDS))
+          "ended", "startup", "progress_at", "progress", "progress_message", "gpu_mem", "gpu_util")
+(JOB_ID, STARTED, DONE, ERROR, MEM_USED, REASON, SIGNAL, MAX_RSS, CPU_TIME, RESTART, ENDED, STARTUP, PROGRESS_AT,
+ PROGRESS, PROGRESS_MESSAGE, GPU_MEM, GPU_UTIL) = range(len(FIELDS))
 LEGACY_LENGTH = 5  # rows of nodes before the evidence fields
-LENGTHS = (LEGACY_LENGTH, STARTUP, len(FIELDS))  # rows of older nodes: without the evidence, without startup
+BASE_LENGTH = 12  # rows without the progress and GPU fields (a node adds them to a job's row when it has them)
+# a node of an earlier branch of this format wrote the progress and GPU fields right after ``ended``
+# (16 fields, no startup); full_row puts them in place
+NO_STARTUP_EXTRA_LENGTH = STARTUP + len(FIELDS) - BASE_LENGTH
+# rows of older nodes: without the evidence, without startup, without startup but with progress
+OLDER_LENGTHS = (LEGACY_LENGTH, STARTUP, NO_STARTUP_EXTRA_LENGTH)
+LENGTHS = (*OLDER_LENGTHS, BASE_LENGTH, len(FIELDS))
 # status columns filled from a row: (column, index); NaN / None means "nothing new"
 FLOAT_FIELDS = (("started", STARTED), ("done", DONE), ("mem_used", MEM_USED), ("signal", SIGNAL),
                 ("max_rss", MAX_RSS), ("cpu_time", CPU_TIME), ("startup", STARTUP))
+EXTRA_FLOAT_FIELDS = (("gpu_mem", GPU_MEM), ("gpu_util", GPU_UTIL))
 TEXT_FIELDS = (("error", ERROR), ("reason", REASON))
+# progress_at, progress and progress_message are applied together, the latest report winning (core.sync)
 
 
 # a row with this job id speaks for every job of its collection (e.g. the node could not even
@@ -59,8 +75,13 @@ def error_message(text: str) -> str:
 
 
 def new_row(job_id: int) -> list:
+    """A row of ``job_id`` with nothing new, without the progress and GPU fields (:data:`EXTRA`)."""
     return [job_id, math.nan, math.nan, None, math.nan, None, math.nan, math.nan, math.nan, math.nan, math.nan,
             math.nan]
+
+
+# the progress and GPU fields, nothing new: appended to a row that gets one of them
+EXTRA = (math.nan, math.nan, None, math.nan, math.nan)
 
 
 def valid_rows(data) -> bool:
@@ -70,9 +91,22 @@ def valid_rows(data) -> bool:
         for r in data)
 
 
-def full_row(row) -> list:
-    """A row with every field (an older node's short row padded with "nothing new")."""
-    return list(row) if len(row) == len(FIELDS) else [*row, *new_row(0)[len(row):]]
+def full_row(row, extra: bool = True) -> list:
+    """A row with every field (a short row padded with "nothing new"); without ``extra``, every
+    field but the progress and GPU fields (for a batch of rows none of which has them).
+
+    >>> old = [7, 1.0, 2.0, None, 5.0, None, 0.0, 9.0, 1.0, 0.0, 2.0, 3.0, 0.5, "half", 10.0, 50.0]
+    >>> r = full_row(old); len(r), math.isnan(r[STARTUP]), r[PROGRESS_MESSAGE], r[GPU_UTIL]
+    (17, True, 'half', 50.0)
+    >>> len(full_row([7, 1.0, 2.0, None, 5.0], extra=False))
+    12
+    """
+    n = len(FIELDS) if extra else BASE_LENGTH
+    if len(row) == n:
+        return list(row)
+    if len(row) == NO_STARTUP_EXTRA_LENGTH:  # progress and GPU fields right after ended: no startup
+        return [*row[:STARTUP], math.nan, *row[STARTUP:]]
+    return [*row, *(new_row(0) + list(EXTRA))[len(row):n]]
 
 
 MARK = "### [bt]: "

@@ -15,7 +15,7 @@ from .retry import RetryPolicy
 INNER_BACKENDS = ("loky", "threading", "multiprocessing")
 POSITIVE_INT = ("ncpus", "ntasks", "omp_threads", "blas_threads", "max_concurrent_jobs", "memory", "gpus_per_job")
 NON_NEGATIVE_INT = ("gpus",)
-POSITIVE_NUM = ("walltime", "checkpoint_warning")
+POSITIVE_NUM = ("walltime", "checkpoint_warning", "stall_timeout")
 FLAGS = ("measure_memory", "chunks_as_arrayjobs")
 # resources an ``ids`` frame of submit_jobs may set per job (R's batchtools$resources$per.job);
 # any other column of the frame (job parameters, status, ...) is not a resource and is ignored

@@ -15,6 +15,7 @@ history, see :mod:`.attempts`):
 ``checkpointed`` it saved a checkpoint and stopped before its time limit, to go on in a new run
 ``requeued``    its scheduler job was requeued (by the node itself after a checkpoint, by preemption,
                 or by the scheduler after a node failure) and runs again under the same batch id
+``stalled``     it made no progress (``job.progress``) for its ``stall_timeout`` and its node ended it
 ``unknown``     it ended without evidence of why (e.g. killed by SIGKILL with accounting off)
 =============== =====================================================================================
 
@@ -38,11 +39,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 REASONS = ("error", "timeout", "memory", "node_fail", "preempted", "cancelled", "worker_lost", "checkpointed",
-           "requeued", "unknown")
+           "requeued", "stalled", "unknown")
 # what a policy retries unless told otherwise: deaths that were not the job's own fault
 DEFAULT_REASONS = ("timeout", "memory", "node_fail", "preempted")
 # a policy may name these (checkpointed/requeued runs always go on, up to max_requeues)
-CHOOSABLE = ("error", "timeout", "memory", "node_fail", "preempted", "cancelled", "worker_lost", "unknown")
+CHOOSABLE = ("error", "timeout", "memory", "node_fail", "preempted", "cancelled", "worker_lost", "stalled", "unknown")
 # the scheduler's word on these beats the node's
 DEFINITE = ("timeout", "memory", "node_fail", "preempted", "cancelled")
 # runs that stopped to go on later: resubmitted whatever the policy's reasons, up to max_requeues
@@ -72,8 +73,9 @@ class RetryPolicy:
     by this at each retry after an out-of-memory death / a timeout (capped by ``max_memory`` /
     ``max_walltime`` if given); other reasons keep the resources. ``reasons``: which deaths are
     retried (any of ``error``, ``timeout``, ``memory``, ``node_fail``, ``preempted``,
-    ``cancelled``, ``worker_lost``, ``unknown``; default timeout, memory, node failure and
-    preemption; add ``"error"`` to retry jobs that raised). ``max_requeues``: how many times a
+    ``cancelled``, ``worker_lost``, ``stalled``, ``unknown``; default timeout, memory, node failure
+    and preemption; add ``"error"`` to retry jobs that raised, ``"stalled"`` to retry jobs their
+    node ended for making no progress, see the ``stall_timeout`` resource). ``max_requeues``: how many times a
     job that checkpointed (``job.checkpoint``) may go on in a new run.
 
     Given to :func:`~batchtools.submit_jobs` (``retry=``), it is stored with the jobs (in their
@@ -166,8 +168,10 @@ def policy_of(resources: dict[str, Any] | None) -> RetryPolicy | None:
 class Accounting:
     """What a scheduler's accounting says about one ended job: its ``state`` as the scheduler
     names it, the ``reason`` that state means (one of ``REASONS``, None if it names no
-    cause), ``exit_code`` and ``signal``, ``max_rss`` (MiB, the largest over all steps) and
-    ``cpu_time`` (seconds)."""
+    cause), ``exit_code`` and ``signal``, ``max_rss`` (MiB, the largest over all steps),
+    ``cpu_time`` (seconds, all steps), ``elapsed`` (seconds the scheduler job ran), and where
+    the scheduler samples GPUs, ``gpu_mem`` (MiB, the peak) and ``gpu_util`` (percent); NaN
+    where it does not say."""
 
     state: str | None = None
     reason: str | None = None
@@ -175,6 +179,9 @@ class Accounting:
     signal: int | None = None
     max_rss: float = math.nan
     cpu_time: float = math.nan
+    elapsed: float = math.nan
+    gpu_mem: float = math.nan
+    gpu_util: float = math.nan
 
 
 def decide(node_reason: str | None, account: Accounting | None) -> str:

@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from .pool import pool_state
-from .tables import set_rows
+from .tables import STATUS_FLOAT, STATUS_OBJECT, set_rows
 
 log = logging.getLogger("batchtools")
 
@@ -168,11 +168,11 @@ def forget_runs(reg, pos: np.ndarray) -> None:
     The results of those runs are the caller's to delete, once the new state is saved.
     """
     st = reg.status
-    for col in ("submitted", "started", "done", "mem_used", "resource_id", "attempt", "restart", "signal", "max_rss",
-                "cpu_time", "startup"):
+    for col in STATUS_FLOAT:
         set_rows(st, pos, col, np.nan)
-    for col in ("error", "batch_id", "log_file", "job_hash", "reason"):
-        set_rows(st, pos, col, None)
+    for col in STATUS_OBJECT:
+        if col != "job_name":  # the user's name for the job, not part of a run
+            set_rows(st, pos, col, None)
     reg.mark_dirty("status")
 
 

@@ -16,10 +16,15 @@ from .files import make_dir
 from .layout import is_data_file
 from .protocol import (
     ALL_JOBS,
+    BASE_LENGTH,
     DONE,
     ENDED,
+    EXTRA_FLOAT_FIELDS,
     FLOAT_FIELDS,
     JOB_ID,
+    PROGRESS,
+    PROGRESS_AT,
+    PROGRESS_MESSAGE,
     REASON,
     RESTART,
     STARTED,
@@ -169,7 +174,8 @@ def _apply(reg, rows: list, hashes: np.ndarray, by_hand: set[str] = frozenset())
     rows, hashes = _expand_collection_rows(reg, rows, hashes)
     if not rows:
         return
-    rows = [full_row(r) for r in rows]
+    extra = any(len(r) > BASE_LENGTH for r in rows)  # progress or GPU fields in some row
+    rows = [full_row(r, extra) for r in rows]
     job_ids = np.fromiter((r[JOB_ID] for r in rows), dtype=np.int64, count=len(rows))
     all_ids = reg.job_ids
     pos = np.searchsorted(all_ids, job_ids)
@@ -192,7 +198,7 @@ def _apply(reg, rows: list, hashes: np.ndarray, by_hand: set[str] = frozenset())
     cur = np.where(np.isnan(cur), 0.0, cur)
     requeued = np.array([rows[k][REASON] == "requeued" for k in idx], dtype=bool)
     if not requeued.any() and (restart == cur).all():  # the usual case: one run per job
-        _set_fields(reg, rows, idx, pos)
+        _set_fields(reg, rows, idx, pos, extra)
         return
     # the scheduler ran some collection again (a requeue): apply the runs in order; a run that
     # stopped to be requeued, or a newer run, closes the attempt before it
@@ -207,7 +213,7 @@ def _apply(reg, rows: list, hashes: np.ndarray, by_hand: set[str] = frozenset())
             attempts.archive(reg, behind[ran], "requeued", reason=_reason_or(status, behind[ran], "requeued"))
             attempts.next_run(reg, behind[ran], r)
             set_rows(status, behind[~ran], "restart", float(r))
-        _set_fields(reg, rows, idx[sel], p)
+        _set_fields(reg, rows, idx[sel], p, extra)
         stopped = sel & requeued
         if stopped.any():
             ended = np.fromiter((rows[k][ENDED] for k in idx[stopped]), dtype=float, count=int(stopped.sum()))
@@ -260,10 +266,11 @@ def _reason_or(status, pos: np.ndarray, default: str) -> np.ndarray:
     return np.array([r if r is not None else default for r in reasons], dtype=object)
 
 
-def _set_fields(reg, rows: list, idx: np.ndarray, pos: np.ndarray) -> None:
-    """Write the fields rows ``idx`` bring (NaN / None: nothing new) to status rows ``pos``."""
+def _set_fields(reg, rows: list, idx: np.ndarray, pos: np.ndarray, extra: bool = True) -> None:
+    """Write the fields rows ``idx`` bring (NaN / None: nothing new) to status rows ``pos``
+    (``extra``: the rows have the progress and GPU fields)."""
     status = reg.status
-    for col, i in FLOAT_FIELDS:
+    for col, i in FLOAT_FIELDS + (EXTRA_FLOAT_FIELDS if extra else ()):
         values = np.fromiter((rows[k][i] for k in idx), dtype=float, count=idx.size)
         ok = ~np.isnan(values)
         if ok.any():
@@ -273,4 +280,23 @@ def _set_fields(reg, rows: list, idx: np.ndarray, pos: np.ndarray) -> None:
         has = np.array([v is not None for v in values], dtype=bool)
         if has.any():
             set_rows(status, pos[has], col, values[has])
+    if extra:
+        _set_progress(status, rows, idx, pos)
     reg.mark_dirty("status")
+
+
+def _set_progress(status, rows: list, idx: np.ndarray, pos: np.ndarray) -> None:
+    """A job's last progress (time, value, message), as one: a report older than the one the
+    table holds (update files read out of order) changes nothing, and of a job's reports the
+    latest is applied last."""
+    at = np.fromiter((rows[k][PROGRESS_AT] for k in idx), dtype=float, count=idx.size)
+    new = ~np.isnan(at)
+    if not new.any():
+        return
+    new &= ~(at <= status["progress_at"].to_numpy()[pos])
+    sel = np.flatnonzero(new)
+    sel = sel[np.argsort(at[sel], kind="stable")]
+    value = [rows[idx[k]][PROGRESS] for k in sel]
+    set_rows(status, pos[sel], "progress_at", at[sel])
+    set_rows(status, pos[sel], "progress", np.array([np.nan if v is None else v for v in value], dtype=float))
+    set_rows(status, pos[sel], "progress_message", np.array([rows[idx[k]][PROGRESS_MESSAGE] for k in sel], dtype=object))

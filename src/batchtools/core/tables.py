@@ -5,8 +5,12 @@ seconds since the epoch (NaN = not yet) and are turned into ``Timestamp``s only
 on output. Besides the times it holds the current ``attempt`` (1 for the first run; retries and
 requeues count up), the scheduler's ``restart`` count within the current submission, and the
 evidence of how the run ended (``reason``, ``signal``, ``max_rss`` in MiB, ``cpu_time`` in
-seconds), and the ``startup`` (seconds) of its collection or pool worker the job waited for just
-before it started (kept out of its run time). ``defs`` holds what a job computes (its layout is the kind's, see
+seconds), the ``startup`` (seconds) of its collection or pool worker the job waited for just
+before it started (kept out of its run time), what it used as the scheduler accounted it
+(``elapsed`` seconds of its scheduler job, NaN without accounting) and on its GPUs (``gpu_mem``
+MiB, ``gpu_util`` percent, where sampled), and its last sign of life (``progress_at``,
+``progress``, ``progress_message``: what it last gave ``job.progress``). ``defs`` holds what a
+job computes (its layout is the kind's, see
 :mod:`.kinds`). ``resources`` maps a
 resource id to the resource dict used at submission; ``tags`` is (job_id, tag); ``attempts``
 holds one row per earlier attempt of a job that ran again (see :mod:`.attempts`).
@@ -18,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 STATUS_FLOAT = ("submitted", "started", "done", "mem_used", "resource_id", "attempt", "restart", "signal", "max_rss",
-                "cpu_time", "startup")
-STATUS_OBJECT = ("error", "batch_id", "log_file", "job_hash", "job_name", "reason")
+                "cpu_time", "startup", "elapsed", "gpu_mem", "gpu_util", "progress_at", "progress")
+STATUS_OBJECT = ("error", "batch_id", "log_file", "job_hash", "job_name", "reason", "progress_message")
 TABLES = ("designs", "defs", "status", "resources", "tags", "attempts")
 # the attempts table: one row per attempt that ended and was followed by another
 ATTEMPT_FLOAT = ("attempt", "submitted", "started", "ended", "signal", "max_rss", "cpu_time", "resource_id")

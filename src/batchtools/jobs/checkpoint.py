@@ -32,6 +32,7 @@ from ..core.files import atomic_write_bytes, dumps, make_dir, read_pickle
 from ..core.layout import layout_of
 from ..core.retry import DEFAULT_POLICY, RetryPolicy, node_reason, warning_lead
 from .environment import NodeEnvironment
+from .progress import Stalled
 from .session import say
 
 # set when the job should checkpoint and stop (time limit near, or the scheduler's warning signal)
@@ -217,6 +218,9 @@ class Evidence:
                                   "ended": now}
         if exc is None:
             drop(self.file_dir, self.job_id)
+            return fields, True
+        if isinstance(exc, Stalled):  # its node ended it for making no progress
+            fields["reason"] = "stalled"
             return fields, True
         signum = NODE.signal if isinstance(exc, SystemExit) else None
         if signum is not None:

@@ -20,6 +20,7 @@ from ..core.files import open_append
 from ..core.layout import Layout, layout_of
 from ..core.protocol import ALL_JOBS, FINISHED, MARK, job_ended, job_started
 from ..core.store import ResultStore, store_from_spec
+from . import gpu_usage, progress
 from .checkpoint import NODE, REQUEUE, Evidence, Interrupt, restart_count
 from .environment import array_index
 from .runners import make_job, make_runner
@@ -94,6 +95,7 @@ def run_job(jc: JobCollection, spec: dict[str, Any], runner, store: ResultStore,
     """
     job_id = spec["job_id"]
     job = make_job(jc, spec)
+    job._buffer = buffer
     say(f"{job_started(job_id)}\n{MARK}Setting seed to {job.seed} ...")
     prepare = getattr(runner, "prepare", None)
     failed = None
@@ -109,11 +111,19 @@ def run_job(jc: JobCollection, spec: dict[str, Any], runner, store: ResultStore,
     buffer.set(job_id, started=time.time(), restart=restart, startup=startup)
     evidence = Evidence(jc.file_dir, job_id, jc.resources, restart)
     sampler = MemorySampler() if measure else None
+    resources = jc.resources
+    gpu = gpu_usage.sampler_for(resources) if resources.get("gpus") or resources.get("gpus_per_job") else None
+    stall = resources.get("stall_timeout")
+    if stall:
+        progress.watch(job, buffer, stall)
     error = exc = None
     try:
         if failed is not None:
             raise failed
-        token = store.stage(job_id, runner(job))
+        value = runner(job)
+        if job._watch is not None:
+            job._watch.leave()  # no Stalled reaches the node's code from here on
+        token = store.stage(job_id, value)
         if commit is None:
             store.commit(token)
         else:
@@ -121,10 +131,14 @@ def run_job(jc: JobCollection, spec: dict[str, Any], runner, store: ResultStore,
     except Fenced:  # superseded: report nothing, the job belongs to its re-run now
         if sampler:
             sampler.stop()
+        if gpu:
+            gpu.stop()
+        if job._watch is not None:
+            progress.finish(job._watch)
         raise
     except Interrupt as e:  # saved its checkpoint and stopped before the time limit
         exc = e
-    except (Exception, SystemExit) as e:
+    except (Exception, SystemExit, progress.Stalled) as e:
         sys.stdout.flush()
         traceback.print_exception(type(e), e, user_traceback(e), file=sys.stdout)
         error, exc = f"{type(e).__name__}: {e}", e
@@ -132,6 +146,10 @@ def run_job(jc: JobCollection, spec: dict[str, Any], runner, store: ResultStore,
     if mem == mem:
         say(f"Memory used: {mem:.1f} MiB")
     fields, final = evidence.finish(exc)
+    if gpu:
+        fields.update(gpu.stop())
+    if job._watch is not None:
+        fields.update(progress.finish(job._watch))
     if not final:  # its scheduler job is requeued: the job goes on in the next run
         buffer.set(job_id, mem_used=mem, **fields)
         say(f"Job {job_id} stops here and goes on in the requeued run [batchtools job.id={job_id}]")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.layout import layout_of
+from . import progress as _progress
 
 
 def load_numpy():
@@ -107,7 +108,9 @@ class Job:
     ``job$pars``), ``seed`` (registry seed + job id), ``rng`` (a ``numpy.random.Generator``
     seeded with ``seed``), ``resources`` (those the job was submitted with), ``file_dir``,
     ``fun`` (the mapped function) and ``external_dir`` (a folder of the job's own); ``restored``
-    and ``checkpoint(obj)`` let a long job go on where an earlier run stopped.
+    and ``checkpoint(obj)`` let a long job go on where an earlier run stopped;
+    ``progress(value, message)`` and ``heartbeat()`` report that it is alive (see the
+    ``stall_timeout`` resource).
     """
 
     id: int
@@ -117,6 +120,8 @@ class Job:
     file_dir: str = ""
     _rng: Any = field(default=None, repr=False)
     _restored: Any = field(default=_UNREAD, repr=False)
+    _buffer: Any = field(default=None, repr=False)  # the node's status rows, set by the node running it
+    _watch: Any = field(default=None, repr=False)  # its progress (jobs/progress.py), made on first use
 
     @property
     def job_id(self) -> int:
@@ -190,6 +195,35 @@ class Job:
 
         save(self.file_dir, self.id, obj)
         self._restored = obj
+
+    def progress(self, value: float | None = None, message: str | None = None) -> None:
+        """Report progress: ``value`` a number (the fraction done, an epoch, a loss ...) and/or a
+        short ``message``. ``get_job_table`` shows the last report (``progress_at``,
+        ``progress``, ``progress_message``) while the job runs and after it ended.
+
+        Each call is a sign of life: with the resource ``stall_timeout`` (seconds), a job that
+        gives none for that long (counting from its start) is ended by its node, with the death
+        reason ``stalled`` (which a :class:`~batchtools.RetryPolicy` with ``"stalled"`` in its
+        ``reasons`` retries). A call costs a fraction of a microsecond: call it as often as you like.
+
+        >>> import batchtools as bt
+        >>> reg = bt.make_registry(file_dir=None, seed=1)
+        >>> reg.cluster_functions = bt.make_cluster_functions_interactive()
+        >>> def train(epochs, job):
+        ...     for epoch in range(epochs):
+        ...         job.progress(epoch + 1, f"epoch {epoch + 1}/{epochs}")
+        ...     return epochs
+        >>> _ = bt.batch_map(train, epochs=[3]); _ = bt.submit_jobs(resources={"stall_timeout": 600})
+        >>> bt.get_job_table()[["job_id", "progress", "progress_message"]]
+           job_id  progress progress_message
+        0       1       3.0       epoch 3/3
+        """
+        _progress.progress(self, value, message)
+
+    def heartbeat(self) -> None:
+        """A sign of life without news (see :meth:`progress`), e.g. from a long loop whose
+        progress has no number."""
+        _progress.progress(self)
 
     @property
     def restored(self) -> Any:

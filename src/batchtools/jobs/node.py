@@ -20,7 +20,7 @@ import time
 from ..core.collection import JobCollection
 from ..core.files import open_append, read_pickle, user_path
 from ..core.layout import Layout
-from . import checkpoint
+from . import checkpoint, progress
 from .environment import array_index, environment_of
 from .execute import report_unreadable, run_chunk
 from .session import TERMINATING, redirect_output, say
@@ -159,6 +159,7 @@ def run_file(path: str, file_dir: str | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminated)
     # the time limit's warning; the scheduler's node half: restarts, requeues
     checkpoint.arm(jc.resources, pool=bool(jc.pool), env=environment_of(jc.node_environment, jc.array_var))
+    progress.node_process()  # a stalled job that does not end may end this process
     if os.environ.get("BATCHTOOLS_DEBUG"):
         from ..core.debug import enable_debug
 

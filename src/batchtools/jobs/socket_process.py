@@ -11,6 +11,7 @@ import os
 import sys
 
 from ..core.files import read_pickle
+from . import progress
 from .node import UPDATE_INTERVAL, log_file_of, report_unreadable, run_collection
 
 
@@ -40,6 +41,7 @@ def run_redirected(path: str) -> None:
 
 
 def main() -> int:
+    progress.node_process()
     channel = os.fdopen(os.dup(1), "w", buffering=1)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)  # stray prints between jobs must not corrupt the protocol

@@ -10,7 +10,7 @@ import uuid
 
 from ..core.files import atomic_write_bytes
 from ..core.layout import Layout
-from ..core.protocol import FIELDS, error_message, new_row
+from ..core.protocol import BASE_LENGTH, EXTRA, FIELDS, error_message, new_row
 
 _INDEX = {name: i for i, name in enumerate(FIELDS)}
 _ERROR = _INDEX["error"]
@@ -51,7 +51,10 @@ class UpdateBuffer:
                 fields["error"] = error_message(fields["error"])
             for name, v in fields.items():
                 if v is not None and v == v:
-                    row[_INDEX[name]] = v
+                    i = _INDEX[name]
+                    if i >= BASE_LENGTH and len(row) == BASE_LENGTH:  # progress, GPU: only in rows that carry one
+                        row.extend(EXTRA)
+                    row[i] = v
 
     def flush(self) -> None:
         with self.lock:
