@@ -25,8 +25,9 @@ import pandas as pd
 from .tables import ATTEMPT_FLOAT, ATTEMPT_OBJECT, new_attempts, set_rows
 
 # evidence of one run: cleared when the next run of the same submission begins
-RUN_FLOAT = ("started", "done", "mem_used", "signal", "max_rss", "cpu_time", "startup")
-RUN_OBJECT = ("error", "reason")
+RUN_FLOAT = ("started", "done", "mem_used", "signal", "max_rss", "cpu_time", "startup", "elapsed", "gpu_mem", "gpu_util",
+             "progress_at", "progress")
+RUN_OBJECT = ("error", "reason", "progress_message")
 
 
 def table(reg) -> pd.DataFrame:
