@@ -478,6 +478,37 @@ def test_while_jobs_run_the_report_gives_an_eta(mreg, tmp_path):
         mreg.kill_jobs()
 
 
+def reports_then_waits(gate, report, job):
+    """Say how far it got (if ``report``), then wait (up to 2 minutes) for the file ``gate``."""
+    import os
+    import time
+
+    if report:
+        job.progress(0.25, "epoch 1 of 4")
+    deadline = time.monotonic() + 120
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def test_a_running_jobs_last_progress_is_shown(mreg, tmp_path):
+    """Running now: each running job's last sign of life, or that it reports none."""
+    gate = tmp_path / "gate"
+    mreg.batch_map(reports_then_waits, report=[True, False], more_args={"gate": str(gate)})
+    mreg.submit_jobs()
+    try:
+        # the node passes a job's progress on at most every 2 s: wait until the table has it
+        wait_until(lambda: mreg.get_status().running == 2 and mreg.get_job_table(1)["progress"].notna().all(), 60,
+                   "both jobs running, job 1's progress recorded")
+        _, _, page = write(mreg, tmp_path)
+        assert "Running now" in page.text
+        first, second = page.row("running", job="1"), page.row("running", job="2")
+        assert (first["progress"], first["message"]) == ("0.25", "epoch 1 of 4") and first["last progress"].endswith("ago")
+        assert second["last progress"] == "none reported" and second["message"] == ""
+    finally:
+        gate.touch()
+        mreg.kill_jobs()
+
+
 # ------------------------------------------------------------------ on a real Slurm
 @pytest.fixture
 def slurm_story(tmp_path):

@@ -140,6 +140,7 @@ def render(reg: RegistryState, sel: np.ndarray, by=None) -> str:
     errs = evidence.errors(reg, facts)
     grp = evidence.groups(reg, facts, labels, notes)
     workers = evidence.workers(reg, facts, now)
+    running = evidence.running(reg, facts, now)
     bench = evidence.benchmark(reg, sel)
 
     findings = []
@@ -178,6 +179,7 @@ def render(reg: RegistryState, sel: np.ndarray, by=None) -> str:
         title=f"Run report: {Path(str(reg.file_dir)).name}", version=__version__, g=g, errors=errs, groups=grp,
         findings=findings, curve=figures.data_uri(curve) if curve is not None else None,
         timeline=timeline_uri, timeline_size=timeline_size, color_by=color_by, workers=workers, bench=bench,
+        running=running,
         css=markupsafe.Markup((HERE / "report.css").read_text()),
         js=markupsafe.Markup((HERE / "report.js").read_text()))
 

@@ -538,6 +538,36 @@ def _against_request(kind: str, used: float | None, requested: np.ndarray, fmt, 
     return num(used / top, text, "warn" if flag else None, f"{share(used, top)} of the request"), flag
 
 
+# ------------------------------------------------------------------ running jobs
+def running(reg: RegistryState, facts: pd.DataFrame, now: float) -> dict[str, Any] | None:
+    """The jobs running now (the longest-running first, at most MAX_IDS) with their last sign of
+    life (``job.progress`` / ``job.heartbeat``), or None if none runs."""
+    run = facts[facts["state"] == "running"].sort_values(["started", "job_id"])
+    if not len(run):
+        return None
+    pos = reg.pos(run["job_id"].to_numpy()[:MAX_IDS])
+    st = reg.status
+    at, value, message = (st[c].to_numpy()[pos] for c in ("progress_at", "progress", "progress_message"))
+    columns = [Column("job", True), Column("running for", True), Column("last progress", True,
+                                                                        "when the job last called job.progress or "
+                                                                        "job.heartbeat"),
+               Column("progress", True), Column("message")]
+    rows = []
+    for k, r in enumerate(run.head(MAX_IDS).itertuples()):
+        began = r.started if np.isfinite(r.started) else None
+        said = at[k] if np.isfinite(at[k]) else None
+        rows.append([
+            num(int(r.job_id)),
+            num(now - began, duration(now - began)) if began is not None else missing("?"),
+            num(said, f"{format_duration(now - said)} ago") if said is not None else missing(
+                "none reported", "the job does not call job.progress() or job.heartbeat()"),
+            num(float(value[k]), f"{value[k]:.3g}") if np.isfinite(value[k]) else missing(""),
+            Cell(str(message[k])) if isinstance(message[k], str) else missing(""),
+        ])
+    more = f"and {len(run) - MAX_IDS:,} more running" if len(run) > MAX_IDS else None
+    return {"table": Table(columns, rows, more), "n": len(run)}
+
+
 # ------------------------------------------------------------------ the worker pool
 def workers(reg: RegistryState, facts: pd.DataFrame, now: float) -> dict[str, Any] | None:
     """The pool's workers with what they ran, or None if the registry has no pool."""
