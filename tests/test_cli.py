@@ -348,3 +348,23 @@ def test_status_of_a_settled_registry_comes_from_the_summary_and_a_stale_summary
     assert _status_in_a_fresh_interpreter(regdir) == (settled, False)
     (regdir / "updates" / "feedbeef-1.pkl").write_bytes(b"")
     assert _status_in_a_fresh_interpreter(regdir)[1] is True
+
+
+def test_the_command_run_inside_python_leaves_its_logging_as_it_was(regdir, capsys):
+    """main() in a test or a notebook: its log handler goes with it, and it never writes to a
+    standard error that has since been closed (a later warning printed 'Logging error')."""
+    import io
+    import logging
+
+    log = logging.getLogger("batchtools")
+    before = (list(log.handlers), log.propagate, log.level)
+    old = sys.stderr
+    sys.stderr = io.StringIO()
+    try:
+        assert cli.main(["status", str(regdir)]) == cli.OK
+    finally:
+        sys.stderr.close()
+        sys.stderr = old
+    assert (list(log.handlers), log.propagate, log.level) == before
+    log.warning("a warning after the command")
+    assert "Logging error" not in capsys.readouterr().err

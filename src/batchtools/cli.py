@@ -661,7 +661,9 @@ COMMANDS = {"status": cmd_status, "watch": cmd_watch, "errors": cmd_errors, "log
             "kill": cmd_kill, "reset": cmd_reset}
 
 
-def _setup_logging(verbose: bool) -> None:
+def _setup_logging(verbose: bool):
+    """Show the package's log on the standard error (escaped); returns what undoes it, so that
+    ``main`` run inside a Python process (a test, a notebook) leaves that process's logging as it was."""
     import logging
 
     from .core.text import printable
@@ -670,13 +672,32 @@ def _setup_logging(verbose: bool) -> None:
         def format(self, record: logging.LogRecord) -> str:
             return printable(super().format(record))
 
+    class CurrentStderr(logging.StreamHandler):
+        """Writes to ``sys.stderr`` as it is when a record comes, never to a stream since closed."""
+
+        @property
+        def stream(self):
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, value) -> None:
+            pass
+
     log = logging.getLogger("batchtools")
+    saved = (list(log.handlers), log.propagate, log.level)
     if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = CurrentStderr()
         handler.setFormatter(Printable("batchtools: %(message)s"))
         log.addHandler(handler)
         log.propagate = False
     log.setLevel(logging.INFO if verbose else logging.WARNING)
+
+    def undo() -> None:
+        log.handlers[:] = saved[0]
+        log.propagate = saved[1]
+        log.setLevel(saved[2])
+
+    return undo
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -691,7 +712,7 @@ def main(argv: list[str] | None = None) -> int:
         sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[args.command]
         near = [n for n in (nearest(x.split("=")[0], _options(sub)) for x in extra if x.startswith("-")) if n]
         sub.error(f"unrecognized arguments: {' '.join(extra)}" + (f"; did you mean {', '.join(near)}?" if near else ""))
-    _setup_logging(getattr(args, "verbose", False))
+    undo_logging = _setup_logging(getattr(args, "verbose", False))
     try:
         return COMMANDS[args.command](args)
     except CliError as e:
@@ -712,6 +733,8 @@ def main(argv: list[str] | None = None) -> int:
             f"repair_registry({args.registry!r}) rebuilds its state; run with -v to see where it failed "
             "(and please report it if the registry is fine)", file=sys.stderr)
         return FAILED
+    finally:
+        undo_logging()
 
 
 if __name__ == "__main__":
