@@ -18,26 +18,17 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import pandas as pd  # noqa: E402
-
 import batchtools as bt  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 from chromium import Chromium  # noqa: E402, I001
-from timeline_picture import instance, shuffle_then_sort, sort_it  # noqa: E402  (the same experiment)
+from timeline_picture import sorting_experiment  # noqa: E402  (the same experiment)
 
 
 def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        reg = bt.make_experiment_registry(file_dir=Path(tmp) / "sorting", seed=1, conf_file=None)
-        reg.cluster_functions = bt.make_cluster_functions_multicore(2)
-        bt.add_problem("numbers", fun=instance)
-        bt.add_algorithm("sort", fun=sort_it)
-        bt.add_algorithm("shuffle_then_sort", fun=shuffle_then_sort)
-        bt.add_experiments({"numbers": pd.DataFrame({"n": [10, 100, 1000, 10000, 100000]})}, repls=100)
-        ids = bt.find_experiments()
-        ids["chunk"] = bt.chunk(ids["job_id"], n_chunks=50)
+        ids = sorting_experiment(Path(tmp) / "sorting")
         bt.submit_jobs(ids, resources={"walltime": 3600, "memory": 2048, "measure_memory": True})
         bt.wait_for_jobs()
         print(bt.get_status())

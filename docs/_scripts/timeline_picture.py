@@ -37,17 +37,24 @@ def shuffle_then_sort(data, job, instance):
     return float(sorted(instance)[0])
 
 
+def sorting_experiment(file_dir: Path) -> pd.DataFrame:
+    """The 1,000-job experiment (two algorithms, five sizes, 100 replications) in a new default
+    registry on Multicore(2): its ids in 50 chunks."""
+    reg = bt.make_experiment_registry(file_dir=file_dir, seed=1, conf_file=None)
+    reg.cluster_functions = bt.make_cluster_functions_multicore(2)
+    bt.add_problem("numbers", fun=instance)
+    bt.add_algorithm("sort", fun=sort_it)
+    bt.add_algorithm("shuffle_then_sort", fun=shuffle_then_sort)
+    bt.add_experiments({"numbers": pd.DataFrame({"n": [10, 100, 1000, 10000, 100000]})}, repls=100)
+    ids = bt.find_experiments()
+    ids["chunk"] = bt.chunk(ids["job_id"], n_chunks=50)
+    return ids
+
+
 def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        reg = bt.make_experiment_registry(file_dir=Path(tmp) / "registry", seed=1, conf_file=None)
-        reg.cluster_functions = bt.make_cluster_functions_multicore(2)
-        bt.add_problem("numbers", fun=instance)
-        bt.add_algorithm("sort", fun=sort_it)
-        bt.add_algorithm("shuffle_then_sort", fun=shuffle_then_sort)
-        bt.add_experiments({"numbers": pd.DataFrame({"n": [10, 100, 1000, 10000, 100000]})}, repls=100)
-        ids = bt.find_experiments()
-        ids["chunk"] = bt.chunk(ids["job_id"], n_chunks=50)
+        ids = sorting_experiment(Path(tmp) / "registry")
         t0 = time.time()
         bt.submit_jobs(ids)
         bt.wait_for_jobs()
