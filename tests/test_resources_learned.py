@@ -342,6 +342,22 @@ def test_without_accounting_sacct_is_asked_once_per_session(fake, tmp_path, monk
     assert len([c for c in fake.calls() if c[0] == "sacct"]) == 1  # not asked again
 
 
+def test_a_failing_sacct_leaves_the_reasons_to_scontrol_and_is_asked_again(fake, tmp_path, monkeypatch):
+    reg = fake_slurm(tmp_path)
+    monkeypatch.setenv("FAKE_SACCT_DOWN", "1")
+    bt.batch_map(lambda x: x, x=[1])
+    bt.submit_jobs()
+    assert bt.wait_for_jobs(timeout=60)
+    monkeypatch.setenv("FAKE_SCONTROL_STATE", "TIMEOUT")
+    monkeypatch.setenv("FAKE_SCONTROL_EXIT", "0:15")
+    batch = reg.status["batch_id"][0]
+    before = len([c for c in fake.calls() if c[0] == "sacct"])
+    acc = reg.cluster_functions.account(reg, [batch])
+    assert list(acc) == [batch] and acc[batch].reason == "timeout"
+    assert reg.cluster_functions.usage(reg, [batch]) == {}  # nothing known yet: asked again later
+    assert len([c for c in fake.calls() if c[0] == "sacct"]) == before + 2
+
+
 # ------------------------------------------------------------------ recommend_resources
 def use(mb, seconds, job):
     block = bytearray(int(mb * 2**20))  # touched: resident

@@ -343,6 +343,9 @@ def command():
     elif name == "scontrol":
         print(f"MaxArraySize            = {os.environ.get('FAKE_MAX_ARRAY_SIZE', '1001')}")
     elif name == "sacct":
+        if os.environ.get("FAKE_SACCT_DOWN") == "1":  # slurmdbd not answering
+            print("sacct: error: Problem talking to the database: Connection refused", file=sys.stderr)
+            sys.exit(1)
         recorded = os.environ.get("FAKE_SACCT")
         if not recorded:
             print("Slurm accounting storage is disabled", file=sys.stderr)

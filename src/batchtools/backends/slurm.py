@@ -287,31 +287,32 @@ def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = Tru
     def kill_job(reg, batch_id: str) -> None:
         cf_kill_job(reg, "scancel", [*clusters(reg), batch_id], nodename=nodename)
 
-    def sacct(reg, batch_ids: list[str]) -> dict[str, Accounting] | None:
-        """sacct for all of them in one call; None if Slurm keeps no accounting."""
+    def sacct(reg, batch_ids: list[str]) -> tuple[dict[str, Accounting] | None, bool]:
+        """sacct for all of them in one call: (its records, or None if Slurm keeps no
+        accounting; whether sacct answered)."""
         if cache.get("no_sacct"):
-            return None
+            return None, False
         out = run_os_command("sacct", ["--parsable2", "--noheader", "--duplicates", f"--format={SACCT_FIELDS}",
                                        f"--jobs={','.join(batch_ids)}", *clusters(reg)], nodename=nodename,
                              timeout=60)
         if out["exit_code"] == 0:
             wanted = set(batch_ids)
-            return {b: a for b, a in parse_sacct(out["output"]).items() if b in wanted}
+            return {b: a for b, a in parse_sacct(out["output"]).items() if b in wanted}, True
         if any("accounting storage is disabled" in line for line in out["output"]):
             cache["no_sacct"] = 1  # not asked again
-            return None
-        return {}
+            return None, False
+        return {}, False  # a failure: asked again next time
 
     def usage(reg, batch_ids: list[str]) -> dict[str, Accounting] | None:
         """What the ended ones used (sacct, one call); None if Slurm keeps no accounting."""
-        found = sacct(reg, batch_ids)
+        found, _ = sacct(reg, batch_ids)
         return found if found is None else {b: a for b, a in found.items() if a.state in FINAL_STATES}
 
     def account(reg, batch_ids: list[str]) -> dict[str, Accounting]:
-        """sacct for all of them in one call; with accounting off, what ``scontrol`` still
-        remembers of each (finished jobs stay for ``MinJobAge`` seconds); else nothing."""
-        found = sacct(reg, batch_ids)
-        if found is not None:
+        """sacct for all of them in one call; with accounting off or sacct failing, what
+        ``scontrol`` still remembers of each (finished jobs stay for ``MinJobAge`` seconds); else nothing."""
+        found, answered = sacct(reg, batch_ids)
+        if answered:
             return found
         found = {}
         for b in batch_ids[:50]:
