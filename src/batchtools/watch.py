@@ -21,7 +21,7 @@ from .core.display import local_time
 from .core.progress import eta_from_runtimes, format_duration
 from .core.recovery import replay_journal, writer_alive
 from .core.registry import RegistryState
-from .core.state import masks, on_system
+from .core.state import masks
 from .core.text import printable
 
 MAX_RUNNING_ROWS = 10
@@ -92,9 +92,7 @@ class Watcher:
         self.refresh()
         reg = self.reg
         now = time.time()
-        system = on_system(reg)
-        reg.sync()  # a job that ended after the refresh and before the listing reported before it ended
-        m = masks(reg, None, system)
+        m = masks(reg)  # lists the backend, and merges reports again before it calls a job expired
         counts = {k: int(v.sum()) for k, v in m.items() if k != "terminated"}
         status = Status(defined=len(reg.status), timestamp=now, **counts)
         st = reg.status
