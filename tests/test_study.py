@@ -76,6 +76,21 @@ def test_exist_ok_opens_the_same_kind_writeable_and_keeps_its_jobs(tmp_path):
     assert bt.make_registry(None, exist_ok=True).temporary  # a temporary registry is always new
 
 
+def test_exist_ok_takes_source_files_as_they_were_given_the_first_time(tmp_path):
+    """A relative source file is stored as an absolute path (from the work dir): the same call run
+    again (a script run twice) opens the registry; another file is refused."""
+    (tmp_path / "helpers.py").write_text("X = 1\n")
+    (tmp_path / "other.py").write_text("X = 2\n")
+    path = tmp_path / "reg"
+    bt.make_registry(path, seed=1, conf_file=None, work_dir=tmp_path, source=["helpers.py"])
+    bt.get_default_registry().lease.release()
+    again = bt.make_registry(path, seed=1, conf_file=None, work_dir=tmp_path, source=["helpers.py"], exist_ok=True)
+    assert again.source == (str(tmp_path / "helpers.py"),)
+    again.lease.release()
+    with pytest.raises(ValueError, match="source: the registry"):
+        bt.make_registry(path, seed=1, conf_file=None, work_dir=tmp_path, source=["other.py"], exist_ok=True)
+
+
 @pytest.mark.parametrize("call, error, message", [
     (lambda p: bt.make_registry(p, seed=3, conf_file=None, exist_ok=True), FileExistsError,
      r"holds an experiment registry \(made by make_experiment_registry\), not a map registry"),

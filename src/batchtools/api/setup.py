@@ -186,7 +186,7 @@ def _a(kind: str) -> str:
     return f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind}"
 
 
-def _check_existing(cls: type[RegistryState], path: Path, seed, packages, source, load) -> None:
+def _check_existing(cls: type[RegistryState], path: Path, seed, packages, source, load, work_dir=None) -> None:
     """``make_*registry(exist_ok=True)`` on a folder holding a registry: it must be of the kind and
     seed asked for (and node set-up), else the call is refused naming the difference; nothing is written."""
     meta = read_settings(Layout(path))
@@ -201,8 +201,11 @@ def _check_existing(cls: type[RegistryState], path: Path, seed, packages, source
         raise ValueError(
             f"seed: the registry in {str(path)!r} has seed={meta.get('seed')}, this call asks seed={seed}; its jobs' "
             f"seeds cannot change. Pass seed={meta.get('seed')} (or seed=None), or choose another file_dir")
-    asked = {"packages": _check_strings(packages, "packages"), "source": _check_strings(source, "source", files=True),
-             "load": _check_strings(load, "load", files=True)}
+    # source and load files are stored as absolute paths, a relative one taken from the work dir
+    wd = user_path(work_dir if work_dir is not None else meta.get("work_dir", ".")).absolute()
+    asked = {"packages": _check_strings(packages, "packages"),
+             **{key: tuple(str(wd / user_path(p)) for p in _check_strings(value, key, files=True))
+                for key, value in (("source", source), ("load", load))}}
     for key, value in asked.items():
         stored = tuple(meta.get(key, ()))
         if value != stored:
@@ -221,7 +224,7 @@ def create_registry(cls: type[RegistryState], file_dir, work_dir=None, conf_file
     if exist_ok and file_dir is not None and Layout(check_file_dir(file_dir)).meta.is_file():
         if seed is not None:
             _check_seed(seed)
-        _check_existing(cls, Path(file_dir), seed, packages, source, load)
+        _check_existing(cls, Path(file_dir), seed, packages, source, load, work_dir)
         reg = open_registry(classes or {cls.kind: cls}, file_dir, work_dir, conf_file, make_default, writeable=True)
         log.info("Opened the existing registry in '%s' (exist_ok=True)", reg.file_dir)
         return reg
