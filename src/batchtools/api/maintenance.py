@@ -14,7 +14,7 @@ from ..core import registry as core
 from ..core.cleanup import drop_unused_resources, obsolete_external_dirs, obsolete_logs, remove_dirs
 from ..core.files import make_dir, unlink_quietly
 from ..core.pickling import pickle_by_value
-from ..core.pool import FINAL, pool_state
+from ..core.pool import pool_state
 from ..core.registry import RegistryState, resolve
 from ..core.state import done_mask, masks
 from ..core.usage import record_usage
@@ -78,8 +78,7 @@ def sweep_registry(reg: RegistryState | None = None) -> dict[str, int]:
     hashes = set(st["job_hash"].dropna())
     active = set(st.loc[masks(reg)["system"], "job_hash"].dropna())
     pool = pool_state(reg)
-    live_workers = ({w for w, info in pool.workers.items() if info.get("state") not in FINAL}
-                    if pool else set())
+    live_workers = pool.live_workers() if pool else set()
 
     def files(sub):
         d = reg.layout.dir(sub)

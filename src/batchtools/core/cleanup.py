@@ -29,7 +29,7 @@ def obsolete_logs(reg) -> list[str]:
     hashes = set(st["job_hash"].dropna())
     names = set(st["log_file"].dropna())  # pooled jobs log into their worker's file, Interactive into its session's
     pool = pool_state(reg)
-    live = {w for w, info in pool.workers.items() if info.get("state") not in ("exited", "stale")} if pool else set()
+    live = pool.live_workers() if pool else set()
 
     def needed(name: str) -> bool:
         stem = name.split(".")[0]

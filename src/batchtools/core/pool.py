@@ -67,6 +67,10 @@ class PoolState:
         if self.plan is None and state.get("heal"):  # written before plans: a healing pool
             self.plan = {**state["heal"], "heal": True, "owed": 0, "max_workers": None}
 
+    def live_workers(self) -> set[str]:
+        """Ids of the workers not in a final state (their files are still in use)."""
+        return {w for w, info in self.workers.items() if info.get("state") not in FINAL}
+
     def save(self) -> None:
         self.reg.write_pickle(self.layout.pool_state, {"workers": self.workers, "queues": self.queues,
                                                        "plan": self.plan})
