@@ -23,6 +23,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from ..core.kinds import BENCHMARK_WORDS
 from ..core.registry import RegistryState, resolve
 from ..core.usage import record_usage
 
@@ -33,7 +34,6 @@ LIMIT_FACTOR = 2.0  # a group whose jobs died at a limit gets at least this time
 MIN_CPU_SECONDS = 1.0  # a job's CPU efficiency counts only if it ran at least this long
 CPU_SLACK = 0.1  # CPUs used above a whole number by less than this do not ask for one more
 DEFAULT_BY = ("problem", "algorithm")
-ALIASES = {"task": "problem", "learner": "algorithm"}  # names of a benchmark registry's groups
 
 
 def round_memory(mb: float) -> int:
@@ -108,7 +108,7 @@ def _groups(reg: RegistryState, by: list[str]) -> tuple[np.ndarray, pd.DataFrame
     if not by:
         return np.zeros(ids.size, np.int64), pd.DataFrame(index=range(1 if ids.size else 0))
     frame = reg.definitions.pars_frame(ids)
-    cols = [ALIASES.get(b, b) if b not in frame.columns else b for b in by]
+    cols = [BENCHMARK_WORDS.get(b, b) if b not in frame.columns else b for b in by]
     missing = [b for b, c in zip(by, cols) if c not in frame.columns]
     if missing:
         raise ValueError(f"by: unknown column(s) {missing}; available: {[c for c in frame.columns if c != 'job_id']}")
@@ -191,9 +191,8 @@ def recommend_resources(ids=None, by=DEFAULT_BY, q: float = 0.95, margin: float 
     if chunk is not None:
         order = np.argsort(sel, kind="stable")
         sel, chunk = sel[order], chunk[order]
-    if reg.writeable:
-        record_usage(reg)  # the latest of the scheduler's accounting (one call), if it keeps any
     reg.sync()
+    record_usage(reg)  # the latest of the scheduler's accounting (one call) for the jobs that ended, if it keeps any
     number, keys = _groups(reg, by)
     st = reg.status
     started, done = st["started"].to_numpy(), st["done"].to_numpy()

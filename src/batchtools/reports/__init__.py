@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import plot
 from ..core.registry import RegistryState, resolve
 
 HERE = Path(__file__).resolve().parent / "page"
-STATE_COLORS = {"done": "#4c9a2a", "error": "#c0392b", "expired": "#8c8c8c", "running": "#e0a526",
-                "queued": "#3b82c4", "not submitted": "#c9d1d6"}
+STATE_COLORS = {**plot.STATE_COLORS, "queued": "#3b82c4", "not submitted": "#c9d1d6"}  # the timeline's, and two more
 MAX_PLOTS = 3  # score plots of a benchmark (one per scorer), then its critical-difference diagram
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 from ..api.logs import error_groups, read_job_log
 from ..core import attempts
 from ..core.clock import local_time
+from ..core.kinds import BENCHMARK_WORDS
 from ..core.pool import pool_state
 from ..core.progress import eta_from_runtimes, format_duration
 from ..core.registry import RegistryState
@@ -30,7 +31,7 @@ NUMBER_BINS = 8  # ranges of equal count for a numeric column with many values
 MAX_ERROR_GROUPS = 30  # kinds of error shown with their log; the rest are counted
 MAX_IDS = 40  # job ids listed per kind of error, expired jobs, ...
 LOG_HEAD, LOG_TAIL = 6, 24  # lines of a log shown: its beginning and its end (the traceback)
-ALIASES = {"task": "problem", "learner": "algorithm"}  # benchmark registries' names
+ALIASES = BENCHMARK_WORDS  # benchmark registries' names for the experiment columns
 STATE_ORDER = ("done", "error", "expired", "running", "queued", "not submitted")
 MEMORY_HINT = ("submit with resources={'measure_memory': True} to measure each job's peak memory "
                "(batchtools submit -r measure_memory=true)")
