@@ -159,7 +159,7 @@ def check_script_resources(resources: dict[str, Any]) -> dict[str, Any]:
 
 
 def _scalar(value: Any) -> bool:
-    return value is not None and isinstance(value, (bool, int, float, str))
+    return isinstance(value, (bool, int, float, str))
 
 
 def _script_value(key: str, value: Any) -> Any:

@@ -82,6 +82,7 @@ def new_row(job_id: int) -> list:
 
 # the progress and GPU fields, nothing new: appended to a row that gets one of them
 EXTRA = (math.nan, math.nan, None, math.nan, math.nan)
+_NOTHING = (*new_row(0), *EXTRA)  # every field, nothing new: what pads a short row
 
 
 def valid_rows(data) -> bool:
@@ -106,7 +107,7 @@ def full_row(row, extra: bool = True) -> list:
         return list(row)
     if len(row) == NO_STARTUP_EXTRA_LENGTH:  # progress and GPU fields right after ended: no startup
         return [*row[:STARTUP], math.nan, *row[STARTUP:]]
-    return [*row, *(new_row(0) + list(EXTRA))[len(row):n]]
+    return [*row, *_NOTHING[len(row):n]]
 
 
 MARK = "### [bt]: "

@@ -152,9 +152,10 @@ def run_file(path: str, file_dir: str | None = None) -> int:
     log_file = log_file_of(jc)
     if log_file:
         # an engine that runs a task again: the log, made by the first run, tells a run again
-        logged_before = os.environ.get(RERUN_ENV) == "1" and os.path.exists(log_file)
+        rerun = os.environ.get(RERUN_ENV) == "1"
+        logged_before = rerun and os.path.exists(log_file)
         redirect_output(log_file)
-        if os.environ.get(RERUN_ENV) == "1":
+        if rerun:
             checkpoint.NODE.rerun = claim_run(logged_before)
     signal.signal(signal.SIGTERM, _terminated)
     # the time limit's warning; the scheduler's node half: restarts, requeues
