@@ -1,7 +1,8 @@
 """Sphinx configuration of the pybatchtools documentation site (``make docs``).
 
 Guide pages are Markdown (MyST); the API reference (``reference/``) is generated from the
-docstrings of every public name by ``_ext/apiref.py`` when the build starts.
+docstrings of every public name by ``_ext/apiref.py`` when the build starts; the tables of the
+backend contract in ``backends/custom.md`` are rendered from the code by ``_ext/contract.py``.
 """
 
 import sys
@@ -17,7 +18,7 @@ author = "the pybatchtools authors"
 copyright = "pybatchtools authors, LGPL-3.0-or-later"
 version = release = batchtools.__version__
 
-extensions = ["myst_parser", "sphinx.ext.autodoc", "apiref"]
+extensions = ["myst_parser", "sphinx.ext.autodoc", "apiref", "contract"]
 source_suffix = {".md": "markdown"}
 exclude_patterns = ["_build", "_scripts", "_ext", "README.md"]
 myst_enable_extensions = ["colon_fence", "deflist"]

@@ -175,7 +175,7 @@ def test_a_task_killed_before_it_was_sent_never_runs(dreg, dask_cluster, monkeyp
     assert not set(keys) & set(dask_cluster[1].run_on_scheduler(
         lambda dask_scheduler: [str(k) for k in dask_scheduler.tasks]))  # held, not sent yet
     cf.kill_job(dreg, keys[0])
-    cf.send_held()
+    cf.flush()
     wait_until(lambda: dreg.store.exists(2), 60, "the task that was not killed to run")
     time.sleep(0.5)
     assert not dreg.store.exists(1)

@@ -120,6 +120,7 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
     bounds = np.flatnonzero(np.r_[True, chunks[1:] != chunks[:-1], True])
     groups = [(bounds[k], bounds[k + 1]) for k in range(len(bounds) - 1)]
     groups = _split_arrays(reg, groups, resources)
+    cf.ping()  # a backend with a server (HyperQueue, Dask): unreachable, nothing is written
     chunk_res = []
     for a, b in groups:
         res = dict(resources)
@@ -244,7 +245,7 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
             "lease.") from None
     finally:
         try:
-            cf.send_held()  # what the backend held back (and the journal names) goes, also when the lease went
+            cf.flush()  # what the backend held back (and the journal names) goes, also when the lease went
         finally:
             reg.store.close_packs()  # the pack collections run in this process shared, also if one was refused
             if lost is None:  # else the journal and the tables are the new holder's

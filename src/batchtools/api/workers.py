@@ -138,6 +138,7 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
                              "pass n_workers >= 1")
     cf.check_resources(resources)
     cf.check_registry(reg)
+    cf.ping()
     tended = _Tended()
     with reg.mutation("submit workers"):
         reg._pool = pool
@@ -320,7 +321,7 @@ def _submit_worker(reg: RegistryState, pool: PoolState, wid: str, k: int, plan: 
     pool.workers[wid] = {"batch_id": None, "log_file": f"{wid}.log", "submitted": time.time(),
                          "heartbeat": plan["heartbeat"], "idle_timeout": plan["idle_timeout"], "state": "submitted"}
     result = submit_once(reg, wjc)
-    cf.send_held()  # a worker goes at once (a few of them: nothing to gain from sending them together)
+    cf.flush()  # a worker goes at once (a few of them: nothing to gain from sending them together)
     if result.status != 0:
         pool.workers.pop(wid, None)
         unlink_quietly([path, reg.layout.script(wid)])

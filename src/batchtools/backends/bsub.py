@@ -49,5 +49,5 @@ def make_bsub_cluster_functions(name: str, template: str, scheduler_latency: flo
         fs_latency=fs_latency, poll=1.0, poll_max=30.0, resource_check=check_script_resources,
         path_check=check_path_allowed("/._-+,:=@~", name),
         # -W is in whole minutes
-        capabilities=Capabilities(per_job_resources=True, gpus=name == "LSF", walltime_unit=60),
+        capabilities=Capabilities(gpus=name == "LSF", walltime_unit=60),
     )

@@ -208,11 +208,11 @@ def make_cluster_functions_dask(client_or_address, timeout: float = 10) -> Clust
         client.cancel([distributed.Future(batch_id, client)], force=True)
         client.run(kill_collection_process, batch_id)  # the process a running task waits for
 
-    def resource_check(res: dict) -> None:
-        conn.client()
+    def ping() -> None:
+        conn.client()  # connects, or says which scheduler it cannot reach
 
     return make_cluster_functions(
         "Dask", submit_job, kill_job=kill_job, list_jobs=list_jobs, store_job_collection=False,
-        poll=0.05, poll_max=1.0, info=conn.address, resource_check=resource_check, flush=conn.send,
+        poll=0.05, poll_max=1.0, info=conn.address, ping=ping, flush=conn.send,
         capabilities=Capabilities(start_reports=True, gpus=True),
     )

@@ -71,5 +71,5 @@ def make_cluster_functions_docker(image: str, docker_args: Sequence[str] = (), i
         list_jobs_running=lambda reg: listing("status=running"), store_job_collection=True,
         scheduler_latency=scheduler_latency, fs_latency=fs_latency, poll=1.0, poll_max=30.0,
         hooks={"post_sync": housekeeping}, info=image,
-        capabilities=Capabilities(per_job_resources=True, required_resources=("ncpus", "memory")),
+        capabilities=Capabilities(required_resources=("ncpus", "memory")),
     )

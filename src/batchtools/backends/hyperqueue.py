@@ -243,12 +243,8 @@ def make_cluster_functions_hyperqueue(server=None, array_jobs: bool = True,
         marker = reg.layout.cancel_marker(job_hash, None if task is None else task + 1)
         atomic_write_bytes(marker, b"")
 
-    def resource_check(res: dict) -> None:
-        hq.ping()
-
     return make_cluster_functions(
         "HyperQueue", submit_job, kill_job=kill_job, list_jobs=list_jobs, array_var=ARRAY_VAR,
         store_job_collection=True, poll=0.2, poll_max=1.0, info=f"server_dir={server_dir}",
-        capabilities=Capabilities(array_jobs=array_jobs, per_job_resources=True, start_reports=True, gpus=True),
-        resource_check=resource_check,
+        capabilities=Capabilities(array_jobs=array_jobs, start_reports=True, gpus=True), ping=hq.ping,
     )

@@ -225,5 +225,5 @@ def make_cluster_functions_pbspro(template: str = "pbspro", scheduler_latency: f
         store_job_collection=True, store_job_files=True,
         scheduler_latency=scheduler_latency, fs_latency=fs_latency, poll=1.0, poll_max=30.0,
         max_array_size=max_array_size, resource_check=check_script_resources, path_check=check_path_allowed("/._-+,:=@~", "PBS Pro"),
-        capabilities=Capabilities(array_jobs=True, per_job_resources=True, gpus=True),
+        capabilities=Capabilities(array_jobs=True, gpus=True),
     )

@@ -119,6 +119,6 @@ def make_cluster_functions_sge(template: str = "sge", nodename: str = "localhost
         fs_latency=fs_latency, poll=1.0, poll_max=30.0, resource_check=check_script_resources,
         path_check=check_path_chars("'\"$", "SGE"),
         # h_vmem is a limit per slot (CPU of a parallel environment)
-        capabilities=Capabilities(per_job_resources=True, gpus=True, memory_per_cpu=True),
+        capabilities=Capabilities(gpus=True, memory_per_cpu=True),
         account=account,
     )

@@ -366,6 +366,6 @@ def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = Tru
         # --output treats a backslash as "no %-patterns" and drops it: the log would land elsewhere
         path_check=check_path_chars("\\", "Slurm"),
         # --time is kept in whole minutes; --mem-per-cpu is memory per CPU
-        capabilities=Capabilities(array_jobs=array_jobs, per_job_resources=True, gpus=True, walltime_unit=60,
+        capabilities=Capabilities(array_jobs=array_jobs, gpus=True, walltime_unit=60,
                                   memory_per_cpu=True),
     )

@@ -45,5 +45,5 @@ def make_cluster_functions_torque(template: str = "torque", scheduler_latency: f
         array_var="PBS_ARRAYID", store_job_collection=True, store_job_files=True,
         scheduler_latency=scheduler_latency, fs_latency=fs_latency, poll=1.0, poll_max=30.0,
         resource_check=check_script_resources,
-        path_check=check_path_allowed("/._-+,:=@~", "TORQUE"), capabilities=Capabilities(array_jobs=True, per_job_resources=True, gpus=True),
+        path_check=check_path_allowed("/._-+,:=@~", "TORQUE"), capabilities=Capabilities(array_jobs=True, gpus=True),
     )

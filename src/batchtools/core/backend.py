@@ -1,16 +1,18 @@
 """The backend contract: what a cluster-functions record holds and what a backend declares it can do.
 
-A backend is a :class:`ClusterFunctions` record made with :func:`make_cluster_functions`:
-a ``submit_job(reg, jc)`` returning a :class:`SubmitJobResult` (status 0 submitted, 1-100
-temporary error retried with the ``sleep`` backoff, 101-200 permanent error raised), and
-optionally ``kill_job(reg, batch_id)``, one listing call ``list_jobs(reg) -> (queued,
-running)`` and ``flush()`` for a backend that sends its submissions in batches. What it can do
-is declared in :class:`Capabilities` and checked by ``submit_jobs`` before anything is written.
-The backends themselves live in :mod:`batchtools.backends`.
+A backend is a :class:`ClusterFunctions` record made with :func:`make_cluster_functions`. Its
+members come in groups (``GROUPS``, kept in each field's metadata): the required core, a ``name``
+and ``submit_job(reg, jc)`` returning a :class:`SubmitJobResult` (status 0 submitted, 1-100
+temporary error retried with the ``sleep`` backoff, 101-200 permanent error raised); optional
+hooks such as ``kill_job(reg, batch_id)``, one listing call ``list_jobs(reg) -> (queued,
+running)``, ``ping()`` and ``flush()``; declared settings, among them :class:`Capabilities`, what
+it can do, checked by ``submit_jobs`` before anything is written. The backends themselves live
+in :mod:`batchtools.backends`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import logging
@@ -63,83 +65,162 @@ def make_submit_job_result(status: int, batch_id: Any = None, log_file: str | No
     return SubmitJobResult(status, batch_id, log_file, msg)
 
 
+# The contract's members fall in four groups, kept in each field's metadata (``GROUPS``); the table
+# in docs/backends/custom.md is rendered from them (docs/_ext/contract.py, checked by a test).
+GROUPS = {
+    "required": "Required: every backend gives these",
+    "hook": "Optional hooks: a function the backend gives if it can (absent: not available)",
+    "declared": "Declared settings: what the master needs to know about the scheduler",
+    "runtime": "Live objects and provenance, not declarations",
+}
+
+
+def _member(group: str, default: Any, doc: str, call: str = "", returns: str = "") -> Any:
+    """A contract field: its ``group`` (a key of ``GROUPS``), how it is called, what it returns and
+    what else to know. A class as ``default`` (``dict``, ``Capabilities``) makes a fresh one each time."""
+    meta = {"group": group, "doc": doc, "call": call, "returns": returns}
+    if isinstance(default, type):
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _declared(default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"group": "capability", "doc": doc})
+
+
+def _nothing() -> None:
+    """The default ``ping`` and ``flush``: nothing to check, nothing held."""
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a backend can do, declared up front (checked before anything is written).
 
-    ``array_jobs``: chunks can run as array jobs (``resources={"chunks_as_arrayjobs": True}``).
-    ``in_process``: jobs run inside the master process (their status reaches it in memory).
-    ``blocking``: ``submit_job`` returns only once the submitted jobs have ended.
-    ``per_job_resources``: each scheduler job gets its own walltime/memory/ncpus, enforced by
-    the scheduler (local backends only pass thread counts on).
-    ``required_resources``: resources every submission must name.
-    ``start_reports``: the backend tells running from queued by the jobs' own start reports (its
-    engine cannot say), so every job reports its start at once (otherwise a collection of one job
-    reports when it ends: the scheduler knows it runs).
-    ``gpus``: the ``gpus`` resource is honoured (the scheduler allocates devices, or the backend
-    hands out free ones through ``CUDA_VISIBLE_DEVICES``).
-    ``walltime_unit``: the seconds the scheduler counts a time limit in (Slurm and LSF: 60, whole
-    minutes); ``memory_per_cpu``: the ``memory`` resource is per CPU (Slurm's ``--mem-per-cpu``),
-    not per job. ``recommend_resources`` rounds to the one and divides by ``ncpus`` for the other.
+    Each field is described in its ``metadata["doc"]``; the table in ``docs/backends/custom.md``
+    is rendered from them.
+
+    >>> Capabilities(array_jobs=True, walltime_unit=60).walltime_unit
+    60
     """
 
-    array_jobs: bool = False
-    in_process: bool = False
-    blocking: bool = False
-    per_job_resources: bool = False
-    required_resources: tuple[str, ...] = ()
-    start_reports: bool = False
-    gpus: bool = False
-    walltime_unit: int = 1
-    memory_per_cpu: bool = False
+    array_jobs: bool = _declared(
+        False, "chunks can run as array jobs (`resources={\"chunks_as_arrayjobs\": True}`); needs `array_var`")
+    in_process: bool = _declared(False, "jobs run inside the master process (their status reaches it in memory)")
+    blocking: bool = _declared(
+        False, "`submit_job` returns only once the submitted jobs have ended (Interactive): `submit_workers` "
+               "stops starting workers once the first ones ran the queue empty")
+    required_resources: tuple[str, ...] = _declared((), "resources every submission must name")
+    start_reports: bool = _declared(
+        False, "the backend tells running from queued by the jobs' own start reports (its engine cannot say), "
+               "so every job reports its start at once (otherwise a collection of one job reports only when it "
+               "ends: the scheduler knows it runs)")
+    gpus: bool = _declared(
+        False, "the `gpus` resource is honoured (the scheduler allocates devices, or the backend hands out free "
+               "ones through `CUDA_VISIBLE_DEVICES`); otherwise `submit_jobs` refuses `gpus`")
+    walltime_unit: int = _declared(
+        1, "the seconds the scheduler counts a time limit in (Slurm and LSF: 60, whole minutes); "
+           "`recommend_resources` rounds to it")
+    memory_per_cpu: bool = _declared(
+        False, "the `memory` resource is per CPU (Slurm's `--mem-per-cpu`), not per job; "
+               "`recommend_resources` divides by `ncpus`")
 
 
 @dataclass(kw_only=True)
 class ClusterFunctions:
-    """A backend: how to submit, kill and list jobs. See :func:`make_cluster_functions`."""
+    """A backend: how to submit, kill and list jobs. Made by :func:`make_cluster_functions`.
 
-    name: str
-    submit_job: Callable
-    kill_job: Callable | None = None
-    # one scheduler call: reg -> (queued batch ids, running batch ids)
-    list_jobs: Callable | None = None
-    array_var: str | None = None
-    store_job_collection: bool = False
-    # keep rendered job scripts (jobs/<hash>.sh) after the scheduler accepted them
-    store_job_files: bool = False
-    scheduler_latency: float = 0.0
-    fs_latency: float = 0.0
-    hooks: dict[str, Callable] = field(default_factory=dict)
-    # first polling interval of wait_for_jobs (seconds); grows towards poll_max
-    poll: float = 1.0
-    poll_max: float = 10.0
-    info: str = ""
-    # optional: block up to `timeout` seconds until the backend sees a job start or end
-    wait: Callable[[float], None] | None = None
-    # optional: largest array job the scheduler accepts (submit_jobs splits bigger chunks)
-    max_array_size: Callable | None = None
-    capabilities: Capabilities = field(default_factory=Capabilities)
-    # optional: raise on resources this backend cannot put into a job (e.g. unsafe template values)
-    resource_check: Callable[[dict], Any] | None = None
-    # optional: raise on a registry path this backend cannot pass to its scheduler (names the character)
-    path_check: Callable[[str], Any] | None = None
-    # the local processes a backend manages (Multicore's fork server, Socket's processes), if any
-    processes: Any = None
-    # how it was made: {"constructor": "module:function", "kwargs": {...}}, saved with the registry
-    spec: dict | None = None
-    # optional: the scheduler's accounting of ended jobs, reg, batch ids -> {batch id: core.retry.Accounting}
-    # (one call for many jobs; jobs it knows nothing about are left out; it never raises)
-    account: Callable | None = None
-    # optional: what ended jobs used, as the scheduler accounted it: reg, batch ids -> {batch id: Accounting}
-    # of those that ended (None: the scheduler keeps no accounting), asked once per poll about every job that
-    # ended; only for a backend that answers for many jobs in one call (core/usage.py)
-    usage: Callable | None = None
-    # optional: send the collections submit_job accepted but held back to send many at once;
-    # submit_jobs and submit_workers call it before they return
-    flush: Callable[[], None] | None = None
-    # optional: the node half, a batchtools.NodeEnvironment subclass (job id, array
-    # index, restart count, self-requeue on the node); None: the plain default
-    node_environment: type | None = None
+    Its members come in groups (``GROUPS``): a small **required** core (``name``, ``submit_job``),
+    named **optional hooks** (a function or None), **declared** settings with the declared
+    :class:`Capabilities` record, and members the machinery sets. Each field's ``metadata`` says
+    which group it is in and what it does; ``docs/backends/custom.md`` shows them as a table.
+
+    >>> import batchtools as bt
+    >>> from batchtools.core.backend import members
+    >>> [f.name for f in members("required")]
+    ['name', 'submit_job']
+    """
+
+    # -- required
+    name: str = field(metadata={"group": "required", "doc": "shown in reprs and error messages", "call": "",
+                                "returns": ""})
+    submit_job: Callable = field(metadata={
+        "group": "required", "call": "`submit_job(reg, jc)` with a {class}`~batchtools.JobCollection`",
+        "returns": "`bt.make_submit_job_result(status, batch_id, log_file=None, msg=None)`",
+        "doc": "status 0 = accepted, 1–100 = temporary error (retried after a pause), 101–200 = permanent error"})
+    # -- optional hooks
+    kill_job: Callable | None = _member(
+        "hook", None, "without it `kill_jobs` refuses", "`kill_job(reg, batch_id)`", "nothing; raise if it failed")
+    list_jobs: Callable | None = _member(
+        "hook", None, "one scheduler call answers both; or give `list_jobs_queued` / `list_jobs_running` "
+        "(`f(reg)` -> batch ids) as in R batchtools", "`list_jobs(reg)`", "`(queued, running)` batch ids")
+    wait: Callable[[float], None] | None = _member(
+        "hook", None, "instead of a sleep in `wait_for_jobs`", "`wait(seconds)`",
+        "nothing; blocks until a job may have started or ended (at most that long)")
+    ping: Callable[[], None] = _member(
+        "hook", _nothing, "called once before `submit_jobs` / `submit_workers` writes anything (HyperQueue, Dask "
+        "check their server)", "`ping()`", "nothing; raise if the backend's server cannot be reached")
+    flush: Callable[[], None] = _member(
+        "hook", _nothing, "for a backend that hands its engine many collections at once (Dask): `submit_jobs` "
+        "calls it before it returns, also when it fails; send held ones yourself before listing or killing",
+        "`flush()`", "nothing; sends what `submit_job` accepted but held back")
+    max_array_size: Callable | None = _member(
+        "hook", None, "`submit_jobs` splits bigger array chunks", "`max_array_size(reg)`",
+        "the largest array job the scheduler accepts")
+    resource_check: Callable[[dict], Any] | None = _member(
+        "hook", None, "before anything is written (e.g. unsafe template values)", "`resource_check(resources)`",
+        "nothing; raise on resources the backend cannot put into a job")
+    path_check: Callable[[str], Any] | None = _member(
+        "hook", None, "before anything is written", "`path_check(file_dir)`",
+        "nothing; raise on a registry path the scheduler cannot take (name the character)")
+    account: Callable | None = _member(
+        "hook", None, "why jobs ended, their peak memory and CPU time; retries use it (see "
+        "{class}`~batchtools.RetryPolicy`); jobs it knows nothing about are left out; it never raises",
+        "`account(reg, batch_ids)`", "`{batch_id: bt.Accounting}` of ended jobs")
+    usage: Callable | None = _member(
+        "hook", None, "asked once per poll by `wait_for_jobs` and `sync_registry` about the jobs that ended, for "
+        "{func}`~batchtools.recommend_resources`; only for a scheduler that answers for many jobs in one call "
+        "(`sacct`)", "`usage(reg, batch_ids)`",
+        "`{batch_id: bt.Accounting}` of those that ended, None if the scheduler keeps no accounting")
+    hooks: dict[str, Callable] = _member(
+        "hook", dict, "by name: `pre_submit`, `post_submit`, `pre_submit_job`, `post_submit_job`, `pre_sync`, "
+        "`post_sync`, `pre_kill`, `post_kill`; on the node `pre_do_collection`, `post_do_collection`",
+        "`hook(reg, ...)`", "nothing; run around submit, sync, kill and (on the node) a collection")
+    node_environment: type | None = _member(
+        "hook", None, "the backend's node half: job id, array index, restart count, `requeue()` for "
+        "checkpointing jobs; see `SlurmEnvironment` in `backends/slurm.py`, `PBSProEnvironment` in "
+        "`backends/pbspro.py`", "on the node",
+        "a subclass of {class}`~batchtools.NodeEnvironment` defined at module level")
+    # -- declared
+    capabilities: Capabilities = _member(
+        "declared", Capabilities, "what it can do; the fields are in the next table", "",
+        "a {class}`~batchtools.Capabilities`")
+    array_var: str | None = _member(
+        "declared", None, "needed with `Capabilities(array_jobs=True)`", "",
+        "the environment variable with the array task number on the node")
+    store_job_collection: bool = _member(
+        "declared", False, "the node then reads it (the scheduler backends do)", "",
+        "`True`: write each collection to `jobs/<hash>.pkl`")
+    store_job_files: bool = _member(
+        "declared", False, "for a backend that renders a template", "",
+        "`True`: keep the rendered job scripts `jobs/<hash>.sh` after the scheduler accepted them")
+    scheduler_latency: float = _member(
+        "declared", 0.0, "it counts as queued meanwhile, so `submit_jobs` returns at once; also slept after "
+        "killing", "", "seconds a newly submitted job may be missing from the listing")
+    fs_latency: float = _member(
+        "declared", 0.0, "a shared file system's delay", "",
+        "seconds a job may be missing from the listing without an update on disk before it counts as expired")
+    poll: float = _member("declared", 1.0, "it grows towards `poll_max`", "",
+                          "seconds: the first polling interval of `wait_for_jobs`")
+    poll_max: float = _member("declared", 10.0, "", "", "seconds: the longest polling interval")
+    info: str = _member("declared", "", "e.g. `ncpus=4`", "", "shown in the repr: `ClusterFunctions(name, info)`")
+    # -- runtime
+    processes: Any = _member(
+        "runtime", None, "Multicore's fork server, Socket's processes: give them if the backend starts local "
+        "processes; `ClusterFunctions.close()` calls their `close()`", "",
+        "the local processes the backend manages")
+    spec: dict | None = _member(
+        "runtime", None, "set by `core.backend.restorable`, the decorator of the shipped constructors", "",
+        "how it was made: `{\"constructor\": \"module:function\", \"kwargs\": {...}}`, saved with the registry")
 
     def __repr__(self) -> str:
         extra = f", {self.info}" if self.info else ""
@@ -184,11 +265,6 @@ class ClusterFunctions:
         """Job slots of the local processes this backend manages (None: not a local backend)."""
         return getattr(self.processes, "ncpus", None)
 
-    def send_held(self) -> None:
-        """Send what ``submit_job`` accepted but held back (a backend that sends in batches)."""
-        if self.flush is not None:
-            self.flush()
-
     def list_on_system(self, reg) -> tuple[set[str], set[str]]:
         """(queued, running) batch ids, from one listing call."""
         if self.list_jobs is None:
@@ -224,6 +300,20 @@ class ClusterFunctions:
             close()
 
 
+def members(group: str | None = None) -> list:
+    """The contract's fields (``dataclasses.Field``), in order, of one group of ``GROUPS`` (or all);
+    ``"capability"``: the fields of :class:`Capabilities`.
+
+    >>> [f.name for f in members("runtime")]
+    ['processes', 'spec']
+    """
+    if group == "capability":
+        return list(dataclasses.fields(Capabilities))
+    if group is not None and group not in GROUPS:
+        raise ValueError(f"group: one of {[*GROUPS, 'capability']}, got {group!r}")
+    return [f for f in dataclasses.fields(ClusterFunctions) if group is None or f.metadata["group"] == group]
+
+
 def _combine_listings(queued: Callable | None, running: Callable | None) -> Callable:
     def list_jobs(reg) -> tuple[list, list]:
         return (list(queued(reg)) if queued else [], list(running(reg)) if running else [])
@@ -243,52 +333,32 @@ def make_cluster_functions(
     scheduler_latency: float = 0,
     fs_latency: float = 0,
     hooks: dict[str, Callable] | None = None,
+    *,
+    list_jobs: Callable | None = None,
+    wait: Callable[[float], None] | None = None,
+    ping: Callable[[], None] | None = None,
+    flush: Callable[[], None] | None = None,
+    max_array_size: Callable | None = None,
+    resource_check: Callable[[dict], Any] | None = None,
+    path_check: Callable[[str], Any] | None = None,
+    account: Callable | None = None,
+    usage: Callable | None = None,
+    node_environment: type | None = None,
+    capabilities: Capabilities | None = None,
     poll: float = 1.0,
     poll_max: float = 10.0,
     info: str = "",
-    wait: Callable[[float], None] | None = None,
-    list_jobs: Callable | None = None,
-    max_array_size: Callable | None = None,
-    capabilities: Capabilities | None = None,
-    resource_check: Callable[[dict], Any] | None = None,
-    path_check: Callable[[str], Any] | None = None,
     processes: Any = None,
-    account: Callable | None = None,
-    flush: Callable[[], None] | None = None,
-    usage: Callable | None = None,
-    node_environment: type | None = None,
 ) -> ClusterFunctions:
-    """Make your own backend.
+    """Make your own backend: ``name`` and ``submit_job`` are required, everything else optional.
 
-    ``list_jobs_queued(reg)`` / ``list_jobs_running(reg)`` return batch ids, as in batchtools;
-    a backend whose scheduler answers both at once gives ``list_jobs(reg) -> (queued, running)``
-    instead. ``capabilities`` declares what it can do (default: nothing special); array jobs
-    need ``array_var``, the environment variable holding the task number on the node.
-
-    Times are in seconds: ``scheduler_latency`` is how long a newly submitted job may be missing
-    from the listing (it counts as queued meanwhile, so ``submit_jobs`` returns at once), and it is
-    slept after killing; ``fs_latency`` is how long a job may be missing from
-    the listing without an update on disk before it counts as expired (a shared file system's
-    delay); ``poll`` is :func:`wait_for_jobs`' first polling interval, growing to ``poll_max``.
-    ``wait(seconds)``, if given, blocks until something may have changed (at most that long)
-    instead of sleeping. ``store_job_collection`` writes each collection to
-    ``jobs/<hash>.pkl`` for the node; ``store_job_files`` keeps the rendered job scripts.
-    ``hooks``: functions ``hook(reg, ...)`` by name (``pre_submit``, ``post_submit``,
-    ``pre_sync``, ``post_sync``, ``pre_kill``, ``post_kill``; on the node
-    ``pre_do_collection``, ``post_do_collection``). ``account(reg, batch_ids)``, if given,
-    returns the scheduler's accounting of ended jobs (``{batch_id: bt.Accounting}``): why they
-    ended, their peak memory and CPU time; retries use it (see :class:`~batchtools.RetryPolicy`).
-    ``usage(reg, batch_ids)``, if given, answers the same for many jobs in one call of the
-    scheduler's (``sacct``), for those of them that ended (None if the scheduler keeps no
-    accounting): ``wait_for_jobs`` and ``sync_registry`` ask it once per poll about the jobs that
-    ended, and record what they used (``elapsed``, ``max_rss``, ``cpu_time``) for
-    :func:`~batchtools.recommend_resources`.
-    ``flush()``, if given, sends what ``submit_job`` accepted but held back, for a backend that
-    hands its engine many collections at once: ``submit_jobs`` calls it before it returns (also
-    when it fails), and the backend sends them itself before it lists or kills jobs.
-    ``node_environment``, if given, is the backend's node half: a subclass of
-    :class:`~batchtools.NodeEnvironment` (defined at module level, importable on
-    the nodes) that tells the node its scheduler job id, restart count and how to requeue itself.
+    The arguments up to ``hooks`` are R batchtools' (``makeClusterFunctions``), in its order;
+    the others are keyword-only. Each is a member of :class:`ClusterFunctions` of the same name
+    (``docs/backends/custom.md`` lists them all, rendered from the code), except
+    ``list_jobs_queued(reg)`` / ``list_jobs_running(reg)``, which return batch ids as in
+    batchtools and are combined into one ``list_jobs(reg) -> (queued, running)``: give either
+    those two or ``list_jobs``. Times are in seconds. ``capabilities`` declares what the backend
+    can do (default: nothing special); array jobs need ``array_var``.
 
     >>> import batchtools as bt
     >>> def submit(reg, jc):
@@ -305,7 +375,8 @@ def make_cluster_functions(
     for arg, fn in (("submit_job", submit_job), ("kill_job", kill_job), ("list_jobs_queued", list_jobs_queued),
                     ("list_jobs_running", list_jobs_running), ("list_jobs", list_jobs), ("wait", wait),
                     ("max_array_size", max_array_size), ("resource_check", resource_check),
-                    ("path_check", path_check), ("account", account), ("flush", flush), ("usage", usage)):
+                    ("path_check", path_check), ("account", account), ("flush", flush), ("usage", usage),
+                    ("ping", ping)):
         if fn is not None and not callable(fn):
             raise TypeError(f"{arg}: must be callable (or None), got {type(fn).__name__}")
     if list_jobs is not None and (list_jobs_queued is not None or list_jobs_running is not None):
@@ -337,8 +408,8 @@ def make_cluster_functions(
         scheduler_latency=float(scheduler_latency), fs_latency=float(fs_latency), hooks=hooks,
         poll=float(poll), poll_max=float(max(poll, poll_max)), info=info, wait=wait,
         max_array_size=max_array_size, capabilities=capabilities, resource_check=resource_check,
-        path_check=path_check, processes=processes, account=account, flush=flush, usage=usage,
-        node_environment=node_environment,
+        path_check=path_check, processes=processes, account=account, flush=flush or _nothing,
+        ping=ping or _nothing, usage=usage, node_environment=node_environment,
     )
 
 
