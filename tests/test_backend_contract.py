@@ -98,3 +98,23 @@ def test_a_bad_hook_is_refused_by_name():
         bt.make_cluster_functions("X", lambda reg, jc: None, ping=3)
     with pytest.raises(TypeError, match="from 2 to 11 positional arguments"):
         bt.make_cluster_functions("X", lambda reg, jc: None, None, None, None, None, False, False, 0, 0, None, 1.0)
+
+
+def test_the_backend_list_is_the_backends_folder():
+    """backends/<name>.py with make_cluster_functions_<name> is a backend: exported, and documented on
+    its own page that docs/backends/index.md lists in its table and its table of contents."""
+    from batchtools.backends import shipped, template_names
+
+    names = shipped()
+    assert len(names) >= 13 and "slurm" in names and "commands" not in names
+    assert {n for n in bt.__all__ if n.startswith("make_cluster_functions_")} == {
+        f"make_cluster_functions_{n}" for n in names}
+    assert set(template_names()) <= set(names)
+    docs = ROOT / "docs" / "backends"
+    index = (docs / "index.md").read_text()
+    toctree = index.split("```{toctree}", 1)[1].split("```", 1)[0].split()
+    pages = {p.stem for p in docs.glob("*.md")} - {"index", "custom"}
+    assert pages == set(names), "a backend without its page in docs/backends/ (or a page without a backend)"
+    assert set(toctree) - {":maxdepth:", "1"} == set(names) | {"custom"}
+    for n in names:
+        assert f"{{doc}}`{n}`" in index, f"docs/backends/index.md: no row for {n}"

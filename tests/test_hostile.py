@@ -20,6 +20,7 @@ import pytest
 
 import batchtools as bt
 from batchtools.backends import ssh as ssh_mod
+from batchtools.backends import template_names
 from batchtools.backends.templates import Raw, cf_read_brew_template
 from batchtools.core.collection import JobCollection
 from conftest import require_daemon, snapshot
@@ -158,8 +159,10 @@ def test_walltime_is_rounded_up_to_what_a_scheduler_can_express(tmp_path):
     assert check_resources({"walltime": 61.2})["walltime"] == 62
     jc = JobCollection(file_dir=str(tmp_path), work_dir=str(tmp_path), job_hash="job1", jobs=[{"job_id": 1}], seed=1,
                        resources=check_resources({"walltime": 0.5}), log_file=str(tmp_path / "l.log"))
-    for name, expect in (("slurm", "--time=0:01"), ("sge", "h_rt=1"), ("torque", "walltime=1"), ("lsf", "-W 1"),
-                         ("openlava", "-W 1")):
+    expected = {"slurm": "--time=0:01", "sge": "h_rt=1", "torque": "walltime=1", "pbspro": "walltime=1",
+                "lsf": "-W 1", "openlava": "-W 1"}
+    assert sorted(expected) == sorted(template_names()), "a shipped template without its expected time limit here"
+    for name, expect in expected.items():
         script = cf_read_brew_template(name).render(resources=jc.resources, log_file="x", job_name="j",
                                                     command=Raw("true"), **NOT_ARRAY)
         assert expect in script, (name, script)
@@ -279,7 +282,7 @@ HOSTILE = ["$(touch PWNED)", "`touch PWNED`", "a; touch PWNED", "x' ; touch PWNE
            "with space", "pct%s"]
 
 
-@pytest.mark.parametrize("template", ["slurm", "sge", "torque", "lsf", "openlava", "custom"])
+@pytest.mark.parametrize("template", [*template_names(), "custom"])
 def test_hostile_values_reach_scripts_as_literal_words(tmp_path, template, capsys):
     """Every value a template prints is one literal shell word: running the rendered script (with
     `true` as the interpreter) creates no file, and each directive holds the exact path."""

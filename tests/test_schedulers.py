@@ -7,6 +7,7 @@ import os
 import pytest
 
 import batchtools as bt
+from batchtools.backends import template_names
 from conftest import countdown
 
 
@@ -19,14 +20,13 @@ def make(tmp_path, cf):
     return reg
 
 
-BACKENDS = {
-    "torque": lambda: bt.make_cluster_functions_torque(),
-    "pbspro": lambda: bt.make_cluster_functions_pbspro(),
-    "sge": lambda: bt.make_cluster_functions_sge(),
-    "lsf": lambda: bt.make_cluster_functions_lsf(),
-    "openlava": lambda: bt.make_cluster_functions_openlava(),
-    "slurm": lambda: bt.make_cluster_functions_slurm(),
-}
+# the schedulers the fake commands replay (every one with a shipped template): name -> its kill command
+KILL = {"torque": "qdel", "pbspro": "qdel", "sge": "qdel", "lsf": "bkill", "openlava": "bkill", "slurm": "scancel"}
+BACKENDS = {name: getattr(bt, f"make_cluster_functions_{name}") for name in template_names()}
+
+
+def test_every_scheduler_with_a_template_is_replayed_here():
+    assert sorted(KILL) == sorted(BACKENDS)
 
 
 @pytest.mark.parametrize("name", sorted(BACKENDS))
@@ -53,8 +53,7 @@ def test_backend_lists_and_kills(fake, tmp_path, name):
     killed = bt.kill_jobs([1])
     assert killed["killed"].tolist() == [True]
     assert bt.find_on_system()["job_id"].tolist() == [2]
-    kill_cmd = {"torque": "qdel", "pbspro": "qdel", "sge": "qdel", "lsf": "bkill", "openlava": "bkill", "slurm": "scancel"}[name]
-    assert any(c[0] == kill_cmd for c in fake.calls())
+    assert any(c[0] == KILL[name] for c in fake.calls())
 
 
 def test_torque_array_jobs(fake, tmp_path):

@@ -1,6 +1,7 @@
 import pytest
 
 import batchtools as bt
+from batchtools.backends import template_names
 
 
 def test_template_lookup_order(tmp_path, monkeypatch):
@@ -14,7 +15,7 @@ def test_template_lookup_order(tmp_path, monkeypatch):
     assert bt.find_template_file(str(tmp_path / "batchtools.slurm.tmpl")).endswith("batchtools.slurm.tmpl")
     with pytest.raises(FileNotFoundError, match="looked in"):
         bt.find_template_file("nosuchscheduler")
-    for name in ("torque", "sge", "lsf", "openlava"):
+    for name in template_names():
         assert bt.find_template_file(name)
 
 

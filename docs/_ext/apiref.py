@@ -53,10 +53,14 @@ def exports() -> dict[str, tuple[str, ...]]:
 
 
 def backend_modules(by_module: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
-    """``batchtools.backends.*``: every module exporting a ``make_cluster_functions_*`` constructor, in
-    export order (so a new backend needs no entry here)."""
-    return tuple(m for m, names in by_module.items() if m.startswith("batchtools.backends.")
-                 and any(n.startswith("make_cluster_functions_") for n in names))
+    """``batchtools.backends.*``: every module exporting a ``make_cluster_functions_*`` constructor (so a
+    new backend needs no entry here), in the order of the backends' guide (``backends/index.md``)."""
+    guide = (Path(__file__).resolve().parents[1] / "backends" / "index.md").read_text()
+    order = guide.split("```{toctree}", 1)[1].split("```", 1)[0].split()
+    found = [m for m, names in by_module.items() if m.startswith("batchtools.backends.")
+             and any(n.startswith("make_cluster_functions_") for n in names)]
+    rank = {f"batchtools.backends.{name}": k for k, name in enumerate(order)}
+    return tuple(sorted(found, key=lambda m: (rank.get(m, len(rank)), m)))
 
 
 def plan() -> list[tuple[str, str, str, list[tuple[str, str]]]]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 
 from ._version import __version__
+from .backends import shipped as _shipped_backends
 from .core.debug import maybe_enable_from_env
 
 maybe_enable_from_env()
@@ -72,21 +73,13 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "batchtools.jobs.job": ("Job",),
     "batchtools.jobs.environment": ("NodeEnvironment",),
     "batchtools.backends.commands": ("run_os_command", "cf_kill_job", "cf_handle_unknown_submit_error"),
-    "batchtools.backends.interactive": ("make_cluster_functions_interactive",),
-    "batchtools.backends.multicore": ("make_cluster_functions_multicore",),
-    "batchtools.backends.socket": ("make_cluster_functions_socket",),
-    "batchtools.backends.ssh": ("make_cluster_functions_ssh", "Worker"),
-    "batchtools.backends.slurm": ("make_cluster_functions_slurm",),
-    "batchtools.backends.torque": ("make_cluster_functions_torque",),
-    "batchtools.backends.pbspro": ("make_cluster_functions_pbspro",),
-    "batchtools.backends.sge": ("make_cluster_functions_sge",),
-    "batchtools.backends.lsf": ("make_cluster_functions_lsf",),
-    "batchtools.backends.openlava": ("make_cluster_functions_openlava",),
-    "batchtools.backends.docker": ("make_cluster_functions_docker",),
-    "batchtools.backends.hyperqueue": ("make_cluster_functions_hyperqueue",),
-    "batchtools.backends.dask": ("make_cluster_functions_dask",),
+    # every backend in backends/ (backends.shipped()) exports its constructor: added below
     "batchtools.backends.templates": ("find_template_file", "cf_read_brew_template", "cf_brew_template"),
 }
+_ALSO = {"ssh": ("Worker",)}  # a backend's exports besides its constructor
+for _name in _shipped_backends():
+    _EXPORTS[f"batchtools.backends.{_name}"] = (f"make_cluster_functions_{_name}", *_ALSO.get(_name, ()))
+del _name
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE) + ["__version__"]
 
