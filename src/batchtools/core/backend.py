@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import inspect
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -192,7 +193,7 @@ class ClusterFunctions:
         "a subclass of {class}`~batchtools.NodeEnvironment` defined at module level")
     # -- declared
     capabilities: Capabilities = _member(
-        "declared", Capabilities, "what it can do; the fields are in the next table", "",
+        "declared", Capabilities, "what it can do, checked before anything is written", "",
         "a {class}`~batchtools.Capabilities`")
     array_var: str | None = _member(
         "declared", None, "needed with `Capabilities(array_jobs=True)`", "",
@@ -300,6 +301,24 @@ class ClusterFunctions:
             close()
 
 
+def _rst(text: str) -> str:
+    """The Markdown of a field's text (the docs' MyST) as reStructuredText, for a docstring."""
+    def one(m: re.Match) -> str:
+        return f":{m.group(1)}:`{m.group(2)}`" if m.group(1) else f"``{m.group(2)}``"
+
+    return re.sub(r"(?:\{(\w+)\})?`([^`]+)`", one, text)
+
+
+def _document_fields(cls: type, title: str) -> None:
+    """Append each field's text to the class docstring (so the API reference shows it too)."""
+    lines = []
+    for f in dataclasses.fields(cls):
+        m = f.metadata
+        what = " -> ".join(x for x in (m.get("call"), m.get("returns")) if x)
+        lines.append(f"- ``{f.name}``: " + _rst("; ".join(x for x in (what, m["doc"]) if x)))
+    cls.__doc__ = f"{cls.__doc__.rstrip()}\n\n    {title}\n\n" + "\n".join(f"    {line}" for line in lines) + "\n"
+
+
 def members(group: str | None = None) -> list:
     """The contract's fields (``dataclasses.Field``), in order, of one group of ``GROUPS`` (or all);
     ``"capability"``: the fields of :class:`Capabilities`.
@@ -312,6 +331,10 @@ def members(group: str | None = None) -> list:
     if group is not None and group not in GROUPS:
         raise ValueError(f"group: one of {[*GROUPS, 'capability']}, got {group!r}")
     return [f for f in dataclasses.fields(ClusterFunctions) if group is None or f.metadata["group"] == group]
+
+
+_document_fields(Capabilities, "Fields (all optional):")
+_document_fields(ClusterFunctions, "Members (``GROUPS`` tells their groups):")
 
 
 def _combine_listings(queued: Callable | None, running: Callable | None) -> Callable:
