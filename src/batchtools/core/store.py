@@ -108,6 +108,12 @@ def decompress(data: bytes) -> bytes:
     return data
 
 
+def encode_value(value: Any, compress: str | None = None) -> bytes:
+    """``value`` as the bytes of a result: pickled, compressed as ``compress`` says."""
+    data = dumps(value)
+    return data if compress is None else COMPRESSORS[compress]().compress(data)
+
+
 class ResultStore(ABC):
     """Where results live. Subclass it to keep results elsewhere than in files of the registry folder.
 
@@ -196,8 +202,7 @@ class ResultStore(ABC):
 
     def encode(self, value: Any) -> bytes:
         """``value`` as the bytes of a result (pickled, compressed as configured)."""
-        data = dumps(value)
-        return data if self.compress is None else COMPRESSORS[self.compress]().compress(data)
+        return encode_value(value, self.compress)
 
     def raw(self, job_id: int) -> bytes:
         """The bytes stored for the result of ``job_id`` (as ``encode()`` made them);
