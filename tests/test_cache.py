@@ -116,6 +116,26 @@ def test_more_args_and_exports_are_parts(tmp_path):
         "export `table` is gone (the cached job had it)"
 
 
+def test_batch_map_results_keys_hold_the_source_result(tmp_path):
+    def chain(name, factor):
+        src = bt.make_registry(file_dir=tmp_path / f"{name}-src", seed=1, conf_file=None)
+        src.cluster_functions = bt.make_cluster_functions_interactive()
+        bt.batch_map(lambda x: x * factor, [1, 2], reg=src)
+        bt.submit_jobs(reg=src)
+        target = bt.make_registry(file_dir=tmp_path / f"{name}-target", seed=1, conf_file=None)
+        bt.batch_map_results(lambda r: r + 1, target=target, reg=src)
+        return src, target
+
+    src, target = chain("a", 10)
+    keys = job_keys(target, [1, 2])
+    assert None not in keys and keys[0] != keys[1]
+    assert job_keys(chain("b", 10)[1], [1, 2]) == keys  # where the source is kept is no part
+    other = job_keys(chain("c", 20)[1], [1])[0]
+    assert differing(other, keys[0]) == {"source_result:0"}
+    bt.reset_jobs([2], reg=src)  # no source result: no key (the job cannot be looked up or cached)
+    assert job_keys(target, [1, 2]) == [keys[0], None]
+
+
 def test_experiment_keys(tmp_path):
     def make(path, shift=0):
         reg = bt.make_experiment_registry(file_dir=path, seed=1, conf_file=None)

@@ -43,6 +43,7 @@ from .files import read_pickle
 from .kinds import BENCHMARK_WORDS
 from .layout import is_data_file
 from .pickling import user_code_by_value
+from .store import ResultStore
 
 DIGEST_SIZE = 16
 # the serialiser and batchtools itself: every payload refers to them, none computes with them
@@ -105,20 +106,20 @@ def token(obj: Any) -> str:
     >>> token({"b": 1, "a": 2}) == token({"b": 1, "a": 2}), token({1, 2}) == token({2, 1})
     (True, True)
     """
+    return _tokenize(obj)[0]
+
+
+def _tokenize(obj: Any) -> tuple[str, set[str]]:
+    """``token(obj)`` and the top-level names of the installed packages (not the standard
+    library, not batchtools and its serialiser) ``obj`` refers to."""
     if obj is None or isinstance(obj, (bool, int, float, str, bytes)):
-        return _digest(pickle.dumps(obj, protocol=4))
+        return _digest(pickle.dumps(obj, protocol=4)), set()
     buf = io.BytesIO()
-    with user_code_by_value(obj):
-        _KeyPickler(buf, protocol=4).dump(obj)
-    return _digest(buf.getvalue())
-
-
-def referenced_packages(obj: Any) -> set[str]:
-    """Top-level names of the installed packages (not the standard library) ``obj`` refers to."""
     with user_code_by_value(obj) as scan:
-        needed = set(scan.needed)
+        _KeyPickler(buf, protocol=4).dump(obj)
     dists = _distributions()
-    return {m.split(".")[0] for m in needed if m.split(".")[0] in dists} - _TOOLING
+    tops = {m.split(".")[0] for m in scan.needed}
+    return _digest(buf.getvalue()), {m for m in tops if m in dists} - _TOOLING
 
 
 @functools.lru_cache(maxsize=1)
@@ -170,9 +171,13 @@ def _package_name(spec: str) -> str:
     return spec.partition(" as ")[0].strip()
 
 
-def job_keys(reg, ids: Iterable[int]) -> list[JobKey]:
+def job_keys(reg, ids: Iterable[int]) -> list[JobKey | None]:
     """The keys of the jobs ``ids`` of the registry state ``reg``, from what the registry stores
     for its nodes (code, parameters, ``more_args``, exports) and the registry's seed and packages.
+
+    A job of ``batch_map_results`` has the result it reads from the source registry as a part
+    (``source_result:0``, its digest); None instead of a key while that result is missing (the
+    job cannot be looked up in or added to a cache: its key is not known yet).
     """
     import numpy as np
 
@@ -185,18 +190,16 @@ def job_keys(reg, ids: Iterable[int]) -> list[JobKey]:
     if exports.is_dir():
         for entry in sorted(os.scandir(exports), key=lambda e: e.name):
             if is_data_file(entry.name):
-                value = read_pickle(entry.path)
-                common[f"export:{entry.name[:-4]}"] = token(value)
-                packages |= referenced_packages(value)
+                common[f"export:{entry.name[:-4]}"], used = _tokenize(read_pickle(entry.path))
+                packages |= used
     code: dict[tuple[str, str], str] = {}  # (kind, name) -> token, computed once per registry
 
     def code_token(kind: str, name: str | None = None) -> str:
         if (kind, name) not in code:
             path = {"function": layout.user_function, "problem": layout.problem(name or ""),
                     "algorithm": layout.algorithm(name or "")}[kind]
-            obj = read_pickle(path)
-            code[(kind, name)] = token(obj)
-            packages.update(referenced_packages(obj))
+            code[(kind, name)], used = _tokenize(read_pickle(path))
+            packages.update(used)
         return code[(kind, name)]
 
     specs = reg.definitions.specs(ids)
@@ -204,11 +207,18 @@ def job_keys(reg, ids: Iterable[int]) -> list[JobKey]:
     if reg.kind == "map":
         common["function"] = code_token("function")
         more = read_pickle(layout.more_args) if layout.more_args.exists() else {}
+        # batch_map_results: the job reads a result of another registry (a store in more_args, the
+        # parameter src_id); that result is the part, not where it is kept
+        sources = [v for v in more.values() if isinstance(v, ResultStore)]
         for name, value in more.items():
-            common[f"more_args:{name}"] = token(value)
-            packages |= referenced_packages(value)
+            if not isinstance(value, ResultStore):
+                common[f"more_args:{name}"], used = _tokenize(value)
+                packages |= used
         for spec in specs:
-            per_job.append({f"par:{k}": token(v) for k, v in spec["pars"].items()})
+            parts = {f"par:{k}": token(v) for k, v in spec["pars"].items()}
+            for i, store in enumerate(sources):
+                parts[f"source_result:{i}"] = _source_digest(store, spec["pars"].get("src_id"))
+            per_job.append(parts)
     else:
         for spec in specs:
             parts = {words.get(k, k): code_token(k, spec[k]) for k in ("problem", "algorithm")}
@@ -217,5 +227,16 @@ def job_keys(reg, ids: Iterable[int]) -> list[JobKey]:
             parts["repl"] = token(int(spec["repl"]))
             per_job.append(parts)
     common.update({f"package:{p}": package_version(p) for p in sorted(packages)})
-    return [JobKey.of({**common, **parts, "seed": token(int(reg.seed) + int(spec["job_id"]))})
+    return [None if None in parts.values() else
+            JobKey.of({**common, **parts, "seed": token(int(reg.seed) + int(spec["job_id"]))})
             for parts, spec in zip(per_job, specs)]
+
+
+def _source_digest(store, src_id) -> str | None:
+    """The digest of the result ``src_id`` of another registry's ``store``; None if it has none."""
+    if src_id is None:
+        return None
+    try:
+        return _digest(store.raw(int(src_id)))
+    except (OSError, ValueError):
+        return None
