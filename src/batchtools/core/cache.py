@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .cache_key import JobKey
-from .files import link_unnamed, make_dir, unlink_quietly, write_all, write_unnamed
+from .files import link_unnamed, make_dir, unlink_quietly, write_new, write_unnamed
 from .packs import HEADER, DamagedRecord, decode_record, encode_record, record_header
 from .store import check_compress, decompress, encode_value
 
@@ -290,12 +290,8 @@ def _publish(path: str, record: bytes) -> bool:
         finally:
             os.close(fd)
     tmp = os.path.join(directory, f".tmp-{_HOST}-{os.getpid()}-{next(_SERIAL)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        try:
-            write_all(fd, record)
-        finally:
-            os.close(fd)
+        write_new(tmp, record)
         try:
             os.link(tmp, path)
         except FileExistsError:

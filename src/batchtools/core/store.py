@@ -46,7 +46,7 @@ from .files import (
     link_unnamed,
     read_pickle,
     unlink_quietly,
-    write_all,
+    write_new,
     write_unnamed,
 )
 from .layout import Layout, is_data_file
@@ -490,15 +490,7 @@ class FolderStore(ResultStore):
 
     def _stage_named(self, job_id: int, data: bytes) -> str:
         tmp = self._tmp_name(job_id)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            try:
-                write_all(fd, data)
-            finally:
-                os.close(fd)
-        except BaseException:
-            unlink_quietly([tmp])
-            raise
+        write_new(tmp, data)
         return tmp
 
     def commit(self, token: tuple) -> None:
