@@ -16,6 +16,7 @@ import batchtools as bt
 from batchtools.core import cache_key
 from batchtools.core.cache import CacheWarning, ResultCache, explain
 from batchtools.core.cache_key import JobKey, job_keys, token
+from conftest import wait_until
 
 SCALE = 3
 
@@ -286,6 +287,47 @@ def test_concurrent_writers_lose_nothing(tmp_path, named):
                 assert cache.get(JobKey.of({"par:i": str(i), "worker": str(w)})).value == ("own", w, i)
     leftovers = [f for _, _, fs in os.walk(tmp_path / "c") for f in fs if not f.endswith(".res")]
     assert leftovers == []
+
+
+KILLED_WRITER = textwrap.dedent("""
+    import sys
+    from batchtools.core import cache as module
+    from batchtools.core.cache import ResultCache
+    from batchtools.core.cache_key import JobKey
+    if sys.argv[2] == "named":
+        module.write_unnamed = lambda directory, data: None
+    cache = ResultCache(sys.argv[1])
+    i = 0
+    while True:  # large entries, so that the kill lands inside a write
+        cache.put(JobKey.of({"par:i": str(i)}), bytes([i % 256]) * (8 << 20))
+        i += 1
+""")
+
+
+@pytest.mark.parametrize("named", [False, True], ids=["unnamed", "named"])
+def test_writer_killed_mid_write_publishes_nothing_partial(tmp_path, named):
+    script = tmp_path / "writer.py"
+    script.write_text(KILLED_WRITER)
+    cache = ResultCache(tmp_path / "c")
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "c"), "named" if named else "unnamed"])
+    try:
+        wait_until(lambda: sum(1 for _ in cache.entries()) >= 3, timeout=120, what="three entries")
+    finally:
+        proc.kill()
+        proc.wait()
+    n = sum(1 for _ in cache.entries())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for i in range(n + 1):
+            hit = cache.get(JobKey.of({"par:i": str(i)}))
+            assert (hit is None) if i == n else hit.value == bytes([i % 256]) * (8 << 20)
+    leftovers = [f for _, _, fs in os.walk(tmp_path / "c") for f in fs if not f.endswith(".res")]
+    assert len(leftovers) <= (1 if named else 0)  # at most the killed writer's temporary file
+    for name in leftovers:
+        [path] = [os.path.join(d, name) for d, _, fs in os.walk(tmp_path / "c") if name in fs]
+        os.utime(path, (1, 1))  # once stale, prune removes it
+    assert cache.prune().kept == n
+    assert [f for _, _, fs in os.walk(tmp_path / "c") for f in fs if not f.endswith(".res")] == []
 
 
 @pytest.mark.parametrize("damage", ["flip data", "flip header", "truncate", "empty", "other key"])
