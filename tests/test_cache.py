@@ -1,9 +1,11 @@
 """The shared cache of results (issue 29): job keys (core/cache_key.py), the cache store and
 explaining a miss (core/cache.py)."""
 
+import collections
 import json
 import multiprocessing
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -356,6 +358,16 @@ def test_damaged_entry_is_a_miss_with_warning(tmp_path, damage):
     assert not os.path.exists(path)
     assert cache.put(key, "again")  # the damaged entry no longer blocks the key
     assert cache.get(key).value == "again"
+
+
+def test_intact_entry_unreadable_here_is_a_miss_and_kept(tmp_path):
+    cache = ResultCache(tmp_path / "c")
+    key = JobKey.of({"par:x": "1"})
+    blob = pickle.dumps(collections.OrderedDict, protocol=2).replace(b"collections", b"no_such_module")
+    cache.put_raw(key, blob)  # as if the result's class came from a module this process lacks
+    with pytest.warns(CacheWarning, match="cannot be read here"):
+        assert cache.get(key) is None
+    assert key in cache
 
 
 def test_lru_bound_and_prune(tmp_path):

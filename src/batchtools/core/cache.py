@@ -161,11 +161,16 @@ class ResultCache:
                     raise DamagedRecord(f"it holds the entry of another key ({meta.get('key')})")
                 if meta.get("data") != _checksum(data):
                     raise DamagedRecord("its data does not match its digest")
-                value = pickle.loads(decompress(data))
-            except Exception as e:
+            except (DamagedRecord, ValueError, AttributeError) as e:
                 warnings.warn(f"{path}: damaged cache entry ({type(e).__name__}: {e}); taken as a miss and "
                               "removed, the job runs again", CacheWarning, stacklevel=2)
                 self._remove_damaged(path, st.st_ino)
+                return None
+            try:
+                value = pickle.loads(decompress(data))
+            except Exception as e:  # intact, but not readable here (e.g. a module this process lacks)
+                warnings.warn(f"{path}: cache entry cannot be read here ({type(e).__name__}: {e}); taken as a "
+                              "miss, the entry is kept", CacheWarning, stacklevel=2)
                 return None
             try:
                 os.utime(fd)  # the last use (the file system's clock), for least recently used first
@@ -201,11 +206,12 @@ class ResultCache:
                     if len(head) == HEADER.size:
                         head += fh.read(HEADER.unpack_from(head)[6])
                 meta = json.loads(record_header(head)[2])
-            except (OSError, ValueError) as e:
+                entry = Entry(meta["key"], dict(map(tuple, meta["parts"])), meta.get("origin", {}), st.st_size,
+                              st.st_atime, path)
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
                 log.debug("cache entry %s skipped: %s", path, e)
                 continue
-            yield Entry(meta["key"], dict(map(tuple, meta["parts"])), meta.get("origin", {}), st.st_size,
-                        st.st_atime, path)
+            yield entry
 
     def _files(self) -> Iterator[tuple[str, os.stat_result]]:
         try:
