@@ -7,13 +7,15 @@ the entry's metadata (JSON: the key's digest and parts, a BLAKE2b digest of the 
 result came from), the data is the result as a result file holds it (pickled, compressed as
 ``compress`` says). Reading an entry checks both checksums, the digest and that it is the
 entry of the key asked for: a damaged entry is a miss (a warning names the file, and the file is
-removed), never another result.
+removed), never another result; an intact entry this process cannot unpickle (a module it lacks)
+is a miss with a warning too, and is kept.
 
 Entries are never changed once published. A writer writes a file no reader can see (Linux
 ``O_TMPFILE``, or a ``.tmp-*`` file where the file system has none, e.g. NFS) and publishes it
 with ``link``, which fails if the name exists: of two writers of one key the first wins, and equal
-keys hold equal results, so nothing is lost; no entry is ever renamed over another. On NFS a
-``link`` whose reply was lost is judged by the file's link count, as the lease does (:mod:`.lease`).
+keys hold equal results, so nothing is lost; no entry is ever renamed over another (publishing
+by ``link`` as the lease does, :mod:`.lease`). On NFS a ``link`` whose reply was lost, retried and
+answered "exists" is judged by the temporary file's link count (the NFS-safe lock file test).
 
 The cache is bounded: with ``max_size`` (bytes), :meth:`ResultCache.prune` removes the least
 recently used entries until the rest fit, and ``put`` prunes whenever it has added a tenth of
