@@ -186,12 +186,15 @@ KEY_SCRIPT = textwrap.dedent("""
     import json, sys
     import batchtools as bt
     from batchtools.core.cache_key import job_keys
-    sys.path.insert(0, sys.argv[2])
-    import usercode
     path = sys.argv[1]
-    if sys.argv[3] == "make":
+    if sys.argv[3] == "make":  # loading needs no user module: the registry holds its code by value
+        sys.path.insert(0, sys.argv[2])
+        import usercode
         reg = bt.make_registry(file_dir=path, seed=1, conf_file=None)
         bt.batch_map(usercode.run, [1, 2, 3], more_args={"opts": {"alpha", "beta", "gamma"}}, reg=reg)
+        # an instance of the class the function uses: read back, it is one class with the
+        # function's (cloudpickle tracks it), whose strings are other objects than a loader's
+        bt.batch_export({"thing": usercode.Thing(3)}, reg=reg)
     else:
         reg = bt.load_registry(path, writeable=False, conf_file=None)
     print(json.dumps([k.digest for k in job_keys(reg, [1, 2, 3])]))
@@ -199,10 +202,10 @@ KEY_SCRIPT = textwrap.dedent("""
 
 USERCODE = textwrap.dedent("""
     NAMES = {"a", "b", "c", "d"}
-    def helper(x):
-        return sorted(NAMES)[x % 4]
-    def run(x, opts):
-        return helper(x), sorted(opts)
+    class Thing:
+        def __init__(self, k): self.k = k
+    def helper(x): return sorted(NAMES)[x % 4]
+    def run(x, opts): return helper(x), Thing(x).k, sorted(opts)
 """)
 
 

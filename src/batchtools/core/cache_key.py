@@ -14,7 +14,8 @@ changed helper function or a changed global the code refers to changes the key (
 addressing that hashes only a function's own source misses these: insitro/redun#99). What does
 not decide a result is left out, so that equal jobs have equal keys in any registry and process:
 source file names and line numbers, cloudpickle's per-process class ids, the order Python's hash
-randomisation gives a set; a problem's per-definition ``version``.
+randomisation gives a set, whether two equal strings or tuples happen to be one object (interning,
+which pickle writes as a reference); a problem's per-definition ``version``.
 
 >>> a = token(lambda x: x + 1); b = token(lambda x: x + 2)
 >>> a == token(lambda x: x + 1), a == b
@@ -46,6 +47,7 @@ from .pickling import user_code_by_value
 from .store import ResultStore
 
 DIGEST_SIZE = 16
+_SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes})
 # the serialiser and batchtools itself: every payload refers to them, none computes with them
 _TOOLING = frozenset({"cloudpickle", "batchtools", "pybatchtools"})
 
@@ -66,10 +68,19 @@ class _KeyPickler(cloudpickle.Pickler):
     """cloudpickle, with what differs between equal objects in two processes left out."""
 
     def persistent_id(self, obj):
-        # a set by its elements' hashes in order, not in hash-randomised iteration order (pickle
-        # writes exact sets before it asks reducer_override)
-        if isinstance(obj, (set, frozenset)):
-            return type(obj).__name__, tuple(sorted(token(e) for e in obj))
+        # asked for every object before it is written (the object returned is written as it is)
+        t = type(obj)
+        if t is str or t is bytes:
+            # a copy: whether two equal strings were one object (interning) decides whether
+            # pickle writes the second as a reference to the first, and that differs between
+            # processes; a copy is one object of its own (or, for one character, a singleton)
+            return obj[:1] + obj[1:] if len(obj) > 1 else obj
+        if t is tuple and obj:
+            return tuple(list(obj))  # the same for tuples (shared constants); elements come back here
+        if t is set or t is frozenset:
+            # by its elements' hashes in order, not in hash-randomised iteration order (pickle
+            # writes exact sets before it asks reducer_override)
+            return [t.__name__, *sorted(token(e) for e in obj)]  # a list: no tuple's or string's pid
         return None
 
     def reducer_override(self, obj):
@@ -112,7 +123,7 @@ def token(obj: Any) -> str:
 def _tokenize(obj: Any) -> tuple[str, set[str]]:
     """``token(obj)`` and the top-level names of the installed packages (not the standard
     library, not batchtools and its serialiser) ``obj`` refers to."""
-    if obj is None or isinstance(obj, (bool, int, float, str, bytes)):
+    if type(obj) in _SCALARS:  # exact types: a user's int or str subclass is pickled by value below
         return _digest(pickle.dumps(obj, protocol=4)), set()
     buf = io.BytesIO()
     with user_code_by_value(obj) as scan:
