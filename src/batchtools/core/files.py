@@ -169,6 +169,20 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+def write_new(path: str, data: bytes, mode: int = 0o600) -> None:
+    """Write ``data`` to the new file ``path`` (FileExistsError if it exists); a failed write
+    leaves no file."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        try:
+            write_all(fd, data)
+        finally:
+            os.close(fd)
+    except BaseException:
+        unlink_quietly([path])
+        raise
+
+
 # file systems whose clients may hold back appended data from other clients until the writer
 # closes the file (close-to-open consistency): results are not packed there
 NETWORK_FS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "fuse.sshfs", "davfs"})

@@ -87,6 +87,40 @@ def encode_record(job_id: int, when: float, job_hash: bytes, data: bytes) -> byt
     return MAGIC + struct.pack("<I", zlib.crc32(job_hash, zlib.crc32(fields))) + fields + job_hash + data
 
 
+def decode_record(buf: bytes) -> tuple[int, float, bytes, bytes]:
+    """``(job id, time, hash, data)`` of the one record of format version 3 that ``buf`` holds
+    whole (a record kept in a file of its own); :class:`DamagedRecord` saying what is wrong if
+    ``buf`` is not exactly one intact record."""
+    if not buf.startswith(MAGIC):
+        raise DamagedRecord("not a record (no magic)")
+    res = _parse(buf, memoryview(buf), 0)
+    if res[0] == BAD:
+        raise DamagedRecord("its header does not match its checksum")
+    if res[0] in (PENDING, SHORT):
+        raise DamagedRecord(f"cut short ({len(buf)} bytes)")
+    if res[0] == DAMAGED:
+        raise DamagedRecord("its data does not match its checksum")
+    _, job_id, when, h, start, length, end, _ = res
+    if end != len(buf):
+        raise DamagedRecord(f"{len(buf) - end} bytes after the record")
+    return job_id, when, bytes(h), bytes(buf[start:end])
+
+
+def record_header(buf: bytes) -> tuple[int, float, bytes, int]:
+    """``(job id, time, hash, data length)`` of the record of format version 3 that ``buf``
+    starts with (at least its header and hash; the data is not checked);
+    :class:`DamagedRecord` if its header does not match its checksum or is cut short."""
+    if not buf.startswith(MAGIC) or len(buf) < HEADER.size:
+        raise DamagedRecord("not a record header")
+    res = _parse(buf, memoryview(buf), 0)
+    if res[0] == BAD or res[0] == SHORT:
+        raise DamagedRecord("its header does not match its checksum" if res[0] == BAD else "cut short")
+    if res[0] == PENDING:
+        _, _, _, job_id, when, length, hlen = HEADER.unpack_from(buf, 0)
+        return job_id, when, bytes(buf[HEADER.size:HEADER.size + hlen]), length
+    return res[1], res[2], bytes(res[3]), res[5]
+
+
 class PackWriter:
     """Appends results to packs in ``directory``, opened at the first result (a forked child
     opens its own); ``name`` starts the files' names. A pack that would grow past

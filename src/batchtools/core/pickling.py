@@ -14,6 +14,7 @@ are kept warm between jobs (Multicore's fork server) import them once instead of
 
 from __future__ import annotations
 
+import contextlib
 import dis
 import functools
 import os
@@ -21,7 +22,7 @@ import pickle
 import sys
 import sysconfig
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,8 +143,11 @@ class Pickled:
     files: dict[str, str] = field(default_factory=dict)
 
 
-def pickle_by_value(obj: Any, arg: str = "fun", also: tuple = ()) -> Pickled:
-    """cloudpickle ``obj`` with every module of the user's own code it refers to pickled by value.
+@contextlib.contextmanager
+def user_code_by_value(obj: Any, also: tuple = ()) -> Iterator[_Scanner]:
+    """Within the block, every module of the user's own code that ``obj`` refers to is registered
+    with cloudpickle to be pickled by value; yields the last scan (``user``: those modules,
+    ``needed``: the installed modules ``obj`` refers to, ``main``: whether it refers to ``__main__``).
 
     The object graph is scanned (a dry run of the pickler) for objects, classes and modules
     from the user's modules; those modules are registered by value and the scan repeated until
@@ -157,7 +161,6 @@ def pickle_by_value(obj: Any, arg: str = "fun", also: tuple = ()) -> Pickled:
         if mod is not None:
             user[mod.__name__] = mod
     registered: list[types.ModuleType] = []
-    main = False
     try:
         for _ in range(10):
             for name, mod in user.items():
@@ -168,24 +171,32 @@ def pickle_by_value(obj: Any, arg: str = "fun", also: tuple = ()) -> Pickled:
             needed.clear()
             scan = _Scanner(user, needed)
             scan.dump(obj)
-            main = scan.main
             if set(user) == before:
                 break
-        payload = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        yield scan
+    finally:
+        for mod in registered:
+            cloudpickle.unregister_pickle_by_value(mod)
+
+
+def pickle_by_value(obj: Any, arg: str = "fun", also: tuple = ()) -> Pickled:
+    """cloudpickle ``obj`` with every module of the user's own code it refers to pickled by value
+    (see :func:`user_code_by_value`)."""
+    try:
+        with user_code_by_value(obj, also) as scan:
+            payload = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as e:
         raise TypeError(
             f"{arg}: cannot be serialised with cloudpickle ({type(e).__name__}: {e}). "
             "Move objects like open files, locks or connections out of the function's closure."
         ) from e
-    finally:
-        for mod in registered:
-            cloudpickle.unregister_pickle_by_value(mod)
+    user = scan.user
     files = {name: mod.__file__ for name, mod in user.items()}
     main_file = getattr(sys.modules.get("__main__"), "__file__", None)
-    if main and isinstance(main_file, str):
+    if scan.main and isinstance(main_file, str):
         files["__main__"] = os.path.abspath(main_file)
     files.update(code_files(obj, *also))
-    modules = {m for m in needed if m not in user and m != "__main__"}
+    modules = {m for m in scan.needed if m not in user and m != "__main__"}
     return Pickled(payload, modules, files)
 
 

@@ -46,7 +46,7 @@ from .files import (
     link_unnamed,
     read_pickle,
     unlink_quietly,
-    write_all,
+    write_new,
     write_unnamed,
 )
 from .layout import Layout, is_data_file
@@ -106,6 +106,12 @@ def decompress(data: bytes) -> bytes:
                 return gzip.decompress(data)
             return COMPRESSORS[kind]().decompress(data)
     return data
+
+
+def encode_value(value: Any, compress: str | None = None) -> bytes:
+    """``value`` as the bytes of a result: pickled, compressed as ``compress`` says."""
+    data = dumps(value)
+    return data if compress is None else COMPRESSORS[compress]().compress(data)
 
 
 class ResultStore(ABC):
@@ -196,8 +202,7 @@ class ResultStore(ABC):
 
     def encode(self, value: Any) -> bytes:
         """``value`` as the bytes of a result (pickled, compressed as configured)."""
-        data = dumps(value)
-        return data if self.compress is None else COMPRESSORS[self.compress]().compress(data)
+        return encode_value(value, self.compress)
 
     def raw(self, job_id: int) -> bytes:
         """The bytes stored for the result of ``job_id`` (as ``encode()`` made them);
@@ -485,15 +490,7 @@ class FolderStore(ResultStore):
 
     def _stage_named(self, job_id: int, data: bytes) -> str:
         tmp = self._tmp_name(job_id)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            try:
-                write_all(fd, data)
-            finally:
-                os.close(fd)
-        except BaseException:
-            unlink_quietly([tmp])
-            raise
+        write_new(tmp, data)
         return tmp
 
     def commit(self, token: tuple) -> None:
