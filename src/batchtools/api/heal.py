@@ -62,11 +62,6 @@ def heal(reg: RegistryState, pos: np.ndarray | None, ended: np.ndarray) -> np.nd
     return np.concatenate(out) if out else np.empty(0, np.int64)
 
 
-def _seen(reg: RegistryState) -> set:
-    """(job id, job hash, attempt) of ended attempts already decided in this session."""
-    return reg.__dict__.setdefault("_heal_seen", set())
-
-
 def _retry(reg: RegistryState, rows: np.ndarray) -> np.ndarray:
     st = reg.status
     pool = pool_state(reg)
@@ -75,7 +70,7 @@ def _retry(reg: RegistryState, rows: np.ndarray) -> np.ndarray:
     rows = rows[keep]  # jobs of the worker pool: the pool looks after them
     if rows.size == 0:
         return np.empty(0, np.int64)
-    seen = _seen(reg)
+    seen = reg.session.heal_seen  # ended attempts already decided
     ids = st["job_id"].to_numpy()[rows]
     attempt = st["attempt"].to_numpy()[rows]
     attempt = np.where(np.isnan(attempt), 1, attempt).astype(int)

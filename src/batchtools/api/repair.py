@@ -326,7 +326,7 @@ def _repair_pool(reg: RegistryState, report: dict):
         report["unreadable"].append(str(reg.layout.pool_state))
         log.warning("%s", e)
     state, notes = rebuild(reg)
-    reg._pool = state
+    reg.session.pool = state
     report["pool"] = [f"rebuilt {reg.layout.pool_state.relative_to(reg.file_dir)}: {len(state.workers)} worker(s), "
                       f"{len(state.queues)} queue(s)", *notes]
     return state

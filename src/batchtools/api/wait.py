@@ -123,7 +123,7 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
                 return told("stopped", m, expired, False)
             if finished.all():
                 record_usage(reg)  # what the last jobs used, if the scheduler accounted it already
-                if reg.writeable and "status" in reg._dirty:
+                if reg.writeable and reg.is_dirty("status"):
                     reg.save_state()  # what the jobs reported is on disk when the wait returns
                 if expired.any():
                     log.warning("wait_for_jobs: %d job(s) expired (gone from the system without a result); "

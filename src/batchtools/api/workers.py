@@ -140,7 +140,7 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
     cf.check_registry(reg)
     tended = _Tended()
     with reg.mutation("submit workers"):
-        reg._pool = pool
+        reg.session.pool = pool
         reg.layout.make_pool_dirs()
         if order.size:
             _enqueue(reg, pool, order, resources, runtimes)
@@ -486,7 +486,7 @@ def _lost_jobs(reg: RegistryState, pool: PoolState, rows: np.ndarray) -> tuple[n
         return np.empty(0, np.int64), [], {}
     pooled = pd.Series(st["job_hash"].to_numpy()[rows], dtype=object).isin(set(pool.queues)).to_numpy()
     rows = rows[pooled]
-    seen = reg.__dict__.setdefault("_heal_seen", set())
+    seen = reg.session.heal_seen
     history = attempts.table(reg)
     out, reasons, nxt = [], [], {}
     for row in rows.tolist():

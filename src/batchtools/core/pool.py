@@ -251,14 +251,14 @@ def pool_state(reg) -> PoolState | None:
     """The registry's pool state, or None if it never used workers (one ``stat``). A damaged state,
     or a missing one while the pool has queues, is an error naming ``pool/state.pkl`` (which
     ``repair_registry`` rebuilds from the pool's evidence, :func:`rebuild`)."""
-    state = getattr(reg, "_pool", None)
+    state = reg.session.pool
     if state is None:
         if not reg.layout.pool_state.exists():
             if committed_queues(reg.layout):
                 raise table_error(reg.layout.pool_state, "pool state", "is missing (the pool's queues are in "
                                   f"{reg.layout.pool / 'queue'})", reg.file_dir)
             return None
-        state = reg._pool = PoolState(reg)
+        state = reg.session.pool = PoolState(reg)
     return state
 
 

@@ -174,6 +174,6 @@ def recover(reg) -> None:
     replay_journal(reg)
     if reg.writeable:
         settle_stashes(reg)
-        if "status" in reg._dirty or "resources" in reg._dirty:
+        if reg.is_dirty("status", "resources"):
             reg.save(meta=False)
         journal_mod.Journal(reg.layout.journal).clear()

@@ -53,7 +53,7 @@ def list_updates(reg) -> list[os.DirEntry]:
 
 def _quarantine(reg, path: str, why: str) -> None:
     """Move an unreadable update file aside (writeable) or warn about it once (read-only)."""
-    seen = reg.__dict__.setdefault("_bad_updates", set())
+    seen = reg.session.bad_updates
     if path in seen:
         return
     seen.add(path)
@@ -90,9 +90,9 @@ def sync_updates(reg) -> int:
     reg.pending_updates[:] = later
     entries = [e for e in entries if e.name.split("-", 1)[0] not in reg.inflight]
     if not reg.writeable:  # files stay: read each one once, not at every sync
-        seen = reg.__dict__.setdefault("_applied_updates", set())
+        seen = reg.session.applied_updates
     else:  # merged but not saved yet: already in memory
-        seen = {os.path.basename(p) for p in reg._merged_unsaved}
+        seen = {os.path.basename(p) for p in reg.session.merged_unsaved}
     entries = [e for e in entries if e.name not in seen]
     by_hand: set[str] = set()
     for job_hash, data in pending:
@@ -121,13 +121,13 @@ def sync_updates(reg) -> int:
     if rows:
         _apply(reg, rows, np.array(hashes, dtype=object), by_hand)
     if not reg.writeable:
-        reg._applied_updates.update(os.path.basename(p) for p in merged)
+        reg.session.applied_updates.update(os.path.basename(p) for p in merged)
     else:
         # the files go once the status holding them is saved (save() deletes them); saved at most
         # every SAVE_INTERVAL while reports keep coming, so a fast poll does not rewrite a big table
-        reg._merged_unsaved = reg._merged_unsaved + merged
+        reg.session.merged_unsaved = reg.session.merged_unsaved + merged
         # rows handed over in memory (jobs run by this process) have no file behind them: saved at once
-        if pending or (merged and time.time() - reg._last_state_save >= SAVE_INTERVAL):
+        if pending or (merged and time.time() - reg.session.last_state_save >= SAVE_INTERVAL):
             reg.save_state()
     log.debug("sync: merged %d update files and %d in-process batches (%d rows)", len(merged), len(pending), len(rows))
     return len(merged) + len(pending)
@@ -138,7 +138,7 @@ def _warn_unknown_runs(reg, job_ids: np.ndarray, hashes: np.ndarray, other: np.n
     """Rows of a run of a job the status records as never submitted are not applied (a run
     unknown to the status may be one of a reset job), but they are evidence the status lacks:
     said once per run, with the way to adopt it."""
-    seen = reg.__dict__.setdefault("_unknown_runs_warned", set())
+    seen = reg.session.unknown_runs_warned
     runs: dict[str, list[int]] = {}
     for k in np.flatnonzero(other).tolist():
         if not isinstance(current[pos[k]], str) and hashes[k] not in seen:  # no hash: never submitted
