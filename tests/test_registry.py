@@ -239,7 +239,7 @@ def test_failed_mutation_restores_session_state(tmp_path):
         s = reg.session
         s.pool, s.last_state_save, s.save_failed, s.next_attempt = object(), 5.0, True, {1: 2}
         s.usage_off, s.usage_given_up = True, np.array([3])
-        for name in ("heal_seen", "bad_updates", "applied_updates", "unknown_runs_warned", "notify_failed"):
+        for name in ("heal_seen", "bad_updates", "applied_updates", "unknown_runs_warned"):
             getattr(s, name).add(("new", name))
         s.merged_unsaved.append("b")
         s.scratch("slurm")["7@1"] = None

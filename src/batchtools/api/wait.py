@@ -94,6 +94,7 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
     system = on_system(reg)
     next_ask = None  # set (from sleep(i)) when the loop first has to pause after a poll
     asked, i = True, 0
+    accounted = False  # record_usage ran since the last sync (then the end does not ask again)
     healing = wanted(reg)  # retry policies, checkpoints, a healing pool (api/heal.py)
     busy_since = time.perf_counter()
     with progress(total=sel.size, desc="Waiting", reg=reg) as bar:
@@ -122,7 +123,8 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
                 log.warning("wait_for_jobs: stopping, %d job(s) expired", int(expired.sum()))
                 return told("stopped", m, expired, False)
             if finished.all():
-                record_usage(reg)  # what the last jobs used, if the scheduler accounted it already
+                if not accounted:
+                    record_usage(reg)  # what the last jobs used, if the scheduler accounted it already
                 if reg.writeable and reg.is_dirty("status"):
                     reg.save_state()  # what the jobs reported is on disk when the wait returns
                 if expired.any():
@@ -150,6 +152,7 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
             busy_since = time.perf_counter()
             reg.sync()
             asked = time.time() >= next_ask
+            accounted = asked
             if asked:
                 system = on_system(reg)
                 record_usage(reg)  # one accounting call per poll, for the jobs that ended

@@ -15,7 +15,8 @@
   (an error, or expired), or a share of them (``0 < N < 1``), while the run goes on.
 
 A message that cannot be delivered (the server refuses, the command fails, nothing answers within
-:data:`TIMEOUT` seconds) is a warning, never an error: the run it reports on is what matters.
+:data:`TIMEOUT` seconds) is a warning, never an error: the run it reports on is what matters. After
+the first failure the notifier gives up for the run (one warning, no retry at every turn of the wait).
 Standard library only (``urllib``, ``subprocess``).
 
 >>> n = Notifier.parse({"to": "https://hooks.example.org/T0/B0/x", "failures": 0.1})
@@ -54,6 +55,7 @@ class Notifier:
     kind: str
     failures: float | None = None
     told_failures: bool = False
+    given_up: bool = False  # a message could not be delivered: none is tried again in this run
 
     @classmethod
     def parse(cls, notify: Any, arg: str = "notify") -> Notifier | None:
@@ -92,12 +94,15 @@ class Notifier:
 
     def crossed(self, failed: int, total: int) -> bool:
         """Whether ``failed`` of ``total`` jobs reach the failure threshold (not told yet)."""
-        if self.failures is None or self.told_failures or not failed:
+        if self.failures is None or self.told_failures or self.given_up or not failed:
             return False
         return failed >= (self.failures * total if self.failures < 1 else self.failures)
 
     def send(self, event: str, title: str, text: str, details: dict[str, Any]) -> bool:
-        """Deliver one message; False (and a warning) if it could not be."""
+        """Deliver one message; False if it could not be (the first failure warns, and from then on
+        nothing is sent: a dead target would cost every later turn of the wait its timeout)."""
+        if self.given_up:
+            return False
         try:
             if self.kind == "command":
                 self._run(event, title, text, details)
@@ -111,7 +116,9 @@ class Notifier:
                 _post(self.target, {"text": f"*{title}*\n{text}", "title": title, "batchtools": {"event": event,
                                                                                                  **details}})
         except Exception as e:  # never a reason to fail the wait
-            log.warning("could not send the notification (%s) to %s: %s", event, self.shown(), e)
+            log.warning("could not send the notification (%s) to %s: %s; no more notifications go there in this run",
+                        event, self.shown(), e)
+            self.given_up = True
             return False
         if event == "failures":
             self.told_failures = True

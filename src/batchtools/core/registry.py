@@ -104,7 +104,6 @@ class SessionState:
     unknown_runs_warned: set[str] = field(default_factory=set)  # runs unknown to the status, warned about once
     usage_off: bool = False  # the scheduler keeps no accounting (core.usage)
     usage_given_up: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # jobs core.usage gave up on
-    notify_failed: set[str] = field(default_factory=set)  # notify targets that failed in this session (core.notify)
     backend: dict[str, Any] = field(default_factory=dict)  # per-backend scratch (see :meth:`scratch`)
 
     def scratch(self, name: str, factory: Callable[[], Any] = dict) -> Any:
