@@ -19,7 +19,7 @@ from ..core.files import unlink_quietly
 from ..core.ids import as_id_array
 from ..core.pool import ALIVE, FINAL, PoolState, pool_state
 from ..core.registry import RegistryState, resolve
-from ..core.resources import check_resources, resource_id
+from ..core.resources import resource_id, validate_resources
 from ..core.retry import CONTINUED, DEFAULT_POLICY
 from ..core.state import forget_runs, masks, select, terminated_ids
 from ..core.submission import build_collection, sleep_function, submit_once
@@ -116,7 +116,7 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
         raise TypeError(f"heal: must be True or False, got {heal!r}")
     if idle_timeout is None:  # leave once nothing is left: no allocation is held idle
         idle_timeout = 0.0
-    resources = {**reg.default_resources, **check_resources(resources)}
+    resources = {**reg.default_resources, **validate_resources(resources)}
     resources.pop("chunks_as_arrayjobs", None)  # a worker is one job, never an array
     if max_workers is None:
         max_workers = resources.get("max_concurrent_jobs") or reg.max_concurrent_jobs or None

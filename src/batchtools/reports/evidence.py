@@ -21,6 +21,7 @@ from ..core.kinds import BENCHMARK_WORDS
 from ..core.pool import pool_state
 from ..core.progress import eta_from_runtimes, format_duration
 from ..core.registry import RegistryState
+from ..core.resources import asked_numbers
 from ..core.state import masks
 
 FAR_OFF = 0.10  # a request of which less than this share was used is flagged
@@ -184,25 +185,13 @@ def job_facts(reg: RegistryState, sel: np.ndarray) -> pd.DataFrame:
         "cpu_time": col("cpu_time"), "attempt": np.where(np.isnan(col("attempt")), 1.0, col("attempt")),
         "reason": col("reason"), "error": col("error"), "batch_id": col("batch_id"), "job_hash": col("job_hash"),
     })
-    # what was asked for: one lookup per distinct resource set
-    rid = col("resource_id")
-    res = reg.tables["resources"]
-    lookup = dict(zip(res["resource_id"].tolist(), res["resources"].tolist()))
-    for key in ("walltime", "memory", "ncpus"):
-        per_id = {r: _number((lookup.get(int(r)) or {}).get(key)) for r in np.unique(rid[~np.isnan(rid)]).tolist()}
-        out[f"req_{key}"] = pd.Series(rid).map(per_id).to_numpy(dtype=float)
+    # what was asked for
+    for key, values in asked_numbers(reg, col("resource_id"), ("walltime", "memory", "ncpus")).items():
+        out[f"req_{key}"] = values
     pool = pool_state(reg)
     queues = list(pool.queues) if pool is not None else []
     out["pooled"] = np.isin(out["job_hash"].to_numpy().astype(str), queues) if queues else False
     return out
-
-
-def _number(value: Any) -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return np.nan
-    return x if math.isfinite(x) else np.nan
 
 
 # ------------------------------------------------------------------ the run at a glance
