@@ -25,7 +25,7 @@ import pandas as pd
 from ..core import attempts
 from ..core.pool import pool_state
 from ..core.registry import RegistryState
-from ..core.resources import resources_by_id
+from ..core.resources import resource_sets, resources_by_id
 from ..core.retry import CONTINUED, DEFAULT_POLICY, Accounting, decide, policy_of
 from ..core.tables import set_rows
 from .submit import submit_jobs
@@ -40,8 +40,7 @@ def wanted(reg: RegistryState) -> bool:
     """Whether anything could need healing: a retry policy, a checkpointed job, a healing pool."""
     if not reg.writeable:
         return False
-    res = reg.tables["resources"]["resources"].tolist()
-    if any(isinstance(r, dict) and r.get("retry") for r in res):
+    if any(r.get("retry") for r in resource_sets(reg)):
         return True
     if np.isin(reg.status["reason"].to_numpy(), list(CONTINUED)).any():
         return True

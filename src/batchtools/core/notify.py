@@ -20,9 +20,9 @@ the first failure the notifier gives up for the run (one warning, no retry at ev
 Standard library only (``urllib``, ``subprocess``).
 
 >>> n = Notifier.parse({"to": "https://hooks.example.org/T0/B0/x", "failures": 0.1})
->>> n.kind, n.crossed(failed=9, total=100), n.crossed(failed=10, total=100)
+>>> n.channel, n.crossed(failed=9, total=100), n.crossed(failed=10, total=100)
 ('url', False, True)
->>> Notifier.parse("ntfy://ntfy.example.org/runs").kind, Notifier.parse(["notify-send", "bt"]).kind
+>>> Notifier.parse("ntfy://ntfy.example.org/runs").channel, Notifier.parse(["notify-send", "bt"]).channel
 ('ntfy', 'command')
 """
 
@@ -49,10 +49,10 @@ EXAMPLE = ("e.g. 'https://hooks.slack.com/services/...', 'ntfy://ntfy.sh/my-runs
 
 @dataclass
 class Notifier:
-    """Where messages go (``target`` of ``kind`` url, ntfy or command) and the failure threshold."""
+    """Where messages go (``target`` of ``channel`` url, ntfy or command) and the failure threshold."""
 
     target: Any
-    kind: str
+    channel: str
     failures: float | None = None
     told_failures: bool = False
     given_up: bool = False  # a message could not be delivered: none is tried again in this run
@@ -104,9 +104,9 @@ class Notifier:
         if self.given_up:
             return False
         try:
-            if self.kind == "command":
+            if self.channel == "command":
                 self._run(event, title, text, details)
-            elif self.kind == "ntfy":
+            elif self.channel == "ntfy":
                 url = urllib.parse.urlsplit(self.target)
                 scheme = {"ntfy": "https", "ntfy+http": "http"}.get(url.scheme, url.scheme)
                 root = urllib.parse.urlunsplit((scheme, url.netloc, "/", "", ""))
@@ -126,7 +126,7 @@ class Notifier:
 
     def shown(self) -> str:
         """The target for a message, without a secret in a URL's path or query."""
-        if self.kind == "command":
+        if self.channel == "command":
             return repr(self.target if isinstance(self.target, str) else " ".join(self.target))
         url = urllib.parse.urlsplit(self.target)
         return f"{url.scheme}://{url.hostname}/..."

@@ -108,6 +108,11 @@ def _by_id(reg) -> dict[int, dict[str, Any]]:
     return dict(zip(table["resource_id"].tolist(), table["resources"].tolist()))
 
 
+def resource_sets(reg) -> list[dict[str, Any]]:
+    """Every resource set the registry's jobs were ever submitted with."""
+    return [r for r in reg.tables["resources"]["resources"].tolist() if isinstance(r, dict)]
+
+
 def resources_by_id(reg, rid) -> list[dict[str, Any] | None]:
     """The resource dicts of resource ids ``rid`` (a status or attempts column; None where NaN):
     the one lookup of the resource table by id."""
