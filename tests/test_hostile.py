@@ -153,12 +153,12 @@ def test_bad_calls_are_refused_clearly_and_change_nothing(tmp_path, capsys):
 
 
 def test_walltime_is_rounded_up_to_what_a_scheduler_can_express(tmp_path):
-    from batchtools.core.resources import check_resources
+    from batchtools.core.resources import validate_resources
 
-    assert check_resources({"walltime": 0.5})["walltime"] == 1
-    assert check_resources({"walltime": 61.2})["walltime"] == 62
+    assert validate_resources({"walltime": 0.5})["walltime"] == 1
+    assert validate_resources({"walltime": 61.2})["walltime"] == 62
     jc = JobCollection(file_dir=str(tmp_path), work_dir=str(tmp_path), job_hash="job1", jobs=[{"job_id": 1}], seed=1,
-                       resources=check_resources({"walltime": 0.5}), log_file=str(tmp_path / "l.log"))
+                       resources=validate_resources({"walltime": 0.5}), log_file=str(tmp_path / "l.log"))
     expected = {"slurm": "--time=0:01", "sge": "h_rt=1", "torque": "walltime=1", "pbspro": "walltime=1",
                 "lsf": "-W 1", "openlava": "-W 1"}
     assert sorted(expected) == sorted(template_names()), "a shipped template without its expected time limit here"

@@ -1,3 +1,4 @@
+import copy
 import os
 import shutil
 
@@ -217,3 +218,69 @@ def test_relative_source_and_load_are_taken_from_the_work_dir(tmp_path):
     reg = bt.make_registry(file_dir=tmp_path / "r", work_dir=wd, source="src.py", load="sub/x.pkl", seed=1,
                            conf_file=None)
     assert reg.source == (str(wd / "src.py"),) and reg.load == (str(wd / "sub" / "x.pkl"),)
+
+
+def test_failed_mutation_restores_session_state(tmp_path):
+    """A failed call leaves what the session remembers as it was: every SessionState field,
+    changed in place or replaced (a backend's scratch too), is restored; a call that succeeds keeps its changes."""
+    import dataclasses
+
+    import numpy as np
+
+    from batchtools.core.registry import SessionState
+
+    reg = bt.make_registry(file_dir=tmp_path / "r", conf_file=None)
+    s = reg.session
+    s.heal_seen.add((1, "h", 1))
+    s.scratch("slurm")["7@1"] = 1.0
+    s.merged_unsaved.append("a")
+
+    def change_everything() -> None:
+        s = reg.session
+        s.pool, s.last_state_save, s.save_failed, s.next_attempt = object(), 5.0, True, {1: 2}
+        s.usage_off, s.usage_given_up = True, np.array([3])
+        for name in ("heal_seen", "bad_updates", "applied_updates", "unknown_runs_warned"):
+            getattr(s, name).add(("new", name))
+        s.merged_unsaved.append("b")
+        s.scratch("slurm")["7@1"] = None
+        s.scratch("sge")["x"] = 1
+
+    def as_plain(state: SessionState) -> dict:
+        d = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+        d["usage_given_up"] = d["usage_given_up"].tolist()
+        return copy.deepcopy(d)
+
+    before = as_plain(reg.session)
+    assert set(before) == {f.name for f in dataclasses.fields(SessionState)}
+    with pytest.raises(RuntimeError, match="boom"):
+        with reg.mutation("test"):
+            change_everything()
+            raise RuntimeError("boom")
+    after = as_plain(reg.session)
+    assert after == before
+    assert reg.session.scratch("slurm") == {"7@1": 1.0} and "sge" not in reg.session.backend
+
+    with reg.mutation("test"):
+        change_everything()
+    assert reg.session.next_attempt == {1: 2} and reg.session.scratch("slurm") == {"7@1": None}
+    assert ("new", "heal_seen") in reg.session.heal_seen and reg.session.merged_unsaved == ["a", "b"]
+
+
+def test_failed_submission_restores_session_state(tmp_path):
+    """A real verb: a submission refused by the backend (after the sync it starts with merged a
+    node's report) leaves the session's memory as it was."""
+    reg = bt.make_registry(file_dir=tmp_path / "r", conf_file=None)
+    bt.batch_map(lambda x: x, x=[1, 2], reg=reg)
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("the scheduler refused")
+
+    cf = bt.make_cluster_functions_interactive()
+    reg.cluster_functions = cf
+    cf.submit_job = refuse
+    reg.session.heal_seen.add((1, "h", 1))
+    before = reg.session.snapshot()
+    with pytest.raises(Exception, match="refused"):
+        bt.submit_jobs([1], reg=reg)
+    assert reg.session == before
+    assert bt.find_not_submitted(reg=reg)["job_id"].tolist() == [1, 2]

@@ -557,6 +557,22 @@ def test_a_failed_notification_warns_and_the_wait_goes_on(reg, caplog):
     assert "'exit 3': exit status 3" in caplog.text
 
 
+def test_a_failing_notify_target_is_tried_once_per_run(reg, caplog):
+    """The failures message fails: it is not retried at every turn of the wait, and the end of the
+    run is not sent to the dead target either (one warning)."""
+    bt.batch_map(fail_odd, x=[1, 2, 3, 4])
+    bt.submit_jobs()
+    refusing = Hook(status=500)
+    try:
+        with caplog.at_level(logging.WARNING, logger="batchtools"):
+            assert not bt.wait_for_jobs(notify={"to": refusing.url, "failures": 1})
+    finally:
+        refusing.close()
+    assert [p["batchtools"]["event"] for _, _, p in refusing.received] == ["failures"]
+    assert caplog.text.count("could not send the notification") == 1
+    assert "no more notifications go there in this run" in caplog.text
+
+
 def test_bad_notify_targets_are_refused_first(reg):
     bt.batch_map(lambda x: x, x=[1])
     bt.submit_jobs()
@@ -577,3 +593,36 @@ def test_batchtools_watch_notifies(mreg, hook, capsys):
     assert "2 jobs: 1 done, 1 error" in hook.received[0][2]["text"]
     assert main(["watch", str(mreg.file_dir), "--notify-failures", "2"]) == USAGE
     assert "--notify-failures needs --notify" in capsys.readouterr().err
+
+
+def nap(x):
+    time.sleep(x)
+    return x
+
+
+def test_the_end_of_a_wait_asks_the_accounting_once(tmp_path, monkeypatch):
+    """wait_for_jobs asks the scheduler's accounting at most once per sync: when the poll that saw
+    the last job end already asked, the end of the wait does not ask again."""
+    import batchtools.api.wait as wait_mod
+
+    reg = bt.make_registry(file_dir=tmp_path / "r", seed=1, conf_file=None)
+    cf = reg.cluster_functions = bt.make_cluster_functions_multicore(ncpus=2)
+    cf.poll = cf.poll_max = 0.05  # below EVIDENCE_POLL: every turn is a poll that asks the accounting
+    cf.wait = None  # no early wake at a job's end
+    bt.batch_map(nap, x=[0.2, 0.6], reg=reg)
+    bt.submit_jobs(reg=reg)
+    syncs, calls = [0], []
+    sync, record_usage = reg.sync, wait_mod.record_usage
+
+    def counted_sync():
+        syncs[0] += 1
+        return sync()
+
+    def counted_usage(r, *args, **kwargs):
+        calls.append(syncs[0])
+        return record_usage(r, *args, **kwargs)
+
+    monkeypatch.setattr(reg, "sync", counted_sync)
+    monkeypatch.setattr(wait_mod, "record_usage", counted_usage)
+    assert bt.wait_for_jobs(timeout=60, reg=reg)
+    assert syncs[0] > 1 and calls and len(calls) == len(set(calls)), calls  # never twice after one sync

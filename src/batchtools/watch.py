@@ -82,9 +82,9 @@ class Watcher:
         if stamp != self._stamp:
             if stamp[0] != self._stamp[0]:
                 reg.read_tables()
-                reg._pool = None  # the pool's state is read again too
+                reg.session.pool = None  # the pool's state is read again too
             replay_journal(reg)
-            reg.__dict__.pop("_applied_updates", None)  # reports skipped before may apply now
+            reg.session.applied_updates.clear()  # reports skipped before may apply now
             self._stamp = stamp
         reg.sync()
 

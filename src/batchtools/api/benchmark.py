@@ -24,6 +24,7 @@ import pandas as pd
 
 from ..core.checks import check_flag
 from ..core.ids import ids_frame
+from ..core.kinds import ALGO, PROB, Side
 from ..core.pickling import pickle_by_value, user_module
 from ..core.registry import RegistryState, require_kind, resolve
 from ..core.state import done_mask, masks
@@ -295,11 +296,10 @@ def _same_folds(a: list, b: list) -> bool:
                                     for x, y in zip(a, b))
 
 
-def _stored(reg: RegistryState, kind: str, name: str):
-    names = reg.extra.get("problems" if kind == "problem" else "algorithms", [])
-    if name not in names:
+def _stored(reg: RegistryState, side: Side, name: str):
+    if name not in reg.extra.get(side.plural, []):
         return None
-    return load_cached(reg.layout.problem(name) if kind == "problem" else reg.layout.algorithm(name))
+    return load_cached(side.path(reg.layout, name))
 
 
 def batchmark(design: pd.DataFrame, scoring: Any = None, store_models: bool = False, store_predictions: bool = False,
@@ -369,7 +369,7 @@ def batchmark(design: pd.DataFrame, scoring: Any = None, store_models: bool = Fa
         n_folds.update({(name, r): len(f) for r, f in folds.items()})
         new = TaskData(name, None if td.loader else X, None if td.loader else y, None if td.loader else groups,
                        td.loader, n_rows(X), {})
-        old = _stored(reg, "problem", name)
+        old = _stored(reg, PROB, name)
         if old is None:
             new.folds = folds
         elif not isinstance(old.data, TaskData):
@@ -402,7 +402,7 @@ def batchmark(design: pd.DataFrame, scoring: Any = None, store_models: bool = Fa
     algorithms: dict[str, tuple[Algorithm, Any]] = {}
     for name, est in learners.items():
         learner = Learner(name, est, scorers, store_models, store_predictions, _user_code(est, scorers))
-        old = _stored(reg, "algorithm", name)
+        old = _stored(reg, ALGO, name)
         if old is not None:
             if not isinstance(old.fun, Learner):
                 raise ValueError(f"learners: '{name}' is an algorithm of this registry that batchmark did not add; "
@@ -422,9 +422,9 @@ def batchmark(design: pd.DataFrame, scoring: Any = None, store_models: bool = Fa
         if replaced_tasks or replaced_learners else None
     with reg.mutation("add a benchmark"):
         for name, (prob, pickled) in problems.items():
-            register(reg, "problem", name, prob, prob.fun, pickled, quiet=True)
+            register(reg, PROB, name, prob, prob.fun, pickled, quiet=True)
         for name, (algo, pickled) in algorithms.items():
-            register(reg, "algorithm", name, algo, algo.fun, pickled, quiet=True)
+            register(reg, ALGO, name, algo, algo.fun, pickled, quiet=True)
         if not reg.extra.get("benchmark"):
             reg.extra = {**reg.extra, "benchmark": True}  # task/learner name problem/algorithm (core.kinds)
             reg.save(())

@@ -19,7 +19,7 @@ from ..core import attempts
 from ..core.cleanup import drop_unused_resources, obsolete_logs, remove_dirs
 from ..core.files import make_dir, unlink_quietly
 from ..core.ids import ids_frame
-from ..core.kinds import caller_scope
+from ..core.kinds import ALGO, PROB, Side, caller_scope
 from ..core.pickling import Pickled, check_stored_values, pickle_by_value
 from ..core.registry import RegistryState, require_kind, resolve
 from ..core.state import masks
@@ -45,26 +45,27 @@ def check_name(name: Any, what: str) -> str:
     return name
 
 
-def register(reg: RegistryState, kind: str, name: str, obj: Any, fun: Callable | None,
+def register(reg: RegistryState, side: Side, name: str, obj: Any, fun: Callable | None,
              pickled: Pickled | None = None, quiet: bool = False) -> None:
-    """Store a checked Problem or Algorithm ``obj`` (``pickled``: its payload, if made already)."""
+    """Store a checked Problem (``side`` PROB) or Algorithm (ALGO) ``obj`` (``pickled``: its
+    payload, if made already)."""
     pickled = pickled or pickle_by_value(obj, "fun", also=(fun,))
-    key = "problems" if kind == "problem" else "algorithms"
+    key = side.plural
     names = list(reg.extra.get(key, []))
     if name in names:
         if not quiet:
-            log.warning("Overwriting %s '%s'", kind, name)
+            log.warning("Overwriting %s '%s'", side.word, name)
     else:
         names.append(name)
-    path = reg.layout.problem(name) if kind == "problem" else reg.layout.algorithm(name)
-    with reg.mutation(f"add a {kind}"):
+    path = side.path(reg.layout, name)
+    with reg.mutation(f"add a {side.word}"):
         make_dir(path.parent)
         reg.write_bytes(path, pickled.payload)
         files = {**reg.extra.get("code_files", {}), **pickled.files}
         preload = sorted(set(reg.extra.get("preload", ())) | pickled.modules)
         reg.extra = {**reg.extra, key: names, "code_files": files, "preload": preload}
         reg.save(())
-        if kind == "problem":  # instances of an earlier definition are never read again (R deletes them too)
+        if side is PROB:  # instances of an earlier definition are never read again (R deletes them too)
             _drop_instance_cache(reg, name)
 
 
@@ -102,7 +103,7 @@ def add_problem(name: str, data: Any = None, fun: Callable | None = None, seed: 
     if cache and seed is None:
         raise ValueError("cache: caching instances needs a problem seed (else instances differ per run); pass seed=...")
     prob = Problem(name, data, fun, seed, cache, version=uuid.uuid4().hex)
-    register(reg, "problem", name, prob, fun)
+    register(reg, PROB, name, prob, fun)
     if cache:  # as R: the folder of the cached instances exists once the problem does
         make_dir(reg.layout.problem_cache(name))
     return prob
@@ -123,7 +124,7 @@ def add_algorithm(name: str, fun: Callable | None = None, reg: RegistryState | N
     if fun is not None and not callable(fun):
         raise TypeError(f"fun: must be callable (data, job, instance, **algo_pars) or None, got {type(fun).__name__}")
     algo = Algorithm(name, fun)
-    register(reg, "algorithm", name, algo, fun)
+    register(reg, ALGO, name, algo, fun)
     return algo
 
 
@@ -179,10 +180,10 @@ def _row_hash(pars: dict[str, Any]) -> str:
     return hashlib.md5(blob).hexdigest()
 
 
-def _row_ids(reg: RegistryState, kind: str, name: str, rows: list[dict]) -> list[int]:
-    """Ids of the design rows in the ``designs`` table (adding new ones)."""
+def _row_ids(reg: RegistryState, side: str, name: str, rows: list[dict]) -> list[int]:
+    """Ids of the design rows of ``side`` ("prob"/"algo") in the ``designs`` table (adding new ones)."""
     des = reg.tables["designs"]
-    mine = des[(des["kind"] == kind) & (des["name"] == name)]
+    mine = des[(des["kind"] == side) & (des["name"] == name)]
     known = dict(zip(mine["hash"].tolist(), mine["row_id"].tolist()))
     next_id = int(des["row_id"].max()) + 1 if len(des) else 1
     out, new = [], []
@@ -190,7 +191,7 @@ def _row_ids(reg: RegistryState, kind: str, name: str, rows: list[dict]) -> list
         h = _row_hash(pars)
         if h not in known:
             known[h] = next_id
-            new.append((next_id, kind, name, pars, h))
+            new.append((next_id, side, name, pars, h))
             next_id += 1
         out.append(known[h])
     if new:
@@ -367,10 +368,10 @@ def find_experiments(ids=None, prob_name: str | None = None, prob_pattern: str |
                 raise ValueError(f"{arg}: not a valid regular expression: {e}") from None
             keep &= jobs[col].map(lambda s: bool(rx.search(s))).to_numpy(dtype=bool)
     scope = caller_scope()
-    for arg, value, kind, col in (("prob_pars", prob_pars, "prob", "prob_row"),
+    for arg, value, side, col in (("prob_pars", prob_pars, "prob", "prob_row"),
                                   ("algo_pars", algo_pars, "algo", "algo_row")):
         if value is not None:
-            keep &= np.isin(jobs[col].to_numpy(), defs.matching_rows(kind, value, arg, scope))
+            keep &= np.isin(jobs[col].to_numpy(), defs.matching_rows(side, value, arg, scope))
     if repls is not None:
         r = np.atleast_1d(np.asarray(repls))
         if r.dtype.kind not in "iu":
@@ -431,8 +432,8 @@ def remove_experiments(ids=None, reg: RegistryState | None = None) -> pd.DataFra
     return ids_frame(sel)
 
 
-def _remove_defs(reg: RegistryState, kind: str, names) -> pd.DataFrame:
-    key, col = ("problems", "problem") if kind == "prob" else ("algorithms", "algorithm")
+def _remove_defs(reg: RegistryState, side: Side, names) -> pd.DataFrame:
+    key, col = side.plural, side.word
     if isinstance(names, str):
         names = [names]
     elif not isinstance(names, (list, tuple, set, pd.Series, np.ndarray)) or not all(isinstance(n, str) for n in names):
@@ -447,12 +448,12 @@ def _remove_defs(reg: RegistryState, kind: str, names) -> pd.DataFrame:
     with reg.mutation(f"remove {key}"):
         _remove_jobs(reg, gone)
         des = reg.tables["designs"]
-        reg.tables["designs"] = des[~((des["kind"] == kind) & des["name"].isin(names))].reset_index(drop=True)
+        reg.tables["designs"] = des[~((des["kind"] == side.code) & des["name"].isin(names))].reset_index(drop=True)
         reg.extra = {**reg.extra, key: [n for n in known if n not in names]}
         reg.mark_dirty("designs")
         reg.save()
-        reg.delete_after(reg.layout.problem(n) if kind == "prob" else reg.layout.algorithm(n) for n in names)
-        if kind == "prob":
+        reg.delete_after(side.path(reg.layout, n) for n in names)
+        if side is PROB:
             for n in names:
                 _drop_instance_cache(reg, n)
     return ids_frame(gone)
@@ -462,11 +463,11 @@ def remove_problems(name, reg: RegistryState | None = None) -> pd.DataFrame:
     """Remove problems and all their experiments (and results). Returns the removed job ids."""
     reg = _exp_reg(reg, "remove_problems")
     reg.assert_writeable("remove problems")
-    return _remove_defs(reg, "prob", name)
+    return _remove_defs(reg, PROB, name)
 
 
 def remove_algorithms(name, reg: RegistryState | None = None) -> pd.DataFrame:
     """Remove algorithms and all their experiments (and results). Returns the removed job ids."""
     reg = _exp_reg(reg, "remove_algorithms")
     reg.assert_writeable("remove algorithms")
-    return _remove_defs(reg, "algo", name)
+    return _remove_defs(reg, ALGO, name)

@@ -25,7 +25,7 @@ import pandas as pd
 from ..core import attempts
 from ..core.pool import pool_state
 from ..core.registry import RegistryState
-from ..core.resources import resources_by_id
+from ..core.resources import resource_sets, resources_by_id
 from ..core.retry import CONTINUED, DEFAULT_POLICY, Accounting, decide, policy_of
 from ..core.tables import set_rows
 from .submit import submit_jobs
@@ -40,8 +40,7 @@ def wanted(reg: RegistryState) -> bool:
     """Whether anything could need healing: a retry policy, a checkpointed job, a healing pool."""
     if not reg.writeable:
         return False
-    res = reg.tables["resources"]["resources"].tolist()
-    if any(isinstance(r, dict) and r.get("retry") for r in res):
+    if any(r.get("retry") for r in resource_sets(reg)):
         return True
     if np.isin(reg.status["reason"].to_numpy(), list(CONTINUED)).any():
         return True
@@ -62,11 +61,6 @@ def heal(reg: RegistryState, pos: np.ndarray | None, ended: np.ndarray) -> np.nd
     return np.concatenate(out) if out else np.empty(0, np.int64)
 
 
-def _seen(reg: RegistryState) -> set:
-    """(job id, job hash, attempt) of ended attempts already decided in this session."""
-    return reg.__dict__.setdefault("_heal_seen", set())
-
-
 def _retry(reg: RegistryState, rows: np.ndarray) -> np.ndarray:
     st = reg.status
     pool = pool_state(reg)
@@ -75,7 +69,7 @@ def _retry(reg: RegistryState, rows: np.ndarray) -> np.ndarray:
     rows = rows[keep]  # jobs of the worker pool: the pool looks after them
     if rows.size == 0:
         return np.empty(0, np.int64)
-    seen = _seen(reg)
+    seen = reg.session.heal_seen  # ended attempts already decided
     ids = st["job_id"].to_numpy()[rows]
     attempt = st["attempt"].to_numpy()[rows]
     attempt = np.where(np.isnan(attempt), 1, attempt).astype(int)

@@ -49,7 +49,7 @@ def sync_registry(reg: RegistryState | None = None) -> bool:
     if wanted(reg):  # retries by reason, checkpointed jobs, a healing pool: needs the scheduler's word
         m = masks(reg)
         changed |= heal(reg, None, m["error"] | m["expired"]).size > 0
-    if reg.writeable and (reg._merged_unsaved or "status" in reg._dirty):
+    if reg.writeable and reg.status_unsaved:
         reg.save_state()
     return changed
 
@@ -114,7 +114,7 @@ def clear_registry(reg: RegistryState | None = None) -> None:
         reg.extra.pop("code_files", None)
         reg.extra.pop("preload", None)
         reg.save(tuple(reg.tables))
-        reg._pool = None
+        reg.session.pool = None
         reg.after_commit(lambda: _remove_job_files(reg))
 
 

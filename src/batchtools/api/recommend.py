@@ -25,6 +25,7 @@ import pandas as pd
 
 from ..core.kinds import BENCHMARK_WORDS
 from ..core.registry import RegistryState, resolve
+from ..core.resources import asked_numbers
 from ..core.usage import record_usage
 
 log = logging.getLogger("batchtools")
@@ -126,17 +127,8 @@ def _groups(reg: RegistryState, by: list[str]) -> tuple[np.ndarray, pd.DataFrame
 
 def _asked(reg: RegistryState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(walltime, memory, ncpus) each job's current run was submitted with (NaN: not set)."""
-    res = reg.tables["resources"]
-    lookup = dict(zip(res["resource_id"].tolist(), res["resources"].tolist()))
-    rid = reg.status["resource_id"].to_numpy()
-    out = np.full((3, rid.size), np.nan)
-    for r in np.unique(rid[~np.isnan(rid)]).tolist():
-        d = lookup.get(int(r)) or {}
-        hit = rid == r
-        for k, key in enumerate(("walltime", "memory", "ncpus")):
-            if d.get(key):
-                out[k, hit] = float(d[key])
-    return out[0], out[1], out[2]
+    asked = asked_numbers(reg, reg.status["resource_id"].to_numpy(), ("walltime", "memory", "ncpus"))
+    return asked["walltime"], asked["memory"], asked["ncpus"]
 
 
 def _quantile(values: np.ndarray, q: float) -> float:

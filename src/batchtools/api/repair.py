@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import re
 from pathlib import Path
 
@@ -14,15 +13,17 @@ import pandas as pd
 from ..core.errors import CorruptFileError, RegistryNotFoundError
 from ..core.files import read_table
 from ..core.journal import Journal
+from ..core.kinds import SIDES
 from ..core.layout import Layout
 from ..core.lease import Lease
 from ..core.pool import pool_state, rebuild
-from ..core.protocol import DONE, ERROR, JOB_ID, log_outcomes, valid_rows
+from ..core.protocol import DONE, ERROR, JOB_ID, log_outcomes
 from ..core.recovery import replay_journal, settle_stashes
 from ..core.registry import RegistryState, check_format
 from ..core.state import adopt_results
+from ..core.sync import list_updates, read_updates
 from ..core.tables import TABLES, new_status, set_rows, upgrade_status
-from ..core.txn import MANIFEST, damaged_lines
+from ..core.txn import MANIFEST
 from ..core.txn import recover as recover_unfinished_change
 
 log = logging.getLogger("batchtools")
@@ -52,24 +53,16 @@ def _read_or_previous(path: Path, name: str, report: dict) -> object | None:
 
 def _merge_all_updates(reg: RegistryState, report: dict) -> None:
     """Apply every status update file, also those of runs the (older) status does not know."""
-    directory = reg.layout.dir("updates")
-    if not directory.is_dir():
-        return
     st = reg.status
     hashes = st["job_hash"].to_numpy(copy=True)  # kept current as rows are applied (a view is read-only)
     done = st["done"].to_numpy()
-    for entry in sorted(os.scandir(directory), key=lambda e: e.stat().st_mtime):
-        if not entry.is_file() or not entry.name.endswith(".pkl") or entry.name.startswith("."):
-            continue
-        try:
-            with open(entry.path, "rb") as fh:
-                rows = pickle.load(fh)
-        except Exception:
-            rows = None
-        if not valid_rows(rows):
+    if not reg.layout.dir("updates").is_dir():
+        return
+    for update in read_updates(sorted(list_updates(reg), key=lambda e: e.stat().st_mtime)):
+        if update.rows is None:
             continue  # quarantined by the sync that follows
-        job_hash = entry.name.split("-", 1)[0]
-        for row in rows:
+        job_hash = update.job_hash
+        for row in update.rows:
             ids = reg.job_ids
             p = int(np.searchsorted(ids, row[JOB_ID]))
             if p >= ids.size or ids[p] != row[JOB_ID]:
@@ -168,16 +161,16 @@ def _check_settings(reg: RegistryState, report: dict) -> None:
                 "batch_map, so how the jobs call their function (positional arguments, the job argument) is lost. "
                 "This is never guessed: put registry.pkl back (e.g. from the copy the registry came from)")
         return
-    for key, col, where in (("problems", "problem", reg.layout.problem), ("algorithms", "algorithm",
-                                                                        reg.layout.algorithm)):
-        known = list(reg.extra.get(key, []))
-        for name in pd.unique(reg.defs[col]).tolist():
+    for side in SIDES.values():
+        known = list(reg.extra.get(side.plural, []))
+        for name in pd.unique(reg.defs[side.word]).tolist():
             if name not in known:
-                if not where(name).exists():
-                    raise CorruptFileError(f"{where(name)}: the {col} {name!r} of the registry's jobs is missing")
+                path = side.path(reg.layout, name)
+                if not path.exists():
+                    raise CorruptFileError(f"{path}: the {side.word} {name!r} of the registry's jobs is missing")
                 known.append(name)
-                report["rebuilt"].append(f"settings: {col} {name!r} (from {where(name).name})")
-        reg.extra = {**reg.extra, key: known}
+                report["rebuilt"].append(f"settings: {side.word} {name!r} (from {path.name})")
+        reg.extra = {**reg.extra, side.plural: known}
 
 
 def _logs_evidence(reg: RegistryState, rows: np.ndarray, report: dict) -> None:
@@ -263,9 +256,10 @@ def repair_registry(file_dir: str | os.PathLike) -> dict:
     lease = Lease(layout.file_dir)
     lease.acquire()
     try:
-        if damaged_lines(layout.file_dir):  # undone as far as it names files; the tables are checked below
+        damaged: list[str] = []  # lines of a damaged undo log: undone as far as it names files, tables checked below
+        recover_unfinished_change(layout.file_dir, damaged=damaged)
+        if damaged:
             report["unreadable"].append(str(layout.txn / MANIFEST))
-        recover_unfinished_change(layout.file_dir, damaged_ok=True)
         meta = _read_or_previous(layout.meta, "settings", report)
         if meta is None:
             raise CorruptFileError(f"{layout.meta}: the registry's settings are unreadable and have no readable "
@@ -326,7 +320,7 @@ def _repair_pool(reg: RegistryState, report: dict):
         report["unreadable"].append(str(reg.layout.pool_state))
         log.warning("%s", e)
     state, notes = rebuild(reg)
-    reg._pool = state
+    reg.session.pool = state
     report["pool"] = [f"rebuilt {reg.layout.pool_state.relative_to(reg.file_dir)}: {len(state.workers)} worker(s), "
                       f"{len(state.queues)} queue(s)", *notes]
     return state

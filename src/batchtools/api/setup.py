@@ -242,7 +242,7 @@ def create_registry(cls: type[RegistryState], file_dir, work_dir=None, conf_file
             if reg.temp_dir is not None:
                 Path(reg.temp_dir).mkdir(parents=True, exist_ok=True)
             file_dir = tempfile.mkdtemp(prefix="batchtools-registry-", dir=reg.temp_dir)
-            reg._relocate(file_dir)
+            reg.relocate(file_dir)
         reg.layout.make_dirs()
         reg.take_lease()
         reg.save(tuple(reg.tables))
@@ -252,7 +252,7 @@ def create_registry(cls: type[RegistryState], file_dir, work_dir=None, conf_file
         if (temporary and file_dir is not None) or (not temporary and not existed):
             shutil.rmtree(file_dir, ignore_errors=True)
         raise
-    reg._persist_cf = True
+    reg.on_disk = True
     if temporary:
         reg.temporary = True
         atexit.register(shutil.rmtree, str(reg.file_dir), True)
@@ -318,7 +318,7 @@ def open_registry(classes: dict[str, type[RegistryState]], file_dir: str | os.Pa
         if lease is not None:
             lease.release()
         raise
-    reg._persist_cf = True
+    reg.on_disk = True
     if make_default:
         core.set_default_registry(reg)
     return reg

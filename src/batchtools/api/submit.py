@@ -23,7 +23,7 @@ from ..core.ids import as_id_array
 from ..core.journal import Journal, chunk_hash, inprocess_prefix
 from ..core.progress import progress
 from ..core.registry import RegistryState, resolve
-from ..core.resources import PER_JOB, check_resources, resource_id
+from ..core.resources import PER_JOB, resource_id, validate_resources
 from ..core.retry import RetryPolicy
 from ..core.state import forget_runs, masks, select, terminated_ids
 from ..core.submission import build_collection, collection_fields, sleep_function, submit_with_retries
@@ -97,7 +97,7 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
     if cf is None:
         raise ValueError("reg: no cluster functions set; e.g. reg.cluster_functions = bt.make_cluster_functions_multicore()")
     cf.check_registry(reg)
-    resources = {**reg.default_resources, **check_resources(resources)}
+    resources = {**reg.default_resources, **validate_resources(resources)}
     if retry is not None:
         resources["retry"] = RetryPolicy.coerce(retry).as_dict()
     # temporary errors (a full node, a busy scheduler): back off from the backend's polling interval
@@ -130,7 +130,7 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
                 raise ValueError(f"ids: jobs in chunk {chunks[a]} have different per-job resources; "
                                  "jobs of one chunk must share resources")
             res.update({k: _plain(v) for k, v in block.iloc[0].items() if not pd.isna(v)})
-            res = check_resources(res, "ids")
+            res = validate_resources(res, "ids")
         cf.check_resources(res, "ids" if per_job is not None else "resources")
         chunk_res.append(res)
     max_jobs = resources.get("max_concurrent_jobs") or reg.max_concurrent_jobs

@@ -12,7 +12,7 @@ from typing import Any
 from ..core.collection import BY_HAND, JobCollection
 from ..core.files import read_pickle, write_pickle
 from ..core.registry import RegistryState, resolve
-from ..core.resources import check_resources, resources_by_id
+from ..core.resources import resources_by_id, validate_resources
 from ..core.submission import build_collection
 from ..jobs.job import Job, rng_state_kept
 from ..jobs.runners import make_job as _node_make_job
@@ -38,7 +38,7 @@ def make_job_collection(ids=None, resources: dict | None = None, reg: RegistrySt
     """
     reg = resolve(reg)
     sel = reg.ids(ids)
-    resources = {**reg.default_resources, **check_resources(resources)}
+    resources = {**reg.default_resources, **validate_resources(resources)}
     return build_collection(reg, sel, resources, job_hash or f"{BY_HAND}{uuid.uuid4().hex[:31]}")
 
 
@@ -105,7 +105,7 @@ def test_job(id: int, external: bool = False, reg: RegistryState | None = None) 
     with tempfile.TemporaryDirectory(prefix="batchtools-test-") as tmp:
         jc_path, out_path = os.path.join(tmp, "jc.pkl"), os.path.join(tmp, "result.pkl")
         write_pickle(jc_path, jc)
-        code = subprocess.run([sys.executable, "-m", "batchtools.jobs.testing", jc_path, out_path]).returncode
+        code = subprocess.run([sys.executable, "-m", "batchtools.jobs.isolated", jc_path, out_path]).returncode
         outcome = read_pickle(out_path) if os.path.exists(out_path) else None
     if outcome is None:
         raise RuntimeError(f"test_job: the external interpreter exited with code {code} and no result")

@@ -94,6 +94,9 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
     system = on_system(reg)
     next_ask = None  # set (from sleep(i)) when the loop first has to pause after a poll
     asked, i = True, 0
+    # jobs ended when this turn's poll asked the accounting (None: it did not): the end asks again
+    # only if more ended since (a report merged after the poll)
+    accounted = None
     healing = wanted(reg)  # retry policies, checkpoints, a healing pool (api/heal.py)
     busy_since = time.perf_counter()
     with progress(total=sel.size, desc="Waiting", reg=reg) as bar:
@@ -122,8 +125,9 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
                 log.warning("wait_for_jobs: stopping, %d job(s) expired", int(expired.sum()))
                 return told("stopped", m, expired, False)
             if finished.all():
-                record_usage(reg)  # what the last jobs used, if the scheduler accounted it already
-                if reg.writeable and "status" in reg._dirty:
+                if accounted != _ended(reg):
+                    record_usage(reg)  # what the last jobs used, if the scheduler accounted it already
+                if reg.writeable and reg.is_dirty("status"):
                     reg.save_state()  # what the jobs reported is on disk when the wait returns
                 if expired.any():
                     log.warning("wait_for_jobs: %d job(s) expired (gone from the system without a result); "
@@ -150,10 +154,18 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
             busy_since = time.perf_counter()
             reg.sync()
             asked = time.time() >= next_ask
+            accounted = None
             if asked:
                 system = on_system(reg)
                 record_usage(reg)  # one accounting call per poll, for the jobs that ended
+                accounted = _ended(reg)
                 next_ask = None
+
+
+
+def _ended(reg: RegistryState) -> int:
+    """How many of the registry's jobs have ended (record_usage asks about ended jobs)."""
+    return int(np.count_nonzero(~np.isnan(reg.status["done"].to_numpy())))
 
 
 def _tell(notifier: Notifier, event: str, reg: RegistryState, sel: np.ndarray, pos: np.ndarray, m: dict,

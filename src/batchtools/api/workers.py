@@ -19,7 +19,7 @@ from ..core.files import unlink_quietly
 from ..core.ids import as_id_array
 from ..core.pool import ALIVE, FINAL, PoolState, pool_state
 from ..core.registry import RegistryState, resolve
-from ..core.resources import check_resources, resource_id
+from ..core.resources import resource_id, validate_resources
 from ..core.retry import CONTINUED, DEFAULT_POLICY
 from ..core.state import forget_runs, masks, select, terminated_ids
 from ..core.submission import build_collection, sleep_function, submit_once
@@ -116,7 +116,7 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
         raise TypeError(f"heal: must be True or False, got {heal!r}")
     if idle_timeout is None:  # leave once nothing is left: no allocation is held idle
         idle_timeout = 0.0
-    resources = {**reg.default_resources, **check_resources(resources)}
+    resources = {**reg.default_resources, **validate_resources(resources)}
     resources.pop("chunks_as_arrayjobs", None)  # a worker is one job, never an array
     if max_workers is None:
         max_workers = resources.get("max_concurrent_jobs") or reg.max_concurrent_jobs or None
@@ -141,7 +141,7 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
     cf.ping()
     tended = _Tended()
     with reg.mutation("submit workers"):
-        reg._pool = pool
+        reg.session.pool = pool
         reg.layout.make_pool_dirs()
         if order.size:
             _enqueue(reg, pool, order, resources, runtimes)
@@ -487,7 +487,7 @@ def _lost_jobs(reg: RegistryState, pool: PoolState, rows: np.ndarray) -> tuple[n
         return np.empty(0, np.int64), [], {}
     pooled = pd.Series(st["job_hash"].to_numpy()[rows], dtype=object).isin(set(pool.queues)).to_numpy()
     rows = rows[pooled]
-    seen = reg.__dict__.setdefault("_heal_seen", set())
+    seen = reg.session.heal_seen
     history = attempts.table(reg)
     out, reasons, nxt = [], [], {}
     for row in rows.tolist():

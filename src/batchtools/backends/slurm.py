@@ -331,7 +331,7 @@ def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = Tru
         waiting = (restart > 0) & st["started"].isna().to_numpy() & st["done"].isna().to_numpy()
         if not waiting.any():
             return
-        released = reg.__dict__.setdefault("_slurm_released", {})  # "batch@restart" -> last try, or None: done
+        released = reg.session.scratch("slurm")  # "batch@restart" -> last try, or None: done
         now = time.time()
         for b in {f"{b}@{int(r)}" for b, r in zip(st["batch_id"].to_numpy()[waiting].tolist(),
                                                   restart[waiting].tolist())}:

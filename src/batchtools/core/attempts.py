@@ -110,11 +110,11 @@ def unarchive(reg, rows: pd.DataFrame) -> None:
 def continuing(reg, attempts: dict[int, int]) -> Iterator[None]:
     """Within this block, a submission of job ``i`` starts attempt ``attempts[i]`` (a retry)
     instead of attempt 1."""
-    reg._next_attempt = attempts
+    reg.session.next_attempt = attempts
     try:
         yield
     finally:
-        reg._next_attempt = None
+        reg.session.next_attempt = None
 
 
 def on_submitted(reg, pos: np.ndarray) -> None:
@@ -123,7 +123,7 @@ def on_submitted(reg, pos: np.ndarray) -> None:
     if pos.size == 0:
         return
     st = reg.status
-    nxt = getattr(reg, "_next_attempt", None) or {}
+    nxt = reg.session.next_attempt or {}
     ids = st["job_id"].to_numpy()[pos]
     fresh = [i for i in ids.tolist() if int(i) not in nxt]
     if fresh:

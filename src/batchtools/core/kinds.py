@@ -8,6 +8,11 @@ and never switch on the registry's kind themselves.
   ``status`` (job i is definition i), so queries are vectorised pandas expressions.
 - :class:`ExperimentDefinitions`: each distinct problem/algorithm design row is stored once in
   ``designs``; a definition (``defs``) points at one row of each; ``status`` adds ``repl``.
+
+"Kind" means the registry's kind (map or experiment) only. The two sides of an experiment,
+problems and algorithms, are a :class:`Side` (:data:`PROB`, :data:`ALGO`), whose ``code``
+("prob"/"algo") is what the ``designs`` table's ``kind`` column holds (a saved column, named so
+since format 1).
 """
 
 from __future__ import annotations
@@ -15,12 +20,35 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .tables import new_attempts, new_status
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of an experiment: the problems or the algorithms.
+
+    >>> PROB.code, PROB.word, PROB.plural, SIDES["algo"] is ALGO
+    ('prob', 'problem', 'problems', True)
+    """
+
+    code: str  # "prob"/"algo": the designs table's kind column, the prefix of prob_pars/algo_pars
+    word: str  # "problem"/"algorithm": the job table's column, and the word in messages
+    plural: str  # "problems"/"algorithms": the settings' list of names (reg.extra)
+
+    def path(self, layout, name: str):
+        """The registry file holding the definition ``name`` of this side."""
+        return layout.problem(name) if self is PROB else layout.algorithm(name)
+
+
+PROB = Side("prob", "problem", "problems")
+ALGO = Side("algo", "algorithm", "algorithms")
+SIDES = {s.code: s for s in (PROB, ALGO)}
 
 
 def pars_dicts(frame: pd.DataFrame) -> list[dict]:
@@ -185,10 +213,11 @@ class ExperimentDefinitions(Definitions):
     def counts(self) -> dict[str, int]:
         return {name: len(self.reg.extra.get(name, [])) for name in ("problems", "algorithms")}
 
-    def design_frame(self, kind: str) -> pd.DataFrame:
-        """Unwrapped unique design rows of one kind ("prob"/"algo"): ``row_id`` + one column per parameter."""
+    def design_frame(self, side: str) -> pd.DataFrame:
+        """Unwrapped unique design rows of one side (:attr:`Side.code`, "prob"/"algo"): ``row_id`` + one
+        column per parameter."""
         des = self.reg.tables["designs"]
-        mine = des[des["kind"] == kind]
+        mine = des[des["kind"] == side]
         wide = pd.DataFrame.from_records(mine["pars"].tolist(), index=mine.index) if len(mine) else pd.DataFrame()
         wide.insert(0, "row_id", mine["row_id"].to_numpy())
         return wide.reset_index(drop=True)
@@ -211,11 +240,11 @@ class ExperimentDefinitions(Definitions):
         benchmark registry also ``task`` and ``learner``, the same as ``problem`` and ``algorithm``)."""
         jobs = self.job_frame(ids)
         out = jobs[["job_id", "problem", "algorithm", "repl"]].copy()
-        for kind, col in (("prob", "prob_row"), ("algo", "algo_row")):
-            wide = self.design_frame(kind)
+        for side, col in (("prob", "prob_row"), ("algo", "algo_row")):
+            wide = self.design_frame(side)
             pos = np.searchsorted(wide["row_id"].to_numpy(), jobs[col].to_numpy())
             for c in wide.columns[1:]:
-                name = c if c not in out.columns else f"{kind}.{c}"
+                name = c if c not in out.columns else f"{side}.{c}"
                 out[name] = wide[c].to_numpy()[pos] if len(wide) else []
         if self.benchmark:
             for word, col in BENCHMARK_WORDS.items():
@@ -244,9 +273,9 @@ class ExperimentDefinitions(Definitions):
                                                 p["prob_pars"].tolist(), p["algorithm"].tolist(),
                                                 p["algo_pars"].tolist(), p["repl"].tolist())]
 
-    def matching_rows(self, kind: str, expr, arg: str, scope: tuple[dict, dict] | None = None) -> np.ndarray:
-        """Row ids of unique design rows of ``kind`` matching ``expr``."""
-        wide = self.design_frame(kind)
+    def matching_rows(self, side: str, expr, arg: str, scope: tuple[dict, dict] | None = None) -> np.ndarray:
+        """Row ids of unique design rows of ``side`` ("prob"/"algo") matching ``expr``."""
+        wide = self.design_frame(side)
         if not len(wide):
             return np.empty(0, np.int64)
         return wide["row_id"].to_numpy()[filter_pars(wide, expr, arg, scope)]

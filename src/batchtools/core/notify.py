@@ -15,13 +15,14 @@
   (an error, or expired), or a share of them (``0 < N < 1``), while the run goes on.
 
 A message that cannot be delivered (the server refuses, the command fails, nothing answers within
-:data:`TIMEOUT` seconds) is a warning, never an error: the run it reports on is what matters.
+:data:`TIMEOUT` seconds) is a warning, never an error: the run it reports on is what matters. After
+the first failure the notifier gives up for the run (one warning, no retry at every turn of the wait).
 Standard library only (``urllib``, ``subprocess``).
 
 >>> n = Notifier.parse({"to": "https://hooks.example.org/T0/B0/x", "failures": 0.1})
->>> n.kind, n.crossed(failed=9, total=100), n.crossed(failed=10, total=100)
+>>> n.channel, n.crossed(failed=9, total=100), n.crossed(failed=10, total=100)
 ('url', False, True)
->>> Notifier.parse("ntfy://ntfy.example.org/runs").kind, Notifier.parse(["notify-send", "bt"]).kind
+>>> Notifier.parse("ntfy://ntfy.example.org/runs").channel, Notifier.parse(["notify-send", "bt"]).channel
 ('ntfy', 'command')
 """
 
@@ -48,12 +49,13 @@ EXAMPLE = ("e.g. 'https://hooks.slack.com/services/...', 'ntfy://ntfy.sh/my-runs
 
 @dataclass
 class Notifier:
-    """Where messages go (``target`` of ``kind`` url, ntfy or command) and the failure threshold."""
+    """Where messages go (``target`` of ``channel`` url, ntfy or command) and the failure threshold."""
 
     target: Any
-    kind: str
+    channel: str
     failures: float | None = None
     told_failures: bool = False
+    given_up: bool = False  # a message could not be delivered: none is tried again in this run
 
     @classmethod
     def parse(cls, notify: Any, arg: str = "notify") -> Notifier | None:
@@ -92,16 +94,19 @@ class Notifier:
 
     def crossed(self, failed: int, total: int) -> bool:
         """Whether ``failed`` of ``total`` jobs reach the failure threshold (not told yet)."""
-        if self.failures is None or self.told_failures or not failed:
+        if self.failures is None or self.told_failures or self.given_up or not failed:
             return False
         return failed >= (self.failures * total if self.failures < 1 else self.failures)
 
     def send(self, event: str, title: str, text: str, details: dict[str, Any]) -> bool:
-        """Deliver one message; False (and a warning) if it could not be."""
+        """Deliver one message; False if it could not be (the first failure warns, and from then on
+        nothing is sent: a dead target would cost every later turn of the wait its timeout)."""
+        if self.given_up:
+            return False
         try:
-            if self.kind == "command":
+            if self.channel == "command":
                 self._run(event, title, text, details)
-            elif self.kind == "ntfy":
+            elif self.channel == "ntfy":
                 url = urllib.parse.urlsplit(self.target)
                 scheme = {"ntfy": "https", "ntfy+http": "http"}.get(url.scheme, url.scheme)
                 root = urllib.parse.urlunsplit((scheme, url.netloc, "/", "", ""))
@@ -111,7 +116,9 @@ class Notifier:
                 _post(self.target, {"text": f"*{title}*\n{text}", "title": title, "batchtools": {"event": event,
                                                                                                  **details}})
         except Exception as e:  # never a reason to fail the wait
-            log.warning("could not send the notification (%s) to %s: %s", event, self.shown(), e)
+            log.warning("could not send the notification (%s) to %s: %s; no more notifications go there in this run",
+                        event, self.shown(), e)
+            self.given_up = True
             return False
         if event == "failures":
             self.told_failures = True
@@ -119,7 +126,7 @@ class Notifier:
 
     def shown(self) -> str:
         """The target for a message, without a secret in a URL's path or query."""
-        if self.kind == "command":
+        if self.channel == "command":
             return repr(self.target if isinstance(self.target, str) else " ".join(self.target))
         url = urllib.parse.urlsplit(self.target)
         return f"{url.scheme}://{url.hostname}/..."

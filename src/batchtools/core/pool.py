@@ -34,9 +34,10 @@ FINAL = frozenset({"exited", "stale", "cancelled"})  # a worker in one of these 
 
 
 class PoolState:
-    """Master-side state of ``reg``'s pool, kept in ``pool/state.pkl``."""
+    """Master-side state of ``reg``'s pool, kept in ``pool/state.pkl`` (read unless ``read`` is
+    False: an empty state, as :func:`rebuild` fills from the pool's evidence)."""
 
-    def __init__(self, reg):
+    def __init__(self, reg, *, read: bool = True):
         self.reg = reg
         self.layout = reg.layout
         self.dir = reg.layout.pool
@@ -54,6 +55,8 @@ class PoolState:
         self.backoff = lambda i: min(1.5**i, 60.0)
         # read-only sessions: worker -> (heartbeat time, when this session first saw it), to see it not change
         self._beats_seen: dict[str, tuple[float, float]] = {}
+        if not read:
+            return
         try:
             state = read_table(self.layout.pool_state, "pool state", reg.file_dir)
         except FileNotFoundError:
@@ -251,14 +254,14 @@ def pool_state(reg) -> PoolState | None:
     """The registry's pool state, or None if it never used workers (one ``stat``). A damaged state,
     or a missing one while the pool has queues, is an error naming ``pool/state.pkl`` (which
     ``repair_registry`` rebuilds from the pool's evidence, :func:`rebuild`)."""
-    state = getattr(reg, "_pool", None)
+    state = reg.session.pool
     if state is None:
         if not reg.layout.pool_state.exists():
             if committed_queues(reg.layout):
                 raise table_error(reg.layout.pool_state, "pool state", "is missing (the pool's queues are in "
                                   f"{reg.layout.pool / 'queue'})", reg.file_dir)
             return None
-        state = reg._pool = PoolState(reg)
+        state = reg.session.pool = PoolState(reg)
     return state
 
 
@@ -288,11 +291,7 @@ def rebuild(reg) -> tuple[PoolState, list[str]]:
     is not accepted) and its jobs count as expired. Returns the state (not saved) and notes on
     what could not be rebuilt."""
     lay = reg.layout
-    state = PoolState.__new__(PoolState)
-    state.reg, state.layout, state.dir = reg, lay, lay.pool
-    state.claims = ClaimLog(lay.pool)
-    state.workers, state.queues, state.unresolved, state.plan, state.last_states = {}, {}, [], None, None
-    state.refusal, state.backoff, state._beats_seen = None, lambda i: min(1.5**i, 60.0), {}
+    state = PoolState(reg, read=False)
     notes = ["the pool's healing settings (submit_workers(heal=True)), if it had any, are not known: "
              "call submit_workers(0, heal=True, ...) to heal it again"]
     for queue in committed_queues(lay):

@@ -15,7 +15,6 @@ backend accepted, quietly: the others are being handed over, not lost.
 from __future__ import annotations
 
 import logging
-import pickle
 import time
 
 import numpy as np
@@ -23,10 +22,10 @@ import numpy as np
 from . import attempts
 from . import journal as journal_mod
 from .lease import holder_alive, read_lease
-from .protocol import JOB_ID, valid_rows
+from .protocol import JOB_ID
 from .resources import resource_id
 from .state import forget_runs
-from .sync import list_updates
+from .sync import list_updates, read_updates, update_hash
 from .tables import set_rows
 
 log = logging.getLogger("batchtools")
@@ -123,17 +122,9 @@ class RunEvidence:
         self.files = np.empty(0, dtype=np.int64)
         if not hashes:
             return
-        for entry in list_updates(reg):
-            if entry.name.split("-", 1)[0] not in hashes:
-                continue
-            try:
-                with open(entry.path, "rb") as fh:
-                    rows = pickle.load(fh)
-            except Exception:
-                continue
-            if valid_rows(rows):
-                job_hash = entry.name.split("-", 1)[0]
-                self.updated.update((job_hash, r[JOB_ID]) for r in rows)
+        for update in read_updates(e for e in list_updates(reg) if update_hash(e.name) in hashes):
+            if update.rows is not None:  # a damaged file is the next sync's to quarantine
+                self.updated.update((update.job_hash, r[JOB_ID]) for r in update.rows)
         store = reg.store
         self.stashed = set(store.stashed())
         self.files = store.unpacked_ids()
@@ -174,6 +165,6 @@ def recover(reg) -> None:
     replay_journal(reg)
     if reg.writeable:
         settle_stashes(reg)
-        if "status" in reg._dirty or "resources" in reg._dirty:
+        if reg.is_dirty("status", "resources"):
             reg.save(meta=False)
         journal_mod.Journal(reg.layout.journal).clear()

@@ -14,7 +14,8 @@ import logging
 import os
 import pickle
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,51 @@ class LostTable:
         return f"LostTable({self.message!r})"
 
 
+@dataclass
+class SessionState:
+    """What one session of a registry remembers besides the tables: caches, what it has already
+    warned about or decided, reports merged but not saved yet. Never saved; a failed mutating
+    call restores it (:meth:`RegistryState.mutation`). Every module keeps its session memory
+    here, in a named field, rather than on the registry object."""
+
+    pool: Any = None  # master-side worker pool state (core.pool.PoolState), loaded when first needed
+    merged_unsaved: list[str] = field(default_factory=list)  # update files merged into memory, deleted once saved
+    last_state_save: float = 0.0  # when the status table was last saved (sync saves at most every SAVE_INTERVAL)
+    save_failed: bool = False  # a query's save failed (e.g. disk full): warned once, state kept in memory
+    next_attempt: dict[int, int] | None = None  # job id -> the attempt its submission starts (core.attempts.continuing)
+    heal_seen: set[tuple] = field(default_factory=set)  # (job id, job hash, attempt) of ended attempts already decided
+    bad_updates: set[str] = field(default_factory=set)  # update files quarantined or warned about (core.sync)
+    applied_updates: set[str] = field(default_factory=set)  # update files merged by a read-only session (core.sync)
+    unknown_runs_warned: set[str] = field(default_factory=set)  # runs unknown to the status, warned about once
+    usage_off: bool = False  # the scheduler keeps no accounting (core.usage)
+    usage_given_up: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # jobs core.usage gave up on
+    backend: dict[str, Any] = field(default_factory=dict)  # per-backend scratch (see :meth:`scratch`)
+
+    def scratch(self, name: str, factory: Callable[[], Any] = dict) -> Any:
+        """The session memory of backend ``name`` (made by ``factory`` when first asked for), e.g.
+        the Slurm jobs already released from their requeue hold.
+
+        >>> s = SessionState()
+        >>> s.scratch("slurm")["1@1"] = None
+        >>> s.scratch("slurm")
+        {'1@1': None}
+        """
+        if name not in self.backend:
+            self.backend[name] = factory()
+        return self.backend[name]
+
+    def snapshot(self) -> SessionState:
+        """A copy to restore after a failed call: containers copied, so changing them in place does
+        not change the copy (the pool state's own undo is :meth:`RegistryState.mutation`'s)."""
+        out = SessionState(**{f.name: getattr(self, f.name) for f in fields(self)})
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (set, list, dict)) and f.name != "backend":
+                setattr(out, f.name, copy.copy(value))
+        out.backend = copy.deepcopy(self.backend)
+        return out
+
+
 class RegistryState:
     """A registry's state: job definitions, seeds, resources, status; logs and results on disk.
 
@@ -130,14 +176,12 @@ class RegistryState:
         self.pending_updates: list[tuple[str, list]] = []
         # job hashes submitted but not yet recorded in ``status``: sync keeps their updates for later
         self.inflight: set[str] = set()
-        self._pool = None  # master-side worker pool state (core.pool), loaded when first needed
         self.lease: Lease | None = None  # this session's writeable lease (writeable registries only)
         self._txn: Transaction | None = None  # the file undo log of the running mutating call
-        self._save_failed = False  # a query's save failed (e.g. disk full): warned once, state kept in memory
-        self._persist_cf = False  # set once the registry exists on disk: cluster functions changes are saved
-        self._merged_unsaved: list[str] = []  # update files merged into memory, deleted after the next save
+        # set once the registry exists on disk: changes of the cluster functions and the store are saved at once
+        self.on_disk = False
         self._saved_counts: dict[str, int] | None = None  # counts of the status table on disk (status.counts)
-        self._last_state_save = 0.0
+        self.session = SessionState()  # what this session remembers besides the tables
 
     # ------------------------------------------------------------------ state
     @property
@@ -168,6 +212,15 @@ class RegistryState:
 
     def mark_dirty(self, *names: str) -> None:
         self._dirty.update(names)
+
+    def is_dirty(self, *names: str) -> bool:
+        """Whether any of the tables ``names`` changed in memory since it was last saved."""
+        return any(n in self._dirty for n in names)
+
+    @property
+    def status_unsaved(self) -> bool:
+        """Whether the status in memory is ahead of the one on disk (changed, or reports merged)."""
+        return bool(self.session.merged_unsaved) or "status" in self._dirty
 
     def ids(self, ids, default: np.ndarray | None = None, arg: str = "ids", keep_order: bool = False) -> np.ndarray:
         """Normalise and check ``ids`` (None -> ``default``, else all jobs): sorted, or with
@@ -223,7 +276,8 @@ class RegistryState:
         saved["pending_updates"] = list(self.pending_updates)
         saved["inflight"] = set(self.inflight)
         saved["default_resources"] = dict(self.default_resources)
-        pool = self._pool
+        saved["session"] = self.session.snapshot()
+        pool = self.session.pool
         pool_saved = (copy.deepcopy(pool.workers), dict(pool.queues), pool.plan) if pool is not None else None
         self._txn = txn = Transaction(self.file_dir)
         try:
@@ -288,7 +342,7 @@ class RegistryState:
             raise ValueError(f"compress: the result store {self.store!r} does not compress; set compress=None")
         self.store.compress = value
 
-    def _relocate(self, file_dir: str | os.PathLike) -> None:
+    def relocate(self, file_dir: str | os.PathLike) -> None:
         """Point a registry that has written nothing yet at another folder."""
         compress = self.compress
         self.layout = Layout(file_dir)
@@ -338,7 +392,7 @@ class RegistryState:
         if store.compresses and store.compress is None:
             store.compress = old.compress  # the session's setting (the configuration's compress)
         self._store = self._bind(store)
-        if self._persist_cf:
+        if self.on_disk:
             try:
                 self.save((), meta=True)  # saved with the registry: later sessions and nodes use it
             except BaseException:
@@ -360,7 +414,7 @@ class RegistryState:
         if check is not None:
             check(self)  # e.g. a path the backend's scheduler cannot take: say so now
         self._cluster_functions = cf
-        if self._persist_cf and self.writeable and self.lease is not None and not self.lease.lost:
+        if self.on_disk and self.writeable and self.lease is not None and not self.lease.lost:
             # the choice is saved with the registry, so any later session (and the command line) uses it
             try:
                 self.save((), meta=True)
@@ -411,11 +465,11 @@ class RegistryState:
             self.write_bytes(path, data)
             self._dirty.discard(name)
             if name == "status":
-                self._last_state_save = time.time()
+                self.session.last_state_save = time.time()
                 self._saved_counts = table_counts(self.tables["status"])
-                if self._merged_unsaved:  # what they said is saved now: the files can go
-                    self.delete_after(self._merged_unsaved)
-                    self._merged_unsaved = []
+                if self.session.merged_unsaved:  # what they said is saved now: the files can go
+                    self.delete_after(self.session.merged_unsaved)
+                    self.session.merged_unsaved = []
         if meta:
             self._keep_previous(self.layout.meta)
             self.write_pickle(self.layout.meta, self.meta())
@@ -425,7 +479,7 @@ class RegistryState:
                 self.format_version = FORMAT_VERSION
         if (names or meta) and self._saved_counts is not None:
             self._save_summary()
-        self._save_failed = False
+        self.session.save_failed = False
 
     def _save_summary(self) -> None:
         """The counts of the status table on disk (as this session read or last saved it), after
@@ -446,10 +500,10 @@ class RegistryState:
             raise
         except OSError as e:
             self._dirty.add("status")
-            if not self._save_failed:
+            if not self.session.save_failed:
                 log.warning("could not save the registry's status (%s); answering from memory, the status "
                             "files of the nodes are kept until a save succeeds", e)
-            self._save_failed = True
+            self.session.save_failed = True
             return False
 
     def read_tables(self) -> None:

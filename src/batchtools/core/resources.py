@@ -22,8 +22,10 @@ FLAGS = ("measure_memory", "chunks_as_arrayjobs")
 PER_JOB = ("walltime", "memory", "ncpus", "omp_threads", "blas_threads")
 
 
-def check_resources(res: Any, arg: str = "resources") -> dict[str, Any]:
-    """Validate known resources; unknown ones pass through to templates untouched."""
+def validate_resources(res: Any, arg: str = "resources") -> dict[str, Any]:
+    """The resources ``res`` checked and normalised (whole seconds, ints, device lists): known ones
+    are validated, unknown ones pass through to templates untouched. (A backend's own refusals
+    are ``ClusterFunctions.check_resources``.)"""
     if res is None:
         return {}
     if not isinstance(res, dict):
@@ -101,8 +103,48 @@ def resource_id(reg, resources: dict[str, Any]) -> int:
     return new_id
 
 
-def resources_by_id(reg, rid) -> list[dict[str, Any] | None]:
-    """The resource dicts of resource ids ``rid`` (a status or attempts column; None where NaN)."""
+def _by_id(reg) -> dict[int, dict[str, Any]]:
     table = reg.tables["resources"]
-    lookup = dict(zip(table["resource_id"].tolist(), table["resources"].tolist()))
+    return dict(zip(table["resource_id"].tolist(), table["resources"].tolist()))
+
+
+def resource_sets(reg) -> list[dict[str, Any]]:
+    """Every resource set the registry's jobs were ever submitted with."""
+    return [r for r in reg.tables["resources"]["resources"].tolist() if isinstance(r, dict)]
+
+
+def resources_by_id(reg, rid) -> list[dict[str, Any] | None]:
+    """The resource dicts of resource ids ``rid`` (a status or attempts column; None where NaN):
+    the one lookup of the resource table by id."""
+    lookup = _by_id(reg)
     return [lookup.get(int(r)) if r == r else None for r in list(rid)]
+
+
+def asked_numbers(reg, rid, keys: tuple[str, ...] = ("walltime", "memory", "ncpus")) -> dict[str, np.ndarray]:
+    """Per job (resource ids ``rid``), the number each of ``keys`` was asked with: NaN where the
+    job has no resources or the key is not set, 0 (a scheduler's "no limit") or not a finite
+    number. One lookup per distinct resource set.
+
+    >>> import batchtools as bt
+    >>> reg = bt.make_registry(file_dir=None)
+    >>> rid = resource_id(reg, {"walltime": 60, "memory": 0})
+    >>> asked_numbers(reg, np.array([rid, np.nan]), ("walltime", "memory"))
+    {'walltime': array([60., nan]), 'memory': array([nan, nan])}
+    """
+    rid = np.asarray(rid, dtype=float)
+    out = {key: np.full(rid.size, np.nan) for key in keys}
+    lookup = _by_id(reg)
+    for r in np.unique(rid[~np.isnan(rid)]).tolist():
+        given = lookup.get(int(r)) or {}
+        hit = rid == r
+        for key in keys:
+            out[key][hit] = _positive(given.get(key))
+    return out
+
+
+def _positive(value: Any) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return np.nan
+    return x if math.isfinite(x) and x > 0 else np.nan

@@ -7,6 +7,8 @@ import math
 import os
 import pickle
 import time
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
 import numpy as np
 
@@ -51,9 +53,48 @@ def list_updates(reg) -> list[os.DirEntry]:
         return []
 
 
+def update_hash(name: str) -> str:
+    """The hash of the collection (or chunk) that wrote the update file ``name`` (``HASH-N.pkl``).
+
+    >>> update_hash("3f2a-17.pkl")
+    '3f2a'
+    """
+    return name.split("-", 1)[0]
+
+
+class UpdateFile(NamedTuple):
+    """One update file as read: its rows, or (``rows`` None) why it is no list of status rows."""
+
+    path: str
+    job_hash: str
+    rows: list | None
+    problem: str | None = None
+
+
+def read_updates(entries: Iterable[os.DirEntry]) -> Iterator[UpdateFile]:
+    """Read the update files ``entries`` (of :func:`list_updates`) one at a time: the one reader
+    of the nodes' reports, for sync, repair and recovery. A file gone meanwhile (merged and
+    deleted by another session) is skipped; a damaged one comes with ``rows`` None and the
+    problem, for the caller to quarantine or skip."""
+    for entry in entries:
+        job_hash = update_hash(entry.name)
+        try:
+            with open(entry.path, "rb") as fh:
+                data = pickle.load(fh)
+        except FileNotFoundError:
+            continue
+        except Exception as e:
+            yield UpdateFile(entry.path, job_hash, None, f"{type(e).__name__}: {e}")
+            continue
+        if valid_rows(data):
+            yield UpdateFile(entry.path, job_hash, data)
+        else:
+            yield UpdateFile(entry.path, job_hash, None, "unexpected content")
+
+
 def _quarantine(reg, path: str, why: str) -> None:
     """Move an unreadable update file aside (writeable) or warn about it once (read-only)."""
-    seen = reg.__dict__.setdefault("_bad_updates", set())
+    seen = reg.session.bad_updates
     if path in seen:
         return
     seen.add(path)
@@ -88,11 +129,11 @@ def sync_updates(reg) -> int:
     later = [(h, d) for h, d in reg.pending_updates if h in reg.inflight]
     pending = [(h, d) for h, d in reg.pending_updates if h not in reg.inflight]
     reg.pending_updates[:] = later
-    entries = [e for e in entries if e.name.split("-", 1)[0] not in reg.inflight]
+    entries = [e for e in entries if update_hash(e.name) not in reg.inflight]
     if not reg.writeable:  # files stay: read each one once, not at every sync
-        seen = reg.__dict__.setdefault("_applied_updates", set())
+        seen = reg.session.applied_updates
     else:  # merged but not saved yet: already in memory
-        seen = {os.path.basename(p) for p in reg._merged_unsaved}
+        seen = {os.path.basename(p) for p in reg.session.merged_unsaved}
     entries = [e for e in entries if e.name not in seen]
     by_hand: set[str] = set()
     for job_hash, data in pending:
@@ -100,34 +141,26 @@ def sync_updates(reg) -> int:
         hashes.extend([job_hash] * len(data))
         if job_hash.startswith(BY_HAND):
             by_hand.add(job_hash)
-    for entry in entries:
-        try:
-            with open(entry.path, "rb") as fh:
-                data = pickle.load(fh)
-        except FileNotFoundError:
+    for update in read_updates(entries):
+        if update.rows is None:
+            _quarantine(reg, update.path, update.problem)
             continue
-        except Exception as e:
-            _quarantine(reg, entry.path, f"{type(e).__name__}: {e}")
-            continue
-        if not valid_rows(data):
-            _quarantine(reg, entry.path, "unexpected content")
-            continue
-        job_hash = entry.name.split("-", 1)[0]
-        rows.extend(data)
-        hashes.extend([job_hash] * len(data))
-        merged.append(entry.path)
+        job_hash = update.job_hash
+        rows.extend(update.rows)
+        hashes.extend([job_hash] * len(update.rows))
+        merged.append(update.path)
         if job_hash.startswith(BY_HAND):
             by_hand.add(job_hash)
     if rows:
         _apply(reg, rows, np.array(hashes, dtype=object), by_hand)
     if not reg.writeable:
-        reg._applied_updates.update(os.path.basename(p) for p in merged)
+        reg.session.applied_updates.update(os.path.basename(p) for p in merged)
     else:
         # the files go once the status holding them is saved (save() deletes them); saved at most
         # every SAVE_INTERVAL while reports keep coming, so a fast poll does not rewrite a big table
-        reg._merged_unsaved = reg._merged_unsaved + merged
+        reg.session.merged_unsaved = reg.session.merged_unsaved + merged
         # rows handed over in memory (jobs run by this process) have no file behind them: saved at once
-        if pending or (merged and time.time() - reg._last_state_save >= SAVE_INTERVAL):
+        if pending or (merged and time.time() - reg.session.last_state_save >= SAVE_INTERVAL):
             reg.save_state()
     log.debug("sync: merged %d update files and %d in-process batches (%d rows)", len(merged), len(pending), len(rows))
     return len(merged) + len(pending)
@@ -138,7 +171,7 @@ def _warn_unknown_runs(reg, job_ids: np.ndarray, hashes: np.ndarray, other: np.n
     """Rows of a run of a job the status records as never submitted are not applied (a run
     unknown to the status may be one of a reset job), but they are evidence the status lacks:
     said once per run, with the way to adopt it."""
-    seen = reg.__dict__.setdefault("_unknown_runs_warned", set())
+    seen = reg.session.unknown_runs_warned
     runs: dict[str, list[int]] = {}
     for k in np.flatnonzero(other).tolist():
         if not isinstance(current[pos[k]], str) and hashes[k] not in seen:  # no hash: never submitted

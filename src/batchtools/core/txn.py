@@ -158,22 +158,17 @@ def committed_versions(file_dir: str | os.PathLike) -> dict[str, str | None]:
     return out
 
 
-def damaged_lines(file_dir: str | os.PathLike) -> list[str]:
-    """The lines of an unfinished change's undo log that name no file (it was damaged)."""
-    damaged: list[str] = []
-    _manifest_entries(file_dir, damaged)
-    return damaged
-
-
-def recover(file_dir: str | os.PathLike, damaged_ok: bool = False) -> bool:
+def recover(file_dir: str | os.PathLike, damaged: list[str] | None = None) -> bool:
     """Roll back a transaction a crashed session left unfinished; True if there was one.
 
     A damaged manifest (lines that name no file) cannot say which files the change wrote, so it
     cannot be undone in full: that is a CorruptFileError naming it, and nothing is touched,
-    unless ``damaged_ok`` (``repair_registry``, which then checks the tables against each
-    other): the entries it can read are undone, and the undo log is removed."""
+    unless a list ``damaged`` is given (``repair_registry``, which then checks the tables against
+    each other): the entries it can read are undone, the lines that name no file are added to
+    ``damaged``, and the undo log is removed."""
     d = Layout(file_dir).txn
-    damaged: list[str] = []
+    damaged_ok = damaged is not None
+    damaged = [] if damaged is None else damaged
     entries = _manifest_entries(file_dir, damaged)
     if entries is None:
         if d.exists():

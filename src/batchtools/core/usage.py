@@ -29,25 +29,20 @@ ASK_FOR = 300.0  # seconds after a job ended during which the scheduler is asked
 MAX_PER_CALL = 1000  # jobs asked about in one call (a command line of batch ids)
 
 
-def _memo(reg) -> dict:
-    """This session's memory: whether the scheduler keeps accounting, the jobs given up on."""
-    return reg.__dict__.setdefault("_usage", {"off": False, "given_up": np.empty(0, np.int64)})
-
-
 def record_usage(reg, now: float | None = None) -> int:
     """Ask the scheduler (one call) what the ended, not yet accounted jobs used, and record it.
     Returns the number of jobs recorded. Never raises: accounting is evidence, not a duty."""
     cf = reg.cluster_functions
     if cf is None or cf.usage is None or not reg.writeable:
         return 0
-    memo = _memo(reg)
-    if memo["off"]:
+    memo = reg.session  # whether the scheduler keeps accounting, the jobs given up on
+    if memo.usage_off:
         return 0
     st = reg.status
     done = st["done"].to_numpy()
     rows = np.flatnonzero(~np.isnan(done) & np.isnan(st["elapsed"].to_numpy()) & st["batch_id"].notna().to_numpy())
-    if rows.size and memo["given_up"].size:
-        rows = rows[~np.isin(st["job_id"].to_numpy()[rows], memo["given_up"])]
+    if rows.size and memo.usage_given_up.size:
+        rows = rows[~np.isin(st["job_id"].to_numpy()[rows], memo.usage_given_up)]
     if rows.size == 0:
         return 0
     now = time.time() if now is None else now
@@ -67,7 +62,7 @@ def record_usage(reg, now: float | None = None) -> int:
             log.info("the scheduler's accounting did not answer (%s); keeping the nodes' measurements", e)
             found = {}
         if found is None:  # the scheduler keeps no accounting
-            memo["off"] = True
+            memo.usage_off = True
             return 0
         got = np.array([found.get(b) is not None and found[b].elapsed == found[b].elapsed for b in ids], bool)
         if got.any():
@@ -76,7 +71,7 @@ def record_usage(reg, now: float | None = None) -> int:
             recorded = int(got.sum())
         late = ~got & (now - done[rows] > ASK_FOR)
         give_up.append(st["job_id"].to_numpy()[rows[late]])
-    memo["given_up"] = np.union1d(memo["given_up"], np.concatenate(give_up))
+    memo.usage_given_up = np.union1d(memo.usage_given_up, np.concatenate(give_up))
     return recorded
 
 

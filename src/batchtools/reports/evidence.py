@@ -21,6 +21,7 @@ from ..core.kinds import BENCHMARK_WORDS
 from ..core.pool import pool_state
 from ..core.progress import eta_from_runtimes, format_duration
 from ..core.registry import RegistryState
+from ..core.resources import asked_numbers
 from ..core.state import masks
 
 FAR_OFF = 0.10  # a request of which less than this share was used is flagged
@@ -71,10 +72,10 @@ class Table:
 
 @dataclass
 class Flag:
-    """A request that was far off in one group: ``kind`` (walltime, memory, ncpus: less than
+    """A request that was far off in one group: ``topic`` (walltime, memory, ncpus: less than
     10 % used; timeout, oom: runs killed at the limit), ``bad`` (killed) or only wasteful."""
 
-    kind: str
+    topic: str
     bad: bool
     text: str
     runs: int = 0
@@ -83,7 +84,7 @@ class Flag:
     @property
     def detail(self) -> str:
         """The text without its ``walltime: `` (etc.) prefix, for a list of one kind of flag."""
-        return self.text.removeprefix(f"{self.kind}: ")
+        return self.text.removeprefix(f"{self.topic}: ")
 
 
 FLAG_TITLES = {"timeout": "runs killed at the walltime (timeout)", "oom": "runs killed at the memory limit (oom)",
@@ -95,8 +96,8 @@ FLAG_TITLES = {"timeout": "runs killed at the walltime (timeout)", "oom": "runs 
 def summarize(flags: list[Flag], examples: int = 4) -> list[tuple[str, str]]:
     """One finding per kind of flag: (css class, text), the killed ones first."""
     out = []
-    for kind in FLAG_TITLES:
-        mine = [f for f in flags if f.kind == kind]
+    for topic in FLAG_TITLES:
+        mine = [f for f in flags if f.topic == topic]
         if not mine:
             continue
         if len(mine) == 1:
@@ -104,7 +105,7 @@ def summarize(flags: list[Flag], examples: int = 4) -> list[tuple[str, str]]:
         else:
             head = (f"{plural(sum(f.runs for f in mine), 'run')} in" if mine[0].runs else "in")
             shown = "; ".join(f"{f.group}: {f.detail}" for f in mine[:examples])
-            text = (f"{FLAG_TITLES[kind]}: {head} {len(mine)} groups ({shown}"
+            text = (f"{FLAG_TITLES[topic]}: {head} {len(mine)} groups ({shown}"
                     + (f"; and {len(mine) - examples} more" if len(mine) > examples else "") + ")")
         out.append(("bad" if mine[0].bad else "warn", text))
     return out
@@ -184,25 +185,13 @@ def job_facts(reg: RegistryState, sel: np.ndarray) -> pd.DataFrame:
         "cpu_time": col("cpu_time"), "attempt": np.where(np.isnan(col("attempt")), 1.0, col("attempt")),
         "reason": col("reason"), "error": col("error"), "batch_id": col("batch_id"), "job_hash": col("job_hash"),
     })
-    # what was asked for: one lookup per distinct resource set
-    rid = col("resource_id")
-    res = reg.tables["resources"]
-    lookup = dict(zip(res["resource_id"].tolist(), res["resources"].tolist()))
-    for key in ("walltime", "memory", "ncpus"):
-        per_id = {r: _number((lookup.get(int(r)) or {}).get(key)) for r in np.unique(rid[~np.isnan(rid)]).tolist()}
-        out[f"req_{key}"] = pd.Series(rid).map(per_id).to_numpy(dtype=float)
+    # what was asked for
+    for key, values in asked_numbers(reg, col("resource_id"), ("walltime", "memory", "ncpus")).items():
+        out[f"req_{key}"] = values
     pool = pool_state(reg)
     queues = list(pool.queues) if pool is not None else []
     out["pooled"] = np.isin(out["job_hash"].to_numpy().astype(str), queues) if queues else False
     return out
-
-
-def _number(value: Any) -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return np.nan
-    return x if math.isfinite(x) else np.nan
 
 
 # ------------------------------------------------------------------ the run at a glance
@@ -522,19 +511,19 @@ def _group_row(g: pd.DataFrame, deaths: pd.DataFrame) -> tuple[list[Cell], list[
     return cells, flags
 
 
-def _against_request(kind: str, used: float | None, requested: np.ndarray, fmt, pooled: bool = False
+def _against_request(resource: str, used: float | None, requested: np.ndarray, fmt, pooled: bool = False
                      ) -> tuple[Cell, Flag | None]:
-    """The cell of a group's largest use against its largest request of ``kind``, and the flag if
+    """The cell of a group's largest use against its largest request of ``resource``, and the flag if
     less than 10 % of it was used (``pooled``: a worker's request, for all its jobs: no flag)."""
     if used is None:
         return missing(""), None
     asked = requested[~np.isnan(requested)]
     if not asked.size:
-        return missing("not requested", f"no {kind} resource was set"), None
+        return missing("not requested", f"no {resource} resource was set"), None
     top = float(asked.max())
     flag = None
     if used / top < FAR_OFF and not pooled:
-        flag = Flag(kind, False, f"{kind}: used at most {fmt(used)} of {fmt(top)} ({share(used, top)})")
+        flag = Flag(resource, False, f"{resource}: used at most {fmt(used)} of {fmt(top)} ({share(used, top)})")
     text = f"{fmt(used)} / {fmt(top)}" + (" (a worker's)" if pooled else "")
     return num(used / top, text, "warn" if flag else None, f"{share(used, top)} of the request"), flag
 

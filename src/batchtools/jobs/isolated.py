@@ -1,4 +1,4 @@
-"""``python -m batchtools.jobs.testing JC_FILE OUT_FILE``: run the single job of a
+"""``python -m batchtools.jobs.isolated JC_FILE OUT_FILE``: run the single job of a
 collection in a fresh interpreter for ``test_job(external=True)``; write
 ``{"result": ..., "error": ...}`` to OUT_FILE. Output goes to the console."""
 
