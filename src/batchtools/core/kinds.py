@@ -51,7 +51,7 @@ def filter_pars(frame: pd.DataFrame, expr: str | Callable, arg: str = "expr",
         try:
             if all(isinstance(c, str) and c.isidentifier() for c in frame.columns):
                 # the columns as they are: DataFrame.eval would also copy the index into resolvers
-                hit = pd.eval(expr, resolvers=({c: frame[c] for c in frame.columns},), local_dict=local,
+                hit = pd.eval(expr, resolvers=({c: frame[c] for c in frame.columns},), local_dict=local, level=1,
                               global_dict=glob)
             else:
                 hit = frame.eval(expr, local_dict=local, global_dict=glob)
