@@ -44,7 +44,7 @@ ATTEMPT_OBJECT = ("batch_id", "reason", "error", "action")
 
 def is_empty_view(arr: np.ndarray) -> bool:
     """Whether ``arr`` is an :func:`empty_column` (a column no job has a value in)."""
-    return isinstance(arr, np.ndarray) and arr.ndim == 1 and arr.size > 1 and arr.strides[0] == 0 and (
+    return isinstance(arr, np.ndarray) and arr.ndim == 1 and arr.size >= 1 and arr.strides[0] == 0 and (
         arr[0] is None if arr.dtype == object else arr.dtype == float and np.isnan(arr[0]))
 
 
@@ -58,8 +58,15 @@ def null_mask(arr: np.ndarray) -> np.ndarray:
 def frame(columns: dict[str, np.ndarray]) -> pd.DataFrame:
     """A frame of ``columns`` as they are: no copies, one block per column (object arrays stay
     object: pandas would scan them to infer a dtype)."""
-    return pd.DataFrame({c: pd.Series(a, dtype=object, copy=False) if isinstance(a, np.ndarray) and a.dtype == object
-                         else a for c, a in columns.items()}, copy=False)
+    df = pd.DataFrame({c: pd.Series(a, dtype=object, copy=False) if isinstance(a, np.ndarray) and a.dtype == object
+                       else a for c, a in columns.items()}, copy=False)
+    if any(is_empty_view(a) for a in columns.values()):
+        # pandas writes in place (st.loc[i, "done"] = t) into a block no other frame shares, and an
+        # empty column is a read-only view: the frame is a shallow copy of one it keeps, so pandas'
+        # copy-on-write gives a column an array of its own at its first in-place write
+        base, df = df, df.copy(deep=False)
+        object.__setattr__(df, "_lean_base", base)
+    return df
 
 
 def new_status(job_ids: np.ndarray, def_ids: np.ndarray, repl: np.ndarray | None = None) -> pd.DataFrame:
@@ -96,10 +103,11 @@ def upgrade_status(df: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in (*STATUS_FLOAT, *STATUS_OBJECT) if c not in df.columns]
     if not missing:
         return df
-    df = df.copy(deep=False)
-    for c in missing:
-        df[c] = empty_column(len(df), float if c in STATUS_FLOAT else object)
-    return df
+    cols = {c: df[c].to_numpy() for c in df.columns}
+    cols.update({c: empty_column(len(df), float if c in STATUS_FLOAT else object) for c in missing})
+    out = frame(cols)
+    out.index = df.index
+    return out
 
 
 def _range_start(arr: np.ndarray) -> int | None:
@@ -111,7 +119,7 @@ def _range_start(arr: np.ndarray) -> int | None:
 
 def _all_missing(arr: np.ndarray) -> bool:
     """Whether ``arr`` (float: all NaN; object: all None) holds no value at all."""
-    if arr.size < 2 or arr.dtype not in (float, object):
+    if arr.size < 1 or arr.dtype not in (float, object):
         return False
     if is_empty_view(arr):
         return True
