@@ -20,7 +20,7 @@ test: install
 
 bench: install
 	$(BIN)/pip install -q -e ".[bench]"
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 # the documentation site in docs/_build/html; any Sphinx warning fails the build
 docs: install

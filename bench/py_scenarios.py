@@ -234,6 +234,17 @@ def ml60(variant: str, work: str) -> dict[str, float]:
     return {variant: seconds}
 
 
+def multicore_chunks(reg, n: int, n_chunks: int, out: dict[str, float]) -> None:
+    """``n`` trivial jobs in ``n_chunks`` chunks on Multicore(2): submit + wait, then reduce."""
+    reg.cluster_functions = bt.make_cluster_functions_multicore(2)
+    bt.batch_map(square, x=range(1, n + 1))
+    ids = bt.find_jobs()
+    ids["chunk"] = bt.chunk(ids["job_id"], n_chunks=n_chunks)
+    out["submit_wait"] = tm(lambda: (bt.submit_jobs(ids), bt.wait_for_jobs()))
+    assert len(bt.find_done()) == n
+    out["reduce_list"] = tm(bt.reduce_results_list)
+
+
 def main(scen: str, n: int, variant: str | None = None) -> None:
     work = os.environ.get("TMPDIR") or tempfile.gettempdir()
     if scen == "ml60":
@@ -254,6 +265,19 @@ def main(scen: str, n: int, variant: str | None = None) -> None:
         for step, values in (("map_str", [f"s{i}" for i in range(n)]), ("map_tuples", [(i, i) for i in range(n)])):
             bt.make_registry(file_dir=tempfile.mkdtemp(dir=work, prefix="py-"), seed=1, conf_file=None)
             out[step] = tm(lambda: bt.batch_map(square, x=values))
+    elif scen == "scale_map":  # issue 30, table 1: each step of a registry of n jobs, timed in one process
+        out["map"] = tm(lambda: bt.batch_map(square, x=range(n)))
+        out["status"] = tm(bt.get_status)
+        out["find_pars"] = tm(lambda: bt.find_jobs("x % 1000 == 7"))
+        out["load"] = tm(lambda: bt.load_registry(reg.file_dir, writeable=False))
+        out["status_fresh"] = tm(bt.get_status)
+        out["cli_status"] = cli_seconds(["status", str(reg.file_dir)], repeat=3)
+        out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    elif scen == "scale_multicore":  # issue 30, table 2: n trivial jobs in 100 chunks on Multicore(2)
+        multicore_chunks(reg, n, 100, out)
+        out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        files = sum(len(f) for _, _, f in os.walk(reg.file_dir))
+        out["files_per_1000"] = files / (n / 1000)
     elif scen == "interactive":
         reg.cluster_functions = bt.make_cluster_functions_interactive()
         bt.batch_map(square, x=range(1, n + 1))
@@ -261,13 +285,7 @@ def main(scen: str, n: int, variant: str | None = None) -> None:
         out["reduce_list"] = tm(bt.reduce_results_list)
         out["reduce_dt"] = tm(bt.reduce_results_dataframe)
     elif scen == "multicore":
-        reg.cluster_functions = bt.make_cluster_functions_multicore(2)
-        bt.batch_map(square, x=range(1, n + 1))
-        ids = bt.find_jobs()
-        ids["chunk"] = bt.chunk(ids["job_id"], n_chunks=20)
-        out["submit_wait"] = tm(lambda: (bt.submit_jobs(ids), bt.wait_for_jobs()))
-        assert len(bt.find_done()) == n
-        out["reduce_list"] = tm(bt.reduce_results_list)
+        multicore_chunks(reg, n, 20, out)
     elif scen == "multicore_unchunked":
         reg.cluster_functions = bt.make_cluster_functions_multicore(2)
         bt.batch_map(square, x=range(1, n + 1))

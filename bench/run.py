@@ -14,6 +14,9 @@ R: every way in a fresh interpreter, K rounds interleaved, the median, scores ch
 ``report`` reports on a registry of 100,000 jobs (run in 100 chunks, 100 of them failing): the time
 to write the page (``bt.report``, and ``batchtools report`` in a fresh process), its size, and its
 first contentful paint and load event in headless Chromium (``tests/chromium.py``), median of 3.
+``scale`` (issue 30) prints its two tables next to the figures the issue quoted: the steps of a
+registry of 1,000,000 jobs (10,000,000 with ``--big``: minutes, and ~1.5 GiB), each timed in one
+process, and 1,000,000 trivial jobs in 100 chunks on Multicore(2) (``make bench BENCH_ARGS=--big``).
 """
 
 from __future__ import annotations
@@ -166,6 +169,36 @@ def run_peers(only: list[str] | None, scratch: Path, repeat: int = 3) -> list[st
     return lines
 
 
+# issue 30: (step, label, figure quoted in the issue ("today", at N = 10,000,000 / 1,000,000), goal)
+SCALE_MAP = (("map", "batch_map", 12.4, 4.0), ("status", "get_status (in session)", 0.13, 0.1),
+             ("status_fresh", "get_status (fresh load)", 0.27, 0.1),
+             ("find_pars", 'find_jobs("x % 1000 == 7")', 1.7, 0.5), ("load", "load_registry", 1.76, 0.5),
+             ("cli_status", "batchtools status (CLI)", None, 0.5), ("peak_rss_mib", "peak memory (MiB)", 3686, 1536))
+SCALE_MULTICORE = (("submit_wait", "submit + wait", 26.5, 15.0), ("reduce_list", "reduce_results_list", 5.1, 2.0),
+                   ("peak_rss_mib", "peak memory (MiB)", 1229, 614), ("files_per_1000", "files per 1,000 done jobs",
+                                                                       0.31, 1.0))
+
+
+def run_scale(scratch: Path, big: bool) -> list[str]:
+    """Issue 30's two tables: ours next to the figures the issue quoted and its goals."""
+    lines = []
+    n_map = 10_000_000 if big else 1_000_000
+    for scen, n, steps in (("scale_map", n_map, SCALE_MAP), ("scale_multicore", 1_000_000, SCALE_MULTICORE)):
+        print(f"running {scen} N={n} ...", flush=True)
+        out = run([sys.executable, str(HERE / "py_scenarios.py"), scen, str(n)], tempfile.mkdtemp(dir=scratch))
+        quoted_n = "10,000,000" if scen == "scale_map" else "1,000,000"
+        lines.append(f"\n{scen} N = {n:,} (the issue's figures are for N = {quoted_n})")
+        lines.append(f"  {'step':<28} {'issue':>8} {'now':>9} {'goal':>7}  ok")
+        for step, label, quoted, goal in steps:
+            if step not in out:
+                lines.append(f"  {label:<28} failed")
+                continue
+            q = f"{quoted:8.4g}" if quoted is not None else "       -"
+            ok = "yes" if out[step] <= goal else "NO"
+            lines.append(f"  {label:<28} {q} {out[step]:9.3f} {goal:7.4g}  {ok if n == 10_000_000 or scen != 'scale_map' else ok + ' (smaller N)'}")
+    return lines
+
+
 ML60 = ("sequential", "joblib", "multicore", "socket", "pool")
 ML60_TARGET = 1.2  # Multicore, Socket and the pool with default settings: at most 1.2 x joblib's wall time
 
@@ -219,6 +252,7 @@ def main() -> int:
     ap.add_argument("--no-r", action="store_true", help="skip R (show the figures quoted in the issues)")
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs of each Python scenario; the best is shown (this machine's disk is noisy)")
+    ap.add_argument("--big", action="store_true", help="the scale scenario with 10,000,000 jobs (minutes)")
     ap.add_argument("--no-peers", action="store_true", help="skip the peer tools (joblib, Dask, submitit, dask-jobqueue)")
     args = ap.parse_args()
     (HERE / ".work").mkdir(exist_ok=True)
@@ -233,6 +267,11 @@ def main() -> int:
 
 
 def _bench(args, scratch: Path) -> int:
+    if not args.only or "scale" in args.only:
+        scale_lines = run_scale(scratch, args.big)
+        print("\n".join(scale_lines))
+        if args.only and set(args.only) <= {"scale"}:
+            return 0
     have_r = not args.no_r and ensure_r()
     rows = []
     ml60_lines: list[str] = []

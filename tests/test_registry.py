@@ -2,6 +2,8 @@ import copy
 import os
 import shutil
 
+import numpy as np
+import pandas as pd
 import pytest
 
 import batchtools as bt
@@ -284,3 +286,28 @@ def test_failed_submission_restores_session_state(tmp_path):
         bt.submit_jobs([1], reg=reg)
     assert reg.session == before
     assert bt.find_not_submitted(reg=reg)["job_id"].tolist() == [1, 2]
+
+
+def test_lean_status_columns_exist_only_when_used_and_round_trip_exactly():
+    """Issue 30: an empty status column is one value behind a read-only view; writing into it (through
+    set_rows or in place with .loc) gives that column, and only it, an array of its own; a saved table
+    decodes to the same frame."""
+    import pickle
+
+    from batchtools.core.tables import decode_table, encode_table, is_empty_view, new_status, set_rows
+
+    st = new_status(np.arange(1, 1001), np.arange(1, 1001))
+    assert all(is_empty_view(st[c].to_numpy()) for c in ("done", "max_rss", "error", "batch_id"))
+    set_rows(st, np.array([3]), "done", 5.0)
+    set_rows(st, np.array([4]), "started", np.nan)  # nothing new: stays empty
+    st.loc[7, "batch_id"] = "b7"
+    assert not is_empty_view(st["done"].to_numpy()) and is_empty_view(st["started"].to_numpy())
+    assert st["batch_id"].tolist()[7] == "b7" and st["batch_id"].isna().sum() == 999
+    assert is_empty_view(st["max_rss"].to_numpy()) and st["done"].notna().sum() == 1
+    saved = encode_table(st)
+    kinds = {name: kind for name, kind, _ in saved["columns"]}
+    assert kinds["job_id"] == kinds["def_id"] == "range" and kinds["started"] == "empty" and kinds["done"] == "array"
+    back = decode_table(pickle.loads(pickle.dumps(saved)))
+    pd.testing.assert_frame_equal(back, st)
+    odd = pd.DataFrame({"job_id": [3, 1], "tag": ["a", "b"]}, index=[5, 9])  # not 0..n-1: pickled as it is
+    assert encode_table(odd) is odd and decode_table(odd) is odd

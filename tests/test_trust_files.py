@@ -25,6 +25,8 @@ import batchtools as bt
 from batchtools import cli
 from batchtools.core import txn
 from batchtools.core.files import atomic_write_bytes, write_pickle
+from batchtools.core.layout import FORMAT_VERSION
+from batchtools.core.tables import read_frame
 from conftest import require_daemon, snapshot
 from test_slurm import slurm_problem
 
@@ -186,7 +188,7 @@ def test_a_previous_status_older_than_the_jobs_gains_their_rows(tmp_path):
     Repair never saves it as it is (an empty registry): the ten jobs get their rows back."""
     ten_jobs(tmp_path / "reg", run=()).lease.release()
     (tmp_path / "reg" / "status.pkl").unlink()
-    assert len(pickle.loads((tmp_path / "reg" / "status.pkl.prev").read_bytes())) == 0
+    assert len(read_frame(tmp_path / "reg" / "status.pkl.prev", "status")) == 0
     report = bt.repair_registry(tmp_path / "reg")
     assert "status" in report["from_previous"] and report["rebuilt"]
     again = bt.load_registry(tmp_path / "reg", writeable=True, make_default=False)
@@ -269,10 +271,10 @@ def test_a_newer_format_is_refused_naming_both_versions_and_an_older_one_is_upgr
     reg.lease.release()
     meta_path = reg.layout.meta
     meta = pickle.loads(meta_path.read_bytes())
-    assert meta["version"] == 2
+    assert meta["version"] == FORMAT_VERSION
     meta_path.write_bytes(pickle.dumps({**meta, "version": 99}))
     before = snapshot(tmp_path / "reg")
-    message = r"registry\.pkl: the registry has format version 99, .* reads format versions up to 2\. Upgrade"
+    message = r"registry\.pkl: the registry has format version 99, .* reads format versions up to 3\. Upgrade"
     for call in (lambda: bt.load_registry(tmp_path / "reg"), lambda: bt.load_registry(tmp_path / "reg", writeable=True),
                  lambda: bt.repair_registry(tmp_path / "reg")):
         with pytest.raises(RuntimeError, match=message):
@@ -289,12 +291,47 @@ def test_a_newer_format_is_refused_naming_both_versions_and_an_older_one_is_upgr
     assert old.format_version == 1 and len(old.tables["attempts"]) == 0
     assert bt.reduce_results_list(reg=old) == [2, 4, 6]
     upgraded = bt.load_registry(tmp_path / "reg", writeable=True, make_default=False)
-    assert pickle.loads(meta_path.read_bytes())["version"] == 2 and reg.layout.table("attempts").exists()
-    assert upgraded.format_version == 2
+    assert pickle.loads(meta_path.read_bytes())["version"] == FORMAT_VERSION and reg.layout.table("attempts").exists()
+    assert upgraded.format_version == FORMAT_VERSION
     upgraded.lease.release()
     reg.layout.table("attempts").unlink()  # now it is lost, not "older"
     with pytest.raises(bt.CorruptFileError, match=r"attempts\.pkl: the registry's attempts table is missing"):
         bt.load_registry(tmp_path / "reg", writeable=True)
+
+
+def test_a_registry_of_format_2_opens_as_it_is_and_is_rewritten_lean_by_a_writeable_load(tmp_path, caplog):
+    """Issue 30: format 3 saves a table as a dict of its columns (empty ones as one value); the
+    pickled DataFrames of format 2 (every column materialised, as the previous release wrote them)
+    still open read-only unchanged, and the first writeable load says it upgrades them."""
+    reg = ten_jobs(tmp_path / "reg")
+    bt.wait_for_jobs(reg=reg)
+    bt.add_job_tags([2], "t", reg=reg)
+    reg.lease.release()
+    want = {name: df.copy(deep=True) for name, df in reg.tables.items()}
+    for name, df in want.items():  # as format 2 wrote them: plain DataFrames, every column an array
+        old = pd.DataFrame({c: pd.Series(df[c].to_numpy().copy(), index=df.index, dtype=df[c].dtype)
+                            for c in df.columns})
+        reg.layout.table(name).write_bytes(pickle.dumps(old))
+    meta = pickle.loads(reg.layout.meta.read_bytes())
+    reg.layout.meta.write_bytes(pickle.dumps({**meta, "version": 2}))
+    before = snapshot(tmp_path / "reg")
+    old = bt.load_registry(tmp_path / "reg", make_default=False)
+    assert old.format_version == 2 and snapshot(tmp_path / "reg") == before
+    for name, df in want.items():
+        pd.testing.assert_frame_equal(old.tables[name], df, check_index_type=False)
+    assert bt.reduce_results_list(reg=old) == [2, 4, 6] and bt.find_tagged("t", reg=old)["job_id"].tolist() == [2]
+    assert bt.get_status(reg=old).done == 3
+    with caplog.at_level(logging.INFO, logger="batchtools"):
+        up = bt.load_registry(tmp_path / "reg", writeable=True, make_default=False)
+    assert "upgraded from format version 2 to 3" in caplog.text
+    assert pickle.loads(reg.layout.meta.read_bytes())["version"] == FORMAT_VERSION == 3
+    bt.submit_jobs([4], reg=up)  # a change saves the status table lean
+    bt.wait_for_jobs(reg=up)
+    assert isinstance(pickle.loads(reg.layout.table("status").read_bytes()), dict)
+    up.lease.release()
+    again = bt.load_registry(tmp_path / "reg", make_default=False)
+    assert bt.reduce_results_list(reg=again) == [2, 4, 6, 8] and bt.get_status(reg=again).done == 4
+    pd.testing.assert_frame_equal(again.tables["tags"], want["tags"], check_index_type=False)
 
 
 def test_settings_that_are_no_registry_s_are_named(tmp_path):

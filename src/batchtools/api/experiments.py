@@ -23,7 +23,7 @@ from ..core.kinds import ALGO, PROB, Side, caller_scope
 from ..core.pickling import Pickled, check_stored_values, pickle_by_value
 from ..core.registry import RegistryState, require_kind, resolve
 from ..core.state import masks
-from ..core.tables import new_status
+from ..core.tables import append_rows, new_status
 from ..jobs.experiment import Algorithm, Problem
 from ..jobs.session import load_cached
 
@@ -320,8 +320,7 @@ def _add(reg: RegistryState, prob_rows, algo_rows, repls: dict[str, int], combin
     start = int(st["job_id"].max()) + 1 if len(st) else 1
     job_ids = np.arange(start, start + total, dtype=np.int64)
     rep_def, rep_no = cand["def_id"].to_numpy(np.int64), cand["repl"].to_numpy(np.int64)
-    reg.tables["status"] = pd.concat([st, new_status(job_ids, rep_def, rep_no)], ignore_index=True) \
-        if len(st) else new_status(job_ids, rep_def, rep_no)
+    reg.tables["status"] = append_rows(st, new_status(job_ids, rep_def, rep_no))
     reg.mark_dirty("designs", "defs", "status")
     reg.save()
     return ids_frame(job_ids)

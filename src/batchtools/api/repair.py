@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import CorruptFileError, RegistryNotFoundError
-from ..core.files import read_table
 from ..core.journal import Journal
 from ..core.kinds import SIDES
 from ..core.layout import Layout
@@ -22,7 +21,7 @@ from ..core.recovery import replay_journal, settle_stashes
 from ..core.registry import RegistryState, check_format
 from ..core.state import adopt_results
 from ..core.sync import list_updates, read_updates
-from ..core.tables import TABLES, new_status, set_rows, upgrade_status
+from ..core.tables import TABLES, append_rows, new_status, read_frame, set_rows, upgrade_status
 from ..core.txn import MANIFEST
 from ..core.txn import recover as recover_unfinished_change
 
@@ -38,7 +37,7 @@ def _read_or_previous(path: Path, name: str, report: dict) -> object | None:
     """A table, its previous version if it is missing or unreadable, or None if neither can be read."""
     for candidate in (path, Path(f"{path}.prev")):
         try:
-            value = read_table(candidate, name)
+            value = read_frame(candidate, name)
         except FileNotFoundError:
             continue
         except CorruptFileError as e:
@@ -119,8 +118,7 @@ def _settle_tables(reg: RegistryState, found: dict, report: dict) -> np.ndarray:
         status = empty["status"] if status is None else upgrade_status(status)
         add = def_ids[~np.isin(def_ids, status["job_id"].to_numpy())]
         if add.size:
-            status = pd.concat([status, new_status(add, add)], ignore_index=True) if len(status) else \
-                new_status(add, add)
+            status = append_rows(status, new_status(add, add))
             status = status.sort_values("job_id", ignore_index=True)
             rebuilt = np.flatnonzero(np.isin(status["job_id"].to_numpy(), add))
             report["rebuilt"].append(f"status of jobs {_some(add)} (from the definitions and the evidence on disk)")

@@ -290,7 +290,8 @@ def table_error(path: str | os.PathLike, name: str, problem: str, file_dir: str 
 
 
 def read_table(path: str | os.PathLike, name: str, file_dir: str | os.PathLike | None = None) -> Any:
-    """A registry table; an unreadable one raises CorruptFileError naming it and the way out."""
+    """A registry table (as pickled: see :func:`~batchtools.core.tables.read_frame`); an
+    unreadable one raises CorruptFileError naming it and the way out."""
     try:
         return read_pickle(path)
     except FileNotFoundError:

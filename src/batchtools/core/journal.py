@@ -64,6 +64,8 @@ def chunk_hash(prefix: str, k: int) -> str:
 
 def _plain(value: Any) -> Any:
     if isinstance(value, np.ndarray):
+        if value.dtype.kind in "biuf":  # tolist() gives Python numbers already
+            return value.tolist()
         return [_plain(v) for v in value.tolist()]
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]

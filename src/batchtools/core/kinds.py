@@ -77,7 +77,12 @@ def filter_pars(frame: pd.DataFrame, expr: str | Callable, arg: str = "expr",
     if isinstance(expr, str):
         local, glob = scope or ({}, {})
         try:
-            hit = frame.eval(expr, local_dict=local, global_dict=glob)
+            if all(isinstance(c, str) and c.isidentifier() for c in frame.columns):
+                # the columns as they are: DataFrame.eval would also copy the index into resolvers
+                hit = pd.eval(expr, resolvers=({c: frame[c] for c in frame.columns},), local_dict=local, level=1,
+                              global_dict=glob)
+            else:
+                hit = frame.eval(expr, local_dict=local, global_dict=glob)
         except Exception as e:
             raise ValueError(f"{arg}: cannot evaluate {expr!r} ({type(e).__name__}: {e}); "
                              f"available columns: {list(frame.columns)}") from None
@@ -163,8 +168,11 @@ class MapDefinitions(Definitions):
         return cache[1]
 
     def pars_frame(self, ids: np.ndarray) -> pd.DataFrame:
+        job_ids = self.reg.job_ids
+        if len(ids) == len(job_ids) and np.array_equal(ids, job_ids):  # all jobs: the columns as they are
+            return pd.DataFrame({"job_id": ids, **self.columns()}, copy=False)
         pos = self.reg.pos(ids)
-        return pd.DataFrame({"job_id": ids, **{c: a[pos] for c, a in self.columns().items()}})
+        return pd.DataFrame({"job_id": ids, **{c: a[pos] for c, a in self.columns().items()}}, copy=False)
 
     def _dicts(self, ids: np.ndarray) -> list[dict]:
         pos = self.reg.pos(ids)

@@ -14,8 +14,10 @@ from pathlib import Path
 
 # The format of the registry folder. 2: every table of the registry's kind is written when it is
 # made, so a missing one is lost, never "empty" (format 1 registries may predate ``attempts.pkl``).
+# 3: tables are saved as dicts of their columns, empty ones as one value (core/tables.encode_table);
+# older pickled DataFrames are still read.
 # A newer format is refused; an older one is read, and upgraded by the first writeable load.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 SUBDIRS = ("jobs", "results", "packs", "logs", "updates", "exports", "external", "problems", "algorithms")
 

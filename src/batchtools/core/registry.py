@@ -28,7 +28,7 @@ from .backend import run_hook
 from .config import KEYS
 from .counts import summary_bytes
 from .errors import CorruptFileError, LeaseError, ReadOnlyRegistryError
-from .files import atomic_write_bytes, keep_previous, read_table, table_error, unlink_quietly
+from .files import atomic_write_bytes, keep_previous, table_error, unlink_quietly
 from .ids import as_id_array, check_ids
 from .kinds import KINDS, definitions_for
 from .layout import FORMAT_VERSION, Layout
@@ -38,7 +38,7 @@ from .pool import sync_pool
 from .state import masks, table_counts
 from .store import ResultStore, store_from_spec
 from .sync import sync_updates
-from .tables import TABLES, upgrade_status
+from .tables import TABLES, encode_table, read_frame, upgrade_status
 from .txn import Transaction, committed_versions
 
 log = logging.getLogger("batchtools")
@@ -460,7 +460,7 @@ class RegistryState:
         names = [t for t in TABLES if t in self.tables and t in wanted]
         for name in names:
             path = self.layout.table(name)
-            data = pickle.dumps(self.tables[name], protocol=pickle.HIGHEST_PROTOCOL)
+            data = pickle.dumps(encode_table(self.tables[name]), protocol=pickle.HIGHEST_PROTOCOL)
             self._keep_previous(path)
             self.write_bytes(path, data)
             self._dirty.discard(name)
@@ -524,7 +524,7 @@ class RegistryState:
                 if source is None:
                     break
                 try:
-                    self.tables[name] = read_table(source, name)
+                    self.tables[name] = read_frame(source, name)
                     break
                 except FileNotFoundError:
                     continue

@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from .pool import pool_state
-from .tables import STATUS_FLOAT, STATUS_OBJECT, set_rows
+from .tables import STATUS_FLOAT, STATUS_OBJECT, null_mask, set_rows
 
 log = logging.getLogger("batchtools")
 
@@ -47,7 +47,7 @@ def _table_masks(st, take=lambda a: a) -> tuple[np.ndarray, np.ndarray, np.ndarr
     """(submitted, started, ended, failed) as the status table ``st`` alone says them (over the
     rows ``take`` picks)."""
     return (~np.isnan(take(st["submitted"].to_numpy())), ~np.isnan(take(st["started"].to_numpy())),
-            ~np.isnan(take(st["done"].to_numpy())), take(st["error"].notna().to_numpy()))
+            ~np.isnan(take(st["done"].to_numpy())), take(~null_mask(st["error"].to_numpy())))
 
 
 def masks(reg, pos: np.ndarray | None = None, system: tuple[set, set] | None = None) -> dict[str, np.ndarray]:
@@ -159,7 +159,7 @@ def done_mask(reg, ids: np.ndarray) -> np.ndarray:
     """Which of ``ids`` finished without error (no backend call)."""
     st = reg.status
     pos = reg.pos(ids)
-    return st["done"].notna().to_numpy()[pos] & st["error"].isna().to_numpy()[pos]
+    return ~np.isnan(st["done"].to_numpy()[pos]) & null_mask(st["error"].to_numpy()[pos])
 
 
 def forget_runs(reg, pos: np.ndarray) -> None:

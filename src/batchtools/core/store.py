@@ -37,6 +37,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from .columns import column
 from .errors import CorruptFileError, ResultNotFoundError
 from .files import (
     NETWORK_FS,
@@ -552,7 +553,7 @@ class FolderStore(ResultStore):
             return None
         if self._saved_hashes is None or self._saved_hashes[0] != stamp:
             st = read_pickle(path)
-            self._saved_hashes = (stamp, hash_lookup(st["job_id"].to_numpy(), st["job_hash"].to_numpy()))
+            self._saved_hashes = (stamp, hash_lookup(column(st, "job_id"), column(st, "job_hash")))
         return self._saved_hashes[1]
 
     def _pack_index(self, refresh: bool = True) -> PackIndex:

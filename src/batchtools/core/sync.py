@@ -303,19 +303,23 @@ def _set_fields(reg, rows: list, idx: np.ndarray, pos: np.ndarray, extra: bool =
     """Write the fields rows ``idx`` bring (NaN / None: nothing new) to status rows ``pos``
     (``extra``: the rows have the progress and GPU fields)."""
     status = reg.status
+    reg.mark_dirty("status")
+    if not idx.size:
+        return
+    fields = list(zip(*[rows[k] for k in idx.tolist()]))  # one tuple per field (a transposition in C)
     for col, i in FLOAT_FIELDS + (EXTRA_FLOAT_FIELDS if extra else ()):
-        values = np.fromiter((rows[k][i] for k in idx), dtype=float, count=idx.size)
+        values = np.array(fields[i], dtype=float)
         ok = ~np.isnan(values)
         if ok.any():
             set_rows(status, pos[ok], col, values[ok])
     for col, i in TEXT_FIELDS:
-        values = np.array([rows[k][i] for k in idx], dtype=object)
-        has = np.array([v is not None for v in values], dtype=bool)
+        values = np.empty(idx.size, dtype=object)
+        values[:] = fields[i]
+        has = np.fromiter((v is not None for v in fields[i]), dtype=bool, count=idx.size)
         if has.any():
             set_rows(status, pos[has], col, values[has])
     if extra:
         _set_progress(status, rows, idx, pos)
-    reg.mark_dirty("status")
 
 
 def _set_progress(status, rows: list, idx: np.ndarray, pos: np.ndarray) -> None:
