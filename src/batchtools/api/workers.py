@@ -15,14 +15,13 @@ from ..core import attempts
 from ..core.backend import run_hook
 from ..core.checks import check_number
 from ..core.display import DisplayFrame
-from ..core.files import unlink_quietly
 from ..core.ids import as_id_array
 from ..core.pool import ALIVE, FINAL, PoolState, pool_state
 from ..core.registry import RegistryState, resolve
 from ..core.resources import resource_id, validate_resources
 from ..core.retry import CONTINUED, DEFAULT_POLICY
-from ..core.state import forget_runs, masks, select, terminated_ids
-from ..core.submission import build_collection, sleep_function, submit_once
+from ..core.state import forget_runs, select, terminated_ids
+from ..core.submission import build_collection, check_not_on_system, discard_files, submit_backoff, submit_once
 from ..core.tables import set_rows
 
 log = logging.getLogger("batchtools")
@@ -120,15 +119,12 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
     resources.pop("chunks_as_arrayjobs", None)  # a worker is one job, never an array
     if max_workers is None:
         max_workers = resources.get("max_concurrent_jobs") or reg.max_concurrent_jobs or None
-    backoff = sleep_function(reg.sleep if sleep is None else sleep, lambda i: min(cf.poll * 1.5**i, 60.0))
+    backoff = submit_backoff(reg, sleep)
     reg.sync()
     order, runtimes = _claim_order(ids, reg)
     pos = reg.pos(order)
     if order.size:
-        busy = order[masks(reg, pos)["system"]]
-        if busy.size:
-            raise ValueError(f"ids: {busy.size} job(s) are still queued or running, e.g. {busy[:5].tolist()}; "
-                             "wait_for_jobs() or kill_jobs() them first")
+        check_not_on_system(reg, order, pos)
     pool = pool_state(reg) or PoolState(reg)
     if pool.workers:
         pool.current_states()  # one listing: which workers live (they count against max_workers)
@@ -324,7 +320,7 @@ def _submit_worker(reg: RegistryState, pool: PoolState, wid: str, k: int, plan: 
     cf.flush()  # a worker goes at once (a few of them: nothing to gain from sending them together)
     if result.status != 0:
         pool.workers.pop(wid, None)
-        unlink_quietly([path, reg.layout.script(wid)])
+        discard_files(reg, wid)
         return result.msg or "refused for now"
     batch = result.batch_id
     if isinstance(batch, (list, tuple, np.ndarray)):
