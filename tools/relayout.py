@@ -59,7 +59,7 @@ CORE_GROUPS: dict[str, tuple[str, list[str]]] = {
     "persistence": (
         "The registry folder on disk: where each file lives, atomic writes, transactions, the "
         "writeable-session lease, the tables' pickles and how user code is serialised.",
-        ["files", "layout", "txn", "lease", "tables", "pickling"]),
+        ["files", "layout", "txn", "lease", "tables", "columns", "pickling"]),
     "jobstate": (
         "Job state: definitions per kind, ids, resources, the status table and how the nodes' "
         "updates are merged into it, attempts, retries, counts, accounting, recovery and cleanup.",
@@ -83,7 +83,7 @@ CORE_GROUPS: dict[str, tuple[str, list[str]]] = {
 #: core modules that stay at core/ top level: the registry and the submission, which tie the groups
 #: together (they may import any group), and what every group shares (errors, argument checks,
 #: configuration files, debug logging)
-CORE_TOP = ["registry", "submission", "errors", "checks", "config", "debug"]
+CORE_TOP = ["registry", "submission", "cache", "cache_key", "errors", "checks", "config", "debug"]
 #: jobs/ modules that are master code and leave the node folder: name -> new dotted parent
 JOBS_ELSEWHERE = {"forkclient": "batchtools.backends"}
 
