@@ -1,4 +1,4 @@
-"""The backend contract (core/backend.py): its members are grouped, documented from the code, and
+"""The backend contract (core/contract/backend.py): its members are grouped, documented from the code, and
 none is inert."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import batchtools as bt
-from batchtools.core.backend import GROUPS, members
+from batchtools.core.contract.backend import GROUPS, members
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src" / "batchtools"

@@ -248,7 +248,7 @@ def test_user_classes_nested_in_installed_objects_are_pickled_by_value(tmp_path,
     """A user's class inside a Pipeline (whose own module is scikit-learn's) still travels by value."""
     import subprocess
 
-    from batchtools.core.pickling import pickle_by_value
+    from batchtools.core.persistence.pickling import pickle_by_value
 
     pickled = pickle_by_value({"model": make_pipeline(StandardScaler(), usermod.Centroid(0.5))})
     assert pickled.files == {"bt_usermod": usermod.__file__}
@@ -390,8 +390,8 @@ def test_multicore_preloads_learns_and_reuses_processes(tmp_path, monkeypatch):
 
 
 def test_fork_server_imports_installed_modules_only_and_children_report_theirs(usermod, monkeypatch):
-    from batchtools.jobs import forkserver
-    from batchtools.jobs.forkserver import Preloader, _new_modules
+    from batchtools.node import forkserver
+    from batchtools.node.forkserver import Preloader, _new_modules
 
     monkeypatch.setattr(forkserver, "WARM", True)  # whatever BATCHTOOLS_WARM says here
 

@@ -103,7 +103,7 @@ def test_listing_kill_and_a_second_session(dreg, dask_cluster):
     assert time.time() - t0 < 30
     assert bt.find_on_system().empty
     assert bt.find_not_submitted()["job_id"].tolist() == [1, 2, 3]
-    running = dask_cluster[1].run(lambda: len(__import__("batchtools.jobs.engine_task").jobs.engine_task._RUNNING))
+    running = dask_cluster[1].run(lambda: len(__import__("batchtools.node.engine_task").node.engine_task._RUNNING))
     assert set(running.values()) == {0}  # no node process left behind
 
 

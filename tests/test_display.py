@@ -9,7 +9,7 @@ import time
 import pandas as pd
 
 import batchtools as bt
-from batchtools.core.display import local_time
+from batchtools.core.presentation.display import local_time
 
 LONG = "a long log line that pandas would cut at fifty characters, " * 3
 
@@ -108,7 +108,7 @@ def test_job_tables_show_local_seconds_and_stay_utc(reg):
 
 
 def test_a_million_rows_print_fast_with_their_true_size():
-    from batchtools.core.display import TimesFrame
+    from batchtools.core.presentation.display import TimesFrame
 
     n = 1_000_000
     df = TimesFrame({"job_id": range(1, n + 1), "done": pd.to_datetime([1.7e9] * n, unit="s", utc=True)})

@@ -1,4 +1,4 @@
-"""What a Dask task runs on its worker (:mod:`batchtools.jobs.engine_task`), without Dask: the
+"""What a Dask task runs on its worker (:mod:`batchtools.node.engine_task`), without Dask: the
 collection the task carries runs in a runner process of the worker's own, one collection after
 another; a kill ends the collection it names and never one its process would run next."""
 
@@ -12,9 +12,9 @@ import zlib
 import pytest
 
 import batchtools as bt
-from batchtools.core.files import cloud_dumps
-from batchtools.jobs import engine_task
-from batchtools.jobs.forkclient import _same_process
+from batchtools.backends.forkclient import _same_process
+from batchtools.core.persistence.files import cloud_dumps
+from batchtools.node import engine_task
 from conftest import wait_until
 
 

@@ -175,7 +175,7 @@ def test_test_job_external_error(reg):
 def test_worker_entry_point_and_do_job_collection(reg):
     bt.batch_map(square, x=[3, 4])
     jc = bt.make_job_collection([1])
-    from batchtools.core.files import write_pickle
+    from batchtools.core.persistence.files import write_pickle
 
     path = reg.layout.job_collection(jc.job_hash)
     write_pickle(path, jc)
@@ -189,8 +189,8 @@ def test_worker_entry_point_and_do_job_collection(reg):
 
 
 def test_a_task_of_a_large_array_collection_reads_only_its_own_job(reg):
-    from batchtools.core.collection import PACK_MIN, PackedJobs
-    from batchtools.core.files import read_pickle, write_pickle
+    from batchtools.core.contract.collection import PACK_MIN, PackedJobs
+    from batchtools.core.persistence.files import read_pickle, write_pickle
 
     n = PACK_MIN + 200
     bt.batch_map(square, x=range(n))

@@ -260,8 +260,8 @@ def test_fork_server_child_runs_nothing_without_its_path(reg):
     """A process whose server died before reporting it (so it never got its collection's path)
     exits without running the job, so a spawn that raised never starts a job; given the path
     after its pid, it runs it and reports back."""
-    from batchtools.core.files import write_pickle
-    from batchtools.jobs import forkserver
+    from batchtools.core.persistence.files import write_pickle
+    from batchtools.node import forkserver
 
     bt.batch_map(lambda x: x + 1, x=[1, 2])
     for job_id, handed in ((1, False), (2, True)):

@@ -22,7 +22,7 @@ import batchtools as bt
 from batchtools.backends import ssh as ssh_mod
 from batchtools.backends import template_names
 from batchtools.backends.templates import Raw, cf_read_brew_template
-from batchtools.core.collection import JobCollection
+from batchtools.core.contract.collection import JobCollection
 from conftest import require_daemon, snapshot
 
 
@@ -153,7 +153,7 @@ def test_bad_calls_are_refused_clearly_and_change_nothing(tmp_path, capsys):
 
 
 def test_walltime_is_rounded_up_to_what_a_scheduler_can_express(tmp_path):
-    from batchtools.core.resources import validate_resources
+    from batchtools.core.jobstate.resources import validate_resources
 
     assert validate_resources({"walltime": 0.5})["walltime"] == 1
     assert validate_resources({"walltime": 61.2})["walltime"] == 62

@@ -17,8 +17,8 @@ import pytest
 
 import batchtools as bt
 from batchtools.core.errors import CorruptFileError
-from batchtools.core.packs import HEADER, PACK_LIMIT, PackIndex, PackWriter
-from batchtools.core.store import FolderStore, PackedStore
+from batchtools.core.results.packs import HEADER, PACK_LIMIT, PackIndex, PackWriter
+from batchtools.core.results.store import FolderStore, PackedStore
 
 
 def echo(x):
@@ -184,7 +184,7 @@ def test_an_unreadable_record_names_the_pack_and_the_way_out(tmp_path):
 
 
 def test_a_failed_append_is_cut_back_and_the_next_result_starts_a_new_pack(tmp_path, monkeypatch):
-    import batchtools.core.packs as packs
+    import batchtools.core.results.packs as packs
 
     writer = PackWriter(str(tmp_path / "packs"), "h")
     writer.append(1, "h", pickle.dumps("first"))
@@ -218,7 +218,7 @@ def test_a_node_killed_while_appending_leaves_whole_records_only(tmp_path):
     record the index shows is whole and right, and a new writer's records after it are found."""
     script = textwrap.dedent(f"""
         import pickle
-        from batchtools.core.packs import PackWriter
+        from batchtools.core.results.packs import PackWriter
         w = PackWriter({str(tmp_path / "packs")!r}, "h")
         i = 0
         while True:
@@ -246,7 +246,7 @@ def test_a_node_killed_while_appending_leaves_whole_records_only(tmp_path):
 def test_on_a_network_file_system_results_keep_one_file_each(reg, monkeypatch):
     """NFS clients may not see data appended by another client before the writer closes the file,
     so results are not packed there."""
-    import batchtools.core.store as store_module
+    import batchtools.core.results.store as store_module
 
     monkeypatch.setattr(store_module, "file_system_type", lambda path: "nfs4")
     bt.batch_map(echo, x=range(5))

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import batchtools as bt
-from batchtools.core import progress as pg
+from batchtools.core.presentation import progress as pg
 
 SCRIPT = textwrap.dedent("""
     import time, batchtools as bt

@@ -294,7 +294,7 @@ def test_lean_status_columns_exist_only_when_used_and_round_trip_exactly():
     decodes to the same frame."""
     import pickle
 
-    from batchtools.core.tables import decode_table, encode_table, is_empty_view, new_status, set_rows
+    from batchtools.core.persistence.tables import decode_table, encode_table, is_empty_view, new_status, set_rows
 
     st = new_status(np.arange(1, 1001), np.arange(1, 1001))
     assert all(is_empty_view(st[c].to_numpy()) for c in ("done", "max_rss", "error", "batch_id"))

@@ -19,7 +19,7 @@ import pytest
 
 import batchtools as bt
 from batchtools.backends.slurm import parse_sacct
-from batchtools.core.protocol import PROGRESS_AT, PROGRESS_MESSAGE, full_row, new_row
+from batchtools.core.contract.protocol import PROGRESS_AT, PROGRESS_MESSAGE, full_row, new_row
 from conftest import snapshot, wait_until
 
 
@@ -185,7 +185,7 @@ def test_rows_of_every_length_nodes_wrote_are_read(reg):
     """One update row format for start-up (issue 25) and progress/GPU use (issue 28): rows of 17
     fields and of 12 (no progress or GPU field), and older ones: 5 fields, 11 (no startup), and 16
     (progress and GPU fields right after ``ended``, no startup), all in one batch."""
-    from batchtools.core.protocol import FIELDS, STARTUP
+    from batchtools.core.contract.protocol import FIELDS, STARTUP
 
     reg.cluster_functions = bt.make_cluster_functions("Silent", lambda r, jc: bt.make_submit_job_result(0, "b1"),
                                                       list_jobs_running=lambda r: ["b1"])

@@ -137,7 +137,7 @@ def test_read_only_sync_keeps_update_files(reg):
 
 
 def test_atomic_write_leaves_old_file_on_failure(tmp_path):
-    from batchtools.core.files import atomic_write_bytes
+    from batchtools.core.persistence.files import atomic_write_bytes
 
     target = tmp_path / "t.pkl"
     atomic_write_bytes(target, b"old")

@@ -20,10 +20,10 @@ import pytest
 import batchtools as bt
 from batchtools.backends.sge import parse_qacct
 from batchtools.backends.slurm import parse_sacct, parse_scontrol_job
-from batchtools.core.files import write_pickle
-from batchtools.core.protocol import new_row
-from batchtools.core.retry import decide
-from batchtools.jobs import checkpoint
+from batchtools.core.contract.protocol import new_row
+from batchtools.core.jobstate.retry import decide
+from batchtools.core.persistence.files import write_pickle
+from batchtools.node import checkpoint
 from conftest import countdown, enforcing_multicore, running_jobs, snapshot, wait_until
 
 

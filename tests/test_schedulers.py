@@ -190,7 +190,7 @@ def test_node_environment_is_chosen_by_backend_and_scheduler_variables(monkeypat
     variable in the environment of a Multicore node (a master inside an allocation) is ignored."""
     from batchtools.backends.pbspro import PBSProEnvironment
     from batchtools.backends.slurm import SlurmEnvironment
-    from batchtools.jobs.environment import NodeEnvironment, environment_of
+    from batchtools.node.environment import NodeEnvironment, environment_of
 
     slurm = bt.make_cluster_functions_slurm().node_environment_ref
     assert slurm == "batchtools.backends.slurm:SlurmEnvironment"
@@ -213,7 +213,7 @@ def test_node_environment_is_chosen_by_backend_and_scheduler_variables(monkeypat
 
 
 def test_a_node_half_that_cannot_be_loaded_falls_back_to_the_plain_default(capsys):
-    from batchtools.jobs.environment import NodeEnvironment, environment_of
+    from batchtools.node.environment import NodeEnvironment, environment_of
 
     env = environment_of("no_such_module_here:Env", "MY_TASK")
     assert type(env) is NodeEnvironment and env.array_var == "MY_TASK"

@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from batchtools.core.store import FolderStore
+from batchtools.core.results.store import FolderStore
 
 
 def _store(tmp_path, named: bool) -> FolderStore:
@@ -72,7 +72,7 @@ def test_a_writer_killed_between_stage_and_commit_changes_nothing(tmp_path, name
     store.put(5, "accepted")
     script = textwrap.dedent(f"""
         import os, sys
-        from batchtools.core.store import FolderStore
+        from batchtools.core.results.store import FolderStore
         store = FolderStore({str(tmp_path)!r})
         store._unnamed = {not named}
         token = store.stage(5, "x" * 1_000_000)

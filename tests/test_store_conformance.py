@@ -17,9 +17,9 @@ import pytest
 
 import batchtools as bt
 from batchtools.core.errors import CorruptFileError, ResultNotFoundError
-from batchtools.core.layout import Layout
-from batchtools.core.store import FolderStore, ResultStore, UnavailableStore, store_from_spec
-from batchtools.core.store_sqlite import SQLiteStore
+from batchtools.core.persistence.layout import Layout
+from batchtools.core.results.store import FolderStore, ResultStore, UnavailableStore, store_from_spec
+from batchtools.core.results.store_sqlite import SQLiteStore
 
 STORES = {
     "folder": lambda d: FolderStore(d),
@@ -235,7 +235,7 @@ def test_a_registry_saved_without_a_store_spec_has_a_folder_store(tmp_path):
     reg = bt.make_registry(tmp_path / "old", conf_file=None, make_default=False)
     reg.lease.release()
     meta = pickle.loads(reg.layout.meta.read_bytes())
-    assert meta["store"]["constructor"] == "batchtools.core.store:FolderStore"
+    assert meta["store"]["constructor"] == "batchtools.core.results.store:FolderStore"
     del meta["store"]  # as a registry of an older version was saved
     reg.layout.meta.write_bytes(cloudpickle.dumps(meta))
     assert type(bt.load_registry(reg.file_dir, conf_file=None, make_default=False).store) is FolderStore

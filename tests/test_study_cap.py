@@ -227,8 +227,8 @@ def test_a_permanent_error_while_topping_up_stops_it_and_the_jobs_expire(capped,
 
 def test_a_healing_pool_of_an_older_registry_keeps_healing(tmp_path):
     """pool/state.pkl written before plans held a ``heal`` dict: it is read as a healing plan."""
-    from batchtools.core.files import write_pickle
-    from batchtools.core.pool import PoolState
+    from batchtools.core.persistence.files import write_pickle
+    from batchtools.core.workerpool.pool import PoolState
 
     reg = bt.make_registry(file_dir=tmp_path / "r", seed=1, conf_file=None)
     reg.layout.make_pool_dirs()
@@ -389,7 +389,7 @@ def test_an_eta_known_to_be_wrong_is_not_shown():
     """A 150-s job runs after jobs of 0.13 s: no 'ETA 0s', and no ETA counted down to nothing."""
     import io
 
-    from batchtools.core import progress as pg
+    from batchtools.core.presentation import progress as pg
 
     nan = float("nan")
     started = np.array([0.0, 0.2, 0.4, 0.6])

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import batchtools as bt
-from batchtools.core import lease as lease_mod
-from batchtools.core.tables import read_frame
+from batchtools.core.persistence import lease as lease_mod
+from batchtools.core.persistence.tables import read_frame
 from conftest import snapshot, wait_until
 
 

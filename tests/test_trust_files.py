@@ -23,10 +23,10 @@ import pytest
 
 import batchtools as bt
 from batchtools import cli
-from batchtools.core import txn
-from batchtools.core.files import atomic_write_bytes, write_pickle
-from batchtools.core.layout import FORMAT_VERSION
-from batchtools.core.tables import read_frame
+from batchtools.core.persistence import txn
+from batchtools.core.persistence.files import atomic_write_bytes, write_pickle
+from batchtools.core.persistence.layout import FORMAT_VERSION
+from batchtools.core.persistence.tables import read_frame
 from conftest import require_daemon, snapshot
 from test_slurm import slurm_problem
 

@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 
 import batchtools as bt
-import batchtools.core.packs as packs
+import batchtools.core.results.packs as packs
 from batchtools.api.repair import DAMAGED_RESULT, MISSING_RESULT
 from batchtools.core.errors import CorruptFileError, ResultNotFoundError
-from batchtools.core.packs import HEADER2, MAGIC2, PackWriter
-from batchtools.core.store import FolderStore
+from batchtools.core.results.packs import HEADER2, MAGIC2, PackWriter
+from batchtools.core.results.store import FolderStore
 from conftest import fill
 
 TRIALS = int(os.environ.get("BATCHTOOLS_FAULT_TRIALS", "10"))
@@ -383,8 +383,8 @@ def test_a_dead_in_process_session_is_replayed_by_the_evidence_its_runs_left(reg
     packed record (jobs 1, 2), a failed job's update file (3), a result file of a job that had
     none (6) or whose previous one was set aside for the chunk (8); not a chunk the backend
     raised on (4), nor one that left nothing (5), nor a previous run's result never set aside (7)."""
-    from batchtools.core.journal import Journal, chunk_hash, inprocess_prefix
-    from batchtools.jobs.updates import UpdateBuffer
+    from batchtools.core.contract.journal import Journal, chunk_hash, inprocess_prefix
+    from batchtools.node.updates import UpdateBuffer
 
     bt.batch_map(value_or_file, x=range(1, 9))
     bt.submit_jobs([7, 8])
@@ -428,7 +428,7 @@ def test_a_dead_in_process_session_is_replayed_by_the_evidence_its_runs_left(reg
 
 
 def test_a_journal_line_cut_by_a_full_disk_is_cut_off(tmp_path, monkeypatch):
-    import batchtools.core.journal as journal
+    import batchtools.core.contract.journal as journal
 
     j = journal.Journal(tmp_path / "submissions.log")
     j.intent("h1", [1, 2])
@@ -458,7 +458,7 @@ def test_a_collection_run_by_hand_is_recorded_as_r_does(reg, caplog):
     # a collection file run by the node's entry point, as a scheduler would
     jc = bt.make_job_collection([3])
     path = reg.layout.job_collection(jc.job_hash)
-    from batchtools.core.files import write_pickle
+    from batchtools.core.persistence.files import write_pickle
 
     write_pickle(path, jc)
     proc = subprocess.run([sys.executable, "-m", "batchtools.worker", str(path)], capture_output=True, text=True)

@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 import batchtools as bt
-from batchtools.core import lease as lease_mod
+from batchtools.core.persistence import lease as lease_mod
 from conftest import snapshot, wait_until
 from test_faults import check_registry, job, prepare, runs, start_master
 
@@ -84,7 +84,7 @@ def test_an_instance_a_late_node_caches_for_an_old_definition_is_never_read(tmp_
 def test_a_problem_reloaded_within_the_clock_granularity_is_read_again(tmp_path):
     """The node's per-process cache of problems (Interactive: the master's own process) tells a
     re-added problem of the same size apart even within the same file timestamp."""
-    from batchtools.jobs.session import load_cached
+    from batchtools.node.session import load_cached
 
     path = tmp_path / "p.pkl"
     path.write_bytes(pickle.dumps("OLD"))
@@ -100,7 +100,7 @@ def test_a_problem_reloaded_within_the_clock_granularity_is_read_again(tmp_path)
 def test_old_registries_keep_reading_instances_cached_without_a_version(tmp_path):
     """A problem pickled before versions existed unpickles with version "" and reads its cache
     where it was written (directly in the problem's folder)."""
-    from batchtools.jobs.experiment import Problem
+    from batchtools.node.experiment import Problem
 
     reg = bt.make_experiment_registry(file_dir=tmp_path / "e", seed=1, conf_file=None)
     old = Problem("p", seed=1, cache=True)
@@ -385,7 +385,7 @@ def test_a_collection_run_again_while_its_first_run_lives_waits_for_it(tmp_path)
     """The engine runs a task again while its first run's process still lives (the worker was
     declared dead, not killed): the second run waits for the first (a lock on the collection's
     log), then runs only what the first did not finish. No Dask needed: two node processes."""
-    from batchtools.jobs.node import RERUN_ENV
+    from batchtools.node.node import RERUN_ENV
 
     log_dir = tmp_path / "runs"
     log_dir.mkdir()

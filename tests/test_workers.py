@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import batchtools as bt
-from batchtools.core.claims import ClaimLog, Fenced
+from batchtools.core.workerpool.claims import ClaimLog, Fenced
 from conftest import running_jobs, snapshot, wait_until
 
 

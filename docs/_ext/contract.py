@@ -1,6 +1,6 @@
 """Sphinx extension: the backend contract's tables in ``docs/backends/custom.md``, rendered from
 the fields of ``ClusterFunctions`` and ``Capabilities`` (their group and text live in the fields'
-metadata in ``batchtools/core/backend.py``).
+metadata in ``batchtools/core/contract/backend.py``).
 
 The tables sit between two markers in the page and are rewritten when the build starts, so the
 page cannot drift from the code; ``tests/test_backend_contract.py`` fails when the committed page
@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-BEGIN = "<!-- contract: rendered from batchtools/core/backend.py by docs/_ext/contract.py; edit the code -->"
+BEGIN = "<!-- contract: rendered from batchtools/core/contract/backend.py by docs/_ext/contract.py; edit the code -->"
 END = "<!-- end of contract -->"
 PAGE = Path(__file__).resolve().parents[1] / "backends" / "custom.md"
 
@@ -30,7 +30,7 @@ def _default(f: dataclasses.Field) -> str:
 
 def render() -> str:
     """The Markdown between the page's markers."""
-    from batchtools.core.backend import GROUPS, members
+    from batchtools.core.contract.backend import GROUPS, members
 
     out = []
     for group, title in GROUPS.items():

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import importlib
 
+from ._moved import install as _install_moved
 from ._version import __version__
 from .backends import shipped as _shipped_backends
 from .core.debug import maybe_enable_from_env
 
 maybe_enable_from_env()
+_install_moved()  # old module paths (registries on disk name them)
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "batchtools.registry": ("Registry", "ExperimentRegistry", "make_registry", "make_experiment_registry",
@@ -30,12 +32,12 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "batchtools.core.errors": ("ReadOnlyRegistryError", "RegistryNotFoundError", "ResultNotFoundError",
                                "SubmitError", "LeaseError", "CorruptFileError"),
     "batchtools.core.config": ("find_conf_file",),
-    "batchtools.core.backend": ("ClusterFunctions", "SubmitJobResult", "Capabilities", "make_cluster_functions",
+    "batchtools.core.contract.backend": ("ClusterFunctions", "SubmitJobResult", "Capabilities", "make_cluster_functions",
                                 "make_submit_job_result", "run_hook"),
-    "batchtools.core.collection": ("JobCollection",),
-    "batchtools.core.store": ("ResultStore", "FolderStore"),
-    "batchtools.core.store_sqlite": ("SQLiteStore",),
-    "batchtools.core.retry": ("RetryPolicy", "Accounting"),
+    "batchtools.core.contract.collection": ("JobCollection",),
+    "batchtools.core.results.store": ("ResultStore", "FolderStore"),
+    "batchtools.core.results.store_sqlite": ("SQLiteStore",),
+    "batchtools.core.jobstate.retry": ("RetryPolicy", "Accounting"),
     "batchtools.api.maintenance": ("save_registry", "sync_registry", "sweep_registry", "clear_registry",
                                    "remove_registry", "batch_export"),
     "batchtools.api.repair": ("repair_registry",),
@@ -68,10 +70,10 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
                                    "remove_algorithms"),
     "batchtools.api.benchmark": ("benchmark_grid", "batchmark", "reduce_results_batchmark"),
     "batchtools.api.benchmark_result": ("BenchmarkResult",),
-    "batchtools.jobs.experiment": ("Problem", "Algorithm", "ExperimentJob"),
-    "batchtools.jobs.node": ("do_job_collection",),
-    "batchtools.jobs.job": ("Job",),
-    "batchtools.jobs.environment": ("NodeEnvironment",),
+    "batchtools.node.experiment": ("Problem", "Algorithm", "ExperimentJob"),
+    "batchtools.node.node": ("do_job_collection",),
+    "batchtools.node.job": ("Job",),
+    "batchtools.node.environment": ("NodeEnvironment",),
     "batchtools.backends.commands": ("run_os_command", "cf_kill_job", "cf_handle_unknown_submit_error"),
     # every backend in backends/ (backends.shipped()) exports its constructor: added below
     "batchtools.backends.templates": ("find_template_file", "cf_read_brew_template", "cf_brew_template"),

@@ -45,7 +45,7 @@ DEFAULT_REGISTRY = "registry"
 def say(*values, file=None, flush: bool = False) -> None:
     """``print``, with what a terminal would act on (escape sequences, carriage returns) shown
     literally: the command shows text from the registry (job names, tags, error messages, logs)."""
-    from .core.text import printable
+    from .core.presentation.text import printable
 
     print(*(printable(str(v)) for v in values), file=sys.stdout if file is None else file, flush=flush)
 
@@ -154,7 +154,7 @@ def _notifier(args):
         if failures is not None:
             raise CliError("--notify-failures needs --notify TARGET", USAGE)
         return None
-    from .core.notify import Notifier
+    from .core.presentation.notify import Notifier
 
     try:
         return Notifier.parse({"to": target, "failures": failures} if failures is not None else target, "--notify")
@@ -344,7 +344,7 @@ def _open(args, writeable: bool = False):
         return open_registry(classes, path, conf_file=conf, make_default=False, writeable=writeable,
                              force=bool(getattr(args, "force", False)))
     except LeaseError as e:
-        from .core.lease import describe, read_lease
+        from .core.persistence.lease import describe, read_lease
 
         info = read_lease(path)
         why = (f"the registry at {path} is open for writing in another session: {describe(info)}"
@@ -366,7 +366,7 @@ def _check_code(status) -> int:
 def cmd_status(args) -> int:
     import time
 
-    from .core.counts import counts_from_summary
+    from .core.jobstate.counts import counts_from_summary
 
     # a configuration file asked for runs, as when the table is read
     status = counts_from_summary(args.registry, time.time()) if args.conf is None else None
@@ -491,7 +491,7 @@ def cmd_workers(args) -> int:
     import time
 
     from .api.workers import get_workers
-    from .core.display import local_times
+    from .core.presentation.display import local_times
     from .watch import ago
 
     reg = _open(args)
@@ -587,7 +587,7 @@ def _select(args, reg, allow_all: bool = False):
     """The ids chosen by --errors/--expired/--ids (--all), or None if no option was given."""
     import numpy as np
 
-    from .core.state import select
+    from .core.jobstate.state import select
 
     parts = []
     if getattr(args, "errors", False):
@@ -604,7 +604,7 @@ def _select(args, reg, allow_all: bool = False):
 
 
 def cmd_submit(args) -> int:
-    from .core.state import select
+    from .core.jobstate.state import select
 
     reg = _open(args, writeable=True)
     reg.sync()
@@ -640,7 +640,7 @@ def cmd_kill(args) -> int:
 
 def cmd_reset(args) -> int:
     from .api.control import reset_jobs
-    from .core.state import select
+    from .core.jobstate.state import select
 
     reg = _open(args, writeable=True)
     reg.sync()
@@ -666,7 +666,7 @@ def _setup_logging(verbose: bool):
     ``main`` run inside a Python process (a test, a notebook) leaves that process's logging as it was."""
     import logging
 
-    from .core.text import printable
+    from .core.presentation.text import printable
 
     class Printable(logging.Formatter):
         def format(self, record: logging.LogRecord) -> str:

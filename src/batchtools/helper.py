@@ -2,7 +2,7 @@
 
 import sys
 
-from batchtools.jobs.node_helper import main
+from batchtools.node.node_helper import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -11,9 +11,9 @@ import pandas as pd
 
 from .api.joins import unwrap
 from .api.table import get_job_pars, get_job_table
-from .core.pool import pool_state
+from .core.jobstate.state import masks
 from .core.registry import RegistryState, resolve
-from .core.state import masks
+from .core.workerpool.pool import pool_state
 
 STATE_COLORS = {"done": "#4c9a2a", "error": "#c0392b", "running": "#e0a526", "expired": "#8c8c8c"}
 STATE_HATCH = {"done": None, "error": "////", "running": "....", "expired": "xxxx"}

@@ -17,12 +17,12 @@ import numpy as np
 import pandas as pd
 
 from .api.status import Status
-from .core.display import local_time
-from .core.progress import eta_from_runtimes, format_duration
-from .core.recovery import replay_journal, writer_alive
+from .core.jobstate.recovery import replay_journal, writer_alive
+from .core.jobstate.state import masks
+from .core.presentation.display import local_time
+from .core.presentation.progress import eta_from_runtimes, format_duration
+from .core.presentation.text import printable
 from .core.registry import RegistryState
-from .core.state import masks
-from .core.text import printable
 
 MAX_RUNNING_ROWS = 10
 
@@ -117,7 +117,7 @@ def notify_snapshot(notifier, reg: RegistryState, snap: Snapshot) -> None:
     job is left (``snap.left`` is 0); nothing without a notifier."""
     if notifier is None:
         return
-    from .core.notify import message
+    from .core.presentation.notify import message
 
     s = snap.status
     failed = s.error + s.expired

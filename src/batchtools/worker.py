@@ -2,7 +2,7 @@
 
 import sys
 
-from batchtools.jobs.node import main
+from batchtools.node.node import main
 
 if __name__ == "__main__":
     sys.exit(main())

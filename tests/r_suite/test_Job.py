@@ -5,7 +5,7 @@ import pickle
 import pandas as pd
 
 import batchtools as bt
-from batchtools.jobs.runners import make_job as job_of_collection  # R's internal getJob(jc, i)
+from batchtools.node.runners import make_job as job_of_collection  # R's internal getJob(jc, i)
 
 from .helper import differs, make_test_experiment_registry, make_test_registry, submit_and_wait
 

@@ -8,7 +8,7 @@ import pickle
 import pytest
 
 import batchtools as bt
-from batchtools.core.files import read_pickle
+from batchtools.core.persistence.files import read_pickle
 
 from .helper import (
     check_new_registry,

@@ -10,7 +10,7 @@ import itertools
 import pandas as pd
 
 import batchtools as bt
-from batchtools.core.files import read_pickle
+from batchtools.core.persistence.files import read_pickle
 
 from .helper import check_tables, make_test_registry
 

@@ -5,7 +5,7 @@ import os
 import pandas as pd
 
 import batchtools as bt
-from batchtools.core.files import write_pickle
+from batchtools.core.persistence.files import write_pickle
 
 from .helper import check_tables, differs, make_test_experiment_registry, make_test_registry, submit_and_wait
 

@@ -3,7 +3,7 @@
 
 Each task becomes a problem whose data holds the folds of every resampling (split once, on the
 master, seeded with the registry's seed: every learner sees the same folds), each learner an
-algorithm that clones, fits and scores it (:mod:`batchtools.jobs.benchmark`), and each fold one
+algorithm that clones, fits and scores it (:mod:`batchtools.node.benchmark`), and each fold one
 job: ``prob_pars = {"resampling": ..., "fold": k}``. Everything is checked before anything is
 written. This file orchestrates the experiment verbs (problems, algorithms, experiments).
 """
@@ -23,15 +23,15 @@ import numpy as np
 import pandas as pd
 
 from ..core.checks import check_flag
-from ..core.ids import ids_frame
-from ..core.kinds import ALGO, PROB, Side
-from ..core.pickling import pickle_by_value, user_module
+from ..core.jobstate.ids import ids_frame
+from ..core.jobstate.kinds import ALGO, PROB, Side
+from ..core.jobstate.state import done_mask, masks
+from ..core.persistence.pickling import pickle_by_value, user_module
 from ..core.registry import RegistryState, require_kind, resolve
-from ..core.state import done_mask, masks
-from ..jobs.benchmark import Learner, TaskData, fold_instance, n_rows, params_of, task_arrays
-from ..jobs.experiment import Algorithm, Problem, rng_state_kept
-from ..jobs.job import seed_everything
-from ..jobs.session import load_cached
+from ..node.benchmark import Learner, TaskData, fold_instance, n_rows, params_of, task_arrays
+from ..node.experiment import Algorithm, Problem, rng_state_kept
+from ..node.job import seed_everything
+from ..node.session import load_cached
 from .benchmark_result import KEYS, TIMES, BenchmarkResult
 from .control import reset_jobs
 from .experiments import NAME, add_experiments, register, remove_experiments

@@ -8,14 +8,14 @@ import time
 import numpy as np
 import pandas as pd
 
-from ..core import attempts
-from ..core.backend import run_hook
 from ..core.checks import check_number
-from ..core.cleanup import drop_unused_resources, obsolete_logs, remove_dirs
-from ..core.files import unlink_quietly
-from ..core.pool import pool_state
+from ..core.contract.backend import run_hook
+from ..core.jobstate import attempts
+from ..core.jobstate.cleanup import drop_unused_resources, obsolete_logs, remove_dirs
+from ..core.jobstate.state import forget_runs, masks, select
+from ..core.persistence.files import unlink_quietly
 from ..core.registry import RegistryState, resolve
-from ..core.state import forget_runs, masks, select
+from ..core.workerpool.pool import pool_state
 
 log = logging.getLogger("batchtools")
 

@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..core.pickling import check_payload, check_stored_values, pickle_by_value
+from ..core.jobstate.state import done_mask
+from ..core.persistence.pickling import check_payload, check_stored_values, pickle_by_value
+from ..core.persistence.tables import new_status
 from ..core.registry import RegistryState, require_kind, resolve
-from ..core.state import done_mask
-from ..core.tables import new_status
 
 
 def to_column(values: Any, arg: str) -> np.ndarray:

@@ -15,17 +15,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..core import attempts
-from ..core.cleanup import drop_unused_resources, obsolete_logs, remove_dirs
-from ..core.files import make_dir, unlink_quietly
-from ..core.ids import ids_frame
-from ..core.kinds import ALGO, PROB, Side, caller_scope
-from ..core.pickling import Pickled, check_stored_values, pickle_by_value
+from ..core.jobstate import attempts
+from ..core.jobstate.cleanup import drop_unused_resources, obsolete_logs, remove_dirs
+from ..core.jobstate.ids import ids_frame
+from ..core.jobstate.kinds import ALGO, PROB, Side, caller_scope
+from ..core.jobstate.state import masks
+from ..core.persistence.files import make_dir, unlink_quietly
+from ..core.persistence.pickling import Pickled, check_stored_values, pickle_by_value
+from ..core.persistence.tables import append_rows, new_status
 from ..core.registry import RegistryState, require_kind, resolve
-from ..core.state import masks
-from ..core.tables import append_rows, new_status
-from ..jobs.experiment import Algorithm, Problem
-from ..jobs.session import load_cached
+from ..node.experiment import Algorithm, Problem
+from ..node.session import load_cached
 
 log = logging.getLogger("batchtools")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 
 from ..core.checks import check_tags
-from ..core.ids import ids_frame
-from ..core.kinds import caller_scope
+from ..core.jobstate.ids import ids_frame
+from ..core.jobstate.kinds import caller_scope
+from ..core.jobstate.state import select
 from ..core.registry import RegistryState, resolve
-from ..core.state import select
 
 
 def _select(state: str, ids, reg: RegistryState | None, negate: bool = False) -> pd.DataFrame:

@@ -7,11 +7,11 @@ scheduler said they are gone) and by ``sync_registry``. It is orchestration over
 (the previous run is forgotten only once the new submission was accepted, the journal, the lease).
 
 Retries (:class:`~batchtools.RetryPolicy`, stored in a job's resources): a job whose attempt
-ended with an error or expired gets its reason decided (:func:`batchtools.core.retry.decide`: the
+ended with an error or expired gets its reason decided (:func:`batchtools.core.jobstate.retry.decide`: the
 scheduler's accounting, the node's evidence), and is resubmitted with scaled resources if its
 policy wants it; jobs that checkpointed are resubmitted as they are (up to ``max_requeues``),
 with or without a policy. Every decision is logged (logger ``batchtools``) and the ended attempt
-is kept in the attempts table (:mod:`batchtools.core.attempts`), so ``get_job_attempts`` shows
+is kept in the attempts table (:mod:`batchtools.core.jobstate.attempts`), so ``get_job_attempts`` shows
 the trace.
 """
 
@@ -22,12 +22,12 @@ import logging
 import numpy as np
 import pandas as pd
 
-from ..core import attempts
-from ..core.pool import pool_state
+from ..core.jobstate import attempts
+from ..core.jobstate.resources import resource_sets, resources_by_id
+from ..core.jobstate.retry import CONTINUED, DEFAULT_POLICY, Accounting, decide, policy_of
+from ..core.persistence.tables import set_rows
 from ..core.registry import RegistryState
-from ..core.resources import resource_sets, resources_by_id
-from ..core.retry import CONTINUED, DEFAULT_POLICY, Accounting, decide, policy_of
-from ..core.tables import set_rows
+from ..core.workerpool.pool import pool_state
 from .submit import submit_jobs
 from .workers import heal_pool, pool_wants_healing
 

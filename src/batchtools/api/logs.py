@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..core.display import DisplayFrame
-from ..core.protocol import BANNER, JOB_LINE, MARK, START
+from ..core.contract.protocol import BANNER, JOB_LINE, MARK, START
+from ..core.jobstate.state import select
+from ..core.presentation.display import DisplayFrame
 from ..core.registry import RegistryState, resolve
-from ..core.state import select
 
 log = logging.getLogger("batchtools")
 BANNER_LINE = MARK + BANNER

@@ -11,13 +11,13 @@ from typing import Any
 import pandas as pd
 
 from ..core import registry as core
-from ..core.cleanup import drop_unused_resources, obsolete_external_dirs, obsolete_logs, remove_dirs
-from ..core.files import make_dir, unlink_quietly
-from ..core.pickling import pickle_by_value
-from ..core.pool import pool_state
+from ..core.jobstate.cleanup import drop_unused_resources, obsolete_external_dirs, obsolete_logs, remove_dirs
+from ..core.jobstate.state import done_mask, masks
+from ..core.jobstate.usage import record_usage
+from ..core.persistence.files import make_dir, unlink_quietly
+from ..core.persistence.pickling import pickle_by_value
 from ..core.registry import RegistryState, resolve
-from ..core.state import done_mask, masks
-from ..core.usage import record_usage
+from ..core.workerpool.pool import pool_state
 from .heal import heal, wanted
 from .wait import wait_for_jobs
 

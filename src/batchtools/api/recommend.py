@@ -23,10 +23,10 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..core.kinds import BENCHMARK_WORDS
+from ..core.jobstate.kinds import BENCHMARK_WORDS
+from ..core.jobstate.resources import asked_numbers
+from ..core.jobstate.usage import record_usage
 from ..core.registry import RegistryState, resolve
-from ..core.resources import asked_numbers
-from ..core.usage import record_usage
 
 log = logging.getLogger("batchtools")
 MIN_EVIDENCE = 3  # done jobs a group needs for its recommendation to count as well founded

@@ -10,20 +10,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core.contract.journal import Journal
+from ..core.contract.protocol import DONE, ERROR, JOB_ID, log_outcomes
 from ..core.errors import CorruptFileError, RegistryNotFoundError
-from ..core.journal import Journal
-from ..core.kinds import SIDES
-from ..core.layout import Layout
-from ..core.lease import Lease
-from ..core.pool import pool_state, rebuild
-from ..core.protocol import DONE, ERROR, JOB_ID, log_outcomes
-from ..core.recovery import replay_journal, settle_stashes
+from ..core.jobstate.kinds import SIDES
+from ..core.jobstate.recovery import replay_journal, settle_stashes
+from ..core.jobstate.state import adopt_results
+from ..core.jobstate.sync import list_updates, read_updates
+from ..core.persistence.layout import Layout
+from ..core.persistence.lease import Lease
+from ..core.persistence.tables import TABLES, append_rows, new_status, read_frame, set_rows, upgrade_status
+from ..core.persistence.txn import MANIFEST
+from ..core.persistence.txn import recover as recover_unfinished_change
 from ..core.registry import RegistryState, check_format
-from ..core.state import adopt_results
-from ..core.sync import list_updates, read_updates
-from ..core.tables import TABLES, append_rows, new_status, read_frame, set_rows, upgrade_status
-from ..core.txn import MANIFEST
-from ..core.txn import recover as recover_unfinished_change
+from ..core.workerpool.pool import pool_state, rebuild
 
 log = logging.getLogger("batchtools")
 

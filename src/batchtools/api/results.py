@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import CorruptFileError, ResultNotFoundError
-from ..core.progress import progress
+from ..core.jobstate.resources import resources_by_id
+from ..core.jobstate.state import done_mask
+from ..core.presentation.progress import progress
 from ..core.registry import RegistryState, resolve
-from ..core.resources import resources_by_id
-from ..core.state import done_mask
 from ..core.submission import build_collection
-from ..jobs.runners import make_job
+from ..node.runners import make_job
 
 _RAISE = object()
 log = logging.getLogger("batchtools")

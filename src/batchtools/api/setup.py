@@ -19,17 +19,17 @@ from typing import Any
 
 from ..backends.multicore import make_cluster_functions_multicore
 from ..core import registry as core
-from ..core.backend import ClusterFunctions, make_cluster_functions
 from ..core.checks import check_flag
 from ..core.config import apply_conf_file, find_conf_file
+from ..core.contract.backend import ClusterFunctions, make_cluster_functions
 from ..core.errors import RegistryNotFoundError
-from ..core.files import read_table, table_error, user_path, writable_by_others
-from ..core.layout import Layout
-from ..core.lease import Lease
-from ..core.recovery import recover
+from ..core.jobstate.recovery import recover
+from ..core.persistence.files import read_table, table_error, user_path, writable_by_others
+from ..core.persistence.layout import Layout
+from ..core.persistence.lease import Lease
+from ..core.persistence.txn import committed_versions
+from ..core.persistence.txn import recover as recover_unfinished_change
 from ..core.registry import FORMAT_VERSION, RegistryState, check_format
-from ..core.txn import committed_versions
-from ..core.txn import recover as recover_unfinished_change
 
 log = logging.getLogger("batchtools")
 

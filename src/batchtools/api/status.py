@@ -1,12 +1,12 @@
-"""``get_status``: job counts by state (derived in :mod:`batchtools.core.state`)."""
+"""``get_status``: job counts by state (derived in :mod:`batchtools.core.jobstate.state`)."""
 
 from __future__ import annotations
 
 import time
 
-from ..core.counts import Status
+from ..core.jobstate.counts import Status
+from ..core.jobstate.state import masks
 from ..core.registry import RegistryState, resolve
-from ..core.state import masks
 
 
 def get_status(ids=None, reg: RegistryState | None = None) -> Status:

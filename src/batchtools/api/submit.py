@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..core.backend import run_hook
-from ..core.progress import progress
+from ..core.contract.backend import run_hook
+from ..core.jobstate.resources import validate_resources
+from ..core.jobstate.retry import RetryPolicy
+from ..core.presentation.progress import progress
 from ..core.registry import RegistryState, resolve
-from ..core.resources import validate_resources
-from ..core.retry import RetryPolicy
 from ..core.submission import Submission, submit_backoff
 
 

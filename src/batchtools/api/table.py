@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..core import attempts
-from ..core.display import TimesFrame
+from ..core.jobstate import attempts
+from ..core.jobstate.resources import resources_by_id
+from ..core.persistence.tables import tags_by_job, to_timestamp
+from ..core.presentation.display import TimesFrame
 from ..core.registry import RegistryState, resolve
-from ..core.resources import resources_by_id
-from ..core.tables import tags_by_job, to_timestamp
 
 
 def get_job_status(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:

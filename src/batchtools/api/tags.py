@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 
 from ..core.checks import check_tags
+from ..core.persistence.tables import set_rows, tags_by_job
 from ..core.registry import RegistryState, resolve
-from ..core.tables import set_rows, tags_by_job
 
 
 def add_job_tags(ids=None, tags=(), reg: RegistryState | None = None) -> pd.DataFrame:

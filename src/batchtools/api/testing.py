@@ -9,14 +9,14 @@ import tempfile
 import uuid
 from typing import Any
 
-from ..core.collection import BY_HAND, JobCollection
-from ..core.files import read_pickle, write_pickle
+from ..core.contract.collection import BY_HAND, JobCollection
+from ..core.jobstate.resources import resources_by_id, validate_resources
+from ..core.persistence.files import read_pickle, write_pickle
 from ..core.registry import RegistryState, resolve
-from ..core.resources import resources_by_id, validate_resources
 from ..core.submission import build_collection
-from ..jobs.job import Job, rng_state_kept
-from ..jobs.runners import make_job as _node_make_job
-from ..jobs.runners import make_runner
+from ..node.job import Job, rng_state_kept
+from ..node.runners import make_job as _node_make_job
+from ..node.runners import make_runner
 
 
 def make_job_collection(ids=None, resources: dict | None = None, reg: RegistryState | None = None,
@@ -105,7 +105,7 @@ def test_job(id: int, external: bool = False, reg: RegistryState | None = None) 
     with tempfile.TemporaryDirectory(prefix="batchtools-test-") as tmp:
         jc_path, out_path = os.path.join(tmp, "jc.pkl"), os.path.join(tmp, "result.pkl")
         write_pickle(jc_path, jc)
-        code = subprocess.run([sys.executable, "-m", "batchtools.jobs.isolated", jc_path, out_path]).returncode
+        code = subprocess.run([sys.executable, "-m", "batchtools.node.isolated", jc_path, out_path]).returncode
         outcome = read_pickle(out_path) if os.path.exists(out_path) else None
     if outcome is None:
         raise RuntimeError(f"test_job: the external interpreter exited with code {code} and no result")

@@ -7,12 +7,12 @@ import time
 
 import numpy as np
 
-from ..core.notify import Notifier, message
-from ..core.progress import job_detail, progress
+from ..core.jobstate.state import masks, on_system, select
+from ..core.jobstate.usage import record_usage
+from ..core.presentation.notify import Notifier, message
+from ..core.presentation.progress import job_detail, progress
 from ..core.registry import RegistryState, resolve
-from ..core.state import masks, on_system, select
 from ..core.submission import sleep_function
-from ..core.usage import record_usage
 from .heal import heal, wanted
 
 log = logging.getLogger("batchtools")

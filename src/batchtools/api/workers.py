@@ -11,18 +11,18 @@ import uuid
 import numpy as np
 import pandas as pd
 
-from ..core import attempts
-from ..core.backend import run_hook
 from ..core.checks import check_number
-from ..core.display import DisplayFrame
-from ..core.ids import as_id_array
-from ..core.pool import ALIVE, FINAL, PoolState, pool_state
+from ..core.contract.backend import run_hook
+from ..core.jobstate import attempts
+from ..core.jobstate.ids import as_id_array
+from ..core.jobstate.resources import resource_id, validate_resources
+from ..core.jobstate.retry import CONTINUED, DEFAULT_POLICY
+from ..core.jobstate.state import forget_runs, select, terminated_ids
+from ..core.persistence.tables import set_rows
+from ..core.presentation.display import DisplayFrame
 from ..core.registry import RegistryState, resolve
-from ..core.resources import resource_id, validate_resources
-from ..core.retry import CONTINUED, DEFAULT_POLICY
-from ..core.state import forget_runs, select, terminated_ids
 from ..core.submission import build_collection, check_not_on_system, discard_files, submit_backoff, submit_once
-from ..core.tables import set_rows
+from ..core.workerpool.pool import ALIVE, FINAL, PoolState, pool_state
 
 log = logging.getLogger("batchtools")
 

@@ -1,4 +1,4 @@
-"""Cluster functions: one small file per backend against the contract in :mod:`batchtools.core.backend`;
+"""Cluster functions: one small file per backend against the contract in :mod:`batchtools.core.contract.backend`;
 shared chores in :mod:`.commands` and :mod:`.templates`. A backend never imports another backend.
 
 The list of backends is this folder: ``backends/<name>.py`` that defines ``make_cluster_functions_<name>``

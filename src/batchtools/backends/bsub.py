@@ -6,7 +6,7 @@ import getpass
 import os
 import re
 
-from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions
+from ..core.contract.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions
 from .commands import cf_handle_unknown_submit_error, cf_kill_job, first_number, run_os_command
 from .templates import cf_brew_template, cf_read_brew_template, check_path_allowed, check_script_resources
 

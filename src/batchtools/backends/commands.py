@@ -1,6 +1,6 @@
 """The chores every backend shares: running (remote) commands, killing with retries, reading
 job ids and temporary errors out of a scheduler's output. The contract itself
-(:class:`~batchtools.core.backend.ClusterFunctions`) lives in :mod:`batchtools.core.backend`.
+(:class:`~batchtools.core.contract.backend.ClusterFunctions`) lives in :mod:`batchtools.core.contract.backend`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import subprocess
 from collections import Counter
 from typing import Any
 
-from ..core.backend import SubmitJobResult
-from ..core.layout import Layout
+from ..core.contract.backend import SubmitJobResult
+from ..core.persistence.layout import Layout
 
 log = logging.getLogger("batchtools")
 # how often each external command ran in this process (the benchmark reports commands per job)

@@ -2,7 +2,7 @@
 
 Any Dask deployment runs a registry's jobs: a ``distributed.LocalCluster``, dask-jobqueue's
 ``SLURMCluster``/``PBSCluster``, dask-kubernetes, dask-gateway, a cloud cluster. A task runs
-the collection in a runner process of the worker's (:mod:`batchtools.jobs.engine_task`), so the
+the collection in a runner process of the worker's (:mod:`batchtools.node.engine_task`), so the
 node owns its process (log, signals, environment) and writes results and status like on any
 backend; the registry must be on a file system the workers share. The task carries the pickled
 collection itself (compressed): the master writes no collection file. ``submit_job`` holds tasks
@@ -26,10 +26,10 @@ import threading
 import time
 import zlib
 
-from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions
-from ..core.files import cloud_dumps
-from ..core.state import started_batches
-from ..jobs.engine_task import kill_collection_process, run_collection_process
+from ..core.contract.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions
+from ..core.jobstate.state import started_batches
+from ..core.persistence.files import cloud_dumps
+from ..node.engine_task import kill_collection_process, run_collection_process
 
 INSTALL = 'pip install "pybatchtools[engines]" (the PyPI package distributed)'
 PREFIX = "batchtools-"

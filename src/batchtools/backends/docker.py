@@ -6,7 +6,7 @@ import getpass
 import re
 from collections.abc import Sequence
 
-from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
+from ..core.contract.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
 from .commands import cf_handle_unknown_submit_error, cf_kill_job, run_os_command
 
 CONTAINER_ID = re.compile(r"^[0-9a-f]{64}$")

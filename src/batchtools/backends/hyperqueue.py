@@ -26,11 +26,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions
-from ..core.files import atomic_write_bytes
-from ..core.pool import FINAL, pool_state
-from ..core.state import started_batches
-from ..jobs.node import CANCEL_ENV
+from ..core.contract.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions
+from ..core.jobstate.state import started_batches
+from ..core.persistence.files import atomic_write_bytes
+from ..core.workerpool.pool import FINAL, pool_state
+from ..node.node import CANCEL_ENV
 
 ARRAY_VAR = "BATCHTOOLS_ARRAY_TASK"
 INSTALL = 'pip install "pybatchtools[engines]" (the PyPI package hyperqueue)'

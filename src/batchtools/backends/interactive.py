@@ -6,9 +6,9 @@ import subprocess
 import sys
 import uuid
 
-from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
-from ..core.files import open_append, write_pickle
-from ..jobs.node import do_job_collection
+from ..core.contract.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
+from ..core.persistence.files import open_append, write_pickle
+from ..node.node import do_job_collection
 
 
 @restorable

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..core.backend import ClusterFunctions, restorable
+from ..core.contract.backend import ClusterFunctions, restorable
 from .bsub import make_bsub_cluster_functions
 
 

@@ -3,7 +3,7 @@
 Submission returns at once while fewer than ``ncpus`` collections run; otherwise
 it blocks until a child ends (no polling sleep, unlike R's one-second loop).
 
-The server stays warm (``jobs/forkserver.py``): before forking it imports the installed modules
+The server stays warm (``node/forkserver.py``): before forking it imports the installed modules
 the collection names in ``preload`` and those earlier children imported, and a child whose
 collection ended runs the next one instead of a new fork. It runs with ``cpu_count // ncpus``
 BLAS/OpenMP threads per job (``thread_env``), as joblib's workers do.
@@ -16,11 +16,11 @@ import os
 import numpy as np
 import psutil
 
-from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
-from ..core.pool import pool_state
-from ..core.resources import check_devices
-from ..jobs.forkclient import ForkServer, kill_pid
+from ..core.contract.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
+from ..core.jobstate.resources import check_devices
+from ..core.workerpool.pool import pool_state
 from .commands import local_ncpus, thread_env
+from .forkclient import ForkServer, kill_pid
 
 
 def _stdout_of(proc: psutil.Process) -> str | None:
@@ -60,7 +60,7 @@ def other_sessions_jobs(reg, known: set[int]) -> list[str]:
     for pid in sorted(pids):
         try:
             proc = psutil.Process(pid)
-            if proc.status() == psutil.STATUS_ZOMBIE or "batchtools.jobs.forkserver" not in proc.cmdline():
+            if proc.status() == psutil.STATUS_ZOMBIE or not FORK_SERVERS & set(proc.cmdline()):
                 continue
             target = _stdout_of(proc)
         except psutil.Error:
@@ -68,6 +68,10 @@ def other_sessions_jobs(reg, known: set[int]) -> list[str]:
         if target is not None and os.path.dirname(os.path.realpath(target)) == logs:
             out.append(str(pid))
     return out
+
+
+# a fork server started before the relayout (its jobs may still run) has the old module name
+FORK_SERVERS = {"batchtools.node.forkserver", "batchtools.jobs.forkserver"}
 
 
 @restorable

@@ -11,9 +11,9 @@ import shutil
 import socket
 import subprocess
 
-from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
-from ..jobs.environment import NodeEnvironment
-from ..jobs.session import say
+from ..core.contract.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
+from ..node.environment import NodeEnvironment
+from ..node.session import say
 from .commands import cf_kill_job, qsub_result, run_os_command
 from .templates import cf_brew_template, cf_read_brew_template, check_path_allowed, check_script_resources
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import getpass
 
-from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
-from ..core.retry import Accounting
+from ..core.contract.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
+from ..core.jobstate.retry import Accounting
 from .commands import (
     cf_handle_unknown_submit_error,
     cf_kill_job,

@@ -9,11 +9,11 @@ import shutil
 import subprocess
 import time
 
-from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
-from ..core.layout import Layout
-from ..core.retry import REQUEUE_START_DELAY, Accounting
-from ..jobs.environment import NodeEnvironment
-from ..jobs.session import say
+from ..core.contract.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
+from ..core.jobstate.retry import REQUEUE_START_DELAY, Accounting
+from ..core.persistence.layout import Layout
+from ..node.environment import NodeEnvironment
+from ..node.session import say
 from .commands import (
     cf_handle_unknown_submit_error,
     cf_kill_job,

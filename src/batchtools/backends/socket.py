@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 
-from ..core.backend import ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
+from ..core.contract.backend import ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
 from .commands import local_ncpus, thread_env
 
 
@@ -24,7 +24,7 @@ class _Process:
         self.index = index
         self.owner = owner
         self.busy: str | None = None  # batch id of the running collection
-        self.proc = subprocess.Popen([sys.executable, "-m", "batchtools.jobs.socket_process"],
+        self.proc = subprocess.Popen([sys.executable, "-m", "batchtools.node.socket_process"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
                                      env=thread_env(owner.ncpus))
         threading.Thread(target=self._read, daemon=True).start()

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from ..core.backend import ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
+from ..core.contract.backend import ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
 from .commands import run_os_command
 
 log = logging.getLogger("batchtools")

@@ -33,8 +33,8 @@ from typing import Any
 
 import jinja2
 
-from ..core.files import atomic_write_bytes, untrusted, user_path
-from ..core.retry import warning_lead
+from ..core.jobstate.retry import warning_lead
+from ..core.persistence.files import atomic_write_bytes, untrusted, user_path
 
 log = logging.getLogger("batchtools")
 
@@ -184,7 +184,7 @@ def job_name(jc) -> str:
     ``-worker<k>`` for a pool worker. Letters, digits, ``_.-`` only, at most 64 characters (the registry's name is cut, never the
     id), starting with a letter.
 
-    >>> from batchtools.core.collection import JobCollection
+    >>> from batchtools.core.contract.collection import JobCollection
     >>> jc = JobCollection(file_dir="/home/me/study 2", work_dir=".", job_hash="job1a2b", jobs=[{"job_id": 7}], seed=1)
     >>> job_name(jc)
     'study_2-7'

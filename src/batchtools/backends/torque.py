@@ -8,7 +8,7 @@ from __future__ import annotations
 import getpass
 import re
 
-from ..core.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
+from ..core.contract.backend import Capabilities, ClusterFunctions, SubmitJobResult, make_cluster_functions, restorable
 from .commands import cf_kill_job, qsub_result, run_os_command
 from .templates import cf_brew_template, cf_read_brew_template, check_path_allowed, check_script_resources
 

@@ -39,9 +39,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .cache_key import JobKey
-from .files import link_unnamed, make_dir, unlink_quietly, write_new, write_unnamed
-from .packs import HEADER, DamagedRecord, decode_record, encode_record, record_header
-from .store import check_compress, decompress, encode_value
+from .persistence.files import link_unnamed, make_dir, unlink_quietly, write_new, write_unnamed
+from .results.packs import HEADER, DamagedRecord, decode_record, encode_record, record_header
+from .results.store import check_compress, decompress, encode_value
 
 log = logging.getLogger("batchtools")
 

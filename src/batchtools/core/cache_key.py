@@ -40,11 +40,11 @@ from typing import Any
 import cloudpickle
 from cloudpickle import cloudpickle as _cp
 
-from .files import read_pickle
-from .kinds import BENCHMARK_WORDS
-from .layout import is_data_file
-from .pickling import user_code_by_value
-from .store import ResultStore
+from .jobstate.kinds import BENCHMARK_WORDS
+from .persistence.files import read_pickle
+from .persistence.layout import is_data_file
+from .persistence.pickling import user_code_by_value
+from .results.store import ResultStore
 
 DIGEST_SIZE = 16
 _SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes})

@@ -20,8 +20,8 @@ from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
-from .backend import ClusterFunctions
-from .files import untrusted, user_path
+from .contract.backend import ClusterFunctions
+from .persistence.files import untrusted, user_path
 
 log = logging.getLogger("batchtools")
 

@@ -24,22 +24,22 @@ import numpy as np
 import pandas as pd
 
 from .._version import __version__
-from .backend import run_hook
 from .config import KEYS
-from .counts import summary_bytes
+from .contract.backend import run_hook
 from .errors import CorruptFileError, LeaseError, ReadOnlyRegistryError
-from .files import atomic_write_bytes, keep_previous, table_error, unlink_quietly
-from .ids import as_id_array, check_ids
-from .kinds import KINDS, definitions_for
-from .layout import FORMAT_VERSION, Layout
-from .lease import Lease
-from .packs import hash_lookup
-from .pool import sync_pool
-from .state import masks, table_counts
-from .store import ResultStore, store_from_spec
-from .sync import sync_updates
-from .tables import TABLES, encode_table, read_frame, upgrade_status
-from .txn import Transaction, committed_versions
+from .jobstate.counts import summary_bytes
+from .jobstate.ids import as_id_array, check_ids
+from .jobstate.kinds import KINDS, definitions_for
+from .jobstate.state import masks, table_counts
+from .jobstate.sync import sync_updates
+from .persistence.files import atomic_write_bytes, keep_previous, table_error, unlink_quietly
+from .persistence.layout import FORMAT_VERSION, Layout
+from .persistence.lease import Lease
+from .persistence.tables import TABLES, encode_table, read_frame, upgrade_status
+from .persistence.txn import Transaction, committed_versions
+from .results.packs import hash_lookup
+from .results.store import ResultStore, store_from_spec
+from .workerpool.pool import sync_pool
 
 log = logging.getLogger("batchtools")
 
@@ -251,7 +251,7 @@ class RegistryState:
                 raise LeaseError(f"Cannot {action}: {e}") from None
 
     def take_lease(self, force: bool = False) -> None:
-        """Become the registry's one writeable session (see :mod:`batchtools.core.lease`)."""
+        """Become the registry's one writeable session (see :mod:`batchtools.core.persistence.lease`)."""
         lease = Lease(self.file_dir)
         lease.acquire(force=force)
         self.lease = lease
@@ -262,7 +262,7 @@ class RegistryState:
         """Run a mutating call: on any error, memory and files are as they were before it.
 
         Files written through :meth:`write_bytes` / :meth:`save` inside are backed up first
-        (:class:`~batchtools.core.txn.Transaction`); files to delete are deleted only on success
+        (:class:`~batchtools.core.persistence.txn.Transaction`); files to delete are deleted only on success
         (:meth:`delete_after`). Nested mutations join the outer one.
         """
         self.assert_writeable(action)

@@ -19,16 +19,16 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from . import attempts
-from .backend import NODE_HOOKS, SubmitJobResult, run_hook
-from .collection import JobCollection
+from .contract.backend import NODE_HOOKS, SubmitJobResult, run_hook
+from .contract.collection import JobCollection
+from .contract.journal import Journal, chunk_hash, inprocess_prefix
 from .errors import LeaseError, SubmitError
-from .files import unlink_quietly, write_pickle
-from .ids import as_id_array
-from .journal import Journal, chunk_hash, inprocess_prefix
-from .resources import PER_JOB, resource_id, validate_resources
-from .state import forget_runs, masks, select, terminated_ids
-from .tables import set_rows
+from .jobstate import attempts
+from .jobstate.ids import as_id_array
+from .jobstate.resources import PER_JOB, resource_id, validate_resources
+from .jobstate.state import forget_runs, masks, select, terminated_ids
+from .persistence.files import unlink_quietly, write_pickle
+from .persistence.tables import set_rows
 
 log = logging.getLogger("batchtools")
 

@@ -114,7 +114,7 @@ def _check_path(path) -> Path | None:
 
 def _write(target: Path, text: str) -> None:
     """Atomically (a reader never sees half a page)."""
-    from ..core.files import atomic_write_bytes
+    from ..core.persistence.files import atomic_write_bytes
 
     atomic_write_bytes(target, text.encode("utf-8"))
 

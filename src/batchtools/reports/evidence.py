@@ -15,14 +15,14 @@ import numpy as np
 import pandas as pd
 
 from ..api.logs import error_groups, read_job_log
-from ..core import attempts
-from ..core.clock import local_time
-from ..core.kinds import BENCHMARK_WORDS
-from ..core.pool import pool_state
-from ..core.progress import eta_from_runtimes, format_duration
+from ..core.jobstate import attempts
+from ..core.jobstate.kinds import BENCHMARK_WORDS
+from ..core.jobstate.resources import asked_numbers
+from ..core.jobstate.state import masks
+from ..core.presentation.clock import local_time
+from ..core.presentation.progress import eta_from_runtimes, format_duration
 from ..core.registry import RegistryState
-from ..core.resources import asked_numbers
-from ..core.state import masks
+from ..core.workerpool.pool import pool_state
 
 FAR_OFF = 0.10  # a request of which less than this share was used is flagged
 MAX_GROUPS = 500  # rows of the group table; more groups are counted, not listed

@@ -1,0 +1,1 @@
+"""The backend contract and the hand-over: what a cluster-functions record holds, the job collection a node receives, the submission journal, and the update protocol the node and the master agree on."""

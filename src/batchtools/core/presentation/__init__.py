@@ -1,0 +1,1 @@
+"""What people see: local times, tables, progress bars, notifications, terminal-safe text."""

@@ -1,0 +1,1 @@
+"""Results: the result store seam (a folder of files, packs of small results, SQLite)."""

@@ -1,0 +1,584 @@
+"""Result packs: many small results appended to one file, instead of one file each.
+
+A node that runs many jobs (a chunk, a pool worker's queue, the jobs Interactive runs in the
+master's own process) appends each small result to one file in ``packs/``, which only it writes
+(named after the first collection that wrote to it, the time, host and process). A record is a
+header (magic, the header's CRC-32, the data's CRC-32, job id, time, data length, hash length),
+the job hash of the collection that ran the job, and the pickled result. Writing it is one
+``write`` to an ``O_APPEND`` file, about a tenth of the cost of creating, naming and closing a file
+per result. A pack holds at most :data:`PACK_CAP` bytes: the record that would pass it starts a
+new pack, so no file grows without bound.
+
+Which record is a job's result is decided by the registry's status table, not by the pack: a
+record counts only while the job's ``job_hash`` in the table is the record's. Resetting a job
+clears its hash and resubmitting it gives it a new one, so results of earlier or superseded runs
+stop counting at the moment the table that says so is saved, without the master ever rewriting a
+pack a node may still append to. Among records of the current hash the last one counts (a
+requeued collection may write a job twice: both are results of the same run specification).
+
+Readers see a record only once it is whole, and trust nothing a checksum does not cover. The
+header's checksum covers every field of the header and the hash, so a record whose header is
+damaged is never taken for a record of the job its damaged id names: it is skipped, and reading
+goes on at the next record whose header is intact (the bytes in between are reported as damage
+of the pack, of no known job). A record with an intact header whose data does not match the
+data's checksum is a damaged result *of that job*, reported as such. A record that runs past the
+end of the file is the end of what can be read for now (a record being written, or the torn tail
+of a node killed mid-write or of a full disk), read again later. A writer that fails mid-record
+cuts the file back and starts a new pack, so a torn record is always the last one of its file.
+Reading a result checks its data against the checksum again, so a pack changed after it was
+indexed never passes another job's bytes off as this one's result.
+
+Packs are read in windows of at most :data:`BLOCK` bytes (or one record), never whole: memory to
+index a pack or read ``k`` of its results does not grow with the pack's size.
+
+Packs written before version 3 of the format (magic ``BTR2``: one checksum over the header's
+fields, the hash and the data) are read as well; a damaged one of their records cannot be told
+apart from a damaged header, so it is skipped like one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import socket
+import struct
+import time
+import zlib
+from array import array
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from ..persistence.files import make_dir, write_all
+
+if TYPE_CHECKING:
+    import numpy as np
+
+MAGIC = b"BTR3"
+# magic, crc32 of the fields after it and the hash, crc32 of the data, job id, time, data length,
+# hash length; then the hash, then the data
+HEADER = struct.Struct("<4sIIqdQH")
+_FIELDS = struct.Struct("<IqdQH")  # the header after magic and header checksum
+MAGIC2 = b"BTR2"  # version 2 (read, never written): one crc32 of the fields, the hash and the data
+HEADER2 = struct.Struct("<4sIqdQH")
+_BODY2 = struct.Struct("<qdQH")
+_unpack = HEADER.unpack_from
+crc32 = zlib.crc32
+SUFFIX = ".pack"
+# results up to this size go into packs; larger ones get their own file (readers of one large
+# result then read only it)
+PACK_LIMIT = 1 << 16
+# a pack holds at most this many bytes: the record that would pass it starts a new pack
+PACK_CAP = 64 << 20
+# packs are read in windows of this size (or one record, if larger)
+BLOCK = 1 << 20
+# the pack names of a collection start with this many characters of its hash (the packs shared by
+# the collections of one in-process submission: see ``journal.chunk_hash``)
+NAME_PREFIX = 27
+
+log = logging.getLogger("batchtools")
+_HOST = socket.gethostname().split(".")[0]
+_SERIAL = itertools.count()  # two writers of one process never pick the same name
+
+
+def encode_record(job_id: int, when: float, job_hash: bytes, data: bytes) -> bytes:
+    """One record of format version 3."""
+    fields = _FIELDS.pack(zlib.crc32(data), job_id, when, len(data), len(job_hash))
+    return MAGIC + struct.pack("<I", zlib.crc32(job_hash, zlib.crc32(fields))) + fields + job_hash + data
+
+
+def decode_record(buf: bytes) -> tuple[int, float, bytes, bytes]:
+    """``(job id, time, hash, data)`` of the one record of format version 3 that ``buf`` holds
+    whole (a record kept in a file of its own); :class:`DamagedRecord` saying what is wrong if
+    ``buf`` is not exactly one intact record."""
+    if not buf.startswith(MAGIC):
+        raise DamagedRecord("not a record (no magic)")
+    res = _parse(buf, memoryview(buf), 0)
+    if res[0] == BAD:
+        raise DamagedRecord("its header does not match its checksum")
+    if res[0] in (PENDING, SHORT):
+        raise DamagedRecord(f"cut short ({len(buf)} bytes)")
+    if res[0] == DAMAGED:
+        raise DamagedRecord("its data does not match its checksum")
+    _, job_id, when, h, start, length, end, _ = res
+    if end != len(buf):
+        raise DamagedRecord(f"{len(buf) - end} bytes after the record")
+    return job_id, when, bytes(h), bytes(buf[start:end])
+
+
+def record_header(buf: bytes) -> tuple[int, float, bytes, int]:
+    """``(job id, time, hash, data length)`` of the record of format version 3 that ``buf``
+    starts with (at least its header and hash; the data is not checked);
+    :class:`DamagedRecord` if its header does not match its checksum or is cut short."""
+    if not buf.startswith(MAGIC) or len(buf) < HEADER.size:
+        raise DamagedRecord("not a record header")
+    res = _parse(buf, memoryview(buf), 0)
+    if res[0] == BAD or res[0] == SHORT:
+        raise DamagedRecord("its header does not match its checksum" if res[0] == BAD else "cut short")
+    if res[0] == PENDING:
+        _, _, _, job_id, when, length, hlen = HEADER.unpack_from(buf, 0)
+        return job_id, when, bytes(buf[HEADER.size:HEADER.size + hlen]), length
+    return res[1], res[2], bytes(res[3]), res[5]
+
+
+class PackWriter:
+    """Appends results to packs in ``directory``, opened at the first result (a forked child
+    opens its own); ``name`` starts the files' names. A pack that would grow past
+    :data:`PACK_CAP` is closed and the record starts a new one."""
+
+    def __init__(self, directory: str, name: str):
+        self.directory = directory
+        self.name = name
+        self._fd: int | None = None
+        self._pid = 0
+        self._size = 0
+
+    def _open(self) -> int:
+        name = f"{self.name}.{time.time_ns()}-{_HOST}-{os.getpid()}-{next(_SERIAL)}{SUFFIX}"
+        path = os.path.join(self.directory, name)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileNotFoundError:  # a registry made before packs existed
+            make_dir(self.directory)
+            fd = os.open(path, flags, 0o600)
+        self._fd, self._pid, self._size = fd, os.getpid(), 0
+        return fd
+
+    def append(self, job_id: int, job_hash: str, data: bytes) -> None:
+        """Append the result ``data`` of ``job_id`` run by the collection ``job_hash``; it is
+        readable when this returns."""
+        record = encode_record(job_id, time.time(), job_hash.encode(), data)
+        fd = self._fd if self._fd is not None and self._pid == os.getpid() else self._open()
+        if self._size and self._size + len(record) > PACK_CAP:
+            self.close()
+            fd = self._open()
+        try:
+            write_all(fd, record)
+        except BaseException:
+            # a partial record (disk full, signal) must stay the last one of this file
+            try:
+                os.ftruncate(fd, self._size)
+            except OSError:
+                pass
+            self.close()
+            raise
+        self._size += len(record)
+
+    def close(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd = None
+
+
+# what _parse finds at a position: a whole intact record; a record with an intact header whose
+# data does not match its checksum; a record with an intact header whose data runs past the bytes
+# at hand; too few bytes to tell; no record (a damaged header, or garbage)
+OK, DAMAGED, PENDING, SHORT, BAD = range(5)
+
+
+def _parse(buf: bytes, mv: memoryview, p: int) -> tuple:
+    """What starts at ``buf[p:]``: ``(OK | DAMAGED, job id, time, hash, data start, length, end,
+    data crc)``, ``(PENDING | SHORT, bytes needed from p)`` or ``(BAD,)``."""
+    n = len(buf)
+    if buf.startswith(MAGIC, p):
+        start = p + HEADER.size
+        if start > n:
+            return SHORT, HEADER.size
+        _, hcrc, dcrc, job_id, when, length, hlen = HEADER.unpack_from(buf, p)
+        start += hlen
+        if start > n:
+            return SHORT, start - p
+        h = buf[p + HEADER.size:start]
+        if zlib.crc32(h, zlib.crc32(mv[p + 8:p + HEADER.size])) != hcrc:
+            return (BAD,)
+        end = start + length
+        if end > n:
+            return PENDING, end - p
+        kind = OK if zlib.crc32(mv[start:end]) == dcrc else DAMAGED
+        return kind, job_id, when, h, start, length, end, dcrc
+    if buf.startswith(MAGIC2, p):
+        start = p + HEADER2.size
+        if start > n:
+            return SHORT, HEADER2.size
+        _, crc, job_id, when, length, hlen = HEADER2.unpack_from(buf, p)
+        if length > PACK_LIMIT:  # no version 2 writer packed a larger result: a damaged header
+            return (BAD,)
+        start += hlen
+        end = start + length
+        if end > n:
+            return SHORT, end - p
+        h = buf[p + HEADER2.size:start]
+        data = mv[start:end]
+        if zlib.crc32(data, zlib.crc32(h, zlib.crc32(_BODY2.pack(job_id, when, length, hlen)))) != crc:
+            return (BAD,)
+        return OK, job_id, when, h, start, length, end, zlib.crc32(data)
+    if n - p < len(MAGIC) and (MAGIC.startswith(buf[p:]) or MAGIC2.startswith(buf[p:])):
+        return SHORT, len(MAGIC)
+    return (BAD,)
+
+
+def _intact_at(fd: int, at: int, size: int) -> bool:
+    """Whether a record with an intact header starts at ``at`` (version 2: a whole intact record)."""
+    need = HEADER.size
+    while True:
+        buf = os.pread(fd, min(size - at, need), at)
+        res = _parse(buf, memoryview(buf), 0)
+        if res[0] in (OK, DAMAGED, PENDING):
+            return True
+        if res[0] == SHORT and len(buf) < res[1] <= size - at:
+            need = res[1]
+            continue
+        return False
+
+
+def _resync(fd: int, start: int, size: int) -> int | None:
+    """The first position at or after ``start`` where a record with an intact header starts, or
+    None if there is none (yet)."""
+    off = start
+    while off < size:
+        buf = os.pread(fd, min(BLOCK, size - off), off)
+        c = buf.find(MAGIC[:3])
+        while c >= 0:
+            if _intact_at(fd, off + c, size):
+                return off + c
+            c = buf.find(MAGIC[:3], c + 1)
+        if off + len(buf) >= size:
+            return None
+        off += len(buf) - 2  # a magic cut by the window's end is found in the next one
+    return None
+
+
+class PackFile:
+    """What has been read of one pack: its records' job ids, hashes, data offsets, lengths, data
+    checksums and times (compact arrays: an index of a million results stays small), and the
+    stretches of it that hold no readable record (damage)."""
+
+    __slots__ = ("path", "name", "parsed", "ids", "hashes", "offsets", "lengths", "crcs", "times", "damage",
+                 "_names")
+
+    def __init__(self, path: str):
+        self.path = path
+        self.name = os.path.basename(path)
+        self.parsed = 0
+        self.ids = array("q")
+        self.hashes: list[str] = []  # one shared string per hash
+        self.offsets = array("q")
+        self.lengths = array("q")  # -1: a record whose data was damaged where it lies
+        self.crcs = array("I")
+        self.times = array("d")
+        self.damage: list[tuple[int, int]] = []  # (offset, length) of bytes that are no record
+        self._names: dict[bytes, str] = {}
+
+    def _add(self, rec: tuple, base: int, damaged: bool) -> None:
+        _, job_id, when, h, start, length, _, dcrc = rec
+        job_hash = self._names.get(h)
+        if job_hash is None:
+            job_hash = self._names[h] = h.decode(errors="replace")
+        self.ids.append(job_id)
+        self.hashes.append(job_hash)
+        self.offsets.append(base + start)
+        self.lengths.append(-1 if damaged else length)
+        self.crcs.append(dcrc)
+        self.times.append(when)
+
+    def read_on(self, size: int) -> bool:
+        """Read the records written since the last call (the file is now ``size`` bytes); whether
+        anything new was found. A file shorter than what was read was cut short: it is read again."""
+        if size < self.parsed:
+            self.__init__(self.path)
+        if size <= self.parsed:
+            return False
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            return self._read(fd, size)
+        finally:
+            os.close(fd)
+
+    def _read(self, fd: int, size: int) -> bool:
+        pos, found, need = self.parsed, False, 0
+        while pos < size:
+            buf = os.pread(fd, min(size - pos, max(BLOCK, need)), pos)
+            if not buf:
+                break
+            mv = memoryview(buf)
+            n, p, need, stop = len(buf), 0, 0, False
+            at_end = pos + n >= size
+            ids, hashes, offsets, lengths, crcs, times = (self.ids, self.hashes, self.offsets, self.lengths,
+                                                          self.crcs, self.times)
+            names = self._names
+            while p < n:
+                # the usual record (whole, intact, of this version) inline: indexing a million costs
+                # a function call and a tuple less each
+                if buf.startswith(MAGIC, p) and p + HEADER.size <= n:
+                    _, hcrc, dcrc, job_id, when, length, hlen = _unpack(buf, p)
+                    start = p + HEADER.size + hlen
+                    end = start + length
+                    if end <= n:
+                        h = buf[p + HEADER.size:start]
+                        if crc32(h, crc32(mv[p + 8:p + HEADER.size])) == hcrc and crc32(mv[start:end]) == dcrc:
+                            job_hash = names.get(h)
+                            if job_hash is None:
+                                job_hash = names[h] = h.decode(errors="replace")
+                            ids.append(job_id)
+                            hashes.append(job_hash)
+                            offsets.append(pos + start)
+                            lengths.append(length)
+                            crcs.append(dcrc)
+                            times.append(when)
+                            p, found = end, True
+                            continue
+                rec = _parse(buf, mv, p)
+                kind = rec[0]
+                # a damaged last record may be one being written on a file system slow to show its
+                # data: it is judged once something follows it
+                if kind == OK or (kind == DAMAGED and pos + rec[6] < size):
+                    self._add(rec, pos, kind == DAMAGED)
+                    p, found = rec[6], True
+                elif kind in (PENDING, SHORT) and not at_end:
+                    need = rec[1]  # runs past this window: the next one starts at it
+                    break
+                elif kind in (PENDING, DAMAGED):
+                    stop = True  # being written: read again next time
+                    break
+                else:  # no record starts here: skip to the next intact header
+                    nxt = _resync(fd, pos + p + 1, size)
+                    if nxt is None:
+                        stop = True  # garbage at the end: a torn tail, or a header being written
+                        break
+                    self.damage.append((pos + p, nxt - pos - p))
+                    log.warning("%s: %d bytes at byte %d hold no readable record (damaged where they lie); a "
+                                "result that was there is reported lost. bt.repair_registry() marks such jobs as "
+                                "failed, to be submitted again", self.path, nxt - pos - p, pos + p)
+                    p, found = nxt - pos, True
+            pos += p
+            if stop:
+                break
+        self.parsed = pos
+        return found
+
+
+class PackIndex:
+    """The records of every pack in a registry's ``packs/`` folder, read incrementally.
+
+    ``lookup(job_id, current)`` finds the job's record that counts, given the job's current hash in
+    the status table (None: none counts); ``lookup_many`` does it for many jobs at once.
+    """
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        self.files: dict[str, PackFile] = {}
+        self._flat: tuple | None = None
+
+    def refresh(self) -> None:
+        """Read what nodes appended since the last refresh (new packs, longer packs, deleted ones)."""
+        try:
+            with os.scandir(self.directory) as it:
+                entries = [(e.name, e.path, e.stat().st_size) for e in it if e.name.endswith(SUFFIX)
+                           and not e.name.startswith(".")]
+        except FileNotFoundError:
+            entries = []
+        changed = False
+        seen = set()
+        for name, path, size in entries:
+            seen.add(name)
+            pf = self.files.get(name)
+            if pf is None:
+                pf = self.files[name] = PackFile(path)
+            try:
+                shrunk = size < pf.parsed
+                changed |= pf.read_on(size) | shrunk
+            except FileNotFoundError:  # removed by sweep_registry meanwhile
+                del self.files[name]
+                changed = True
+        for name in [n for n in self.files if n not in seen]:
+            del self.files[name]
+            changed = True
+        if changed:
+            self._flat = None
+
+    def flat(self) -> tuple:
+        """All records as arrays sorted by job id, each job's oldest first (pack names carry the
+        writer's clock): (job ids, pack numbers, record numbers, hashes, packs)."""
+        if self._flat is None:
+            import numpy as np
+
+            packs = [self.files[n] for n in sorted(self.files, key=lambda n: n.split(".", 1)[-1])]
+            packs = [pf for pf in packs if len(pf.ids)]
+            if packs:
+                ids = np.concatenate([np.frombuffer(pf.ids, dtype=np.int64) for pf in packs])
+                pack_no = np.repeat(np.arange(len(packs), dtype=np.int32), [len(pf.ids) for pf in packs])
+                rec_no = np.concatenate([np.arange(len(pf.ids), dtype=np.int64) for pf in packs])
+                hashes = np.empty(ids.size, dtype=object)
+                hashes[:] = [h for pf in packs for h in pf.hashes]
+                order = np.argsort(ids, kind="stable")
+                self._flat = (ids[order], pack_no[order], rec_no[order], hashes[order], packs)
+            else:
+                empty = np.empty(0, dtype=np.int64)
+                self._flat = (empty, empty.astype(np.int32), empty, np.empty(0, dtype=object), [])
+        return self._flat
+
+    def lookup(self, job_id: int, current: str | None, any_hash: bool = False) -> tuple[PackFile, int] | None:
+        """(pack, record number) of the record of ``job_id`` that counts: the last of those of the
+        job's ``current`` hash (``any_hash``: the last of all)."""
+        return self.lookup_many([job_id], None if any_hash else [current])[0]
+
+    def lookup_many(self, job_ids: list[int], current: list | None) -> list[tuple[PackFile, int] | None]:
+        """:meth:`lookup` of each of ``job_ids`` with its current hash (``current`` None: any hash)."""
+        import numpy as np
+
+        ids, pack_no, rec_no, hashes, packs = self.flat()
+        out: list[tuple[PackFile, int] | None] = [None] * len(job_ids)
+        if not ids.size or not job_ids:
+            return out
+        q = np.asarray(job_ids, dtype=np.int64)
+        lo, hi = np.searchsorted(ids, q, "left"), np.searchsorted(ids, q, "right")
+        has = np.flatnonzero(hi > lo)
+        last = hi[has] - 1
+        if current is None:
+            ok = np.ones(has.size, dtype=bool)
+        else:
+            cur = np.empty(len(job_ids), dtype=object)
+            cur[:] = current
+            ok = hashes[last] == cur[has]
+        for i, j in zip(has[ok].tolist(), last[ok].tolist()):
+            out[i] = (packs[pack_no[j]], int(rec_no[j]))
+        for i in has[~ok].tolist():  # the last record is of another run: an earlier one may count
+            for j in range(int(hi[i]) - 2, int(lo[i]) - 1, -1):
+                if hashes[j] == current[i]:
+                    out[i] = (packs[pack_no[j]], int(rec_no[j]))
+                    break
+        return out
+
+    def valid_ids(self, job_hashes: Callable | None) -> np.ndarray:
+        """Sorted ids of the jobs with a record that counts; ``job_hashes(ids)`` gives the jobs'
+        current hashes (an object array; None: every record counts)."""
+        import numpy as np
+
+        ids, _, _, hashes, _ = self.flat()
+        if job_hashes is not None and ids.size:
+            ids = ids[hashes == job_hashes(ids)]
+        return np.unique(ids)
+
+    def damaged_ids(self, job_ids: list[int], current: list | None) -> list[int]:
+        """Those of ``job_ids`` whose record that counts (see :meth:`lookup_many`) was damaged
+        where it lies."""
+        found = self.lookup_many(job_ids, current)
+        return [i for i, f in zip(job_ids, found) if f is not None and f[0].lengths[f[1]] < 0]
+
+    def last_hashes(self) -> dict[int, str]:
+        """job id -> the hash of its last record (of any hash)."""
+        import numpy as np
+
+        ids, _, _, hashes, _ = self.flat()
+        if not ids.size:
+            return {}
+        last = np.flatnonzero(np.append(ids[1:] != ids[:-1], True))
+        return dict(zip(ids[last].tolist(), hashes[last].tolist()))
+
+    def packs_of(self, job_hash: str) -> list[PackFile]:
+        """The packs the collection ``job_hash`` may have appended to (named after it, or after
+        the in-process submission it belongs to)."""
+        prefix = job_hash[:NAME_PREFIX]
+        return [pf for name, pf in sorted(self.files.items()) if name.startswith(prefix)]
+
+    def dead(self, keep: set[str]) -> list[str]:
+        """Paths of the packs none of whose records has a hash in ``keep``."""
+        return [pf.path for pf in self.files.values() if keep.isdisjoint(pf.hashes)]
+
+
+def hash_lookup(table_ids: np.ndarray, table_hashes: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """``ids -> their hashes`` (object array; None for ids not in the table) from a status table's
+    sorted ``job_id`` and ``job_hash`` columns."""
+    import numpy as np
+
+    def hashes(ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        out = np.full(ids.size, None, dtype=object)
+        if table_ids.size:
+            pos = np.minimum(np.searchsorted(table_ids, ids), table_ids.size - 1)
+            hit = table_ids[pos] == ids
+            out[hit] = table_hashes[pos[hit]]
+        return out
+
+    return hashes
+
+
+class DamagedRecord(ValueError):
+    """A record whose data does not match its checksum (or is cut short)."""
+
+
+def read_record(pf: PackFile, k: int) -> bytes:
+    """The data of record ``k`` of ``pf`` (one read of just that record), if it is what the record
+    held when it was indexed."""
+    length = pf.lengths[k]
+    data = b""
+    if length >= 0:
+        fd = os.open(pf.path, os.O_RDONLY)
+        try:
+            data = os.pread(fd, length, pf.offsets[k])
+        finally:
+            os.close(fd)
+        if len(data) == length and crc32(data) == pf.crcs[k]:
+            return data
+    raise _damage(pf, k, data)
+
+
+def read_records(found: list[tuple[PackFile, int]]) -> Iterator[tuple[int, bytes | Exception]]:
+    """``(i, data of found[i])`` (or the error reading it) for each of many records, pack by pack.
+    Each pack is read in windows of at most :data:`BLOCK` bytes holding the records asked for
+    (memory: a window, whatever the pack's size); a pack that is gone gives FileNotFoundError."""
+    import numpy as np
+
+    by_pack: dict[int, list[int]] = {}
+    for i, (pf, _) in enumerate(found):
+        by_pack.setdefault(id(pf), []).append(i)
+    for idx in by_pack.values():
+        pf = found[idx[0]][0]
+        recs = np.fromiter((found[i][1] for i in idx), dtype=np.int64, count=len(idx))
+        offsets = np.frombuffer(pf.offsets, dtype=np.int64)[recs]
+        order = np.argsort(offsets, kind="stable")
+        idx = np.asarray(idx, dtype=np.int64)[order].tolist()
+        recs, offsets = recs[order], offsets[order]
+        lengths = np.frombuffer(pf.lengths, dtype=np.int64)[recs].tolist()
+        crcs = np.frombuffer(pf.crcs, dtype=np.uint32)[recs].tolist()
+        offsets = offsets.tolist()
+        try:
+            fd = os.open(pf.path, os.O_RDONLY)
+        except FileNotFoundError as e:
+            for i in idx:
+                yield i, e
+            continue
+        try:
+            a, m = 0, len(idx)
+            while a < m:
+                start = end = offsets[a]
+                b = a
+                while b < m:
+                    stop = offsets[b] + lengths[b]  # a damaged record (-1) adds nothing to read
+                    if stop - start > BLOCK and b > a:
+                        break
+                    if stop > end:
+                        end = stop
+                    b += 1
+                buf = os.pread(fd, end - start, start)
+                for j in range(a, b):
+                    s, n = offsets[j] - start, lengths[j]
+                    data = buf[s:s + n]
+                    if n >= 0 and len(data) == n and crc32(data) == crcs[j]:
+                        yield idx[j], data
+                    else:
+                        yield idx[j], _damage(pf, int(recs[j]), data)
+                a = b
+        finally:
+            os.close(fd)
+
+
+def _damage(pf: PackFile, k: int, data: bytes) -> DamagedRecord:
+    """Why ``data``, read for record ``k`` of ``pf``, is not its result."""
+    length = pf.lengths[k]
+    if length < 0:
+        return DamagedRecord("its checksum does not match: the pack was damaged where it lies")
+    if len(data) != length:
+        return DamagedRecord(f"the pack was cut short: {len(data)} of its {length} bytes are left")
+    return DamagedRecord("its data no longer matches its checksum: the pack was changed or damaged where it lies")
