@@ -1,8 +1,10 @@
 """Per-kind job definitions: what a job computes, for ``batch_map`` registries and for experiments.
 
 A registry picks its :class:`Definitions` once (:func:`definitions_for`); verbs ask it for the
-parameter frame (queries), the parameter dicts (``get_job_pars``) and the job specs a node runs,
-and never switch on the registry's kind themselves.
+parameter frame (queries), the parameter dicts (``get_job_pars``) and the job specs a node runs.
+Besides this, the kind is looked at by the node's runners (``node/runners.py``), by
+``repair_registry`` and ``recommend_resources`` (a plain registry's status rows and groups differ),
+by the verbs of one kind (``require_kind``), and where a kind's name picks its class.
 
 - :class:`MapDefinitions`: ``defs`` holds one column per mapped argument, rows aligned with
   ``status`` (job i is definition i), so queries are vectorised pandas expressions.
@@ -293,5 +295,5 @@ KINDS: dict[str, type[Definitions]] = {"map": MapDefinitions, "experiment": Expe
 
 
 def definitions_for(reg) -> Definitions:
-    """The definitions object of ``reg``'s kind (the one place the kind is looked at)."""
+    """The definitions object of ``reg``'s kind (what a job computes, per kind, on the master)."""
     return KINDS[reg.kind](reg)

@@ -1,4 +1,10 @@
-"""Every path inside a registry folder. No other module builds a registry path by hand.
+"""The registry folder's files and folders by name: settings, tables, journal, undo log, job
+collections and scripts, logs, results, checkpoints, update files, caches, the pool's folder.
+
+A module that owns the files inside one folder names them itself: the lease (``lease.json`` and its
+take-over files), the pool's claim log and queues, the stores (a result file by string on the
+node's hot path, set-aside results, ``results.sqlite``), the undo log's backups, packs, and the
+quarantine of unreadable update files.
 
 Everything is relative to ``file_dir``, so a registry stays portable: copy the folder and load it
 elsewhere. This module is part of the node path: it imports nothing but the standard library.
