@@ -151,7 +151,7 @@ def test_core_groups_have_no_circles():
         for d in deps:
             collapsed.setdefault(d, set())
     found = cycles(collapsed, f"{PKG}.core")
-    assert not found, f"circles between core's groups (move a module, tools/relayout.py CORE_GROUPS): {found}"
+    assert not found, f"circles between core's groups (move the named module to a higher group or to core/ top): {found}"
 
 def test_backends_do_not_import_each_other():
     graph = import_graph()

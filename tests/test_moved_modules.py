@@ -1,4 +1,4 @@
-"""Registries written before the relayout (tools/relayout.py) name old module paths: they still load."""
+"""Registries written before the relayout (jobs/ -> node/, core/ grouped) name old module paths: they still load."""
 
 from __future__ import annotations
 

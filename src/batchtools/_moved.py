@@ -1,4 +1,4 @@
-"""Old module paths of modules that moved (``tools/relayout.py``), kept importable.
+"""Old module paths of modules that moved (jobs/ -> node/, core/ into sub-packages), kept importable.
 
 A registry written before the move names modules by their old paths: pickled objects, the result
 store's spec (``"batchtools.core.store:FolderStore"``), a collection's node environment
