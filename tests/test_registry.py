@@ -311,3 +311,19 @@ def test_lean_status_columns_exist_only_when_used_and_round_trip_exactly():
     pd.testing.assert_frame_equal(back, st)
     odd = pd.DataFrame({"job_id": [3, 1], "tag": ["a", "b"]}, index=[5, 9])  # not 0..n-1: pickled as it is
     assert encode_table(odd) is odd and decode_table(odd) is odd
+
+
+def test_a_table_restored_by_a_failed_call_takes_in_place_edits(tmp_path):
+    """A failed call restores the tables as they were, lean columns included, and the restored status
+    still takes an in-place edit (an empty column is a read-only view: its first write must give it an
+    array of its own, as before the call; it raised 'assignment destination is read-only')."""
+    reg = bt.make_registry(file_dir=tmp_path / "r", conf_file=None)
+    bt.batch_map(lambda x: x, x=[1, 2, 3], reg=reg)
+    before = reg.status.copy()
+    with pytest.raises(RuntimeError, match="boom"):
+        with reg.mutation("test"):
+            reg.status.loc[1, "done"] = 1.0
+            raise RuntimeError("boom")
+    pd.testing.assert_frame_equal(reg.status, before)
+    reg.status.loc[reg.status.index[0], "done"] = 5.0
+    assert reg.status["done"].tolist()[0] == 5.0 and reg.status["done"].isna().sum() == 2

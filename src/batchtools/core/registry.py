@@ -35,7 +35,7 @@ from .jobstate.sync import sync_updates
 from .persistence.files import atomic_write_bytes, keep_previous, table_error, unlink_quietly
 from .persistence.layout import FORMAT_VERSION, Layout
 from .persistence.lease import Lease
-from .persistence.tables import TABLES, encode_table, read_frame, upgrade_status
+from .persistence.tables import TABLES, encode_table, read_frame, shallow_copy, upgrade_status
 from .persistence.txn import Transaction, committed_versions
 from .results.packs import hash_lookup
 from .results.store import ResultStore, store_from_spec
@@ -270,7 +270,7 @@ class RegistryState:
             yield
             return
         saved = dict(self.__dict__)
-        saved["tables"] = {k: v.copy(deep=False) for k, v in self.tables.items()}
+        saved["tables"] = {k: shallow_copy(v) for k, v in self.tables.items()}
         saved["extra"] = copy.deepcopy(self.extra)
         saved["_dirty"] = set(self._dirty)
         saved["pending_updates"] = list(self.pending_updates)

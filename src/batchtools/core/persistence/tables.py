@@ -69,6 +69,15 @@ def frame(columns: dict[str, np.ndarray]) -> pd.DataFrame:
     return df
 
 
+def shallow_copy(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy that shares ``df``'s arrays and, like :func:`frame`'s, gives a column an array of its
+    own at its first in-place write (it keeps ``df`` alive, so pandas' copy-on-write sees the sharing;
+    without it an in-place write would reach an empty column's read-only view)."""
+    out = df.copy(deep=False)
+    object.__setattr__(out, "_lean_base", df)
+    return out
+
+
 def new_status(job_ids: np.ndarray, def_ids: np.ndarray, repl: np.ndarray | None = None) -> pd.DataFrame:
     n = len(job_ids)
     cols: dict[str, np.ndarray] = {
