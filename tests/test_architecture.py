@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ast
 import inspect
+import subprocess
+import sys
 from pathlib import Path
 
 import batchtools as bt
@@ -203,3 +205,13 @@ def test_methods_exist_without_the_package_face(tmp_path):
 
     reg = make_registry(file_dir=tmp_path / "r", conf_file=None, make_default=False)
     assert callable(reg.submit_jobs) and reg.submit_jobs.__doc__.startswith("Submit jobs")
+
+
+def test_a_node_starts_without_numpy():
+    """A node imports NumPy only when a job uses it (it costs a forked Multicore chunk milliseconds):
+    the modules a node loads to run a collection do not import it."""
+    code = ("import sys; import batchtools.worker, batchtools.node.node, batchtools.node.execute, "
+            "batchtools.core.results.store, batchtools.core.results.packs, batchtools.node.forkserver; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'pandas')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", f"a node imports {out}"

@@ -38,7 +38,6 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CorruptFileError, ResultNotFoundError
-from ..persistence.columns import column
 from ..persistence.files import (
     NETWORK_FS,
     atomic_write_bytes,
@@ -552,6 +551,8 @@ class FolderStore(ResultStore):
         except FileNotFoundError:
             return None
         if self._saved_hashes is None or self._saved_hashes[0] != stamp:
+            from ..persistence.columns import column  # NumPy: not on a node whose jobs do not use it
+
             st = read_pickle(path)
             self._saved_hashes = (stamp, hash_lookup(column(st, "job_id"), column(st, "job_hash")))
         return self._saved_hashes[1]
