@@ -9,7 +9,6 @@ same module object, so classes stay identical). Standard library only: the node 
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.util
 import sys
 
@@ -72,7 +71,10 @@ MOVED: dict[str, str] = {
 }
 
 
-class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+class _Alias:
+    # a meta path finder and loader by their methods: importlib.abc would cost every node ~18 ms
+    # (it imports importlib.resources)
+
     def find_spec(self, name, path, target=None):  # noqa: D102
         if name not in MOVED:
             return None
