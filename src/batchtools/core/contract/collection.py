@@ -94,6 +94,10 @@ class JobCollection:
     submission: str = ""
     # the chunk of that call (the ``chunk`` column of its ids), for the scheduler's job name
     chunk: int | None = None
+    # scheduler ids (the status table's ``batch_id``) of jobs this collection must wait for: set only
+    # for a backend whose capabilities declare ``dependencies`` (the scheduler enforces them); the
+    # collection starts once every one of them ended successfully (Slurm's ``afterok``)
+    after: tuple[str, ...] = ()
 
     def __getstate__(self) -> dict[str, Any]:
         state = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}  # not the node's caches
