@@ -62,10 +62,8 @@ def frame(columns: dict[str, np.ndarray]) -> pd.DataFrame:
                        else a for c, a in columns.items()}, copy=False)
     if any(is_empty_view(a) for a in columns.values()):
         # pandas writes in place (st.loc[i, "done"] = t) into a block no other frame shares, and an
-        # empty column is a read-only view: the frame is a shallow copy of one it keeps, so pandas'
-        # copy-on-write gives a column an array of its own at its first in-place write
-        base, df = df, df.copy(deep=False)
-        object.__setattr__(df, "_lean_base", base)
+        # empty column is a read-only view
+        return shallow_copy(df)
     return df
 
 
