@@ -58,11 +58,12 @@ class CacheWarning(UserWarning):
 @dataclass(frozen=True)
 class Hit:
     """A result found in the cache: ``value`` and ``origin`` (where it was computed: registry
-    folder and job id, as the writer said)."""
+    folder and job id, as the writer said); ``data``: the result as a result file holds it."""
 
     value: Any
     origin: dict[str, Any]
     path: str
+    data: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,10 @@ class ResultCache:
 
     def __repr__(self) -> str:
         return f"ResultCache({self.dir!r}, max_size={self.max_size})"
+
+    def __len__(self) -> int:
+        """The number of entries."""
+        return sum(1 for path, _ in self._files() if path.endswith(SUFFIX))
 
     def path(self, digest: str) -> str:
         """The file of the entry of the key with ``digest``."""
@@ -180,7 +185,7 @@ class ResultCache:
                 pass  # another user's entry: still a hit
         finally:
             os.close(fd)
-        return Hit(value, meta.get("origin", {}), path)
+        return Hit(value, meta.get("origin", {}), path, data)
 
     def _remove_damaged(self, path: str, ino: int) -> None:
         aside = f"{path}.damaged-{_HOST}-{os.getpid()}-{next(_SERIAL)}"
@@ -200,20 +205,18 @@ class ResultCache:
     def entries(self) -> Iterator[Entry]:
         """Every intact entry, read from its header (not its data); damaged ones are skipped."""
         for path, st in self._files():
-            if not path.endswith(SUFFIX):
-                continue
-            try:
-                with open(path, "rb") as fh:
-                    head = fh.read(HEADER.size)
-                    if len(head) == HEADER.size:
-                        head += fh.read(HEADER.unpack_from(head)[6])
-                meta = json.loads(record_header(head)[2])
-                entry = Entry(meta["key"], dict(map(tuple, meta["parts"])), meta.get("origin", {}), st.st_size,
-                              st.st_atime, path)
-            except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-                log.debug("cache entry %s skipped: %s", path, e)
-                continue
-            yield entry
+            if path.endswith(SUFFIX):
+                entry = _read_entry(path, st)
+                if entry is not None:
+                    yield entry
+
+    def entry(self, key: JobKey) -> Entry | None:
+        """The entry of ``key`` as its header says (None: none, or damaged)."""
+        path = self.path(key.digest)
+        try:
+            return _read_entry(path, os.stat(path))
+        except OSError:
+            return None
 
     def _files(self) -> Iterator[tuple[str, os.stat_result]]:
         try:
@@ -269,6 +272,20 @@ class ResultCache:
                     freed += size
         self._added, self._pruned = 0, True
         return Pruned(removed, freed, len(entries) - removed, total - freed)
+
+
+def _read_entry(path: str, st: os.stat_result) -> Entry | None:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(HEADER.size)
+            if len(head) == HEADER.size:
+                head += fh.read(HEADER.unpack_from(head)[6])
+        meta = json.loads(record_header(head)[2])
+        return Entry(meta["key"], dict(map(tuple, meta["parts"])), meta.get("origin", {}), st.st_size, st.st_atime,
+                     path)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        log.debug("cache entry %s skipped: %s", path, e)
+        return None
 
 
 def _checksum(data: bytes) -> str:
@@ -351,15 +368,20 @@ class Explanation:
     nearest: Entry | None = None
     differences: dict[str, str] = field(default_factory=dict)
     entries: int = 0
+    job: str = ""  # what the explanation is of (e.g. "job 3"), and what it says first
+    taken_from: str | None = None  # where its result came from, if it was taken from the cache
 
     def __str__(self) -> str:
-        if self.hit:
-            return "hit: the cache holds this job's result"
-        if self.nearest is None:
-            return "miss: the cache is empty"
-        origin = self.nearest.origin
+        head = f"{self.job}: " if self.job else ""
+        if self.taken_from is not None:
+            head += f"done from the cache (the result of {self.taken_from}); "
+        origin = self.nearest.origin if self.nearest is not None else {}
         where = f" (job {origin.get('job_id')} of {origin.get('registry')})" if origin else ""
-        lines = [f"miss: of {self.entries} cached results the nearest{where} differs in "
+        if self.hit:
+            return f"{head}hit: the cache holds this job's result{where}"
+        if self.nearest is None:
+            return f"{head}miss: the cache is empty"
+        lines = [f"{head}miss: of {self.entries} cached results the nearest{where} differs in "
                  f"{len(self.differences)} part(s):"]
         lines += [f"  - {msg}" for msg in self.differences.values()]
         return "\n".join(lines)
@@ -378,7 +400,7 @@ def explain(key: JobKey, cache: ResultCache) -> Explanation:
       - parameter `x` changed
     """
     if key in cache:
-        return Explanation(True)
+        return Explanation(True, cache.entry(key))
     mine = key.as_dict()
     best: tuple | None = None
     n = 0

@@ -842,10 +842,15 @@ class PackedStore(ResultStore):
         return f"PackedStore({self.base!r}, {self.job_hash!r})"
 
     def stage(self, job_id: int, value: Any) -> tuple:
-        data = self.base.encode(value)
+        return self._stage_bytes(job_id, self.base.encode(value))
+
+    def _stage_bytes(self, job_id: int, data: bytes) -> tuple:
         if len(data) <= PACK_LIMIT:
             return self.writer, job_id, (self.job_hash, data)
         return self.base.stage_bytes(job_id, data)
+
+    def put_raw(self, job_id: int, data: bytes) -> None:
+        self.commit(self._stage_bytes(job_id, data))  # as it is encoded (not decoded and encoded again)
 
     def commit(self, token: tuple) -> None:
         self.base.commit(token)
