@@ -11,8 +11,8 @@ import dataclasses
 
 from ..core.cache import Explanation, Pruned, explain
 from ..core.cache_key import job_keys
-from ..core.config import KEYS
 from ..core.cached import cache_of
+from ..core.config import KEYS
 from ..core.registry import RegistryState, resolve
 
 

@@ -389,7 +389,8 @@ class Explanation:
 
 def explain(key: JobKey, cache: ResultCache) -> Explanation:
     """Which parts of ``key`` differ from the nearest entry of ``cache`` (the one with the fewest
-    differing parts; among those the most recently used).
+    differing parts; among those the one with the fewest differing parameters, then the most
+    recently used).
 
     >>> import tempfile
     >>> from batchtools.core.cache_key import JobKey
@@ -408,7 +409,9 @@ def explain(key: JobKey, cache: ResultCache) -> Explanation:
         n += 1
         names = mine.keys() | entry.parts.keys()
         diff = sorted(p for p in names if mine.get(p) != entry.parts.get(p))
-        rank = (len(diff), -entry.used)
+        # of equally near entries, that of the same parameters (the same job elsewhere, whose
+        # seed or code changed) rather than another job that happens to share the seed
+        rank = (len(diff), sum(p.partition(":")[0] in _NAMED or p == "repl" for p in diff), -entry.used)
         if best is None or rank < best[0]:
             best = (rank, entry, diff)
     if best is None:
