@@ -300,8 +300,8 @@ sklearn = pytest.importorskip("sklearn")
 from sklearn.datasets import load_iris, load_wine  # noqa: E402
 from sklearn.dummy import DummyClassifier  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.preprocessing import FunctionTransformer  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import FunctionTransformer  # noqa: E402
 from sklearn.tree import DecisionTreeClassifier  # noqa: E402
 
 TASKS = {"iris": load_iris(return_X_y=True), "wine": load_wine(return_X_y=True)}
