@@ -110,6 +110,7 @@ class ResultCache:
         self.compress = check_compress(compress)
         self._entries = os.path.join(self.dir, "entries")
         make_dir(self._entries)
+        self._made: set[str] = set()  # shard folders made (or seen) by this process
         self._added = 0  # bytes put since the last prune (None: never pruned in this process)
         self._pruned = False
 
@@ -142,7 +143,11 @@ class ResultCache:
                            "origin": origin or {}}, sort_keys=True).encode()
         if len(meta) >= 1 << 16:
             raise ValueError(f"key: its {len(key.parts)} parts are too many to keep with the result")
-        added = _publish(path, encode_record(0, time.time(), meta, data))
+        try:
+            added = _publish(path, encode_record(0, time.time(), meta, data), self._made)
+        except FileNotFoundError:  # its folder was removed meanwhile (a prune of another process)
+            self._made.clear()
+            added = _publish(path, encode_record(0, time.time(), meta, data), self._made)
         if added:
             self._added += len(data)
             if self.max_size is not None and (not self._pruned or self._added * 10 >= self.max_size):
@@ -301,10 +306,14 @@ def _read_all(fd: int) -> bytes:
         chunks.append(b)
 
 
-def _publish(path: str, record: bytes) -> bool:
-    """Give ``record`` the name ``path`` unless it exists (then False); readers never see it partial."""
+def _publish(path: str, record: bytes, made: set | None = None) -> bool:
+    """Give ``record`` the name ``path`` unless it exists (then False); readers never see it partial.
+    ``made``: the folders made already (by this process: one ``mkdir`` per folder, not per entry)."""
     directory = os.path.dirname(path)
-    make_dir(directory)
+    if made is None or directory not in made:
+        make_dir(directory)
+        if made is not None:
+            made.add(directory)
     fd = write_unnamed(directory, record)
     if fd is not None:
         try:

@@ -33,7 +33,6 @@ from .._version import __version__
 from .cache import Hit, ResultCache
 from .cache_key import JobKey, job_keys
 from .contract.protocol import BANNER, MARK, job_ended, job_started
-from .errors import CorruptFileError, ResultNotFoundError
 from .jobstate import attempts
 from .jobstate.state import forget_runs
 from .persistence.files import unlink_quietly
@@ -171,16 +170,13 @@ def publish_done(reg, was_done: np.ndarray) -> int:
         if missing:
             keys.update(zip(missing, job_keys(reg, missing)))
         added = 0
-        for i in ids:
-            key = keys[i]
-            if key is None:
+        ids = [i for i in ids if keys[i] is not None]
+        where = str(reg.file_dir)
+        for i, data in zip(ids, reg.store.raw_many(ids)):
+            if data is None:  # no readable result (a lost one is said when it is read)
+                log.debug("job %d: no result to add to the cache", i)
                 continue
-            try:
-                data = reg.store.raw(i)
-            except (FileNotFoundError, ResultNotFoundError, CorruptFileError) as e:
-                log.debug("job %d: result not added to the cache: %s", i, e)
-                continue
-            added += cache.put_raw(key, data, {"registry": str(reg.file_dir), "job_id": int(i)})
+            added += cache.put_raw(keys[i], data, {"registry": where, "job_id": int(i)})
     except Exception as e:  # the cache is an addition: a sync never fails for it
         log.warning("could not add the results of %d finished job(s) to the cache %s: %s: %s", len(ids),
                     reg.cache_dir, type(e).__name__, e)
