@@ -89,6 +89,10 @@ def test_cache_dir_is_saved_with_the_registry_and_checked_before_anything_is_wri
     assert reg.cache_dir == str(tmp_path / "cache")
     reg.cache_dir = None
     assert bt.load_registry(tmp_path / "r", conf_file=None).cache_dir is None
+    # a script that runs again: exist_ok opens the registry, and a cache_dir given is set
+    reg.lease.release()
+    again = bt.make_registry(file_dir=tmp_path / "r", conf_file=None, exist_ok=True, cache_dir=tmp_path / "c2")
+    assert bt.load_registry(again.file_dir, conf_file=None).cache_dir == str(tmp_path / "c2")
 
 
 def test_configuration_key_cache_dir(tmp_path, caplog):

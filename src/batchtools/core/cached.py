@@ -83,7 +83,12 @@ def lookup(reg, ids: np.ndarray, pos: np.ndarray) -> Found | None:
     st = reg.status
     ok = np.isnan(st["done"].to_numpy()[pos]) | ~null_mask(st["error"].to_numpy()[pos])
     look = np.flatnonzero(ok)
-    keys = job_keys(reg, ids[look])
+    try:
+        keys = job_keys(reg, ids[look])
+    except Exception as e:  # a key that cannot be computed takes nothing from the cache: the jobs run
+        log.warning("the cache keys of the jobs cannot be computed (%s: %s); they are submitted as if there were "
+                    "no cache", type(e).__name__, e)
+        return None
     taken = np.zeros(ids.size, dtype=bool)
     hits: list[Hit] = []
     for k, key in zip(look.tolist(), keys):
