@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..core.cache import Explanation, Pruned, explain
+from ..core.cache import CacheExplanation, CachePruned, explain
 from ..core.cache_key import job_keys
 from ..core.cached import cache_of
 from ..core.config import KEYS
@@ -23,7 +23,7 @@ def _cache(reg: RegistryState):
     return cache_of(reg)
 
 
-def explain_cache(id: int, reg: RegistryState | None = None) -> Explanation:
+def explain_cache(id: int, reg: RegistryState | None = None) -> CacheExplanation:
     """Whether the result of job ``id`` is in the registry's cache, and if not, why: which parts of
     its key differ from the nearest cached result (the function or the code it uses changed, a
     parameter, the seed, ``more_args``, an export, a package version). ``print()`` it; its
@@ -57,7 +57,7 @@ def explain_cache(id: int, reg: RegistryState | None = None) -> Explanation:
     return dataclasses.replace(explain(key, cache), job=f"job {job_id}", taken_from=taken)
 
 
-def prune_cache(max_size: int | str | None = None, reg: RegistryState | None = None) -> Pruned:
+def prune_cache(max_size: int | str | None = None, reg: RegistryState | None = None) -> CachePruned:
     """Remove the least recently used results from the registry's cache until the rest take at
     most ``max_size`` bytes (or a size such as ``"20G"``; default: the registry's
     ``cache_max_size``, and without one only what dead writers left), and what writers that died

@@ -67,20 +67,20 @@ class Hit:
 
 
 @dataclass(frozen=True)
-class Entry:
+class CacheEntry:
     """What the header of a cache entry says: key digest and parts, origin, size, last use."""
 
     digest: str
-    parts: dict[str, str]
-    origin: dict[str, Any]
+    parts: dict  # part name -> its hash (or a package's version)
+    origin: dict  # the registry folder and job id that computed it
     size: int
     used: float
     path: str
 
 
 @dataclass(frozen=True)
-class Pruned:
-    """What :meth:`ResultCache.prune` did: entries removed, bytes freed, entries and bytes kept."""
+class CachePruned:
+    """What pruning the cache did (``ResultCache.prune``, :func:`batchtools.prune_cache`): entries removed, bytes freed, entries and bytes kept."""
 
     removed: int
     freed: int
@@ -207,7 +207,7 @@ class ResultCache:
         finally:
             unlink_quietly([aside])
 
-    def entries(self) -> Iterator[Entry]:
+    def entries(self) -> Iterator[CacheEntry]:
         """Every intact entry, read from its header (not its data); damaged ones are skipped."""
         for path, st in self._files():
             if path.endswith(SUFFIX):
@@ -215,7 +215,7 @@ class ResultCache:
                 if entry is not None:
                     yield entry
 
-    def entry(self, key: JobKey) -> Entry | None:
+    def entry(self, key: JobKey) -> CacheEntry | None:
         """The entry of ``key`` as its header says (None: none, or damaged)."""
         path = self.path(key.digest)
         try:
@@ -245,7 +245,7 @@ class ResultCache:
         """Bytes the entries take."""
         return sum(st.st_size for path, st in self._files() if path.endswith(SUFFIX))
 
-    def prune(self, max_size: int | None = None) -> Pruned:
+    def prune(self, max_size: int | None = None) -> CachePruned:
         """Remove the least recently used entries until the rest take at most ``max_size`` bytes
         (default: the cache's ``max_size``; None: none), and temporary files of writers that died.
 
@@ -276,17 +276,17 @@ class ResultCache:
                     removed += 1
                     freed += size
         self._added, self._pruned = 0, True
-        return Pruned(removed, freed, len(entries) - removed, total - freed)
+        return CachePruned(removed, freed, len(entries) - removed, total - freed)
 
 
-def _read_entry(path: str, st: os.stat_result) -> Entry | None:
+def _read_entry(path: str, st: os.stat_result) -> CacheEntry | None:
     try:
         with open(path, "rb") as fh:
             head = fh.read(HEADER.size)
             if len(head) == HEADER.size:
                 head += fh.read(HEADER.unpack_from(head)[6])
         meta = json.loads(record_header(head)[2])
-        return Entry(meta["key"], dict(map(tuple, meta["parts"])), meta.get("origin", {}), st.st_size, st.st_atime,
+        return CacheEntry(meta["key"], dict(map(tuple, meta["parts"])), meta.get("origin", {}), st.st_size, st.st_atime,
                      path)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         log.debug("cache entry %s skipped: %s", path, e)
@@ -369,13 +369,13 @@ def describe(part: str, mine: str | None, cached: str | None) -> str:
 
 
 @dataclass(frozen=True)
-class Explanation:
+class CacheExplanation:
     """Why a key hits or misses the cache: ``hit``, the ``nearest`` cached entry and the
     ``differences`` from it (part name -> what it means)."""
 
     hit: bool
-    nearest: Entry | None = None
-    differences: dict[str, str] = field(default_factory=dict)
+    nearest: CacheEntry | None = None
+    differences: dict = field(default_factory=dict)  # part name -> what its difference means
     entries: int = 0
     job: str = ""  # what the explanation is of (e.g. "job 3"), and what it says first
     taken_from: str | None = None  # where its result came from, if it was taken from the cache
@@ -396,7 +396,7 @@ class Explanation:
         return "\n".join(lines)
 
 
-def explain(key: JobKey, cache: ResultCache) -> Explanation:
+def explain(key: JobKey, cache: ResultCache) -> CacheExplanation:
     """Which parts of ``key`` differ from the nearest entry of ``cache`` (the one with the fewest
     differing parts; among those the one with the fewest differing parameters, then the most
     recently used).
@@ -410,7 +410,7 @@ def explain(key: JobKey, cache: ResultCache) -> Explanation:
       - parameter `x` changed
     """
     if key in cache:
-        return Explanation(True, cache.entry(key))
+        return CacheExplanation(True, cache.entry(key))
     mine = key.as_dict()
     best: tuple | None = None
     n = 0
@@ -424,6 +424,6 @@ def explain(key: JobKey, cache: ResultCache) -> Explanation:
         if best is None or rank < best[0]:
             best = (rank, entry, diff)
     if best is None:
-        return Explanation(False)
+        return CacheExplanation(False)
     _, entry, diff = best
-    return Explanation(False, entry, {p: describe(p, mine.get(p), entry.parts.get(p)) for p in diff}, n)
+    return CacheExplanation(False, entry, {p: describe(p, mine.get(p), entry.parts.get(p)) for p in diff}, n)
