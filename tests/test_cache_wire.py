@@ -389,3 +389,14 @@ def test_benchmark_misses_named_helper_parameter_seed_package(tmp_path, monkeypa
     assert exp.differences == {"package:sklearn": f"package sklearn version changed ({real('sklearn')} -> 0.1)"}
     bt.submit_jobs(reg=versioned)
     assert len(versioned.handed) == 12
+
+
+def test_jobs_run_by_pool_workers_add_their_results_too(tmp_path):
+    cache = tmp_path / "cache"
+    a = make_map(tmp_path / "a", cache, backend="multicore")
+    bt.submit_workers(2, reg=a)
+    assert bt.wait_for_jobs(reg=a, timeout=120)
+    assert len(ResultCache(cache)) == 3  # keys computed at the sync that saw them done
+    b = make_map(tmp_path / "b", cache)
+    bt.submit_jobs(reg=b)
+    assert b.handed == [] and bt.reduce_results_list(reg=b) == [5, 8, 11]
