@@ -44,6 +44,11 @@ def square(x):
     return x**2
 
 
+def square_1ms(x):  # a job with a little work: 1 ms
+    time.sleep(0.001)
+    return x**2
+
+
 def square_to_file(x, path):
     """HQ directly: one job's work, its result kept in a file (HQ has no result channel)."""
     import pickle
@@ -286,6 +291,29 @@ def main(scen: str, n: int, variant: str | None = None) -> None:
         out["reduce_dt"] = tm(bt.reduce_results_dataframe)
     elif scen == "multicore":
         multicore_chunks(reg, n, 20, out)
+    elif scen == "cache":  # issue 29: n jobs run once (adding their results to a cache), then taken from it
+        cache = tempfile.mkdtemp(dir=work, prefix="cache-")
+        plain = {}
+        multicore_chunks(reg, n, 20, plain)  # the same jobs without a cache
+        out["run_no_cache"] = plain["submit_wait"]
+        bt.make_registry(file_dir=tempfile.mkdtemp(dir=work, prefix="py-"), seed=1, conf_file=None, cache_dir=cache)
+        filled = {}
+        multicore_chunks(bt.get_default_registry(), n, 20, filled)
+        out["run_filling"] = filled["submit_wait"]
+        b = bt.make_registry(file_dir=tempfile.mkdtemp(dir=work, prefix="py-"), seed=1, conf_file=None, cache_dir=cache)
+        b.cluster_functions = bt.make_cluster_functions_multicore(2)
+        bt.batch_map(square, x=range(1, n + 1))
+        ids = bt.find_jobs()
+        ids["chunk"] = bt.chunk(ids["job_id"], n_chunks=20)
+        out["submit_cached"] = tm(lambda: (bt.submit_jobs(ids), bt.wait_for_jobs()))
+        assert bt.get_status().cached == n and bt.reduce_results_list() == [x * x for x in range(1, n + 1)]
+        out["explain_hit"] = tm(lambda: bt.explain_cache(n))
+        reg = bt.make_registry(file_dir=tempfile.mkdtemp(dir=work, prefix="py-"), seed=1, conf_file=None)
+        reg.cluster_functions = bt.make_cluster_functions_multicore(2)
+        bt.batch_map(square_1ms, x=range(1, n + 1))
+        ids = bt.find_jobs()
+        ids["chunk"] = bt.chunk(ids["job_id"], n_chunks=20)
+        out["run_1ms_jobs"] = tm(lambda: (bt.submit_jobs(ids), bt.wait_for_jobs()))
     elif scen == "multicore_unchunked":
         reg.cluster_functions = bt.make_cluster_functions_multicore(2)
         bt.batch_map(square, x=range(1, n + 1))

@@ -14,6 +14,10 @@ R: every way in a fresh interpreter, K rounds interleaved, the median, scores ch
 ``report`` reports on a registry of 100,000 jobs (run in 100 chunks, 100 of them failing): the time
 to write the page (``bt.report``, and ``batchtools report`` in a fresh process), its size, and its
 first contentful paint and load event in headless Chromium (``tests/chromium.py``), median of 3.
+``cache`` (issue 29): 10,000 trivial jobs in 20 chunks on Multicore(2) run without a cache
+(``run_no_cache``) and with one they fill (``run_filling``), then submitted in a new registry of
+the same seed and design, all taken from the cache (``submit_cached``, submit + wait); and, for
+scale, the same jobs doing 1 ms of work each, without a cache (``run_1ms_jobs``).
 ``scale`` (issue 30) prints its two tables next to the figures the issue quoted: the steps of a
 registry of 1,000,000 jobs (10,000,000 with ``--big``: minutes, and ~1.5 GiB), each timed in one
 process, and 1,000,000 trivial jobs in 100 chunks on Multicore(2) (``make bench BENCH_ARGS=--big``).
@@ -61,6 +65,8 @@ TARGETS = {
     ("report", 100_000, "write"): (None, 10.0),
     ("report", 100_000, "size_mb"): (None, 5.0),
     ("report", 100_000, "first_paint"): (None, 1.0),
+    # issue 29: 10,000 jobs taken from the shared cache (submit + wait): far below running them
+    ("cache", 10_000, "submit_cached"): (None, 1.0),
 }
 ENGINES = [("hq_chunks", 10_000), ("hq_single", 10_000), ("hq_array", 10_000), ("dask_chunks", 10_000),
            ("dask_single", 10_000)]
@@ -68,7 +74,7 @@ SCENARIOS = [("ml60", 60), ("map", 1_000_000), ("interactive", 1000), ("multicor
              ("multicore_unchunked", 200), ("socket", 200), ("ssh", 200), ("experiments", 1000),
              ("pool_overhead", 10_000), ("pool_lognormal", 40), ("slurm_pool_heal", 200),
              ("slurm_native", 1000), ("slurm_single", 1000), ("slurm_chunks", 1000), ("slurm_arrays", 1000),
-             ("report", 100_000), *ENGINES]
+             ("report", 100_000), ("cache", 10_000), *ENGINES]
 
 
 def ensure_r() -> bool:
@@ -320,6 +326,13 @@ def _bench(args, scratch: Path) -> int:
         print(f"\nself-healing pool on Slurm, 200 lognormal jobs, 2 workers: makespan {heal['makespan']:.1f} s vs "
               f"1.1 x lower bound {heal['lower_bound']:.1f} s + worker start-up {heal['worker_startup']:.1f} s = "
               f"{target:.1f} s: {'yes' if heal['makespan'] <= target else 'NO'}")
+    cached, plain = py_of.get(("cache", "submit_cached")), py_of.get(("cache", "run_no_cache"))
+    if cached and plain:
+        work = py_of.get(("cache", "run_1ms_jobs"), float("nan"))
+        print(f"\ncache: 10,000 jobs taken from the cache in {cached:.2f} s ({cached / 10_000 * 1e6:.0f} us a job); "
+              f"running them on Multicore(2): {plain:.2f} s as trivial jobs ({cached / plain:.2f} x), {work:.2f} s as "
+              f"jobs of 1 ms ({cached / work:.2f} x); filling the cache while the trivial jobs run: "
+              f"{py_of.get(('cache', 'run_filling'), float('nan')):.2f} s")
     if native and arrays:
         verdict = "yes" if arrays <= 2 * native else "NO"
         print(f"\nslurm_arrays / slurm_native = {arrays / native:.2f} (target <= 2): {verdict}")

@@ -23,9 +23,11 @@ SECTIONS: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("experiments", "Experiments", "Problems, algorithms, designs and replications.",
      ("batchtools.api.experiments", "batchtools.node.experiment")),
     ("running", "Submitting and running",
-     "Submitting, waiting, killing and resetting; chunking; resources learned from use; running jobs by hand. "
+     "Submitting, waiting, killing and resetting; the shared cache of results; chunking; resources learned from "
+     "use; running jobs by hand. "
      "Resources: ``walltime`` in seconds, ``memory`` in MB (MiB, as schedulers count), ``ncpus`` CPUs.",
-     ("batchtools.api.submit", "batchtools.api.wait", "batchtools.api.control", "batchtools.api.chunking",
+     ("batchtools.api.submit", "batchtools.api.cache", "batchtools.core.cache", "batchtools.api.wait",
+      "batchtools.api.control", "batchtools.api.chunking",
       "batchtools.api.runtimes", "batchtools.api.recommend", "batchtools.api.testing", "batchtools.node.node",
       "batchtools.node.job", "batchtools.core.contract.collection")),
     ("pool", "Worker pool", "A few scheduler jobs that pull the registry's jobs, in your order.",

@@ -63,6 +63,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "batchtools.api.runtimes": ("estimate_runtimes", "RuntimeEstimate"),
     "batchtools.api.recommend": ("recommend_resources", "ResourceRecommendation"),
     "batchtools.api.workers": ("submit_workers", "get_workers"),
+    "batchtools.api.cache": ("explain_cache", "prune_cache"),
+    "batchtools.core.cache": ("CacheExplanation", "CachePruned", "CacheEntry", "CacheWarning"),
     "batchtools.plot": ("plot_timeline",),
     "batchtools.reports": ("report", "Report"),
     "batchtools.api.experiments": ("add_problem", "add_algorithm", "add_experiments", "find_experiments",

@@ -16,6 +16,7 @@ from typing import Any
 from . import plot, reports
 from .api import (
     benchmark,
+    cache,
     control,
     convenience,
     define,
@@ -98,6 +99,8 @@ class Registry(RegistryState):
     estimate_runtimes = _method(runtimes.estimate_runtimes)
     recommend_resources = _method(recommend.recommend_resources)
     submit_workers = _method(workers.submit_workers)
+    explain_cache = _method(cache.explain_cache)
+    prune_cache = _method(cache.prune_cache)
     get_workers = _method(workers.get_workers)
     # status and queries
     get_status = _method(status.get_status)
@@ -180,7 +183,8 @@ CLASSES: dict[str, type[Registry]] = {"map": Registry, "experiment": ExperimentR
 
 def make_registry(file_dir: str | os.PathLike | None = "registry", work_dir: str | None = None,
                   conf_file: Any = ..., packages=(), source=(), load=(), seed: int | None = None,
-                  make_default: bool = True, exist_ok: bool = False) -> Registry:
+                  make_default: bool = True, exist_ok: bool = False, cache_dir: Any = ...,
+                  cache_max_size: Any = ...) -> Registry:
     """Create a new registry in ``file_dir`` (``None``: a temporary one, removed at exit).
 
     ``packages`` are imported, ``source`` files executed and ``load`` pickles
@@ -194,19 +198,27 @@ def make_registry(file_dir: str | os.PathLike | None = "registry", work_dir: str
     the call is refused naming the difference, and nothing is written. Without it (the default,
     as in R) an existing registry raises ``FileExistsError``.
 
+    ``cache_dir``: the folder of a shared cache of results (made if missing; any number of
+    registries, processes and hosts may share it): ``submit_jobs`` takes every job whose result it
+    holds from it instead of running it, and finished jobs add their results; ``cache_max_size``
+    bounds it (bytes, or ``"20G"``; least recently used first). Both are saved with the registry
+    (``reg.cache_dir = ...`` changes it); not given, the configuration file's keys of these names
+    decide (default: no cache). See :func:`explain_cache` and :func:`prune_cache`.
+
     >>> import batchtools as bt
     >>> reg = bt.make_registry(file_dir=None, seed=42)
     >>> reg.seed
     42
     """
     return setup.create_registry(Registry, file_dir, work_dir, conf_file, packages, source, load, seed,
-                                 make_default, exist_ok, CLASSES)
+                                 make_default, exist_ok, CLASSES, cache_dir, cache_max_size)
 
 
 def make_experiment_registry(file_dir: str | os.PathLike | None = "registry", work_dir: str | None = None,
                              conf_file: Any = ..., packages=(), source=(), load=(), seed: int | None = None,
-                             make_default: bool = True, exist_ok: bool = False) -> ExperimentRegistry:
-    """Like :func:`make_registry`, for experiments (problems x algorithms) and ML benchmarks.
+                             make_default: bool = True, exist_ok: bool = False, cache_dir: Any = ...,
+                             cache_max_size: Any = ...) -> ExperimentRegistry:
+    """Like :func:`make_registry` (``cache_dir`` too), for experiments (problems x algorithms) and ML benchmarks.
     ``exist_ok=True`` opens an existing experiment registry of the same seed instead (a script
     that defines and submits its study can run again: ``batchmark`` of the same design then adds
     nothing, and ``submit_jobs()`` submits only what was not submitted).
@@ -217,7 +229,7 @@ def make_experiment_registry(file_dir: str | os.PathLike | None = "registry", wo
     'experiment'
     """
     return setup.create_registry(ExperimentRegistry, file_dir, work_dir, conf_file, packages, source, load,
-                                 seed, make_default, exist_ok, CLASSES)
+                                 seed, make_default, exist_ok, CLASSES, cache_dir, cache_max_size)
 
 
 def load_registry(file_dir: str | os.PathLike, work_dir: str | None = None, conf_file: Any = ...,

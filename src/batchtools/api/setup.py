@@ -20,7 +20,7 @@ from typing import Any
 from ..backends.multicore import make_cluster_functions_multicore
 from ..core import registry as core
 from ..core.checks import check_flag
-from ..core.config import apply_conf_file, find_conf_file
+from ..core.config import KEYS, apply_conf_file, find_conf_file
 from ..core.contract.backend import ClusterFunctions, make_cluster_functions
 from ..core.errors import RegistryNotFoundError
 from ..core.jobstate.recovery import recover
@@ -53,6 +53,14 @@ def _check_files(items: tuple[str, ...], arg: str, work_dir: Path) -> tuple[str,
         raise FileNotFoundError(f"{arg}: file(s) not found: {missing} (a relative path is taken from the "
                                 f"work dir {str(work_dir)!r})")
     return tuple(str(p) for p in paths)
+
+
+def _check_setting(name: str, value: Any) -> Any:
+    """A setting given to ``make_registry`` (``cache_dir``, ...), checked as the configuration's."""
+    try:
+        return KEYS[name].check(value)
+    except (TypeError, ValueError, OSError) as e:
+        raise type(e)(f"{name}: {e}") from None
 
 
 def _check_seed(seed) -> int:
@@ -143,7 +151,11 @@ def _finish_setup(reg: RegistryState, work_dir, conf_file, packages, source, loa
     reg.load = _check_strings(load, "load", files=True)
     if conf_file is ...:
         conf_file = find_conf_file()
+    cache = (reg.cache_dir, reg.cache_max_size)
     apply_conf_file(reg, conf_file, _conf_names())
+    if cache[0] is not None and (reg.cache_dir, reg.cache_max_size) != cache:
+        log.warning("configuration file %s sets cache_dir=%r, cache_max_size=%r for this session, overriding %r, %r "
+                    "saved with the registry", conf_file, reg.cache_dir, reg.cache_max_size, *cache)
     if saved is not None and reg.cluster_functions is not saved:
         log.warning("configuration file %s sets the cluster functions %r, overriding %r saved with the registry",
                     conf_file, reg.cluster_functions, saved)
@@ -216,16 +228,23 @@ def _check_existing(cls: type[RegistryState], path: Path, seed, packages, source
 
 def create_registry(cls: type[RegistryState], file_dir, work_dir=None, conf_file: Any = ..., packages=(), source=(),
                     load=(), seed: int | None = None, make_default: bool = True, exist_ok: bool = False,
-                    classes: dict[str, type[RegistryState]] | None = None) -> RegistryState:
+                    classes: dict[str, type[RegistryState]] | None = None, cache_dir: Any = ...,
+                    cache_max_size: Any = ...) -> RegistryState:
     """A new registry of class ``cls`` in ``file_dir`` (None: a temporary one); see ``make_registry``.
     ``exist_ok``: a registry already in ``file_dir`` of the same kind (and seed, packages, source,
-    load) is opened writeable instead, as ``classes[kind]``."""
+    load) is opened writeable instead, as ``classes[kind]``. ``cache_dir``, ``cache_max_size``:
+    ``...`` (not given) leaves them to the configuration file (or, opened, to the registry)."""
     check_flag("exist_ok", exist_ok)
+    cache = {name: _check_setting(name, value) for name, value in (("cache_dir", cache_dir),
+                                                                      ("cache_max_size", cache_max_size))
+             if value is not ...}
     if exist_ok and file_dir is not None and Layout(check_file_dir(file_dir)).meta.is_file():
         if seed is not None:
             _check_seed(seed)
         _check_existing(cls, Path(file_dir), seed, packages, source, load, work_dir)
         reg = open_registry(classes or {cls.kind: cls}, file_dir, work_dir, conf_file, make_default, writeable=True)
+        for name, value in cache.items():
+            setattr(reg, name, value)
         log.info("Opened the existing registry in '%s' (exist_ok=True)", reg.file_dir)
         return reg
     seed = _check_seed(seed)
@@ -238,6 +257,8 @@ def create_registry(cls: type[RegistryState], file_dir, work_dir=None, conf_file
     reg.seed = seed
     try:
         _finish_setup(reg, work_dir, conf_file, packages, source, load)
+        for name, value in cache.items():  # given to the call: over the configuration file's
+            setattr(reg, name, value)
         if temporary:
             if reg.temp_dir is not None:
                 Path(reg.temp_dir).mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ import time
 
 from ..core.jobstate.counts import Status
 from ..core.jobstate.state import masks
+from ..core.persistence.tables import is_empty_view, null_mask
 from ..core.registry import RegistryState, resolve
 
 
@@ -33,4 +34,7 @@ def get_status(ids=None, reg: RegistryState | None = None) -> Status:
     m = masks(reg, pos)
     n = len(reg.status) if pos is None else len(pos)
     counts = {k: int(v.sum()) for k, v in m.items() if k != "terminated"}
+    cached = reg.status["cached_from"].to_numpy()
+    if not is_empty_view(cached):  # a registry that never took a job from the cache: nothing to count
+        counts["cached"] = int((~null_mask(cached if pos is None else cached[pos])).sum())
     return Status(defined=n, timestamp=time.time(), **counts)

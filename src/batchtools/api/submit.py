@@ -38,7 +38,12 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
     ``retry``: a :class:`~batchtools.RetryPolicy`, stored with the jobs; ``wait_for_jobs`` and
     ``sync_registry`` resubmit jobs that die of a timeout, out-of-memory, node failure or
     preemption (as the policy says), with scaled resources.
-    Returns ``job_id`` and ``chunk`` of the submitted jobs.
+    With a ``cache_dir`` (:func:`make_registry`), a job whose key (its code, parameters, seed,
+    ``more_args``, exports and package versions) has a result in the shared cache is not handed to
+    the backend: it is done from the cache (its result a normal result, ``cached_from`` in
+    :func:`get_job_table` naming the registry and job it came from, a log saying so), once the
+    other jobs were handed over; :func:`explain_cache` says why a job missed.
+    Returns ``job_id`` and ``chunk`` of the submitted jobs (and of those taken from the cache).
 
     >>> import batchtools as bt
     >>> reg = bt.make_registry(file_dir=None)
@@ -58,12 +63,14 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
         resources["retry"] = RetryPolicy.coerce(retry).as_dict()
     reg.sync()
     sub = Submission(reg, ids, resources, submit_backoff(reg, sleep))  # the plan: every chunk checked before anything is written
+    if sub.size:
+        with sub.open(), progress(total=sub.size, desc="Submitting", reg=reg) as bar:
+            for k in range(len(sub.groups)):
+                bar.update(sub.hand_over(k))
+                sub.save_if_due()
+    sub.take_cached()  # jobs whose result the registry's cache_dir holds: done from it, once the rest was handed over
     if sub.size == 0:
         return sub.submitted()
-    with sub.open(), progress(total=sub.size, desc="Submitting", reg=reg) as bar:
-        for k in range(len(sub.groups)):
-            bar.update(sub.hand_over(k))
-            sub.save_if_due()
     # no sleep for the scheduler_latency (R sleeps): a job the scheduler does not list yet counts as
     # queued for that long (core.state.masks), so the caller may poll at once
     run_hook(reg, "post_submit")

@@ -27,7 +27,9 @@ def get_job_status(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
     ``elapsed`` (Timedelta: how long the job's scheduler job ran, as the scheduler accounted it;
     missing without accounting), ``gpu_mem`` (peak MiB) and ``gpu_util`` (mean percent) where its
     GPUs were sampled; and its last progress report (``job.progress``): ``progress_at`` (UTC
-    Timestamp), ``progress`` (the value) and ``progress_message``. Printed (and in Jupyter) the
+    Timestamp), ``progress`` (the value) and ``progress_message``; ``cached_from``: for a job
+    ``submit_jobs`` took from the shared cache, the registry and job its result came from
+    (``<folder>:<job id>``). Printed (and in Jupyter) the
     times are shown in local time, to the second."""
     reg = resolve(reg)
     reg.sync()
@@ -56,6 +58,7 @@ def get_job_status(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
     out["progress_at"] = to_timestamp(st["progress_at"].to_numpy())
     out["progress"] = st["progress"].to_numpy()
     out["progress_message"] = st["progress_message"].to_numpy()
+    out["cached_from"] = st["cached_from"].to_numpy()
     return out
 
 

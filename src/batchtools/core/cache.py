@@ -58,28 +58,29 @@ class CacheWarning(UserWarning):
 @dataclass(frozen=True)
 class Hit:
     """A result found in the cache: ``value`` and ``origin`` (where it was computed: registry
-    folder and job id, as the writer said)."""
+    folder and job id, as the writer said); ``data``: the result as a result file holds it."""
 
     value: Any
     origin: dict[str, Any]
     path: str
+    data: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True)
-class Entry:
+class CacheEntry:
     """What the header of a cache entry says: key digest and parts, origin, size, last use."""
 
     digest: str
-    parts: dict[str, str]
-    origin: dict[str, Any]
+    parts: dict  # part name -> its hash (or a package's version)
+    origin: dict  # the registry folder and job id that computed it
     size: int
     used: float
     path: str
 
 
 @dataclass(frozen=True)
-class Pruned:
-    """What :meth:`ResultCache.prune` did: entries removed, bytes freed, entries and bytes kept."""
+class CachePruned:
+    """What pruning the cache did (``ResultCache.prune``, :func:`batchtools.prune_cache`): entries removed, bytes freed, entries and bytes kept."""
 
     removed: int
     freed: int
@@ -109,11 +110,16 @@ class ResultCache:
         self.compress = check_compress(compress)
         self._entries = os.path.join(self.dir, "entries")
         make_dir(self._entries)
+        self._made: set[str] = set()  # shard folders made (or seen) by this process
         self._added = 0  # bytes put since the last prune (None: never pruned in this process)
         self._pruned = False
 
     def __repr__(self) -> str:
         return f"ResultCache({self.dir!r}, max_size={self.max_size})"
+
+    def __len__(self) -> int:
+        """The number of entries."""
+        return sum(1 for path, _ in self._files() if path.endswith(SUFFIX))
 
     def path(self, digest: str) -> str:
         """The file of the entry of the key with ``digest``."""
@@ -137,7 +143,11 @@ class ResultCache:
                            "origin": origin or {}}, sort_keys=True).encode()
         if len(meta) >= 1 << 16:
             raise ValueError(f"key: its {len(key.parts)} parts are too many to keep with the result")
-        added = _publish(path, encode_record(0, time.time(), meta, data))
+        try:
+            added = _publish(path, encode_record(0, time.time(), meta, data), self._made)
+        except FileNotFoundError:  # its folder was removed meanwhile (a prune of another process)
+            self._made.clear()
+            added = _publish(path, encode_record(0, time.time(), meta, data), self._made)
         if added:
             self._added += len(data)
             if self.max_size is not None and (not self._pruned or self._added * 10 >= self.max_size):
@@ -180,7 +190,7 @@ class ResultCache:
                 pass  # another user's entry: still a hit
         finally:
             os.close(fd)
-        return Hit(value, meta.get("origin", {}), path)
+        return Hit(value, meta.get("origin", {}), path, data)
 
     def _remove_damaged(self, path: str, ino: int) -> None:
         aside = f"{path}.damaged-{_HOST}-{os.getpid()}-{next(_SERIAL)}"
@@ -197,23 +207,21 @@ class ResultCache:
         finally:
             unlink_quietly([aside])
 
-    def entries(self) -> Iterator[Entry]:
+    def entries(self) -> Iterator[CacheEntry]:
         """Every intact entry, read from its header (not its data); damaged ones are skipped."""
         for path, st in self._files():
-            if not path.endswith(SUFFIX):
-                continue
-            try:
-                with open(path, "rb") as fh:
-                    head = fh.read(HEADER.size)
-                    if len(head) == HEADER.size:
-                        head += fh.read(HEADER.unpack_from(head)[6])
-                meta = json.loads(record_header(head)[2])
-                entry = Entry(meta["key"], dict(map(tuple, meta["parts"])), meta.get("origin", {}), st.st_size,
-                              st.st_atime, path)
-            except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-                log.debug("cache entry %s skipped: %s", path, e)
-                continue
-            yield entry
+            if path.endswith(SUFFIX):
+                entry = _read_entry(path, st)
+                if entry is not None:
+                    yield entry
+
+    def entry(self, key: JobKey) -> CacheEntry | None:
+        """The entry of ``key`` as its header says (None: none, or damaged)."""
+        path = self.path(key.digest)
+        try:
+            return _read_entry(path, os.stat(path))
+        except OSError:
+            return None
 
     def _files(self) -> Iterator[tuple[str, os.stat_result]]:
         try:
@@ -237,7 +245,7 @@ class ResultCache:
         """Bytes the entries take."""
         return sum(st.st_size for path, st in self._files() if path.endswith(SUFFIX))
 
-    def prune(self, max_size: int | None = None) -> Pruned:
+    def prune(self, max_size: int | None = None) -> CachePruned:
         """Remove the least recently used entries until the rest take at most ``max_size`` bytes
         (default: the cache's ``max_size``; None: none), and temporary files of writers that died.
 
@@ -268,7 +276,21 @@ class ResultCache:
                     removed += 1
                     freed += size
         self._added, self._pruned = 0, True
-        return Pruned(removed, freed, len(entries) - removed, total - freed)
+        return CachePruned(removed, freed, len(entries) - removed, total - freed)
+
+
+def _read_entry(path: str, st: os.stat_result) -> CacheEntry | None:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(HEADER.size)
+            if len(head) == HEADER.size:
+                head += fh.read(HEADER.unpack_from(head)[6])
+        meta = json.loads(record_header(head)[2])
+        return CacheEntry(meta["key"], dict(map(tuple, meta["parts"])), meta.get("origin", {}), st.st_size, st.st_atime,
+                     path)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        log.debug("cache entry %s skipped: %s", path, e)
+        return None
 
 
 def _checksum(data: bytes) -> str:
@@ -284,10 +306,14 @@ def _read_all(fd: int) -> bytes:
         chunks.append(b)
 
 
-def _publish(path: str, record: bytes) -> bool:
-    """Give ``record`` the name ``path`` unless it exists (then False); readers never see it partial."""
+def _publish(path: str, record: bytes, made: set | None = None) -> bool:
+    """Give ``record`` the name ``path`` unless it exists (then False); readers never see it partial.
+    ``made``: the folders made already (by this process: one ``mkdir`` per folder, not per entry)."""
     directory = os.path.dirname(path)
-    make_dir(directory)
+    if made is None or directory not in made:
+        make_dir(directory)
+        if made is not None:
+            made.add(directory)
     fd = write_unnamed(directory, record)
     if fd is not None:
         try:
@@ -343,31 +369,37 @@ def describe(part: str, mine: str | None, cached: str | None) -> str:
 
 
 @dataclass(frozen=True)
-class Explanation:
+class CacheExplanation:
     """Why a key hits or misses the cache: ``hit``, the ``nearest`` cached entry and the
     ``differences`` from it (part name -> what it means)."""
 
     hit: bool
-    nearest: Entry | None = None
-    differences: dict[str, str] = field(default_factory=dict)
+    nearest: CacheEntry | None = None
+    differences: dict = field(default_factory=dict)  # part name -> what its difference means
     entries: int = 0
+    job: str = ""  # what the explanation is of (e.g. "job 3"), and what it says first
+    taken_from: str | None = None  # where its result came from, if it was taken from the cache
 
     def __str__(self) -> str:
-        if self.hit:
-            return "hit: the cache holds this job's result"
-        if self.nearest is None:
-            return "miss: the cache is empty"
-        origin = self.nearest.origin
+        head = f"{self.job}: " if self.job else ""
+        if self.taken_from is not None:
+            head += f"done from the cache (the result of {self.taken_from}); "
+        origin = self.nearest.origin if self.nearest is not None else {}
         where = f" (job {origin.get('job_id')} of {origin.get('registry')})" if origin else ""
-        lines = [f"miss: of {self.entries} cached results the nearest{where} differs in "
+        if self.hit:
+            return f"{head}hit: the cache holds this job's result{where}"
+        if self.nearest is None:
+            return f"{head}miss: the cache is empty"
+        lines = [f"{head}miss: of {self.entries} cached results the nearest{where} differs in "
                  f"{len(self.differences)} part(s):"]
         lines += [f"  - {msg}" for msg in self.differences.values()]
         return "\n".join(lines)
 
 
-def explain(key: JobKey, cache: ResultCache) -> Explanation:
+def explain(key: JobKey, cache: ResultCache) -> CacheExplanation:
     """Which parts of ``key`` differ from the nearest entry of ``cache`` (the one with the fewest
-    differing parts; among those the most recently used).
+    differing parts; among those the one with the fewest differing parameters, then the most
+    recently used).
 
     >>> import tempfile
     >>> from batchtools.core.cache_key import JobKey
@@ -378,7 +410,7 @@ def explain(key: JobKey, cache: ResultCache) -> Explanation:
       - parameter `x` changed
     """
     if key in cache:
-        return Explanation(True)
+        return CacheExplanation(True, cache.entry(key))
     mine = key.as_dict()
     best: tuple | None = None
     n = 0
@@ -386,10 +418,12 @@ def explain(key: JobKey, cache: ResultCache) -> Explanation:
         n += 1
         names = mine.keys() | entry.parts.keys()
         diff = sorted(p for p in names if mine.get(p) != entry.parts.get(p))
-        rank = (len(diff), -entry.used)
+        # of equally near entries, that of the same parameters (the same job elsewhere, whose
+        # seed or code changed) rather than another job that happens to share the seed
+        rank = (len(diff), sum(p.partition(":")[0] in _NAMED or p == "repl" for p in diff), -entry.used)
         if best is None or rank < best[0]:
             best = (rank, entry, diff)
     if best is None:
-        return Explanation(False)
+        return CacheExplanation(False)
     _, entry, diff = best
-    return Explanation(False, entry, {p: describe(p, mine.get(p), entry.parts.get(p)) for p in diff}, n)
+    return CacheExplanation(False, entry, {p: describe(p, mine.get(p), entry.parts.get(p)) for p in diff}, n)

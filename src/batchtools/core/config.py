@@ -85,6 +85,49 @@ def _interval(value: Any) -> float | None:
     return float(value)
 
 
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def _size_or_none(value: Any) -> int | None:
+    """A size in bytes: a positive int, or a string with a unit ("500M", "20G", "1.5 TB"); None: unbounded.
+
+    >>> _size_or_none("20G") == 20 * 2**30, _size_or_none(1000), _size_or_none(None)
+    (True, 1000, None)
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip().upper().removesuffix("B").removesuffix("I").strip()
+        unit = text[-1:] if text[-1:] in _UNITS else ""
+        try:
+            number = float(text[:len(text) - len(unit)])
+        except ValueError:
+            raise ValueError(f"must be a number of bytes or a size such as '500M' or '20G', got {value!r}") from None
+        value = int(number * _UNITS[unit]) if number > 0 else 0
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+        raise ValueError(f"must be a positive number of bytes (or a size such as '20G'), or None, got {value!r}")
+    return int(value)
+
+
+def _cache_dir(value: Any) -> str | None:
+    """The folder of a shared cache of results: None, or a folder that exists or can be made (a
+    path whose nearest existing part is a folder this user can write to)."""
+    if value is None:
+        return None
+    path = Path(_path(value)).expanduser().absolute()
+    if "\n" in str(path):
+        raise ValueError(f"must be a folder path without line breaks, got {str(path)!r}")
+    for part in [path, *path.parents]:
+        if part.exists():
+            if not part.is_dir():
+                raise NotADirectoryError(f"{str(part)!r} is a file, so {str(path)!r} cannot be the cache's folder")
+            if not os.access(part, os.W_OK | os.X_OK):
+                raise PermissionError(f"{str(part)!r} is not writable by this user, so the cache {str(path)!r} "
+                                      "cannot be written; choose a folder you can write to")
+            break
+    return str(path)
+
+
 def _compress(value: Any) -> str | None:
     try:
         return COMPRESS[value]
@@ -122,6 +165,11 @@ KEYS: dict[str, Key] = {
     "progress_interval": Key("-", None, "seconds between the status lines that submitting, waiting and "
                              "reducing write when standard error is not a terminal; None: 30 s "
                              "(BATCHTOOLS_PROGRESS_INTERVAL wins)", _interval),
+    "cache_dir": Key("-", None, "folder of the shared cache of results: submit_jobs() takes jobs whose "
+                     "result it holds from it, finished jobs add theirs; saved with the registry; None: no cache",
+                     _cache_dir),
+    "cache_max_size": Key("-", None, "bound of the cache in bytes (or '20G'): the least recently used results "
+                          "go first; None: unbounded", _size_or_none),
     "work_dir": Key("work.dir", "the current directory", "working directory of the jobs", _path),
     "packages": Key("packages", (), "modules imported on the node before the jobs run", _strings),
     "source": Key("source", (), "Python files run on the node before the jobs run", _strings),

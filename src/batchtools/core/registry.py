@@ -105,6 +105,8 @@ class SessionState:
     usage_off: bool = False  # the scheduler keeps no accounting (core.usage)
     usage_given_up: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # jobs core.usage gave up on
     backend: dict[str, Any] = field(default_factory=dict)  # per-backend scratch (see :meth:`scratch`)
+    cache: Any = None  # the registry's ResultCache (core.cached.cache_of)
+    cache_keys: dict[int, Any] = field(default_factory=dict)  # job id -> its cache key, as submitted (core.cached)
 
     def scratch(self, name: str, factory: Callable[[], Any] = dict) -> Any:
         """The session memory of backend ``name`` (made by ``factory`` when first asked for), e.g.
@@ -154,6 +156,9 @@ class RegistryState:
         self._cluster_functions: Any = None
         self.default_resources: dict[str, Any] = {}
         self.max_concurrent_jobs: int | None = None
+        # the shared cache of results (core/cached.py): saved with the registry
+        self._cache_dir: str | None = None
+        self._cache_max_size: int | None = None
         # settings of the configuration file for this session (see core/config.py KEYS)
         self.temp_dir: str | None = None
         self.sleep: Any = None
@@ -399,6 +404,50 @@ class RegistryState:
                 self._store = old
                 raise
 
+    @property
+    def cache_dir(self) -> str | None:
+        """The folder of the shared cache of results this registry takes results from and adds
+        results to (None: no cache); saved with the registry. See :func:`batchtools.explain_cache`.
+
+        >>> import batchtools as bt, tempfile
+        >>> reg = bt.make_registry(file_dir=None)
+        >>> reg.cache_dir = tempfile.mkdtemp()
+        >>> bt.load_registry(reg.file_dir).cache_dir == reg.cache_dir
+        True
+        """
+        return self._cache_dir
+
+    @cache_dir.setter
+    def cache_dir(self, value: str | os.PathLike | None) -> None:
+        self._set_setting("cache_dir", value)
+
+    @property
+    def cache_max_size(self) -> int | None:
+        """The bound of the cache in bytes (set as a number or as ``"20G"``): the least recently used
+        results go first when it is passed (None: unbounded); saved with the registry."""
+        return self._cache_max_size
+
+    @cache_max_size.setter
+    def cache_max_size(self, value: int | str | None) -> None:
+        self._set_setting("cache_max_size", value)
+
+    def _set_setting(self, name: str, value: Any) -> None:
+        """Set the saved setting ``name`` (checked as :data:`~.config.KEYS` says; saved at once once
+        the registry is on disk, and left as it was if that fails)."""
+        try:
+            value = KEYS[name].check(value)
+        except (TypeError, ValueError, OSError) as e:
+            raise type(e)(f"{name}: {e}") from None
+        attr = f"_{name}"
+        old = getattr(self, attr)
+        setattr(self, attr, value)
+        if self.on_disk and value != old:
+            try:
+                self.save((), meta=True)
+            except BaseException:
+                setattr(self, attr, old)
+                raise
+
     def _job_hashes(self, ids: np.ndarray) -> np.ndarray:
         """The current ``job_hash`` of ``ids`` (object array; None where a job has none or is unknown)."""
         return hash_lookup(self.job_ids, self.status["job_hash"].to_numpy())(ids)
@@ -436,6 +485,8 @@ class RegistryState:
             "extra": self.extra,
             "cluster_functions": _storable(getattr(self.cluster_functions, "spec", None)),
             "store": self.store.spec,
+            "cache_dir": self.cache_dir,
+            "cache_max_size": self.cache_max_size,
             "saved": time.time(),
         }
 
@@ -443,6 +494,8 @@ class RegistryState:
         for key in ("seed", "work_dir", "packages", "source", "load", "positional", "pass_job", "extra"):
             if key in meta:
                 setattr(self, key, meta[key])
+        # as saved (checked when set; a folder not writable here is said when the cache is used)
+        self._cache_dir, self._cache_max_size = meta.get("cache_dir"), meta.get("cache_max_size")
         self.format_version = meta.get("version", 1)
         # the store it was made with (a registry of an older version has none saved: a FolderStore)
         self._store = self._bind(store_from_spec(meta.get("store"), self.file_dir))
@@ -551,7 +604,14 @@ class RegistryState:
         Returns the number of update batches merged."""
         run_hook(self, "pre_sync")
         claimed = sync_pool(self)
-        merged = sync_updates(self)
+        if self.cache_dir is None:
+            merged = sync_updates(self)
+        else:  # the jobs this sync finds done add their results to the cache
+            from .cached import publish_done
+
+            was = ~np.isnan(self.status["done"].to_numpy())
+            merged = sync_updates(self)
+            publish_done(self, was)
         if claimed and not merged and self.writeable:
             self.save_state()
         run_hook(self, "post_sync")

@@ -19,6 +19,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from .cached import lookup, take
 from .contract.backend import NODE_HOOKS, SubmitJobResult, run_hook
 from .contract.collection import JobCollection
 from .contract.journal import Journal, chunk_hash, inprocess_prefix
@@ -164,12 +165,22 @@ class Submission:
     def __init__(self, reg, ids_arg, resources: dict, sleep_fn: Callable[[int], float]):
         self.reg, self.cf, self.sleep_fn = reg, reg.cluster_functions, sleep_fn
         ids, chunks, per_job = _plan_ids(ids_arg, reg)
+        self.planned = (ids, chunks)  # what the call returns: also the jobs taken from the cache
+        self.found = None
+        if ids.size:
+            pos = reg.pos(ids)
+            check_not_on_system(reg, ids, pos)
+            # jobs whose result the shared cache holds are not handed to the backend (taken at the end)
+            self.found = lookup(reg, ids, pos)
+            if self.found is not None and self.found.taken.any():
+                keep = ~self.found.taken
+                ids, chunks, pos = ids[keep], chunks[keep], pos[keep]
+                if per_job is not None:
+                    per_job = per_job[keep].reset_index(drop=True)
         self.size = ids.size
         if ids.size == 0:
             self.ids, self.chunks, self.groups = ids, chunks, []
             return
-        pos = reg.pos(ids)
-        check_not_on_system(reg, ids, pos)
         # group jobs by chunk (ordered by chunk value) and resources per chunk
         order = np.lexsort((ids, chunks))
         self.ids, self.chunks, self.pos = ids[order], chunks[order], pos[order]
@@ -357,12 +368,21 @@ class Submission:
                 self.journal.close()  # the new holder replayed and removed it: nothing more is written to it
             log.debug("submitted %d of %d jobs in %d chunks", self.accepted, self.size, len(self.groups))
 
+    def take_cached(self) -> int:
+        """Make the jobs whose result the cache holds done from it (after every chunk was handed
+        over: a call that failed before takes none); how many."""
+        if self.found is None or not self.found.ids.size:
+            return 0
+        take(self.reg, self.found)
+        return int(self.found.ids.size)
+
     def submitted(self) -> pd.DataFrame:
-        """``job_id`` and ``chunk`` of the planned jobs, by id."""
-        if self.size == 0:
+        """``job_id`` and ``chunk`` of the planned jobs (those taken from the cache too), by id."""
+        ids, chunks = self.planned
+        if ids.size == 0:
             return pd.DataFrame({"job_id": np.empty(0, np.int64), "chunk": np.empty(0, np.int64)})
-        order_back = np.argsort(self.ids, kind="stable")
-        return pd.DataFrame({"job_id": self.ids[order_back], "chunk": self.chunks[order_back]})
+        order_back = np.argsort(ids, kind="stable")
+        return pd.DataFrame({"job_id": ids[order_back], "chunk": chunks[order_back]})
 
     def _waiting(self, msg: str, wait: float) -> None:
         """Say why the submission waits: the first time in a call as a warning (the scheduler's

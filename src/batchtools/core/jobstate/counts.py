@@ -32,7 +32,9 @@ class Status:
     ``defined``: jobs in the registry (or among the ids asked for); ``submitted``; ``started``
     (running, done or failed); ``done`` (finished without error); ``error``; ``queued`` and
     ``running`` (on the system, as the backend lists them); ``expired`` (submitted, neither done
-    nor failed, and gone from the system); ``system`` (queued or running).
+    nor failed, and gone from the system); ``system`` (queued or running); ``cached``: of the done
+    jobs, those ``submit_jobs`` took from the shared cache (in ``to_dict()`` and the summary only
+    when there are any).
     """
 
     defined: int
@@ -45,9 +47,13 @@ class Status:
     expired: int
     system: int
     timestamp: float = 0.0
+    cached: int = 0
 
     def to_dict(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "timestamp"}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("timestamp", "cached")}
+        if self.cached:
+            out["cached"] = self.cached
+        return out
 
     def to_frame(self):
         """The counts as a one-row ``pandas.DataFrame``."""
@@ -61,7 +67,8 @@ class Status:
     def _rows(self) -> list[tuple[str, str, int]]:
         """(label, indent level, count) of the summary's lines."""
         return [("Submitted", 0, self.submitted), ("Queued", 1, self.queued), ("Started", 1, self.started),
-                ("Running", 2, self.running), ("Done", 2, self.done), ("Error", 2, self.error),
+                ("Running", 2, self.running), ("Done", 2, self.done),
+                *([("Cached", 3, self.cached)] if self.cached else []), ("Error", 2, self.error),
                 ("Expired", 2, self.expired)]
 
     def __str__(self) -> str:

@@ -35,7 +35,8 @@ from .files import read_table, table_error
 
 STATUS_FLOAT = ("submitted", "started", "done", "mem_used", "resource_id", "attempt", "restart", "signal", "max_rss",
                 "cpu_time", "startup", "elapsed", "gpu_mem", "gpu_util", "progress_at", "progress")
-STATUS_OBJECT = ("error", "batch_id", "log_file", "job_hash", "job_name", "reason", "progress_message")
+STATUS_OBJECT = ("error", "batch_id", "log_file", "job_hash", "job_name", "reason", "progress_message",
+                 "cached_from")
 TABLES = ("designs", "defs", "status", "resources", "tags", "attempts")
 # the attempts table: one row per attempt that ended and was followed by another
 ATTEMPT_FLOAT = ("attempt", "submitted", "started", "ended", "signal", "max_rss", "cpu_time", "resource_id")

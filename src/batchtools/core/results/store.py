@@ -213,6 +213,16 @@ class ResultStore(ABC):
         """Make ``data`` (bytes ``raw()`` returned) the result of ``job_id`` again."""
         self.put(job_id, pickle.loads(decompress(data)))
 
+    def raw_many(self, job_ids: Iterable[int]) -> list[bytes | None]:
+        """``raw()`` of each of ``job_ids``, in that order; None where a job has no readable result."""
+        out: list[bytes | None] = []
+        for i in job_ids:
+            try:
+                out.append(self.raw(i))
+            except (OSError, LookupError, CorruptFileError):  # none (ResultNotFoundError), or unreadable
+                out.append(None)
+        return out
+
     def location(self, job_id: int) -> str:
         """Where the result of ``job_id`` is kept (for messages)."""
         return f"{self!r}, job {int(job_id)}"
@@ -699,6 +709,25 @@ class FolderStore(ResultStore):
         except Exception as e:
             raise _unreadable(path, os.path.basename(path)[:-4], e) from e
 
+    def raw_many(self, job_ids: Iterable[int]) -> list[bytes | None]:
+        """``raw()`` of each of ``job_ids`` (None: none, or unreadable), their packs looked up at once."""
+        ids = [int(i) for i in job_ids]
+        index = self._pack_index()
+        found = index.lookup_many(ids, self._current_hashes(ids)) if index.files else [None] * len(ids)
+        out: list[bytes | None] = [None] * len(ids)
+        packed = [k for k, f in enumerate(found) if f is not None]
+        for j, data in read_records([found[k] for k in packed]):
+            if not isinstance(data, Exception):
+                out[packed[j]] = data
+        for k, f in enumerate(found):
+            if f is None:
+                try:
+                    with open(self.path(ids[k]), "rb") as fh:
+                        out[k] = fh.read()
+                except OSError:
+                    pass
+        return out
+
     def get_many(self, job_ids: Iterable[int]) -> list[Any]:
         """The results of ``job_ids``, in that order; packed ones are read pack by pack, in windows
         holding the records asked for (memory grows with the results read, not with the packs)."""
@@ -842,10 +871,15 @@ class PackedStore(ResultStore):
         return f"PackedStore({self.base!r}, {self.job_hash!r})"
 
     def stage(self, job_id: int, value: Any) -> tuple:
-        data = self.base.encode(value)
+        return self._stage_bytes(job_id, self.base.encode(value))
+
+    def _stage_bytes(self, job_id: int, data: bytes) -> tuple:
         if len(data) <= PACK_LIMIT:
             return self.writer, job_id, (self.job_hash, data)
         return self.base.stage_bytes(job_id, data)
+
+    def put_raw(self, job_id: int, data: bytes) -> None:
+        self.commit(self._stage_bytes(job_id, data))  # as it is encoded (not decoded and encoded again)
 
     def commit(self, token: tuple) -> None:
         self.base.commit(token)
