@@ -79,7 +79,11 @@ def test_after_becomes_afterok_on_the_sbatch_command_line(tmp_path, commands):
                       str(reg.layout.script(jc.job_hash))]
     commands.calls.clear()
     res, jc = submit(reg, ["14"])  # nothing left to wait for: no option at all
-    assert res.status == 0 and commands.calls[-1] == ["sbatch", str(reg.layout.script(jc.job_hash))]
+    assert commands.calls == [["sbatch", str(reg.layout.script(jc.job_hash))]]  # the listing of a moment ago
+    commands.calls.clear()
+    commands.squeue = (commands.squeue[0] + ["15|PENDING|None"], 0)
+    res, jc = submit(reg, ["15"])  # submitted since that listing: Slurm is asked again
+    assert [c[0] for c in commands.calls] == ["squeue", "sbatch"] and "--dependency=afterok:15" in commands.calls[1]
 
 
 def test_an_array_partly_listed_or_with_a_failed_task_stays_tasks():
@@ -102,7 +106,7 @@ def test_a_dependency_slurm_cannot_enforce_is_refused_and_nothing_submitted(tmp_
     with pytest.raises(bt.SubmitError, match="sync the registry"):  # permanent: submit_jobs raises it
         submit_once_after(reg, ["11"])
     commands.squeue = (["slurm_load_jobs error: Unable to contact slurm controller (connect failure)"], 1)
-    res, _ = submit(reg, ["12"])
+    res, _ = submit(reg, ["16"])  # not in the listing of a moment ago: asked, and squeue fails for now
     assert res.status == 1 and "Unable to contact slurm controller" in res.msg  # tried again
 
 
@@ -248,20 +252,19 @@ def test_real_slurm_b_waits_for_chunk_a_then_runs(real, tmp_path):
 
 def test_real_slurm_b_waits_for_one_array_task_or_the_whole_array(real, tmp_path):
     reg, submitted = real
-    files = [tmp_path / f"go{i}" for i in (1, 2, 3)]
+    files = [tmp_path / "go1", tmp_path / "go2"]  # two tasks: this Slurm's node has two CPUs
     bt.batch_map(wait_for_file, path=[*map(str, files), str(tmp_path), str(tmp_path)], reg=reg)
-    tasks = hand_over(reg, submitted, [1, 2, 3], resources={"chunks_as_arrayjobs": True})
+    tasks = hand_over(reg, submitted, [1, 2], resources={"chunks_as_arrayjobs": True})
     array = tasks[0].split("_")[0]
-    assert tasks == [f"{array}_{i}" for i in (1, 2, 3)]  # the status table's batch ids of an array
-    (one,) = hand_over(reg, submitted, [4], after=(tasks[1],))
-    (whole,) = hand_over(reg, submitted, [5], after=tasks)
+    assert tasks == [f"{array}_1", f"{array}_2"]  # the status table's batch ids of an array's tasks
+    (one,) = hand_over(reg, submitted, [3], after=(tasks[1],))
+    (whole,) = hand_over(reg, submitted, [4], after=tasks)
     assert squeue(one)[2] == f"afterok:{array}_2(unfulfilled)"
     assert squeue(whole)[2] == f"afterok:{array}_*(unfulfilled)"  # Slurm's words for the whole array
     files[1].touch()
     wait_until(lambda: state(one) == "COMPLETED", 120, "B after task 2 ran")
     assert squeue(whole)[:2] == ("PENDING", "Dependency")
     files[0].touch()
-    files[2].touch()
     wait_until(lambda: state(whole) == "COMPLETED", 120, "B after the whole array ran")
 
 

@@ -47,8 +47,12 @@ FINAL_STATES = {"COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "OUT_OF_MEMORY", 
 # the longest --dependency value sbatch takes: it exports it as SLURM_JOB_DEPENDENCY, and Slurm refuses an
 # environment variable over 128 KiB (MAX_ENV_STRLEN; slurm-wlm 22.05 here took 130,974 characters and
 # refused 137,867: "environment variable SLURM_JOB_DEPENDENCY is too long"); one command-line argument
-# has the same limit (Linux's MAX_ARG_STRLEN)
-MAX_DEPENDENCY = 128 * 1024 - len("SLURM_JOB_DEPENDENCY=") - 1
+# has the same limit (Linux's MAX_ARG_STRLEN); 1 KiB is left for the rest of a command sent over ssh
+MAX_DEPENDENCY = 127 * 1024
+# seconds a listing of the user's jobs is reused to check further collections' dependencies: far below
+# MinJobAge (default 300 s; 60 s on the test suite's Slurm), so no job it showed as live can have ended
+# and been forgotten since (one that ended since makes Slurm wait or refuse, as it should)
+KNOWN_FOR = 5.0
 # squeue's reasons of a job pending on its dependencies: still waiting, or one ended unsuccessfully
 # (afterok can never be satisfied: the job stays pending until it is cancelled)
 DEPENDENCY_REASONS = ("Dependency", "DependencyNeverSatisfied")
@@ -366,6 +370,7 @@ def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = Tru
     tmpl = cf_read_brew_template(template)
     user = getpass.getuser()
     cache: dict[str, int] = {}
+    known: dict[str, tuple] = {}  # "jobs": (squeue's arguments, when, what it listed) for dependency checks
 
     def submit_job(reg, jc) -> SubmitJobResult:
         # Slurm expands %-patterns in --output: a literal % of the path is written %%
@@ -403,13 +408,19 @@ def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = Tru
         site's ``DependencyParameters``, until the master cancels it."""
         if not after:
             return []
-        out = run_os_command("squeue", [f"--user={user}", *SQUEUE_ALL, *cluster_args(reg)], nodename=nodename,
-                             timeout=60)
-        if out["exit_code"] != 0:
-            temp = temporary_error(out["output"], TEMP_ERRORS)
-            raise DependencyRefused(temp or f"cannot check the dependencies with squeue (exit {out['exit_code']}): "
-                                    f"{out['output'][-5:]}", temporary=bool(temp))
-        value = dependency_value(after, parse_squeue_all(out["output"]))
+        args = [f"--user={user}", *SQUEUE_ALL, *cluster_args(reg)]
+        seen = known.get("jobs")
+        # one listing serves the collections of a few seconds; a job it does not show (just submitted) asks again
+        if seen is None or seen[0] != args or time.time() - seen[1] > KNOWN_FOR or \
+                not all(str(b) in seen[2] for b in after):
+            t = time.time()
+            out = run_os_command("squeue", args, nodename=nodename, timeout=60)
+            if out["exit_code"] != 0:
+                temp = temporary_error(out["output"], TEMP_ERRORS)
+                raise DependencyRefused(temp or f"cannot check the dependencies with squeue (exit "
+                                        f"{out['exit_code']}): {out['output'][-5:]}", temporary=bool(temp))
+            seen = known["jobs"] = (args, t, parse_squeue_all(out["output"]))
+        value = dependency_value(after, seen[2])
         return [f"--dependency={value}", "--kill-on-invalid-dep=no"] if value else []
 
     def list_jobs(reg) -> tuple[list[str], list[str]]:
