@@ -70,12 +70,12 @@ def test_after_becomes_afterok_on_the_sbatch_command_line(tmp_path, commands):
     reg = slurm_registry(tmp_path)
     commands.squeue = (["11|RUNNING|None", "12_1|PENDING|Resources", "12_2|PENDING|Resources",
                         "13_1|PENDING|Priority", "13_2|RUNNING|None", "14|COMPLETED|None"], 0)
-    # a chunk; every task of array 12 (the array's id); one task of array 13; a completed job; twice 11
+    # a chunk; every task of array 12; one task of array 13; a completed job; twice 11
     res, jc = submit(reg, ["11", "12_1", "12_2", "13_1", "14", "11"])
     assert res.status == 0
     squeue, sbatch = commands.calls
     assert squeue[0] == "squeue" and "--states=all" in squeue and "-r" in squeue
-    assert sbatch == ["sbatch", "--dependency=afterok:11:12:13_1", "--kill-on-invalid-dep=no",
+    assert sbatch == ["sbatch", "--dependency=afterok:11:12_1:12_2:13_1", "--kill-on-invalid-dep=no",
                       str(reg.layout.script(jc.job_hash))]
     commands.calls.clear()
     res, jc = submit(reg, ["14"])  # nothing left to wait for: no option at all
@@ -86,13 +86,19 @@ def test_after_becomes_afterok_on_the_sbatch_command_line(tmp_path, commands):
     assert [c[0] for c in commands.calls] == ["squeue", "sbatch"] and "--dependency=afterok:15" in commands.calls[1]
 
 
-def test_an_array_partly_listed_or_with_a_failed_task_stays_tasks():
+def test_arrays_become_their_id_only_when_the_list_is_too_long_and_no_task_ended():
+    """Slurm's array record keeps the highest exit code of its tasks: afterok on the whole array never
+    holds once a task failed (seen here: it stays DependencyNeverSatisfied after that task is forgotten),
+    so an array's id replaces its tasks only where the list would not fit, and only if none ended."""
     known = {"12_1": ("PENDING", "None"), "12_2": ("RUNNING", "None"), "12_3": ("FAILED", "None"),
-             "13_1": ("PENDING", "None"), "13_2": ("COMPLETED", "None")}
-    # 12_3 failed (its job was resubmitted elsewhere): afterok:12 could never be satisfied
-    assert dependency_value(["12_1", "12_2"], known) == "afterok:12_1:12_2"
-    assert dependency_value(["13_1"], known) == "afterok:13"  # the other task completed
-    assert dependency_value(["12_2", "13_1"], known) == "afterok:12_2:13"
+             "13_1": ("PENDING", "None"), "13_2": ("RUNNING", "None"), "14_1": ("RUNNING", "None"),
+             "14_2": ("COMPLETED", "None")}
+    assert dependency_value(["13_1", "13_2"], known) == "afterok:13_1:13_2"  # fits: the tasks themselves
+    assert dependency_value(["13_1", "13_2"], known, limit=15) == "afterok:13"
+    # 12_3 failed (its job was resubmitted elsewhere), 14_2 ended: their arrays stay tasks, and do not fit
+    for ids in (["12_1", "12_2"], ["14_1"]):
+        with pytest.raises(DependencyRefused, match="at most 10 characters"):
+            dependency_value(ids, known, limit=10)
 
 
 def test_a_dependency_slurm_cannot_enforce_is_refused_and_nothing_submitted(tmp_path, commands):
@@ -260,7 +266,7 @@ def test_real_slurm_b_waits_for_one_array_task_or_the_whole_array(real, tmp_path
     (one,) = hand_over(reg, submitted, [3], after=(tasks[1],))
     (whole,) = hand_over(reg, submitted, [4], after=tasks)
     assert squeue(one)[2] == f"afterok:{array}_2(unfulfilled)"
-    assert squeue(whole)[2] == f"afterok:{array}_*(unfulfilled)"  # Slurm's words for the whole array
+    assert squeue(whole)[2] == f"afterok:{array}_1(unfulfilled),afterok:{array}_2(unfulfilled)"
     files[1].touch()
     wait_until(lambda: state(one) == "COMPLETED", 120, "B after task 2 ran")
     assert squeue(whole)[:2] == ("PENDING", "Dependency")

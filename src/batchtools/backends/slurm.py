@@ -90,9 +90,10 @@ def dependency_value(after, known: dict[str, tuple[str, str]], limit: int = MAX_
     task 4), given ``known``, what Slurm remembers of the user's jobs (:func:`parse_squeue_all`);
     None if there is nothing left to wait for.
 
-    Ids are deduplicated; jobs that completed already are left out (afterok holds); an array
-    every task of which Slurm still remembers is either listed or completed becomes its array id
-    (``afterok:123`` waits for every task). Refused (:class:`DependencyRefused`, naming the ids):
+    Ids are deduplicated; jobs that completed already are left out (afterok holds). Array tasks
+    stay tasks, unless the value would be too long: then an array every task of which Slurm
+    remembers is listed and none ended becomes its array id (``afterok:123`` waits for every
+    task). Refused (:class:`DependencyRefused`, naming the ids):
     a job Slurm does not know (it ended over ``MinJobAge`` ago: Slurm would count it as satisfied,
     whether it succeeded or not), one that ended unsuccessfully (the collection could never start),
     and a value longer than ``limit``.
@@ -101,7 +102,9 @@ def dependency_value(after, known: dict[str, tuple[str, str]], limit: int = MAX_
     ...          "7_2": ("RUNNING", "None"), "7_3": ("COMPLETED", "None"), "8_1": ("PENDING", "None"),
     ...          "8_2": ("PENDING", "None")}
     >>> dependency_value(["5", "6", "5", "7_1", "7_2", "8_1"], known)
-    'afterok:5:7:8_1'
+    'afterok:5:7_1:7_2:8_1'
+    >>> dependency_value(["8_1", "8_2"], known, limit=12)  # too long: the whole array
+    'afterok:8'
     >>> dependency_value(["6"], known) is None
     True
     >>> dependency_value(["5", "9"], known)  # doctest: +ELLIPSIS
@@ -124,26 +127,31 @@ def dependency_value(after, known: dict[str, tuple[str, str]], limit: int = MAX_
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
         raise DependencyRefused(f"Slurm cannot enforce the dependencies on {shown}: sync the registry to learn "
                                 "how they ended")
-    tasks: dict[str, list[tuple[str, str]]] = {}  # array id -> its tasks Slurm remembers, with their states
-    for b, (state, _) in known.items():
-        base, sep, task = b.partition("_")
-        if sep and task.isdigit():
-            tasks.setdefault(base, []).append((b, state))
-    listed, out, whole = set(wait), [], set()
-    for b in wait:
-        base, sep, _ = b.partition("_")
-        if sep and base in whole:
-            continue
-        if sep and all(t in listed or state == "COMPLETED" for t, state in tasks.get(base, ())):
-            whole.add(base)
-            b = base
-        out.append(b)
-    if not out:
+    if not wait:
         return None
-    value = "afterok:" + ":".join(out)
+    value = "afterok:" + ":".join(wait)
+    if len(value) > limit:
+        # too long: an array whose every task Slurm remembers is listed and none of them ended becomes its
+        # id. Not otherwise: Slurm's array record keeps the highest exit code of its tasks, so afterok on
+        # the whole array never holds after one task failed, even once that task itself is forgotten
+        tasks: dict[str, list[tuple[str, str]]] = {}
+        for b, (state, _) in known.items():
+            base, sep, task = b.partition("_")
+            if sep and task.isdigit():
+                tasks.setdefault(base, []).append((b, state))
+        listed, out, whole = set(wait), [], set()
+        for b in wait:
+            base, sep, _ = b.partition("_")
+            if sep and base in whole:
+                continue
+            if sep and all(t in listed and state not in FINAL_STATES for t, state in tasks.get(base, ())):
+                whole.add(base)
+                b = base
+            out.append(b)
+        value = "afterok:" + ":".join(out)
     if len(value) > limit:
         raise DependencyRefused(
-            f"the collection waits for {len(out)} Slurm jobs; sbatch --dependency takes at most {limit} characters "
+            f"the collection waits for {len(wait)} Slurm jobs; sbatch --dependency takes at most {limit} characters "
             f"(this would be {len(value)}): submit the jobs it depends on as array jobs "
             "(resources={'chunks_as_arrayjobs': True}: a whole array is one id) or in fewer, larger chunks")
     return value
