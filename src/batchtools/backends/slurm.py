@@ -44,6 +44,117 @@ SACCT_FIELDS = "JobID,State,ExitCode,MaxRSS,TotalCPU,Elapsed,TRESUsageInMax"
 # states of a job that has ended (sacct may still show a job that ended a moment ago as running)
 FINAL_STATES = {"COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL",
                 "DEADLINE", "PREEMPTED"}
+# the longest --dependency value sbatch takes: it exports it as SLURM_JOB_DEPENDENCY, and Slurm refuses an
+# environment variable over 128 KiB (MAX_ENV_STRLEN; slurm-wlm 22.05 here took 130,974 characters and
+# refused 137,867: "environment variable SLURM_JOB_DEPENDENCY is too long"); one command-line argument
+# has the same limit (Linux's MAX_ARG_STRLEN); 1 KiB is left for the rest of a command sent over ssh
+MAX_DEPENDENCY = 127 * 1024
+# seconds a listing of the user's jobs is reused to check further collections' dependencies: far below
+# MinJobAge (default 300 s; 60 s on the test suite's Slurm), so no job it showed as live can have ended
+# and been forgotten since (one that ended since makes Slurm wait or refuse, as it should)
+KNOWN_FOR = 5.0
+# squeue's reasons of a job pending on its dependencies: still waiting, or one ended unsuccessfully
+# (afterok can never be satisfied: the job stays pending until it is cancelled)
+DEPENDENCY_REASONS = ("Dependency", "DependencyNeverSatisfied")
+SQUEUE_ALL = ["--noheader", "-r", "--states=all", "--format=%i|%T|%r"]
+
+
+class DependencyRefused(ValueError):
+    """Slurm cannot be asked to enforce a collection's ``after`` (a dependency it no longer knows,
+    one that ended unsuccessfully, or too many ids for ``--dependency``); ``temporary``: squeue
+    could not be asked now (the submission is tried again)."""
+
+    def __init__(self, msg: str, temporary: bool = False) -> None:
+        super().__init__(msg)
+        self.temporary = temporary
+
+
+def parse_squeue_all(lines: list[str]) -> dict[str, tuple[str, str]]:
+    """``squeue --noheader -r --states=all --format=%i|%T|%r`` as ``{job id: (state, reason)}``
+    (array tasks as ``123_4``; the ``CLUSTER:`` lines of ``--clusters`` are left out).
+
+    >>> parse_squeue_all(["CLUSTER: c1", "77|PENDING|Dependency", "78_2|COMPLETED|None"])
+    {'77': ('PENDING', 'Dependency'), '78_2': ('COMPLETED', 'None')}
+    """
+    out = {}
+    for line in lines:
+        parts = line.strip().split("|")
+        if len(parts) == 3 and parts[0][:1].isdigit():
+            out[parts[0]] = (parts[1], parts[2])
+    return out
+
+
+def dependency_value(after, known: dict[str, tuple[str, str]], limit: int = MAX_DEPENDENCY) -> str | None:
+    """The value of ``sbatch --dependency=`` for a collection that waits for the Slurm jobs
+    ``after`` (the status table's batch ids: ``123`` for a job or a chunk, ``123_4`` for array
+    task 4), given ``known``, what Slurm remembers of the user's jobs (:func:`parse_squeue_all`);
+    None if there is nothing left to wait for.
+
+    Ids are deduplicated; jobs that completed already are left out (afterok holds). Array tasks
+    stay tasks, unless the value would be too long: then an array every task of which Slurm
+    remembers is listed and none ended becomes its array id (``afterok:123`` waits for every
+    task). Refused (:class:`DependencyRefused`, naming the ids):
+    a job Slurm does not know (it ended over ``MinJobAge`` ago: Slurm would count it as satisfied,
+    whether it succeeded or not), one that ended unsuccessfully (the collection could never start),
+    and a value longer than ``limit``.
+
+    >>> known = {"5": ("RUNNING", "None"), "6": ("COMPLETED", "None"), "7_1": ("PENDING", "None"),
+    ...          "7_2": ("RUNNING", "None"), "7_3": ("COMPLETED", "None"), "8_1": ("PENDING", "None"),
+    ...          "8_2": ("PENDING", "None")}
+    >>> dependency_value(["5", "6", "5", "7_1", "7_2", "8_1"], known)
+    'afterok:5:7_1:7_2:8_1'
+    >>> dependency_value(["8_1", "8_2"], known, limit=12)  # too long: the whole array
+    'afterok:8'
+    >>> dependency_value(["6"], known) is None
+    True
+    >>> dependency_value(["5", "9"], known)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    batchtools.backends.slurm.DependencyRefused: Slurm cannot enforce the dependencies on 9 (not known to Slurm...
+    """
+    ids = list(dict.fromkeys(str(b) for b in after))
+    wait, problems = [], []
+    for b in ids:
+        state = known.get(b, (None, None))[0]
+        if state is None:
+            problems.append(f"{b} (not known to Slurm any more: it ended over MinJobAge ago, or never existed; "
+                            "Slurm would take it as satisfied)")
+        elif state in FINAL_STATES and state != "COMPLETED":
+            problems.append(f"{b} ({state}: the collection could never start)")
+        elif state != "COMPLETED":
+            wait.append(b)
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise DependencyRefused(f"Slurm cannot enforce the dependencies on {shown}: sync the registry to learn "
+                                "how they ended")
+    if not wait:
+        return None
+    value = "afterok:" + ":".join(wait)
+    if len(value) > limit:
+        # too long: an array whose every task Slurm remembers is listed and none of them ended becomes its
+        # id. Not otherwise: Slurm's array record keeps the highest exit code of its tasks, so afterok on
+        # the whole array never holds after one task failed, even once that task itself is forgotten
+        tasks: dict[str, list[tuple[str, str]]] = {}
+        for b, (state, _) in known.items():
+            base, sep, task = b.partition("_")
+            if sep and task.isdigit():
+                tasks.setdefault(base, []).append((b, state))
+        listed, out, whole = set(wait), [], set()
+        for b in wait:
+            base, sep, _ = b.partition("_")
+            if sep and base in whole:
+                continue
+            if sep and all(t in listed and state not in FINAL_STATES for t, state in tasks.get(base, ())):
+                whole.add(base)
+                b = base
+            out.append(b)
+        value = "afterok:" + ":".join(out)
+    if len(value) > limit:
+        raise DependencyRefused(
+            f"the collection waits for {len(wait)} Slurm jobs; sbatch --dependency takes at most {limit} characters "
+            f"(this would be {len(value)}): submit the jobs it depends on as array jobs "
+            "(resources={'chunks_as_arrayjobs': True}: a whole array is one id) or in fewer, larger chunks")
+    return value
 
 
 def _tres(text: str) -> dict[str, str]:
@@ -152,6 +263,34 @@ def job_umask() -> str:
     return f"{mask | 0o022:04o}"
 
 
+def cluster_args(reg) -> list[str]:
+    """``--clusters=a,b`` for the clusters the registry's resources name (none: the default cluster)."""
+    res = reg.tables["resources"]["resources"].tolist()
+    names = sorted({str(r["clusters"]) for r in res if isinstance(r, dict) and r.get("clusters")})
+    return [f"--clusters={','.join(names)}"] if names else []
+
+
+def pending_on_dependencies(reg=None) -> dict[str, str]:
+    """The registry's Slurm jobs that wait for their dependencies, ``{batch id: reason}`` in
+    squeue's words: ``Dependency`` (the jobs they wait for have not all ended yet) or
+    ``DependencyNeverSatisfied`` (one of them ended unsuccessfully: Slurm never starts the job,
+    it stays pending until cancelled, e.g. by ``kill_jobs``). Both are queued jobs for
+    ``get_status`` and ``find_queued``; this tells why. One ``squeue`` call.
+    """
+    from ..core.registry import resolve
+
+    reg = resolve(reg)
+    cf = reg.cluster_functions
+    nodename = ((cf.spec or {}).get("kwargs") or {}).get("nodename", "localhost")
+    out = run_os_command("squeue", [f"--user={getpass.getuser()}", *SQUEUE_ALL, *cluster_args(reg)],
+                         nodename=nodename, timeout=60)
+    if out["exit_code"] != 0:
+        raise RuntimeError(f"Listing of jobs failed (squeue exit {out['exit_code']}): {out['output'][-5:]}")
+    ours = {str(b) for b in reg.status["batch_id"].dropna().tolist()}
+    return {b: reason for b, (state, reason) in parse_squeue_all(out["output"]).items()
+            if b in ours and state == "PENDING" and reason in DEPENDENCY_REASONS}
+
+
 class SlurmEnvironment(NodeEnvironment):
     """The node half of Slurm: the job id (``SLURM_ARRAY_JOB_ID_TASK`` for an array task),
     ``SLURM_RESTART_COUNT``, and requeueing itself with ``scontrol requeue``."""
@@ -159,6 +298,7 @@ class SlurmEnvironment(NodeEnvironment):
     name = "slurm"
     variables = ("SLURM_JOB_ID",)
     array_variable = "SLURM_ARRAY_TASK_ID"
+    fail_on_error = True  # a failed job fails its Slurm job: --dependency=afterok must not start its dependants
 
     @property
     def job_id(self) -> str | None:
@@ -238,11 +378,7 @@ def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = Tru
     tmpl = cf_read_brew_template(template)
     user = getpass.getuser()
     cache: dict[str, int] = {}
-
-    def clusters(reg) -> list[str]:
-        res = reg.tables["resources"]["resources"].tolist()
-        names = sorted({str(r["clusters"]) for r in res if isinstance(r, dict) and r.get("clusters")})
-        return [f"--clusters={','.join(names)}"] if names else []
+    known: dict[str, tuple] = {}  # "jobs": (squeue's arguments, when, what it listed) for dependency checks
 
     def submit_job(reg, jc) -> SubmitJobResult:
         # Slurm expands %-patterns in --output: a literal % of the path is written %%
@@ -251,9 +387,13 @@ def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = Tru
             extra = {"log_file": str(reg.layout.array_log(jc.job_hash, "@@")).replace("%", "%%").replace("@@", "%a"),
                      "array_throttle": jc.resources.get("max_concurrent_jobs")}
         script = cf_brew_template(reg, tmpl, jc, **extra)
+        try:
+            options = dependency_options(reg, jc.after)
+        except DependencyRefused as e:
+            return SubmitJobResult(1 if e.temporary else 101, None, None, str(e))
         # Slurm creates the job's log (--output) and runs the job with the umask sbatch passes on:
         # never one that lets other users write the log (the node would only fix it once it runs)
-        out = run_os_command("sbatch", [script], nodename=nodename, env={"SLURM_UMASK": job_umask()})
+        out = run_os_command("sbatch", [*options, script], nodename=nodename, env={"SLURM_UMASK": job_umask()})
         if out["exit_code"] != 0:
             temp = temporary_error(out["output"], TEMP_ERRORS)
             if temp:
@@ -269,8 +409,30 @@ def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = Tru
                                    [Layout.array_log_name(jc.job_hash, i) for i in tasks], "OK")
         return SubmitJobResult(0, batch, jc.log_file, "OK")
 
+    def dependency_options(reg, after) -> list[str]:
+        """sbatch's options for a collection that waits for the Slurm jobs ``after`` (none if it
+        waits for nothing): ``--dependency=afterok:...`` and ``--kill-on-invalid-dep=no``, so a job
+        whose dependency failed stays pending (reason ``DependencyNeverSatisfied``) whatever the
+        site's ``DependencyParameters``, until the master cancels it."""
+        if not after:
+            return []
+        args = [f"--user={user}", *SQUEUE_ALL, *cluster_args(reg)]
+        seen = known.get("jobs")
+        # one listing serves the collections of a few seconds; a job it does not show (just submitted) asks again
+        if seen is None or seen[0] != args or time.time() - seen[1] > KNOWN_FOR or \
+                not all(str(b) in seen[2] for b in after):
+            t = time.time()
+            out = run_os_command("squeue", args, nodename=nodename, timeout=60)
+            if out["exit_code"] != 0:
+                temp = temporary_error(out["output"], TEMP_ERRORS)
+                raise DependencyRefused(temp or f"cannot check the dependencies with squeue (exit "
+                                        f"{out['exit_code']}): {out['output'][-5:]}", temporary=bool(temp))
+            seen = known["jobs"] = (args, t, parse_squeue_all(out["output"]))
+        value = dependency_value(after, seen[2])
+        return [f"--dependency={value}", "--kill-on-invalid-dep=no"] if value else []
+
     def list_jobs(reg) -> tuple[list[str], list[str]]:
-        args = [f"--user={user}", "--noheader", "--format=%i %t", *clusters(reg)]
+        args = [f"--user={user}", "--noheader", "--format=%i %t", *cluster_args(reg)]
         if array_jobs:
             args.append("-r")
         out = run_os_command("squeue", args, nodename=nodename)
@@ -285,7 +447,7 @@ def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = Tru
         return queued, running
 
     def kill_job(reg, batch_id: str) -> None:
-        cf_kill_job(reg, "scancel", [*clusters(reg), batch_id], nodename=nodename)
+        cf_kill_job(reg, "scancel", [*cluster_args(reg), batch_id], nodename=nodename)
 
     def sacct(reg, batch_ids: list[str]) -> tuple[dict[str, Accounting] | None, bool]:
         """sacct for all of them in one call: (its records, or None if Slurm keeps no
@@ -293,7 +455,7 @@ def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = Tru
         if cache.get("no_sacct"):
             return None, False
         out = run_os_command("sacct", ["--parsable2", "--noheader", "--duplicates", f"--format={SACCT_FIELDS}",
-                                       f"--jobs={','.join(batch_ids)}", *clusters(reg)], nodename=nodename,
+                                       f"--jobs={','.join(batch_ids)}", *cluster_args(reg)], nodename=nodename,
                              timeout=60)
         if out["exit_code"] == 0:
             wanted = set(batch_ids)
@@ -343,7 +505,7 @@ def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = Tru
             last = released[b]
             if last is None or now - last < RELEASE_EVERY:
                 continue
-            out = run_os_command("scontrol", ["update", f"JobId={b.split('@')[0]}", "StartTime=now", *clusters(reg)],
+            out = run_os_command("scontrol", ["update", f"JobId={b.split('@')[0]}", "StartTime=now", *cluster_args(reg)],
                                  nodename=nodename, timeout=30)
             text = " ".join(out["output"]).lower()
             # until it runs again (or is gone): a requeue still completing sets its hold after our update
@@ -366,6 +528,7 @@ def make_cluster_functions_slurm(template: str = "slurm", array_jobs: bool = Tru
         # --output treats a backslash as "no %-patterns" and drops it: the log would land elsewhere
         path_check=check_path_chars("\\", "Slurm"),
         # --time is kept in whole minutes; --mem-per-cpu is memory per CPU
+        # --dependency=afterok: Slurm starts a collection once the jobs it waits for ended successfully
         capabilities=Capabilities(array_jobs=array_jobs, gpus=True, walltime_unit=60,
-                                  memory_per_cpu=True),
+                                  memory_per_cpu=True, dependencies=True),
     )

@@ -208,6 +208,13 @@ def job_name(jc) -> str:
 
 def cf_brew_template(reg, template: jinja2.Template, jc, **extra: Any) -> str:
     """Render ``template`` for ``jc`` and write the script next to the job collection; returns its path."""
+    after = tuple(getattr(jc, "after", ()))  # a collection pickled before `after` existed has none
+    caps = getattr(getattr(reg, "cluster_functions", None), "capabilities", None)
+    if after and not (caps is not None and caps.dependencies):
+        # rendered without them, the jobs would start before the jobs they need have ended
+        raise ValueError(f"jc: the collection must wait for scheduler jobs {list(after)[:5]}, but this backend does "
+                         "not declare Capabilities(dependencies=True), so nothing would enforce that; the master "
+                         "holds such jobs itself for a backend without that capability")
     uri = jc.uri
     python = jc.python or "python3"
     log_file = extra.pop("log_file", jc.log_file)
@@ -223,6 +230,9 @@ def cf_brew_template(reg, template: jinja2.Template, jc, **extra: Any) -> str:
         "debug": os.environ.get("BATCHTOOLS_DEBUG", ""),
         "command": Raw(shlex.join([python, "-m", "batchtools.worker", uri])),
         "warning": warning_lead(jc.resources),
+        # the scheduler ids (status table's batch_id) the collection waits for; Slurm passes them on
+        # sbatch's command line itself, a template of another scheduler that declares dependencies uses this
+        "after": after,
     }
     context.update(extra)
     try:

@@ -36,6 +36,9 @@ class NodeEnvironment:
     name = "plain"
     variables: tuple[str, ...] = ()
     array_variable: str | None = None
+    # the process exits with 1 when a job of its collection failed (the scheduler starts dependants on
+    # success only, and reads success from the exit code: Slurm's afterok); otherwise 0 once it ran
+    fail_on_error: bool = False
 
     def __init__(self, array_var: str | None = None) -> None:
         self.array_var = self.array_variable or array_var

@@ -140,8 +140,10 @@ def claim_run(logged_before: bool) -> bool:
 
 
 def run_file(path: str, file_dir: str | None = None) -> int:
-    """Run the job collection stored at ``path`` as this process; 0 if it ran (jobs may have failed).
-    ``file_dir``: its registry, if the file is not the registry's ``jobs/<hash>.pkl``."""
+    """Run the job collection stored at ``path`` as this process; 0 if it ran (jobs may have failed),
+    but 1 if a job failed under a scheduler whose node environment says ``fail_on_error`` (Slurm:
+    ``afterok`` dependants start only after an exit code of 0). ``file_dir``: its registry, if the
+    file is not the registry's ``jobs/<hash>.pkl``."""
     try:
         jc = read_pickle(path)
     except Exception as e:
@@ -159,7 +161,8 @@ def run_file(path: str, file_dir: str | None = None) -> int:
             checkpoint.NODE.rerun = claim_run(logged_before)
     signal.signal(signal.SIGTERM, _terminated)
     # the time limit's warning; the scheduler's node half: restarts, requeues
-    checkpoint.arm(jc.resources, pool=bool(jc.pool), env=environment_of(jc.node_environment, jc.array_var))
+    env = environment_of(jc.node_environment, jc.array_var)
+    checkpoint.arm(jc.resources, pool=bool(jc.pool), env=env)
     progress.node_process()  # a stalled job that does not end may end this process
     if os.environ.get("BATCHTOOLS_DEBUG"):
         from ..core.debug import enable_debug
@@ -168,11 +171,11 @@ def run_file(path: str, file_dir: str | None = None) -> int:
     try:
         # the start-up counts from the process's start (or, in a process running one collection
         # after another, from this collection's), as the node's walltime clock does
-        run_collection(jc, UPDATE_INTERVAL, began=checkpoint.NODE.start)
+        counts = run_collection(jc, UPDATE_INTERVAL, began=checkpoint.NODE.start)
         checkpoint.requeue_if_asked()  # a job stopped to go on: its rows are written, now requeue
     finally:
         sys.stdout.flush()
-    return 0
+    return 1 if env.fail_on_error and not jc.pool and counts.get("error") else 0
 
 
 def main(argv: list[str] | None = None) -> int:

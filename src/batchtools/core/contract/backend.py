@@ -124,6 +124,11 @@ class Capabilities:
     memory_per_cpu: bool = _declared(
         False, "the `memory` resource is per CPU (Slurm's `--mem-per-cpu`), not per job; "
                "`recommend_resources` divides by `ncpus`")
+    dependencies: bool = _declared(
+        False, "the scheduler enforces `JobCollection.after` (the collection waits for those scheduler jobs to end "
+               "successfully, Slurm's `--dependency=afterok`), so a chunk whose dependencies are this backend's "
+               "unfinished jobs is handed over at once; otherwise the master holds it until they are done, and "
+               "`cf_brew_template` refuses a collection with `after`")
 
 
 @dataclass(kw_only=True)
