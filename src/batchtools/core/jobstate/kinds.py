@@ -19,17 +19,16 @@ since format 1).
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ..persistence.files import bulk_objects
 from ..persistence.tables import new_attempts, new_status
 
 
@@ -53,19 +52,6 @@ class Side:
 PROB = Side("prob", "problem", "problems")
 ALGO = Side("algo", "algorithm", "algorithms")
 SIDES = {s.code: s for s in (PROB, ALGO)}
-
-
-@contextlib.contextmanager
-def bulk_objects() -> Iterator[None]:
-    """No cyclic garbage collection while a block builds many small objects without cycles (job
-    specs: the collector ran once per 700 new dicts, which doubled the time to build a million)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def pars_dicts(frame: pd.DataFrame) -> list[dict]:

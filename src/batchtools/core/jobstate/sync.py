@@ -33,7 +33,7 @@ from ..contract.protocol import (
     full_row,
     valid_rows,
 )
-from ..persistence.files import make_dir
+from ..persistence.files import bulk_objects, make_dir
 from ..persistence.layout import is_data_file
 from ..persistence.tables import set_rows
 from . import attempts
@@ -42,7 +42,8 @@ from .state import forget_runs
 log = logging.getLogger("batchtools")
 _first = operator.itemgetter(JOB_ID)
 SAVE_INTERVAL = 1.0  # seconds between saves of the status table while reports keep coming
-APPLY_BATCH = 100_000  # rows of update files applied at once, at least (a row read costs ~0.3 KB)
+APPLY_BATCH = 250_000  # rows of update files applied at once, at least (a row read costs ~0.3 KB; each batch
+# copies every status column it writes)
 
 
 def list_updates(reg) -> list[os.DirEntry]:
@@ -127,9 +128,6 @@ def sync_updates(reg) -> int:
     entries = list_updates(reg)
     if not entries and not reg.pending_updates:
         return 0
-    rows: list = []
-    hashes: list[str] = []
-    merged: list[str] = []
     later = [(h, d) for h, d in reg.pending_updates if h in reg.inflight]
     pending = [(h, d) for h, d in reg.pending_updates if h not in reg.inflight]
     reg.pending_updates[:] = later
@@ -139,6 +137,29 @@ def sync_updates(reg) -> int:
     else:  # merged but not saved yet: already in memory
         seen = {os.path.basename(p) for p in reg.session.merged_unsaved}
     entries = [e for e in entries if e.name not in seen]
+    with bulk_objects():
+        merged, n_rows = _merge(reg, entries, pending)
+    if not reg.writeable:
+        reg.session.applied_updates.update(os.path.basename(p) for p in merged)
+    else:
+        # the files go once the status holding them is saved (save() deletes them); saved at most
+        # every SAVE_INTERVAL while reports keep coming, so a fast poll does not rewrite a big table
+        reg.session.merged_unsaved = reg.session.merged_unsaved + merged
+        # rows handed over in memory (jobs run by this process) have no file behind them: saved at once
+        if pending or (merged and time.time() - reg.session.last_state_save >= SAVE_INTERVAL):
+            reg.save_state()
+    log.debug("sync: merged %d update files and %d in-process batches (%d rows)", len(merged), len(pending), n_rows)
+    return len(merged) + len(pending)
+
+
+def _merge(reg, entries: list[os.DirEntry], pending: list) -> tuple[list[str], int]:
+    """Apply the rows handed over in memory (``pending``) and those of the update files
+    ``entries``: the paths of the files merged (those that were no status rows are quarantined)
+    and the number of rows."""
+    n_rows = 0
+    rows: list = []
+    hashes: list[str] = []
+    merged: list[str] = []
     by_hand: set[str] = set()
     for job_hash, data in pending:
         rows.extend(data)
@@ -154,6 +175,7 @@ def sync_updates(reg) -> int:
             # many rows: applied in batches (memory), each ending where a collection's files end (files
             # are sorted by name, so all runs of a collection are in one batch: its requeues apply in order)
             _apply(reg, rows, np.array(hashes, dtype=object))
+            n_rows += len(rows)
             rows, hashes = [], []
         rows.extend(update.rows)
         hashes.extend([job_hash] * len(update.rows))
@@ -162,17 +184,7 @@ def sync_updates(reg) -> int:
             by_hand.add(job_hash)
     if rows:
         _apply(reg, rows, np.array(hashes, dtype=object), by_hand)
-    if not reg.writeable:
-        reg.session.applied_updates.update(os.path.basename(p) for p in merged)
-    else:
-        # the files go once the status holding them is saved (save() deletes them); saved at most
-        # every SAVE_INTERVAL while reports keep coming, so a fast poll does not rewrite a big table
-        reg.session.merged_unsaved = reg.session.merged_unsaved + merged
-        # rows handed over in memory (jobs run by this process) have no file behind them: saved at once
-        if pending or (merged and time.time() - reg.session.last_state_save >= SAVE_INTERVAL):
-            reg.save_state()
-    log.debug("sync: merged %d update files and %d in-process batches (%d rows)", len(merged), len(pending), len(rows))
-    return len(merged) + len(pending)
+    return merged, n_rows + len(rows)
 
 
 def _warn_unknown_runs(reg, job_ids: np.ndarray, hashes: np.ndarray, other: np.ndarray, current: np.ndarray,
