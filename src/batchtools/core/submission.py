@@ -258,8 +258,10 @@ class Submission:
         took 0.4 GiB)."""
         first, end, specs = self._specs
         if not (first <= a and b <= end):
-            first, end = a, max(b, min(a + SPEC_WINDOW, self.ids.size))
-            specs = self.reg.definitions.specs(self.ids[first:end])
+            kept = specs[a - first:] if first <= a < end else []  # the window's rest: looked up already
+            start = a + len(kept)
+            end = max(b, min(a + SPEC_WINDOW, self.ids.size))
+            first, specs = a, kept + self.reg.definitions.specs(self.ids[start:end])
             self._specs = (first, end, specs)
         return specs[a - first:b - first]
 
