@@ -539,13 +539,16 @@ def read_record(pf: PackFile, k: int) -> bytes:
 
 
 def read_located(packs: list[PackFile], pack_no: np.ndarray, rec_no: np.ndarray, out: list,
-                 decode: Callable[[bytes], object]) -> dict[int, Exception]:
+                 decode: Callable[[bytes], object], plain: tuple[int, Callable[[bytes], object]] | None = None,
+                 ) -> dict[int, Exception]:
     """The data of many records, as :meth:`PackIndex.locate` gives them, read pack by pack in windows
     of at most :data:`BLOCK` bytes holding the records asked for (memory: a window, whatever the
-    pack's size): ``out[i] = decode(data of record rec_no[i] of packs[pack_no[i]])`` for each ``i`` with a
-    record (``pack_no[i] >= 0``); the positions whose record could not be read or decoded, with the error (a gone pack:
-    FileNotFoundError; a checksum that does not match: :class:`DamagedRecord`; what ``decode``
-    raised)."""
+    pack's size): ``out[i] = decode(data of record rec_no[i] of packs[pack_no[i]])`` for each ``i``
+    with a record (``pack_no[i] >= 0``); ``plain`` (a first byte, a function): data that starts with
+    that byte goes to that function instead (a built-in one: no Python call per record). Returns
+    the positions whose record could not be read or decoded, with the error (a gone pack:
+    FileNotFoundError; a checksum that does not match: :class:`DamagedRecord`; what decoding raised)."""
+    marker, fast = plain if plain is not None else (-1, decode)
     import numpy as np
 
     failed: dict[int, Exception] = {}
@@ -588,7 +591,7 @@ def read_located(packs: list[PackFile], pack_no: np.ndarray, rec_no: np.ndarray,
                     data = buf[s:s + n]
                     if n >= 0 and len(data) == n and crc32(data) == crcs[j]:
                         try:
-                            out[at[j]] = decode(data)
+                            out[at[j]] = fast(data) if n and buf[s] == marker else decode(data)
                         except Exception as e:
                             failed[at[j]] = e
                     else:

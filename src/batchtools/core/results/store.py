@@ -709,8 +709,8 @@ class FolderStore(ResultStore):
         pack_no, rec_no, packs = index.locate(ids, self._current_hashes(ids))
         out: list[Any] = [None] * len(ids)
         loads = pickle.loads
-        failed = read_located(packs, pack_no, rec_no, out,
-                              lambda data: loads(data if data[:1] == b"\x80" else decompress(data)))
+        failed = read_located(packs, pack_no, rec_no, out, lambda data: loads(decompress(data)),
+                              (0x80, loads))  # b"\x80": a pickle
         unpacked = (pack_no < 0).nonzero()[0].tolist()
         for k in sorted({*failed, *unpacked}):  # what was not read from a pack, in order
             i = ids[k]
