@@ -37,10 +37,12 @@ _cache: dict[tuple, Any] = {}
 TERMINATING = threading.Event()
 
 
-def say(msg: str) -> None:
+def say(msg: str, flush: bool = True) -> None:
     """One marker line in the log (``### [bt]: ...``), flushed at once: a log file is block-buffered,
-    so a running job's ``Starting job`` line would otherwise reach ``get_log`` only when it ends."""
-    print(f"{MARK}{msg}", file=sys.stdout, flush=True)
+    so a running job's ``Starting job`` line would otherwise reach ``get_log`` only when it ends.
+    Without ``flush`` it goes with the next line flushed (a job's end marker: with the next job's
+    start, or the collection's last line, a few microseconds later)."""
+    print(f"{MARK}{msg}", file=sys.stdout, flush=flush)
 
 
 def load_cached(path: str | os.PathLike) -> Any:

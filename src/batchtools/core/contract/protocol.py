@@ -31,6 +31,7 @@ True
 from __future__ import annotations
 
 import math
+import operator
 import re
 
 FIELDS = ("job_id", "started", "done", "error", "mem_used", "reason", "signal", "max_rss", "cpu_time", "restart",
@@ -45,6 +46,8 @@ NO_STARTUP_EXTRA_LENGTH = STARTUP + len(FIELDS) - BASE_LENGTH
 # rows of older nodes: without the evidence, without startup, without startup but with progress
 OLDER_LENGTHS = (LEGACY_LENGTH, STARTUP, NO_STARTUP_EXTRA_LENGTH)
 LENGTHS = (*OLDER_LENGTHS, BASE_LENGTH, len(FIELDS))
+_LENGTHS = frozenset(LENGTHS)
+_first = operator.itemgetter(JOB_ID)
 # status columns filled from a row: (column, index); NaN / None means "nothing new"
 FLOAT_FIELDS = (("started", STARTED), ("done", DONE), ("mem_used", MEM_USED), ("signal", SIGNAL),
                 ("max_rss", MAX_RSS), ("cpu_time", CPU_TIME), ("startup", STARTUP))
@@ -86,10 +89,16 @@ _NOTHING = (*new_row(0), *EXTRA)  # every field, nothing new: what pads a short 
 
 
 def valid_rows(data) -> bool:
-    """Whether an update file's content has the shape of a list of rows."""
-    return isinstance(data, list) and all(
-        isinstance(r, (list, tuple)) and len(r) in LENGTHS and isinstance(r[JOB_ID], int)
-        for r in data)
+    """Whether an update file's content has the shape of a list of rows.
+
+    >>> valid_rows([new_row(1), (2, 1.0, 2.0, None, 5.0)]), valid_rows([new_row(1), [1.5, 1.0, 2.0, None, 5.0]])
+    (True, False)
+    >>> valid_rows([new_row(1), "row"]), valid_rows([[1]]), valid_rows(new_row(1))
+    (False, False, False)
+    """
+    # one pass per check, each in C (a million rows: ~0.1 s, not ~0.6 s row by row)
+    return isinstance(data, list) and all(issubclass(t, (list, tuple)) for t in set(map(type, data))) and \
+        set(map(len, data)) <= _LENGTHS and all(issubclass(t, int) for t in set(map(type, map(_first, data))))
 
 
 def full_row(row, extra: bool = True) -> list:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..persistence.files import bulk_objects
 from ..persistence.tables import new_attempts, new_status
 
 
@@ -176,18 +177,21 @@ class MapDefinitions(Definitions):
         pos = self.reg.pos(ids)
         return pd.DataFrame({"job_id": ids, **{c: a[pos] for c, a in self.columns().items()}}, copy=False)
 
-    def _dicts(self, ids: np.ndarray) -> list[dict]:
-        pos = self.reg.pos(ids)
-        columns = self.columns()
-        cols = list(columns)
-        lists = [columns[c][pos].tolist() for c in cols]
-        return [dict(zip(cols, row)) for row in zip(*lists)] if cols else [{} for _ in range(len(ids))]
-
     def job_pars(self, ids: np.ndarray) -> pd.DataFrame:
         return pd.DataFrame({"job_id": ids, "job_pars": pars_dicts(self.pars_frame(ids))})
 
     def specs(self, ids: np.ndarray) -> list[dict[str, Any]]:
-        return [{"job_id": i, "pars": p} for i, p in zip(ids.tolist(), self._dicts(ids))]
+        pos = self.reg.pos(ids)
+        columns = self.columns()
+        cols = list(columns)
+        lists = [columns[c][pos].tolist() for c in cols]
+        with bulk_objects():
+            if len(cols) == 1:  # the usual batch_map over one argument: 1.5x faster than the general form
+                (c,) = cols
+                return [{"job_id": i, "pars": {c: v}} for i, v in zip(ids.tolist(), lists[0])]
+            if not cols:
+                return [{"job_id": i, "pars": {}} for i in ids.tolist()]
+            return [{"job_id": i, "pars": dict(zip(cols, row))} for i, row in zip(ids.tolist(), zip(*lists))]
 
 
 # the words of ML benchmarks (batchmark) for the experiment columns: results say task and learner

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 import os
 import pickle
 import time
@@ -19,6 +20,7 @@ from ..contract.protocol import (
     DONE,
     ENDED,
     EXTRA_FLOAT_FIELDS,
+    FIELDS,
     FLOAT_FIELDS,
     JOB_ID,
     PROGRESS,
@@ -31,14 +33,17 @@ from ..contract.protocol import (
     full_row,
     valid_rows,
 )
-from ..persistence.files import make_dir
+from ..persistence.files import bulk_objects, make_dir
 from ..persistence.layout import is_data_file
 from ..persistence.tables import set_rows
 from . import attempts
 from .state import forget_runs
 
 log = logging.getLogger("batchtools")
+_first = operator.itemgetter(JOB_ID)
 SAVE_INTERVAL = 1.0  # seconds between saves of the status table while reports keep coming
+APPLY_BATCH = 250_000  # rows of update files applied at once, at least (a row read costs ~0.3 KB; each batch
+# copies every status column it writes)
 
 
 def list_updates(reg) -> list[os.DirEntry]:
@@ -123,9 +128,6 @@ def sync_updates(reg) -> int:
     entries = list_updates(reg)
     if not entries and not reg.pending_updates:
         return 0
-    rows: list = []
-    hashes: list[str] = []
-    merged: list[str] = []
     later = [(h, d) for h, d in reg.pending_updates if h in reg.inflight]
     pending = [(h, d) for h, d in reg.pending_updates if h not in reg.inflight]
     reg.pending_updates[:] = later
@@ -135,6 +137,29 @@ def sync_updates(reg) -> int:
     else:  # merged but not saved yet: already in memory
         seen = {os.path.basename(p) for p in reg.session.merged_unsaved}
     entries = [e for e in entries if e.name not in seen]
+    with bulk_objects():
+        merged, n_rows = _merge(reg, entries, pending)
+    if not reg.writeable:
+        reg.session.applied_updates.update(os.path.basename(p) for p in merged)
+    else:
+        # the files go once the status holding them is saved (save() deletes them); saved at most
+        # every SAVE_INTERVAL while reports keep coming, so a fast poll does not rewrite a big table
+        reg.session.merged_unsaved = reg.session.merged_unsaved + merged
+        # rows handed over in memory (jobs run by this process) have no file behind them: saved at once
+        if pending or (merged and time.time() - reg.session.last_state_save >= SAVE_INTERVAL):
+            reg.save_state()
+    log.debug("sync: merged %d update files and %d in-process batches (%d rows)", len(merged), len(pending), n_rows)
+    return len(merged) + len(pending)
+
+
+def _merge(reg, entries: list[os.DirEntry], pending: list) -> tuple[list[str], int]:
+    """Apply the rows handed over in memory (``pending``) and those of the update files
+    ``entries``: the paths of the files merged (those that were no status rows are quarantined)
+    and the number of rows."""
+    n_rows = 0
+    rows: list = []
+    hashes: list[str] = []
+    merged: list[str] = []
     by_hand: set[str] = set()
     for job_hash, data in pending:
         rows.extend(data)
@@ -146,6 +171,12 @@ def sync_updates(reg) -> int:
             _quarantine(reg, update.path, update.problem)
             continue
         job_hash = update.job_hash
+        if len(rows) >= APPLY_BATCH and job_hash != hashes[-1] and not by_hand:
+            # many rows: applied in batches (memory), each ending where a collection's files end (files
+            # are sorted by name, so all runs of a collection are in one batch: its requeues apply in order)
+            _apply(reg, rows, np.array(hashes, dtype=object))
+            n_rows += len(rows)
+            rows, hashes = [], []
         rows.extend(update.rows)
         hashes.extend([job_hash] * len(update.rows))
         merged.append(update.path)
@@ -153,17 +184,7 @@ def sync_updates(reg) -> int:
             by_hand.add(job_hash)
     if rows:
         _apply(reg, rows, np.array(hashes, dtype=object), by_hand)
-    if not reg.writeable:
-        reg.session.applied_updates.update(os.path.basename(p) for p in merged)
-    else:
-        # the files go once the status holding them is saved (save() deletes them); saved at most
-        # every SAVE_INTERVAL while reports keep coming, so a fast poll does not rewrite a big table
-        reg.session.merged_unsaved = reg.session.merged_unsaved + merged
-        # rows handed over in memory (jobs run by this process) have no file behind them: saved at once
-        if pending or (merged and time.time() - reg.session.last_state_save >= SAVE_INTERVAL):
-            reg.save_state()
-    log.debug("sync: merged %d update files and %d in-process batches (%d rows)", len(merged), len(pending), len(rows))
-    return len(merged) + len(pending)
+    return merged, n_rows + len(rows)
 
 
 def _warn_unknown_runs(reg, job_ids: np.ndarray, hashes: np.ndarray, other: np.ndarray, current: np.ndarray,
@@ -207,9 +228,11 @@ def _apply(reg, rows: list, hashes: np.ndarray, by_hand: set[str] = frozenset())
     rows, hashes = _expand_collection_rows(reg, rows, hashes)
     if not rows:
         return
-    extra = any(len(r) > BASE_LENGTH for r in rows)  # progress or GPU fields in some row
-    rows = [full_row(r, extra) for r in rows]
-    job_ids = np.fromiter((r[JOB_ID] for r in rows), dtype=np.int64, count=len(rows))
+    lengths = set(map(len, rows))
+    extra = max(lengths) > BASE_LENGTH  # progress or GPU fields in some row
+    if lengths != {len(FIELDS) if extra else BASE_LENGTH}:  # rows of older nodes, or some without extras
+        rows = [full_row(r, extra) for r in rows]
+    job_ids = np.fromiter(map(_first, rows), dtype=np.int64, count=len(rows))
     all_ids = reg.job_ids
     pos = np.searchsorted(all_ids, job_ids)
     exists = pos < all_ids.size
@@ -225,13 +248,17 @@ def _apply(reg, rows: list, hashes: np.ndarray, by_hand: set[str] = frozenset())
         return
     idx = np.flatnonzero(keep)
     pos = pos[idx]
-    restart = np.fromiter((rows[k][RESTART] for k in idx), dtype=float, count=idx.size)
+    # one tuple per field (a transposition in C), of the rows that apply
+    fields = list(zip(*(rows if idx.size == len(rows) else [rows[k] for k in idx.tolist()])))
+    restart = np.array(fields[RESTART], dtype=float)
     restart = np.where(np.isnan(restart), 0.0, restart)
     cur = status["restart"].to_numpy()[pos]
     cur = np.where(np.isnan(cur), 0.0, cur)
-    requeued = np.array([rows[k][REASON] == "requeued" for k in idx], dtype=bool)
+    reasons = np.empty(idx.size, dtype=object)
+    reasons[:] = fields[REASON]
+    requeued = reasons == "requeued"
     if not requeued.any() and (restart == cur).all():  # the usual case: one run per job
-        _set_fields(reg, rows, idx, pos, extra)
+        _set_fields(reg, fields, pos, extra)
         return
     # the scheduler ran some collection again (a requeue): apply the runs in order; a run that
     # stopped to be requeued, or a newer run, closes the attempt before it
@@ -246,7 +273,7 @@ def _apply(reg, rows: list, hashes: np.ndarray, by_hand: set[str] = frozenset())
             attempts.archive(reg, behind[ran], "requeued", reason=_reason_or(status, behind[ran], "requeued"))
             attempts.next_run(reg, behind[ran], r)
             set_rows(status, behind[~ran], "restart", float(r))
-        _set_fields(reg, rows, idx[sel], p, extra)
+        _set_fields(reg, list(zip(*[rows[k] for k in idx[sel].tolist()])), p, extra)
         stopped = sel & requeued
         if stopped.any():
             ended = np.fromiter((rows[k][ENDED] for k in idx[stopped]), dtype=float, count=int(stopped.sum()))
@@ -299,41 +326,42 @@ def _reason_or(status, pos: np.ndarray, default: str) -> np.ndarray:
     return np.array([r if r is not None else default for r in reasons], dtype=object)
 
 
-def _set_fields(reg, rows: list, idx: np.ndarray, pos: np.ndarray, extra: bool = True) -> None:
-    """Write the fields rows ``idx`` bring (NaN / None: nothing new) to status rows ``pos``
-    (``extra``: the rows have the progress and GPU fields)."""
+def _set_fields(reg, fields: list, pos: np.ndarray, extra: bool = True) -> None:
+    """Write the fields rows bring (``fields``: one tuple per field, a row's values at the same
+    place in each; NaN / None: nothing new) to status rows ``pos`` (``extra``: the rows have the
+    progress and GPU fields)."""
     status = reg.status
     reg.mark_dirty("status")
-    if not idx.size:
+    if not pos.size:
         return
-    fields = list(zip(*[rows[k] for k in idx.tolist()]))  # one tuple per field (a transposition in C)
     for col, i in FLOAT_FIELDS + (EXTRA_FLOAT_FIELDS if extra else ()):
         values = np.array(fields[i], dtype=float)
         ok = ~np.isnan(values)
         if ok.any():
             set_rows(status, pos[ok], col, values[ok])
     for col, i in TEXT_FIELDS:
-        values = np.empty(idx.size, dtype=object)
+        values = np.empty(pos.size, dtype=object)
         values[:] = fields[i]
-        has = np.fromiter((v is not None for v in fields[i]), dtype=bool, count=idx.size)
+        has = values != None  # noqa: E711 (elementwise)
         if has.any():
             set_rows(status, pos[has], col, values[has])
     if extra:
-        _set_progress(status, rows, idx, pos)
+        _set_progress(status, fields, pos)
 
 
-def _set_progress(status, rows: list, idx: np.ndarray, pos: np.ndarray) -> None:
+def _set_progress(status, fields: list, pos: np.ndarray) -> None:
     """A job's last progress (time, value, message), as one: a report older than the one the
     table holds (update files read out of order) changes nothing, and of a job's reports the
     latest is applied last."""
-    at = np.fromiter((rows[k][PROGRESS_AT] for k in idx), dtype=float, count=idx.size)
+    at = np.array(fields[PROGRESS_AT], dtype=float)
     new = ~np.isnan(at)
     if not new.any():
         return
     new &= ~(at <= status["progress_at"].to_numpy()[pos])
     sel = np.flatnonzero(new)
     sel = sel[np.argsort(at[sel], kind="stable")]
-    value = [rows[idx[k]][PROGRESS] for k in sel]
+    value = [fields[PROGRESS][k] for k in sel.tolist()]
     set_rows(status, pos[sel], "progress_at", at[sel])
     set_rows(status, pos[sel], "progress", np.array([np.nan if v is None else v for v in value], dtype=float))
-    set_rows(status, pos[sel], "progress_message", np.array([rows[idx[k]][PROGRESS_MESSAGE] for k in sel], dtype=object))
+    set_rows(status, pos[sel], "progress_message", np.array([fields[PROGRESS_MESSAGE][k] for k in sel.tolist()],
+                                                            dtype=object))

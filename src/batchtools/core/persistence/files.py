@@ -7,12 +7,15 @@ reader never sees half a file and a crash leaves either the old or the new versi
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
+import gc
 import logging
 import os
 import pickle
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -260,6 +263,21 @@ def link_unnamed(fd: int, path: str) -> bool:
             raise
         return False
     return True
+
+
+@contextlib.contextmanager
+def bulk_objects() -> Iterator[None]:
+    """No cyclic garbage collection while a block builds many small objects without cycles (job
+    specs, status rows read from update files and their columns): the collector runs once per
+    700 new containers and made building a million of them 2-2.5 times slower. Objects are freed
+    by reference counting meanwhile; cyclic garbage waits for the next collection."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def cloud_dumps(obj: Any) -> bytes:

@@ -46,7 +46,7 @@ import struct
 import time
 import zlib
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..persistence.files import make_dir, write_all
@@ -304,30 +304,37 @@ class PackFile:
             mv = memoryview(buf)
             n, p, need, stop = len(buf), 0, 0, False
             at_end = pos + n >= size
-            ids, hashes, offsets, lengths, crcs, times = (self.ids, self.hashes, self.offsets, self.lengths,
-                                                          self.crcs, self.times)
+            # bound methods: a million records look each up once, not six million times
+            add_id, add_hash, add_offset, add_length, add_crc, add_time = (
+                self.ids.append, self.hashes.append, self.offsets.append, self.lengths.append, self.crcs.append,
+                self.times.append)
             names = self._names
+            h, job_hash, size_h = b"", "", HEADER.size
             while p < n:
                 # the usual record (whole, intact, of this version) inline: indexing a million costs
-                # a function call and a tuple less each
-                if buf.startswith(MAGIC, p) and p + HEADER.size <= n:
+                # a function call and a tuple less each; the header's checksum covers its fields and
+                # the hash that follows them, one stretch of bytes (crc32 of a, then b = of a + b);
+                # the hash is the one of the record before, most of the time
+                if buf.startswith(MAGIC, p) and p + size_h <= n:
                     _, hcrc, dcrc, job_id, when, length, hlen = _unpack(buf, p)
-                    start = p + HEADER.size + hlen
+                    at_h = p + size_h
+                    start = at_h + hlen
                     end = start + length
-                    if end <= n:
-                        h = buf[p + HEADER.size:start]
-                        if crc32(h, crc32(mv[p + 8:p + HEADER.size])) == hcrc and crc32(mv[start:end]) == dcrc:
+                    if end <= n and crc32(mv[p + 8:start]) == hcrc and crc32(mv[start:end]) == dcrc:
+                        if hlen != len(h) or not buf.startswith(h, at_h):
+                            h = buf[at_h:start]
                             job_hash = names.get(h)
                             if job_hash is None:
                                 job_hash = names[h] = h.decode(errors="replace")
-                            ids.append(job_id)
-                            hashes.append(job_hash)
-                            offsets.append(pos + start)
-                            lengths.append(length)
-                            crcs.append(dcrc)
-                            times.append(when)
-                            p, found = end, True
-                            continue
+                        add_id(job_id)
+                        add_hash(job_hash)
+                        add_offset(pos + start)
+                        add_length(length)
+                        add_crc(dcrc)
+                        add_time(when)
+                        p = end
+                        found = True
+                        continue
                 rec = _parse(buf, mv, p)
                 kind = rec[0]
                 # a damaged last record may be one being written on a file system slow to show its
@@ -425,12 +432,19 @@ class PackIndex:
 
     def lookup_many(self, job_ids: list[int], current: list | None) -> list[tuple[PackFile, int] | None]:
         """:meth:`lookup` of each of ``job_ids`` with its current hash (``current`` None: any hash)."""
+        pack_no, rec_no, packs = self.locate(job_ids, current)
+        return [None if p < 0 else (packs[p], r) for p, r in zip(pack_no.tolist(), rec_no.tolist())]
+
+    def locate(self, job_ids, current) -> tuple[np.ndarray, np.ndarray, list[PackFile]]:
+        """:meth:`lookup_many` as arrays: the pack number and record number of each of ``job_ids``
+        (-1 for a job no record of which counts), and the packs those numbers index."""
         import numpy as np
 
         ids, pack_no, rec_no, hashes, packs = self.flat()
-        out: list[tuple[PackFile, int] | None] = [None] * len(job_ids)
-        if not ids.size or not job_ids:
-            return out
+        n = len(job_ids)
+        out_pack, out_rec = np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=np.int64)
+        if not ids.size or not n:
+            return out_pack, out_rec, packs
         q = np.asarray(job_ids, dtype=np.int64)
         lo, hi = np.searchsorted(ids, q, "left"), np.searchsorted(ids, q, "right")
         has = np.flatnonzero(hi > lo)
@@ -438,17 +452,17 @@ class PackIndex:
         if current is None:
             ok = np.ones(has.size, dtype=bool)
         else:
-            cur = np.empty(len(job_ids), dtype=object)
+            cur = np.empty(n, dtype=object)
             cur[:] = current
             ok = hashes[last] == cur[has]
-        for i, j in zip(has[ok].tolist(), last[ok].tolist()):
-            out[i] = (packs[pack_no[j]], int(rec_no[j]))
+        out_pack[has[ok]] = pack_no[last[ok]]
+        out_rec[has[ok]] = rec_no[last[ok]]
         for i in has[~ok].tolist():  # the last record is of another run: an earlier one may count
             for j in range(int(hi[i]) - 2, int(lo[i]) - 1, -1):
                 if hashes[j] == current[i]:
-                    out[i] = (packs[pack_no[j]], int(rec_no[j]))
+                    out_pack[i], out_rec[i] = pack_no[j], rec_no[j]
                     break
-        return out
+        return out_pack, out_rec, packs
 
     def valid_ids(self, job_hashes: Callable | None) -> np.ndarray:
         """Sorted ids of the jobs with a record that counts; ``job_hashes(ids)`` gives the jobs'
@@ -524,33 +538,43 @@ def read_record(pf: PackFile, k: int) -> bytes:
     raise _damage(pf, k, data)
 
 
-def read_records(found: list[tuple[PackFile, int]]) -> Iterator[tuple[int, bytes | Exception]]:
-    """``(i, data of found[i])`` (or the error reading it) for each of many records, pack by pack.
-    Each pack is read in windows of at most :data:`BLOCK` bytes holding the records asked for
-    (memory: a window, whatever the pack's size); a pack that is gone gives FileNotFoundError."""
+def read_located(packs: list[PackFile], pack_no: np.ndarray, rec_no: np.ndarray, out: list,
+                 decode: Callable[[bytes], object], plain: tuple[int, Callable[[bytes], object]] | None = None,
+                 ) -> dict[int, Exception]:
+    """The data of many records, as :meth:`PackIndex.locate` gives them, read pack by pack in windows
+    of at most :data:`BLOCK` bytes holding the records asked for (memory: a window, whatever the
+    pack's size): ``out[i] = decode(data of record rec_no[i] of packs[pack_no[i]])`` for each ``i``
+    with a record (``pack_no[i] >= 0``); ``plain`` (a first byte, a function): data that starts with
+    that byte goes to that function instead (a built-in one: no Python call per record). Returns
+    the positions whose record could not be read or decoded, with the error (a gone pack:
+    FileNotFoundError; a checksum that does not match: :class:`DamagedRecord`; what decoding raised)."""
+    marker, fast = plain if plain is not None else (-1, decode)
     import numpy as np
 
-    by_pack: dict[int, list[int]] = {}
-    for i, (pf, _) in enumerate(found):
-        by_pack.setdefault(id(pf), []).append(i)
-    for idx in by_pack.values():
-        pf = found[idx[0]][0]
-        recs = np.fromiter((found[i][1] for i in idx), dtype=np.int64, count=len(idx))
+    failed: dict[int, Exception] = {}
+    sel = np.flatnonzero(pack_no >= 0)
+    if not sel.size:
+        return failed
+    sel = sel[np.argsort(pack_no[sel], kind="stable")]
+    ps = pack_no[sel]
+    bounds = np.flatnonzero(np.r_[True, ps[1:] != ps[:-1], True])
+    for g in range(bounds.size - 1):
+        at = sel[bounds[g]:bounds[g + 1]]
+        pf = packs[int(ps[bounds[g]])]
+        recs = rec_no[at]
         offsets = np.frombuffer(pf.offsets, dtype=np.int64)[recs]
         order = np.argsort(offsets, kind="stable")
-        idx = np.asarray(idx, dtype=np.int64)[order].tolist()
-        recs, offsets = recs[order], offsets[order]
+        at, recs, offsets = at[order], recs[order], offsets[order]
         lengths = np.frombuffer(pf.lengths, dtype=np.int64)[recs].tolist()
         crcs = np.frombuffer(pf.crcs, dtype=np.uint32)[recs].tolist()
-        offsets = offsets.tolist()
+        offsets, at = offsets.tolist(), at.tolist()
         try:
             fd = os.open(pf.path, os.O_RDONLY)
         except FileNotFoundError as e:
-            for i in idx:
-                yield i, e
+            failed.update(dict.fromkeys(at, e))
             continue
         try:
-            a, m = 0, len(idx)
+            a, m = 0, len(at)
             while a < m:
                 start = end = offsets[a]
                 b = a
@@ -566,12 +590,16 @@ def read_records(found: list[tuple[PackFile, int]]) -> Iterator[tuple[int, bytes
                     s, n = offsets[j] - start, lengths[j]
                     data = buf[s:s + n]
                     if n >= 0 and len(data) == n and crc32(data) == crcs[j]:
-                        yield idx[j], data
+                        try:
+                            out[at[j]] = fast(data) if n and buf[s] == marker else decode(data)
+                        except Exception as e:
+                            failed[at[j]] = e
                     else:
-                        yield idx[j], _damage(pf, int(recs[j]), data)
+                        failed[at[j]] = _damage(pf, int(recs[j]), data)
                 a = b
         finally:
             os.close(fd)
+    return failed
 
 
 def _damage(pf: PackFile, k: int, data: bytes) -> DamagedRecord:

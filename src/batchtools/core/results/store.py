@@ -57,8 +57,8 @@ from .packs import (
     PackIndex,
     PackWriter,
     hash_lookup,
+    read_located,
     read_record,
-    read_records,
 )
 
 if TYPE_CHECKING:
@@ -735,34 +735,22 @@ class FolderStore(ResultStore):
         ids = [int(i) for i in job_ids]
         if not index.files:
             return [self._read_file(i) for i in ids]
-        found = index.lookup_many(ids, self._current_hashes(ids))
-        packed = [k for k, f in enumerate(found) if f is not None]
+        pack_no, rec_no, packs = index.locate(ids, self._current_hashes(ids))
         out: list[Any] = [None] * len(ids)
-        failed: dict[int, Exception] = {}
         loads = pickle.loads
-        for j, data in read_records([found[k] for k in packed]):
-            k = packed[j]
-            if isinstance(data, Exception):
-                failed[k] = data
-                continue
-            try:
-                out[k] = loads(data if data[:1] == b"\x80" else decompress(data))
-            except Exception:
-                try:
-                    self._decode(ids[k], found[k], data)
-                except CorruptFileError as e:
-                    failed[k] = e
-        for k, (i, f) in enumerate(zip(ids, found)):  # what was not read from a pack, in order
-            if f is None:
+        failed = read_located(packs, pack_no, rec_no, out, lambda data: loads(decompress(data)),
+                              (0x80, loads))  # b"\x80": a pickle
+        unpacked = (pack_no < 0).nonzero()[0].tolist()
+        for k in sorted({*failed, *unpacked}):  # what was not read from a pack, in order
+            i = ids[k]
+            if k not in failed:  # no packed record counts: its own file
                 out[k] = self._read_file(i)
-            elif k in failed:
-                e = failed[k]
-                if isinstance(e, FileNotFoundError):  # its pack was swept meanwhile
-                    out[k] = self._look_again(i)
-                elif isinstance(e, DamagedRecord):
-                    raise _unreadable(f[0].path, i, e, f" (at byte {f[0].offsets[f[1]]})") from e
-                else:
-                    raise e
+                continue
+            e, pf = failed[k], packs[pack_no[k]]
+            if isinstance(e, FileNotFoundError):  # its pack was swept meanwhile
+                out[k] = self._look_again(i)
+            else:  # damaged where it lies, or its bytes are no pickle
+                raise _unreadable(pf.path, i, e, f" (at byte {pf.offsets[rec_no[k]]})") from e
         return out
 
     def delete(self, job_ids: Iterable[int]) -> int:
