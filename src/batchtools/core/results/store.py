@@ -713,14 +713,15 @@ class FolderStore(ResultStore):
         """``raw()`` of each of ``job_ids`` (None: none, or unreadable), their packs looked up at once."""
         ids = [int(i) for i in job_ids]
         index = self._pack_index()
-        found = index.lookup_many(ids, self._current_hashes(ids)) if index.files else [None] * len(ids)
         out: list[bytes | None] = [None] * len(ids)
-        packed = [k for k, f in enumerate(found) if f is not None]
-        for j, data in read_records([found[k] for k in packed]):
-            if not isinstance(data, Exception):
-                out[packed[j]] = data
-        for k, f in enumerate(found):
-            if f is None:
+        if index.files:
+            pack_no, rec_no, packs = index.locate(ids, self._current_hashes(ids))
+            failed = read_located(packs, pack_no, rec_no, out, bytes)  # an unreadable record stays None
+            unpacked = (pack_no < 0).nonzero()[0].tolist()
+        else:
+            failed, unpacked = {}, range(len(ids))
+        for k in unpacked:
+            if k not in failed:
                 try:
                     with open(self.path(ids[k]), "rb") as fh:
                         out[k] = fh.read()
