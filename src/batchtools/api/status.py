@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from ..core.jobstate.counts import Status
-from ..core.jobstate.state import masks
+from ..core.jobstate.state import masks, state_counts
 from ..core.registry import RegistryState, resolve
 
 
@@ -29,8 +29,8 @@ def get_status(ids=None, reg: RegistryState | None = None) -> Status:
     """
     reg = resolve(reg)
     reg.sync()
-    pos = None if ids is None else reg.pos(reg.ids(ids))
-    m = masks(reg, pos)
-    n = len(reg.status) if pos is None else len(pos)
-    counts = {k: int(v.sum()) for k, v in m.items() if k != "terminated"}
-    return Status(defined=n, timestamp=time.time(), **counts)
+    if ids is None:
+        return Status(defined=len(reg.status), timestamp=time.time(), **state_counts(reg))
+    pos = reg.pos(reg.ids(ids))
+    counts = {k: int(v.sum()) for k, v in masks(reg, pos).items() if k != "terminated"}
+    return Status(defined=len(pos), timestamp=time.time(), **counts)
