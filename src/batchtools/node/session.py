@@ -167,17 +167,22 @@ def user_traceback(e: BaseException):
 
 
 @contextlib.contextmanager
-def node_session(jc: JobCollection, what: str):
-    """A node's set-up around running jobs: banner, working directory, resources, warnings to the log."""
-    say(f"{BANNER}{__version__} (Python {sys.version.split()[0]})")
-    say(what)
+def node_session(jc: JobCollection, what: str, then: str | None = None):
+    """A node's set-up around running jobs: banner, working directory, resources, warnings to the
+    log (``what`` after the banner, ``then`` after the working directory)."""
+    work_dir = jc.work_dir if jc.work_dir and os.path.isdir(jc.work_dir) else None
+    lines = [f"{BANNER}{__version__} (Python {sys.version.split()[0]})", what]
+    if work_dir:
+        lines.append(f"Setting working directory to '{work_dir}'")
+    if then is not None:
+        lines.append(then)
+    say(f"\n{MARK}".join(lines))  # one write (Interactive runs a collection per job)
     old_cwd = os.getcwd()
     try:
-        if jc.work_dir and os.path.isdir(jc.work_dir):
-            if jc.work_dir not in sys.path:  # user modules next to the script import as they did there
-                sys.path.insert(0, jc.work_dir)
-            os.chdir(jc.work_dir)
-            say(f"Setting working directory to '{jc.work_dir}'")
+        if work_dir:
+            if work_dir not in sys.path:  # user modules next to the script import as they did there
+                sys.path.insert(0, work_dir)
+            os.chdir(work_dir)
         with applied_resources(jc.resources), warnings.catch_warnings():
             warnings.simplefilter("always")
             warnings.showwarning = _log_warning
