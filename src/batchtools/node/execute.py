@@ -84,7 +84,7 @@ def store_of(jc: JobCollection, packed: bool = False, shared: bool = False) -> R
 
 
 def run_job(jc: JobCollection, spec: dict[str, Any], runner, store: ResultStore, buffer: UpdateBuffer,
-            measure: bool, commit=None, startup: float = 0.0) -> bool:
+            measure: bool, commit=None, startup: float = 0.0, flush_end: bool = True) -> bool:
     """Run one job: seed, call, store the result, report its status. True if it succeeded.
 
     ``commit(job_id, token)`` decides whether a staged result becomes the job's result (a pool
@@ -92,6 +92,8 @@ def run_job(jc: JobCollection, spec: dict[str, Any], runner, store: ResultStore,
     collection's start-up this job waited for (reported with it, never in its run time), to which
     the runner's ``prepare(job)`` adds, if it has one: loading what the job needs and no earlier
     job of this process loaded (a problem, an algorithm, a task's data), before the job's clock starts.
+    ``flush_end=False``: the end marker is written with the caller's next marker (a chunk's next job
+    or its end): one write fewer per job.
     """
     job_id = spec["job_id"]
     job = make_job(jc, spec)
@@ -157,7 +159,7 @@ def run_job(jc: JobCollection, spec: dict[str, Any], runner, store: ResultStore,
     if fields.get("reason") == "checkpointed":
         error = CHECKPOINTED
     buffer.set(job_id, done=fields["ended"], error=error, mem_used=mem, **fields)
-    say(job_ended(job_id, error is None))
+    say(job_ended(job_id, error is None), flush_end)
     return error is None
 
 
@@ -188,7 +190,7 @@ def run_chunk(jc: JobCollection, update_interval: float | None, sink: list | Non
     measure = bool(jc.resources.get("measure_memory"))
     try:
         with node_session(jc, f"Starting calculation of {len(jobs)} jobs",
-                          "Memory measurement " + ("enabled" if measure else "disabled")):
+                          "Memory measurement " + ("enabled" if measure else "disabled"), flush=sink is None):
             try:
                 runner = make_runner(jc, in_process=sink is not None)
             except Exception as e:  # set-up failed: every job of the chunk errors
@@ -211,8 +213,8 @@ def run_chunk(jc: JobCollection, update_interval: float | None, sink: list | Non
                 if earlier is not None and earlier.exists(spec["job_id"]):  # finished in an earlier run of it
                     say(f"Job {spec['job_id']} finished in an earlier run of this collection")
                     continue
-                ok = run_job(jc, spec, runner, store, buffer, measure,
-                             startup=0.0 if began is None else time.time() - began)
+                ok = run_job(jc, spec, runner, store, buffer, measure,  # the next marker flushes its end
+                             startup=0.0 if began is None else time.time() - began, flush_end=False)
                 began = None  # the collection's start-up is its first job's to report
                 counts["done" if ok else "error"] += 1
             if jc.hooks.get("post_do_collection"):

@@ -37,10 +37,12 @@ _cache: dict[tuple, Any] = {}
 TERMINATING = threading.Event()
 
 
-def say(msg: str) -> None:
+def say(msg: str, flush: bool = True) -> None:
     """One marker line in the log (``### [bt]: ...``), flushed at once: a log file is block-buffered,
-    so a running job's ``Starting job`` line would otherwise reach ``get_log`` only when it ends."""
-    print(f"{MARK}{msg}", file=sys.stdout, flush=True)
+    so a running job's ``Starting job`` line would otherwise reach ``get_log`` only when it ends.
+    ``flush=False``: a line the next marker flushes (a job's end marker, when the next job's start
+    or the collection's end follows at once): one write fewer per job."""
+    print(f"{MARK}{msg}", file=sys.stdout, flush=flush)
 
 
 def load_cached(path: str | os.PathLike) -> Any:
@@ -167,22 +169,24 @@ def user_traceback(e: BaseException):
 
 
 @contextlib.contextmanager
-def node_session(jc: JobCollection, what: str, then: str | None = None):
+def node_session(jc: JobCollection, what: str, then: str | None = None, flush: bool = True):
     """A node's set-up around running jobs: banner, working directory, resources, warnings to the
-    log (``what`` after the banner, ``then`` after the working directory)."""
-    work_dir = jc.work_dir if jc.work_dir and os.path.isdir(jc.work_dir) else None
+    log (``what`` after the banner, ``then`` after the working directory; ``flush=False``: written
+    with the first job's start marker, as when the master runs the collection itself)."""
+    old_cwd = os.getcwd()
+    work_dir = jc.work_dir if jc.work_dir and (jc.work_dir == old_cwd or os.path.isdir(jc.work_dir)) else None
     lines = [f"{BANNER}{__version__} (Python {sys.version.split()[0]})", what]
     if work_dir:
         lines.append(f"Setting working directory to '{work_dir}'")
     if then is not None:
         lines.append(then)
-    say(f"\n{MARK}".join(lines))  # one write (Interactive runs a collection per job)
-    old_cwd = os.getcwd()
+    say(f"\n{MARK}".join(lines), flush)  # one write (Interactive runs a collection per job)
     try:
         if work_dir:
             if work_dir not in sys.path:  # user modules next to the script import as they did there
                 sys.path.insert(0, work_dir)
-            os.chdir(work_dir)
+            if work_dir != old_cwd:
+                os.chdir(work_dir)
         with applied_resources(jc.resources), warnings.catch_warnings():
             warnings.simplefilter("always")
             warnings.showwarning = _log_warning
