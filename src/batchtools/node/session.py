@@ -32,6 +32,8 @@ THREAD_VARS = {
         "NUMEXPR_NUM_THREADS",
     ),
 }
+# the resources applied_resources applies
+_APPLIED = (*THREAD_VARS, "inner_backend")
 _cache: dict[tuple, Any] = {}
 # set when the scheduler asked this process to end (SIGTERM): start no further job
 TERMINATING = threading.Event()
@@ -101,6 +103,9 @@ def prepare_namespace(jc: JobCollection, namespace: dict) -> None:
 @contextlib.contextmanager
 def applied_resources(resources: dict[str, Any]):
     """Thread-count variables, threadpoolctl limits and joblib's backend for a chunk."""
+    if all(resources.get(k) is None for k in _APPLIED):  # nothing to apply (most chunks): no set-up
+        yield
+        return
     saved: dict[str, str | None] = {}
     stack = contextlib.ExitStack()
     try:
