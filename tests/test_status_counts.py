@@ -153,7 +153,7 @@ def test_any_write_to_a_counted_column_is_a_new_version(tmp_path):
         assert status_counts(reg)[0] == table_counts(reg.status), (step, how, col)
 
 
-def test_counting_ten_million_jobs_is_done_once_per_version(tmp_path, monkeypatch):
+def test_the_table_is_counted_once_per_version(tmp_path, monkeypatch):
     """A second get_status of an unchanged table reads no column (the counts are kept), a
     changed one counts again."""
     import batchtools.core.jobstate.state as state
