@@ -169,3 +169,17 @@ def test_the_table_is_counted_once_per_version(tmp_path, monkeypatch):
     set_rows(reg.status, np.array([5]), "submitted", time.time())
     reg.mark_dirty("status")
     assert bt.get_status().submitted == 1 and len(calls) == 1
+
+
+def test_a_result_adopted_while_counting_is_counted(tmp_path):
+    """A job gone from the system without a report but with its result is recorded done while
+    get_status counts (the table changes under the count): counted done, not expired."""
+    reg = bt.make_registry(file_dir=tmp_path / "r", seed=1, conf_file=None)
+    reg.cluster_functions = bt.make_cluster_functions(
+        "Silent", lambda reg, jc: bt.make_submit_job_result(0, "b1"), list_jobs=lambda reg: ([], []))
+    bt.batch_map(lambda x: x, x=[1, 2])
+    bt.submit_jobs()
+    assert bt.get_status().expired == 2
+    reg.store.put(1, "the result of a run that died before its report")
+    got = check(reg)
+    assert (got["done"], got["expired"], got["started"]) == (1, 1, 1)
