@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from ..core.jobstate.counts import Status
-from ..core.jobstate.state import masks
+from ..core.jobstate.state import masks, state_counts
 from ..core.persistence.tables import is_empty_view, null_mask
 from ..core.registry import RegistryState, resolve
 
@@ -30,10 +30,11 @@ def get_status(ids=None, reg: RegistryState | None = None) -> Status:
     """
     reg = resolve(reg)
     reg.sync()
-    pos = None if ids is None else reg.pos(reg.ids(ids))
-    m = masks(reg, pos)
-    n = len(reg.status) if pos is None else len(pos)
-    counts = {k: int(v.sum()) for k, v in m.items() if k != "terminated"}
+    if ids is None:
+        pos, n, counts = None, len(reg.status), dict(state_counts(reg))
+    else:
+        pos = reg.pos(reg.ids(ids))
+        n, counts = len(pos), {k: int(v.sum()) for k, v in masks(reg, pos).items() if k != "terminated"}
     cached = reg.status["cached_from"].to_numpy()
     if not is_empty_view(cached):  # a registry that never took a job from the cache: nothing to count
         counts["cached"] = int((~null_mask(cached if pos is None else cached[pos])).sum())

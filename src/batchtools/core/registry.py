@@ -30,7 +30,7 @@ from .errors import CorruptFileError, LeaseError, ReadOnlyRegistryError
 from .jobstate.counts import summary_bytes
 from .jobstate.ids import as_id_array, check_ids
 from .jobstate.kinds import KINDS, definitions_for
-from .jobstate.state import masks, table_counts
+from .jobstate.state import masks, status_counts
 from .jobstate.sync import sync_updates
 from .persistence.files import atomic_write_bytes, keep_previous, table_error, unlink_quietly
 from .persistence.layout import FORMAT_VERSION, Layout
@@ -104,6 +104,7 @@ class SessionState:
     unknown_runs_warned: set[str] = field(default_factory=set)  # runs unknown to the status, warned about once
     usage_off: bool = False  # the scheduler keeps no accounting (core.usage)
     usage_given_up: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # jobs core.usage gave up on
+    status_counts: Any = None  # counts of one version of the status table (core.jobstate.state.status_counts)
     backend: dict[str, Any] = field(default_factory=dict)  # per-backend scratch (see :meth:`scratch`)
     cache: Any = None  # the registry's ResultCache (core.cached.cache_of)
     cache_keys: dict[int, Any] = field(default_factory=dict)  # job id -> its cache key, as submitted (core.cached)
@@ -519,7 +520,7 @@ class RegistryState:
             self._dirty.discard(name)
             if name == "status":
                 self.session.last_state_save = time.time()
-                self._saved_counts = table_counts(self.tables["status"])
+                self._saved_counts = status_counts(self)[0]
                 if self.session.merged_unsaved:  # what they said is saved now: the files can go
                     self.delete_after(self.session.merged_unsaved)
                     self.session.merged_unsaved = []
@@ -595,7 +596,7 @@ class RegistryState:
             log.warning("%s. Opened read-only: what the other tables say is shown, anything that needs the %s "
                         "table fails with this error", error, name)
         self.tables["status"] = upgrade_status(self.tables["status"])  # a registry of an older version
-        self._saved_counts = table_counts(self.tables["status"])
+        self._saved_counts = status_counts(self)[0]
         self._dirty.clear()
 
     def sync(self) -> int:

@@ -90,7 +90,7 @@ def build_collection(reg, sel: np.ndarray, resources: dict, job_hash: str | None
         names = reg.status["job_name"].to_numpy()[reg.pos(sel)].tolist()
     return JobCollection(
         job_hash=job_hash, jobs=reg.definitions.specs(sel) if specs is None else specs, resources=resources,
-        log_file=str(reg.layout.log(job_hash)), array_jobs=bool(resources.get("chunks_as_arrayjobs")),
+        log_file=reg.layout.log_str(job_hash), array_jobs=bool(resources.get("chunks_as_arrayjobs")),
         job_names=names, chunk=chunk, **(collection_fields(reg) if common is None else common),
     )
 

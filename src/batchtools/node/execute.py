@@ -189,8 +189,8 @@ def run_chunk(jc: JobCollection, update_interval: float | None, sink: list | Non
     store = store_of(jc, packed=len(jobs) > 1 or sink is not None, shared=sink is not None)
     measure = bool(jc.resources.get("measure_memory"))
     try:
-        with node_session(jc, f"Starting calculation of {len(jobs)} jobs"):
-            say("Memory measurement " + ("enabled" if measure else "disabled"))
+        with node_session(jc, f"Starting calculation of {len(jobs)} jobs",
+                          "Memory measurement " + ("enabled" if measure else "disabled"), flush=sink is None):
             try:
                 runner = make_runner(jc, in_process=sink is not None)
             except Exception as e:  # set-up failed: every job of the chunk errors

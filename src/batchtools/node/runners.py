@@ -36,6 +36,7 @@ def map_runner(jc: JobCollection) -> Callable[[Job], Any]:
             kwargs["job"] = job
         return fun(*args, **kwargs)
 
+    run.more_args = more_args  # the jobs' ``pars`` hold them too (see _more_args)
     return run
 
 
@@ -117,6 +118,8 @@ def make_runner(jc: JobCollection, in_process: bool = False) -> Callable[[Job], 
             if len(_runners) > 8:
                 _runners.clear()
             _runners[key] = runner
+    if hasattr(runner, "more_args"):  # read with the set-up the runner was made from: not again per collection
+        jc.__dict__.setdefault("_more_args", runner.more_args)
     return runner
 
 

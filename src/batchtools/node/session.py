@@ -32,6 +32,8 @@ THREAD_VARS = {
         "NUMEXPR_NUM_THREADS",
     ),
 }
+# the resources applied_resources applies
+_APPLIED = (*THREAD_VARS, "inner_backend")
 _cache: dict[tuple, Any] = {}
 # set when the scheduler asked this process to end (SIGTERM): start no further job
 TERMINATING = threading.Event()
@@ -101,6 +103,9 @@ def prepare_namespace(jc: JobCollection, namespace: dict) -> None:
 @contextlib.contextmanager
 def applied_resources(resources: dict[str, Any]):
     """Thread-count variables, threadpoolctl limits and joblib's backend for a chunk."""
+    if all(resources.get(k) is None for k in _APPLIED):  # nothing to apply (most chunks): no set-up
+        yield
+        return
     saved: dict[str, str | None] = {}
     stack = contextlib.ExitStack()
     try:
@@ -169,17 +174,24 @@ def user_traceback(e: BaseException):
 
 
 @contextlib.contextmanager
-def node_session(jc: JobCollection, what: str):
-    """A node's set-up around running jobs: banner, working directory, resources, warnings to the log."""
-    say(f"{BANNER}{__version__} (Python {sys.version.split()[0]})")
-    say(what)
+def node_session(jc: JobCollection, what: str, then: str | None = None, flush: bool = True):
+    """A node's set-up around running jobs: banner, working directory, resources, warnings to the
+    log (``what`` after the banner, ``then`` after the working directory; ``flush=False``: written
+    with the first job's start marker, as when the master runs the collection itself)."""
     old_cwd = os.getcwd()
+    work_dir = jc.work_dir if jc.work_dir and (jc.work_dir == old_cwd or os.path.isdir(jc.work_dir)) else None
+    lines = [f"{BANNER}{__version__} (Python {sys.version.split()[0]})", what]
+    if work_dir:
+        lines.append(f"Setting working directory to '{work_dir}'")
+    if then is not None:
+        lines.append(then)
+    say(f"\n{MARK}".join(lines), flush)  # one write (Interactive runs a collection per job)
     try:
-        if jc.work_dir and os.path.isdir(jc.work_dir):
-            if jc.work_dir not in sys.path:  # user modules next to the script import as they did there
-                sys.path.insert(0, jc.work_dir)
-            os.chdir(jc.work_dir)
-            say(f"Setting working directory to '{jc.work_dir}'")
+        if work_dir:
+            if work_dir not in sys.path:  # user modules next to the script import as they did there
+                sys.path.insert(0, work_dir)
+            if work_dir != old_cwd:
+                os.chdir(work_dir)
         with applied_resources(jc.resources), warnings.catch_warnings():
             warnings.simplefilter("always")
             warnings.showwarning = _log_warning

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -119,10 +120,88 @@ def masks(reg, pos: np.ndarray | None = None, system: tuple[set, set] | None = N
 def table_counts(st) -> dict[str, int]:
     """What the status table ``st`` alone says (:data:`batchtools.core.jobstate.counts.TABLE_COUNTS`): counts
     as :func:`masks` gives them, and how many submitted jobs have not finished."""
+    return _count(st)[0]
+
+
+def _count(st) -> tuple[dict[str, int], np.ndarray]:
+    """:func:`table_counts` of ``st``, and the rows of its unfinished submitted jobs."""
     submitted, started_t, done_t, error = _table_masks(st)
-    return {"defined": int(submitted.size), "submitted": int(submitted.sum()), "started": int(started_t.sum()),
-            "done": int((done_t & ~error).sum()), "error": int(error.sum()),
-            "unfinished": int((submitted & ~done_t).sum())}
+    unfinished = np.flatnonzero(submitted & ~done_t)
+    return {"defined": int(submitted.size), "submitted": int(np.count_nonzero(submitted)),
+            "started": int(np.count_nonzero(started_t)), "done": int(np.count_nonzero(done_t & ~error)),
+            "error": int(np.count_nonzero(error)), "unfinished": int(unfinished.size)}, unfinished
+
+
+# the status columns the states are derived from
+COUNTED = ("submitted", "started", "done", "error")
+
+
+def _version(st) -> tuple:
+    """What tells this version of ``st``'s counted columns from any other: each column's buffer,
+    shape and strides. The counts cache holds the columns (as Series), so their buffers live on
+    and no later array can have the same address, and pandas' copy-on-write gives a column a new
+    array at an in-place write (``st.loc[i, "done"] = t``) while the cache shares it; a column
+    replaced (:func:`set_rows`, a new frame) has another buffer. NumPy views of a frame's columns
+    are read-only, so nothing writes into a buffer behind pandas' back."""
+    out = []
+    for c in COUNTED:
+        a = st[c].to_numpy()
+        out.append((a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str))
+    return tuple(out)
+
+
+@dataclass(eq=False)
+class CountsCache:
+    """One version of the status table's counts (``reg.session.status_counts``): the counted
+    columns it was made from (held, see :func:`_version`), their version, the counts and the
+    rows of unfinished submitted jobs."""
+
+    held: tuple
+    version: tuple
+    counts: dict[str, int]
+    unfinished: np.ndarray
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, CountsCache) and self.version == other.version and self.counts == other.counts
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def status_counts(reg) -> tuple[dict[str, int], np.ndarray]:
+    """:func:`table_counts` of ``reg.status`` and the rows of its unfinished submitted jobs, counted
+    once per version of the counted columns (kept in ``reg.session.status_counts``): a registry
+    of 10,000,000 jobs answers ``get_status`` without ten passes over its rows. Any change of a
+    counted column, by whatever path, is a new version (see :func:`_version`), so a count is
+    never stale."""
+    st = reg.status
+    version = _version(st)
+    cached = reg.session.status_counts
+    if cached is not None and cached.version == version:
+        return dict(cached.counts), cached.unfinished
+    counts, unfinished = _count(st)
+    unfinished.flags.writeable = False
+    reg.session.status_counts = CountsCache(tuple(st[c] for c in COUNTED), version, counts, unfinished)
+    return dict(counts), unfinished
+
+
+def state_counts(reg) -> dict[str, int]:
+    """Jobs in each state (the sums of :func:`masks` over all jobs, ``terminated`` left out),
+    from the cached :func:`status_counts` and :func:`masks` over the unfinished submitted jobs
+    only (no other job can be queued, running or expired, nor change its state here)."""
+    counts, rows = status_counts(reg)
+    zero = {"queued": 0, "running": 0, "expired": 0, "system": 0}
+    if not rows.size:
+        return {k: counts[k] for k in ("submitted", "started", "done", "error")} | zero
+    before = _version(reg.status)
+    started_before = int(np.count_nonzero(~np.isnan(reg.status["started"].to_numpy()[rows])))
+    m = masks(reg, rows)
+    if _version(reg.status) != before:  # merged reports or adopted results changed rows: count them all
+        m = masks(reg)
+        return {k: int(np.count_nonzero(v)) for k, v in m.items() if k != "terminated"}
+    out = {k: int(np.count_nonzero(v)) for k, v in m.items() if k in zero}
+    out.update(submitted=counts["submitted"], error=counts["error"], done=counts["done"] + int(np.count_nonzero(m["done"])),
+               started=counts["started"] - started_before + int(np.count_nonzero(m["started"])))
+    return out
 
 
 def adopt_results(reg, rows: np.ndarray) -> np.ndarray:

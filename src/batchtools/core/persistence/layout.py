@@ -55,6 +55,7 @@ class Layout:
     def __init__(self, file_dir: str | os.PathLike):
         self.file_dir = Path(file_dir).expanduser().absolute()  # "~/reg" is the home folder's, as R's fs
         self._dirs: dict[str, Path] = {}
+        self._logs: str | None = None  # the logs folder as a string (hot path: a log name per collection)
 
     def __repr__(self) -> str:
         return f"Layout({str(self.file_dir)!r})"
@@ -121,6 +122,12 @@ class Layout:
 
     def log(self, job_hash: str) -> Path:
         return self.dir("logs") / f"{job_hash}.log"
+
+    def log_str(self, job_hash: str) -> str:
+        """:meth:`log` as a string, made without pathlib (once per collection of a submission)."""
+        if self._logs is None:
+            self._logs = os.fspath(self.dir("logs"))
+        return f"{self._logs}{os.sep}{job_hash}.log"
 
     def log_named(self, name: str) -> Path:
         """A log file by its name (as ``status.log_file`` records it)."""
