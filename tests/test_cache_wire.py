@@ -400,3 +400,21 @@ def test_jobs_run_by_pool_workers_add_their_results_too(tmp_path):
     b = make_map(tmp_path / "b", cache)
     bt.submit_jobs(reg=b)
     assert b.handed == [] and bt.reduce_results_list(reg=b) == [5, 8, 11]
+
+
+def test_a_job_seen_done_from_its_result_before_its_report_adds_its_result(tmp_path):
+    """A job that left the system without a report but with its result is recorded done when its
+    state is asked (adopted); its report, merged later, no longer makes it new: it is added to the
+    cache all the same, under the key its submission computed (it was lost before: a race seen on a
+    busy machine with Multicore)."""
+    cache = tmp_path / "cache"
+    reg = bt.make_registry(file_dir=tmp_path / "r", seed=1, conf_file=None, cache_dir=cache)
+    reg.cluster_functions = bt.make_cluster_functions(
+        "Silent", lambda reg, jc: bt.make_submit_job_result(0, "b1"), list_jobs=lambda reg: ([], []))
+    bt.batch_map(job_fun, x=[1, 2], reg=reg)
+    bt.submit_jobs(reg=reg)
+    reg.store.put(1, job_fun(1))
+    assert bt.get_status(reg=reg).done == 1  # adopted, not from a report
+    reg.sync()
+    assert len(ResultCache(cache)) == 1
+    assert bt.explain_cache(1, reg=reg).hit

@@ -156,20 +156,26 @@ def _log_text(reg, ids: np.ndarray, hits: list[Hit]) -> str:
 
 def publish_done(reg, was_done: np.ndarray) -> int:
     """Add to the cache the results of the jobs done without error now that were not done before
-    (``was_done``: a mask over the status rows) and did not come from the cache; how many were
-    added. A read-only session adds nothing; a cache that cannot be written is a warning."""
+    (``was_done``: a mask over the status rows) or that this session submitted and has not added
+    yet (a job seen done before its report was merged, from its result: ``state.adopt_results``),
+    and did not come from the cache; how many were added. A read-only session adds nothing; a cache that cannot be written is a warning."""
     if not reg.writeable:
         return 0
     st = reg.status
     done = ~np.isnan(st["done"].to_numpy())
     new = done & ~was_done
+    known = reg.session.cache_keys
+    job_ids = st["job_id"].to_numpy()
+    if known:  # submitted by this session: also those already seen done (adopted: result before status)
+        new |= done & np.isin(job_ids, np.fromiter(known, np.int64, len(known)))
     if not new.any():
         return 0
-    new &= null_mask(st["error"].to_numpy()) & null_mask(st["cached_from"].to_numpy())
-    ids = st["job_id"].to_numpy()[new].tolist()
+    ok = new & null_mask(st["error"].to_numpy()) & null_mask(st["cached_from"].to_numpy())
+    for i in job_ids[new & ~ok].tolist():  # ended without a result to add
+        known.pop(i, None)
+    ids = job_ids[ok].tolist()
     try:
         cache = cache_of(reg)
-        known = reg.session.cache_keys
         keys: dict[int, JobKey | None] = {i: known.pop(i, None) for i in ids}
         missing = [i for i, k in keys.items() if k is None]
         if missing:
