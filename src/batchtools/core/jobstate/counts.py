@@ -32,7 +32,9 @@ class Status:
     ``defined``: jobs in the registry (or among the ids asked for); ``submitted``; ``started``
     (running, done or failed); ``done`` (finished without error); ``error``; ``queued`` and
     ``running`` (on the system, as the backend lists them); ``expired`` (submitted, neither done
-    nor failed, and gone from the system); ``system`` (queued or running).
+    nor failed, and gone from the system); ``system`` (queued or running); ``held`` (submitted
+    with dependencies not done yet: not handed to the backend, see :func:`find_held`; the summary
+    and ``to_dict``/``to_frame`` show them only when there are some).
     """
 
     defined: int
@@ -45,9 +47,11 @@ class Status:
     expired: int
     system: int
     timestamp: float = 0.0
+    held: int = 0
 
     def to_dict(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "timestamp"}
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name != "timestamp" and (f.name != "held" or self.held)}
 
     def to_frame(self):
         """The counts as a one-row ``pandas.DataFrame``."""
@@ -60,7 +64,8 @@ class Status:
 
     def _rows(self) -> list[tuple[str, str, int]]:
         """(label, indent level, count) of the summary's lines."""
-        return [("Submitted", 0, self.submitted), ("Queued", 1, self.queued), ("Started", 1, self.started),
+        held = [("Held", 1, self.held)] if self.held else []
+        return [("Submitted", 0, self.submitted), *held, ("Queued", 1, self.queued), ("Started", 1, self.started),
                 ("Running", 2, self.running), ("Done", 2, self.done), ("Error", 2, self.error),
                 ("Expired", 2, self.expired)]
 
@@ -82,7 +87,7 @@ class Status:
     def _repr_pretty_(self, p, cycle) -> None:  # IPython
         p.text(str(self))
 
-    _COLORS = {"Done": "#4c9a2a", "Error": "#c0392b", "Running": "#e0a526", "Expired": "#7f7f7f",
+    _COLORS = {"Held": "#b39ddb", "Done": "#4c9a2a", "Error": "#c0392b", "Running": "#e0a526", "Expired": "#7f7f7f",
                "Queued": "#8fb3d9"}
 
     def _repr_html_(self) -> str:  # Jupyter: a small table with a bar per state
