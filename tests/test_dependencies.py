@@ -359,3 +359,25 @@ def test_scheduler_gets_no_after_for_held_dependencies(tmp_path):
     assert bt.find_held(reg=reg)["job_id"].tolist() == [2, 4]
     assert not pending
     multicore.close()
+
+
+# ------------------------------------------------------------------ defined before the inputs are done
+def test_batch_map_results_defined_before_its_inputs(tmp_path):
+    src = bt.make_registry(file_dir=tmp_path / "src", seed=1, conf_file=None, make_default=False)
+    src.cluster_functions = bt.make_cluster_functions_interactive()
+    bt.batch_map(lambda x: x * 10, x=[1, 2], reg=src)
+    target = bt.make_registry(file_dir=tmp_path / "target", seed=1, conf_file=None, make_default=False)
+    target.cluster_functions = bt.make_cluster_functions_interactive()
+    bt.batch_map_results(lambda r, k: r * k, [1, 2], k=[2, 3], target=target, reg=src)  # nothing read yet
+    bt.submit_jobs(reg=src)
+    bt.submit_jobs(reg=target)
+    assert bt.reduce_results_list(reg=target) == [20, 60]
+
+
+def test_batch_reduce_submitted_before_its_inputs(reg):
+    bt.batch_reduce(lambda a, b: a + b, [1, 2, 3, 4], init=0, chunks=[1, 1, 2, 2], reg=reg)
+    bt.submit_jobs(2, after=1, reg=reg)  # nothing is read when it is defined or held
+    assert bt.find_held(reg=reg)["job_id"].tolist() == [2]
+    bt.submit_jobs(1, reg=reg)
+    assert bt.wait_for_jobs(reg=reg, timeout=60)
+    assert bt.reduce_results_list(reg=reg) == [3, 7]

@@ -121,7 +121,9 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
                     healing, system = True, on_system(reg)
                     continue
             # a job held on a dependency that failed or expired waits for a fix, not for the backend
-            finished = m["terminated"] | expired | ~m["submitted"] | (m["held"] & blocked_mask(reg, pos))
+            finished = m["terminated"] | expired | ~m["submitted"]
+            if m["held"].any():
+                finished |= m["held"] & blocked_mask(reg, pos)
             bar.set(int(finished.sum()), lambda: job_detail(reg, pos, m, ~finished, expired))
             if notifier is not None and notifier.crossed(int((m["error"] | expired).sum()), sel.size):
                 _tell(notifier, "failures", reg, sel, pos, m, expired)

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from ..persistence.tables import STATUS_FLOAT, STATUS_KEPT, STATUS_OBJECT, null_mask, set_rows
+from ..persistence.tables import STATUS_FLOAT, STATUS_KEPT, STATUS_OBJECT, is_empty_view, null_mask, set_rows
 from ..workerpool.pool import pool_state
 
 log = logging.getLogger("batchtools")
@@ -68,11 +68,13 @@ def masks(reg, pos: np.ndarray | None = None, system: tuple[set, set] | None = N
     st = reg.status
     take = (lambda a: a) if pos is None else (lambda a: a[pos])
     submitted, started_t, done_t, error = _table_masks(st, take)
-    held = take(~null_mask(st["held"].to_numpy()))  # submitted, waiting on dependencies: not on the system
+    held_col = st["held"].to_numpy()  # submitted, waiting on dependencies: not on the system
+    holding = not is_empty_view(held_col)
+    held = take(~np.isnan(held_col)) if holding else np.zeros(submitted.size, bool)
     done = done_t & ~error
     queued = np.zeros(submitted.size, bool)
     running = np.zeros(submitted.size, bool)
-    candidates = np.flatnonzero(submitted & ~done_t & ~held)
+    candidates = np.flatnonzero(submitted & ~done_t & ~held if holding else submitted & ~done_t)
     listed_here = False
     if candidates.size:
         listed_here = system is None
@@ -96,7 +98,9 @@ def masks(reg, pos: np.ndarray | None = None, system: tuple[set, set] | None = N
             young[candidates] = (time.time() - take(st["submitted"].to_numpy())[candidates]) < latency
             queued |= young & ~running
     system_m = queued | running
-    expired = submitted & ~done_t & ~system_m & ~held
+    expired = submitted & ~done_t & ~system_m
+    if holding:
+        expired &= ~held
     if expired.any() and listed_here and reg.sync():
         # the reports were merged before the listing: a job that ended in between (its report
         # written before it ended) is neither listed nor merged; merged now, it is not expired
