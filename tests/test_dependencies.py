@@ -381,3 +381,15 @@ def test_batch_reduce_submitted_before_its_inputs(reg):
     bt.submit_jobs(1, reg=reg)
     assert bt.wait_for_jobs(reg=reg, timeout=60)
     assert bt.reduce_results_list(reg=reg) == [3, 7]
+
+
+def test_removing_jobs_others_wait_for_is_refused(tmp_path):
+    reg = bt.make_experiment_registry(file_dir=tmp_path / "ereg", seed=1, conf_file=None)
+    reg.cluster_functions = bt.make_cluster_functions_interactive()
+    bt.add_problem("p", data=1, reg=reg)
+    bt.add_algorithm("a", fun=lambda data, job, instance, k: k, reg=reg)
+    bt.add_experiments(algo_designs={"a": pd.DataFrame({"k": [1, 2, 3]})}, reg=reg)
+    bt.submit_jobs(3, after=[2], reg=reg)
+    refused(reg, lambda: bt.remove_experiments([2], reg=reg), r"ids: jobs 3 wait for some of them")
+    bt.remove_experiments([2, 3], reg=reg)  # with its dependant: fine
+    assert bt.find_jobs(reg=reg)["job_id"].tolist() == [1]

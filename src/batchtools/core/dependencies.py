@@ -92,6 +92,19 @@ def check_after(reg, ids: np.ndarray, after) -> np.ndarray | None:
     return dep
 
 
+def check_not_waited_for(reg, gone: np.ndarray) -> None:
+    """Refuse to remove the jobs ``gone`` while other jobs wait for them (a new job could get a
+    removed one's id, and its dependants would wait for it)."""
+    edges = _edges(reg)
+    if not edges:
+        return
+    gone_set = set(np.asarray(gone).tolist())
+    waiters = sorted(j for j, dep in edges.items() if j not in gone_set and gone_set.intersection(dep.tolist()))
+    if waiters:
+        raise ValueError(f"ids: jobs {_shown(np.array(waiters))} wait for some of them (submit_jobs(after=)); "
+                         "remove those too, or reset_jobs() them and submit them with other dependencies first")
+
+
 def _shown(ids: np.ndarray) -> str:
     return ", ".join(map(str, ids[:10].tolist())) + (" ..." if ids.size > 10 else "")
 
@@ -171,6 +184,9 @@ def review(reg, system: tuple[set, set] | None = None) -> pd.DataFrame:
     bad = ~exists
     if exists.any():
         m = masks(reg, where[exists], system)
+        if system is not None and m["expired"].any() and reg.sync():
+            # a job that ended after the last merge and before the listing: merged now, it is not expired
+            m = masks(reg, where[exists], system)
         good[exists] = m["done"]
         bad[exists] = m["error"] | m["expired"] | ~m["submitted"]
     held_ids = reg.job_ids[rows]
