@@ -107,47 +107,49 @@ def _hand_over(reg: RegistryState, sub: Submission) -> None:
 
 
 def _submit_with_deps(reg: RegistryState, sub: Submission, ids_arg, dep, resources: dict, backoff) -> None:
-    """Store ``dep`` (if given) as the dependencies of ``sub``'s jobs, hold those that wait for a
-    job not done, and hand the others over, all in one mutation: a call that fails before the
-    backend accepted a chunk leaves the registry as it was."""
+    """Hand over the jobs of ``sub`` whose dependencies are done (``dep`` if given, else the stored
+    ones), then, in one mutation, store ``dep`` and hold the others. The hand-over comes first and
+    outside the mutation, so that an accepted chunk is never undone (the submission journal
+    covers a master killed in between); a backend that takes no chunk leaves the registry as it
+    was, and so does a call refused before."""
     if sub.size == 0:
         return
     if dep is not None:
         wait = np.full(sub.ids.size, not done_mask(reg, dep).all()) if dep.size else np.zeros(sub.ids.size, bool)
     else:
         wait = waiting(reg, sub.ids)
-    failure = None
     enforced = scheduler_enforces(reg)
     system = on_system(reg) if enforced else None
+    go, held, keep = ~wait, None, None
+    if wait.any():  # planned (and checked) before anything is written
+        held = Submission(reg, _only(ids_arg, sub.ids[wait]), resources, backoff)
+        keep = np.ones(held.size, bool)
+        if enforced:  # chunks whose dependencies are all on the scheduler wait there
+            for a, b in held.groups:
+                keep[a:b] = scheduler_after(reg, held.ids[a:b], system, dep) is None
+            go = go | np.isin(sub.ids, held.ids[~keep])
+    failure = None
+    if go.any():
+        ready = Submission(reg, _only(ids_arg, sub.ids[go]), resources, backoff)
+        if enforced:
+            ready.after = {k: scheduler_after(reg, ready.ids[a:b], system, dep) or ()
+                           for k, (a, b) in enumerate(ready.groups)}
+        try:
+            _hand_over(reg, ready)
+        except BaseException as e:
+            if ready.accepted == 0:
+                raise  # nothing reached the backend: the registry is as it was
+            failure = e  # the backend has some: they are recorded; the dependencies and holds follow
     with reg.mutation("submit jobs"):
         if dep is not None:
             store_after(reg, sub.ids, dep)
-        go = ~wait
-        if wait.any():
-            held = Submission(reg, _only(ids_arg, sub.ids[wait]), resources, backoff)
-            keep = np.ones(held.size, bool)
-            if enforced:  # chunks whose dependencies are all on the scheduler wait there
-                for a, b in held.groups:
-                    keep[a:b] = scheduler_after(reg, held.ids[a:b], system) is None
-                go = go | np.isin(sub.ids, held.ids[~keep])
-            if keep.any():
-                rids = np.empty(held.size)
-                for (a, b), res in zip(held.groups, held.chunk_res):
-                    rids[a:b] = resource_id(reg, res)
-                hold(reg, held.ids[keep], held.chunks[keep], rids[keep])
-                review(reg)  # held on a dependency that failed already: the reason says so at once
+        if keep is not None and keep.any():
+            rids = np.empty(held.size)
+            for (a, b), res in zip(held.groups, held.chunk_res):
+                rids[a:b] = resource_id(reg, res)
+            hold(reg, held.ids[keep], held.chunks[keep], rids[keep])
+            review(reg)  # held on a dependency that failed already: the reason says so at once
         reg.save(("status", "resources"), meta=False)
-        if go.any():
-            ready = Submission(reg, _only(ids_arg, sub.ids[go]), resources, backoff)
-            if enforced:
-                ready.after = {k: scheduler_after(reg, ready.ids[a:b], system) or ()
-                               for k, (a, b) in enumerate(ready.groups)}
-            try:
-                _hand_over(reg, ready)
-            except BaseException as e:
-                if ready.accepted == 0:
-                    raise  # nothing reached the backend: everything is undone
-                failure = e  # the backend has some: they are recorded, and so are the dependencies
     if failure is not None:
         raise failure
 

@@ -233,11 +233,13 @@ def scheduler_enforces(reg) -> bool:
     return bool(getattr(getattr(cf, "capabilities", None), "dependencies", False))
 
 
-def scheduler_after(reg, ids: np.ndarray, system: tuple[set, set]) -> tuple[str, ...] | None:
+def scheduler_after(reg, ids: np.ndarray, system: tuple[set, set],
+                    dep: np.ndarray | None = None) -> tuple[str, ...] | None:
     """The scheduler ids a chunk of ``ids`` can wait for on the scheduler: those of the
-    dependencies not done yet, if every one of them is on the system under a batch id of its
-    own (not held, not in the worker pool's queues); None if one is not (the chunk is held)."""
-    deps = [d for d in stored_after(reg, reg.pos(ids)) if d is not None]
+    dependencies (``dep``, else the stored ones) not done yet, if every one of them is on the
+    system under a batch id of its own (not held, not in the worker pool's queues); None if one
+    is not (the chunk is held)."""
+    deps = [dep] if dep is not None else [d for d in stored_after(reg, reg.pos(ids)) if d is not None]
     if not deps:
         return ()
     dep = np.unique(np.concatenate(deps))
