@@ -393,3 +393,15 @@ def test_removing_jobs_others_wait_for_is_refused(tmp_path):
     refused(reg, lambda: bt.remove_experiments([2], reg=reg), r"ids: jobs 3 wait for some of them")
     bt.remove_experiments([2, 3], reg=reg)  # with its dependant: fine
     assert bt.find_jobs(reg=reg)["job_id"].tolist() == [1]
+
+
+def test_report_and_command_line_show_held_jobs(reg, tmp_path):
+    maps, red = chain(reg, 2)
+    bt.submit_jobs(red, after=maps, reg=reg)
+    bt.report(path=tmp_path / "report.html", reg=reg)
+    html = (tmp_path / "report.html").read_text()
+    assert 'aria-label="held 1, not submitted 2"' in html and ".s-held" in html
+    out = subprocess.run([sys.executable, "-m", "batchtools.cli", "status", str(reg.file_dir)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "Held" in out.stdout
