@@ -114,14 +114,16 @@ def test_ready_dependencies_submit_at_once(reg):
 def test_chunk_and_resources_kept(reg):
     chain(reg, 2)
     ids = pd.DataFrame({"job_id": [2, 3], "chunk": [7, 7]})
-    bt.submit_jobs(ids, after=1, resources={"walltime": 60, "mine": "x"}, reg=reg)
+    bt.submit_jobs(ids, after=1, resources={"walltime": 60, "mine": "x"}, retry=bt.RetryPolicy(max_attempts=5),
+                   reg=reg)
     assert bt.find_held(reg=reg)["job_id"].tolist() == [2, 3]
-    assert [r["mine"] for r in bt.get_job_resources([2, 3], reg=reg)["resources"]] == ["x", "x"]
+    held = bt.get_job_resources([2, 3], reg=reg)["resources"]
+    assert [(r["mine"], r["retry"]["max_attempts"]) for r in held] == [("x", 5), ("x", 5)]
     bt.submit_jobs(1, reg=reg)
     bt.sync_registry(reg=reg)  # job 1 is done: the chunk goes as one
     tab = bt.get_job_table([2, 3], reg=reg)
     assert tab["job_hash"].nunique() == 1 and tab["done"].notna().all()
-    assert [r["mine"] for r in tab["resources"]] == ["x", "x"]
+    assert [(r["mine"], r["retry"]["max_attempts"]) for r in tab["resources"]] == [("x", 5), ("x", 5)]
 
 
 # ------------------------------------------------------------------ failed dependency

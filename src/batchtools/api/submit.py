@@ -72,6 +72,20 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
     >>> _ = bt.batch_map(lambda x: x, x=[1, 2])
     >>> bt.submit_jobs()["job_id"].tolist()
     [1, 2]
+
+    Job 2 waiting for job 1:
+
+    >>> reg = bt.make_registry(file_dir=None)
+    >>> reg.cluster_functions = bt.make_cluster_functions_interactive()
+    >>> _ = bt.batch_map(lambda x: x, x=[1, 2])
+    >>> _ = bt.submit_jobs(2, after=1)
+    >>> bt.find_held()["job_id"].tolist()
+    [2]
+    >>> _ = bt.submit_jobs(1)
+    >>> bt.wait_for_jobs()  # submits job 2 once job 1 is done
+    True
+    >>> bt.find_held()["job_id"].tolist()
+    []
     """
     reg = resolve(reg)
     reg.assert_writeable("submit jobs")

@@ -182,6 +182,7 @@ def review(reg, system: tuple[set, set] | None = None) -> pd.DataFrame:
     exists = known[where] == deps if known.size else np.zeros(deps.size, bool)
     good = np.zeros(deps.size, bool)
     bad = ~exists
+    failed = ~exists  # removed, failed or expired (not merely never submitted)
     if exists.any():
         m = masks(reg, where[exists], system)
         if system is not None and m["expired"].any() and reg.sync():
@@ -189,6 +190,7 @@ def review(reg, system: tuple[set, set] | None = None) -> pd.DataFrame:
             m = masks(reg, where[exists], system)
         good[exists] = m["done"]
         bad[exists] = m["error"] | m["expired"] | ~m["submitted"]
+        failed[exists] = m["error"] | m["expired"]
     held_ids = reg.job_ids[rows]
     ok = np.isin(flat, deps[good])
     ready = np.bincount(owner[~ok], minlength=rows.size) == 0
@@ -206,9 +208,10 @@ def review(reg, system: tuple[set, set] | None = None) -> pd.DataFrame:
     want[keep] = reason[keep]
     if any(a is not b and a != b for a, b in zip(want.tolist(), reason.tolist())):
         newly = held_ids[blocked & (reason != DEPENDENCY)]
-        if newly.size:
-            log.warning("jobs %s stay held: a job they wait for failed, expired, was never submitted or was removed "
-                        "(reason 'dependency'); resubmit it, and they are submitted once it is done", _shown(newly))
+        if newly.size:  # a warning when something failed; a dependency not submitted yet may just come later
+            log.log(logging.WARNING if failed.any() else logging.INFO,
+                    "jobs %s stay held: a job they wait for failed, expired, was never submitted or was removed "
+                    "(reason 'dependency'); (re)submit it, and they are submitted once it is done", _shown(newly))
         set_rows(st, rows, "reason", want)
         reg.mark_dirty("status")
     chunk = st["hold_chunk"].to_numpy()[rows]
