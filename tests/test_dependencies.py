@@ -244,12 +244,18 @@ def test_refusals_change_nothing(reg):
         bt.submit_jobs(1, after="x", reg=reg)
 
 
-def test_removed_dependency_refused(tmp_path):
+def three_experiments(tmp_path):
+    """An experiment registry (Interactive) with three jobs."""
     reg = bt.make_experiment_registry(file_dir=tmp_path / "ereg", seed=1, conf_file=None)
     reg.cluster_functions = bt.make_cluster_functions_interactive()
     bt.add_problem("p", data=1, reg=reg)
     bt.add_algorithm("a", fun=lambda data, job, instance, k: k, reg=reg)
     bt.add_experiments(algo_designs={"a": pd.DataFrame({"k": [1, 2, 3]})}, reg=reg)
+    return reg
+
+
+def test_removed_dependency_refused(tmp_path):
+    reg = three_experiments(tmp_path)
     bt.remove_experiments([2], reg=reg)
     refused(reg, lambda: bt.submit_jobs(3, after=[2], reg=reg), r"after: job id\(s\) 2 do not exist .*removed")
 
@@ -386,11 +392,7 @@ def test_batch_reduce_submitted_before_its_inputs(reg):
 
 
 def test_removing_jobs_others_wait_for_is_refused(tmp_path):
-    reg = bt.make_experiment_registry(file_dir=tmp_path / "ereg", seed=1, conf_file=None)
-    reg.cluster_functions = bt.make_cluster_functions_interactive()
-    bt.add_problem("p", data=1, reg=reg)
-    bt.add_algorithm("a", fun=lambda data, job, instance, k: k, reg=reg)
-    bt.add_experiments(algo_designs={"a": pd.DataFrame({"k": [1, 2, 3]})}, reg=reg)
+    reg = three_experiments(tmp_path)
     bt.submit_jobs(3, after=[2], reg=reg)
     refused(reg, lambda: bt.remove_experiments([2], reg=reg), r"ids: jobs 3 wait for some of them")
     bt.remove_experiments([2, 3], reg=reg)  # with its dependant: fine
