@@ -50,7 +50,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "batchtools.api.status": ("get_status", "Status"),
     "batchtools.api.find": ("find_jobs", "find_submitted", "find_not_submitted", "find_started",
                             "find_not_started", "find_done", "find_not_done", "find_errors", "find_on_system",
-                            "find_running", "find_queued", "find_expired", "find_tagged"),
+                            "find_running", "find_queued", "find_expired", "find_held", "find_tagged"),
     "batchtools.api.table": ("get_job_table", "get_job_status", "get_job_resources", "get_job_pars",
                              "get_job_attempts"),
     "batchtools.api.joins": ("unwrap", "flatten", "ijoin", "ljoin", "rjoin", "ojoin", "sjoin", "ajoin", "ujoin"),

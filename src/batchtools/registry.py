@@ -116,6 +116,7 @@ class Registry(RegistryState):
     find_running = _method(find.find_running)
     find_queued = _method(find.find_queued)
     find_expired = _method(find.find_expired)
+    find_held = _method(find.find_held)
     find_tagged = _method(find.find_tagged)
     get_job_table = _method(table.get_job_table)
     get_job_status = _method(table.get_job_status)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -13,6 +14,8 @@ from ..core.jobstate.state import done_mask
 from ..core.persistence.pickling import check_payload, check_stored_values, pickle_by_value
 from ..core.persistence.tables import new_status
 from ..core.registry import RegistryState, require_kind, resolve
+
+log = logging.getLogger("batchtools")
 
 
 def to_column(values: Any, arg: str) -> np.ndarray:
@@ -196,6 +199,10 @@ def batch_map_results(fun: Callable, ids=None, *iterables: Iterable, more_args: 
                       **kwargs: Iterable) -> pd.DataFrame:
     """Map ``fun(result, ...)`` over results of ``reg`` (the source), defining jobs in ``target``.
 
+    ``ids``: the source's jobs (default: those done). Jobs not done yet may be named: nothing is
+    read when the jobs are defined, each reads its source result when it runs (so submit them
+    once the source jobs are done; one that runs before fails, naming the missing result).
+
     >>> import batchtools as bt
     >>> src = bt.make_registry(file_dir=None, make_default=False)
     >>> src.cluster_functions = bt.make_cluster_functions_interactive()
@@ -216,8 +223,9 @@ def batch_map_results(fun: Callable, ids=None, *iterables: Iterable, more_args: 
     if ids is None:
         src_ids = src_ids[done_mask(source, src_ids)]
     missing = src_ids[~done_mask(source, src_ids)]
-    if missing.size:
-        raise ValueError(f"ids: jobs {missing[:10].tolist()} of the source registry have no result yet")
+    if missing.size:  # defined now, read when they run: submit them once the source jobs are done
+        log.info("batch_map_results: jobs %s of the source registry have no result yet; each new job reads its "
+                 "result when it runs (one that runs before fails, naming it)", missing[:10].tolist())
     sig = _signature(fun)
     names = _positional_names(sig, len(iterables) + 1)[1:]
     mapped = dict(zip(names, iterables))

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..core.dependencies import check_not_waited_for
 from ..core.jobstate import attempts
 from ..core.jobstate.cleanup import drop_unused_resources, obsolete_logs, remove_dirs
 from ..core.jobstate.ids import ids_frame
@@ -401,6 +402,7 @@ def _remove_jobs(reg: RegistryState, job_ids: np.ndarray) -> None:
     busy = job_ids[masks(reg, reg.pos(job_ids))["system"]]
     if busy.size:
         raise ValueError(f"ids: job(s) {busy[:5].tolist()} are still on the system; kill_jobs() them first")
+    check_not_waited_for(reg, job_ids)
     st = reg.status
     keep = ~st["job_id"].isin(job_ids)
     reg.tables["status"] = st[keep].reset_index(drop=True)

@@ -76,6 +76,24 @@ def find_expired(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
     return _select("expired", ids, reg)
 
 
+def find_held(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
+    """Jobs submitted with dependencies not all done (``submit_jobs(after=)``): not handed to the
+    backend yet. ``wait_for_jobs`` and ``sync_registry`` submit them once their dependencies are
+    done; those whose dependency failed or expired have the reason ``dependency`` in
+    :func:`get_job_table` until it is resubmitted.
+
+    >>> import batchtools as bt
+    >>> reg = bt.make_registry(file_dir=None)
+    >>> reg.cluster_functions = bt.make_cluster_functions_interactive()
+    >>> _ = bt.batch_map(lambda x: 1 / x, x=[0, 1])
+    >>> _ = bt.submit_jobs(1)  # fails: 1 / 0
+    >>> _ = bt.submit_jobs(2, after=1)
+    >>> bt.find_held()["job_id"].tolist(), bt.get_job_table(2)["reason"].tolist()
+    ([2], ['dependency'])
+    """
+    return _select("held", ids, reg)
+
+
 def find_jobs(expr: str | Callable | None = None, ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
     """Jobs whose parameters match ``expr``: a pandas query string over the
     parameter columns (``"x > 5 and y == 'a'"``; ``@name`` is the caller's variable ``name``, R's

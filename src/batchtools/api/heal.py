@@ -22,14 +22,16 @@ import logging
 import numpy as np
 import pandas as pd
 
+from ..core.dependencies import HOLD_POOL, held_rows, hold, review, scheduler_enforces, stranded
 from ..core.jobstate import attempts
 from ..core.jobstate.resources import resource_sets, resources_by_id
 from ..core.jobstate.retry import CONTINUED, DEFAULT_POLICY, Accounting, decide, policy_of
 from ..core.persistence.tables import set_rows
 from ..core.registry import RegistryState
 from ..core.workerpool.pool import pool_state
+from .control import kill_jobs
 from .submit import submit_jobs
-from .workers import heal_pool, pool_wants_healing
+from .workers import heal_pool, pool_wants_healing, submit_workers
 
 log = logging.getLogger("batchtools")
 # node reasons that the scheduler's accounting may sharpen (a definite one is not asked about)
@@ -45,6 +47,63 @@ def wanted(reg: RegistryState) -> bool:
     if np.isin(reg.status["reason"].to_numpy(), list(CONTINUED)).any():
         return True
     return pool_wants_healing(reg)
+
+
+def release(reg: RegistryState, system: tuple[set, set] | None = None) -> np.ndarray:
+    """Submit the held jobs whose dependencies are all done, as they were asked for: through
+    ``submit_jobs`` with their stored resources and chunks, or queued for the worker pool (with
+    its plan's workers). Held jobs with a dependency that cannot be done as things stand get the
+    reason ``dependency`` (:func:`batchtools.core.dependencies.review`). Returns the ids
+    submitted. Called while the master waits or syncs; ``system``: the backend's (queued,
+    running) answer, if the caller has it."""
+    none = np.empty(0, np.int64)
+    if not reg.writeable:
+        return none
+    if scheduler_enforces(reg):
+        _hold_stranded(reg, system)
+    if held_rows(reg).size == 0:
+        return none
+    ready = review(reg, system)
+    if not len(ready):
+        return none
+    log.info("submitting %d held job(s) whose dependencies are done", len(ready))
+    pooled = ready["chunk"].to_numpy() == HOLD_POOL
+    for rid, group in ready[~pooled].groupby("resource_id", sort=True):
+        res = resources_by_id(reg, [rid])[0] or {}
+        submit_jobs(pd.DataFrame({"job_id": group["job_id"].to_numpy(),
+                                  "chunk": group["chunk"].to_numpy().astype(np.int64)}), resources=res, reg=reg)
+    if pooled.any():
+        pool = pool_state(reg)
+        plan = (pool.plan if pool is not None else None) or {}
+        for rid, group in ready[pooled].groupby("resource_id", sort=True):
+            submit_workers(plan.get("n", 1), ids=group["job_id"].to_numpy(), resources=resources_by_id(reg, [rid])[0],
+                           idle_timeout=plan.get("idle_timeout"), heartbeat=plan.get("heartbeat", 10.0),
+                           max_claim=plan.get("max_claim"), heal=plan.get("heal", False),
+                           max_workers=plan.get("max_workers"), reg=reg)
+    return ready["job_id"].to_numpy()
+
+
+def _hold_stranded(reg: RegistryState, system: tuple[set, set] | None) -> None:
+    """Jobs the scheduler holds for a dependency that failed or expired would never start: kill
+    them and hold them here (reason ``dependency``), with their resources and chunks, so that a
+    fix releases them as any held job."""
+    ids = stranded(reg, system)
+    if ids.size == 0:
+        return
+    st = reg.status
+    pos = reg.pos(ids)
+    rids = st["resource_id"].to_numpy()[pos].copy()
+    chunks = pd.factorize(st["job_hash"].to_numpy()[pos])[0]
+    log.warning("jobs %s wait on the scheduler for a job that failed or expired: killed, and held until it is "
+                "resubmitted and done (reason 'dependency')", ids[:10].tolist())
+    kill_jobs(ids, reg=reg)
+    reset = np.isnan(reg.status["submitted"].to_numpy()[pos])  # killed (a job that started meanwhile goes on)
+    if not reset.any():
+        return
+    with reg.mutation("hold jobs"):
+        hold(reg, ids[reset], chunks[reset], rids[reset])
+        review(reg, system)
+        reg.save(("status",), meta=False)
 
 
 def heal(reg: RegistryState, pos: np.ndarray | None, ended: np.ndarray) -> np.ndarray:

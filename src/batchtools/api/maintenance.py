@@ -18,7 +18,7 @@ from ..core.persistence.files import make_dir, unlink_quietly
 from ..core.persistence.pickling import pickle_by_value
 from ..core.registry import RegistryState, resolve
 from ..core.workerpool.pool import pool_state
-from .heal import heal, wanted
+from .heal import heal, release, wanted
 from .wait import wait_for_jobs
 
 log = logging.getLogger("batchtools")
@@ -40,7 +40,8 @@ def sync_registry(reg: RegistryState | None = None) -> bool:
     ``wait_for_jobs`` does for jobs that died: resubmits those a :class:`~batchtools.RetryPolicy`
     covers, lets checkpointed jobs go on, and looks after the worker pool (submits the workers
     the scheduler refused so far as it accepts them, keeps a healing pool going, cancels workers
-    still queued once no job is left to claim). With a scheduler that keeps accounting (Slurm's
+    still queued once no job is left to claim), and submits held jobs whose dependencies are done
+    (see ``submit_jobs(after=)``). With a scheduler that keeps accounting (Slurm's
     ``sacct``), it records what ended jobs used (one call).
     """
     reg = resolve(reg)
@@ -49,6 +50,7 @@ def sync_registry(reg: RegistryState | None = None) -> bool:
     if wanted(reg):  # retries by reason, checkpointed jobs, a healing pool: needs the scheduler's word
         m = masks(reg)
         changed |= heal(reg, None, m["error"] | m["expired"]).size > 0
+    changed |= release(reg).size > 0  # held jobs whose dependencies are done
     if reg.writeable and reg.status_unsaved:
         reg.save_state()
     return changed

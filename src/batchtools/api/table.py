@@ -7,7 +7,7 @@ import pandas as pd
 
 from ..core.jobstate import attempts
 from ..core.jobstate.resources import resources_by_id
-from ..core.persistence.tables import tags_by_job, to_timestamp
+from ..core.persistence.tables import is_empty_view, null_mask, tags_by_job, to_timestamp
 from ..core.presentation.display import TimesFrame
 from ..core.registry import RegistryState, resolve
 
@@ -29,7 +29,10 @@ def get_job_status(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
     GPUs were sampled; and its last progress report (``job.progress``): ``progress_at`` (UTC
     Timestamp), ``progress`` (the value) and ``progress_message``; ``cached_from``: for a job
     ``submit_jobs`` took from the shared cache, the registry and job its result came from
-    (``<folder>:<job id>``). Printed (and in Jupyter) the
+    (``<folder>:<job id>``); ``after``: the jobs it waits
+    for (a list of ids, None without dependencies; see ``submit_jobs(after=)``) and ``held``
+    (UTC Timestamp: since when it is held on them, missing unless it is; a job held on a
+    dependency that failed or expired has the ``reason`` ``dependency``). Printed (and in Jupyter) the
     times are shown in local time, to the second."""
     reg = resolve(reg)
     reg.sync()
@@ -59,6 +62,17 @@ def get_job_status(ids=None, reg: RegistryState | None = None) -> pd.DataFrame:
     out["progress"] = st["progress"].to_numpy()
     out["progress_message"] = st["progress_message"].to_numpy()
     out["cached_from"] = st["cached_from"].to_numpy()
+    out["after"] = pd.Series(_id_lists(st["after"].to_numpy()), dtype=object)
+    out["held"] = to_timestamp(st["held"].to_numpy())
+    return out
+
+
+def _id_lists(cells: np.ndarray) -> np.ndarray:
+    """The stored dependencies as lists of ints (None where a job has none)."""
+    out = np.empty(cells.size, dtype=object)
+    if not is_empty_view(cells):
+        rows = np.flatnonzero(~null_mask(cells))
+        out[rows] = [c.tolist() for c in cells[rows].tolist()]
     return out
 
 

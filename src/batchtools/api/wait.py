@@ -7,13 +7,14 @@ import time
 
 import numpy as np
 
+from ..core.dependencies import blocked_mask
 from ..core.jobstate.state import masks, on_system, select
 from ..core.jobstate.usage import record_usage
 from ..core.presentation.notify import Notifier, message
 from ..core.presentation.progress import job_detail, progress
 from ..core.registry import RegistryState, resolve
 from ..core.submission import sleep_function
-from .heal import heal, wanted
+from .heal import heal, release, wanted
 
 log = logging.getLogger("batchtools")
 # how often wait_for_jobs looks at the nodes' reports (a listing of updates/, only read when it changed)
@@ -37,6 +38,9 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
     terminated for ``expire_after`` polls of the scheduler (default: the configuration's
     ``expire_after``, else 3; a backend with a file-system latency waits that long too) counts as
     expired. Jobs that were never submitted are left out with a warning (as in R).
+    Held jobs (``submit_jobs(after=)``) are submitted as soon as their dependencies are done,
+    so one call runs a chain of map and reduce jobs to the end; a job held on a dependency that
+    failed or expired (reason ``dependency``) counts as finished, not done.
     While it waits, jobs with a :class:`~batchtools.RetryPolicy` that died are resubmitted as
     it says, jobs that checkpointed go on, and the worker pool is looked after: workers the
     scheduler refused so far (a cap on jobs per user) are submitted as it accepts them, a pool
@@ -92,6 +96,8 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
     # EVIDENCE_POLL; the scheduler, which only says what is queued or running (and so what expired),
     # is asked at the backend's growing polling interval
     system = on_system(reg)
+    if release(reg, system).size:  # held jobs whose dependencies are done already
+        system = on_system(reg)
     next_ask = None  # set (from sleep(i)) when the loop first has to pause after a poll
     asked, i = True, 0
     # jobs ended when this turn's poll asked the accounting (None: it did not): the end asks again
@@ -104,7 +110,7 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
             m = masks(reg, pos, system)
             now = time.time()
             if asked:
-                absent = m["submitted"] & ~m["terminated"] & ~m["system"]
+                absent = m["submitted"] & ~m["terminated"] & ~m["system"] & ~m["held"]
                 missing = np.where(absent, missing + 1, 0)
                 gone_since = np.where(absent, np.where(np.isnan(gone_since), now, gone_since), np.nan)
             expired = (missing >= expire_after) & (now - gone_since >= cf.fs_latency) & ~m["terminated"]
@@ -114,7 +120,10 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
                     missing[again], gone_since[again] = 0, np.nan
                     healing, system = True, on_system(reg)
                     continue
+            # a job held on a dependency that failed or expired waits for a fix, not for the backend
             finished = m["terminated"] | expired | ~m["submitted"]
+            if m["held"].any():
+                finished |= m["held"] & blocked_mask(reg, pos)
             bar.set(int(finished.sum()), lambda: job_detail(reg, pos, m, ~finished, expired))
             if notifier is not None and notifier.crossed(int((m["error"] | expired).sum()), sel.size):
                 _tell(notifier, "failures", reg, sel, pos, m, expired)
@@ -157,6 +166,11 @@ def wait_for_jobs(ids=None, sleep=None, timeout: float = 604800, expire_after: i
             accounted = None
             if asked:
                 system = on_system(reg)
+            again = np.isin(sel, release(reg, system))  # held jobs whose dependencies are done now
+            if again.any():
+                missing[again], gone_since[again] = 0, np.nan
+                system = on_system(reg)
+            if asked:
                 record_usage(reg)  # one accounting call per poll, for the jobs that ended
                 accounted = _ended(reg)
                 next_ask = None

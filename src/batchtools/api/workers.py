@@ -13,11 +13,12 @@ import pandas as pd
 
 from ..core.checks import check_number
 from ..core.contract.backend import run_hook
+from ..core.dependencies import check_after, hold, review, store_after, waiting
 from ..core.jobstate import attempts
 from ..core.jobstate.ids import as_id_array
 from ..core.jobstate.resources import resource_id, validate_resources
 from ..core.jobstate.retry import CONTINUED, DEFAULT_POLICY
-from ..core.jobstate.state import forget_runs, select, terminated_ids
+from ..core.jobstate.state import done_mask, forget_runs, select, terminated_ids
 from ..core.persistence.tables import set_rows
 from ..core.presentation.display import DisplayFrame
 from ..core.registry import RegistryState, resolve
@@ -45,7 +46,7 @@ def _claim_order(ids, reg: RegistryState) -> tuple[np.ndarray, np.ndarray | None
 
 def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle_timeout: float | None = None,
                    heartbeat: float = 10.0, max_claim: int | None = None, sleep=None, heal: bool = False,
-                   max_workers: int | None = None, reg: RegistryState | None = None) -> pd.DataFrame:
+                   max_workers: int | None = None, after=None, reg: RegistryState | None = None) -> pd.DataFrame:
     """Queue jobs for a pool of ``n_workers`` worker jobs that pull them one by one.
 
     The workers are submitted through the registry's cluster functions like any job
@@ -92,6 +93,12 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
     A claimed job's ``batch_id`` and log are its worker's. Returns ``job_id`` and the
     claim ``order`` of the queued jobs.
 
+    ``after``: job ids that every job of ``ids`` waits for, as for :func:`submit_jobs` (stored;
+    None keeps what the jobs waited for before). A job whose dependencies are not all done is
+    held, not queued: no worker can claim it before they are. ``wait_for_jobs`` and
+    ``sync_registry`` queue it once they are done (in id order), submitting workers as the
+    pool's plan says (this call's ``n_workers``, ``resources`` and settings).
+
     >>> import batchtools as bt
     >>> reg = bt.make_registry(file_dir=None)
     >>> reg.cluster_functions = bt.make_cluster_functions_interactive()
@@ -125,6 +132,11 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
     pos = reg.pos(order)
     if order.size:
         check_not_on_system(reg, order, pos)
+    dep = check_after(reg, order, after)
+    if dep is not None:
+        wait = np.full(order.size, bool(dep.size) and not done_mask(reg, dep).all())
+    else:
+        wait = waiting(reg, order)
     pool = pool_state(reg) or PoolState(reg)
     if pool.workers:
         pool.current_states()  # one listing: which workers live (they count against max_workers)
@@ -139,8 +151,15 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
     with reg.mutation("submit workers"):
         reg.session.pool = pool
         reg.layout.make_pool_dirs()
-        if order.size:
-            _enqueue(reg, pool, order, resources, runtimes)
+        if dep is not None:
+            store_after(reg, order, dep)
+        if wait.any():  # held: queued for the workers once their dependencies are done
+            hold(reg, order[wait], order[wait], np.full(int(wait.sum()), float(resource_id(reg, resources))),
+                 pool=True)
+            review(reg)
+            reg.save(("status", "resources"), meta=False)
+        if (~wait).any():
+            _enqueue(reg, pool, order[~wait], resources, None if runtimes is None else runtimes[~wait])
         if n_workers:
             pool.plan = {"n": n_workers, "heal": heal, "owed": 0 if heal else n_workers, "max_workers": max_workers,
                          "resources": resources, "heartbeat": float(heartbeat), "idle_timeout": float(idle_timeout),

@@ -80,18 +80,19 @@ def collection_fields(reg) -> dict:
 
 def build_collection(reg, sel: np.ndarray, resources: dict, job_hash: str | None = None,
                      specs: list | None = None, names: list | None = None, common: dict | None = None,
-                     chunk: int | None = None) -> JobCollection:
+                     chunk: int | None = None, after: tuple[str, ...] = ()) -> JobCollection:
     """JobCollection of checked, sorted ids ``sel`` with final ``resources`` (``specs`` and
     ``names``: the jobs' specs and names, if the caller has them already; ``common``: the
     registry's :func:`collection_fields`, if the caller has them already; ``chunk``: its chunk
-    number in a submission)."""
+    number in a submission; ``after``: the scheduler ids it waits for, for a backend that
+    declares ``dependencies``)."""
     job_hash = job_hash or f"job{uuid.uuid4().hex}"
     if names is None:
         names = reg.status["job_name"].to_numpy()[reg.pos(sel)].tolist()
     return JobCollection(
         job_hash=job_hash, jobs=reg.definitions.specs(sel) if specs is None else specs, resources=resources,
         log_file=reg.layout.log_str(job_hash), array_jobs=bool(resources.get("chunks_as_arrayjobs")),
-        job_names=names, chunk=chunk, **(collection_fields(reg) if common is None else common),
+        job_names=names, chunk=chunk, after=tuple(after), **(collection_fields(reg) if common is None else common),
     )
 
 
@@ -216,6 +217,7 @@ class Submission:
         self.lost: LeaseError | None = None  # another session took the lease: this one records nothing more
         self.refused_since: float | None = None  # when the current wait for a refusing scheduler began
         self.said: set[str] = set()  # the refusals told so far
+        self.after: dict[int, tuple[str, ...]] = {}  # chunk -> the scheduler ids it waits for (set by the caller)
 
     def open(self) -> Submission:
         """Begin: the journal (in-process chunks journalled all at once), the ``pre_submit`` hook."""
@@ -244,7 +246,7 @@ class Submission:
             # an array job only occupies as many slots as its throttle lets run
             self._throttle(min(b - a, self.max_jobs) if res.get("chunks_as_arrayjobs") else b - a)
         jc = build_collection(reg, ids, res, specs=self._specs_of(a, b), names=self.names[a:b], common=self.common,
-                              chunk=int(self.chunks[a]),
+                              chunk=int(self.chunks[a]), after=self.after.get(k, ()),
                               job_hash=None if self.prefix is None else chunk_hash(self.prefix, k))
         if self.cf.store_job_collection:
             write_pickle(reg.layout.job_collection(jc.job_hash), jc)

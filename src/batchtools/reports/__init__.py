@@ -19,7 +19,8 @@ from .. import plot
 from ..core.registry import RegistryState, resolve
 
 HERE = Path(__file__).resolve().parent / "page"
-STATE_COLORS = {**plot.STATE_COLORS, "queued": "#3b82c4", "not submitted": "#c9d1d6"}  # the timeline's, and two more
+STATE_COLORS = {**plot.STATE_COLORS, "queued": "#3b82c4", "held": "#b39ddb",  # the timeline's, and three more
+                "not submitted": "#c9d1d6"}
 MAX_PLOTS = 3  # score plots of a benchmark (one per scorer), then its critical-difference diagram
 
 

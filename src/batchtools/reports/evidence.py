@@ -33,7 +33,7 @@ MAX_ERROR_GROUPS = 30  # kinds of error shown with their log; the rest are count
 MAX_IDS = 40  # job ids listed per kind of error, expired jobs, ...
 LOG_HEAD, LOG_TAIL = 6, 24  # lines of a log shown: its beginning and its end (the traceback)
 ALIASES = BENCHMARK_WORDS  # benchmark registries' names for the experiment columns
-STATE_ORDER = ("done", "error", "expired", "running", "queued", "not submitted")
+STATE_ORDER = ("done", "error", "expired", "running", "queued", "held", "not submitted")
 MEMORY_HINT = ("submit with resources={'measure_memory': True} to measure each job's peak memory "
                "(batchtools submit -r measure_memory=true)")
 
@@ -172,7 +172,7 @@ def job_facts(reg: RegistryState, sel: np.ndarray) -> pd.DataFrame:
     st = reg.status
     m = masks(reg, pos)
     state = np.full(sel.size, "not submitted", dtype=object)
-    for name in ("queued", "running", "expired", "error", "done"):
+    for name in ("held", "queued", "running", "expired", "error", "done"):
         state[m[name]] = name
     col = lambda c: st[c].to_numpy()[pos]  # noqa: E731
     started, done = col("started"), col("done")
@@ -382,7 +382,7 @@ def groups(reg: RegistryState, facts: pd.DataFrame, labels: pd.DataFrame, notes:
     columns = [Column(k, all(not isinstance(_sort_key(v), str) for v in labels[k].unique() if v != "NA"))
                for k in keys] + [
         Column("n", True), Column("done", True), Column("error", True), Column("expired", True),
-        Column("left", True, "queued, running or not submitted"),
+        Column("left", True, "queued, running, held or not submitted"),
         Column("run time min", True), Column("median", True), Column("max", True),
         Column("walltime used / requested", True, "the longest run against the walltime asked for"),
         Column("peak memory", True, "the largest peak of the group's jobs"),
@@ -454,7 +454,8 @@ def _group_row(g: pd.DataFrame, deaths: pd.DataFrame) -> tuple[list[Cell], list[
     cells = [num(n), num(int(states.get("done", 0))),
              num(int(states.get("error", 0)), flag="bad" if states.get("error", 0) else None),
              num(int(states.get("expired", 0)), flag="bad" if states.get("expired", 0) else None),
-             num(int(states.get("queued", 0) + states.get("running", 0) + states.get("not submitted", 0)))]
+             num(int(states.get("queued", 0) + states.get("running", 0) + states.get("held", 0)
+                     + states.get("not submitted", 0)))]
     rt = g.loc[g["ended"], "runtime"].to_numpy()
     if rt.size:
         cells += [num(float(rt.min()), duration(rt.min())), num(float(np.median(rt)), duration(np.median(rt))),

@@ -34,7 +34,9 @@ class Status:
     ``running`` (on the system, as the backend lists them); ``expired`` (submitted, neither done
     nor failed, and gone from the system); ``system`` (queued or running); ``cached``: of the done
     jobs, those ``submit_jobs`` took from the shared cache (in ``to_dict()`` and the summary only
-    when there are any).
+    when there are any); ``held`` (submitted
+    with dependencies not done yet: not handed to the backend, see :func:`find_held`; the summary
+    and ``to_dict``/``to_frame`` show them only when there are some).
     """
 
     defined: int
@@ -48,12 +50,11 @@ class Status:
     system: int
     timestamp: float = 0.0
     cached: int = 0
+    held: int = 0
 
     def to_dict(self) -> dict[str, int]:
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("timestamp", "cached")}
-        if self.cached:
-            out["cached"] = self.cached
-        return out
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name != "timestamp" and (f.name not in ("held", "cached") or getattr(self, f.name))}
 
     def to_frame(self):
         """The counts as a one-row ``pandas.DataFrame``."""
@@ -66,7 +67,8 @@ class Status:
 
     def _rows(self) -> list[tuple[str, str, int]]:
         """(label, indent level, count) of the summary's lines."""
-        return [("Submitted", 0, self.submitted), ("Queued", 1, self.queued), ("Started", 1, self.started),
+        held = [("Held", 1, self.held)] if self.held else []
+        return [("Submitted", 0, self.submitted), *held, ("Queued", 1, self.queued), ("Started", 1, self.started),
                 ("Running", 2, self.running), ("Done", 2, self.done),
                 *([("Cached", 3, self.cached)] if self.cached else []), ("Error", 2, self.error),
                 ("Expired", 2, self.expired)]
@@ -89,7 +91,7 @@ class Status:
     def _repr_pretty_(self, p, cycle) -> None:  # IPython
         p.text(str(self))
 
-    _COLORS = {"Done": "#4c9a2a", "Error": "#c0392b", "Running": "#e0a526", "Expired": "#7f7f7f",
+    _COLORS = {"Held": "#b39ddb", "Done": "#4c9a2a", "Error": "#c0392b", "Running": "#e0a526", "Expired": "#7f7f7f",
                "Queued": "#8fb3d9"}
 
     def _repr_html_(self) -> str:  # Jupyter: a small table with a bar per state

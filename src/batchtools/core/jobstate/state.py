@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..persistence.tables import STATUS_FLOAT, STATUS_OBJECT, null_mask, set_rows
+from ..persistence.tables import STATUS_FLOAT, STATUS_KEPT, STATUS_OBJECT, is_empty_view, null_mask, set_rows
 from ..workerpool.pool import pool_state
 
 log = logging.getLogger("batchtools")
 
-STATES = ("submitted", "started", "done", "error", "queued", "running", "expired", "system", "terminated")
+STATES = ("submitted", "started", "done", "error", "queued", "running", "expired", "system", "terminated", "held")
 
 
 def on_system(reg) -> tuple[set[str], set[str]]:
@@ -57,6 +57,9 @@ def masks(reg, pos: np.ndarray | None = None, system: tuple[set, set] | None = N
     ``system`` is the backend's (queued, running) answer; it is asked for only if some job
     could be on the system.
 
+    A job *held* on its dependencies (:mod:`batchtools.core.dependencies`) counts as submitted,
+    and is neither on the system nor expired.
+
     A job counts as *running* when its scheduler job runs and the job itself started (or is the
     only unfinished job of its scheduler job): the other jobs of a running chunk, and jobs a pool
     worker claimed but has not started, count as *queued*. A job submitted less than the
@@ -66,10 +69,13 @@ def masks(reg, pos: np.ndarray | None = None, system: tuple[set, set] | None = N
     st = reg.status
     take = (lambda a: a) if pos is None else (lambda a: a[pos])
     submitted, started_t, done_t, error = _table_masks(st, take)
+    held_col = st["held"].to_numpy()  # submitted, waiting on dependencies: not on the system
+    holding = not is_empty_view(held_col)
+    held = take(~np.isnan(held_col)) if holding else np.zeros(submitted.size, bool)
     done = done_t & ~error
     queued = np.zeros(submitted.size, bool)
     running = np.zeros(submitted.size, bool)
-    candidates = np.flatnonzero(submitted & ~done_t)
+    candidates = np.flatnonzero(submitted & ~done_t & ~held if holding else submitted & ~done_t)
     listed_here = False
     if candidates.size:
         listed_here = system is None
@@ -94,6 +100,8 @@ def masks(reg, pos: np.ndarray | None = None, system: tuple[set, set] | None = N
             queued |= young & ~running
     system_m = queued | running
     expired = submitted & ~done_t & ~system_m
+    if holding:
+        expired &= ~held
     if expired.any() and listed_here and reg.sync():
         # the reports were merged before the listing: a job that ended in between (its report
         # written before it ended) is neither listed nor merged; merged now, it is not expired
@@ -114,6 +122,7 @@ def masks(reg, pos: np.ndarray | None = None, system: tuple[set, set] | None = N
         "expired": expired,
         "system": system_m,
         "terminated": done_t,
+        "held": held,
     }
 
 
@@ -250,7 +259,7 @@ def forget_runs(reg, pos: np.ndarray) -> None:
     for col in STATUS_FLOAT:
         set_rows(st, pos, col, np.nan)
     for col in STATUS_OBJECT:
-        if col != "job_name":  # the user's name for the job, not part of a run
+        if col not in STATUS_KEPT:  # the user's name for the job, its dependencies: not part of a run
             set_rows(st, pos, col, None)
     reg.mark_dirty("status")
 

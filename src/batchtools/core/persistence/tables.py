@@ -9,7 +9,10 @@ seconds), the ``startup`` (seconds) of its collection or pool worker the job wai
 before it started (kept out of its run time), what it used as the scheduler accounted it
 (``elapsed`` seconds of its scheduler job, NaN without accounting) and on its GPUs (``gpu_mem``
 MiB, ``gpu_util`` percent, where sampled), and its last sign of life (``progress_at``,
-``progress``, ``progress_message``: what it last gave ``job.progress``). ``defs`` holds what a
+``progress``, ``progress_message``: what it last gave ``job.progress``), the jobs it waits for
+(``after``: a sorted int64 array, None without dependencies; kept when a run is forgotten) and,
+while it is held on them, when it was held (``held``) and its chunk (``hold_chunk``, see
+:mod:`batchtools.core.dependencies`). ``defs`` holds what a
 job computes (its layout is the kind's, see
 :mod:`.kinds`). ``resources`` maps a
 resource id to the resource dict used at submission; ``tags`` is (job_id, tag); ``attempts``
@@ -34,9 +37,11 @@ from .columns import TABLE_MARK, decode_columns, empty_column, is_encoded
 from .files import read_table, table_error
 
 STATUS_FLOAT = ("submitted", "started", "done", "mem_used", "resource_id", "attempt", "restart", "signal", "max_rss",
-                "cpu_time", "startup", "elapsed", "gpu_mem", "gpu_util", "progress_at", "progress")
+                "cpu_time", "startup", "elapsed", "gpu_mem", "gpu_util", "progress_at", "progress", "held", "hold_chunk")
 STATUS_OBJECT = ("error", "batch_id", "log_file", "job_hash", "job_name", "reason", "progress_message",
-                 "cached_from")
+                 "cached_from", "after")
+# status columns that describe the job, not a run of it (kept when a run is forgotten)
+STATUS_KEPT = ("job_name", "after")
 TABLES = ("designs", "defs", "status", "resources", "tags", "attempts")
 # the attempts table: one row per attempt that ended and was followed by another
 ATTEMPT_FLOAT = ("attempt", "submitted", "started", "ended", "signal", "max_rss", "cpu_time", "resource_id")
