@@ -12,7 +12,6 @@ import psutil
 import pytest
 
 import batchtools as bt
-from batchtools.core.contract.backend import Capabilities
 from batchtools.core.dependencies import DEPENDENCY
 from conftest import snapshot
 
@@ -296,11 +295,6 @@ def test_dependencies_reload_and_stay_lean(reg):
 
 
 # ------------------------------------------------------------------ a scheduler that enforces dependencies
-@dataclasses.dataclass(frozen=True)
-class WithDependencies(Capabilities):
-    dependencies: bool = True  # the field branch slurmdeps adds (redeclared here: this works with and without it)
-
-
 def enforcing(cf):
     """A test double of a scheduler that enforces dependencies: Multicore ``cf``, except that a
     collection with ``after`` is kept pending (listed as queued, never run) until killed. Returns
@@ -323,7 +317,7 @@ def enforcing(cf):
         if pending.pop(bid, None) is None:
             cf.kill_job(reg, bid)
 
-    caps = WithDependencies(**{f.name: getattr(cf.capabilities, f.name) for f in dataclasses.fields(Capabilities)})
+    caps = dataclasses.replace(cf.capabilities, dependencies=True)
     return dataclasses.replace(cf, submit_job=submit_job, list_jobs=list_jobs, kill_job=kill_job,
                                capabilities=caps), handed, pending
 

@@ -296,3 +296,63 @@ def test_real_slurm_a_failed_dependency_is_never_satisfied_and_b_can_be_killed(r
     reg.cluster_functions.kill_job(reg, b)
     wait_until(lambda: state(b) in ("CANCELLED", ""), 60, "B cancelled")
     assert b not in reg.cluster_functions.list_jobs(reg)[0]
+
+
+def chain_step(kind, x, gate, job, flag=""):
+    """``map``: x squared, once the file ``gate`` exists (an error while the file ``flag`` exists);
+    ``reduce``: the sum of the results of jobs 1..x, read from the registry the job runs in."""
+    import os
+    import time
+
+    if kind == "map":
+        while not os.path.exists(gate):
+            time.sleep(0.1)
+        if flag and os.path.exists(flag):
+            raise RuntimeError("failed on purpose")
+        return x * x
+    store = bt.load_registry(job.file_dir, make_default=False, conf_file=None).store
+    return sum(store.get(i) for i in range(1, x + 1))
+
+
+def test_real_slurm_chain_submitted_at_once_waits_in_slurm_not_in_the_master(real, tmp_path):
+    """Issue 29's acceptance on the real Slurm: a map -> reduce chain submitted at once through
+    ``submit_jobs(after=)``; Slurm holds the reduce (squeue shows its dependency on the map's
+    scheduler jobs) and starts it once they ended, with no master polling; the chain ends done."""
+    reg, submitted = real
+    gate = tmp_path / "go"
+    bt.batch_map(chain_step, kind=["map", "map", "reduce"], x=[1, 2, 2], gate=[str(gate)] * 3, reg=reg)
+    bt.submit_jobs([1, 2], resources={"walltime": 300}, reg=reg)
+    bt.submit_jobs([3], after=[1, 2], resources={"walltime": 300}, reg=reg)
+    batch = bt.get_job_table(reg=reg)["batch_id"].tolist()
+    submitted.extend(batch)
+    assert bt.find_held(reg=reg).empty  # held by Slurm, not by the master
+    dependency = squeue(batch[2])[2]
+    assert all(f"afterok:{b}" in dependency for b in batch[:2]), dependency
+    wait_until(lambda: squeue(batch[2])[:2] == ("PENDING", "Dependency"), 60, "the reduce pending on its dependency")
+    gate.touch()
+    wait_until(lambda: state(batch[2]) == "COMPLETED", 180, "Slurm ran the reduce after the map")
+    assert bt.wait_for_jobs(reg=reg, timeout=120)
+    assert bt.load_result(3, reg=reg) == 1 + 4
+
+
+def test_real_slurm_a_failed_map_holds_the_reduce_and_a_fix_releases_it(real, tmp_path):
+    """The map fails: Slurm would hold the reduce forever (DependencyNeverSatisfied); the master
+    cancels it and holds it with the reason ``dependency`` (not an error, not expired); the map
+    resubmitted and done releases it."""
+    reg, submitted = real
+    gate, flag = tmp_path / "go", tmp_path / "fail"
+    gate.touch()
+    flag.touch()
+    bt.batch_map(chain_step, kind=["map", "reduce"], x=[3, 1], gate=[str(gate)] * 2, flag=[str(flag)] * 2, reg=reg)
+    bt.submit_jobs([1], resources={"walltime": 300}, reg=reg)
+    bt.submit_jobs([2], after=[1], resources={"walltime": 300}, reg=reg)
+    submitted.extend(bt.get_job_table(reg=reg)["batch_id"].tolist())
+    assert not bt.wait_for_jobs(reg=reg, timeout=180)
+    assert bt.find_errors(reg=reg)["job_id"].tolist() == [1]
+    assert bt.find_held(reg=reg)["job_id"].tolist() == [2] and bt.find_expired(reg=reg).empty
+    assert bt.get_job_table(2, reg=reg)["reason"].tolist() == ["dependency"]
+    flag.unlink()
+    bt.submit_jobs([1], resources={"walltime": 300}, reg=reg)
+    submitted.extend(bt.get_job_table(reg=reg)["batch_id"].dropna().tolist())
+    assert bt.wait_for_jobs(reg=reg, timeout=180)
+    assert bt.load_result(2, reg=reg) == 9

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 import batchtools as bt
+from batchtools.core.jobstate.counts import Status
 from batchtools.core.jobstate.state import masks, status_counts, table_counts
 from batchtools.core.persistence.tables import set_rows
 from conftest import wait_until
@@ -16,7 +17,7 @@ from conftest import wait_until
 def recount(reg) -> dict[str, int]:
     """The counts as get_status gave them before the cache: sums of the masks over every job."""
     out = {k: int(v.sum()) for k, v in masks(reg).items() if k != "terminated"}
-    return {"defined": len(reg.status), **out}
+    return Status(defined=len(reg.status), **out).to_dict()  # as get_status shows them (held only if any)
 
 
 def check(reg) -> dict[str, int]:

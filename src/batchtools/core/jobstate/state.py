@@ -198,7 +198,7 @@ def state_counts(reg) -> dict[str, int]:
     from the cached :func:`status_counts` and :func:`masks` over the unfinished submitted jobs
     only (no other job can be queued, running or expired, nor change its state here)."""
     counts, rows = status_counts(reg)
-    zero = {"queued": 0, "running": 0, "expired": 0, "system": 0}
+    zero = {"queued": 0, "running": 0, "expired": 0, "system": 0, "held": 0}  # only unfinished submitted jobs
     if not rows.size:
         return {k: counts[k] for k in ("submitted", "started", "done", "error")} | zero
     before = _version(reg.status)
