@@ -418,3 +418,37 @@ def test_a_job_seen_done_from_its_result_before_its_report_adds_its_result(tmp_p
     reg.sync()
     assert len(ResultCache(cache)) == 1
     assert bt.explain_cache(1, reg=reg).hit
+
+
+def map_or_reduce(kind, x, job):
+    """``map``: x squared; ``reduce``: the sum of the results of jobs 1..x of the job's registry."""
+    if kind == "map":
+        return x * x
+    store = bt.load_registry(job.file_dir, make_default=False, conf_file=None).store
+    return sum(store.get(i) for i in range(1, x + 1))
+
+
+def test_a_job_that_waits_for_others_has_their_results_in_its_key(tmp_path):
+    """A reduce reads the results of the jobs it waits for: the cache cannot see that, so the
+    results of its dependencies are part of its key. Registry B's maps differ from A's, its reduce
+    is the same call: it must run (not take A's sum); C, equal to A, takes everything."""
+    cache = tmp_path / "cache"
+
+    def chain(name, xs):
+        reg = bt.make_registry(file_dir=tmp_path / name, seed=1, conf_file=None, cache_dir=cache)
+        counting(reg)
+        bt.batch_map(map_or_reduce, kind=["map"] * len(xs) + ["reduce"], x=[*xs, len(xs)], reg=reg)
+        maps = list(range(1, len(xs) + 1))
+        bt.submit_jobs(maps, reg=reg)
+        bt.submit_jobs([len(xs) + 1], after=maps, reg=reg)
+        assert bt.wait_for_jobs(reg=reg, timeout=120)
+        return reg
+
+    a = chain("a", [1, 2])
+    assert bt.load_result(3, reg=a) == 5 and a.handed == [1, 2, 3]
+    b = chain("b", [1, 3])
+    assert b.handed == [2, 3]  # map 1 from the cache; map 2 differs, and so the reduce
+    assert bt.load_result(3, reg=b) == 1 + 9
+    c = chain("c", [1, 2])
+    assert c.handed == [] and bt.load_result(3, reg=c) == 5
+    assert bt.get_job_table(reg=c)["cached_from"].tolist() == [f"{a.file_dir}:{i}" for i in (1, 2, 3)]

@@ -103,7 +103,7 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
         resources["retry"] = RetryPolicy.coerce(retry).as_dict()
     reg.sync()
     backoff = submit_backoff(reg, sleep)
-    sub = Submission(reg, ids, resources, backoff)  # the plan: every chunk checked before anything is written
+    sub = Submission(reg, ids, resources, backoff, after=after)  # the plan: every chunk checked before anything is written
     dep = check_after(reg, sub.ids, after)
     if dep is None and all(d is None for d in stored_after(reg, sub.pos if sub.size else sub.ids)):
         _hand_over(reg, sub)
@@ -144,7 +144,7 @@ def _submit_with_deps(reg: RegistryState, sub: Submission, ids_arg, dep, resourc
     system = on_system(reg) if enforced else None
     go, held, keep = ~wait, None, None
     if wait.any():  # planned (and checked) before anything is written
-        held = Submission(reg, _only(ids_arg, sub.ids[wait]), resources, backoff)
+        held = Submission(reg, _only(ids_arg, sub.ids[wait]), resources, backoff, after=dep)
         keep = np.ones(held.size, bool)
         if enforced:  # chunks whose dependencies are all on the scheduler wait there
             for a, b in held.groups:
@@ -152,7 +152,7 @@ def _submit_with_deps(reg: RegistryState, sub: Submission, ids_arg, dep, resourc
             go = go | np.isin(sub.ids, held.ids[~keep])
     failure = None
     if go.any():
-        ready = Submission(reg, _only(ids_arg, sub.ids[go]), resources, backoff)
+        ready = Submission(reg, _only(ids_arg, sub.ids[go]), resources, backoff, after=dep)
         if enforced:
             ready.after = {k: scheduler_after(reg, ready.ids[a:b], system, dep) or ()
                            for k, (a, b) in enumerate(ready.groups)}

@@ -343,7 +343,8 @@ _CODE = {"function": "the function changed (its code, or code or globals it uses
          "task": "the task changed (its data or resampling)",
          "learner": "the learner changed (its settings or code)"}
 _NAMED = {"par": "parameter", "prob_par": "problem parameter", "algo_par": "algorithm parameter",
-          "more_args": "more_args", "export": "export"}
+          "more_args": "more_args", "export": "export", "dependency_result": "the result of dependency job",
+          "source_result": "the source result"}
 
 
 def describe(part: str, mine: str | None, cached: str | None) -> str:

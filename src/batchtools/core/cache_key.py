@@ -182,9 +182,14 @@ def _package_name(spec: str) -> str:
     return spec.partition(" as ")[0].strip()
 
 
-def job_keys(reg, ids: Iterable[int]) -> list[JobKey | None]:
+def job_keys(reg, ids: Iterable[int], after=None) -> list[JobKey | None]:
     """The keys of the jobs ``ids`` of the registry state ``reg``, from what the registry stores
     for its nodes (code, parameters, ``more_args``, exports) and the registry's seed and packages.
+
+    A job that waits for other jobs of the registry (``submit_jobs(after=)``; ``after``: the ids a
+    submitting call gives every job of ``ids``, None: each job's stored ones) has the result of
+    each as a part (``dependency_result:<id>``): it may read them (a reduce), and the cache cannot
+    tell; None instead of a key while one of them has no result.
 
     A job of ``batch_map_results`` has the result it reads from the source registry as a part
     (``source_result:0``, its digest); None instead of a key while that result is missing (the
@@ -237,10 +242,32 @@ def job_keys(reg, ids: Iterable[int]) -> list[JobKey | None]:
             parts.update({f"algo_par:{k}": token(v) for k, v in spec["algo_pars"].items()})
             parts["repl"] = token(int(spec["repl"]))
             per_job.append(parts)
+    _add_dependency_results(reg, ids, per_job, after)
     common.update({f"package:{p}": package_version(p) for p in sorted(packages)})
     return [None if None in parts.values() else
             JobKey.of({**common, **parts, "seed": token(int(reg.seed) + int(spec["job_id"]))})
             for parts, spec in zip(per_job, specs)]
+
+
+def _add_dependency_results(reg, ids, per_job: list[dict[str, str | None]], after) -> None:
+    """Add to each job's parts the digest of each result it waits for (see :func:`job_keys`)."""
+    import numpy as np
+
+    from .persistence.tables import is_empty_view
+
+    if after is not None:
+        deps = [np.asarray(after, dtype=np.int64)] * len(per_job)
+    else:
+        col = reg.status["after"].to_numpy()
+        if is_empty_view(col):
+            return
+        deps = col[reg.pos(ids)].tolist()
+    digests: dict[int, str | None] = {}
+    for parts, dep in zip(per_job, deps):
+        for d in ([] if dep is None else np.asarray(dep).tolist()):
+            if d not in digests:
+                digests[d] = _source_digest(reg.store, d)
+            parts[f"dependency_result:{d}"] = digests[d]
 
 
 def _source_digest(store, src_id) -> str | None:

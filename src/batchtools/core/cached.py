@@ -69,9 +69,11 @@ class Found:
     hits: list[Hit]
 
 
-def lookup(reg, ids: np.ndarray, pos: np.ndarray) -> Found | None:
+def lookup(reg, ids: np.ndarray, pos: np.ndarray, after=None) -> Found | None:
     """The jobs of ``ids`` (status rows ``pos``) whose result the cache holds; None without a cache.
-    Jobs done without error are not looked up (a resubmission of those runs them again)."""
+    Jobs done without error are not looked up (a resubmission of those runs them again). ``after``:
+    the dependencies the submitting call gives its jobs (None: the stored ones); a job that waits
+    for jobs without a result yet has no key (it is looked up once they are done)."""
     if reg.cache_dir is None or ids.size == 0:
         return None
     try:
@@ -84,7 +86,7 @@ def lookup(reg, ids: np.ndarray, pos: np.ndarray) -> Found | None:
     ok = np.isnan(st["done"].to_numpy()[pos]) | ~null_mask(st["error"].to_numpy()[pos])
     look = np.flatnonzero(ok)
     try:
-        keys = job_keys(reg, ids[look])
+        keys = job_keys(reg, ids[look], after=after)
     except Exception as e:  # a key that cannot be computed takes nothing from the cache: the jobs run
         log.warning("the cache keys of the jobs cannot be computed (%s: %s); they are submitted as if there were "
                     "no cache", type(e).__name__, e)

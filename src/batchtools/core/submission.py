@@ -164,7 +164,7 @@ class Submission:
     ([1, 2], set())
     """
 
-    def __init__(self, reg, ids_arg, resources: dict, sleep_fn: Callable[[int], float]):
+    def __init__(self, reg, ids_arg, resources: dict, sleep_fn: Callable[[int], float], after=None):
         self.reg, self.cf, self.sleep_fn = reg, reg.cluster_functions, sleep_fn
         ids, chunks, per_job = _plan_ids(ids_arg, reg)
         self.planned = (ids, chunks)  # what the call returns: also the jobs taken from the cache
@@ -173,7 +173,12 @@ class Submission:
             pos = reg.pos(ids)
             check_not_on_system(reg, ids, pos)
             # jobs whose result the shared cache holds are not handed to the backend (taken at the end)
-            self.found = lookup(reg, ids, pos)
+            if after is not None:  # the call's dependencies (else the stored ones) are part of a job's key
+                try:
+                    after = np.unique(as_id_array(after, "after"))
+                except (TypeError, ValueError):
+                    after = None  # refused with a clear error (dependencies.check_after) before anything is taken
+            self.found = lookup(reg, ids, pos, after)
             if self.found is not None and self.found.taken.any():
                 keep = ~self.found.taken
                 ids, chunks, pos = ids[keep], chunks[keep], pos[keep]
