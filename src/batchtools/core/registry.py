@@ -635,7 +635,13 @@ class RegistryState:
 
     def refresh(self) -> bool:
         """A read-only session: read the tables another session saved since this one read them
-        (and the chunks its journal names, and the pool's claims, on them); True if any."""
+        (and the chunks its journal names, and the pool's claims, on them); True if any. The common
+        case costs one ``open``: the status file is the one read (the reports the master merged are
+        deleted only after it saved the status; a change of another table alone, e.g. tags, is seen
+        with the next save of the status)."""
+        status = self.layout.table("status")
+        if file_identity(status) == self._table_ids.get("status", False):
+            return False
         changed = self.tables_changed()
         if not changed:
             return False
