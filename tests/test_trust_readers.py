@@ -192,3 +192,53 @@ def test_the_command_line_status_while_the_master_saves(tmp_path):
     counts = json.loads(run_reader_at_gate(tmp_path, master, "cli"))
     assert (counts["done"], counts["error"], counts["expired"]) == (1, 1, 0), counts
     assert np.isfinite(counts["timestamp"])
+
+
+def test_the_command_line_summary_during_a_submission(tmp_path, capsys):
+    """Every submitted job finished, so ``batchtools status`` may answer from the saved counts
+    (status.counts); but while the master hands more jobs over (journalled as accepted, the
+    status not saved yet) they are live: the answer must count them submitted (before: the saved
+    counts, 1 submitted, at both chunks)."""
+    from batchtools import cli
+
+    reg = bt.make_registry(file_dir=tmp_path / "r", seed=1, conf_file=None, make_default=False)
+    reg.cluster_functions = bt.make_cluster_functions_interactive()
+    bt.batch_map(square_or_fail, x=[1, 3, 4], reg=reg)
+    bt.submit_jobs(1, reg=reg)
+    seen = []
+
+    def status_now(reg_):  # post_submit_job: the chunk is accepted and journalled, the status not saved
+        capsys.readouterr()
+        cli.main(["status", str(reg.file_dir), "--json"])
+        seen.append(json.loads(capsys.readouterr().out))
+
+    reg.cluster_functions.hooks["post_submit_job"] = status_now
+    bt.submit_jobs([2, 3], reg=reg)
+    assert [(s["defined"], s["submitted"]) for s in seen] == [(3, 2), (3, 3)], seen  # one call per chunk
+
+
+def test_the_command_line_summary_read_before_a_whole_submission(tmp_path, monkeypatch, capsys):
+    """``batchtools status`` read the saved counts, then the master submitted (and saved, and
+    emptied its journal) before the command looked for a journal: the counts it read are not
+    the status any more, so it reads the table."""
+    from batchtools import cli
+    from batchtools.core.jobstate import counts as counts_mod
+
+    reg = bt.make_registry(file_dir=tmp_path / "r", seed=1, conf_file=None, make_default=False)
+    reg.cluster_functions = bt.make_cluster_functions_interactive()
+    bt.batch_map(square_or_fail, x=[1, 3], reg=reg)
+    bt.submit_jobs(1, reg=reg)
+    real = counts_mod._size
+    fired = []
+
+    def hooked(path):  # the command is about to look at the journal: the master submits first
+        if not fired:
+            fired.append(True)
+            bt.submit_jobs(2, reg=reg)
+        return real(path)
+
+    monkeypatch.setattr(counts_mod, "_size", hooked)
+    capsys.readouterr()
+    cli.main(["status", str(reg.file_dir), "--json"])
+    counts = json.loads(capsys.readouterr().out)
+    assert fired and (counts["submitted"], counts["done"]) == (2, 2), counts
