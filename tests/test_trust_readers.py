@@ -242,3 +242,33 @@ def test_the_command_line_summary_read_before_a_whole_submission(tmp_path, monke
     cli.main(["status", str(reg.file_dir), "--json"])
     counts = json.loads(capsys.readouterr().out)
     assert fired and (counts["submitted"], counts["done"]) == (2, 2), counts
+
+
+def test_a_reader_asking_the_backend_while_the_master_merges_and_deletes(tmp_path, monkeypatch):
+    """The reader merged what was there (nothing: the jobs wait at a gate), then, while it asks
+    the backend which jobs are on the system, both jobs end and the master merges, saves and
+    deletes their reports: the jobs the backend no longer lists are not expired, but done and
+    failed, as the saved status says."""
+    from batchtools.core.jobstate import state as state_mod
+
+    gate = tmp_path / "gate"
+    reg = bt.make_registry(file_dir=tmp_path / "r", seed=1, conf_file=None, make_default=False)
+    reg.cluster_functions = bt.make_cluster_functions_socket(2)
+    bt.batch_map(wait_then_square_or_fail, x=[1, 2], more_args={"gate": str(gate)}, reg=reg)
+    bt.submit_jobs(reg=reg)
+    reader = bt.load_registry(reg.file_dir, writeable=False, make_default=False, conf_file=None)
+    real = state_mod.on_system
+    fired = []
+
+    def hooked(reg_):
+        if not reg_.writeable and not fired:
+            fired.append(True)
+            gate.touch()
+            wait_until(lambda: reported(reg) == {1, 2}, 60, "both jobs' reports")
+            merge_and_delete(reg)
+        return real(reg_)
+
+    monkeypatch.setattr(state_mod, "on_system", hooked)
+    assert bt.find_errors([1, 2], reg=reader)["job_id"].tolist() == [2]
+    assert fired
+    check_reader(reader)
