@@ -83,15 +83,21 @@ def test_a_reader_loading_while_the_master_merges_and_deletes_the_reports(tmp_pa
     check_reader(reader)
 
 
-def test_a_reader_loaded_before_the_jobs_ended_sees_reports_merged_since(tmp_path):
-    """A reader loaded while the jobs were unfinished (their reports not written yet) asks again
-    after the master merged the reports and deleted their files."""
+def gated_master_and_reader(tmp_path):
+    """A master whose jobs (1 done, 2 failed) wait at a gate file (returned, closed), and a reader
+    loaded while they wait."""
     gate = tmp_path / "gate"
     reg = bt.make_registry(file_dir=tmp_path / "r", seed=1, conf_file=None, make_default=False)
     reg.cluster_functions = bt.make_cluster_functions_socket(2)
     bt.batch_map(wait_then_square_or_fail, x=[1, 2], more_args={"gate": str(gate)}, reg=reg)
     bt.submit_jobs(reg=reg)
-    reader = bt.load_registry(reg.file_dir, writeable=False, make_default=False, conf_file=None)
+    return gate, reg, bt.load_registry(reg.file_dir, writeable=False, make_default=False, conf_file=None)
+
+
+def test_a_reader_loaded_before_the_jobs_ended_sees_reports_merged_since(tmp_path):
+    """A reader loaded while the jobs were unfinished (their reports not written yet) asks again
+    after the master merged the reports and deleted their files."""
+    gate, reg, reader = gated_master_and_reader(tmp_path)
     assert bt.find_done(reg=reader).empty
     gate.touch()
     wait_until(lambda: reported(reg) == {1, 2}, 60, "both jobs' reports")
@@ -251,12 +257,7 @@ def test_a_reader_asking_the_backend_while_the_master_merges_and_deletes(tmp_pat
     failed, as the saved status says."""
     from batchtools.core.jobstate import state as state_mod
 
-    gate = tmp_path / "gate"
-    reg = bt.make_registry(file_dir=tmp_path / "r", seed=1, conf_file=None, make_default=False)
-    reg.cluster_functions = bt.make_cluster_functions_socket(2)
-    bt.batch_map(wait_then_square_or_fail, x=[1, 2], more_args={"gate": str(gate)}, reg=reg)
-    bt.submit_jobs(reg=reg)
-    reader = bt.load_registry(reg.file_dir, writeable=False, make_default=False, conf_file=None)
+    gate, reg, reader = gated_master_and_reader(tmp_path)
     real = state_mod.on_system
     fired = []
 
