@@ -32,7 +32,7 @@ from .jobstate.ids import as_id_array, check_ids
 from .jobstate.kinds import KINDS, definitions_for
 from .jobstate.state import masks, status_counts
 from .jobstate.sync import sync_updates
-from .persistence.files import atomic_write_bytes, keep_previous, table_error, unlink_quietly
+from .persistence.files import atomic_write_bytes, file_identity, keep_previous, table_error, unlink_quietly
 from .persistence.layout import FORMAT_VERSION, Layout
 from .persistence.lease import Lease
 from .persistence.tables import TABLES, encode_table, read_frame, shallow_copy, upgrade_status
@@ -45,6 +45,7 @@ log = logging.getLogger("batchtools")
 
 # tables a registry of an older format may lack: name -> the first format that always has it
 TABLE_SINCE = {"attempts": 2}
+REREAD_ROUNDS = 20  # reads of the tables in a row that found another version saved meanwhile, at most
 
 
 def check_format(meta: dict, path: str | os.PathLike) -> int:
@@ -187,6 +188,7 @@ class RegistryState:
         # set once the registry exists on disk: changes of the cluster functions and the store are saved at once
         self.on_disk = False
         self._saved_counts: dict[str, int] | None = None  # counts of the status table on disk (status.counts)
+        self._table_ids: dict[str, tuple | None] = {}  # the version of each table file read (read_tables)
         self.session = SessionState()  # what this session remembers besides the tables
 
     # ------------------------------------------------------------------ state
@@ -561,7 +563,9 @@ class RegistryState:
             return False
 
     def read_tables(self) -> None:
-        """Read the tables as last committed (a change in progress elsewhere is not seen half-done).
+        """Read the tables as last committed (a change in progress elsewhere is not seen half-done),
+        all of one version: a table another session replaced while they were read is read again
+        (:meth:`tables_changed`), so a new ``status`` is never paired with old definitions.
 
         A table whose file is missing (or unreadable) is an error naming it (CorruptFileError),
         never an empty table: a writeable session would save the empty one over the evidence. A
@@ -570,53 +574,117 @@ class RegistryState:
         that raises the same error when used (the status table is needed for everything, so its
         loss is always an error). A table a registry of an older format may predate
         (:data:`TABLE_SINCE`) is empty when neither it nor its previous version exists."""
-        committed = committed_versions(self.file_dir)
-        lost: dict[str, CorruptFileError] = {}
-        for name in [t for t in TABLES if t in self.tables]:
-            path = self.layout.table(name)
-            for source in (committed.get(str(path), path), path):  # a backup may vanish: then it committed
-                if source is None:
-                    break
-                try:
-                    self.tables[name] = read_frame(source, name)
-                    break
-                except FileNotFoundError:
-                    continue
-                except CorruptFileError as e:
-                    lost[name] = e
-                    break
-            else:
-                if self.format_version >= TABLE_SINCE.get(name, 1) or Path(f"{path}.prev").exists():
-                    lost[name] = table_error(path, name, "is missing")
+        self._read_tables([t for t in TABLES if t in self.tables], {})
+
+    def _read_tables(self, names: list[str], lost: dict[str, CorruptFileError]) -> None:
+        """Read the tables ``names`` (``lost``: the tables read before and found lost), again while
+        another session replaces some of them, then settle what is lost."""
+        for _ in range(REREAD_ROUNDS):
+            committed = committed_versions(self.file_dir)
+            for name in names:
+                lost.pop(name, None)
+                path = self.layout.table(name)
+                self._table_ids[name] = None
+                for source in (committed.get(str(path), path), path):  # a backup may vanish: then it committed
+                    if source is None:
+                        break
+                    try:
+                        self._table_ids[name] = file_identity(source)
+                        self.tables[name] = read_frame(source, name)
+                        break
+                    except FileNotFoundError:
+                        continue
+                    except CorruptFileError as e:
+                        lost[name] = e
+                        break
+                else:
+                    if self.format_version >= TABLE_SINCE.get(name, 1) or Path(f"{path}.prev").exists():
+                        lost[name] = table_error(path, name, "is missing")
+            names = self.tables_changed()
+            if not names:
+                break
+        else:
+            log.warning("registry %s: the tables %s were replaced while they were read, %d times in a row; "
+                        "showing the last versions read", self.file_dir, names, REREAD_ROUNDS)
         self.lost_tables = list(lost)
         for name, error in lost.items():
             if name == "status" or self.writeable or not self.show_partial:
                 raise error
-            self.tables[name] = LostTable(error)
-            log.warning("%s. Opened read-only: what the other tables say is shown, anything that needs the %s "
-                        "table fails with this error", error, name)
+            if not isinstance(self.tables[name], LostTable):
+                self.tables[name] = LostTable(error)
+                log.warning("%s. Opened read-only: what the other tables say is shown, anything that needs the %s "
+                            "table fails with this error", error, name)
         self.tables["status"] = upgrade_status(self.tables["status"])  # a registry of an older version
         self._saved_counts = status_counts(self)[0]
         self._dirty.clear()
 
+    def tables_changed(self) -> list[str]:
+        """The tables whose committed version is not the one this session read (another session
+        saved them since): one ``open`` each, and one for the undo log's manifest."""
+        committed = committed_versions(self.file_dir)
+        changed = []
+        for name, known in self._table_ids.items():
+            path = self.layout.table(name)
+            source = committed.get(str(path), path)
+            now = None if source is None else file_identity(source)
+            if now is None and source is not None and source != path:  # the backup vanished: the change committed
+                now = file_identity(path)
+            if now != known:
+                changed.append(name)
+        return changed
+
+    def refresh(self) -> bool:
+        """A read-only session: read the tables another session saved since this one read them
+        (and the chunks its journal names, and the pool's claims, on them); True if any. The common
+        case costs one ``open``: the status file is the one read (the reports the master merged are
+        deleted only after it saved the status; a change of another table alone, e.g. tags, is seen
+        with the next save of the status)."""
+        status = self.layout.table("status")
+        if file_identity(status) == self._table_ids.get("status", False):
+            return False
+        changed = self.tables_changed()
+        if not changed:
+            return False
+        from .jobstate.recovery import replay_journal
+
+        self._read_tables(changed, {n: CorruptFileError(t.message) for n, t in self.tables.items() if isinstance(t, LostTable)})
+        replay_journal(self)
+        self.session.pool = None  # the claims are applied to the new status again
+        self.session.applied_updates.clear()  # reports merged into the old status: again, if still there
+        return True
+
     def sync(self) -> int:
         """Merge what the nodes reported (update files, pool claims) into the status table,
         running the backend's ``pre_sync``/``post_sync`` hooks around it, as every sync does.
-        Returns the number of update batches merged."""
-        run_hook(self, "pre_sync")
-        claimed = sync_pool(self)
-        if self.cache_dir is None:
-            merged = sync_updates(self)
-        else:  # the jobs this sync finds done add their results to the cache
-            from .cached import publish_done
+        Returns the number of update batches merged (at least 1 if a read-only session read
+        tables again: its state changed).
 
-            was = ~np.isnan(self.status["done"].to_numpy())
-            merged = sync_updates(self)
-            publish_done(self, was)
+        A read-only session checks, after listing the update files, that the tables it holds are
+        still the ones committed, and reads them again if not: the writeable session deletes the
+        update files it merged only after it saved the status holding them, so a session that
+        read the status before that save and listed ``updates/`` after it would see neither."""
+        run_hook(self, "pre_sync")
+        refreshed = False
+        for _ in range(REREAD_ROUNDS):
+            claimed = sync_pool(self)
+            if self.cache_dir is None:
+                merged = sync_updates(self)
+            else:  # the jobs this sync finds done add their results to the cache
+                from .cached import publish_done
+
+                was = ~np.isnan(self.status["done"].to_numpy())
+                merged = sync_updates(self)
+                publish_done(self, was)
+            if self.writeable or not self.refresh():
+                break
+            refreshed = True
+        else:
+            log.warning("registry %s: the writeable session saved the tables %d times while this session merged "
+                        "the reports; showing the last versions read", self.file_dir, REREAD_ROUNDS)
         if claimed and not merged and self.writeable:
             self.save_state()
         run_hook(self, "post_sync")
-        return merged
+        return max(merged, int(refreshed))
 
     # ------------------------------------------------------------------- repr
     def __repr__(self) -> str:

@@ -133,9 +133,10 @@ def counts_from_summary(file_dir: str | os.PathLike, now: float) -> Status | Non
     """The registry's :class:`Status` from its summary file, or None if the table must be read: the
     summary is missing, describes another version of the status table, of another table or of the
     settings, or another format (a missing or damaged file: opening says so), a change is under
-    way (``.txn``), the nodes' reports wait to be merged, the registry has a worker pool (which
+    way (``.txn``) or a submission is (its journal), the nodes' reports wait to be merged, the registry has a worker pool (which
     keeps its own claims), or some submitted job has not finished (only the backend can say if
-    it is queued, running or gone)."""
+    it is queued, running or gone). The status file is checked again last: saved in between (a
+    submission that began and ended meanwhile), the table is read."""
     lay = Layout(file_dir)
     try:
         summary = json.loads(lay.status_summary.read_bytes())
@@ -146,12 +147,24 @@ def counts_from_summary(file_dir: str | os.PathLike, now: float) -> Status | Non
             return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    if counts.pop("unfinished") or lay.txn.exists() or lay.pool.exists():
-        return None
+    if counts.pop("unfinished") or lay.txn.exists() or lay.pool.exists() or _size(lay.journal):
+        return None  # a submission in progress (its journal): jobs live that the status does not name yet
     try:
         with os.scandir(lay.dir("updates")) as it:
             if any(is_data_file(e.name) for e in it):
                 return None
     except FileNotFoundError:
         pass
+    try:  # still the status summarised: not saved by a submission that ended after the summary was read
+        if summary["table"] != _identity(os.stat(lay.table("status"))):
+            return None
+    except OSError:
+        return None
     return Status(**counts, queued=0, running=0, expired=0, system=0, timestamp=now)
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0

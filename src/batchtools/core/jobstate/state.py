@@ -105,6 +105,8 @@ def masks(reg, pos: np.ndarray | None = None, system: tuple[set, set] | None = N
     if expired.any() and listed_here and reg.sync():
         # the reports were merged before the listing: a job that ended in between (its report
         # written before it ended) is neither listed nor merged; merged now, it is not expired
+        if pos is not None and reg.status is not st:  # a read-only session read the tables again
+            return _masks_of(reg, st["job_id"].to_numpy()[pos], (q, r))
         return masks(reg, pos, (q, r))
     if expired.any():
         found = adopt_results(reg, np.flatnonzero(expired) if pos is None else pos[expired])
@@ -124,6 +126,19 @@ def masks(reg, pos: np.ndarray | None = None, system: tuple[set, set] | None = N
         "terminated": done_t,
         "held": held,
     }
+
+
+def _masks_of(reg, ids: np.ndarray, system: tuple[set, set]) -> dict[str, np.ndarray]:
+    """:func:`masks` over the jobs ``ids`` in the status table as read again (their rows may have
+    moved); a job the writeable session removed meanwhile is in no state."""
+    all_ids = reg.job_ids
+    at = np.minimum(np.searchsorted(all_ids, ids), max(all_ids.size - 1, 0))
+    there = all_ids[at] == ids if all_ids.size else np.zeros(ids.size, bool)
+    out = {}
+    for name, m in masks(reg, at[there], system).items():
+        out[name] = np.zeros(ids.size, bool)
+        out[name][there] = m
+    return out
 
 
 def table_counts(st) -> dict[str, int]:

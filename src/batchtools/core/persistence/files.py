@@ -290,6 +290,22 @@ def write_pickle(path: str | os.PathLike, obj: Any, fsync: bool = False) -> None
     atomic_write_bytes(path, cloud_dumps(obj), fsync=fsync)
 
 
+def file_identity(path: str | os.PathLike) -> tuple[int, int, int, int] | None:
+    """Which version of the file at ``path`` is there now: (device, inode, size, mtime in ns), None
+    if there is none. Every registry file is replaced whole (a new inode), so another version has
+    another identity. Taken by opening the file: an NFS client checks an opened name with the server
+    (close-to-open consistency), a ``stat`` it may answer from its cache."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def read_pickle(path: str | os.PathLike) -> Any:
     with open(path, "rb") as fh:
         return pickle.load(fh)
