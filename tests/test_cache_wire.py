@@ -417,6 +417,12 @@ def test_a_job_seen_done_from_its_result_before_its_report_adds_its_result(tmp_p
     assert bt.get_status(reg=reg).done == 1  # adopted, not from a report
     reg.sync()
     assert len(ResultCache(cache)) == 1
+    # a job this session did not submit (pool workers, another session): no key held, added all the same
+    reg.session.cache_keys.clear()
+    reg.store.put(2, job_fun(2))
+    assert bt.get_status(reg=reg).done == 2
+    reg.sync()
+    assert len(ResultCache(cache)) == 2
     assert bt.explain_cache(1, reg=reg).hit
 
 

@@ -158,9 +158,10 @@ def _log_text(reg, ids: np.ndarray, hits: list[Hit]) -> str:
 
 def publish_done(reg, was_done: np.ndarray) -> int:
     """Add to the cache the results of the jobs done without error now that were not done before
-    (``was_done``: a mask over the status rows) or that this session submitted and has not added
-    yet (a job seen done before its report was merged, from its result: ``state.adopt_results``),
-    and did not come from the cache; how many were added. A read-only session adds nothing; a cache that cannot be written is a warning."""
+    (``was_done``: a mask over the status rows) or that were seen done before their reports were
+    merged (from their results: ``state.adopt_results``, ``reg.session.adopted``) or that this
+    session submitted and has not added yet, and did not come from the cache; how many were
+    added. A read-only session adds nothing; a cache that cannot be written is a warning."""
     if not reg.writeable:
         return 0
     st = reg.status
@@ -168,8 +169,11 @@ def publish_done(reg, was_done: np.ndarray) -> int:
     new = done & ~was_done
     known = reg.session.cache_keys
     job_ids = st["job_id"].to_numpy()
-    if known:  # submitted by this session: also those already seen done (adopted: result before status)
-        new |= done & np.isin(job_ids, np.fromiter(known, np.int64, len(known)))
+    adopted = reg.session.adopted
+    if known or adopted:  # also those seen done before (adopted: result before status), by any session
+        seen = np.fromiter([*known, *adopted], np.int64, len(known) + len(adopted))
+        new |= done & np.isin(job_ids, seen)
+        adopted.clear()
     if not new.any():
         return 0
     ok = new & null_mask(st["error"].to_numpy()) & null_mask(st["cached_from"].to_numpy())

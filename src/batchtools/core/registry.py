@@ -109,6 +109,7 @@ class SessionState:
     backend: dict[str, Any] = field(default_factory=dict)  # per-backend scratch (see :meth:`scratch`)
     cache: Any = None  # the registry's ResultCache (core.cached.cache_of)
     cache_keys: dict[int, Any] = field(default_factory=dict)  # job id -> its cache key, as submitted (core.cached)
+    adopted: set[int] = field(default_factory=set)  # jobs recorded done from their result, for the cache (core.cached)
 
     def scratch(self, name: str, factory: Callable[[], Any] = dict) -> Any:
         """The session memory of backend ``name`` (made by ``factory`` when first asked for), e.g.

@@ -246,6 +246,8 @@ def adopt_results(reg, rows: np.ndarray) -> np.ndarray:
         started = st["started"].to_numpy()[hit]
         set_rows(st, hit, "started", np.where(np.isnan(started), when, started))
         reg.mark_dirty("status")
+        if reg.cache_dir is not None:  # their reports, merged later, do not make them new: the cache adds them
+            reg.session.adopted.update(ids[have].tolist())
         log.info("jobs %s left the system without reporting, but their results exist: recorded as done",
                  ids[have][:10].tolist())
     return have
