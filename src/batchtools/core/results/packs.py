@@ -298,8 +298,15 @@ class PackFile:
         at = np.frombuffer(heads, dtype=np.int64)
         rows = np.frombuffer(buf, dtype=np.uint8)[at[:, None] + np.arange(HEADER.size)]
         f = rows.view(_HEADER_DTYPE)[:, 0]
+        self._extend(f, pos + at + HEADER.size + f["hlen"])
+
+    def _extend(self, f: np.ndarray, offsets: np.ndarray) -> None:
+        """Add intact records: their headers' fields ``f`` (of :data:`_HEADER_DTYPE`) and data
+        offsets (their hashes are added by the caller)."""
+        import numpy as np
+
         self.ids.frombytes(f["id"].astype(np.int64).tobytes())
-        self.offsets.frombytes((pos + at + HEADER.size + f["hlen"]).astype(np.int64).tobytes())
+        self.offsets.frombytes(offsets.astype(np.int64).tobytes())
         self.lengths.frombytes(f["length"].astype(np.int64).tobytes())
         self.crcs.frombytes(f["dcrc"].astype(np.uint32).tobytes())
         self.times.frombytes(f["when"].astype(np.float64).tobytes())
@@ -351,11 +358,7 @@ class PackFile:
             if job_hash is None:
                 job_hash = names[h] = h.decode(errors="replace")
             hashes.extend(itertools.repeat(job_hash, j - i))
-        self.ids.frombytes(f["id"].astype(np.int64).tobytes())
-        self.offsets.frombytes((pos + start).astype(np.int64).tobytes())
-        self.lengths.frombytes(f["length"].astype(np.int64).tobytes())
-        self.crcs.frombytes(f["dcrc"].astype(np.uint32).tobytes())
-        self.times.frombytes(f["when"].astype(np.float64).tobytes())
+        self._extend(f, pos + start)
         return int(nxt[-1])
 
     def read_on(self, size: int) -> bool:
