@@ -277,3 +277,48 @@ def test_multicore_chunks_pack_apart_and_interactive_jobs_share_one_closed_pack(
     bt.submit_jobs([1, 2])  # a later submission starts a new pack
     assert len(_packs(reg)) == 2 and bt.reduce_results_list() == list(range(50))
     assert bt.sweep_registry()["packs"] == 0  # 48 records of the first pack still count
+
+
+@pytest.mark.parametrize("damage", ["none", "header", "data", "magic_in_data", "garbage", "torn_tail", "two_hashes"])
+def test_a_large_window_is_indexed_at_once_as_record_by_record(tmp_path, monkeypatch, damage):
+    """Windows of many records are indexed at once up to the first bytes that are not a run of whole
+    intact records; the index is the one the record-by-record loop makes, whatever the damage."""
+    from batchtools.core.results import packs
+
+    d = tmp_path / "packs"
+    d.mkdir()
+    w = PackWriter(str(d), "a" * 40)
+    rng = random.Random(7)
+    for i in range(1, 3001):
+        data = pickle.dumps(b"BTR3" * (i % 5) + bytes(rng.randrange(0, 200)) if damage == "magic_in_data" else i * i)
+        w.append(i, ("b" if damage == "two_hashes" and i > 1500 else "a") * 40, data)
+    w.close()
+    (path,) = d.iterdir()
+    raw = bytearray(path.read_bytes())
+    mid = len(raw) // 2
+    if damage == "header":
+        raw[raw.find(b"BTR3", mid) + 12] ^= 0xFF
+    elif damage == "data":
+        raw[raw.find(b"BTR3", mid) + HEADER.size + 45] ^= 0xFF
+    elif damage == "garbage":
+        at = raw.find(b"BTR3", mid)
+        raw[at:at] = b"\x00garbage\x00" * 3
+    elif damage == "torn_tail":
+        raw = raw[:-7]
+    path.write_bytes(bytes(raw))
+
+    def index():
+        ix = PackIndex(str(d))
+        ix.refresh()
+        (pf,) = ix.files.values()
+        return (pf.ids.tolist(), pf.hashes, pf.offsets.tolist(), pf.lengths.tolist(), pf.crcs.tolist(),
+                pf.times.tolist(), pf.damage, pf.parsed)
+
+    assert len(raw) > packs.RUN_MIN
+    at_once = index()
+    monkeypatch.setattr(packs, "RUN_MIN", 1 << 62)
+    one_by_one = index()
+    assert at_once == one_by_one
+    assert len(at_once[0]) == {"none": 3000, "magic_in_data": 3000, "two_hashes": 3000, "torn_tail": 2999,
+                               "data": 3000, "header": 2999, "garbage": 3000}[damage]
+    assert (min(at_once[3]) < 0) == (damage == "data")

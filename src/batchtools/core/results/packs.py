@@ -72,6 +72,9 @@ PACK_LIMIT = 1 << 16
 PACK_CAP = 64 << 20
 # packs are read in windows of this size (or one record, if larger)
 BLOCK = 1 << 20
+# a window of at least this many bytes is indexed first at once (the intact records that follow
+# each other from its start), then record by record from the first other bytes on
+RUN_MIN = 64 << 10
 # the pack names of a collection start with this many characters of its hash (the packs shared by
 # the collections of one in-process submission: see ``journal.chunk_hash``)
 NAME_PREFIX = 27
@@ -249,6 +252,11 @@ def _resync(fd: int, start: int, size: int) -> int | None:
     return None
 
 
+# HEADER as a NumPy record (packed, little-endian), to take the fields of many headers at once
+_HEADER_DTYPE = [("magic", "S4"), ("hcrc", "<u4"), ("dcrc", "<u4"), ("id", "<i8"), ("when", "<f8"),
+                 ("length", "<u8"), ("hlen", "<u2")]
+
+
 class PackFile:
     """What has been read of one pack: its records' job ids, hashes, data offsets, lengths, data
     checksums and times (compact arrays: an index of a million results stays small), and the
@@ -282,6 +290,77 @@ class PackFile:
         self.crcs.append(dcrc)
         self.times.append(when)
 
+    def _add_heads(self, buf: bytes, heads: array, pos: int) -> None:
+        """Add the intact records whose headers start at ``heads`` of ``buf`` (read at ``pos`` of
+        the pack), their hashes already added: their fields taken from ``buf`` at once."""
+        import numpy as np
+
+        at = np.frombuffer(heads, dtype=np.int64)
+        rows = np.frombuffer(buf, dtype=np.uint8)[at[:, None] + np.arange(HEADER.size)]
+        f = rows.view(_HEADER_DTYPE)[:, 0]
+        self._extend(f, pos + at + HEADER.size + f["hlen"])
+
+    def _extend(self, f: np.ndarray, offsets: np.ndarray) -> None:
+        """Add intact records: their headers' fields ``f`` (of :data:`_HEADER_DTYPE`) and data
+        offsets (their hashes are added by the caller)."""
+        import numpy as np
+
+        self.ids.frombytes(f["id"].astype(np.int64).tobytes())
+        self.offsets.frombytes(offsets.astype(np.int64).tobytes())
+        self.lengths.frombytes(f["length"].astype(np.int64).tobytes())
+        self.crcs.frombytes(f["dcrc"].astype(np.uint32).tobytes())
+        self.times.frombytes(f["when"].astype(np.float64).tobytes())
+
+    def _read_run(self, buf: bytes, mv: memoryview, pos: int) -> int:
+        """Index the records of version 3 that start ``buf`` (read at ``pos`` of the pack) and
+        follow each other whole and intact, their headers parsed at once; where the first other
+        bytes start (0: none such), for the record-by-record loop to go on from."""
+        import numpy as np
+
+        a = np.frombuffer(buf, dtype=np.uint8)
+        n, size_h = a.size, HEADER.size
+        m = MAGIC
+        cand = np.flatnonzero((a[:-3] == m[0]) & (a[1:-2] == m[1]) & (a[2:-1] == m[2]) & (a[3:] == m[3]))
+        cand = cand[cand + size_h <= n]
+        if not cand.size or cand[0] != 0:
+            return 0
+        f = a[cand[:, None] + np.arange(size_h)].view(_HEADER_DTYPE)[:, 0]
+        hlen = f["hlen"].astype(np.int64)
+        start = cand + size_h + hlen
+        nxt = start + f["length"].astype(np.int64)
+        # the run: records each starting where the one before ends (a magic inside a record's data
+        # ends it: the loop goes on from there), whole in this window
+        over, brk = np.flatnonzero(nxt > n), np.flatnonzero(nxt[:-1] != cand[1:])
+        k = min(int(over[0]) if over.size else cand.size, int(brk[0]) + 1 if brk.size else cand.size)
+        if k <= 0:
+            return 0
+        cand, start, nxt, hlen, f = cand[:k], start[:k], nxt[:k], hlen[:k], f[:k]
+        c_l, s_l, e_l = cand.tolist(), start.tolist(), nxt.tolist()
+        hok = np.array([crc32(mv[c + 8:s]) for c, s in zip(c_l, s_l)], dtype=np.uint32) == f["hcrc"]
+        dok = np.array([crc32(mv[s:e]) for s, e in zip(s_l, e_l)], dtype=np.uint32) == f["dcrc"]
+        bad = np.flatnonzero(~(hok & dok))
+        if bad.size:  # the loop judges the first record that does not check, and what follows
+            k = int(bad[0])
+            if not k:
+                return 0
+            cand, start, nxt, hlen, f = cand[:k], start[:k], nxt[:k], hlen[:k], f[:k]
+            c_l, s_l = c_l[:k], s_l[:k]
+        # the records' hashes: one string per run of records with the same hash
+        names, hashes = self._names, self.hashes
+        if (hlen == hlen[0]).all():
+            hb = a[(cand + size_h)[:, None] + np.arange(int(hlen[0]))]
+            change = np.flatnonzero(np.r_[True, (hb[1:] != hb[:-1]).any(axis=1)]).tolist() + [k]
+        else:
+            change = list(range(k + 1))
+        for i, j in zip(change[:-1], change[1:]):
+            h = buf[c_l[i] + size_h:s_l[i]]
+            job_hash = names.get(h)
+            if job_hash is None:
+                job_hash = names[h] = h.decode(errors="replace")
+            hashes.extend(itertools.repeat(job_hash, j - i))
+        self._extend(f, pos + start)
+        return int(nxt[-1])
+
     def read_on(self, size: int) -> bool:
         """Read the records written since the last call (the file is now ``size`` bytes); whether
         anything new was found. A file shorter than what was read was cut short: it is read again."""
@@ -304,12 +383,14 @@ class PackFile:
             mv = memoryview(buf)
             n, p, need, stop = len(buf), 0, 0, False
             at_end = pos + n >= size
-            # bound methods: a million records look each up once, not six million times
-            add_id, add_hash, add_offset, add_length, add_crc, add_time = (
-                self.ids.append, self.hashes.append, self.offsets.append, self.lengths.append, self.crcs.append,
-                self.times.append)
+            # the usual records' header positions: their fields are taken from the window at once
+            heads = array("q")
+            add_head, add_hash = heads.append, self.hashes.append
             names = self._names
             h, job_hash, size_h = b"", "", HEADER.size
+            if n >= RUN_MIN:  # a window of many records: the whole ones that follow each other, at once
+                p = self._read_run(buf, mv, pos)
+                found = p > 0
             while p < n:
                 # the usual record (whole, intact, of this version) inline: indexing a million costs
                 # a function call and a tuple less each; the header's checksum covers its fields and
@@ -326,15 +407,14 @@ class PackFile:
                             job_hash = names.get(h)
                             if job_hash is None:
                                 job_hash = names[h] = h.decode(errors="replace")
-                        add_id(job_id)
+                        add_head(p)
                         add_hash(job_hash)
-                        add_offset(pos + start)
-                        add_length(length)
-                        add_crc(dcrc)
-                        add_time(when)
                         p = end
                         found = True
                         continue
+                if heads:
+                    self._add_heads(buf, heads, pos)
+                    del heads[:]
                 rec = _parse(buf, mv, p)
                 kind = rec[0]
                 # a damaged last record may be one being written on a file system slow to show its
@@ -358,6 +438,8 @@ class PackFile:
                                 "result that was there is reported lost. bt.repair_registry() marks such jobs as "
                                 "failed, to be submitted again", self.path, nxt - pos - p, pos + p)
                     p, found = nxt - pos, True
+            if heads:
+                self._add_heads(buf, heads, pos)
             pos += p
             if stop:
                 break
@@ -549,6 +631,7 @@ def read_located(packs: list[PackFile], pack_no: np.ndarray, rec_no: np.ndarray,
     the positions whose record could not be read or decoded, with the error (a gone pack:
     FileNotFoundError; a checksum that does not match: :class:`DamagedRecord`; what decoding raised)."""
     marker, fast = plain if plain is not None else (-1, decode)
+    mark = bytes([marker]) if 0 <= marker < 256 else None
     import numpy as np
 
     failed: dict[int, Exception] = {}
@@ -565,37 +648,51 @@ def read_located(packs: list[PackFile], pack_no: np.ndarray, rec_no: np.ndarray,
         offsets = np.frombuffer(pf.offsets, dtype=np.int64)[recs]
         order = np.argsort(offsets, kind="stable")
         at, recs, offsets = at[order], recs[order], offsets[order]
-        lengths = np.frombuffer(pf.lengths, dtype=np.int64)[recs].tolist()
-        crcs = np.frombuffer(pf.crcs, dtype=np.uint32)[recs].tolist()
-        offsets, at = offsets.tolist(), at.tolist()
+        lengths = np.frombuffer(pf.lengths, dtype=np.int64)[recs]
+        # a damaged record (-1) adds nothing to read
+        ends = offsets + np.maximum(lengths, 0)
+        # windows: from a record's start to the end of the records after it that fit within BLOCK
+        # bytes of it (at least one record each)
+        reach = np.maximum.accumulate(ends)
         try:
             fd = os.open(pf.path, os.O_RDONLY)
         except FileNotFoundError as e:
-            failed.update(dict.fromkeys(at, e))
+            failed.update(dict.fromkeys(at.tolist(), e))
             continue
         try:
-            a, m = 0, len(at)
+            a, m = 0, at.size
             while a < m:
-                start = end = offsets[a]
-                b = a
-                while b < m:
-                    stop = offsets[b] + lengths[b]  # a damaged record (-1) adds nothing to read
-                    if stop - start > BLOCK and b > a:
-                        break
-                    if stop > end:
-                        end = stop
-                    b += 1
+                start = int(offsets[a])
+                b = max(a + 1, int(np.searchsorted(reach, start + BLOCK, "right")))
+                end = int(reach[b - 1])
                 buf = os.pread(fd, end - start, start)
-                for j in range(a, b):
-                    s, n = offsets[j] - start, lengths[j]
-                    data = buf[s:s + n]
-                    if n >= 0 and len(data) == n and crc32(data) == crcs[j]:
+                w_at, w_recs = at[a:b].tolist(), recs[a:b]
+                w_s, w_e = (offsets[a:b] - start).tolist(), (ends[a:b] - start).tolist()
+                w_crc = np.frombuffer(pf.crcs, dtype=np.uint32)[w_recs].tolist()
+                bad = []
+                if len(buf) == end - start and lengths[a:b].min() >= 0:
+                    # the usual window: every record whole, each checked against its checksum
+                    for k, j, s, e, c in zip(range(b - a), w_at, w_s, w_e, w_crc):
+                        data = buf[s:e]
+                        if crc32(data) != c:
+                            bad.append(k)
+                            continue
                         try:
-                            out[at[j]] = fast(data) if n and buf[s] == marker else decode(data)
-                        except Exception as e:
-                            failed[at[j]] = e
+                            out[j] = fast(data) if data[:1] == mark else decode(data)
+                        except Exception as err:
+                            failed[j] = err
+                else:
+                    bad = range(b - a)
+                for k in bad:
+                    s, n, j = w_s[k], int(lengths[a + k]), w_at[k]
+                    data = buf[s:s + n] if n >= 0 else b""
+                    if n >= 0 and len(data) == n and crc32(data) == w_crc[k]:
+                        try:
+                            out[j] = fast(data) if data[:1] == mark else decode(data)
+                        except Exception as err:
+                            failed[j] = err
                     else:
-                        failed[at[j]] = _damage(pf, int(recs[j]), data)
+                        failed[j] = _damage(pf, int(w_recs[k]), data)
                 a = b
         finally:
             os.close(fd)
