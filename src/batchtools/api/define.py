@@ -207,8 +207,12 @@ def batch_map_results(fun: Callable, ids=None, *iterables: Iterable, more_args: 
     """Map ``fun(result, ...)`` over results of ``reg`` (the source), defining jobs in ``target``.
 
     ``ids``: the source's jobs (default: those done). Jobs not done yet may be named: nothing is
-    read when the jobs are defined, each reads its source result when it runs (so submit them
-    once the source jobs are done; one that runs before fails, naming the missing result).
+    read when the jobs are defined, each reads its source result when it runs. Each new job waits
+    for its source job as for a dependency (``submit_jobs(after=)``): submitted before that is
+    done, it is held, and ``wait_for_jobs``/``sync_registry`` of ``target`` submit it once it is
+    (reading the source registry, never writing it); a source job that failed, was never
+    submitted or removed holds it with the reason ``dependency`` until it is resubmitted and done.
+    ``target`` stores the source's folder for that (a later session honours it too).
 
     >>> import batchtools as bt
     >>> src = bt.make_registry(file_dir=None, make_default=False)
@@ -219,6 +223,21 @@ def batch_map_results(fun: Callable, ids=None, *iterables: Iterable, more_args: 
     >>> _ = bt.batch_map_results(lambda r, k: r * k, k=[2, 3], target=target, reg=src)
     >>> _ = bt.submit_jobs(reg=target); bt.reduce_results_list(reg=target)
     [20, 60]
+
+    Submitted before the source jobs ran, the new jobs wait for them:
+
+    >>> src = bt.make_registry(file_dir=None, make_default=False)
+    >>> src.cluster_functions = bt.make_cluster_functions_interactive()
+    >>> _ = bt.batch_map(lambda x: x * 10, x=[1, 2], reg=src)
+    >>> target = bt.make_registry(file_dir=None, make_default=False)
+    >>> target.cluster_functions = bt.make_cluster_functions_interactive()
+    >>> _ = bt.batch_map_results(lambda r: r + 1, ids=[1, 2], target=target, reg=src)
+    >>> _ = bt.submit_jobs(reg=target); bt.find_held(reg=target)["job_id"].tolist()
+    [1, 2]
+    >>> _ = bt.submit_jobs(reg=src); bt.wait_for_jobs(reg=target)
+    True
+    >>> bt.reduce_results_list(reg=target)
+    [11, 21]
     """
     source = resolve(reg)
     if not isinstance(target, RegistryState):
