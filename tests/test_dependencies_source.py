@@ -136,3 +136,21 @@ def test_removed_source_folder_holds(pair, tmp_path, caplog):
     assert bt.find_held(reg=tgt)["job_id"].tolist() == [1]
     assert bt.get_job_table(reg=tgt)["reason"].tolist() == [DEPENDENCY]
     assert "cannot be read" in caplog.text
+
+
+def test_pool_target_waits_for_its_source(pair, tmp_path):
+    src, tgt = pair
+    gate = tmp_path / "gate"
+    src.cluster_functions = bt.make_cluster_functions_multicore(2)
+    tgt.cluster_functions = bt.make_cluster_functions_multicore(1)
+    bt.batch_map(tenfold, x=[1, 2], more_args={"gate": str(gate)}, reg=src)
+    bt.batch_map_results(plus_one, ids=[1, 2], target=tgt, reg=src)
+    bt.submit_jobs(reg=src)
+    bt.submit_workers(1, reg=tgt)
+    assert bt.find_held(reg=tgt)["job_id"].tolist() == [1, 2]  # in no queue of the pool: no worker claims them
+    gate.write_text("")
+    assert bt.wait_for_jobs(reg=tgt, timeout=120)
+    assert bt.reduce_results_list(reg=tgt) == [11, 21]
+    assert bt.wait_for_jobs(reg=src, timeout=60)
+    src.cluster_functions.close()
+    tgt.cluster_functions.close()
