@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..core.dependencies import SOURCE
 from ..core.jobstate.state import done_mask
 from ..core.persistence.pickling import check_payload, check_stored_values, pickle_by_value
 from ..core.persistence.tables import new_status
@@ -112,7 +113,12 @@ def batch_map(fun: Callable, *iterables: Iterable, args=None, more_args: dict | 
     >>> bt.batch_map(lambda x, y: x + y, x=[1, 2, 3], y=[10])["job_id"].tolist()
     [1, 2, 3]
     """
-    reg = resolve(reg)
+    return _define_map(fun, iterables, args, more_args, resolve(reg), kwargs)
+
+
+def _define_map(fun: Callable, iterables: tuple, args, more_args: dict | None, reg: RegistryState, kwargs: dict,
+                extra: dict | None = None) -> pd.DataFrame:
+    """batch_map's work; ``extra``: entries for ``reg.extra``, saved with the jobs."""
     reg.assert_writeable("add jobs")
     require_kind(reg, "map", "batch_map")
     if not callable(fun):
@@ -152,8 +158,9 @@ def batch_map(fun: Callable, *iterables: Iterable, args=None, more_args: dict | 
         reg.write_bytes(reg.layout.more_args, more_pickled.payload)
         reg.positional = [p for p in positional if p in columns]
         reg.pass_job = pass_job
-        reg.extra = {**reg.extra, "code_files": {**more_pickled.files, **fun_pickled.files},
-                     "preload": sorted(fun_pickled.modules | more_pickled.modules)}
+        kept = {k: v for k, v in reg.extra.items() if k != SOURCE}  # a source is batch_map_results' own
+        reg.extra = {**kept, "code_files": {**more_pickled.files, **fun_pickled.files},
+                     "preload": sorted(fun_pickled.modules | more_pickled.modules), **(extra or {})}
         reg.defs = defs
         reg.status = new_status(ids, ids)
         reg.save()
@@ -200,8 +207,12 @@ def batch_map_results(fun: Callable, ids=None, *iterables: Iterable, more_args: 
     """Map ``fun(result, ...)`` over results of ``reg`` (the source), defining jobs in ``target``.
 
     ``ids``: the source's jobs (default: those done). Jobs not done yet may be named: nothing is
-    read when the jobs are defined, each reads its source result when it runs (so submit them
-    once the source jobs are done; one that runs before fails, naming the missing result).
+    read when the jobs are defined, each reads its source result when it runs. Each new job waits
+    for its source job as for a dependency (``submit_jobs(after=)``): submitted before that is
+    done, it is held, and ``wait_for_jobs``/``sync_registry`` of ``target`` submit it once it is
+    (reading the source registry, never writing it); a source job that failed, was never
+    submitted or removed holds it with the reason ``dependency`` until it is resubmitted and done.
+    ``target`` stores the source's folder for that (a later session honours it too).
 
     >>> import batchtools as bt
     >>> src = bt.make_registry(file_dir=None, make_default=False)
@@ -212,6 +223,21 @@ def batch_map_results(fun: Callable, ids=None, *iterables: Iterable, more_args: 
     >>> _ = bt.batch_map_results(lambda r, k: r * k, k=[2, 3], target=target, reg=src)
     >>> _ = bt.submit_jobs(reg=target); bt.reduce_results_list(reg=target)
     [20, 60]
+
+    Submitted before the source jobs ran, the new jobs wait for them:
+
+    >>> src = bt.make_registry(file_dir=None, make_default=False)
+    >>> src.cluster_functions = bt.make_cluster_functions_interactive()
+    >>> _ = bt.batch_map(lambda x: x * 10, x=[1, 2], reg=src)
+    >>> target = bt.make_registry(file_dir=None, make_default=False)
+    >>> target.cluster_functions = bt.make_cluster_functions_interactive()
+    >>> _ = bt.batch_map_results(lambda r: r + 1, ids=[1, 2], target=target, reg=src)
+    >>> _ = bt.submit_jobs(reg=target); bt.find_held(reg=target)["job_id"].tolist()
+    [1, 2]
+    >>> _ = bt.submit_jobs(reg=src); bt.wait_for_jobs(reg=target)
+    True
+    >>> bt.reduce_results_list(reg=target)
+    [11, 21]
     """
     source = resolve(reg)
     if not isinstance(target, RegistryState):
@@ -230,8 +256,8 @@ def batch_map_results(fun: Callable, ids=None, *iterables: Iterable, more_args: 
     names = _positional_names(sig, len(iterables) + 1)[1:]
     mapped = dict(zip(names, iterables))
     mapped.update(kwargs)
-    return batch_map(_apply_to_result, src_id=src_ids, **mapped,
-                     more_args={"fun": fun, "src_store": source.store, "more_args": more_args or {}},
-                     reg=target)
+    return _define_map(_apply_to_result, (), None,
+                       {"fun": fun, "src_store": source.store, "more_args": more_args or {}}, target,
+                       {"src_id": src_ids, **mapped}, extra={SOURCE: str(source.file_dir)})
 
 

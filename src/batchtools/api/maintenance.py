@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from ..core import registry as core
+from ..core.dependencies import SOURCE
 from ..core.jobstate.cleanup import drop_unused_resources, obsolete_external_dirs, obsolete_logs, remove_dirs
 from ..core.jobstate.state import done_mask, masks
 from ..core.jobstate.usage import record_usage
@@ -115,6 +116,7 @@ def clear_registry(reg: RegistryState | None = None) -> None:
         reg.extra = {**reg.extra, **reg.definitions.initial_extra()}
         reg.extra.pop("code_files", None)
         reg.extra.pop("preload", None)
+        reg.extra.pop(SOURCE, None)
         reg.save(tuple(reg.tables))
         reg.session.pool = None
         reg.after_commit(lambda: _remove_job_files(reg))

@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..core.contract.backend import run_hook
 from ..core.dependencies import (
+    SOURCE,
     check_after,
     hold,
     review,
@@ -23,7 +24,7 @@ from ..core.dependencies import (
 )
 from ..core.jobstate.resources import resource_id, validate_resources
 from ..core.jobstate.retry import RetryPolicy
-from ..core.jobstate.state import done_mask, on_system
+from ..core.jobstate.state import on_system
 from ..core.presentation.progress import progress
 from ..core.registry import RegistryState, resolve
 from ..core.submission import Submission, submit_backoff
@@ -105,7 +106,7 @@ def submit_jobs(ids=None, resources: dict | None = None, sleep=None, retry: Retr
     backoff = submit_backoff(reg, sleep)
     sub = Submission(reg, ids, resources, backoff, after=after)  # the plan: every chunk checked before anything is written
     dep = check_after(reg, sub.ids, after)
-    if dep is None and all(d is None for d in stored_after(reg, sub.pos if sub.size else sub.ids)):
+    if dep is None and SOURCE not in reg.extra and all(d is None for d in stored_after(reg, sub.pos if sub.size else sub.ids)):
         _hand_over(reg, sub)
     else:
         _submit_with_deps(reg, sub, ids, dep, resources, backoff)
@@ -136,10 +137,7 @@ def _submit_with_deps(reg: RegistryState, sub: Submission, ids_arg, dep, resourc
     was, and so does a call refused before."""
     if sub.size == 0:
         return
-    if dep is not None:
-        wait = np.full(sub.ids.size, not done_mask(reg, dep).all()) if dep.size else np.zeros(sub.ids.size, bool)
-    else:
-        wait = waiting(reg, sub.ids)
+    wait = waiting(reg, sub.ids, dep)
     enforced = scheduler_enforces(reg)
     system = on_system(reg) if enforced else None
     go, held, keep = ~wait, None, None

@@ -18,7 +18,7 @@ from ..core.jobstate import attempts
 from ..core.jobstate.ids import as_id_array
 from ..core.jobstate.resources import resource_id, validate_resources
 from ..core.jobstate.retry import CONTINUED, DEFAULT_POLICY
-from ..core.jobstate.state import done_mask, forget_runs, select, terminated_ids
+from ..core.jobstate.state import forget_runs, select, terminated_ids
 from ..core.persistence.tables import set_rows
 from ..core.presentation.display import DisplayFrame
 from ..core.registry import RegistryState, resolve
@@ -133,10 +133,7 @@ def submit_workers(n_workers: int, ids=None, resources: dict | None = None, idle
     if order.size:
         check_not_on_system(reg, order, pos)
     dep = check_after(reg, order, after)
-    if dep is not None:
-        wait = np.full(order.size, bool(dep.size) and not done_mask(reg, dep).all())
-    else:
-        wait = waiting(reg, order)
+    wait = waiting(reg, order, dep)
     pool = pool_state(reg) or PoolState(reg)
     if pool.workers:
         pool.current_states()  # one listing: which workers live (they count against max_workers)

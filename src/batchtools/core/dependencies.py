@@ -12,11 +12,19 @@ submission. :func:`review` (run by ``wait_for_jobs`` and ``sync_registry`` throu
 were asked for) and gives held jobs with a dependency that failed, expired, was never submitted
 or was removed the reason ``dependency`` (neither an error nor expired: resubmitting the
 dependency lifts it, and its success releases them).
+
+A job of :func:`batch_map_results` also waits for its *source* job, in the source registry: the
+registry's ``extra[SOURCE]`` names the source's folder (nothing is stored for other registries)
+and each job's source job is its ``src_id`` parameter. :func:`waiting` and :func:`review` treat
+it as one more dependency, read from the source registry opened read-only (its tables as last
+committed and its nodes' update files, never written); a source job that failed, was never
+submitted, was removed or is held for the reason ``dependency`` gives the reason ``dependency``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import numpy as np
@@ -24,12 +32,76 @@ import pandas as pd
 
 from .jobstate.ids import as_id_array
 from .jobstate.state import done_mask, forget_runs, masks, terminated_ids
+from .persistence.files import read_table
+from .persistence.layout import Layout
 from .persistence.tables import is_empty_view, null_mask, set_rows
+from .persistence.txn import committed_versions
 
 log = logging.getLogger("batchtools")
 
 HOLD_POOL = -1.0  # the hold_chunk of jobs held for the worker pool (submit_workers)
 DEPENDENCY = "dependency"  # the reason of a held job whose dependency cannot be done as things stand
+SOURCE = "map_results_source"  # reg.extra key: the folder of the registry whose results the jobs map (batch_map_results)
+
+
+def source_ids(reg, pos: np.ndarray) -> np.ndarray | None:
+    """The source job of each job at status rows ``pos`` (batch_map_results), None if the
+    registry maps no other registry's results."""
+    if not reg.extra.get(SOURCE):
+        return None
+    defs = reg.defs
+    def_id = reg.status["def_id"].to_numpy()[pos]
+    order = np.argsort(defs["def_id"].to_numpy(), kind="stable")
+    at = order[np.searchsorted(defs["def_id"].to_numpy(), def_id, sorter=order)]
+    return defs["src_id"].to_numpy()[at].astype(np.int64)
+
+
+def _source_view(reg):
+    """The source registry of ``reg``, read-only, synced: read again once its master saved its
+    status table, else only the nodes' new update files are merged (in memory). None if its
+    folder is gone."""
+    from .registry import RegistryState, check_format
+
+    memo = reg.session.scratch(SOURCE)
+    path = reg.extra[SOURCE]
+    view = memo.get("view")
+    try:
+        st = os.stat(view.layout.table("status") if view is not None else os.path.join(path, "registry.pkl"))
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if view is None or memo.get("stamp") != stamp:
+            layout = Layout(path)
+            meta = read_table(committed_versions(path).get(str(layout.meta), layout.meta) or layout.meta, "settings")
+            check_format(meta, layout.meta)
+            view = RegistryState(path, writeable=False, kind=meta.get("kind", "map"))
+            view.set_meta(meta)
+            view.read_tables()
+            st = os.stat(view.layout.table("status"))
+            memo["view"], memo["stamp"] = view, (st.st_ino, st.st_mtime_ns, st.st_size)
+        view.sync()
+    except (OSError, ValueError) as e:
+        log.warning("the source registry %s of this registry's jobs (batch_map_results) cannot be read (%s): jobs "
+                    "that wait for its results stay held", path, e)
+        memo.clear()
+        return None
+    return view
+
+
+def source_state(reg, src: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Over source job ids ``src``: (done, blocked: removed, failed, never submitted or held for
+    the reason ``dependency`` there, failed: of those, failed)."""
+    view = _source_view(reg)
+    if view is None:
+        return np.zeros(src.size, bool), np.ones(src.size, bool), np.zeros(src.size, bool)
+    known = view.job_ids
+    where = np.minimum(np.searchsorted(known, src), max(known.size - 1, 0))
+    exists = known[where] == src if known.size else np.zeros(src.size, bool)
+    pos = where[exists]
+    st = view.status
+    done, failed, blocked = np.zeros(src.size, bool), np.zeros(src.size, bool), ~exists
+    done[exists] = done_mask(view, src[exists])
+    failed[exists] = ~null_mask(st["error"].to_numpy()[pos])
+    blocked[exists] = failed[exists] | np.isnan(st["submitted"].to_numpy()[pos]) | blocked_mask(view, pos)
+    return done, blocked, failed
 
 
 def stored_after(reg, pos: np.ndarray) -> list[np.ndarray | None]:
@@ -122,12 +194,20 @@ def store_after(reg, ids: np.ndarray, dep: np.ndarray) -> None:
     reg.mark_dirty("status")
 
 
-def waiting(reg, ids: np.ndarray) -> np.ndarray:
-    """Which of ``ids`` wait for a stored dependency that is not done."""
-    out = np.zeros(ids.size, bool)
-    for k, dep in enumerate(stored_after(reg, reg.pos(ids))):
-        if dep is not None and dep.size:
-            out[k] = not done_mask(reg, dep).all()
+def waiting(reg, ids: np.ndarray, dep: np.ndarray | None = None) -> np.ndarray:
+    """Which of ``ids`` wait for a dependency that is not done: one of ``dep`` (if given, else
+    their stored ones) or their source job (batch_map_results)."""
+    pos = reg.pos(ids)
+    if dep is not None:
+        out = np.full(ids.size, bool(dep.size) and not done_mask(reg, dep).all())
+    else:
+        out = np.zeros(ids.size, bool)
+        for k, d in enumerate(stored_after(reg, pos)):
+            if d is not None and d.size:
+                out[k] = not done_mask(reg, d).all()
+    src = source_ids(reg, pos)
+    if src is not None and src.size:
+        out |= ~source_state(reg, src)[0]
     return out
 
 
@@ -172,6 +252,9 @@ def review(reg, system: tuple[set, set] | None = None) -> pd.DataFrame:
     if rows.size == 0:
         return empty
     st = reg.status
+    src = source_ids(reg, rows)
+    src_done, src_blocked, src_failed = (np.ones(rows.size, bool), np.zeros(rows.size, bool), np.zeros(0, bool)) \
+        if src is None else source_state(reg, src)
     cells = stored_after(reg, rows)
     lengths = np.array([0 if c is None else c.size for c in cells], np.int64)
     flat = np.concatenate([c for c in cells if c is not None]) if lengths.any() else np.empty(0, np.int64)
@@ -193,11 +276,11 @@ def review(reg, system: tuple[set, set] | None = None) -> pd.DataFrame:
         failed[exists] = m["error"] | m["expired"]
     held_ids = reg.job_ids[rows]
     ok = np.isin(flat, deps[good])
-    ready = np.bincount(owner[~ok], minlength=rows.size) == 0
+    ready = (np.bincount(owner[~ok], minlength=rows.size) == 0) & src_done
     blocked = np.zeros(rows.size, bool)
     bad_ids = deps[bad]
     while True:  # a job held on a blocked job is blocked too
-        now = np.bincount(owner[np.isin(flat, bad_ids)], minlength=rows.size) > 0
+        now = (np.bincount(owner[np.isin(flat, bad_ids)], minlength=rows.size) > 0) | src_blocked
         if (now == blocked).all():
             break
         blocked = now
@@ -209,7 +292,7 @@ def review(reg, system: tuple[set, set] | None = None) -> pd.DataFrame:
     if any(a is not b and a != b for a, b in zip(want.tolist(), reason.tolist())):
         newly = held_ids[blocked & (reason != DEPENDENCY)]
         if newly.size:  # a warning when something failed; a dependency not submitted yet may just come later
-            log.log(logging.WARNING if failed.any() else logging.INFO,
+            log.log(logging.WARNING if failed.any() or src_failed.any() else logging.INFO,
                     "jobs %s stay held: a job they wait for failed, expired, was never submitted or was removed "
                     "(reason 'dependency'); (re)submit it, and they are submitted once it is done", _shown(newly))
         set_rows(st, rows, "reason", want)
@@ -242,6 +325,9 @@ def scheduler_after(reg, ids: np.ndarray, system: tuple[set, set],
     dependencies (``dep``, else the stored ones) not done yet, if every one of them is on the
     system under a batch id of its own (not held, not in the worker pool's queues); None if one
     is not (the chunk is held)."""
+    src = source_ids(reg, reg.pos(ids))
+    if src is not None and not source_state(reg, src)[0].all():
+        return None  # a source job of another registry: the scheduler cannot wait for it
     deps = [dep] if dep is not None else [d for d in stored_after(reg, reg.pos(ids)) if d is not None]
     if not deps:
         return ()
