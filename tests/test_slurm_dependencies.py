@@ -15,6 +15,7 @@ import batchtools.backends.slurm as slurm_backend
 from batchtools.backends.slurm import MAX_DEPENDENCY, DependencyRefused, dependency_value, pending_on_dependencies
 from batchtools.core.persistence.files import write_pickle
 from conftest import require_daemon, wait_until
+from test_dependencies import step  # map: x squared once a gate file exists; reduce: a sum of results
 
 
 def slurm_registry(tmp_path, jobs=3):
@@ -298,29 +299,13 @@ def test_real_slurm_a_failed_dependency_is_never_satisfied_and_b_can_be_killed(r
     assert b not in reg.cluster_functions.list_jobs(reg)[0]
 
 
-def chain_step(kind, x, gate, job, flag=""):
-    """``map``: x squared, once the file ``gate`` exists (an error while the file ``flag`` exists);
-    ``reduce``: the sum of the results of jobs 1..x, read from the registry the job runs in."""
-    import os
-    import time
-
-    if kind == "map":
-        while not os.path.exists(gate):
-            time.sleep(0.1)
-        if flag and os.path.exists(flag):
-            raise RuntimeError("failed on purpose")
-        return x * x
-    store = bt.load_registry(job.file_dir, make_default=False, conf_file=None).store
-    return sum(store.get(i) for i in range(1, x + 1))
-
-
 def test_real_slurm_chain_submitted_at_once_waits_in_slurm_not_in_the_master(real, tmp_path):
     """Issue 29's acceptance on the real Slurm: a map -> reduce chain submitted at once through
     ``submit_jobs(after=)``; Slurm holds the reduce (squeue shows its dependency on the map's
     scheduler jobs) and starts it once they ended, with no master polling; the chain ends done."""
     reg, submitted = real
     gate = tmp_path / "go"
-    bt.batch_map(chain_step, kind=["map", "map", "reduce"], x=[1, 2, 2], gate=[str(gate)] * 3, reg=reg)
+    bt.batch_map(step, kind=["map", "map", "reduce"], x=[1, 2, 2], more_args={"gate": str(gate)}, reg=reg)
     bt.submit_jobs([1, 2], resources={"walltime": 300}, reg=reg)
     bt.submit_jobs([3], after=[1, 2], resources={"walltime": 300}, reg=reg)
     batch = bt.get_job_table(reg=reg)["batch_id"].tolist()
@@ -343,7 +328,7 @@ def test_real_slurm_a_failed_map_holds_the_reduce_and_a_fix_releases_it(real, tm
     gate, flag = tmp_path / "go", tmp_path / "fail"
     gate.touch()
     flag.touch()
-    bt.batch_map(chain_step, kind=["map", "reduce"], x=[3, 1], gate=[str(gate)] * 2, flag=[str(flag)] * 2, reg=reg)
+    bt.batch_map(step, kind=["map", "reduce"], x=[3, 1], more_args={"gate": str(gate), "flag": str(flag)}, reg=reg)
     bt.submit_jobs([1], resources={"walltime": 300}, reg=reg)
     bt.submit_jobs([2], after=[1], resources={"walltime": 300}, reg=reg)
     submitted.extend(bt.get_job_table(reg=reg)["batch_id"].tolist())
